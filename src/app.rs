@@ -1,0 +1,344 @@
+//! Orchestration for the binary: files → plan → output. Each command is a function from parsed
+//! arguments to an exit status; every failure is an [`Error`] with a one-line `Display`.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cli::{CheckCmd, InfoCmd, PlanArgs, PlanCmd, PlanFormat};
+use crate::organ::registration::{At, organ_hint};
+use crate::organ::{ConfigError, Organ, Registration};
+use crate::plan::{self, PlanError, PlanOptions, Speed, Timeline, layout};
+use crate::score::{self, Score, ScoreFileError, tempo::bpm};
+
+/// Any failure of a command, printed as `organ: <message>`.
+#[derive(Debug)]
+pub enum Error {
+    Score(ScoreFileError),
+    Config(ConfigError),
+    Plan(PlanError),
+    /// A bad command-line value.
+    Usage(String),
+    Io(String),
+    /// Something else, already phrased for the user.
+    Other(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Score(e) => e.fmt(f),
+            Error::Config(e) => e.fmt(f),
+            Error::Plan(e) => e.fmt(f),
+            Error::Usage(s) | Error::Io(s) | Error::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ScoreFileError> for Error {
+    fn from(e: ScoreFileError) -> Self {
+        Error::Score(e)
+    }
+}
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+impl From<PlanError> for Error {
+    fn from(e: PlanError) -> Self {
+        Error::Plan(e)
+    }
+}
+
+/// Exit status of a command that did its job (warnings may still make `check` fail).
+pub type Status = i32;
+
+/// The loaded inputs of a plan.
+pub struct Inputs {
+    pub score: Score,
+    pub organ: Organ,
+    pub registration: Option<Registration>,
+    pub options: PlanOptions,
+}
+
+/// The registration file beside a score: `x.mid` → `x.toml`.
+pub fn registration_beside(score: &Path) -> PathBuf {
+    score.with_extension("toml")
+}
+
+/// Loads score, organ and registration and turns the flags into [`PlanOptions`].
+///
+/// # Errors
+/// Any file or flag problem, as a one-line message.
+pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
+    let score = score::load_file(&a.score)?;
+    let reg_path = match (&a.registration, a.no_registration) {
+        (_, true) => None,
+        (Some(p), false) => {
+            if !p.is_file() {
+                return Err(Error::Usage(format!("{}: no such registration file", p.display())));
+            }
+            Some(p.clone())
+        }
+        (None, false) => Some(registration_beside(&a.score)).filter(|p| p.is_file()),
+    };
+    let reg_text = reg_path
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
+        .transpose()?;
+    let organ_name = match (&a.organ, reg_text.as_deref().and_then(organ_hint)) {
+        (Some(o), _) => o.clone(),
+        (None, Some(o)) => o,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "no organ given: add --organ NAME (available: {}), or `organ = \"NAME\"` in the registration file",
+                crate::organ::available_organs().join(", ")
+            )));
+        }
+    };
+    let organ = Organ::find(&organ_name)?;
+    let registration = match (&reg_path, &reg_text) {
+        (Some(p), Some(t)) => Some(Registration::from_toml(t, &p.display().to_string(), &organ)?),
+        _ => None,
+    };
+    let options = plan_options(a)?;
+    Ok(Inputs { score, organ, registration, options })
+}
+
+/// The flags as [`PlanOptions`].
+///
+/// # Errors
+/// Unparsable values.
+pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
+    let speed = match (&a.tempo, a.bpm) {
+        (Some(t), _) => Speed::parse_tempo(t).map_err(Error::Usage)?,
+        (None, Some(b)) if (10.0..=400.0).contains(&b) => Speed::Bpm(b),
+        (None, Some(b)) => return Err(Error::Usage(format!("--bpm {b}: use 10 to 400 beats per minute"))),
+        (None, None) => Speed::AsWritten,
+    };
+    if a.transpose.abs() > 24 {
+        return Err(Error::Usage(format!("--transpose {}: use -24 to 24 semitones", a.transpose)));
+    }
+    let at = |s: &Option<String>, flag: &str| -> Result<Option<At>, Error> {
+        s.as_deref().map(|s| At::parse(s).map_err(|e| Error::Usage(format!("{flag} {e}")))).transpose()
+    };
+    Ok(PlanOptions {
+        layout: a.layout.clone(),
+        map: a.map.clone(),
+        speed,
+        transpose: a.transpose,
+        from: at(&a.from, "--from")?,
+        until: at(&a.until, "--until")?,
+        stops: a.stops.clone(),
+        keep_stops: a.keep_stops,
+    })
+}
+
+/// Loads everything and plans.
+///
+/// # Errors
+/// As [`load_inputs`] and [`plan::plan`].
+pub fn make_plan(a: &PlanArgs) -> Result<(Inputs, Timeline), Error> {
+    let inputs = load_inputs(a)?;
+    let timeline = plan::plan(&inputs.score, &inputs.organ, inputs.registration.as_ref(), &inputs.options)?;
+    Ok((inputs, timeline))
+}
+
+fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match f(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // `organ plan … | head` closes the pipe: that is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Io(format!("cannot write the output: {e}"))),
+    }
+}
+
+/// `organ plan`.
+///
+/// # Errors
+/// As [`make_plan`], and write errors.
+pub fn cmd_plan(c: &PlanCmd) -> Result<Status, Error> {
+    let (_, timeline) = make_plan(&c.plan)?;
+    write_out(|out| {
+        let mut out = out;
+        match c.format {
+            PlanFormat::Text => timeline.write_text(&mut out),
+            PlanFormat::Jsonl => timeline.write_jsonl(&mut out),
+        }
+    })?;
+    for w in &timeline.warnings {
+        eprintln!("organ: warning: {}: {w}", timeline.score_name);
+    }
+    Ok(0)
+}
+
+/// Every warning about a score and its plan, one line each, with positions.
+pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
+    let mut w: Vec<String> = score
+        .warnings
+        .iter()
+        .map(|x| {
+            let at = x.tick.map(|t| format!(" (from bar {})", score.meter.position(t))).unwrap_or_default();
+            let part = x.part.map(|p| format!("part {p}: ")).unwrap_or_default();
+            format!("{part}{}{at}", x.message)
+        })
+        .collect();
+    w.extend(timeline.warnings.iter().cloned());
+    w
+}
+
+/// What was stripped from the score, as a sentence, or `None`.
+pub fn stripped_summary(score: &Score) -> Option<String> {
+    let s = score.stripped;
+    let items: Vec<String> = [
+        (s.program_changes, "program change"),
+        (s.controllers, "controller"),
+        (s.pitch_bends, "pitch bend"),
+        (s.aftertouch, "aftertouch"),
+        (s.sysex, "SysEx"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+    .collect();
+    (!items.is_empty()).then(|| {
+        format!(
+            "{} in the score {} not sent to the organ (only notes and the organ's own stop messages are)",
+            crate::text::join_and(&items),
+            if s.total() == 1 { "is" } else { "are" }
+        )
+    })
+}
+
+/// `organ check`.
+///
+/// # Errors
+/// As [`make_plan`].
+pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
+    let (inputs, timeline) = make_plan(&c.plan)?;
+    let score = &inputs.score;
+    let mut out = String::new();
+    let assignment = plan_assignment(&inputs)?;
+    let parts: Vec<String> = score
+        .parts
+        .iter()
+        .zip(&assignment)
+        .map(|(p, d)| {
+            format!("{}→{}", p.number, d.map_or("(not played)".to_string(), |d| inputs.organ.divisions[d].name.clone()))
+        })
+        .collect();
+    out.push_str(&format!(
+        "{}: {} part(s) on {} ({}), {} messages, {} long, {} registration change(s){}\n",
+        score.name,
+        score.parts.len(),
+        inputs.organ.name,
+        parts.join(" "),
+        timeline.events.len(),
+        timeline.duration,
+        timeline.registrations.len().saturating_sub(1 + usize::from(timeline.cancel_at_end)),
+        inputs
+            .registration
+            .as_ref()
+            .map(|r| format!(" from {}", r.source))
+            .unwrap_or_else(|| " (no registration file)".into())
+    ));
+    if let Some(s) = stripped_summary(score) {
+        out.push_str(&format!("note: {s}\n"));
+    }
+    let warnings = all_warnings(score, &timeline);
+    for w in &warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if warnings.is_empty() {
+        out.push_str("ok: no problems found\n");
+    } else {
+        out.push_str(&format!("ok with {} warning(s)\n", warnings.len()));
+    }
+    write_out(|o| o.write_all(out.as_bytes()))?;
+    Ok(if c.deny_warnings && !warnings.is_empty() { 1 } else { 0 })
+}
+
+fn plan_assignment(inputs: &Inputs) -> Result<Vec<Option<usize>>, Error> {
+    let reg = inputs.registration.as_ref();
+    let (l, from) = match (&inputs.options.layout, reg.and_then(|r| r.layout.clone())) {
+        (Some(l), _) => (l.clone(), "--layout".to_string()),
+        (None, Some(l)) => (l, reg.map(|r| r.source.clone()).unwrap_or_default()),
+        _ => (plan::DEFAULT_LAYOUT.to_string(), "the default".to_string()),
+    };
+    let map = inputs.options.map.as_deref().or(reg.and_then(|r| r.map.as_deref()));
+    Ok(layout::resolve(&inputs.score, &inputs.organ, layout::LayoutSource { layout: &l, from: &from }, map)?)
+}
+
+/// `organ info`.
+///
+/// # Errors
+/// An unloadable score or organ.
+pub fn cmd_info(c: &InfoCmd) -> Result<Status, Error> {
+    let score = score::load_file(&c.score)?;
+    let reg = registration_beside(&c.score);
+    let organ_name = c
+        .organ
+        .clone()
+        .or_else(|| std::fs::read_to_string(&reg).ok().and_then(|t| organ_hint(&t)))
+        .unwrap_or_else(|| "st-marys".to_string());
+    let organ = Organ::find(&organ_name)?;
+    let mut o = String::new();
+    let end = score.last_note_end();
+    let timing = match score.timing {
+        score::Timing::Metrical { ppq } => format!("{ppq} ticks per quarter note"),
+        score::Timing::Timecode { fps, subframes } => {
+            format!(
+                "SMPTE {} fps × {subframes} ticks per frame",
+                if fps == 29 { "29.97".to_string() } else { fps.to_string() }
+            )
+        }
+    };
+    o.push_str(&format!(
+        "{}: SMF format {}, {timing}, {} track(s), {} part(s), {} notes\n",
+        score.name,
+        score.format,
+        score.tracks,
+        score.parts.len(),
+        score.note_count()
+    ));
+    o.push_str(&format!(
+        "length: {} to the last note ({} bars), {} to the end of the file\n",
+        score.tempo.micros(end),
+        score.meter.position(end.saturating_sub(1)).bar,
+        score.tempo.micros(score.end_tick)
+    ));
+    o.push_str("parts:\n");
+    for p in &score.parts {
+        o.push_str(&format!("  {}  (track {})\n", layout::describe_part(p), p.track + 1));
+    }
+    o.push_str("tempo:\n");
+    for c in score.tempo.changes() {
+        o.push_str(&format!(
+            "  bar {:<8} {:>7.2} bpm ({} µs per quarter) at {}\n",
+            score.meter.position(c.tick).to_string(),
+            bpm(c.us_per_quarter),
+            c.us_per_quarter,
+            score.tempo.micros(c.tick)
+        ));
+    }
+    o.push_str("time signatures:\n");
+    for (m, bar) in score.meter.changes() {
+        o.push_str(&format!("  bar {bar:<8} {}/{}\n", m.numerator, 1u32 << m.denominator_pow2.min(31)));
+    }
+    if let Some(s) = stripped_summary(&score) {
+        o.push_str(&format!("note: {s}\n"));
+    }
+    for w in &score.warnings {
+        let at = w.tick.map(|t| format!(" (from bar {})", score.meter.position(t))).unwrap_or_default();
+        let part = w.part.map(|p| format!("part {p}: ")).unwrap_or_default();
+        o.push_str(&format!("warning: {part}{}{at}\n", w.message));
+    }
+    o.push_str(&format!("suggested layout for {}: --layout {}\n", organ.name, layout::suggest_layout(&score, &organ)));
+    write_out(|out| out.write_all(o.as_bytes()))?;
+    Ok(0)
+}

@@ -1,0 +1,136 @@
+//! Command-line interface (clap derive). The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Play MIDI scores on a pipe organ: the right manuals, stops and couplers, exactly on time.
+///
+/// Scores are MIDI files with one track per staff, e.g. SSGGP: Swell right hand, Swell left hand,
+/// Great right hand, Great left hand, Pedal (as exported by MuseScore). The organ is described by
+/// a TOML file (organs/<name>.toml) that says which MIDI channel each keyboard listens on and
+/// which message draws each stop. A registration file beside the score (bwv643.toml next to
+/// bwv643.mid) says which stops are drawn and when.
+#[derive(Debug, Parser)]
+#[command(name = "organ", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:\n  \
+    organ info scores/bwv643.mid\n  \
+    organ check scores/bwv643.mid --organ st-marys\n  \
+    organ plan scores/bwv643.mid --organ st-marys --from 5 --until 8\n  \
+    organ plan scores/bwv643.mid --organ st-marys --format jsonl > plan.jsonl")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the exact plan: every message that would be sent, when, and why.
+    Plan(PlanCmd),
+    /// Check a score, organ and registration together; print warnings. Exit 0 when it can be played.
+    Check(CheckCmd),
+    /// Describe a MIDI file: parts, tempo and time signatures, length, a suggested layout.
+    Info(InfoCmd),
+}
+
+/// How to read the score and what to play of it: shared by plan, check and play.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// The MIDI file (.mid) to play.
+    pub score: PathBuf,
+
+    /// Organ definition: a name found as organs/NAME.toml (current directory, then
+    /// ~/.config/organ/organs, then built in), or a path to a .toml file. Defaults to the
+    /// registration file's `organ = "…"`.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
+
+    /// Registration file. By default SCORE with .toml instead of .mid, when it exists.
+    #[arg(long, short = 'r', value_name = "FILE", conflicts_with = "no_registration")]
+    pub registration: Option<PathBuf>,
+
+    /// Ignore the registration file beside the score (play with --stops only).
+    #[arg(long)]
+    pub no_registration: bool,
+
+    /// Which division plays each part, one letter per part in order (division codes from the
+    /// organ file; - leaves a part out). Default: the registration file's layout, else SSGGP.
+    #[arg(long, short = 'l', value_name = "LETTERS")]
+    pub layout: Option<String>,
+
+    /// Override single parts: 1-based part numbers as `organ info` prints them, e.g.
+    /// --map 1=swell,2=swell,5=pedal (division name or code; `none` leaves a part out).
+    #[arg(long, value_name = "PART=DIVISION,...")]
+    pub map: Option<String>,
+
+    /// Play at a percentage of the written tempo, e.g. --tempo 80% (tempo changes keep their
+    /// proportions).
+    #[arg(long, value_name = "PERCENT", conflicts_with = "bpm")]
+    pub tempo: Option<String>,
+
+    /// Play with the opening tempo at this many quarter notes per minute (later tempo changes
+    /// keep their proportions).
+    #[arg(long, value_name = "BPM")]
+    pub bpm: Option<f64>,
+
+    /// Transpose by semitones, e.g. --transpose -2 (notes outside a keyboard are folded by
+    /// octaves into it).
+    #[arg(long, short = 't', value_name = "SEMITONES", allow_negative_numbers = true, default_value_t = 0)]
+    pub transpose: i32,
+
+    /// Start at this bar (or bar:beat, or seconds like 12.5s). The registration in force there is
+    /// drawn first.
+    #[arg(long, value_name = "BAR")]
+    pub from: Option<String>,
+
+    /// Stop at the end of this bar (or at bar:beat, or seconds).
+    #[arg(long, value_name = "BAR")]
+    pub until: Option<String>,
+
+    /// Stops, couplers or presets drawn at the start, on top of the registration, e.g.
+    /// --stops "Gt Principal 4,Sw to Ped".
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub stops: Vec<String>,
+
+    /// Leave the stops drawn at the end instead of cancelling them.
+    #[arg(long)]
+    pub keep_stops: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// An aligned table for reading.
+    Text,
+    /// One JSON object per message (t_us, bytes, kind, division, name, part, bar, beat, tick).
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCmd {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckCmd {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Exit with status 1 when there are warnings.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoCmd {
+    /// The MIDI file.
+    pub score: PathBuf,
+
+    /// Organ to suggest a layout for (default: the registration file's, else st-marys).
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
+}

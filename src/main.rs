@@ -1,0 +1,23 @@
+//! The `organ` binary: parse the command line, run the command, print any error as one line.
+//! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings,
+//! 2 error, 130 interrupted.
+
+use clap::Parser;
+use organ::app;
+use organ::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Plan(c) => app::cmd_plan(c),
+        Command::Check(c) => app::cmd_check(c),
+        Command::Info(c) => app::cmd_info(c),
+    };
+    match result {
+        Ok(status) => std::process::exit(status),
+        Err(e) => {
+            eprintln!("organ: error: {e}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,669 @@
+//! The TOML schema of organ definitions and its checks. Every error carries the file, line and
+//! column of the offending value.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use toml::Spanned;
+
+use super::{ConfigError, Control, ControlKind, DisconnectPolicy, Division, Location, Organ, Preset};
+use crate::midi::{Channel, Message, Micros, ShortMsg, parse_hex};
+use crate::text::{did_you_mean, line_col, normalize_name};
+
+/// A TOML table kept in file order, with the span of each key.
+pub(crate) struct Ordered<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = Ordered<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ordered<V>, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, val)) = m.next_entry::<Spanned<String>, V>()? {
+                    v.push((k, val));
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V2(PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrganFile {
+    name: Spanned<String>,
+    output: Option<Spanned<String>>,
+    on_disconnect: Option<Spanned<String>>,
+    division: Option<Ordered<DivisionFile>>,
+    #[serde(default)]
+    stop: Vec<StopFile>,
+    #[serde(default)]
+    coupler: Vec<CouplerFile>,
+    #[serde(default)]
+    tremulant: Vec<TremulantFile>,
+    preset: Option<Ordered<Vec<Spanned<String>>>>,
+    cancel: Option<CancelFile>,
+    timing: Option<TimingFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DivisionFile {
+    code: Spanned<String>,
+    channel: Spanned<i64>,
+    compass: Option<Spanned<Vec<i64>>>,
+    grandorgue: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopFile {
+    name: Spanned<String>,
+    division: Spanned<String>,
+    on: Spanned<MsgFile>,
+    off: Option<Spanned<MsgFile>>,
+    grandorgue: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CouplerFile {
+    name: Spanned<String>,
+    from: Spanned<String>,
+    to: Spanned<String>,
+    on: Spanned<MsgFile>,
+    off: Option<Spanned<MsgFile>>,
+    grandorgue: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TremulantFile {
+    name: Spanned<String>,
+    division: Option<Spanned<String>>,
+    on: Spanned<MsgFile>,
+    off: Option<Spanned<MsgFile>>,
+    grandorgue: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelFile {
+    message: Option<Spanned<MsgFile>>,
+    at_end: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimingFile {
+    stop_lead_ms: Option<Spanned<i64>>,
+    stop_pace_ms: Option<Spanned<i64>>,
+}
+
+/// One message as written: exactly one of `note`, `cc`, `program`, `nrpn`, `sysex`, `raw`.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MsgFile {
+    note: Option<i64>,
+    velocity: Option<i64>,
+    cc: Option<i64>,
+    value: Option<i64>,
+    program: Option<i64>,
+    nrpn: Option<i64>,
+    channel: Option<i64>,
+    sysex: Option<String>,
+    raw: Option<String>,
+}
+
+/// A checked message form, kept so that the off message can be inferred from the on.
+#[derive(Debug, Clone)]
+enum Form {
+    Note { ch: Channel, key: u8 },
+    Cc { ch: Channel, cc: u8, value: u8 },
+    Nrpn { ch: Channel, param: u16, value: u16 },
+    Program,
+    Bytes,
+}
+
+pub(crate) struct Ctx<'a> {
+    pub text: &'a str,
+    pub file: &'a str,
+}
+
+impl Ctx<'_> {
+    pub fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Invalid { at: Location { file: self.file.to_string(), line, column }, message: message.into() }
+    }
+
+    /// Converts a toml/serde error into one with file, line and column.
+    pub fn toml_err(&self, e: &toml::de::Error) -> ConfigError {
+        let msg = e.message().trim().replace('\n', " ");
+        match e.span() {
+            Some(span) => self.err(span, msg),
+            None => {
+                ConfigError::Invalid { at: Location { file: self.file.to_string(), line: 1, column: 1 }, message: msg }
+            }
+        }
+    }
+}
+
+fn nrpn_messages(ch: Channel, param: u16, value: u16) -> Vec<Message> {
+    let mut v = vec![
+        Message::Short(ShortMsg::cc(ch, 99, (param >> 7) as u8)),
+        Message::Short(ShortMsg::cc(ch, 98, (param & 0x7F) as u8)),
+    ];
+    if value > 127 {
+        v.push(Message::Short(ShortMsg::cc(ch, 6, (value >> 7) as u8)));
+        v.push(Message::Short(ShortMsg::cc(ch, 38, (value & 0x7F) as u8)));
+    } else {
+        v.push(Message::Short(ShortMsg::cc(ch, 6, value as u8)));
+    }
+    v
+}
+
+fn message(ctx: &Ctx, m: &Spanned<MsgFile>) -> Result<(Form, Vec<Message>), ConfigError> {
+    let span = m.span();
+    let f = m.get_ref();
+    let forms = [
+        ("note", f.note.is_some()),
+        ("cc", f.cc.is_some()),
+        ("program", f.program.is_some()),
+        ("nrpn", f.nrpn.is_some()),
+        ("sysex", f.sysex.is_some()),
+        ("raw", f.raw.is_some()),
+    ];
+    let given: Vec<&str> = forms.iter().filter(|x| x.1).map(|x| x.0).collect();
+    let hint = "write one of {note, channel}, {cc, value, channel}, {program, channel}, {nrpn, value, channel}, {sysex = \"F0 .. F7\"} or {raw = \"B0 14 7F\"}";
+    if given.len() != 1 {
+        return Err(ctx.err(
+            span,
+            if given.is_empty() {
+                format!("a message needs a form; {hint}")
+            } else {
+                format!("a message has one form, not {}; {hint}", given.join(" and "))
+            },
+        ));
+    }
+    let range = |what: &str, v: i64, lo: i64, hi: i64| -> Result<i64, ConfigError> {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ctx.err(span.clone(), format!("{what} = {v} is out of range ({lo}-{hi})")))
+        }
+    };
+    let channel = |allowed: bool| -> Result<Option<Channel>, ConfigError> {
+        match (f.channel, allowed) {
+            (None, true) => Err(ctx.err(span.clone(), format!("the {} message needs a channel (1-16)", given[0]))),
+            (Some(c), true) => Ok(Some(Channel::from_user(c).ok_or_else(|| {
+                ctx.err(span.clone(), format!("channel = {c} is out of range (MIDI channels are 1-16)"))
+            })?)),
+            (Some(_), false) => {
+                Err(ctx.err(span.clone(), format!("a {} message carries its own bytes; remove `channel`", given[0])))
+            }
+            (None, false) => Ok(None),
+        }
+    };
+    let unexpected = |key: &str, present: bool| -> Result<(), ConfigError> {
+        if present {
+            Err(ctx.err(span.clone(), format!("`{key}` does not belong in a {} message", given[0])))
+        } else {
+            Ok(())
+        }
+    };
+    match given[0] {
+        "note" => {
+            unexpected("value", f.value.is_some())?;
+            let ch = channel(true)?.expect("required");
+            let key = range("note", f.note.expect("given"), 0, 127)? as u8;
+            let velocity = range("velocity", f.velocity.unwrap_or(127), 1, 127)? as u8;
+            Ok((Form::Note { ch, key }, vec![Message::Short(ShortMsg::note_on(ch, key, velocity))]))
+        }
+        "cc" => {
+            unexpected("velocity", f.velocity.is_some())?;
+            let ch = channel(true)?.expect("required");
+            let cc = range("cc", f.cc.expect("given"), 0, 127)? as u8;
+            let value = range("value", f.value.unwrap_or(127), 0, 127)? as u8;
+            Ok((Form::Cc { ch, cc, value }, vec![Message::Short(ShortMsg::cc(ch, cc, value))]))
+        }
+        "program" => {
+            unexpected("value", f.value.is_some())?;
+            unexpected("velocity", f.velocity.is_some())?;
+            let ch = channel(true)?.expect("required");
+            let p = range("program", f.program.expect("given"), 0, 127)? as u8;
+            Ok((Form::Program, vec![Message::Short(ShortMsg::program(ch, p))]))
+        }
+        "nrpn" => {
+            unexpected("velocity", f.velocity.is_some())?;
+            let ch = channel(true)?.expect("required");
+            let param = range("nrpn", f.nrpn.expect("given"), 0, 16383)? as u16;
+            let value = range("value", f.value.unwrap_or(127), 0, 16383)? as u16;
+            Ok((Form::Nrpn { ch, param, value }, nrpn_messages(ch, param, value)))
+        }
+        form => {
+            unexpected("value", f.value.is_some())?;
+            unexpected("velocity", f.velocity.is_some())?;
+            channel(false)?;
+            let text = if form == "sysex" { f.sysex.as_deref() } else { f.raw.as_deref() }.expect("given");
+            let bytes = parse_hex(text).map_err(|e| ctx.err(span.clone(), format!("{form}: {e}")))?;
+            if form == "sysex" && (bytes.first() != Some(&0xF0) || bytes.last() != Some(&0xF7)) {
+                return Err(ctx.err(span.clone(), "sysex must start with F0 and end with F7"));
+            }
+            let msgs = Message::parse_many(&bytes).map_err(|e| ctx.err(span.clone(), format!("{form}: {e}")))?;
+            if form == "sysex" && msgs.len() != 1 {
+                return Err(ctx.err(span.clone(), "sysex holds exactly one F0 … F7 message; use raw for several"));
+            }
+            Ok((Form::Bytes, msgs))
+        }
+    }
+}
+
+/// The off messages: as written, or inferred from the on form.
+fn off_messages(
+    ctx: &Ctx,
+    what: &str,
+    name: &Spanned<String>,
+    on: &Form,
+    off: Option<&Spanned<MsgFile>>,
+) -> Result<Vec<Message>, ConfigError> {
+    if let Some(off) = off {
+        return Ok(message(ctx, off)?.1);
+    }
+    match *on {
+        Form::Note { ch, key, .. } => Ok(vec![Message::Short(ShortMsg::note_off(ch, key))]),
+        Form::Cc { ch, cc, value } if value != 0 => Ok(vec![Message::Short(ShortMsg::cc(ch, cc, 0))]),
+        Form::Nrpn { ch, param, value } if value != 0 => Ok(nrpn_messages(ch, param, 0)),
+        Form::Cc { .. } | Form::Nrpn { .. } => Err(ctx.err(
+            name.span(),
+            format!("{what} \"{}\": its on value is 0, so the off cannot be inferred; add `off = {{ … }}`", name.get_ref()),
+        )),
+        Form::Program | Form::Bytes => Err(ctx.err(
+            name.span(),
+            format!(
+                "{what} \"{}\" needs an `off` message: it cannot be inferred from a program change, SysEx or raw message",
+                name.get_ref()
+            ),
+        )),
+    }
+}
+
+pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
+    let ctx = Ctx { text, file: source };
+    let f: OrganFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
+    let Some(division_table) = f.division else {
+        return Err(ctx.err(0..0, "no divisions: add at least one [division.<name>] with code and channel"));
+    };
+
+    let mut divisions: Vec<Division> = Vec::new();
+    for (key, d) in &division_table.0 {
+        let code_str = d.code.get_ref().trim();
+        let mut chars = code_str.chars();
+        let code = match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_alphabetic() => c.to_ascii_uppercase(),
+            _ => {
+                return Err(
+                    ctx.err(d.code.span(), format!("code = \"{code_str}\": a division code is one letter, e.g. \"S\""))
+                );
+            }
+        };
+        if let Some(other) = divisions.iter().find(|o| o.code == code) {
+            return Err(ctx.err(d.code.span(), format!("code \"{code}\" is already used by division {}", other.name)));
+        }
+        let channel = Channel::from_user(*d.channel.get_ref()).ok_or_else(|| {
+            ctx.err(
+                d.channel.span(),
+                format!("channel = {} is out of range (MIDI channels are 1-16)", d.channel.get_ref()),
+            )
+        })?;
+        if let Some(other) = divisions.iter().find(|o| o.channel == channel) {
+            return Err(ctx.err(
+                d.channel.span(),
+                format!(
+                    "channel {} is already used by division {}; each division needs its own channel",
+                    channel.user(),
+                    other.name
+                ),
+            ));
+        }
+        let compass = match &d.compass {
+            None => (36, 96),
+            Some(c) => match c.get_ref().as_slice() {
+                &[lo, hi] if (0..=127).contains(&lo) && (0..=127).contains(&hi) && hi - lo >= 11 => {
+                    (lo as u8, hi as u8)
+                }
+                _ => {
+                    return Err(ctx.err(
+                        c.span(),
+                        "compass = [lowest, highest]: two MIDI keys 0-127, at least an octave apart (e.g. [36, 96])",
+                    ));
+                }
+            },
+        };
+        divisions.push(Division {
+            name: key.get_ref().clone(),
+            code,
+            channel,
+            compass,
+            grandorgue: d.grandorgue.clone(),
+        });
+    }
+
+    let division_index = |s: &Spanned<String>| -> Result<usize, ConfigError> {
+        let n = normalize_name(s.get_ref());
+        divisions.iter().position(|d| normalize_name(&d.name) == n).ok_or_else(|| {
+            let names: Vec<&str> = divisions.iter().map(|d| d.name.as_str()).collect();
+            let hint = did_you_mean(s.get_ref(), names.iter().copied());
+            ctx.err(
+                s.span(),
+                format!(
+                    "unknown division \"{}\"{}",
+                    s.get_ref(),
+                    if hint.is_empty() { format!("; the divisions are {}", names.join(", ")) } else { hint }
+                ),
+            )
+        })
+    };
+
+    let mut controls: Vec<Control> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut add = |ctx: &Ctx, name: &Spanned<String>, control: Control| -> Result<(), ConfigError> {
+        if name.get_ref().trim().is_empty() {
+            return Err(ctx.err(name.span(), "empty name"));
+        }
+        if !names.insert(normalize_name(name.get_ref())) {
+            return Err(ctx.err(
+                name.span(),
+                format!("\"{}\" is defined twice (names are compared ignoring case and spacing)", name.get_ref()),
+            ));
+        }
+        controls.push(control);
+        Ok(())
+    };
+
+    for s in &f.stop {
+        let division = division_index(&s.division)?;
+        let (form, on) = message(&ctx, &s.on)?;
+        let off = off_messages(&ctx, "stop", &s.name, &form, s.off.as_ref())?;
+        check_not_a_key(&ctx, &divisions, &s.on, &form)?;
+        add(
+            &ctx,
+            &s.name,
+            Control {
+                name: s.name.get_ref().trim().to_string(),
+                kind: ControlKind::Stop,
+                division: Some(division),
+                on,
+                off,
+                grandorgue: s.grandorgue.clone(),
+            },
+        )?;
+    }
+    for c in &f.coupler {
+        let from = division_index(&c.from)?;
+        let to = division_index(&c.to)?;
+        let (form, on) = message(&ctx, &c.on)?;
+        let off = off_messages(&ctx, "coupler", &c.name, &form, c.off.as_ref())?;
+        check_not_a_key(&ctx, &divisions, &c.on, &form)?;
+        add(
+            &ctx,
+            &c.name,
+            Control {
+                name: c.name.get_ref().trim().to_string(),
+                kind: ControlKind::Coupler { from, to },
+                division: Some(to),
+                on,
+                off,
+                grandorgue: c.grandorgue.clone(),
+            },
+        )?;
+    }
+    for t in &f.tremulant {
+        let division = t.division.as_ref().map(&division_index).transpose()?;
+        let (form, on) = message(&ctx, &t.on)?;
+        let off = off_messages(&ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
+        check_not_a_key(&ctx, &divisions, &t.on, &form)?;
+        add(
+            &ctx,
+            &t.name,
+            Control {
+                name: t.name.get_ref().trim().to_string(),
+                kind: ControlKind::Tremulant,
+                division,
+                on,
+                off,
+                grandorgue: t.grandorgue.clone(),
+            },
+        )?;
+    }
+
+    let find = |s: &Spanned<String>| -> Result<usize, ConfigError> {
+        let n = normalize_name(s.get_ref());
+        controls.iter().position(|c| normalize_name(&c.name) == n).ok_or_else(|| {
+            ctx.err(
+                s.span(),
+                format!(
+                    "unknown stop, coupler or tremulant \"{}\"{}",
+                    s.get_ref(),
+                    did_you_mean(s.get_ref(), controls.iter().map(|c| c.name.as_str()))
+                ),
+            )
+        })
+    };
+    let mut presets: Vec<Preset> = Vec::new();
+    for (name, list) in f.preset.map(|p| p.0).unwrap_or_default() {
+        if presets.iter().any(|p| normalize_name(&p.name) == normalize_name(name.get_ref())) {
+            return Err(ctx.err(name.span(), format!("preset \"{}\" is defined twice", name.get_ref())));
+        }
+        let mut ids = Vec::new();
+        for s in &list {
+            let id = find(s)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        presets.push(Preset { name: name.get_ref().clone(), controls: ids });
+    }
+
+    let (cancel, cancel_at_end) = match &f.cancel {
+        None => (None, true),
+        Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
+    };
+    let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
+        match v {
+            None => Ok(Micros::ZERO),
+            Some(s) if (0..=10_000).contains(s.get_ref()) => Ok(Micros::from_millis(*s.get_ref() as u64)),
+            Some(s) => Err(ctx.err(s.span(), format!("{what} = {} is out of range (0-10000 ms)", s.get_ref()))),
+        }
+    };
+    let (stop_lead, stop_pace) = match &f.timing {
+        None => (Micros::ZERO, Micros::ZERO),
+        Some(t) => (ms(&t.stop_lead_ms, "stop_lead_ms")?, ms(&t.stop_pace_ms, "stop_pace_ms")?),
+    };
+    let on_disconnect = match &f.on_disconnect {
+        None => DisconnectPolicy::Pause,
+        Some(s) => match s.get_ref().as_str() {
+            "pause" => DisconnectPolicy::Pause,
+            "continue" => DisconnectPolicy::Continue,
+            other => {
+                return Err(
+                    ctx.err(s.span(), format!("on_disconnect = \"{other}\": expected \"pause\" or \"continue\""))
+                );
+            }
+        },
+    };
+    let output = f.output.map(|o| o.into_inner());
+    let name = f.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        return Err(ctx.err(f.name.span(), "name must not be empty"));
+    }
+    Ok(Organ {
+        name,
+        source: source.to_string(),
+        divisions,
+        controls,
+        presets,
+        cancel,
+        cancel_at_end,
+        stop_lead,
+        stop_pace,
+        output,
+        on_disconnect,
+    })
+}
+
+/// A stop given as a note on a division's own channel, inside its compass, would collide with
+/// the keys played on that division.
+fn check_not_a_key(ctx: &Ctx, divisions: &[Division], m: &Spanned<MsgFile>, form: &Form) -> Result<(), ConfigError> {
+    if let Form::Note { ch, key, .. } = *form
+        && let Some(d) = divisions.iter().find(|d| d.channel == ch && (d.compass.0..=d.compass.1).contains(&key))
+    {
+        return Err(ctx.err(
+            m.span(),
+            format!(
+                "note {key} on channel {} is a key of the {} division (compass {}-{}); stops need a channel or note the keys do not use",
+                ch.user(),
+                d.name,
+                d.compass.0,
+                d.compass.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+
+    const MIN: &str = r#"
+name = "Test"
+[division.swell]
+code = "S"
+channel = 1
+[division.great]
+code = "G"
+channel = 2
+[division.pedal]
+code = "P"
+channel = 3
+compass = [36, 67]
+[[stop]]
+name = "Sw Open Diapason 8"
+division = "swell"
+on = { note = 36, channel = 16 }
+[[stop]]
+name = "Gt Principal 4"
+division = "great"
+on = { cc = 20, value = 127, channel = 16 }
+[[coupler]]
+name = "Sw to Ped"
+from = "swell"
+to = "pedal"
+on = { program = 5, channel = 16 }
+off = { program = 6, channel = 16 }
+[preset]
+mf = ["Sw Open Diapason 8", "Gt Principal 4", "Sw to Ped"]
+[cancel]
+message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
+[timing]
+stop_lead_ms = 0
+stop_pace_ms = 0
+"#;
+
+    fn err(text: &str) -> String {
+        Organ::from_toml(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_issue_example_loads() {
+        let o = Organ::from_toml(MIN, "t.toml").unwrap();
+        assert_eq!(o.divisions.len(), 3);
+        assert_eq!(o.divisions[2].compass, (36, 67));
+        assert_eq!(o.divisions[1].compass, (36, 96));
+        assert_eq!(o.divisions[0].code, 'S');
+        let sw = &o.controls[o.control("sw  open DIAPASON 8").unwrap()];
+        assert_eq!(sw.on[0].as_bytes(), &[0x9F, 36, 127]);
+        assert_eq!(sw.off[0].as_bytes(), &[0x8F, 36, 0]);
+        let gt = &o.controls[1];
+        assert_eq!(gt.off[0].as_bytes(), &[0xBF, 20, 0]);
+        assert_eq!(o.controls[2].kind, ControlKind::Coupler { from: 0, to: 2 });
+        assert_eq!(o.preset("MF").unwrap().controls, vec![0, 1, 2]);
+        assert_eq!(o.cancel_messages()[0].as_bytes(), &[0xF0, 0x00, 0x4A, 0x4F, 0x48, 0x41, 0x53, 0x7F, 0xF7]);
+    }
+
+    #[test]
+    fn channel_out_of_range_names_line_and_column() {
+        let e = err(&MIN.replace("code = \"G\"\nchannel = 2", "code = \"G\"\nchannel = 17"));
+        assert!(e.starts_with("t.toml:8:11: channel = 17 is out of range"), "{e}");
+        let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 36, channel = 0 }"));
+        assert!(e.contains("channel = 0 is out of range"), "{e}");
+    }
+
+    #[test]
+    fn data_byte_over_127() {
+        let e = err(&MIN.replace("cc = 20, value = 127", "cc = 20, value = 128"));
+        assert!(e.contains("value = 128 is out of range (0-127)"), "{e}");
+        let e = err(&MIN.replace("F0 00 4A 4F 48 41 53 7F F7", "F0 00 80 F7"));
+        assert!(e.contains("above 7F"), "{e}");
+    }
+
+    #[test]
+    fn unknown_stop_in_preset_suggests() {
+        let e = err(&MIN.replace("mf = [\"Sw Open Diapason 8\"", "mf = [\"Sw Open Diapson 8\""));
+        assert!(
+            e.contains(
+                "unknown stop, coupler or tremulant \"Sw Open Diapson 8\"; did you mean \"Sw Open Diapason 8\"?"
+            ),
+            "{e}"
+        );
+        assert!(e.starts_with("t.toml:28:7:"), "{e}");
+    }
+
+    #[test]
+    fn program_change_needs_off() {
+        let e = err(&MIN.replace("off = { program = 6, channel = 16 }\n", ""));
+        assert!(e.contains("needs an `off` message"), "{e}");
+    }
+
+    #[test]
+    fn broken_toml_and_unknown_keys() {
+        let e = err("name = \"x\"\n[division.swell\ncode = \"S\"");
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+        let e = err(&MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchanel = 1"));
+        assert!(e.contains("unknown field `chanel`"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_and_collisions() {
+        let e = err(&MIN.replace("name = \"Gt Principal 4\"", "name = \"SW OPEN diapason  8\""));
+        assert!(e.contains("defined twice"), "{e}");
+        let e = err(&MIN.replace("code = \"G\"\nchannel = 2", "code = \"G\"\nchannel = 1"));
+        assert!(e.contains("already used by division swell"), "{e}");
+        let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 40, channel = 1 }"));
+        assert!(e.contains("is a key of the swell division"), "{e}");
+    }
+
+    #[test]
+    fn message_forms() {
+        let o = Organ::from_toml(
+            &MIN.replace("on = { cc = 20, value = 127, channel = 16 }", "on = { nrpn = 300, value = 1, channel = 16 }"),
+            "t.toml",
+        )
+        .unwrap();
+        let b: Vec<Vec<u8>> = o.controls[1].on.iter().map(|m| m.as_bytes().to_vec()).collect();
+        assert_eq!(b, vec![vec![0xBF, 99, 2], vec![0xBF, 98, 44], vec![0xBF, 6, 1]]);
+        assert_eq!(o.controls[1].off[2].as_bytes(), &[0xBF, 6, 0]);
+        let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 36, cc = 3, channel = 16 }"));
+        assert!(e.contains("one form, not note and cc"), "{e}");
+        let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { raw = \"B0 14\" }"));
+        assert!(e.contains("needs 2 data byte"), "{e}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Outputs: where planned messages go. One trait for all of them.
+//!
+//! Threads: outputs are opened (port discovery, connecting) and finished (flushing, closing) on
+//! the control thread; [`Output::send`] runs on the real-time engine thread and must return in
+//! bounded time without blocking on anything of unbounded duration. Slow or asynchronous
+//! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::midi::Micros;
+use crate::plan::Timeline;
+
+/// When a message is sent: its plan time, and engine-clock times (µs since playback started on
+/// the engine's monotonic clock) of its deadline and of the actual send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// The message's time in the plan.
+    pub plan: Micros,
+    /// When it was due on the engine clock (moves with pauses and live tempo changes).
+    pub due: Micros,
+    /// When it was actually handed over, on the engine clock.
+    pub now: Micros,
+}
+
+/// Whether an output can deliver messages right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Up,
+    /// The link dropped; the output is trying to get it back.
+    Down,
+}
+
+/// Why a send (or open/finish) failed. `Copy` with static text, so the engine thread can report
+/// it without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputError {
+    pub kind: OutputErrorKind,
+    pub detail: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputErrorKind {
+    /// The device went away (USB cable pulled, BLE link lost).
+    Disconnected,
+    /// The output's queue is full; the message was dropped.
+    Overflow,
+    /// Anything else the backend reported.
+    Backend,
+}
+
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            OutputErrorKind::Disconnected => "disconnected",
+            OutputErrorKind::Overflow => "queue full, message dropped",
+            OutputErrorKind::Backend => "send failed",
+        };
+        write!(f, "{what}: {}", self.detail)
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+/// A destination for MIDI messages.
+pub trait Output: Send {
+    /// How the user named it, e.g. `port:WIDI Bud Pro` or `file:out.mid`.
+    fn name(&self) -> &str;
+
+    /// Called once on the control thread before playback starts, with the plan to be played
+    /// (outputs that must restore a registration after a reconnect keep it).
+    ///
+    /// # Errors
+    /// The output cannot play this plan.
+    fn prepare(&mut self, _timeline: &Arc<Timeline>) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    /// Sends one complete MIDI message.
+    ///
+    /// # Real-time safety
+    /// Runs on the engine thread: bounded time, no allocation on the common path, no locks that
+    /// a non-real-time thread can hold for long, no logging.
+    ///
+    /// # Errors
+    /// Disconnection, a full queue, or a backend failure.
+    fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError>;
+
+    /// Whether the link is up (an atomic load for outputs that can lose their link).
+    fn link(&self) -> Link {
+        Link::Up
+    }
+
+    /// Called on the control thread after playback: flush and close. The file output writes its
+    /// file here.
+    ///
+    /// # Errors
+    /// Anything that prevents the output from completing (e.g. the file cannot be written).
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}

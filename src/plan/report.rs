@@ -1,0 +1,102 @@
+//! Writing a [`Timeline`] for people (`--format text`) and for programs (`--format jsonl`).
+//!
+//! The JSONL format is a contract (README, "The plan as JSON lines"): one object per message in
+//! send order with `t_us`, `bytes`, `kind`, `division`, `name`, `part`, `bar`, `beat`, `tick`.
+//! Keys may be added; none may be removed or change meaning.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::{Event, Timeline};
+use crate::midi::HexBytes;
+
+/// One line of `organ plan --format jsonl`.
+#[derive(Serialize)]
+pub struct JsonEvent<'a> {
+    /// Microseconds from the start of the performance.
+    pub t_us: u64,
+    /// Uppercase hex, space separated.
+    pub bytes: String,
+    pub kind: &'static str,
+    pub division: Option<&'a str>,
+    /// Stop, coupler or tremulant name.
+    pub name: Option<&'a str>,
+    /// 1-based part number for notes.
+    pub part: Option<usize>,
+    pub bar: u32,
+    /// Beat from 1, with a fraction between beats.
+    pub beat: f64,
+    /// Position in the score in ticks.
+    pub tick: u64,
+}
+
+impl Timeline {
+    pub fn json_event<'a>(&'a self, e: &Event) -> JsonEvent<'a> {
+        let pos = self.position(e);
+        JsonEvent {
+            t_us: e.t.0,
+            bytes: HexBytes(self.bytes(&e.msg)).to_string(),
+            kind: e.kind.as_str(),
+            division: e.division().map(|d| self.divisions[d].name.as_str()),
+            name: e.control().map(|c| self.controls[c].name.as_str()),
+            part: e.part(),
+            bar: pos.bar,
+            beat: (pos.beat_f64() * 1e6).round() / 1e6,
+            tick: e.tick,
+        }
+    }
+
+    /// Writes the plan as JSON lines.
+    ///
+    /// # Errors
+    /// Write errors (a closed pipe ends the output quietly in the binary).
+    pub fn write_jsonl(&self, out: &mut impl Write) -> io::Result<()> {
+        for e in &self.events {
+            serde_json::to_writer(&mut *out, &self.json_event(e))?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the plan as an aligned table.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn write_text(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "# {} on {}: {} messages, {} ({} bars{})",
+            self.score_name,
+            self.organ_name,
+            self.events.len(),
+            self.duration,
+            self.last_bar,
+            if (self.speed_percent - 100.0).abs() > 1e-9 {
+                format!(", at {:.0}% speed", self.speed_percent)
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(out, "#      time  bar:beat  kind          division  bytes           name / part")?;
+        for e in &self.events {
+            let pos = self.position(e);
+            let who = match (e.control(), e.part()) {
+                (Some(c), _) => self.controls[c].name.clone(),
+                (None, Some(p)) => format!("part {p}"),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "{:>11}  {:<8}  {:<12}  {:<8}  {:<14}  {}",
+                e.t.to_string(),
+                pos.to_string(),
+                e.kind.as_str(),
+                e.division().map_or("-", |d| self.divisions[d].name.as_str()),
+                HexBytes(self.bytes(&e.msg)).to_string(),
+                who
+            )?;
+        }
+        Ok(())
+    }
+}

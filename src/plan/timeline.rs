@@ -1,0 +1,208 @@
+//! The [`Timeline`]: the finished plan, an immutable array of timed messages sorted by send time,
+//! with provenance for display. The real-time engine walks `events` in order and needs nothing
+//! else; the rest is for the status line, reports and the release sequences.
+
+use crate::midi::{Channel, Message, Micros, ShortMsg};
+use crate::organ::{ControlId, ControlKind};
+use crate::score::{BarBeat, MeterMap};
+
+/// What a planned message does. `as_str` is the `kind` of `organ plan --format jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    NoteOn,
+    NoteOff,
+    StopOn,
+    StopOff,
+    CouplerOn,
+    CouplerOff,
+    TremulantOn,
+    TremulantOff,
+    /// Part of the General Cancel (or one control's off sent as part of a cancel).
+    Cancel,
+    /// CC 123 on a division channel.
+    AllNotesOff,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::NoteOn,
+        Kind::NoteOff,
+        Kind::StopOn,
+        Kind::StopOff,
+        Kind::CouplerOn,
+        Kind::CouplerOff,
+        Kind::TremulantOn,
+        Kind::TremulantOff,
+        Kind::Cancel,
+        Kind::AllNotesOff,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::NoteOn => "note_on",
+            Kind::NoteOff => "note_off",
+            Kind::StopOn => "stop_on",
+            Kind::StopOff => "stop_off",
+            Kind::CouplerOn => "coupler_on",
+            Kind::CouplerOff => "coupler_off",
+            Kind::TremulantOn => "tremulant_on",
+            Kind::TremulantOff => "tremulant_off",
+            Kind::Cancel => "cancel",
+            Kind::AllNotesOff => "all_notes_off",
+        }
+    }
+
+    /// The kind of drawing (`on`) or putting in a control of this kind.
+    pub fn for_control(kind: ControlKind, on: bool) -> Kind {
+        match (kind, on) {
+            (ControlKind::Stop, true) => Kind::StopOn,
+            (ControlKind::Stop, false) => Kind::StopOff,
+            (ControlKind::Coupler { .. }, true) => Kind::CouplerOn,
+            (ControlKind::Coupler { .. }, false) => Kind::CouplerOff,
+            (ControlKind::Tremulant, true) => Kind::TremulantOn,
+            (ControlKind::Tremulant, false) => Kind::TremulantOff,
+        }
+    }
+
+    /// True for messages that change the registration (stop/coupler/tremulant on/off, cancel).
+    pub fn is_registration(self) -> bool {
+        !matches!(self, Kind::NoteOn | Kind::NoteOff | Kind::AllNotesOff)
+    }
+}
+
+/// A message's bytes: inline, or an index into [`Timeline::long`] (SysEx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
+    Short(ShortMsg),
+    Long(u32),
+}
+
+/// "No division / control / part" markers for [`Event`]'s compact fields.
+pub const NONE_U8: u8 = u8::MAX;
+pub const NONE_U16: u16 = u16::MAX;
+
+/// One planned message. 32 bytes, `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// When to send it, from the start of the performance.
+    pub t: Micros,
+    pub msg: Msg,
+    pub kind: Kind,
+    /// Index into [`Timeline::divisions`], or [`NONE_U8`].
+    pub division: u8,
+    /// Index into [`Timeline::controls`], or [`NONE_U16`].
+    pub control: u16,
+    /// 1-based part number for notes; 0 for everything else.
+    pub part: u16,
+    /// Position in the score, in ticks (for bar:beat).
+    pub tick: u64,
+}
+
+impl Event {
+    pub fn division(&self) -> Option<usize> {
+        (self.division != NONE_U8).then_some(usize::from(self.division))
+    }
+    pub fn control(&self) -> Option<ControlId> {
+        (self.control != NONE_U16).then_some(usize::from(self.control))
+    }
+    pub fn part(&self) -> Option<usize> {
+        (self.part != 0).then_some(usize::from(self.part))
+    }
+}
+
+/// A division as the timeline needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DivisionInfo {
+    pub name: String,
+    pub code: char,
+    pub channel: Channel,
+}
+
+/// A control as the timeline needs it (for re-sending a registration after a reconnect).
+#[derive(Debug, Clone)]
+pub struct ControlInfo {
+    pub name: String,
+    pub kind: ControlKind,
+    pub division: Option<usize>,
+    pub on: Vec<Msg>,
+    pub off: Vec<Msg>,
+}
+
+/// The registration in force from time `t` on (for the status line and for re-sending it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationState {
+    pub t: Micros,
+    /// The controls drawn, in organ order.
+    pub drawn: Vec<ControlId>,
+    /// The preset this state equals, when it equals one exactly.
+    pub preset: Option<String>,
+}
+
+/// The finished plan.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub score_name: String,
+    pub organ_name: String,
+    /// Sorted by `t`; at equal times note-offs, then registration changes, then note-ons.
+    pub events: Vec<Event>,
+    /// SysEx bodies referenced by [`Msg::Long`].
+    pub long: Vec<Box<[u8]>>,
+    pub divisions: Vec<DivisionInfo>,
+    pub controls: Vec<ControlInfo>,
+    /// The General Cancel (or every control's off).
+    pub cancel: Vec<Msg>,
+    /// Cancel the registration when playback stops or ends.
+    pub cancel_at_end: bool,
+    pub stop_pace: Micros,
+    /// Registration states in time order; the first is the starting registration.
+    pub registrations: Vec<RegistrationState>,
+    pub meter: MeterMap,
+    /// Last bar of the performed range.
+    pub last_bar: u32,
+    /// Time of the last event.
+    pub duration: Micros,
+    /// The speed factor applied to the score (100 = as written), for display.
+    pub speed_percent: f64,
+    pub warnings: Vec<String>,
+}
+
+impl Timeline {
+    /// The bytes of a planned message.
+    pub fn bytes<'a>(&'a self, msg: &'a Msg) -> &'a [u8] {
+        match msg {
+            Msg::Short(m) => m.as_bytes(),
+            Msg::Long(i) => &self.long[*i as usize],
+        }
+    }
+
+    pub fn position(&self, e: &Event) -> BarBeat {
+        self.meter.position(e.tick)
+    }
+
+    /// The registration in force at time `t`.
+    pub fn registration_at(&self, t: Micros) -> Option<&RegistrationState> {
+        let i = self.registrations.partition_point(|r| r.t <= t);
+        self.registrations.get(i.checked_sub(1)?)
+    }
+
+    /// Adds a message to the SysEx pool (or inlines a short one).
+    pub fn intern(long: &mut Vec<Box<[u8]>>, m: &Message) -> Msg {
+        match m {
+            Message::Short(s) => Msg::Short(*s),
+            Message::Sysex(b) => {
+                if let Some(i) = long.iter().position(|x| x == b) {
+                    Msg::Long(i as u32)
+                } else {
+                    long.push(b.clone());
+                    Msg::Long((long.len() - 1) as u32)
+                }
+            }
+        }
+    }
+
+    /// Number of events of each kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
+    }
+}

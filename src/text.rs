@@ -1,0 +1,99 @@
+//! Small text helpers for user-facing messages: name normalisation, "did you mean" suggestions,
+//! and byte offset → line:column.
+
+/// Lower-case, with runs of whitespace collapsed to one space and the ends trimmed: the form in
+/// which stop, coupler and preset names are compared.
+pub fn normalize_name(s: &str) -> String {
+    s.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>().join(" ")
+}
+
+/// Levenshtein distance over chars.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The candidate closest to `wanted` (after normalisation), if it is plausibly what was meant:
+/// within a third of the length in edits, or containing / contained in the wanted text.
+pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let w = normalize_name(wanted);
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let n = normalize_name(c);
+        let mut d = edit_distance(&w, &n);
+        if !w.is_empty() && (n.contains(&w) || w.contains(&n)) {
+            d = d.min(n.len().abs_diff(w.len()).min(2));
+        }
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let limit = (w.chars().count() / 3).max(2);
+    best.filter(|&(d, _)| d <= limit).map(|(_, c)| c)
+}
+
+/// `; did you mean "X"?` or the empty string.
+pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(wanted, candidates).map(|c| format!("; did you mean \"{c}\"?")).unwrap_or_default()
+}
+
+/// 1-based line and column (in chars) of byte `offset` in `src`.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..floor_char_boundary(src, offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Joins items as `a, b and c`.
+pub fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize_name("  Sw  Open\tDiapason 8 "), "sw open diapason 8");
+    }
+
+    #[test]
+    fn suggests_close_names() {
+        let names = ["Sw Open Diapason 8", "Gt Principal 4", "Sw to Ped"];
+        assert_eq!(closest("sw open diapson 8", names), Some("Sw Open Diapason 8"));
+        assert_eq!(closest("Gt Principal", names), Some("Gt Principal 4"));
+        assert_eq!(closest("Trumpet", names), None);
+    }
+
+    #[test]
+    fn line_and_column() {
+        let s = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(s, 0), (1, 1));
+        assert_eq!(line_col(s, 6), (2, 1));
+        assert_eq!(line_col(s, 9), (2, 4));
+    }
+}
