@@ -17,7 +17,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     organ info scores/bwv643.mid\n  \
     organ check scores/bwv643.mid --organ st-marys\n  \
     organ plan scores/bwv643.mid --organ st-marys --from 5 --until 8\n  \
-    organ plan scores/bwv643.mid --organ st-marys --format jsonl > plan.jsonl")]
+    organ plan scores/bwv643.mid --organ st-marys --format jsonl > plan.jsonl\n  \
+    organ play scores/bwv643.mid --to file:played.mid\n  \
+    organ play scores/bwv643.mid --organ st-marys --to port:\"WIDI Bud Pro\"")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,6 +33,15 @@ pub enum Command {
     Check(CheckCmd),
     /// Describe a MIDI file: parts, tempo and time signatures, length, a suggested layout.
     Info(InfoCmd),
+    /// Play a score on the organ (or GrandOrgue, or into a file), in real time.
+    ///
+    /// While playing on a terminal: space pauses and resumes, q or Esc stops (every key is
+    /// released and the stops are cancelled), + and - change the tempo in 5% steps.
+    Play(PlayCmd),
+    /// List the MIDI output ports (for --to port:NAME or port:NUMBER).
+    Ports,
+    /// Silence the organ: note-off for every key of every division, all-notes-off, cancel.
+    Panic(PanicCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -131,6 +142,39 @@ pub struct InfoCmd {
     pub score: PathBuf,
 
     /// Organ to suggest a layout for (default: the registration file's, else st-marys).
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlayCmd {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Where to play; may be given several times (e.g. the organ and a file record of what was
+    /// sent). port:NAME is a MIDI port by name (case-insensitive part of it) or number, see
+    /// `organ ports`; file:PATH.mid records what was sent with the real send times; grandorgue
+    /// creates a MIDI port for GrandOrgue; null sends nowhere. Default: the organ file's
+    /// `output = "…"`.
+    #[arg(long, value_name = "OUTPUT")]
+    pub to: Vec<String>,
+
+    /// Print a timing report at the end (lateness percentiles, messages dropped).
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Print nothing but errors (no status line, no summary).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PanicCmd {
+    /// Where to send it (as for play); default: the organ file's `output`.
+    #[arg(long, value_name = "OUTPUT")]
+    pub to: Vec<String>,
+
+    /// The organ, for its division channels and cancel; without it every channel is cleared.
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
 }

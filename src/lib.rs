@@ -22,9 +22,11 @@
 
 pub mod app;
 pub mod cli;
+pub mod engine;
 pub mod midi;
 pub mod organ;
 pub mod output;
 pub mod plan;
+pub mod play;
 pub mod score;
 pub mod text;

@@ -12,6 +12,9 @@ fn main() {
         Command::Plan(c) => app::cmd_plan(c),
         Command::Check(c) => app::cmd_check(c),
         Command::Info(c) => app::cmd_info(c),
+        Command::Play(c) => organ::play::cmd_play(c),
+        Command::Ports => organ::play::cmd_ports(),
+        Command::Panic(c) => organ::play::cmd_panic(c),
     };
     match result {
         Ok(status) => std::process::exit(status),

@@ -5,7 +5,11 @@
 //! bounded time without blocking on anything of unbounded duration. Slow or asynchronous
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 
+pub mod port;
+pub mod record;
+
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::midi::Micros;
@@ -98,5 +102,32 @@ pub trait Output: Send {
     /// Anything that prevents the output from completing (e.g. the file cannot be written).
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// The forms `--to` accepts, for help and error messages.
+pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), file:PATH.mid, grandorgue, null";
+
+/// Opens an output from its `--to` form. Runs on the control thread. `notes` receives lines to
+/// tell the user (e.g. that GrandOrgue must be restarted to see a new port).
+///
+/// # Errors
+/// An unknown form, or the output cannot be opened (the message says why and what exists).
+pub fn open(spec: &str, notes: &mut Vec<String>) -> Result<Box<dyn Output>, String> {
+    let spec = spec.trim();
+    let (kind, arg) = spec.split_once(':').map_or((spec, ""), |(k, a)| (k, a));
+    match kind.to_ascii_lowercase().as_str() {
+        "null" => Ok(Box::new(record::NullOutput)),
+        "file" if !arg.is_empty() => Ok(Box::new(record::FileOutput::create(PathBuf::from(arg))?)),
+        "port" if !arg.is_empty() => Ok(Box::new(port::PortOutput::open(arg)?)),
+        "grandorgue" => {
+            let name = if arg.is_empty() { "organ" } else { arg };
+            let out = port::PortOutput::create_virtual(name).map_err(|e| format!("grandorgue: {e}"))?;
+            notes.push(format!(
+                "created the MIDI port \"{name}\" for GrandOrgue; GrandOrgue only sees ports that exist when it starts, so (re)start it now if it is running"
+            ));
+            Ok(Box::new(out))
+        }
+        _ => Err(format!("--to {spec}: not an output; use {SPEC_FORMS}")),
     }
 }

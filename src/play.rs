@@ -1,0 +1,430 @@
+//! `organ play`, `organ ports` and `organ panic`: outputs opened, the engine started on its own
+//! thread, and the control thread drawing the status line, reading keys and handling signals.
+//!
+//! Every way out releases the keys: the end of the plan (its own tail), q/Esc (Stop command),
+//! Ctrl-C/SIGTERM/SIGHUP (the signal thread sets [`engine::STOP_ALL`] and wakes the engine), an
+//! output error (the engine releases the other outputs), a panic on the engine thread (caught
+//! there) or elsewhere (the panic hook stops the engine and waits for its release).
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::app::{Error, Status, make_plan};
+use crate::cli::{PanicCmd, PlayCmd};
+use crate::engine::{self, Command, End, Shared, State, SystemClock};
+use crate::midi::{Channel, Micros, ShortMsg};
+use crate::organ::Organ;
+use crate::output::{self, Output, Stamp};
+use crate::plan::Timeline;
+
+/// The signal that stopped playback (0 = none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The running engine's thread and telemetry, for the signal thread and the panic hook.
+static ENGINE_THREAD: OnceLock<Thread> = OnceLock::new();
+static ENGINE_SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// Starts a thread that turns SIGINT, SIGTERM and SIGHUP into a stop: sets the global stop flag
+/// and wakes the engine. Idempotent.
+pub fn install_signal_handling() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+        let _ = std::thread::Builder::new().name("organ-signals".into()).spawn(move || {
+            for sig in signals.forever() {
+                SIGNAL.store(sig, Ordering::SeqCst);
+                engine::request_stop_all();
+                if let Some(t) = ENGINE_THREAD.get() {
+                    t.unpark();
+                }
+            }
+        });
+    });
+}
+
+/// A panic anywhere stops the engine, waits (bounded) for it to release every key, restores the
+/// terminal and prints one line. Idempotent.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            engine::request_stop_all();
+            if let Some(t) = ENGINE_THREAD.get() {
+                t.unpark();
+            }
+            let on_engine = std::thread::current().name() == Some("organ-engine");
+            if !on_engine && let Some(shared) = ENGINE_SHARED.get() {
+                let start = Instant::now();
+                while !shared.released.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let _ = crossterm::terminal::disable_raw_mode();
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            eprintln!("organ: internal error: {msg}{at} (please report it); the keys were released");
+        }));
+    });
+}
+
+/// Raw terminal mode for single-key commands; restored on drop (and by the panic hook).
+struct RawMode;
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        crossterm::terminal::enable_raw_mode().ok().map(|()| RawMode)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = crossterm::terminal::disable_raw_mode();
+    }
+}
+
+/// What a key press asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    TogglePause,
+    Stop,
+    Interrupt,
+    Faster,
+    Slower,
+}
+
+fn key_reader() -> crossbeam_channel::Receiver<Key> {
+    use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let _ = std::thread::Builder::new().name("organ-keys".into()).spawn(move || {
+        loop {
+            match crossterm::event::poll(Duration::from_millis(100)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => return,
+            }
+            let Ok(Event::Key(k)) = crossterm::event::read() else { continue };
+            if k.kind == KeyEventKind::Release {
+                continue;
+            }
+            let key = match k.code {
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Interrupt,
+                KeyCode::Char(' ') => Key::TogglePause,
+                KeyCode::Char('q') | KeyCode::Esc => Key::Stop,
+                KeyCode::Char('+') | KeyCode::Char('=') => Key::Faster,
+                KeyCode::Char('-') | KeyCode::Char('_') => Key::Slower,
+                _ => continue,
+            };
+            if tx.send(key).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The status line: where we are, how long is left, tempo, registration, worst lateness.
+pub fn status_line(t: &Timeline, shared: &Shared) -> String {
+    let next = shared.next.load(Ordering::Relaxed).min(t.events.len());
+    let plan_time = Micros(shared.plan_time.load(Ordering::Relaxed)).min(t.duration);
+    let pos = if next == 0 {
+        t.meter.position(t.events.first().map_or(0, |e| e.tick))
+    } else {
+        t.position(&t.events[next - 1])
+    };
+    let speed = f64::from(shared.speed.load(Ordering::Relaxed)) / 1000.0;
+    let remaining = Micros(((t.duration.0.saturating_sub(plan_time.0)) as f64 / speed) as u64);
+    let state = match shared.state() {
+        State::Paused => "paused ",
+        State::WaitingForLink => "LINK DOWN, waiting ",
+        State::Finished | State::Stopped | State::Failed => "",
+        _ => "",
+    };
+    let reg = t
+        .registration_at(plan_time)
+        .map(|r| match (&r.preset, r.drawn.len()) {
+            (_, 0) => "no stops".to_string(),
+            (Some(p), _) => p.clone(),
+            (None, n) if n <= 3 => r.drawn.iter().map(|&c| t.controls[c].name.as_str()).collect::<Vec<_>>().join(", "),
+            (None, n) => format!("{n} stops"),
+        })
+        .unwrap_or_default();
+    let link = if shared.link_down.load(Ordering::Relaxed) { "  link down" } else { "" };
+    format!(
+        "{state}bar {}:{} of {}  {} / {}  tempo {:.0}%  {reg}  worst late {} µs{link}",
+        pos.bar,
+        pos.beat,
+        t.last_bar,
+        plan_time,
+        Micros(plan_time.0 + remaining.0),
+        t.speed_percent * speed,
+        shared.worst_late.load(Ordering::Relaxed),
+    )
+}
+
+/// The `--stats` report.
+pub fn stats_report(r: &engine::Report) -> String {
+    let s = &r.stats;
+    format!(
+        "timing: {} messages; lateness p50 {} µs, p99 {} µs, max {} µs, mean {:.1} µs; {} later than 1 ms; {} dropped",
+        s.count(),
+        s.percentile(50.0),
+        s.percentile(99.0),
+        s.max(),
+        s.mean(),
+        s.count_above(engine::LATE.0),
+        r.dropped
+    )
+}
+
+/// Opens the outputs named by `--to`, or the organ's default output.
+///
+/// # Errors
+/// No output given and none in the organ file; an output that cannot be opened.
+pub fn open_outputs(to: &[String], organ: &Organ, notes: &mut Vec<String>) -> Result<Vec<Box<dyn Output>>, Error> {
+    let specs: Vec<String> = if to.is_empty() {
+        match &organ.output {
+            Some(o) => vec![o.clone()],
+            None => {
+                return Err(Error::Usage(format!(
+                    "no output: add --to {} (or set output = \"…\" in {})",
+                    output::SPEC_FORMS,
+                    organ.source
+                )));
+            }
+        }
+    } else {
+        to.to_vec()
+    };
+    specs.iter().map(|s| output::open(s, notes).map_err(Error::Other)).collect()
+}
+
+/// `organ play`.
+///
+/// # Errors
+/// Inputs, outputs, or an output failing during playback.
+pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
+    install_panic_hook();
+    install_signal_handling();
+    let (inputs, timeline) = make_plan(&c.plan)?;
+    let timeline = Arc::new(timeline);
+    let mut notes = Vec::new();
+    let mut outputs = open_outputs(&c.to, &inputs.organ, &mut notes)?;
+    for o in &mut outputs {
+        o.prepare(&timeline).map_err(|e| Error::Other(format!("{}: {e}", o.name())))?;
+    }
+    let names: Vec<String> = outputs.iter().map(|o| o.name().to_string()).collect();
+    let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !c.quiet {
+        for n in &notes {
+            eprintln!("organ: {n}");
+        }
+        for w in crate::app::all_warnings(&inputs.score, &timeline) {
+            eprintln!("organ: warning: {w}");
+        }
+        eprintln!(
+            "organ: playing {} on {} → {} ({}, {} bars{})",
+            timeline.score_name,
+            timeline.organ_name,
+            names.join(", "),
+            timeline.duration,
+            timeline.last_bar,
+            if interactive { "; space pause, q stop, +/- tempo" } else { "" }
+        );
+    }
+    let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
+    let (eng, handle) = engine::new(timeline.clone(), outputs, SystemClock::new(), config);
+    let _ = ENGINE_SHARED.set(handle.shared.clone());
+    let mut handle =
+        engine::spawn(eng, handle).map_err(|e| Error::Other(format!("cannot start the engine thread: {e}")))?;
+    if let Some(t) = handle.thread() {
+        let _ = ENGINE_THREAD.set(t);
+    }
+    if engine::STOP_ALL.load(Ordering::SeqCst) {
+        handle.wake();
+    }
+
+    let raw = if interactive { RawMode::enable() } else { None };
+    let keys = if raw.is_some() { Some(key_reader()) } else { None };
+    let mut interrupted = false;
+    let mut rt_reported = false;
+    let mut last_len = 0usize;
+    while !handle.is_finished() {
+        if let Some(rx) = &keys {
+            while let Ok(k) = rx.try_recv() {
+                match k {
+                    Key::TogglePause => {
+                        handle.send(Command::TogglePause);
+                    }
+                    Key::Stop => {
+                        handle.send(Command::Stop);
+                    }
+                    Key::Interrupt => {
+                        interrupted = true;
+                        handle.send(Command::Stop);
+                    }
+                    Key::Faster | Key::Slower => {
+                        let s = handle.shared.speed.load(Ordering::Relaxed);
+                        let s = if k == Key::Faster { s + 50 } else { s.saturating_sub(50) };
+                        handle.send(Command::Speed(s.clamp(100, 4000)));
+                    }
+                }
+            }
+        }
+        if !rt_reported && handle.shared.realtime.load(Ordering::Relaxed) == 2 {
+            rt_reported = true;
+            if !c.quiet {
+                let msg = "organ: note: real-time scheduling was refused (allow it with `ulimit -r` / limits.conf rtprio, or run as root); playing at normal priority";
+                if raw.is_some() {
+                    eprint!("\r{msg:<last_len$}\r\n");
+                } else {
+                    eprintln!("{msg}");
+                }
+            }
+        }
+        if raw.is_some() {
+            let line = status_line(&timeline, &handle.shared);
+            let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
+            let line: String = line.chars().take(width).collect();
+            let pad = last_len.saturating_sub(line.chars().count());
+            eprint!("\r{line}{:pad$}", "");
+            last_len = line.chars().count();
+            let _ = std::io::stderr().flush();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = handle.join();
+    drop(raw);
+    if last_len > 0 {
+        eprintln!();
+    }
+    let mut report = report;
+    let mut outputs = std::mem::take(&mut report.outputs);
+    let mut finish_errors = Vec::new();
+    for o in &mut outputs {
+        if let Err(e) = o.finish() {
+            finish_errors.push(e);
+        }
+    }
+    let sig = SIGNAL.load(Ordering::SeqCst);
+    if !c.quiet {
+        let how = match report.end {
+            End::Finished => "played".to_string(),
+            End::Stopped if sig != 0 || interrupted => "interrupted; every key released".to_string(),
+            End::Stopped => "stopped; every key released".to_string(),
+            End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
+            End::Panicked => "stopped by an internal error; the keys were released".to_string(),
+        };
+        eprintln!("organ: {how}: {} messages sent to {}", report.sent, names.join(", "));
+    }
+    if c.stats {
+        println!("{}", stats_report(&report));
+    }
+    if let Some(e) = finish_errors.into_iter().next() {
+        return Err(Error::Other(e));
+    }
+    match report.end {
+        End::OutputFailed { output, error } => Err(Error::Other(format!(
+            "{}: {error}; playback stopped and the other outputs were released",
+            names[output]
+        ))),
+        End::Panicked => Err(Error::Other("the engine stopped on an internal error; the keys were released".into())),
+        End::Stopped if sig != 0 => Ok(128 + sig),
+        End::Stopped if interrupted => Ok(130),
+        End::Stopped => Ok(0),
+        End::Finished => Ok(0),
+    }
+}
+
+/// `organ ports`.
+///
+/// # Errors
+/// No MIDI system.
+pub fn cmd_ports() -> Result<Status, Error> {
+    let ports = output::port::list().map_err(Error::Other)?;
+    if ports.is_empty() {
+        println!("no MIDI output ports (is the interface plugged in and switched on?)");
+    }
+    for (i, name) in ports {
+        println!("{i}: {name}");
+    }
+    Ok(0)
+}
+
+/// `organ panic`: every key of every division channel off, CC 123, then the cancel.
+///
+/// # Errors
+/// No output, or an output that cannot be opened.
+pub fn cmd_panic(c: &PanicCmd) -> Result<Status, Error> {
+    let organ = c.organ.as_deref().map(Organ::find).transpose()?;
+    let mut notes = Vec::new();
+    let mut outputs = match &organ {
+        Some(o) => open_outputs(&c.to, o, &mut notes)?,
+        None if c.to.is_empty() => {
+            return Err(Error::Usage("organ panic needs --to OUTPUT (or --organ NAME with a default output)".into()));
+        }
+        None => c.to.iter().map(|s| output::open(s, &mut notes).map_err(Error::Other)).collect::<Result<_, _>>()?,
+    };
+    let channels: Vec<Channel> = match &organ {
+        Some(o) => o.divisions.iter().map(|d| d.channel).collect(),
+        None => (0..16).filter_map(Channel::new).collect(),
+    };
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    for &ch in &channels {
+        for key in 0..128u8 {
+            msgs.push(ShortMsg::note_off(ch, key).as_bytes().to_vec());
+        }
+    }
+    for &ch in &channels {
+        msgs.push(ShortMsg::all_notes_off(ch).as_bytes().to_vec());
+    }
+    let pace = organ.as_ref().map_or(Micros::ZERO, |o| o.stop_pace);
+    let cancel: Vec<Vec<u8>> =
+        organ.as_ref().map(|o| o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect()).unwrap_or_default();
+    let clock = SystemClock::new();
+    let mut failures = Vec::new();
+    for o in &mut outputs {
+        let mut send = |b: &[u8]| {
+            let now = crate::engine::Clock::now(&clock);
+            o.send(b, Stamp { plan: now, due: now, now })
+        };
+        let mut err = None;
+        for m in &msgs {
+            if let Err(e) = send(m) {
+                err = Some(e);
+                break;
+            }
+        }
+        for m in &cancel {
+            if err.is_some() {
+                break;
+            }
+            if let Err(e) = send(m) {
+                err = Some(e);
+            }
+            std::thread::sleep(Duration::from_micros(pace.0));
+        }
+        if let Some(e) = err {
+            failures.push(format!("{}: {e}", o.name()));
+        }
+        if let Err(e) = o.finish() {
+            failures.push(e);
+        }
+    }
+    if let Some(f) = failures.into_iter().next() {
+        return Err(Error::Other(f));
+    }
+    eprintln!(
+        "organ: panic sent: note-off for every key on channel(s) {}, all-notes-off{}",
+        channels.iter().map(|c| c.user().to_string()).collect::<Vec<_>>().join(", "),
+        if cancel.is_empty() { String::new() } else { ", cancel".into() }
+    );
+    Ok(0)
+}
