@@ -48,6 +48,12 @@ pub fn suggest_layout(score: &Score, organ: &Organ) -> String {
         .or_else(|| (0..organ.divisions.len()).find(|&i| Some(i) != pedal))
         .unwrap_or(0);
     let n = score.parts.len();
+    // Five parts with no names that say otherwise: the MuseScore SSGGP layout, if this organ
+    // has those divisions.
+    let codes: String = organ.divisions.iter().map(|d| d.code).collect();
+    if n == 5 && score.parts.iter().all(|p| p.name.is_none()) && ['S', 'G', 'P'].iter().all(|c| codes.contains(*c)) {
+        return "SSGGP".to_string();
+    }
     let mean = |p: &Part| p.notes.iter().map(|x| f64::from(x.key)).sum::<f64>() / p.notes.len().max(1) as f64;
     let lowest = score.parts.iter().enumerate().min_by(|a, b| mean(a.1).total_cmp(&mean(b.1))).map(|x| x.0);
     score
