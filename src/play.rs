@@ -203,6 +203,9 @@ pub fn open_outputs(to: &[String], organ: &Organ, notes: &mut Vec<String>) -> Re
     } else {
         to.to_vec()
     };
+    if specs.len() > engine::MAX_OUTPUTS {
+        return Err(Error::Usage(format!("at most {} outputs at once", engine::MAX_OUTPUTS)));
+    }
     specs.iter().map(|s| output::open(s, notes).map_err(Error::Other)).collect()
 }
 

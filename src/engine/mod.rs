@@ -21,6 +21,8 @@
 pub mod clock;
 pub mod keys;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -123,6 +125,9 @@ impl Shared {
     }
 }
 
+/// The most outputs one engine drives.
+pub const MAX_OUTPUTS: usize = 64;
+
 /// Messages later than this count as late in telemetry.
 pub const LATE: Micros = Micros(1_000);
 
@@ -157,11 +162,13 @@ pub struct Config {
     pub speed: u32,
     /// Deadline of the first event after `run` starts (time for outputs to settle).
     pub start_delay: Micros,
+    /// The flag that stops this engine from outside (signals, panics): [`STOP_ALL`] by default.
+    pub stop_flag: &'static AtomicBool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { on_disconnect: DisconnectPolicy::Pause, speed: 1000, start_delay: Micros::ZERO }
+        Config { on_disconnect: DisconnectPolicy::Pause, speed: 1000, start_delay: Micros::ZERO, stop_flag: &STOP_ALL }
     }
 }
 
@@ -169,8 +176,12 @@ impl Default for Config {
 /// the plan's bytes can be borrowed while sending.
 struct Sink {
     outputs: Vec<Box<dyn Output>>,
-    dead: Vec<bool>,
+    /// Bit i set: output i failed and gets nothing more.
+    dead: u64,
+    /// Keys down on the division channels (stops sent as notes on other channels are not keys).
     held: HeldKeys,
+    /// Bit c set: channel c (0-15) is a division's.
+    key_channels: u16,
     stats: LatenessStats,
     shared: Arc<Shared>,
     failure: Option<(usize, OutputError)>,
@@ -179,18 +190,26 @@ struct Sink {
 impl Sink {
     /// Sends one message to every live output, tracking keys and lateness.
     fn emit(&mut self, bytes: &[u8], stamp: Stamp) {
-        self.held.track(bytes);
+        if let Some(&status) = bytes.first()
+            && status < 0xF0
+            && self.key_channels & (1 << (status & 0x0F)) != 0
+        {
+            self.held.track(bytes);
+        }
         for (i, o) in self.outputs.iter_mut().enumerate() {
-            if self.dead[i] {
+            if self.dead & (1 << i) != 0 {
                 continue;
             }
-            match o.send(bytes, stamp) {
+            // A panicking output must not take the others down with it: it is treated as failed.
+            let sent = catch_unwind(AssertUnwindSafe(|| o.send(bytes, stamp)))
+                .unwrap_or(Err(OutputError { kind: OutputErrorKind::Backend, detail: "the output panicked" }));
+            match sent {
                 Ok(()) => {}
                 Err(e) if e.kind == OutputErrorKind::Overflow => {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    self.dead[i] = true;
+                    self.dead |= 1 << i;
                     if self.failure.is_none() {
                         self.failure = Some((i, e));
                     }
@@ -300,18 +319,19 @@ pub fn new<C: Clock>(
     let (prod, cons) = HeapRb::<Command>::new(64).split();
     let shared = Arc::new(Shared::default());
     shared.speed.store(config.speed, Ordering::Relaxed);
-    let n = outputs.len();
+    assert!(outputs.len() <= MAX_OUTPUTS, "at most {MAX_OUTPUTS} outputs");
     let engine = Engine {
-        timeline,
         sink: Sink {
             outputs,
-            dead: vec![false; n],
+            dead: 0,
             held: HeldKeys::new(),
+            key_channels: timeline.divisions.iter().fold(0u16, |m, d| m | 1 << d.channel.wire()),
             stats: LatenessStats::new(),
             shared: shared.clone(),
             failure: None,
         },
         clock,
+        timeline,
         commands: cons,
         shared: shared.clone(),
         config,
@@ -417,12 +437,14 @@ impl<C: Clock> Engine<C> {
                     return End::Stopped;
                 }
             }
-            if STOP_ALL.load(Ordering::Relaxed) {
+            if self.config.stop_flag.load(Ordering::Relaxed) {
                 self.release(true);
                 return End::Stopped;
             }
             // 2. Links.
-            let down = self.sink.outputs.iter().zip(&self.sink.dead).any(|(o, &dead)| !dead && o.link() == Link::Down);
+            let dead = self.sink.dead;
+            let down =
+                self.sink.outputs.iter().enumerate().any(|(i, o)| dead & (1 << i) == 0 && o.link() == Link::Down);
             self.shared.link_down.store(down, Ordering::Relaxed);
             if self.config.on_disconnect == DisconnectPolicy::Pause {
                 if down && !self.link_paused {
@@ -451,8 +473,10 @@ impl<C: Clock> Engine<C> {
                 }
                 return End::Finished;
             }
+            let now = self.clock.now();
+            self.shared.plan_time.store(self.plan_at(now).0, Ordering::Relaxed);
             let due = self.wall(self.timeline.events[self.next].t);
-            if due > self.clock.now() {
+            if due > now {
                 self.clock.wait_until(due);
                 continue;
             }
@@ -471,7 +495,6 @@ impl<C: Clock> Engine<C> {
                 }
             }
             self.shared.next.store(self.next, Ordering::Relaxed);
-            self.shared.plan_time.store(self.plan_at(self.clock.now()).0, Ordering::Relaxed);
         }
     }
 

@@ -1,0 +1,448 @@
+//! Deterministic engine tests: a manual or gated clock (never sleeps for real), in-memory outputs,
+//! the shipped score and organ, and a counting allocator that proves the hot path allocates
+//! nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::organ::{Organ, Registration};
+use crate::output::record::{MemoryOutput, Recording};
+use crate::plan::{Kind, PlanOptions, plan};
+
+// ---- a counting allocator for this test binary ------------------------------------------------
+
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ARMED.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ---- fixtures ----------------------------------------------------------------------------------
+
+fn shipped_timeline(opts: PlanOptions) -> Arc<Timeline> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let organ = Organ::load(&root.join("organs/st-marys.toml")).unwrap();
+    let score = crate::score::load_file(&root.join("scores/bwv643.mid")).unwrap();
+    let reg = Registration::load(&root.join("scores/bwv643.toml"), &organ).unwrap();
+    Arc::new(plan(&score, &organ, Some(&reg), &opts).unwrap())
+}
+
+/// A clock the test releases step by step: `wait_until` moves time only up to the gate.
+#[derive(Clone, Default)]
+struct GatedClock {
+    now: Arc<AtomicU64>,
+    gate: Arc<AtomicU64>,
+}
+
+impl GatedClock {
+    fn open_to(&self, t: u64) {
+        self.gate.store(t, Ordering::SeqCst);
+    }
+}
+
+impl Clock for GatedClock {
+    fn now(&self) -> Micros {
+        Micros(self.now.load(Ordering::SeqCst))
+    }
+    fn wait_until(&self, deadline: Micros) {
+        let gate = self.gate.load(Ordering::SeqCst);
+        if deadline.0 <= gate {
+            self.now.fetch_max(deadline.0, Ordering::SeqCst);
+        } else {
+            self.now.fetch_max(gate, Ordering::SeqCst);
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+}
+
+/// An output whose link the test can take down, that fails on the n-th message, or panics.
+struct Flaky {
+    down: Arc<AtomicBool>,
+    fail_at: Option<usize>,
+    panic_at: Option<usize>,
+    seen: usize,
+}
+
+impl Output for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        self.seen += 1;
+        if Some(self.seen) == self.panic_at {
+            panic!("test output panics");
+        }
+        if Some(self.seen) == self.fail_at {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
+        }
+        Ok(())
+    }
+    fn link(&self) -> Link {
+        if self.down.load(Ordering::SeqCst) { Link::Down } else { Link::Up }
+    }
+}
+
+/// The keys down on the division channels after these messages.
+fn keys_down<'a>(t: &Timeline, msgs: impl IntoIterator<Item = &'a [u8]>) -> HeldKeys {
+    let mut held = HeldKeys::new();
+    for b in msgs {
+        if t.divisions.iter().any(|d| b[0] < 0xF0 && d.channel.wire() == b[0] & 0x0F) {
+            held.track(b);
+        }
+    }
+    held
+}
+
+fn memory(t: &Arc<Timeline>) -> (Box<dyn Output>, Recording) {
+    let (mut m, h) = MemoryOutput::new();
+    m.prepare(t).unwrap();
+    (Box::new(m), h)
+}
+
+fn finish(report: &mut Report) {
+    for o in &mut report.outputs {
+        o.finish().unwrap();
+    }
+}
+
+fn recording(h: &Recording) -> Vec<(Stamp, Vec<u8>)> {
+    h.lock().unwrap().clone()
+}
+
+/// Every note-on is followed by its note-off, nothing is left down, and the last messages are
+/// CC 123 on every division channel followed by the cancel.
+fn assert_released(t: &Timeline, rec: &[(Stamp, Vec<u8>)]) {
+    let mut held = HeldKeys::new();
+    let mut last_note = 0;
+    for (i, (_, b)) in rec.iter().enumerate() {
+        let m = ShortMsg::from_bytes(b);
+        if let Some(m) = m
+            && (m.as_note_on().is_some() || m.as_note_off().is_some())
+            && t.divisions.iter().any(|d| Some(d.channel) == m.channel())
+        {
+            last_note = i;
+        }
+        if let Some((ch, key)) = m.and_then(|m| m.as_note_on())
+            && t.divisions.iter().any(|d| d.channel == ch)
+        {
+            assert!(!held.is_down(ch, key), "key {key} on channel {} struck twice at message {i}", ch.user());
+        }
+        held.track(b);
+    }
+    assert!(held.is_empty(), "keys left down: {:?}", held.iter().collect::<Vec<_>>());
+    let tail: Vec<&Vec<u8>> = rec[last_note + 1..].iter().map(|(_, b)| b).collect();
+    for d in &t.divisions {
+        let cc123 = [0xB0 | d.channel.wire(), 123, 0];
+        assert!(tail.iter().any(|b| b.as_slice() == cc123), "no all-notes-off on {} after the last note", d.name);
+    }
+    let cancel: Vec<&[u8]> = t.cancel.iter().map(|m| t.bytes(m)).collect();
+    let sent_tail: Vec<&[u8]> = tail.iter().rev().take(cancel.len()).rev().map(|b| b.as_slice()).collect();
+    assert_eq!(sent_tail, cancel, "the release must end with the cancel");
+}
+
+// ---- tests -------------------------------------------------------------------------------------
+
+#[test]
+fn plays_the_whole_plan_on_time_without_allocating() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    // Everything the engine shares is kept alive here, so that dropping the engine at the end
+    // frees nothing either.
+    let clock = ManualClock::new();
+    let (engine, _handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ARMED.with(|a| a.set(true));
+    let mut report = engine.run();
+    ARMED.with(|a| a.set(false));
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(allocations, 0, "the engine allocated or freed {allocations} times while playing");
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    assert_eq!(rec.len(), t.events.len());
+    for ((stamp, bytes), e) in rec.iter().zip(&t.events) {
+        assert_eq!(bytes.as_slice(), t.bytes(&e.msg));
+        assert_eq!(stamp.plan, e.t);
+        assert_eq!(stamp.due, e.t, "with a manual clock every message is sent at its deadline");
+        assert_eq!(stamp.now, e.t);
+    }
+    assert_eq!(report.stats.count(), t.events.len() as u64);
+    assert_eq!(report.stats.max(), 0);
+}
+
+#[test]
+fn stop_mid_piece_releases_exactly_the_keys_down_then_cancels() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    // Play to the middle of bar 6 (a point where chords are held), then stop.
+    let mid = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 6).unwrap().t.0 + 100;
+    clock.open_to(mid);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < mid {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handle.send(Command::Stop);
+    clock.open_to(u64::MAX / 4);
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    finish(&mut report);
+    let rec = recording(&h);
+    let played = t.events.iter().take_while(|e| e.t.0 <= mid).count();
+    assert_eq!(
+        rec[..played].iter().map(|(_, b)| b.as_slice()).collect::<Vec<_>>(),
+        t.events[..played].iter().map(|e| t.bytes(&e.msg)).collect::<Vec<_>>()
+    );
+    assert!(played > 100 && played < t.events.len() / 2 + 200, "stopped in the middle ({played} sent)");
+    // The keys down at the stop are exactly those the plan holds down at that time.
+    let expect = keys_down(&t, t.events.iter().take_while(|e| e.t.0 <= mid).map(|e| t.bytes(&e.msg)));
+    assert!(expect.count() > 0, "the test should stop while keys are down");
+    let offs: Vec<(u8, u8)> = rec[played..]
+        .iter()
+        .filter_map(|(_, b)| ShortMsg::from_bytes(b).and_then(|m| m.as_note_off()))
+        .filter(|(ch, _)| t.divisions.iter().any(|d| d.channel == *ch))
+        .map(|(c, k)| (c.wire(), k))
+        .collect();
+    let expected: Vec<(u8, u8)> = expect.iter().map(|(c, k, _)| (c.wire(), k)).collect();
+    assert_eq!(offs, expected, "exactly the keys that were down are released");
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn pause_releases_and_resume_strikes_again_and_shifts_time() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    let at = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 3).unwrap().t.0 + 50;
+    clock.open_to(at);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < at {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handle.send(Command::Pause);
+    while handle.shared.state() != State::Paused {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Two seconds of pause.
+    let pause = 2_000_000;
+    clock.now.fetch_add(pause, Ordering::SeqCst);
+    clock.open_to(at + pause);
+    handle.send(Command::Resume);
+    clock.open_to(u64::MAX / 4);
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    let paused_at = t.events.iter().take_while(|e| e.t.0 <= at).count();
+    // At the pause: note-offs for every key down; at the resume: the same keys struck again.
+    let down = keys_down(&t, rec[..paused_at].iter().map(|(_, b)| b.as_slice()));
+    let n = down.count();
+    assert!(n > 0);
+    let offs: Vec<&Vec<u8>> = rec[paused_at..paused_at + n].iter().map(|(_, b)| b).collect();
+    assert!(offs.iter().all(|b| b[0] & 0xF0 == 0x80), "pause releases the {n} keys down: {offs:?}");
+    let ons: Vec<(u8, u8)> = rec[paused_at + n..paused_at + 2 * n].iter().map(|(_, b)| (b[0] & 0x0F, b[1])).collect();
+    let expect: Vec<(u8, u8)> = down.iter().map(|(c, k, _)| (c.wire(), k)).collect();
+    assert_eq!(ons, expect, "resume strikes the same keys again");
+    // Everything after the resume is due two seconds later than planned.
+    for (s, _) in &rec[paused_at + 2 * n..] {
+        if s.plan.0 > at {
+            assert_eq!(s.due.0, s.plan.0 + pause, "due time shifted by the pause");
+        }
+    }
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn tempo_change_stretches_the_rest() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    let at = 10_000_000;
+    clock.open_to(at);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < at {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handle.send(Command::Speed(500)); // half speed: plan time advances half as fast
+    clock.open_to(u64::MAX / 4);
+    let mut report = handle.join();
+    finish(&mut report);
+    let rec = recording(&h);
+    for (s, _) in rec.iter().filter(|(s, _)| s.plan.0 > at + 10) {
+        let expected = at + (s.plan.0 - at) * 2;
+        assert!(s.due.0.abs_diff(expected) <= 2, "plan {} due {} expected {expected}", s.plan.0, s.due.0);
+    }
+}
+
+#[test]
+fn output_failure_stops_and_releases_the_other_outputs() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let flaky = Box::new(Flaky { down: Arc::default(), fail_at: Some(400), panic_at: None, seen: 0 });
+    let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), Config::default());
+    let mut report = engine.run();
+    assert!(
+        matches!(report.end, End::OutputFailed { output: 0, error } if error.kind == OutputErrorKind::Disconnected)
+    );
+    finish(&mut report);
+    let rec = recording(&h);
+    assert!(rec.len() < t.events.len(), "playback stopped early");
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn a_panicking_output_is_dropped_and_the_others_released() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let flaky = Box::new(Flaky { down: Arc::default(), fail_at: None, panic_at: Some(300), seen: 0 });
+    let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), Config::default());
+    let mut report = engine.run();
+    assert!(matches!(report.end, End::OutputFailed { output: 0, .. }), "{:?}", report.end);
+    finish(&mut report);
+    assert_released(&t, &recording(&h));
+}
+
+#[test]
+fn link_down_with_pause_policy_waits_and_resumes() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let down = Arc::new(AtomicBool::new(false));
+    let flaky = Box::new(Flaky { down: down.clone(), fail_at: None, panic_at: None, seen: 0 });
+    let clock = GatedClock::default();
+    let cfg = Config { on_disconnect: DisconnectPolicy::Pause, ..Config::default() };
+    let (engine, handle) = new(t.clone(), vec![flaky, out], clock.clone(), cfg);
+    let handle = spawn(engine, handle).unwrap();
+    let at = 20_000_000;
+    clock.open_to(at);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < at {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    down.store(true, Ordering::SeqCst);
+    while handle.shared.state() != State::WaitingForLink {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(handle.shared.link_down.load(Ordering::SeqCst));
+    let gap = 5_000_000;
+    clock.now.fetch_add(gap, Ordering::SeqCst);
+    clock.open_to(u64::MAX / 4);
+    std::thread::sleep(Duration::from_millis(30));
+    let sent_while_down = handle.shared.next.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        handle.shared.next.load(Ordering::SeqCst),
+        sent_while_down,
+        "nothing new is played while the link is down"
+    );
+    down.store(false, Ordering::SeqCst);
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    let last = rec.last().unwrap().0;
+    assert!(last.due.0 >= last.plan.0 + gap, "the clock stopped during the gap");
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn link_down_with_continue_policy_keeps_time() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let down = Arc::new(AtomicBool::new(true));
+    let flaky = Box::new(Flaky { down, fail_at: None, panic_at: None, seen: 0 });
+    let cfg = Config { on_disconnect: DisconnectPolicy::Continue, ..Config::default() };
+    let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), cfg);
+    let mut report = engine.run();
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    assert!(rec.iter().all(|(s, _)| s.due == s.plan), "continue never shifts the clock");
+}
+
+#[test]
+fn seek_resends_the_registration_of_the_new_position() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    clock.open_to(5_000_000);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < 5_000_000 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Jump past bar 5, where Sw to Ped goes off and Gt to Ped on.
+    let target = t.events.iter().find(|e| t.position(e).bar == 9).unwrap().t;
+    handle.send(Command::Seek(target));
+    clock.open_to(u64::MAX / 4);
+    let mut report = handle.join();
+    finish(&mut report);
+    let rec = recording(&h);
+    let jump = rec.iter().position(|(s, _)| s.plan == target).unwrap();
+    let reg = t.registration_at(target).unwrap();
+    let gt_to_ped = t.controls.iter().position(|c| c.name == "Gt to Ped").unwrap();
+    assert!(reg.drawn.contains(&gt_to_ped));
+    let sent: Vec<&[u8]> = rec[jump..].iter().map(|(_, b)| b.as_slice()).collect();
+    let mut expected: Vec<&[u8]> = t.cancel.iter().map(|m| t.bytes(m)).collect();
+    for &id in &reg.drawn {
+        expected.extend(t.controls[id].on.iter().map(|m| t.bytes(m)));
+    }
+    assert_eq!(&sent[..expected.len()], expected.as_slice(), "cancel, then the registration of bar 9");
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn the_stop_flag_stops_the_engine() {
+    // The flag signal handlers set; a private one here so other tests keep playing.
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let cfg = Config { stop_flag: &FLAG, ..Config::default() };
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), cfg);
+    let handle = spawn(engine, handle).unwrap();
+    clock.open_to(8_000_000);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < 8_000_000 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    FLAG.store(true, Ordering::SeqCst);
+    handle.wake();
+    clock.open_to(u64::MAX / 4); // the cancel is paced: let time run
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    finish(&mut report);
+    assert_released(&t, &recording(&h));
+}
