@@ -31,6 +31,9 @@ pub enum Command {
     Check(CheckCmd),
     /// Describe a MIDI file: parts, tempo and time signatures, length, a suggested layout.
     Info(InfoCmd),
+    /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
+    #[command(subcommand)]
+    Ble(BleCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -133,4 +136,20 @@ pub struct InfoCmd {
     /// Organ to suggest a layout for (default: the registration file's, else st-marys).
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
+}
+
+// --- organ ble ----------------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum BleCmd {
+    /// List the Bluetooth LE MIDI devices in range: name, address, signal strength. Play to one
+    /// with --to ble:NAME (a part of its name) or --to ble:ADDRESS.
+    Scan(BleScanCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct BleScanCmd {
+    /// How long to scan, in seconds.
+    #[arg(long, short = 's', value_name = "N", default_value_t = 5.0)]
+    pub seconds: f64,
 }
