@@ -34,6 +34,9 @@ pub struct Params {
     /// Lose the link after this many writes of a connection (0 = never).
     pub drop_link_after_writes: u32,
     pub drop_link_times: u32,
+    /// "signal" (BlueZ reports the loss 200 ms after the write) or "write-error" (that write
+    /// fails).
+    pub drop_mode: &'static str,
     /// After a link loss, refuse Connect for this long.
     pub unreachable_ms: u64,
     /// Forget the device this long after it disconnected (0 = never).
@@ -51,6 +54,7 @@ impl Default for Params {
             resolve_delay_ms: 20,
             drop_link_after_writes: 0,
             drop_link_times: 1,
+            drop_mode: "signal",
             unreachable_ms: 0,
             temporary_timeout_ms: 0,
             keep_gatt: true,
@@ -76,7 +80,7 @@ pub fn skip(reason: &str) {
 pub enum Captured {
     /// A value written to a characteristic.
     Write { t: f64, uuid: String, write_type: String, bytes: Vec<u8> },
-    /// "connect", "connect-refused" or "link-down".
+    /// "connect", "connect-refused", "link-down" or "write-failed".
     Event { t: f64, event: String },
 }
 
@@ -168,7 +172,7 @@ impl SimBluez {
         let capture = dir.join("capture.jsonl");
         let log = dir.join("mock.log");
         let json = format!(
-            r#"{{"name": "{}", "address": "{}", "capture": "{}", "mtu": {}, "discover_delay_ms": {}, "resolve_delay_ms": {}, "drop_link_after_writes": {}, "drop_link_times": {}, "unreachable_ms": {}, "temporary_timeout_ms": {}, "keep_gatt": {}, "notify_hex": ""}}"#,
+            r#"{{"name": "{}", "address": "{}", "capture": "{}", "mtu": {}, "discover_delay_ms": {}, "resolve_delay_ms": {}, "drop_link_after_writes": {}, "drop_link_times": {}, "drop_mode": "{}", "unreachable_ms": {}, "temporary_timeout_ms": {}, "keep_gatt": {}, "notify_hex": ""}}"#,
             params.name,
             params.address,
             capture.display(),
@@ -177,6 +181,7 @@ impl SimBluez {
             params.resolve_delay_ms,
             params.drop_link_after_writes,
             params.drop_link_times,
+            params.drop_mode,
             params.unreachable_ms,
             params.temporary_timeout_ms,
             params.keep_gatt

@@ -38,6 +38,9 @@ Parameters (JSON via `-p`):
   drop_link_after_writes  lose the link 200 ms after the Nth WriteValue of a connection
                     (0 = never); counts again from 0 after each reconnect
   drop_link_times   how many times to lose the link that way (default 1)
+  drop_mode         "signal" (default): the link goes 200 ms after that write, and BlueZ's
+                    signals tell the client; "write-error": the link goes during that write,
+                    which fails with org.bluez.Error.Failed "Not connected"
   unreachable_ms    after a link loss, Connect fails for this long (default 0), like a device
                     out of range
   temporary_timeout_ms  remove the (unpaired, "temporary") device object N ms after it got
@@ -48,7 +51,7 @@ Parameters (JSON via `-p`):
 
 Capture records (one JSON object per line):
   {"t": unix time, "path": ..., "uuid": ..., "type": "command"|"request"|..., "hex": "80 80 90 3C 64"}
-  {"t": unix time, "event": "connect"|"connect-refused"|"link-down", "reason": ...}
+  {"t": unix time, "event": "connect"|"connect-refused"|"link-down"|"write-failed", "reason": ...}
 '''
 
 import json
@@ -219,12 +222,20 @@ def char_write_value(char, value, options):
     _require_connected(char)
     data = bytes(int(b) for b in value)
     wtype = str(options.get('type', '')) if options else ''
-    char.n_writes = getattr(char, 'n_writes', 0) + 1
+    dev_path = char.path.rsplit('/', 2)[0]
+    n_writes = getattr(char, 'n_writes', 0) + 1
+    drop = CFG['drop_link_after_writes'] and not getattr(char, 'dropped', False) \
+        and n_writes >= CFG['drop_link_after_writes'] and CFG['drops_done'] < CFG['drop_link_times']
+    if drop and CFG['drop_mode'] == 'write-error':
+        # The link dies under this very write: the write fails (after the signals went out).
+        CFG['drops_done'] += 1
+        _capture({'t': time.time(), 'event': 'write-failed'})
+        _link_down(mockobject.objects[dev_path], 'link-loss')
+        raise dbus.exceptions.DBusException('Not connected', name='org.bluez.Error.Failed')
+    char.n_writes = n_writes
     _capture({'t': time.time(), 'path': str(char.path), 'uuid': str(char.props[CHAR_IFACE]['UUID']),
               'type': wtype, 'hex': data.hex(' ').upper()})
-    dev_path = char.path.rsplit('/', 2)[0]
-    if CFG['drop_link_after_writes'] and not getattr(char, 'dropped', False) \
-            and char.n_writes >= CFG['drop_link_after_writes'] and CFG['drops_done'] < CFG['drop_link_times']:
+    if drop:
         char.dropped = True
         CFG['drops_done'] += 1
         GLib.timeout_add(200, lambda: (_link_down(mockobject.objects[dev_path], 'link-loss'), False)[1])
@@ -415,6 +426,7 @@ def load(mock, parameters):
         'temporary_timeout_ms': 0,
         'drop_link_times': 1,
         'unreachable_ms': 0,
+        'drop_mode': 'signal',
     })
     CFG.update({str(k): (v if not isinstance(v, (dbus.String, str)) else str(v))
                 for k, v in (parameters or {}).items()})

@@ -292,6 +292,12 @@ impl Packer {
         })
     }
 
+    /// Number of packets begun, finished or open: the message just pushed ends in packet
+    /// `packets_begun() - 1`.
+    pub fn packets_begun(&self) -> usize {
+        self.ends.len() + usize::from(self.open)
+    }
+
     /// Number of finished packets.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -749,7 +755,9 @@ mod tests {
     fn packer_reuses_buffers() {
         let mut p = Packer::new(20);
         p.push(0, &[0x90, 1, 1]).unwrap();
+        assert_eq!(p.packets_begun(), 1);
         p.finish();
+        assert_eq!(p.packets_begun(), 1);
         let cap = p.buf.capacity();
         p.clear();
         assert!(p.is_empty());

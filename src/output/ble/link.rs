@@ -253,7 +253,6 @@ async fn find(adapter: &Adapter, target: &Target, limit: Duration) -> Result<(Pe
 type Events = Pin<Box<dyn Stream<Item = CentralEvent> + Send>>;
 
 /// A connection to one BLE-MIDI peripheral that can be re-established.
-#[allow(dead_code)] // used by the output worker, which comes next
 pub(crate) struct Link {
     adapter: Adapter,
     events: Events,
@@ -266,7 +265,6 @@ pub(crate) struct Link {
     events_ended: bool,
 }
 
-#[allow(dead_code)]
 impl Link {
     /// Finds the device, connects, discovers services and subscribes, all within `limit`.
     pub async fn open(target: Target, limit: Duration) -> Result<Link, String> {
@@ -350,7 +348,6 @@ impl Link {
     }
 }
 
-#[allow(dead_code)]
 /// Connects (unless BlueZ is still connected), discovers services, finds the BLE-MIDI
 /// characteristic and subscribes to it.
 async fn connect(p: &Peripheral, d: &BleDevice, limit: Duration) -> Result<(Characteristic, u16), String> {
