@@ -7,7 +7,7 @@
 //!
 //! # The format
 //! References are to the MIDI Manufacturers Association's *Specification for MIDI over
-//! Bluetooth Low Energy (BLE-MIDI)* 1.0 (2015), chapter 3 "BLE-MIDI Packet Encoding":
+//! Bluetooth Low Energy (BLE-MIDI)* 1.0 (2015), by the titles of its packet-encoding sections:
 //!
 //! ```text
 //! packet  = header message* | header sysex-continuation message*
@@ -562,11 +562,11 @@ mod tests {
         decode_all(packets.iter().map(|p| &p[..])).unwrap().into_iter().map(|d| (d.timestamp, d.bytes)).collect()
     }
 
-    // Byte-exact vectors, worked out by hand from the spec's chapter 3 figures.
+    // Byte-exact vectors, worked out by hand from the spec's packet-encoding figures.
 
     #[test]
     fn one_full_message() {
-        // Spec 3.1 "BLE Packet with One Full MIDI Message": header, timestamp, message.
+        // Spec, "BLE Packet with One Full MIDI Message": header, timestamp, message.
         // t = 0: header 1000_0000, timestamp 1000_0000.
         assert_eq!(enc(20, &[(0, &[0x90, 0x3C, 0x64])]), [vec![0x80, 0x80, 0x90, 0x3C, 0x64]]);
         // t = 8191 = 0b111111_1111111: header 1011_1111, timestamp 1111_1111.
