@@ -342,3 +342,46 @@ pub fn cmd_info(c: &InfoCmd) -> Result<Status, Error> {
     write_out(|out| out.write_all(o.as_bytes()))?;
     Ok(0)
 }
+
+// --- organ ble ----------------------------------------------------------------------------------
+
+/// `organ ble scan`.
+///
+/// # Errors
+/// Built without the `ble` feature; no Bluetooth (no BlueZ, no adapter, adapter off).
+pub fn cmd_ble(c: &crate::cli::BleCmd) -> Result<Status, Error> {
+    match c {
+        crate::cli::BleCmd::Scan(s) => ble_scan(s.seconds),
+    }
+}
+
+#[cfg(feature = "ble")]
+fn ble_scan(seconds: f64) -> Result<Status, Error> {
+    if !(seconds.is_finite() && (0.1..=600.0).contains(&seconds)) {
+        return Err(Error::Usage(format!("--seconds {seconds}: use 0.1 to 600 seconds")));
+    }
+    let devices = crate::output::ble::scan(seconds).map_err(|e| Error::Other(format!("Bluetooth: {e}")))?;
+    let mut o = String::new();
+    if devices.is_empty() {
+        o.push_str(&format!(
+            "no BLE-MIDI devices found in {seconds:.1} s (is the device on, in range, and not connected to another \
+             computer or phone?)\n"
+        ));
+    } else {
+        o.push_str(&format!("BLE-MIDI devices found in {seconds:.1} s (strongest signal first):\n"));
+        let width = devices.iter().map(|d| d.name.as_deref().unwrap_or("(no name)").chars().count()).max().unwrap_or(0);
+        for d in &devices {
+            let rssi = d.rssi.map(|r| format!("{r} dBm")).unwrap_or_else(|| "signal unknown".into());
+            o.push_str(&format!("  {:<width$}  {}  {rssi}\n", d.name.as_deref().unwrap_or("(no name)"), d.address));
+        }
+        let example = devices[0].name.clone().unwrap_or_else(|| devices[0].address.clone());
+        o.push_str(&format!("play to one with --to ble:\"{example}\" (a part of the name or the address)\n"));
+    }
+    write_out(|out| out.write_all(o.as_bytes()))?;
+    Ok(0)
+}
+
+#[cfg(not(feature = "ble"))]
+fn ble_scan(_seconds: f64) -> Result<Status, Error> {
+    Err(Error::Other("this organ was built without Bluetooth LE MIDI (cargo feature `ble`)".into()))
+}

@@ -42,6 +42,9 @@ pub enum Command {
     Ports,
     /// Silence the organ: note-off for every key of every division, all-notes-off, cancel.
     Panic(PanicCmd),
+    /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
+    #[command(subcommand)]
+    Ble(BleCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -177,4 +180,20 @@ pub struct PanicCmd {
     /// The organ, for its division channels and cancel; without it every channel is cleared.
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
+}
+
+// --- organ ble ----------------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum BleCmd {
+    /// List the Bluetooth LE MIDI devices in range: name, address, signal strength. Play to one
+    /// with --to ble:NAME (a part of its name) or --to ble:ADDRESS.
+    Scan(BleScanCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct BleScanCmd {
+    /// How long to scan, in seconds.
+    #[arg(long, short = 's', value_name = "N", default_value_t = 5.0)]
+    pub seconds: f64,
 }

@@ -15,6 +15,7 @@ fn main() {
         Command::Play(c) => organ::play::cmd_play(c),
         Command::Ports => organ::play::cmd_ports(),
         Command::Panic(c) => organ::play::cmd_panic(c),
+        Command::Ble(c) => app::cmd_ble(c),
     };
     match result {
         Ok(status) => std::process::exit(status),

@@ -206,7 +206,7 @@ pub fn open_outputs(to: &[String], organ: &Organ, notes: &mut Vec<String>) -> Re
     if specs.len() > engine::MAX_OUTPUTS {
         return Err(Error::Usage(format!("at most {} outputs at once", engine::MAX_OUTPUTS)));
     }
-    specs.iter().map(|s| output::open(s, notes).map_err(Error::Other)).collect()
+    specs.iter().map(|s| output::open(s, organ.on_disconnect, notes).map_err(Error::Other)).collect()
 }
 
 /// `organ play`.
@@ -373,7 +373,11 @@ pub fn cmd_panic(c: &PanicCmd) -> Result<Status, Error> {
         None if c.to.is_empty() => {
             return Err(Error::Usage("organ panic needs --to OUTPUT (or --organ NAME with a default output)".into()));
         }
-        None => c.to.iter().map(|s| output::open(s, &mut notes).map_err(Error::Other)).collect::<Result<_, _>>()?,
+        None => {
+            c.to.iter()
+                .map(|s| output::open(s, crate::organ::DisconnectPolicy::Pause, &mut notes).map_err(Error::Other))
+                .collect::<Result<_, _>>()?
+        }
     };
     let channels: Vec<Channel> = match &organ {
         Some(o) => o.divisions.iter().map(|d| d.channel).collect(),

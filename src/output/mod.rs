@@ -5,6 +5,7 @@
 //! bounded time without blocking on anything of unbounded duration. Slow or asynchronous
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 
+pub mod ble;
 pub mod port;
 pub mod record;
 
@@ -106,20 +107,33 @@ pub trait Output: Send {
 }
 
 /// The forms `--to` accepts, for help and error messages.
-pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), file:PATH.mid, grandorgue, null";
+pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), ble:NAME (Bluetooth LE MIDI, see `organ ble scan`), file:PATH.mid, grandorgue, null";
+
+/// How long connecting to a Bluetooth LE MIDI device may take before `--to ble:` gives up.
+pub const BLE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Opens an output from its `--to` form. Runs on the control thread. `notes` receives lines to
 /// tell the user (e.g. that GrandOrgue must be restarted to see a new port).
 ///
 /// # Errors
 /// An unknown form, or the output cannot be opened (the message says why and what exists).
-pub fn open(spec: &str, notes: &mut Vec<String>) -> Result<Box<dyn Output>, String> {
+pub fn open(
+    spec: &str,
+    policy: crate::organ::DisconnectPolicy,
+    notes: &mut Vec<String>,
+) -> Result<Box<dyn Output>, String> {
     let spec = spec.trim();
     let (kind, arg) = spec.split_once(':').map_or((spec, ""), |(k, a)| (k, a));
     match kind.to_ascii_lowercase().as_str() {
         "null" => Ok(Box::new(record::NullOutput)),
         "file" if !arg.is_empty() => Ok(Box::new(record::FileOutput::create(PathBuf::from(arg))?)),
         "port" if !arg.is_empty() => Ok(Box::new(port::PortOutput::open(arg)?)),
+        #[cfg(feature = "ble")]
+        "ble" if !arg.is_empty() => Ok(Box::new(ble::open(arg, policy, BLE_CONNECT_TIMEOUT)?)),
+        #[cfg(not(feature = "ble"))]
+        "ble" => {
+            Err(format!("--to {spec}: this build of organ has no Bluetooth support (built without the ble feature)"))
+        }
         "grandorgue" => {
             let name = if arg.is_empty() { "organ" } else { arg };
             let out = port::PortOutput::create_virtual(name).map_err(|e| format!("grandorgue: {e}"))?;
@@ -128,6 +142,9 @@ pub fn open(spec: &str, notes: &mut Vec<String>) -> Result<Box<dyn Output>, Stri
             ));
             Ok(Box::new(out))
         }
-        _ => Err(format!("--to {spec}: not an output; use {SPEC_FORMS}")),
+        _ => {
+            let _ = policy;
+            Err(format!("--to {spec}: not an output; use {SPEC_FORMS}"))
+        }
     }
 }

@@ -373,6 +373,7 @@ pub fn plan(
         if let Some(prev) = last_stop_t {
             t = t.max(prev + pace);
         }
+        let first_t = t;
         for (j, &id) in offs.iter().chain(ons.iter()).enumerate() {
             let on = j >= offs.len();
             let msgs = if on { &controls[id].on } else { &controls[id].off };
@@ -397,7 +398,7 @@ pub fn plan(
                 (t + lead - music_t) as f64 / 1000.0
             ));
         }
-        registrations.push(RegistrationState { t: Micros(music_t), drawn: drawn(&state), preset: preset_of(&state) });
+        registrations.push(RegistrationState { t: Micros(first_t), drawn: drawn(&state), preset: preset_of(&state) });
     }
 
     // --- notes: fold, merge keys per division ----------------------------------------------
@@ -532,6 +533,7 @@ pub fn plan(
         if let Some(prev) = last_stop_t {
             t = t.max(prev + pace);
         }
+        let cancel_start = t;
         match &organ.cancel {
             Some(_) => {
                 for &msg in &cancel {
@@ -556,8 +558,7 @@ pub fn plan(
                 }
             }
         }
-        let t_end = pending.iter().map(|p| p.event.t).max().unwrap_or_default();
-        registrations.push(RegistrationState { t: t_end, drawn: Vec::new(), preset: None });
+        registrations.push(RegistrationState { t: Micros(cancel_start), drawn: Vec::new(), preset: None });
     }
 
     pending.sort_by_key(|p| (p.event.t, p.class));

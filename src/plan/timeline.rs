@@ -129,9 +129,14 @@ pub struct ControlInfo {
     pub off: Vec<Msg>,
 }
 
-/// The registration in force from time `t` on (for the status line and for re-sending it).
+/// A registration and when it takes over (for the status line, seeking, and re-sending it after
+/// a reconnect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrationState {
+    /// The time of the first message that sets it up. Stop messages go out ahead of the notes
+    /// that need them (`stop_lead_ms`), so from this time on the organ is being given this
+    /// registration: re-sending it from a cancel at any later point is right, and the rest of
+    /// the batch still to come only repeats it.
     pub t: Micros,
     /// The controls drawn, in organ order.
     pub drawn: Vec<ControlId>,

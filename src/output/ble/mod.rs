@@ -1,0 +1,334 @@
+//! Bluetooth LE MIDI output (`--to ble:NAME`): the packet [`codec`] (always built; pure) and,
+//! with the `ble` cargo feature, the btleplug link and [`BleOutput`].
+//!
+//! # Threads
+//! - [`open`] runs on the control thread: it starts the worker thread `organ-ble`, which owns a
+//!   single-threaded tokio runtime and the btleplug connection, and waits until the device is
+//!   found, connected, its services discovered and the MIDI characteristic subscribed.
+//! - `BleOutput::send` runs on the real-time engine thread. It copies the message into a
+//!   lock-free SPSC ring (fixed-size records; SysEx bodies in a second ring of bytes) and wakes
+//!   the worker; it never waits on Bluetooth.
+//! - The worker drains the rings, packs everything handed over in the same instant (it lets
+//!   1 ms pass after waking so that a chord handed over message by message travels together)
+//!   into as few packets as the MTU allows, each message stamped with its *scheduled* time
+//!   (`Stamp::due` in milliseconds, modulo 8192), and writes them without response.
+//!
+//! # Link loss: what the output does, and what it expects from the engine
+//! A `DeviceDisconnected` event or a failed write marks the link lost: [`Output::link`](crate::output::Output::link) turns
+//! [`Link::Down`](crate::output::Link::Down) at once, and the worker keeps trying to reconnect (connect → discover services →
+//! subscribe; scanning again when BlueZ has forgotten the device), backing off from 0.1 to 2 s.
+//! When it gets the device back, *before any new note* it writes:
+//! 1. a note-off for every key it had delivered a note-on for and no note-off (keys on the
+//!    division channels), then CC 123 on every division channel;
+//! 2. the registration from a known state: the plan's cancel, then the `on` messages of every
+//!    control drawn once all the plan's registration messages up to the current plan position
+//!    have played (`stop_pace` apart);
+//!
+//! and only then reports [`Link::Up`](crate::output::Link::Up). The current plan position is the largest `Stamp::plan`
+//! handed over so far (under `continue`, including the messages dropped during the gap).
+//!
+//! The engine's side of the contract:
+//! - Call [`Output::prepare`](crate::output::Output::prepare) with the plan before the first `send`: the output needs it for the
+//!   division channels and the registration.
+//! - `Stamp::due` and `Stamp::now` are microseconds on one monotonic engine clock that keeps
+//!   running through pauses (`due` moves with them). The worker maps that clock to its own from
+//!   `now`, so `now` must be taken when the message is handed over.
+//! - `send` never reports `Disconnected`: while the link is down it accepts messages and applies
+//!   the policy below. It returns `Overflow` only when the ring is full (4096 messages or 64 KiB
+//!   of SysEx waiting), which under `pause` means the engine did not stop.
+//! - Poll [`Output::link`](crate::output::Output::link) (one atomic load) every cycle.
+//! - **`pause`**: when `link()` is `Down`, stop handing messages over and stop the plan clock;
+//!   do *not* send a release sequence yourself (the output releases what it delivered). The few
+//!   messages handed over between the loss and the engine noticing it stay in the ring, and a
+//!   batch whose write failed is kept too: they are played right after the restore, stamped
+//!   with their actual send time (their scheduled time is long gone). Nothing is dropped. When `link()` is `Up` again, resume with `due` shifted by the pause. Keys
+//!   that were sounding when the link dropped have been released and stay silent until their
+//!   next note-on (the engine may re-strike them after `Up` if it wants; they would be tracked).
+//! - **`continue`**: do nothing special. While the link is down the worker takes the messages
+//!   out of the ring and drops them (counted in [`BleStats::dropped`]), as it does a batch whose
+//!   write failed: what falls in the gap is never played late in a burst. Messages handed over
+//!   during the restore are dropped too.
+//! - At the end (done, stop, Ctrl-C, error), send the usual release sequence through `send`,
+//!   then call [`Output::finish`](crate::output::Output::finish) on the control thread. If the link is up, the worker writes
+//!   what is queued, then note-offs for any key still down (normally none), and disconnects. If
+//!   it is down, the worker keeps trying for [`BleOutput::set_shutdown_grace`] (2 s by
+//!   default); if the device comes back in time it writes the release (note-offs, CC 123, and
+//!   the cancel when the plan cancels at the end) instead of the queued messages. `finish`
+//!   returns within that grace plus a few seconds whatever happens.
+
+pub mod codec;
+#[cfg_attr(not(feature = "ble"), allow(dead_code))]
+mod state;
+
+#[cfg(feature = "ble")]
+mod link;
+#[cfg(feature = "ble")]
+mod worker;
+
+#[cfg(feature = "ble")]
+pub use link::{BleDevice, MIDI_CHARACTERISTIC, MIDI_SERVICE, Target, scan};
+
+#[cfg(feature = "ble")]
+pub use output::{BleOutput, BleStats, open};
+
+#[cfg(feature = "ble")]
+mod output {
+    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::thread::{self, JoinHandle};
+    use std::time::{Duration, Instant};
+
+    use ringbuf::HeapRb;
+    use ringbuf::traits::{Observer, Producer, Split};
+
+    use super::link::{BleDevice, Target};
+    use super::state::{ALL_CHANNELS, division_mask};
+    use super::worker::{self, Inbox, Record};
+    use crate::organ::DisconnectPolicy;
+    use crate::output::{Link, Output, OutputError, OutputErrorKind, Stamp};
+    use crate::plan::Timeline;
+
+    /// Messages that can wait in the ring.
+    const RECORDS: usize = 4096;
+    /// SysEx bytes that can wait in the ring.
+    const SYSEX_BYTES: usize = 65_536;
+    const UP: u8 = 0;
+    const DOWN: u8 = 1;
+
+    /// Counters of a BLE output, for reports.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct BleStats {
+        /// Messages written to the device.
+        pub messages: u64,
+        /// Packets (characteristic writes) that succeeded.
+        pub packets: u64,
+        /// Messages handed over but never written (dropped in a gap, invalid, or discarded at
+        /// shutdown while the link was down).
+        pub dropped: u64,
+        /// Times the link was lost.
+        pub link_losses: u64,
+        /// Times it was restored (release + registration sent).
+        pub reconnects: u64,
+    }
+
+    /// State shared by the engine-side handle and the worker. Atomics, plus two mutexes that
+    /// only the control thread and the worker touch.
+    pub(crate) struct Shared {
+        link: AtomicU8,
+        /// The worker waits on this; `armed` says it wants a wake-up.
+        pub wake: tokio::sync::Notify,
+        pub armed: AtomicBool,
+        pub shutdown: AtomicBool,
+        pub grace_ms: AtomicU64,
+        /// Division channels (bit n = wire channel n) whose keys are tracked.
+        pub channels: AtomicU16,
+        pub timeline: Mutex<Option<Arc<Timeline>>>,
+        pub last_event: Mutex<String>,
+        pub messages: AtomicU64,
+        pub packets: AtomicU64,
+        pub dropped: AtomicU64,
+        pub link_losses: AtomicU64,
+        pub reconnects: AtomicU64,
+    }
+
+    impl Shared {
+        fn new() -> Shared {
+            Shared {
+                link: AtomicU8::new(UP),
+                wake: tokio::sync::Notify::new(),
+                armed: AtomicBool::new(false),
+                shutdown: AtomicBool::new(false),
+                grace_ms: AtomicU64::new(2000),
+                channels: AtomicU16::new(ALL_CHANNELS),
+                timeline: Mutex::new(None),
+                last_event: Mutex::new(String::new()),
+                messages: AtomicU64::new(0),
+                packets: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                link_losses: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
+            }
+        }
+
+        pub fn set_link(&self, l: Link) {
+            self.link.store(if l == Link::Up { UP } else { DOWN }, Ordering::Release);
+        }
+
+        pub fn link(&self) -> Link {
+            if self.link.load(Ordering::Acquire) == UP { Link::Up } else { Link::Down }
+        }
+
+        pub fn note(&self, text: impl Into<String>) {
+            if let Ok(mut e) = self.last_event.lock() {
+                *e = text.into();
+            }
+        }
+
+        pub fn shutting_down(&self) -> bool {
+            self.shutdown.load(Ordering::Acquire)
+        }
+
+        pub fn timeline(&self) -> Option<Arc<Timeline>> {
+            self.timeline.lock().ok().and_then(|t| t.clone())
+        }
+    }
+
+    /// An output to a BLE-MIDI device through its own worker thread. See the [module
+    /// documentation](super) for the threads and the link-loss contract.
+    pub struct BleOutput {
+        name: String,
+        device: BleDevice,
+        policy: DisconnectPolicy,
+        records: ringbuf::HeapProd<Record>,
+        bytes: ringbuf::HeapProd<u8>,
+        shared: Arc<Shared>,
+        worker: Option<JoinHandle<()>>,
+    }
+
+    /// Finds the BLE-MIDI device `spec_name` (a case-insensitive part of its name, or its
+    /// address), connects, discovers its services and subscribes to the MIDI characteristic,
+    /// all within `timeout`, then returns the output with its worker running.
+    ///
+    /// # Errors
+    /// No BlueZ or adapter; no matching device (the message lists the BLE-MIDI devices found
+    /// instead); several match; the connection or service discovery failed or timed out.
+    pub fn open(spec_name: &str, policy: DisconnectPolicy, timeout: Duration) -> Result<BleOutput, String> {
+        let target = Target::parse(spec_name);
+        let (records, rec_cons) = HeapRb::<Record>::new(RECORDS).split();
+        let (bytes, byte_cons) = HeapRb::<u8>::new(SYSEX_BYTES).split();
+        let shared = Arc::new(Shared::new());
+        let (tx, rx) = mpsc::channel();
+        let inbox = Inbox::new(rec_cons, byte_cons);
+        let sh = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name("organ-ble".into())
+            .spawn(move || worker::run(target, timeout, policy, inbox, sh, tx))
+            .map_err(|e| format!("cannot start the BLE worker thread: {e}"))?;
+        // Link::open is bounded by `timeout` plus a connect and a few D-Bus calls.
+        match rx.recv_timeout(timeout + Duration::from_secs(20)) {
+            Ok(Ok(device)) => Ok(BleOutput {
+                name: format!("ble:{spec_name}"),
+                device,
+                policy,
+                records,
+                bytes,
+                shared,
+                worker: Some(handle),
+            }),
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                Err(e)
+            }
+            Err(_) => {
+                shared.shutdown.store(true, Ordering::Release);
+                shared.wake.notify_one();
+                Err(format!("connecting to the BLE-MIDI device '{spec_name}' did not finish in time"))
+            }
+        }
+    }
+
+    impl BleOutput {
+        /// The device connected to.
+        pub fn device(&self) -> &BleDevice {
+            &self.device
+        }
+
+        pub fn policy(&self) -> DisconnectPolicy {
+            self.policy
+        }
+
+        /// How long `finish` keeps trying to get a lost link back to release the keys (default
+        /// 2 s).
+        pub fn set_shutdown_grace(&self, grace: Duration) {
+            self.shared.grace_ms.store(grace.as_millis() as u64, Ordering::Relaxed);
+        }
+
+        pub fn stats(&self) -> BleStats {
+            let s = &self.shared;
+            BleStats {
+                messages: s.messages.load(Ordering::Relaxed),
+                packets: s.packets.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+                link_losses: s.link_losses.load(Ordering::Relaxed),
+                reconnects: s.reconnects.load(Ordering::Relaxed),
+            }
+        }
+
+        /// The latest thing that happened to the link ("link lost: …", "reconnected …"), for the
+        /// status line. Control thread only (takes a lock).
+        pub fn last_event(&self) -> String {
+            self.shared.last_event.lock().map(|e| e.clone()).unwrap_or_default()
+        }
+
+        fn stop_worker(&mut self) -> Result<(), String> {
+            let Some(handle) = self.worker.take() else { return Ok(()) };
+            self.shared.shutdown.store(true, Ordering::Release);
+            self.shared.wake.notify_one();
+            // The worker's own bound: queued writes (2 s write timeout), then the grace.
+            let grace = Duration::from_millis(self.shared.grace_ms.load(Ordering::Relaxed));
+            let deadline = Instant::now() + grace + Duration::from_secs(5);
+            while !handle.is_finished() {
+                if Instant::now() > deadline {
+                    return Err(format!("{}: the BLE worker did not stop in time; leaving it behind", self.name));
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            handle.join().map_err(|_| format!("{}: the BLE worker panicked", self.name))
+        }
+    }
+
+    impl Output for BleOutput {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn prepare(&mut self, timeline: &Arc<Timeline>) -> Result<(), OutputError> {
+            self.shared.channels.store(division_mask(Some(timeline)), Ordering::Release);
+            if let Ok(mut t) = self.shared.timeline.lock() {
+                *t = Some(Arc::clone(timeline));
+            }
+            Ok(())
+        }
+
+        /// # Real-time safety
+        /// Copies into preallocated rings (wait-free), then, only when the worker asked for a
+        /// wake-up since it last looked, `Notify::notify_one`, which takes tokio's internal
+        /// waiter lock for a few instructions (the worker holds it only as briefly). Never waits
+        /// on Bluetooth, never allocates.
+        fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError> {
+            let Some(&status) = bytes.first() else {
+                return Err(OutputError { kind: OutputErrorKind::Backend, detail: "empty message" });
+            };
+            let long = status == 0xF0 || bytes.len() > 3;
+            if self.records.is_full() || (long && self.bytes.vacant_len() < bytes.len()) || bytes.len() > SYSEX_BYTES {
+                return Err(OutputError { kind: OutputErrorKind::Overflow, detail: "BLE queue full" });
+            }
+            let mut rec =
+                Record { due: at.due.0, now: at.now.0, plan: at.plan.0, short: [0; 3], len: bytes.len() as u32, long };
+            if long {
+                self.bytes.push_slice(bytes);
+            } else {
+                rec.short[..bytes.len()].copy_from_slice(bytes);
+            }
+            let _ = self.records.try_push(rec);
+            if self.shared.armed.swap(false, Ordering::SeqCst) {
+                self.shared.wake.notify_one();
+            }
+            Ok(())
+        }
+
+        fn link(&self) -> Link {
+            self.shared.link()
+        }
+
+        fn finish(&mut self) -> Result<(), String> {
+            self.stop_worker()
+        }
+    }
+
+    impl Drop for BleOutput {
+        fn drop(&mut self) {
+            let _ = self.stop_worker();
+        }
+    }
+}
