@@ -152,6 +152,8 @@ pub struct Report {
     pub outputs: Vec<Box<dyn Output>>,
     pub sent: u64,
     pub dropped: u64,
+    /// Whether the engine thread ran with real-time priority.
+    pub realtime: bool,
 }
 
 /// Engine settings.
@@ -302,6 +304,7 @@ impl EngineHandle {
                 outputs: Vec::new(),
                 sent: self.shared.sent.load(Ordering::Relaxed),
                 dropped: self.shared.dropped.load(Ordering::Relaxed),
+                realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
             },
         }
     }
@@ -421,6 +424,7 @@ impl<C: Clock> Engine<C> {
             outputs: std::mem::take(&mut self.sink.outputs),
             sent: self.shared.sent.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
+            realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
         }
     }
 
