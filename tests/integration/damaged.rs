@@ -226,3 +226,29 @@ fn format_0_is_split_by_channel_in_channel_order() {
         s.parts.iter().map(|p| (p.number, p.notes[0].channel.wire(), p.notes[0].key)).collect();
     assert_eq!(keys, [(1, 0, 70), (2, 2, 55), (3, 5, 40)]);
 }
+
+/// Delta times add up to 2^32 bars or 2^41 ticks only in damaged or hostile files: the loader
+/// and the planner must still answer without a panic (or an arithmetic overflow, which panics in
+/// debug builds and wraps into a wrong plan in release builds).
+#[test]
+fn absurd_lengths_do_not_overflow() {
+    // PPQ 1 and a 1/16 meter make one tick a bar; a signature at tick 1 starts bar 2; then 2^32
+    // more bars.
+    let far = (1u64 << 32) + 10;
+    let t = vec![
+        (0u64, Ev::TimeSig(1, 4)),
+        (1, Ev::TimeSig(1, 4)),
+        (far, Ev::TimeSig(1, 4)),
+        (far + 10, Ev::On(0, 60, 80)),
+        (far + 20, Ev::Off(0, 60)),
+    ];
+    let s = load(&smf(ppq(1), &[t])).unwrap();
+    assert_eq!(s.meter.position(s.end_tick).bar, u32::MAX, "bar numbers saturate");
+
+    // 16.7 s per quarter at PPQ 1 and a note 2^41 ticks in: 10^12 years. Refused by the planner.
+    let t = vec![(0, Ev::Tempo(0xFF_FFFF)), (1u64 << 41, Ev::On(0, 60, 80)), ((1u64 << 41) + 1, Ev::Off(0, 60))];
+    let s = load(&smf(ppq(1), &[t])).unwrap();
+    let opts = organ::plan::PlanOptions { layout: Some("G".into()), ..Default::default() };
+    let e = organ::plan::plan(&s, &st_marys(), None, &opts).unwrap_err().to_string();
+    assert!(e.starts_with("fixture.mid: the music would last ") && e.contains("damaged"), "{e}");
+}

@@ -210,7 +210,16 @@ pub fn smf(timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8> {
         let mut now = 0u64;
         let mut track = Vec::with_capacity(evs.len() + 1);
         for (tick, ev) in evs {
-            track.push(TrackEvent { delta: u28::new(u32::try_from(tick - now).expect("delta")), kind: ev.kind() });
+            // A delta time holds at most 28 bits: longer gaps get empty text events.
+            const MAX: u64 = 0x0FFF_FFFF;
+            while tick - now > MAX {
+                track.push(TrackEvent {
+                    delta: u28::new(MAX as u32),
+                    kind: TrackEventKind::Meta(MetaMessage::Text(b"")),
+                });
+                now += MAX;
+            }
+            track.push(TrackEvent { delta: u28::new((tick - now) as u32), kind: ev.kind() });
             now = tick;
         }
         track.push(TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) });
