@@ -58,7 +58,9 @@ fn walk_chunks(bytes: &[u8]) -> Result<(u16, u16, midly::Timing, Vec<TrackChunk<
         }
         midly::Timing::Metrical(midly::num::u15::new(division))
     } else {
-        let fps = (-((division >> 8) as u8 as i8)) as u8;
+        // The high byte is minus the frame rate in two's complement (0xE7 = -25); 0x80 (-128)
+        // has no positive i8, so negate as u8.
+        let fps = ((division >> 8) as u8).wrapping_neg();
         let fps = match fps {
             24 => midly::Fps::Fps24,
             25 => midly::Fps::Fps25,
@@ -420,6 +422,22 @@ mod tests {
                 assert!(detail.contains("announces 2 tracks but only 1"), "{detail}");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn smpte_frame_rates() {
+        let with_division = |hi: u8, lo: u8| {
+            let mut b = two_tracks();
+            b[12] = hi;
+            b[13] = lo;
+            load_bytes(&b, "x.mid")
+        };
+        assert_eq!(with_division(0xE7, 40).unwrap().timing, Timing::Timecode { fps: 25, subframes: 40 });
+        assert_eq!(with_division(0xE3, 80).unwrap().timing, Timing::Timecode { fps: 29, subframes: 80 });
+        // -128 (found by the fuzzer: negating it as an i8 overflowed) and -1 are no frame rates.
+        for hi in [0x80, 0xFF, 0xE6] {
+            assert!(matches!(with_division(hi, 40), Err(ScoreError::Malformed { offset: Some(12), .. })), "{hi:02X}");
         }
     }
 

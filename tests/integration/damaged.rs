@@ -98,6 +98,7 @@ fn header_fields() {
     assert!(e.to_string().contains("division of 0"), "{e}");
     // SMPTE: -23 fps does not exist; 0 ticks per frame cannot be.
     assert!(matches!(with(12, &[0xE9, 40]).unwrap_err(), ScoreError::Malformed { offset: Some(12), .. }));
+    assert!(matches!(with(12, &[0x80, 40]).unwrap_err(), ScoreError::Malformed { offset: Some(12), .. }));
     assert!(matches!(with(12, &[0xE7, 0]).unwrap_err(), ScoreError::Malformed { offset: Some(13), .. }));
     // A valid SMPTE division turns the same file into timecode: 25 fps × 40 = 1 ms per tick.
     let s = with(12, &[0xE7, 40]).unwrap();
