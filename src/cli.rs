@@ -69,7 +69,7 @@ pub struct PlanArgs {
 
     /// Which division plays each part, one letter per part in order (division codes from the
     /// organ file; - leaves a part out). Default: the registration file's layout, else SSGGP.
-    #[arg(long, short = 'l', value_name = "LETTERS")]
+    #[arg(long, short = 'l', value_name = "LETTERS", allow_hyphen_values = true)]
     pub layout: Option<String>,
 
     /// Override single parts: 1-based part numbers as `organ info` prints them, e.g.
@@ -196,4 +196,20 @@ pub struct BleScanCmd {
     /// How long to scan, in seconds.
     #[arg(long, short = 's', value_name = "N", default_value_t = 5.0)]
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layout_may_start_with_a_dash() {
+        // `-` leaves a part out; the first part (a LilyPond chord-name track) often is.
+        let cli = Cli::try_parse_from(["organ", "plan", "hymn.mid", "--layout", "-GP"]).unwrap();
+        let Command::Plan(p) = cli.command else { panic!("plan") };
+        assert_eq!(p.plan.layout.as_deref(), Some("-GP"));
+        let cli = Cli::try_parse_from(["organ", "check", "hymn.mid", "-l", "--P", "--organ", "st-marys"]).unwrap();
+        let Command::Check(c) = cli.command else { panic!("check") };
+        assert_eq!((c.plan.layout.as_deref(), c.plan.organ.as_deref()), (Some("--P"), Some("st-marys")));
+    }
 }

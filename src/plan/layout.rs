@@ -99,10 +99,12 @@ pub fn resolve(
         }
         let d = organ.divisions.iter().position(|d| d.code == c.to_ascii_uppercase()).ok_or_else(|| {
             PlanError::new(format!(
-                "layout \"{}\" ({}): {} has no division with code {c}; its codes are {} (use - to leave a part out)",
+                "{}: layout \"{}\" ({}): {} ({}) has no division with code {c}; its codes are {} (use - to leave a part out)",
+                score.name,
                 layout.layout,
                 layout.from,
                 organ.name,
+                organ.source,
                 codes()
             ))
         })?;
@@ -170,4 +172,51 @@ pub fn resolve(
         return Err(PlanError::new("the layout leaves every part out; nothing would be played"));
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORGAN: &str =
+        "name = \"Two\"\n[division.great]\ncode = \"G\"\nchannel = 1\n[division.pedal]\ncode = \"P\"\nchannel = 2\n";
+
+    fn score() -> Score {
+        // Format 1, two tracks with one note each.
+        let track: &[u8] = &[0x00, 0x90, 0x3C, 0x40, 0x83, 0x60, 0x80, 0x3C, 0x00, 0x00, 0xFF, 0x2F, 0x00];
+        let mut b = b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0".to_vec();
+        for _ in 0..2 {
+            b.extend_from_slice(b"MTrk");
+            b.extend_from_slice(&(track.len() as u32).to_be_bytes());
+            b.extend_from_slice(track);
+        }
+        crate::score::load_bytes(&b, "two.mid").unwrap()
+    }
+
+    #[test]
+    fn an_unknown_letter_names_the_score_and_the_organ_file() {
+        let organ = Organ::from_toml(ORGAN, "organs/two.toml").unwrap();
+        let e = resolve(&score(), &organ, LayoutSource { layout: "GX", from: "--layout" }, None).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("two.mid: layout \"GX\" (--layout): Two (organs/two.toml) has no division with code X"),
+            "{e}"
+        );
+        assert!(e.message.contains("G (great), P (pedal)"), "{e}");
+    }
+
+    #[test]
+    fn letters_dashes_and_map() {
+        let organ = Organ::from_toml(ORGAN, "organs/two.toml").unwrap();
+        let src = |l| LayoutSource { layout: l, from: "--layout" };
+        assert_eq!(resolve(&score(), &organ, src("gp"), None).unwrap(), [Some(0), Some(1)]);
+        assert_eq!(resolve(&score(), &organ, src("-P"), None).unwrap(), [None, Some(1)]);
+        assert_eq!(resolve(&score(), &organ, src("G"), Some("1=pedal,2=great")).unwrap(), [Some(1), Some(0)]);
+        assert!(resolve(&score(), &organ, src("--"), None).is_err());
+        let e = resolve(&score(), &organ, src("G"), None).unwrap_err().message;
+        assert!(
+            e.contains("has 2 part(s) but the layout \"G\" (--layout) names 1") && e.contains("try --layout"),
+            "{e}"
+        );
+    }
 }

@@ -25,6 +25,9 @@ pub use timeline::{ControlInfo, DivisionInfo, Event, Kind, Msg, NONE_U8, NONE_U1
 /// The layout used when neither `--layout` nor the registration file gives one.
 pub const DEFAULT_LAYOUT: &str = "SSGGP";
 
+/// The longest performance planned: 30 days.
+pub const MAX_LENGTH: Micros = Micros(30 * 86_400 * 1_000_000);
+
 /// Why a plan could not be made. One line, already naming what is wrong and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanError {
@@ -180,7 +183,7 @@ pub fn plan(
             if *bar > last_bar {
                 return Err(PlanError::new(format!("--until bar {bar}: {} has {last_bar} bars", score.name)));
             }
-            score.meter.bar_start(bar + 1).unwrap_or(music_end).min(music_end)
+            score.meter.bar_start(bar.saturating_add(1)).unwrap_or(music_end).min(music_end)
         }
         Some(at) => resolve_at(at, "--until")?.min(music_end),
     };
@@ -195,6 +198,16 @@ pub fn plan(
         let a = score.tempo.exact(tick);
         crate::score::ExactTime { num: (a.num - from_exact.num) * mul, den: a.den * div }.round()
     };
+    // Every later time is at most this plus the setup, so the µs arithmetic below cannot
+    // overflow. Only damaged delta times (or a hostile file) come near the limit.
+    let length = rel(until_tick);
+    if length > MAX_LENGTH {
+        return Err(PlanError::new(format!(
+            "{}: the music would last {:.0} days at this speed; the file's delta times are probably damaged",
+            score.name,
+            length.as_secs_f64() / 86_400.0
+        )));
+    }
 
     let mut warnings: Vec<String> = Vec::new();
     let divisions: Vec<DivisionInfo> = organ

@@ -23,6 +23,10 @@ fn walk_chunks(bytes: &[u8]) -> Result<(u16, u16, midly::Timing, Vec<TrackChunk<
     if bytes.is_empty() {
         return Err(ScoreError::Empty);
     }
+    if bytes.len() < 4 && b"MThd".starts_with(bytes) {
+        // The first bytes of a header: a file cut short, not some other kind of file.
+        return Err(ScoreError::Truncated { offset: bytes.len(), detail: "the header chunk is incomplete".into() });
+    }
     if bytes.len() < 4 || &bytes[..4] != b"MThd" {
         return Err(ScoreError::NotMidi(describe_non_midi(bytes)));
     }
@@ -54,7 +58,9 @@ fn walk_chunks(bytes: &[u8]) -> Result<(u16, u16, midly::Timing, Vec<TrackChunk<
         }
         midly::Timing::Metrical(midly::num::u15::new(division))
     } else {
-        let fps = (-((division >> 8) as u8 as i8)) as u8;
+        // The high byte is minus the frame rate in two's complement (0xE7 = -25); 0x80 (-128)
+        // has no positive i8, so negate as u8.
+        let fps = ((division >> 8) as u8).wrapping_neg();
         let fps = match fps {
             24 => midly::Fps::Fps24,
             25 => midly::Fps::Fps25,
@@ -112,6 +118,13 @@ fn walk_chunks(bytes: &[u8]) -> Result<(u16, u16, midly::Timing, Vec<TrackChunk<
     }
     if tracks.is_empty() {
         return Err(ScoreError::Truncated { offset: bytes.len(), detail: "the file has no track chunks".into() });
+    }
+    if tracks.len() < usize::from(ntrks) {
+        // Cut between two chunks: what is left parses, but parts are missing.
+        return Err(ScoreError::Truncated {
+            offset: bytes.len(),
+            detail: format!("the header announces {ntrks} tracks but only {} follow", tracks.len()),
+        });
     }
     Ok((format, ntrks, timing, tracks))
 }
@@ -372,4 +385,67 @@ fn pair_notes(
     }
     notes.sort_unstable_by_key(|n| (n.start, n.key, n.end, n.channel));
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Format 1, two tracks announced, PPQ 480; each track one note and an end-of-track.
+    fn two_tracks() -> Vec<u8> {
+        let track: &[u8] = &[0x00, 0x90, 0x3C, 0x40, 0x83, 0x60, 0x80, 0x3C, 0x00, 0x00, 0xFF, 0x2F, 0x00];
+        let mut b = b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0".to_vec();
+        for _ in 0..2 {
+            b.extend_from_slice(b"MTrk");
+            b.extend_from_slice(&(track.len() as u32).to_be_bytes());
+            b.extend_from_slice(track);
+        }
+        b
+    }
+
+    #[test]
+    fn loads_both_tracks() {
+        let s = load_bytes(&two_tracks(), "x.mid").unwrap();
+        assert_eq!(s.parts.len(), 2);
+        assert_eq!(s.tempo.micros(s.last_note_end()).0, 500_000);
+    }
+
+    #[test]
+    fn cut_between_two_chunks_is_truncated() {
+        // The first track is complete: without a count of the announced tracks the cut file
+        // would load with a part missing.
+        let b = two_tracks();
+        let cut = 14 + 8 + 13;
+        match load_bytes(&b[..cut], "x.mid") {
+            Err(ScoreError::Truncated { offset, detail }) => {
+                assert_eq!(offset, cut);
+                assert!(detail.contains("announces 2 tracks but only 1"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn smpte_frame_rates() {
+        let with_division = |hi: u8, lo: u8| {
+            let mut b = two_tracks();
+            b[12] = hi;
+            b[13] = lo;
+            load_bytes(&b, "x.mid")
+        };
+        assert_eq!(with_division(0xE7, 40).unwrap().timing, Timing::Timecode { fps: 25, subframes: 40 });
+        assert_eq!(with_division(0xE3, 80).unwrap().timing, Timing::Timecode { fps: 29, subframes: 80 });
+        // -128 (found by the fuzzer: negating it as an i8 overflowed) and -1 are no frame rates.
+        for hi in [0x80, 0xFF, 0xE6] {
+            assert!(matches!(with_division(hi, 40), Err(ScoreError::Malformed { offset: Some(12), .. })), "{hi:02X}");
+        }
+    }
+
+    #[test]
+    fn the_first_bytes_of_a_header_are_a_truncated_file() {
+        for cut in 1..4 {
+            assert!(matches!(load_bytes(&b"MThd"[..cut], "x.mid"), Err(ScoreError::Truncated { .. })), "{cut}");
+        }
+        assert!(matches!(load_bytes(b"MX", "x.mid"), Err(ScoreError::NotMidi(_))));
+    }
 }

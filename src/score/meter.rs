@@ -98,7 +98,11 @@ impl MeterMap {
             let into = c.tick - last.tick;
             let whole_bars = into / last.bar_ticks();
             let partial = into % last.bar_ticks() != 0;
-            let bar = last.bar + u32::try_from(whole_bars).unwrap_or(u32::MAX - 1) + u32::from(partial);
+            // Saturating: only a damaged file has 2^32 bars, and it must not overflow.
+            let bar = last
+                .bar
+                .saturating_add(u32::try_from(whole_bars).unwrap_or(u32::MAX))
+                .saturating_add(u32::from(partial));
             segments.push(Segment { bar, ..seg });
         }
         MeterMap { quarter_ticks, segments }
@@ -120,7 +124,7 @@ impl MeterMap {
         let i = self.segments.partition_point(|s| s.tick <= tick);
         let s = &self.segments[i.saturating_sub(1)];
         let into = tick - s.tick;
-        let bar = s.bar + u32::try_from(into / s.bar_ticks()).unwrap_or(u32::MAX - s.bar);
+        let bar = s.bar.saturating_add(u32::try_from(into / s.bar_ticks()).unwrap_or(u32::MAX));
         let in_bar = into % s.bar_ticks();
         BarBeat {
             bar,
@@ -201,6 +205,16 @@ mod tests {
     fn later_signature_at_same_tick_wins() {
         let m = MeterMap::new(384, &[ts(0, 9, 2), ts(0, 4, 2)]);
         assert_eq!(m.signature_at(0), (4, 4));
+    }
+
+    #[test]
+    fn bar_numbers_saturate() {
+        // One tick per bar (1/16 at one tick per quarter), bar 2 from tick 1, then 2^32 bars.
+        let far = (1u64 << 32) + 10;
+        let m = MeterMap::new(1, &[ts(0, 1, 4), ts(1, 1, 4), ts(far, 1, 4), ts(far + 5, 3, 2)]);
+        assert_eq!(m.position(far).bar, u32::MAX);
+        assert_eq!(m.position(far + 100).bar, u32::MAX);
+        assert_eq!(m.position(1 << 31).bar, (1 << 31) + 1);
     }
 
     #[test]

@@ -1,0 +1,18 @@
+//! The integration test binary: the library and the real `organ` binary against the corpus in
+//! tests/data/ and against small fixtures built here with midly.
+//!
+//! - [`corpus`]: every corpus file loads with note times equal to mido's (±1 µs) and to an
+//!   independent tempo-map computation, and plans without a broken invariant.
+//! - [`tempo`]: exactness over two hours of odd tempi, SMPTE divisions.
+//! - [`damaged`]: damaged files are refused with the right error and never panic.
+//! - [`planner`]: planner behaviours with hand-computed expectations.
+//! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
+//! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
+
+mod cli;
+mod corpus;
+mod damaged;
+mod planner;
+mod props;
+mod support;
+mod tempo;
