@@ -12,6 +12,7 @@ fn main() {
         Command::Plan(c) => app::cmd_plan(c),
         Command::Check(c) => app::cmd_check(c),
         Command::Info(c) => app::cmd_info(c),
+        Command::Grandorgue(c) => app::cmd_grandorgue(c),
     };
     match result {
         Ok(status) => std::process::exit(status),
