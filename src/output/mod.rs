@@ -5,6 +5,9 @@
 //! bounded time without blocking on anything of unbounded duration. Slow or asynchronous
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 
+#[cfg(feature = "jack")]
+pub mod jack;
+
 use std::fmt;
 use std::sync::Arc;
 
