@@ -1,0 +1,406 @@
+//! GrandOrgue: `organ grandorgue config` on a generated organ, and the end-to-end path
+//! JACK output → a real GrandOrgue (headless, JACK dummy backend, Xvfb) → recorded audio.
+//!
+//! The end-to-end test needs the Debian packages `grandorgue jackd2 xvfb x11-utils` (and
+//! `libjack-jackd2-dev pkg-config` to build). Where they are missing it prints `SKIPPED: <reason>`
+//! on stderr; with `ORGAN_REQUIRE_GRANDORGUE=1` (CI) a missing package fails the test instead.
+
+mod support;
+
+use std::process::Command;
+
+use support::Scratch;
+use support::test_organ;
+
+fn organ_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_organ"))
+}
+
+/// `organ grandorgue config` on the generated organ: everything matches, the right receiver
+/// types are written, the report says so.
+#[test]
+fn config_binds_every_stop_of_the_test_organ() {
+    let dir = Scratch::new("go-config");
+    let odf = test_organ::generate(&dir.path).unwrap();
+    let toml = dir.path.join("organ-e2e.toml");
+    let out = organ_bin().args(["grandorgue", "config", "--organ"]).arg(&toml).arg("--odf").arg(&odf).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("not matched"), "{stdout}");
+    assert!(!stdout.contains("not driven"), "{stdout}");
+    for line in [
+        "Sw Gedackt 8             → Stop001 \"Gedackt 8'\"",
+        "Sw Nazard 2 2/3          → Stop003",
+        "Gt Principal 8           → Stop004",
+        "Ped Subbass 16           → Stop006",
+        "Sw to Ped                → Coupler001 \"Swell to Pedal\"",
+        "great                    channel  2 → Manual001 \"Hauptwerk\"",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    let cmb = std::fs::read(odf.with_extension("cmb")).unwrap();
+    assert!(cmb.starts_with(&[0xEF, 0xBB, 0xBF]), "a UTF-8 BOM, or GrandOrgue reads ISO-8859-1");
+    let text = String::from_utf8(cmb[3..].to_vec()).unwrap();
+    for want in [
+        "[Organ]\nChurchName=OrganE2E\n",
+        "[Manual002]\nNumberOfMIDIEvents=1\nMIDIDevice001=\nMIDIEventType001=Note\nMIDIChannel001=1\n",
+        "[Stop002]\nNumberOfMIDIEvents=1\nMIDIDevice001=\nMIDIEventType001=ControlChangeFixed\nMIDIChannel001=16\nMIDIKey001=20\nMIDILowerLimit001=0\nMIDIUpperLimit001=127\n",
+        "MIDIEventType001=NRPN\nMIDIChannel001=16\nMIDIKey001=300\n",
+        "MIDIEventType001=ProgramRange\nMIDIChannel001=15\nMIDILowerLimit001=7\nMIDIUpperLimit001=6\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(!text.contains("ODFHash"));
+
+    // A second run replaces its own file; a foreign .cmb is left alone without --force.
+    let again =
+        organ_bin().args(["grandorgue", "config", "--organ"]).arg(&toml).arg("--odf").arg(&odf).output().unwrap();
+    assert!(again.status.success());
+    std::fs::write(odf.with_extension("cmb"), "[Organ]\nChurchName=hand made\n").unwrap();
+    let refused =
+        organ_bin().args(["grandorgue", "config", "--organ"]).arg(&toml).arg("--odf").arg(&odf).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(odf.with_extension("cmb")).unwrap(), "[Organ]\nChurchName=hand made\n");
+}
+
+#[test]
+fn config_reports_a_file_that_is_not_an_odf() {
+    let dir = Scratch::new("go-config-bad");
+    let bad = dir.path.join("x.organ");
+    std::fs::write(&bad, "[Foo]\nBar=1\n").unwrap();
+    let out = organ_bin().args(["grandorgue", "config", "--organ", "st-marys", "--odf"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a GrandOrgue organ definition"), "{err}");
+    assert!(!dir.path.join("x.cmb").exists());
+}
+
+#[cfg(not(feature = "jack"))]
+#[test]
+fn grandorgue_end_to_end() {
+    use std::io::Write;
+    assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "built without the jack feature");
+    let _ = writeln!(std::io::stderr(), "SKIPPED: grandorgue_end_to_end: built without the `jack` feature");
+}
+
+#[cfg(feature = "jack")]
+mod e2e {
+    use std::time::{Duration, Instant};
+
+    use organ::midi::Micros;
+    use organ::output::jack::JackOutput;
+    use organ::output::{Output, Stamp};
+
+    use super::support::analysis::{db, onset, rms, tone_amplitude};
+    use super::support::procs::{self, GrandOrgue, Jackd, PERIOD, RATE, RunLock, Unavailable, Xvfb, say, wait_for};
+    use super::support::recorder::{Recorder, Recording};
+    use super::support::test_organ::{self, CHURCH, pipe_hz};
+    use super::{Scratch, organ_bin};
+
+    /// A skip that is visible (stderr, not captured) and fails where the packages are required.
+    fn skip(reason: &str) {
+        assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "ORGAN_REQUIRE_GRANDORGUE is set, but {reason}");
+        say(&format!("SKIPPED: grandorgue_end_to_end: {reason}"));
+    }
+
+    /// A timed message of the scenario.
+    struct Ev {
+        t: f64,
+        bytes: Vec<u8>,
+    }
+
+    fn ev(t: f64, hex: &str) -> Ev {
+        Ev { t, bytes: hex.split_whitespace().map(|h| u8::from_str_radix(h, 16).unwrap()).collect() }
+    }
+
+    /// What must sound in a stretch of the scenario.
+    struct Seg {
+        what: &'static str,
+        from: f64,
+        to: f64,
+        present: Vec<u32>,
+        absent: Vec<u32>,
+    }
+
+    #[test]
+    fn grandorgue_end_to_end() {
+        if let Err(r) = procs::check_tools() {
+            return skip(&r);
+        }
+        if let Err(e) = jack::jack_sys::library() {
+            return skip(&format!("libjack cannot be loaded ({e}); install jackd2"));
+        }
+        let _lock = RunLock::acquire(Duration::from_secs(300)).unwrap();
+        // SAFETY: set before any JACK client of this process exists; libjack reads it when a
+        // client opens. No other test in this binary reads the environment concurrently.
+        unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) };
+        let t_start = Instant::now();
+        let dir = Scratch::new("go-e2e");
+        match run(&dir) {
+            Ok(()) => say(&format!("grandorgue_end_to_end: passed in {:.1} s", t_start.elapsed().as_secs_f64())),
+            Err(Unavailable::Skip(r)) => skip(&r),
+            Err(Unavailable::Fail(f)) => panic!("{f}"),
+        }
+    }
+
+    fn fail(s: impl Into<String>) -> Unavailable {
+        Unavailable::Fail(s.into())
+    }
+
+    fn run(dir: &Scratch) -> Result<(), Unavailable> {
+        let odf = test_organ::generate(&dir.path).map_err(|e| fail(e.to_string()))?;
+        let toml = dir.path.join("organ-e2e.toml");
+        let cfg =
+            organ_bin().args(["grandorgue", "config", "--organ"]).arg(&toml).arg("--odf").arg(&odf).output().unwrap();
+        if !cfg.status.success() {
+            return Err(fail(format!("organ grandorgue config failed: {}", String::from_utf8_lossy(&cfg.stderr))));
+        }
+
+        let mut jackd = Jackd::start(&dir.path)?;
+        // Our port must exist before GrandOrgue starts: it only sees MIDI sources present then.
+        let mut out = organ::output::jack::open("jack").map_err(fail)?;
+        let rec = Recorder::open().map_err(fail)?;
+        rec.client().connect_ports_by_name(out.port_name(), &rec.port("midi_in")).map_err(|e| fail(e.to_string()))?;
+        let xvfb = Xvfb::start().map_err(fail)?;
+        let mut go = GrandOrgue::start(&dir.path, &xvfb.display, &odf).map_err(fail)?;
+
+        // Ready: GrandOrgue's MIDI input listens to organ:out, its audio ports exist, and its
+        // main window shows the organ.
+        let port_name = out.port_name().to_string();
+        let ready = wait_for(Duration::from_secs(45), || {
+            if go.proc.exited().is_some() {
+                return Some(false);
+            }
+            let c = rec.client();
+            let audio =
+                c.port_by_name("GrandOrgueAudio:out_0").is_some() && c.port_by_name("GrandOrgueAudio:out_1").is_some();
+            let midi = c
+                .port_by_name(&port_name)
+                .is_some_and(|p| p.get_connections().iter().any(|x| x.to_lowercase().contains("grandorgue")));
+            let titled = xvfb
+                .window_titles()
+                .iter()
+                .any(|t| t.starts_with("GrandOrgue v") && t.ends_with(&format!("- {CHURCH}")));
+            (audio && midi && titled).then_some(true)
+        });
+        if ready != Some(true) {
+            return Err(fail(format!(
+                "GrandOrgue not ready after 45 s (exited: {:?}); windows: {:?}\nGrandOrgue log:\n{}",
+                go.proc.exited(),
+                xvfb.window_titles(),
+                go.log_tail()
+            )));
+        }
+        let titles = xvfb.window_titles();
+        if let Some(d) = titles
+            .iter()
+            .find(|t| ["warning", "error", "import", "question"].iter().any(|w| t.to_lowercase().contains(w)))
+        {
+            return Err(fail(format!("GrandOrgue shows a dialog \"{d}\" (windows: {titles:?})\n{}", go.log_tail())));
+        }
+        for (src, dst) in [("GrandOrgueAudio:out_0", "in_l"), ("GrandOrgueAudio:out_1", "in_r")] {
+            rec.client().connect_ports_by_name(src, &rec.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        rec.start();
+        std::thread::sleep(Duration::from_millis(300));
+
+        let events = scenario();
+        play(&mut out, &events);
+        std::thread::sleep(Duration::from_millis(800));
+        let stats = out.stats();
+        let recording = rec.finish();
+        let finished = out.finish();
+        let titles_after = xvfb.window_titles();
+        go.proc.stop(Duration::from_secs(3));
+        drop(xvfb);
+        jackd.stop();
+
+        finished.map_err(fail)?;
+        say(&format!(
+            "grandorgue_end_to_end: JACK output wrote {} message(s), {} late (max {} frames), {} dropped; period {} frames at {} Hz",
+            stats.written, stats.late, stats.late_frames_max, stats.dropped, stats.period, stats.sample_rate
+        ));
+        if let Some(d) =
+            titles_after.iter().find(|t| t.to_lowercase().contains("warning") || t.to_lowercase().contains("error"))
+        {
+            return Err(fail(format!("GrandOrgue showed a dialog \"{d}\" while playing")));
+        }
+        check(&recording, &events, stats.dropped)
+    }
+
+    /// The scenario, in seconds. Swell ch 1, Great ch 2, Pedal ch 3; stops on ch 16 / 15 as in
+    /// the test organ definition.
+    fn scenario() -> Vec<Ev> {
+        // NRPN 300 = 0x12C: CC 99 = 2, CC 98 = 44, data entry (CC 6).
+        let nrpn = |t: f64, v: u8| [ev(t, "BF 63 02"), ev(t, "BF 62 2C"), ev(t, &format!("BF 06 {v:02X}"))];
+        let mut v = vec![
+            ev(0.0, "90 3C 64"), // swell key 60 held, no stop drawn
+            ev(0.6, "9F 24 7F"), // Sw Gedackt 8 on
+            ev(1.2, "BF 14 7F"), // Sw Principal 4 on (CC)
+            ev(1.8, "BF 14 00"), // Sw Principal 4 off
+            ev(2.4, "80 3C 00"),
+            ev(2.4, "CE 05"),    // Gt Principal 8 on (program 5 on channel 15)
+            ev(2.4, "91 40 64"), // great key 64
+            ev(3.0, "9F 28 7F"), // Gt Octave 4 on
+        ];
+        v.extend(nrpn(3.0, 0x7F)); // Sw Nazard on, no swell key down
+        v.extend([
+            ev(3.6, "81 40 00"),
+            ev(3.6, "CE 06"),    // Gt Principal 8 off (program 6)
+            ev(3.6, "8F 28 00"), // Gt Octave 4 off
+            ev(3.6, "BF 15 7F"), // Ped Subbass 16 on
+            ev(3.6, "92 30 64"), // pedal key 48
+            ev(4.2, "9F 49 7F"), // Sw to Ped on
+            ev(4.8, "8F 49 00"), // Sw to Ped off
+            ev(5.4, "82 30 00"),
+            ev(5.4, "8F 24 00"), // Sw Gedackt off
+            ev(5.4, "BF 15 00"), // Ped Subbass off
+        ]);
+        v.extend(nrpn(5.4, 0)); // Sw Nazard off
+        v.extend([
+            ev(6.4, "CE 05"),    // Gt Principal 8 on, no key: still silent
+            ev(6.9, "91 40 64"), // great key 64 from silence: key-to-sound delay
+            ev(7.4, "81 40 00"),
+            ev(7.4, "CE 06"),
+        ]);
+        v
+    }
+
+    fn segments() -> Vec<Seg> {
+        let sw = |r: f64| pipe_hz(60, r);
+        let gt = |r: f64| pipe_hz(64, r);
+        let ped = |r: f64| pipe_hz(48, r);
+        let all = [sw(1.0), sw(2.0), sw(3.0), gt(1.0), gt(2.0), ped(0.5), ped(1.0), ped(3.0)];
+        let absent = |present: &[u32]| all.iter().copied().filter(|f| !present.contains(f)).collect::<Vec<_>>();
+        let seg = |what, from, to, present: Vec<u32>| Seg { what, from, to, absent: absent(&present), present };
+        vec![
+            seg("swell key, no stop drawn", 0.0, 0.6, vec![]),
+            seg("Sw Gedackt 8 (note)", 0.6, 1.2, vec![sw(1.0)]),
+            seg("+ Sw Principal 4 (CC)", 1.2, 1.8, vec![sw(1.0), sw(2.0)]),
+            seg("Sw Principal 4 off", 1.8, 2.4, vec![sw(1.0)]),
+            seg("great key, Gt Principal 8 (program change)", 2.4, 3.0, vec![gt(1.0)]),
+            seg("+ Gt Octave 4, Sw Nazard (NRPN) on the idle swell", 3.0, 3.6, vec![gt(1.0), gt(2.0)]),
+            seg("pedal key, Ped Subbass 16", 3.6, 4.2, vec![ped(0.5)]),
+            seg("+ Sw to Ped: Gedackt and Nazard on the pedal", 4.2, 4.8, vec![ped(0.5), ped(1.0), ped(3.0)]),
+            seg("Sw to Ped off", 4.8, 5.4, vec![ped(0.5)]),
+            seg("everything off", 5.4, 6.4, vec![]),
+            seg("Gt Principal 8 drawn, no key", 6.4, 6.9, vec![]),
+            seg("great key again", 6.9, 7.4, vec![gt(1.0)]),
+            seg("after the end", 7.4, 8.1, vec![]),
+        ]
+    }
+
+    /// Sends the scenario through the JACK output like the engine would: at absolute deadlines,
+    /// each message stamped with its due and actual time.
+    fn play(out: &mut JackOutput, events: &[Ev]) {
+        let start = Instant::now();
+        for e in events {
+            let due = start + Duration::from_secs_f64(e.t);
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+            let us = |d: Duration| Micros(d.as_micros() as u64);
+            let stamp = Stamp { plan: us(due - start), due: us(due - start), now: us(start.elapsed()) };
+            out.send(&e.bytes, stamp).expect("send");
+        }
+    }
+
+    fn check(rec: &Recording, events: &[Ev], dropped: u64) -> Result<(), Unavailable> {
+        let mut problems: Vec<String> = Vec::new();
+        if !rec.gaps.is_empty() {
+            problems.push(format!("the recording has gaps: {:?}", rec.gaps));
+        }
+        if dropped > 0 {
+            problems.push(format!("the JACK output dropped {dropped} message(s)"));
+        }
+        // Every message arrived on organ:out, in order; the frames follow the schedule exactly.
+        if rec.midi.len() != events.len() {
+            problems.push(format!("recorded {} of {} messages on organ:out", rec.midi.len(), events.len()));
+            return Err(fail(problems.join("\n")));
+        }
+        let rate = f64::from(RATE);
+        let f0 = rec.midi[0].frame;
+        let mut worst = 0i64;
+        for (e, m) in events.iter().zip(&rec.midi) {
+            if m.bytes() != e.bytes.as_slice() {
+                problems.push(format!("message {:02X?} arrived as {:02X?}", e.bytes, m.bytes()));
+            }
+            let want = (e.t * rate).round() as i64;
+            let got = i64::from(m.frame.wrapping_sub(f0));
+            worst = worst.max((got - want).abs());
+        }
+        say(&format!(
+            "grandorgue_end_to_end: MIDI placement vs schedule: worst {worst} frames ({:.0} µs)",
+            worst as f64 * 1e6 / rate
+        ));
+        if worst > 48 {
+            problems.push(format!("MIDI frames deviate from the schedule by up to {worst} frames (> 1 ms)"));
+        }
+        let Some(first) = rec.first_frame else { return Err(fail("no audio recorded")) };
+        let t0 = f0.wrapping_sub(first) as f64 / rate; // scenario time 0 in the recording
+        let audio = &rec.mono;
+        let window = |from: f64, to: f64| -> &[f32] {
+            let a = (((t0 + from) * rate) as usize).min(audio.len());
+            let b = (((t0 + to) * rate) as usize).min(audio.len());
+            &audio[a..b]
+        };
+        for s in segments() {
+            // Skip the settling time (two periods of delay, attack, the previous segment's release).
+            let x = window(s.from + 0.25, s.to - 0.03);
+            if x.len() < 4800 {
+                problems.push(format!("{}: only {} samples recorded", s.what, x.len()));
+                continue;
+            }
+            if s.present.is_empty() {
+                let level = rms(x);
+                if level > 1e-5 {
+                    problems.push(format!("{}: expected silence, RMS {:.1} dBFS", s.what, db(level)));
+                }
+                continue;
+            }
+            let levels: Vec<String> = s
+                .present
+                .iter()
+                .chain(&s.absent)
+                .map(|&f| format!("{f} Hz {:.0}", db(tone_amplitude(x, f64::from(f), rate))))
+                .collect();
+            for &f in &s.present {
+                let a = db(tone_amplitude(x, f64::from(f), rate));
+                if a < -40.0 {
+                    problems.push(format!("{}: {f} Hz missing ({a:.1} dB; {})", s.what, levels.join(", ")));
+                }
+            }
+            for &f in &s.absent {
+                let a = db(tone_amplitude(x, f64::from(f), rate));
+                if a > -60.0 {
+                    problems.push(format!("{}: {f} Hz should not sound ({a:.1} dB; {})", s.what, levels.join(", ")));
+                }
+            }
+        }
+        // MIDI-to-sound delay from silence: the first stop drawn with a key held, and a key
+        // pressed with a stop drawn.
+        for (what, idx) in [("stop drawn (key held)", 1usize), ("key pressed (stop drawn)", events.len() - 3)] {
+            let m = &rec.midi[idx];
+            let Some(i) = rec.index(m.frame) else {
+                problems.push(format!("{what}: its frame is outside the recording"));
+                continue;
+            };
+            match onset(audio, i, 1e-4) {
+                Some(o) => {
+                    let d = o - i;
+                    say(&format!(
+                        "grandorgue_end_to_end: MIDI-to-sound delay, {what}: {d} frames ({:.1} ms; period {PERIOD})",
+                        d as f64 * 1e3 / rate
+                    ));
+                    if d > 2 * PERIOD as usize {
+                        problems.push(format!("{what}: sound {d} frames after the MIDI message (> two periods)"));
+                    }
+                }
+                None => problems.push(format!("{what}: no sound after the message")),
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(fail(problems.join("\n"))) }
+    }
+}
