@@ -404,8 +404,38 @@ pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Stat
 /// `organ grandorgue port`: keep a loopback port open until Ctrl-C.
 ///
 /// # Errors
-/// No way to open a port here (no JACK server and no virtual-port backend), with what to do.
+/// No way to open a port here (no JACK server and no virtual-port backend), with what to do; the
+/// JACK server shutting down while the port is open.
 pub fn cmd_grandorgue_port(c: &crate::cli::GrandorguePortCmd) -> Result<Status, Error> {
-    let _ = c;
-    Err(Error::Other("organ grandorgue port: not available in this build".into()))
+    use crate::grandorgue::loopback::{Backends, LoopbackOptions, open_grandorgue};
+    use crate::output::Link;
+    let opts = match c.via.as_str() {
+        "auto" => LoopbackOptions::default(),
+        #[cfg(feature = "jack")]
+        "jack" => LoopbackOptions::default(),
+        other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
+    };
+    let lb = if c.via == "jack" {
+        #[cfg(feature = "jack")]
+        {
+            let out = crate::output::jack::open_port("jack").map_err(Error::Other)?;
+            let message = format!(
+                "created the JACK MIDI port {}; start GrandOrgue now (with JACK MIDI enabled): it connects to the MIDI sources it finds at start-up",
+                out.port_name()
+            );
+            crate::grandorgue::loopback::Loopback { output: Box::new(out), message }
+        }
+        #[cfg(not(feature = "jack"))]
+        unreachable!("--via jack is rejected above without the jack feature")
+    } else {
+        open_grandorgue(&opts, &Backends::default()).map_err(Error::Other)?
+    };
+    println!("{}", lb.message);
+    println!("keeping it open; press Ctrl-C to close it");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if lb.output.link() == Link::Down {
+            return Err(Error::Other("the MIDI port went away (the JACK server shut down?)".into()));
+        }
+    }
 }

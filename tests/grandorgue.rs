@@ -99,9 +99,9 @@ mod e2e {
     use super::{Scratch, organ_bin};
 
     /// A skip that is visible (stderr, not captured) and fails where the packages are required.
-    fn skip(reason: &str) {
+    fn skip(test: &str, reason: &str) {
         assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "ORGAN_REQUIRE_GRANDORGUE is set, but {reason}");
-        say(&format!("SKIPPED: grandorgue_end_to_end: {reason}"));
+        say(&format!("SKIPPED: {test}: {reason}"));
     }
 
     /// A timed message of the scenario.
@@ -126,22 +126,87 @@ mod e2e {
     #[test]
     fn grandorgue_end_to_end() {
         if let Err(r) = procs::check_tools() {
-            return skip(&r);
+            return skip("grandorgue_end_to_end", &r);
         }
         if let Err(e) = jack::jack_sys::library() {
-            return skip(&format!("libjack cannot be loaded ({e}); install jackd2"));
+            return skip("grandorgue_end_to_end", &format!("libjack cannot be loaded ({e}); install jackd2"));
         }
         let _lock = RunLock::acquire(Duration::from_secs(300)).unwrap();
-        // SAFETY: set before any JACK client of this process exists; libjack reads it when a
-        // client opens. No other test in this binary reads the environment concurrently.
-        unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) };
+        use_test_server();
         let t_start = Instant::now();
         let dir = Scratch::new("go-e2e");
         match run(&dir) {
             Ok(()) => say(&format!("grandorgue_end_to_end: passed in {:.1} s", t_start.elapsed().as_secs_f64())),
-            Err(Unavailable::Skip(r)) => skip(&r),
+            Err(Unavailable::Skip(r)) => skip("grandorgue_end_to_end", &r),
             Err(Unavailable::Fail(f)) => panic!("{f}"),
         }
+    }
+
+    /// Points this process's JACK clients (and children) at the test server.
+    fn use_test_server() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: called with the run lock held, before this test opens JACK clients; the only
+        // other reader in this process is the other JACK test, which waits for the same lock.
+        ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) });
+    }
+
+    /// `--to grandorgue` with a JACK server: our port is connected to GrandOrgue's JACK input
+    /// (here a stand-in client with GrandOrgue's port name); `organ grandorgue port` keeps a
+    /// port open until killed; without a server both say so.
+    #[test]
+    fn jack_loopback_and_port_command() {
+        if procs::which("jackd").is_none() {
+            return skip("jack_loopback_and_port_command", "jackd not installed (Debian package jackd2)");
+        }
+        if let Err(e) = jack::jack_sys::library() {
+            return skip("jack_loopback_and_port_command", &format!("libjack cannot be loaded ({e}); install jackd2"));
+        }
+        let _lock = RunLock::acquire(Duration::from_secs(300)).unwrap();
+        use_test_server();
+        let dir = Scratch::new("go-loopback");
+        let mut jackd = match Jackd::start(&dir.path) {
+            Ok(j) => j,
+            Err(Unavailable::Skip(r)) => return skip("jack_loopback_and_port_command", &r),
+            Err(Unavailable::Fail(f)) => panic!("{f}"),
+        };
+        let (go, _) = jack::Client::new("GrandOrgue", jack::ClientOptions::NO_START_SERVER).unwrap();
+        let go_in = go.register_port("GrandOrgue Input", jack::MidiIn::default()).unwrap();
+        let go = go.activate_async((), ()).unwrap();
+
+        let lb = organ::grandorgue::loopback::open_grandorgue(&Default::default(), &Default::default()).unwrap();
+        assert_eq!(lb.output.name(), "grandorgue");
+        assert!(
+            lb.message.contains("connected") && lb.message.contains("GrandOrgue:GrandOrgue Input"),
+            "{}",
+            lb.message
+        );
+        let conns = go.as_client().port_by_name("GrandOrgue:GrandOrgue Input").unwrap().get_connections();
+        assert_eq!(conns.len(), 1, "{conns:?}");
+        drop(lb);
+        drop(go_in);
+
+        let mut port = procs::Proc::spawn(
+            "organ grandorgue port",
+            organ_bin().args(["grandorgue", "port", "--via", "jack"]).stdout(std::process::Stdio::null()),
+        )
+        .unwrap();
+        let appeared = wait_for(Duration::from_secs(10), || {
+            go.as_client().ports(Some("^organ.*:out$"), None, jack::PortFlags::empty()).into_iter().next()
+        });
+        assert!(appeared.is_some(), "organ grandorgue port created no JACK port within 10 s");
+        assert!(port.exited().is_none(), "organ grandorgue port exited early");
+        port.stop(Duration::from_secs(3));
+        let gone = wait_for(Duration::from_secs(5), || {
+            go.as_client().ports(Some("^organ.*:out$"), None, jack::PortFlags::empty()).is_empty().then_some(())
+        });
+        assert!(gone.is_some(), "the port outlived its process");
+        drop(go);
+        jackd.stop();
+
+        let out = organ_bin().args(["grandorgue", "port", "--via", "jack"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no JACK server is running"), "{err}");
     }
 
     fn fail(s: impl Into<String>) -> Unavailable {

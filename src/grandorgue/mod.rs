@@ -10,6 +10,7 @@
 
 pub mod cmb;
 pub mod events;
+pub mod loopback;
 pub mod names;
 pub mod odf;
 
