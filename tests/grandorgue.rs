@@ -117,6 +117,9 @@ mod e2e {
     /// What must sound in a stretch of the scenario.
     struct Seg {
         what: &'static str,
+        /// Seconds skipped at the start: two periods of delay, the attack, and the previous
+        /// segment's release.
+        settle: f64,
         from: f64,
         to: f64,
         present: Vec<u32>,
@@ -264,18 +267,57 @@ mod e2e {
         {
             return Err(fail(format!("GrandOrgue shows a dialog \"{d}\" (windows: {titles:?})\n{}", go.log_tail())));
         }
-        for (src, dst) in [("GrandOrgueAudio:out_0", "in_l"), ("GrandOrgueAudio:out_1", "in_r")] {
-            rec.client().connect_ports_by_name(src, &rec.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        rec.start();
-        std::thread::sleep(Duration::from_millis(300));
-
+        // Play the scenario and check it. A missed JACK cycle (an xrun on a busy machine) leaves
+        // a gap in the recording; checks after the first gap cannot be trusted and are
+        // repeated in another run (up to three). GrandOrgue ends each run as it began.
         let events = scenario();
-        play(&mut out, &events);
-        std::thread::sleep(Duration::from_millis(800));
+        let mut rec = Some(rec);
+        let mut verdicts: Vec<(String, Option<Result<String, String>>)> = Vec::new();
+        let mut late = 0;
+        for attempt in 1..=3 {
+            let r = match rec.take() {
+                Some(r) => r,
+                None => {
+                    let r = Recorder::open().map_err(fail)?;
+                    r.client()
+                        .connect_ports_by_name(out.port_name(), &r.port("midi_in"))
+                        .map_err(|e| fail(e.to_string()))?;
+                    r
+                }
+            };
+            for (src, dst) in [("GrandOrgueAudio:out_0", "in_l"), ("GrandOrgueAudio:out_1", "in_r")] {
+                r.client().connect_ports_by_name(src, &r.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            r.start();
+            std::thread::sleep(Duration::from_millis(300));
+            let before = out.stats();
+            play(&mut out, &events);
+            std::thread::sleep(Duration::from_millis(800));
+            late += out.stats().late - before.late;
+            let recording = r.finish();
+            if !recording.gaps.is_empty() {
+                say(&format!(
+                    "grandorgue_end_to_end: run {attempt}: missed JACK cycles ({}); checks after the first are repeated",
+                    recording.gaps.join("; ")
+                ));
+            }
+            for (name, outcome) in check(&recording, &events) {
+                match verdicts.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => {
+                        // The first verdict stands, except that a failure in any run fails.
+                        if outcome.is_some() && (v.is_none() || matches!(outcome, Some(Err(_)))) {
+                            *v = outcome;
+                        }
+                    }
+                    None => verdicts.push((name, outcome)),
+                }
+            }
+            if verdicts.iter().all(|(_, v)| v.is_some()) {
+                break;
+            }
+        }
         let stats = out.stats();
-        let recording = rec.finish();
         let finished = out.finish();
         let titles_after = xvfb.window_titles();
         go.proc.stop(Duration::from_secs(3));
@@ -284,15 +326,29 @@ mod e2e {
 
         finished.map_err(fail)?;
         say(&format!(
-            "grandorgue_end_to_end: JACK output wrote {} message(s), {} late (max {} frames), {} dropped; period {} frames at {} Hz",
-            stats.written, stats.late, stats.late_frames_max, stats.dropped, stats.period, stats.sample_rate
+            "grandorgue_end_to_end: JACK output wrote {} message(s), {late} late (worst {} frames), {} dropped; period {} frames at {} Hz",
+            stats.written, stats.late_frames_max, stats.dropped, stats.period, stats.sample_rate
         ));
         if let Some(d) =
             titles_after.iter().find(|t| t.to_lowercase().contains("warning") || t.to_lowercase().contains("error"))
         {
             return Err(fail(format!("GrandOrgue showed a dialog \"{d}\" while playing")));
         }
-        check(&recording, &events, stats.dropped)
+        let mut problems = Vec::new();
+        if stats.dropped > 0 {
+            problems.push(format!("the JACK output dropped {} message(s)", stats.dropped));
+        }
+        for (name, v) in &verdicts {
+            match v {
+                Some(Ok(detail)) if !detail.is_empty() => say(&format!("grandorgue_end_to_end: {name}: {detail}")),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => problems.push(format!("{name}: {e}")),
+                None => {
+                    problems.push(format!("{name}: not verified: missed JACK cycles in every run (machine too busy)"))
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(fail(problems.join("\n"))) }
     }
 
     /// The scenario, in seconds. Swell ch 1, Great ch 2, Pedal ch 3; stops on ch 16 / 15 as in
@@ -339,7 +395,10 @@ mod e2e {
         let ped = |r: f64| pipe_hz(48, r);
         let all = [sw(1.0), sw(2.0), sw(3.0), gt(1.0), gt(2.0), ped(0.5), ped(1.0), ped(3.0)];
         let absent = |present: &[u32]| all.iter().copied().filter(|f| !present.contains(f)).collect::<Vec<_>>();
-        let seg = |what, from, to, present: Vec<u32>| Seg { what, from, to, absent: absent(&present), present };
+        let seg =
+            |what, from, to, present: Vec<u32>| Seg { what, settle: 0.25, from, to, absent: absent(&present), present };
+        // After stops are put in, allow for the release tail.
+        let released = |what, from, to| Seg { settle: 0.4, ..seg(what, from, to, vec![]) };
         vec![
             seg("swell key, no stop drawn", 0.0, 0.6, vec![]),
             seg("Sw Gedackt 8 (note)", 0.6, 1.2, vec![sw(1.0)]),
@@ -350,10 +409,10 @@ mod e2e {
             seg("pedal key, Ped Subbass 16", 3.6, 4.2, vec![ped(0.5)]),
             seg("+ Sw to Ped: Gedackt and Nazard on the pedal", 4.2, 4.8, vec![ped(0.5), ped(1.0), ped(3.0)]),
             seg("Sw to Ped off", 4.8, 5.4, vec![ped(0.5)]),
-            seg("everything off", 5.4, 6.4, vec![]),
+            released("everything off", 5.4, 6.4),
             seg("Gt Principal 8 drawn, no key", 6.4, 6.9, vec![]),
             seg("great key again", 6.9, 7.4, vec![gt(1.0)]),
-            seg("after the end", 7.4, 8.1, vec![]),
+            released("after the end", 7.4, 8.1),
         ]
     }
 
@@ -372,100 +431,130 @@ mod e2e {
         }
     }
 
-    fn check(rec: &Recording, events: &[Ev], dropped: u64) -> Result<(), Unavailable> {
-        let mut problems: Vec<String> = Vec::new();
-        if !rec.gaps.is_empty() {
-            problems.push(format!("the recording has gaps: {:?}", rec.gaps));
-        }
-        if dropped > 0 {
-            problems.push(format!("the JACK output dropped {dropped} message(s)"));
-        }
-        // Every message arrived on organ:out, in order; the frames follow the schedule exactly.
-        if rec.midi.len() != events.len() {
-            problems.push(format!("recorded {} of {} messages on organ:out", rec.midi.len(), events.len()));
-            return Err(fail(problems.join("\n")));
-        }
+    /// The checks of one run: `(name, None)` when the recording cannot tell (after a gap),
+    /// `Some(Ok(detail))` or `Some(Err(problem))` otherwise.
+    fn check(rec: &Recording, events: &[Ev]) -> Vec<(String, Option<Result<String, String>>)> {
+        let mut out: Vec<(String, Option<Result<String, String>>)> = Vec::new();
         let rate = f64::from(RATE);
-        let f0 = rec.midi[0].frame;
-        let mut worst = 0i64;
-        for (e, m) in events.iter().zip(&rec.midi) {
-            if m.bytes() != e.bytes.as_slice() {
-                problems.push(format!("message {:02X?} arrived as {:02X?}", e.bytes, m.bytes()));
-            }
-            let want = (e.t * rate).round() as i64;
-            let got = i64::from(m.frame.wrapping_sub(f0));
-            worst = worst.max((got - want).abs());
-        }
-        say(&format!(
-            "grandorgue_end_to_end: MIDI placement vs schedule: worst {worst} frames ({:.0} µs)",
-            worst as f64 * 1e6 / rate
+        let Some(first) = rec.first_frame else {
+            return vec![("recording".into(), Some(Err("no audio recorded".into())))];
+        };
+        let clean = |frame: u32| (frame.wrapping_sub(first) as usize) < rec.clean_len;
+        // The messages up to the first gap, in order and intact.
+        let seen: Vec<_> = rec.midi.iter().take_while(|m| clean(m.frame)).collect();
+        let complete = seen.len() == events.len();
+        let bytes_ok = events.iter().zip(&seen).all(|(e, m)| m.bytes() == e.bytes.as_slice());
+        out.push((
+            "messages on organ:out".into(),
+            if !bytes_ok {
+                Some(Err(format!(
+                    "{:02X?} arrived as {:02X?}",
+                    events.iter().map(|e| &e.bytes).collect::<Vec<_>>(),
+                    seen.iter().map(|m| m.bytes()).collect::<Vec<_>>()
+                )))
+            } else if complete {
+                Some(Ok(String::new()))
+            } else if rec.clean_len == rec.mono.len() {
+                Some(Err(format!("recorded {} of {} messages", rec.midi.len(), events.len())))
+            } else {
+                None
+            },
         ));
-        if worst > 48 {
-            problems.push(format!("MIDI frames deviate from the schedule by up to {worst} frames (> 1 ms)"));
+        if !bytes_ok {
+            return out;
         }
-        let Some(first) = rec.first_frame else { return Err(fail("no audio recorded")) };
-        let t0 = f0.wrapping_sub(first) as f64 / rate; // scenario time 0 in the recording
-        let audio = &rec.mono;
-        let window = |from: f64, to: f64| -> &[f32] {
-            let a = (((t0 + from) * rate) as usize).min(audio.len());
-            let b = (((t0 + to) * rate) as usize).min(audio.len());
-            &audio[a..b]
+        // Placement: the spacing of consecutive messages in frames against their spacing in the
+        // schedule. Frame-exact placement keeps the median error within a millisecond; placing
+        // messages at cycle starts would spread it over a period. (Only the median is asserted:
+        // on a loaded machine the dummy backend's frame clock itself stalls now and then.)
+        let mut err: Vec<i64> = events
+            .windows(2)
+            .zip(seen.windows(2))
+            .map(|(e, m)| {
+                let frames = i64::from(m[1].frame.wrapping_sub(m[0].frame));
+                (frames - ((e[1].t - e[0].t) * rate).round() as i64).abs()
+            })
+            .collect();
+        err.sort_unstable();
+        out.push((
+            "MIDI placement vs schedule".into(),
+            if !complete {
+                None
+            } else {
+                let (median, worst) = (err[err.len() / 2], err[err.len() - 1]);
+                let detail = format!(
+                    "spacing of consecutive messages off by {median} frames in the median, {worst} at worst ({:.0} µs)",
+                    worst as f64 * 1e6 / rate
+                );
+                Some(if median > 48 { Err(format!("{detail} (> 1 ms)")) } else { Ok(detail) })
+            },
+        ));
+        let audio = &rec.mono[..rec.clean_len];
+        // Scenario time → recording index, anchored at the frame where the last message at or
+        // before that time was placed (GrandOrgue follows frames, not wall time). `None` when
+        // that message is not in the clean part of the recording.
+        let index_at = |t: f64| -> Option<usize> {
+            let k = events.iter().rposition(|e| e.t <= t + 1e-9).unwrap_or(0);
+            let m = seen.get(k)?;
+            let i = f64::from(m.frame.wrapping_sub(first)) + (t - events[k].t) * rate;
+            (i >= 0.0 && (i as usize) <= audio.len()).then_some(i as usize)
         };
         for s in segments() {
-            // Skip the settling time (two periods of delay, attack, the previous segment's release).
-            let x = window(s.from + 0.25, s.to - 0.03);
+            let (Some(a), Some(b)) = (index_at(s.from + s.settle), index_at(s.to - 0.03)) else {
+                out.push((s.what.into(), None));
+                continue;
+            };
+            let x = &audio[a..b.max(a)];
             if x.len() < 4800 {
-                problems.push(format!("{}: only {} samples recorded", s.what, x.len()));
+                out.push((s.what.into(), Some(Err(format!("only {} samples to analyse", x.len())))));
                 continue;
             }
-            if s.present.is_empty() {
-                let level = rms(x);
-                if level > 1e-5 {
-                    problems.push(format!("{}: expected silence, RMS {:.1} dBFS", s.what, db(level)));
+            let verdict = if s.present.is_empty() {
+                // A stuck pipe would be near −20 dBFS; −70 dBFS leaves room for a release tail.
+                let level = db(rms(x));
+                if level > -70.0 { Err(format!("expected silence, RMS {level:.1} dBFS")) } else { Ok(String::new()) }
+            } else {
+                let level = |f: u32| db(tone_amplitude(x, f64::from(f), rate));
+                let levels: Vec<String> =
+                    s.present.iter().chain(&s.absent).map(|&f| format!("{f} Hz {:.0}", level(f))).collect();
+                let missing: Vec<u32> = s.present.iter().copied().filter(|&f| level(f) < -40.0).collect();
+                let extra: Vec<u32> = s.absent.iter().copied().filter(|&f| level(f) > -60.0).collect();
+                if missing.is_empty() && extra.is_empty() {
+                    Ok(String::new())
+                } else {
+                    Err(format!("missing {missing:?} Hz, should not sound {extra:?} Hz (dB: {})", levels.join(", ")))
                 }
-                continue;
-            }
-            let levels: Vec<String> = s
-                .present
-                .iter()
-                .chain(&s.absent)
-                .map(|&f| format!("{f} Hz {:.0}", db(tone_amplitude(x, f64::from(f), rate))))
-                .collect();
-            for &f in &s.present {
-                let a = db(tone_amplitude(x, f64::from(f), rate));
-                if a < -40.0 {
-                    problems.push(format!("{}: {f} Hz missing ({a:.1} dB; {})", s.what, levels.join(", ")));
-                }
-            }
-            for &f in &s.absent {
-                let a = db(tone_amplitude(x, f64::from(f), rate));
-                if a > -60.0 {
-                    problems.push(format!("{}: {f} Hz should not sound ({a:.1} dB; {})", s.what, levels.join(", ")));
-                }
-            }
+            };
+            out.push((s.what.into(), Some(verdict)));
         }
         // MIDI-to-sound delay from silence: the first stop drawn with a key held, and a key
         // pressed with a stop drawn.
-        for (what, idx) in [("stop drawn (key held)", 1usize), ("key pressed (stop drawn)", events.len() - 3)] {
-            let m = &rec.midi[idx];
-            let Some(i) = rec.index(m.frame) else {
-                problems.push(format!("{what}: its frame is outside the recording"));
+        for (what, idx) in [
+            ("MIDI-to-sound delay, stop drawn (key held)", 1usize),
+            ("MIDI-to-sound delay, key pressed (stop drawn)", events.len() - 3),
+        ] {
+            let Some(i) = seen.get(idx).map(|m| m.frame.wrapping_sub(first) as usize) else {
+                out.push((what.into(), None));
                 continue;
             };
-            match onset(audio, i, 1e-4) {
+            let verdict = match onset(audio, i, 1e-4) {
                 Some(o) => {
                     let d = o - i;
-                    say(&format!(
-                        "grandorgue_end_to_end: MIDI-to-sound delay, {what}: {d} frames ({:.1} ms; period {PERIOD})",
-                        d as f64 * 1e3 / rate
-                    ));
-                    if d > 2 * PERIOD as usize {
-                        problems.push(format!("{what}: sound {d} frames after the MIDI message (> two periods)"));
-                    }
+                    let detail = format!("{d} frames ({:.1} ms; period {PERIOD})", d as f64 * 1e3 / rate);
+                    // GrandOrgue renders a change at the start of the second cycle after the one
+                    // that carried the message at the latest. The pipe's first sample is a zero
+                    // crossing, so the detector (|x| > 1e-4) may see it one sample late.
+                    Some(if d > 2 * PERIOD as usize + 1 {
+                        Err(format!("{detail}: more than two periods"))
+                    } else {
+                        Ok(detail)
+                    })
                 }
-                None => problems.push(format!("{what}: no sound after the message")),
-            }
+                None if audio.len() < i + 2 * PERIOD as usize + 100 => None,
+                None => Some(Err("no sound after the message".into())),
+            };
+            out.push((what.into(), verdict));
         }
-        if problems.is_empty() { Ok(()) } else { Err(fail(problems.join("\n"))) }
+        out
     }
 }

@@ -36,6 +36,9 @@ pub struct Recording {
     pub midi: Vec<MidiEvent>,
     /// Problems: lost samples or events.
     pub gaps: Vec<String>,
+    /// How many samples of `mono` precede the first gap (a missed JACK cycle, a full ring):
+    /// up to there the recording is exact; after it, frames and samples no longer line up.
+    pub clean_len: usize,
 }
 
 impl Recording {
@@ -128,6 +131,7 @@ impl Recorder {
         let collector = std::thread::spawn(move || {
             let mut rec = Recording::default();
             let mut next: Option<u32> = None;
+            let mut clean: Option<usize> = None;
             loop {
                 let stopping = stop2.load(Ordering::Acquire);
                 while let Some(e) = events_rx.try_pop() {
@@ -141,6 +145,7 @@ impl Recorder {
                         && expected != c.frame
                     {
                         rec.gaps.push(format!("cycle at frame {} where {expected} was expected", c.frame));
+                        clean.get_or_insert(rec.mono.len());
                     }
                     next = Some(c.frame.wrapping_add(c.n));
                     let (mut got, mut waits) = (0, 0);
@@ -156,10 +161,14 @@ impl Recorder {
                             }
                             None => {
                                 rec.gaps.push(format!("cycle at frame {}: {} of {} samples", c.frame, got, c.n));
+                                clean.get_or_insert(rec.mono.len() - got as usize);
                                 break;
                             }
                         }
                     }
+                }
+                if overflow.load(Ordering::Relaxed) > 0 {
+                    clean.get_or_insert(rec.mono.len());
                 }
                 if stopping {
                     break;
@@ -170,6 +179,7 @@ impl Recorder {
             if lost > 0 {
                 rec.gaps.push(format!("{lost} sample(s)/event(s) lost to a full ring"));
             }
+            rec.clean_len = clean.unwrap_or(rec.mono.len());
             rec
         });
         Ok(Recorder { client: Some(client), stop, recording, collector: Some(collector), name })
