@@ -9,7 +9,8 @@ pub mod procs;
 pub mod recorder;
 pub mod test_organ;
 
-/// A scratch directory under the system temp dir, removed on drop unless `keep` was called.
+/// A scratch directory under the system temp dir, removed on drop unless `keep` was called, the
+/// test failed, or `ORGAN_TEST_KEEP` is set (for a look at the generated files).
 pub struct Scratch {
     pub path: std::path::PathBuf,
     keep: bool,
@@ -39,7 +40,7 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("(test files kept in {})", self.path.display());
-        } else if !self.keep {
+        } else if !self.keep && std::env::var_os("ORGAN_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }

@@ -101,6 +101,9 @@ name = "Sw to Ped"
 from = "swell"
 to = "pedal"
 on = { note = 73, channel = 16 }
+
+[cancel]
+message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
 "#;
 
 fn write_wav(path: &Path, hz: u32) -> std::io::Result<u32> {
