@@ -273,8 +273,9 @@ pub fn open_port(spec: &str) -> Result<JackOutput, String> {
 }
 
 impl JackOutput {
+    /// The client. `finish` closes it; after that only `stats` and the names are meaningful.
     fn client(&self) -> &Client {
-        self.client.as_ref().expect("client lives until drop").as_client()
+        self.client.as_ref().expect("the JACK output is used after finish()").as_client()
     }
 
     /// Our port's full name, e.g. `organ:out`.
@@ -362,9 +363,12 @@ impl Output for JackOutput {
                 detail: "message longer than 64 bytes for JACK",
             });
         }
+        let Some(client) = &self.client else {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "the JACK output is closed" });
+        };
         let engine_late = at.now.0.saturating_sub(at.due.0);
         let mut r = Record {
-            at: self.client().time().saturating_sub(engine_late),
+            at: client.as_client().time().saturating_sub(engine_late),
             len: bytes.len() as u8,
             bytes: [0; MAX_MESSAGE],
         };
