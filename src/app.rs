@@ -385,3 +385,100 @@ fn ble_scan(seconds: f64) -> Result<Status, Error> {
 fn ble_scan(_seconds: f64) -> Result<Status, Error> {
     Err(Error::Other("this organ was built without Bluetooth LE MIDI (cargo feature `ble`)".into()))
 }
+
+// --- organ grandorgue … -----------------------------------------------------------------------
+// (kept in one block so that it merges easily with other commands)
+
+/// `organ grandorgue config|port`.
+///
+/// # Errors
+/// As the subcommands.
+pub fn cmd_grandorgue(c: &crate::cli::GrandorgueCmd) -> Result<Status, Error> {
+    match &c.command {
+        crate::cli::GrandorgueCommand::Config(c) => cmd_grandorgue_config(c),
+        crate::cli::GrandorgueCommand::Port(c) => cmd_grandorgue_port(c),
+    }
+}
+
+/// The first line of every settings file `organ` writes (after the BOM), to recognise its own.
+const CMB_MARK: &str = "organ grandorgue config";
+
+/// `organ grandorgue config`: match, bind, report, write the .cmb.
+///
+/// # Errors
+/// Unreadable organ definition or ODF; an existing foreign .cmb without `--force`; write errors.
+pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Status, Error> {
+    use crate::grandorgue::{configure, odf::Odf};
+    let organ = Organ::find(&c.organ)?;
+    let odf = Odf::load(&c.odf).map_err(|e| Error::Other(e.to_string()))?;
+    let out = c.out.clone().unwrap_or_else(|| c.odf.with_extension("cmb"));
+    if out.exists() && !c.force {
+        let existing = std::fs::read(&out).unwrap_or_default();
+        if !String::from_utf8_lossy(&existing[..existing.len().min(400)]).contains(CMB_MARK) {
+            return Err(Error::Usage(format!(
+                "{} exists and was not written by `organ`; use --force to replace it, or --out to write elsewhere",
+                out.display()
+            )));
+        }
+    }
+    let settings = configure(&organ, &odf);
+    let bytes = settings.to_cmb(&organ, &odf, &organ.source).to_bytes();
+    std::fs::write(&out, bytes).map_err(|e| Error::Io(format!("{}: cannot write: {e}", out.display())))?;
+    let mut text = settings.report(&organ, &odf);
+    text.push_str(&format!("wrote {}\n", out.display()));
+    let beside = c.odf.with_extension("cmb");
+    if out == beside {
+        text.push_str(
+            "GrandOrgue uses it when it loads this organ and has no stored settings of its own for it; \
+             if you have played this organ in GrandOrgue before, load it and choose File > Import Settings instead.\n",
+        );
+    } else {
+        text.push_str("In GrandOrgue, load the organ and choose File > Import Settings, then pick this file.\n");
+    }
+    if !settings.complete() {
+        text.push_str(
+            "note: some of the organ definition is not matched (see above); GrandOrgue will not follow those parts.\n",
+        );
+    }
+    write_out(|o| o.write_all(text.as_bytes()))?;
+    Ok(0)
+}
+
+/// `organ grandorgue port`: keep a loopback port open until Ctrl-C.
+///
+/// # Errors
+/// No way to open a port here (no JACK server and no virtual-port backend), with what to do; the
+/// JACK server shutting down while the port is open.
+pub fn cmd_grandorgue_port(c: &crate::cli::GrandorguePortCmd) -> Result<Status, Error> {
+    use crate::grandorgue::loopback::{Backends, LoopbackOptions, open_grandorgue};
+    use crate::output::Link;
+    let opts = match c.via.as_str() {
+        "auto" => LoopbackOptions::default(),
+        #[cfg(feature = "jack")]
+        "jack" => LoopbackOptions::default(),
+        other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
+    };
+    let lb = if c.via == "jack" {
+        #[cfg(feature = "jack")]
+        {
+            let out = crate::output::jack::open_port("jack").map_err(Error::Other)?;
+            let message = format!(
+                "created the JACK MIDI port {}; start GrandOrgue now (with JACK MIDI enabled): it connects to the MIDI sources it finds at start-up",
+                out.port_name()
+            );
+            crate::grandorgue::loopback::Loopback { output: Box::new(out), message }
+        }
+        #[cfg(not(feature = "jack"))]
+        unreachable!("--via jack is rejected above without the jack feature")
+    } else {
+        open_grandorgue(&opts, &Backends::default()).map_err(Error::Other)?
+    };
+    println!("{}", lb.message);
+    println!("keeping it open; press Ctrl-C to close it");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if lb.output.link() == Link::Down {
+            return Err(Error::Other("the MIDI port went away (the JACK server shut down?)".into()));
+        }
+    }
+}

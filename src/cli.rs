@@ -45,6 +45,9 @@ pub enum Command {
     /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
     #[command(subcommand)]
     Ble(BleCmd),
+    /// Rehearse with GrandOrgue: write its settings from an organ definition, keep a port open.
+    #[command(name = "grandorgue", subcommand_required = true)]
+    Grandorgue(GrandorgueCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -196,6 +199,59 @@ pub struct BleScanCmd {
     /// How long to scan, in seconds.
     #[arg(long, short = 's', value_name = "N", default_value_t = 5.0)]
     pub seconds: f64,
+}
+
+// --- organ grandorgue … -----------------------------------------------------------------------
+// (kept in one block so that it merges easily with other commands)
+
+/// `organ grandorgue …`: rehearse at home against GrandOrgue.
+#[derive(Debug, Args)]
+pub struct GrandorgueCmd {
+    #[command(subcommand)]
+    pub command: GrandorgueCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrandorgueCommand {
+    /// Write GrandOrgue's settings file (.cmb) for a GrandOrgue organ so that its manuals,
+    /// stops, couplers and tremulants follow exactly the MIDI messages of an organ definition.
+    ///
+    /// Manuals are matched to divisions and stops to stops by name (case, spacing and foot marks
+    /// ignored; a leading division abbreviation such as "Sw", "Gt" or "Ped" dropped); add
+    /// `grandorgue = "…"` to a division, stop, coupler or tremulant in the organ definition where
+    /// the names differ. Everything that could not be matched is reported.
+    Config(GrandorgueConfigCmd),
+    /// Keep a MIDI port open for GrandOrgue until Ctrl-C: GrandOrgue only sees MIDI sources that
+    /// exist when it starts, so start this, then GrandOrgue, then play with --to grandorgue.
+    Port(GrandorguePortCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct GrandorgueConfigCmd {
+    /// Organ definition: a name (organs/NAME.toml, ~/.config/organ/organs, built in) or a path.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: String,
+
+    /// The GrandOrgue organ definition file (.organ).
+    #[arg(long, value_name = "FILE.organ")]
+    pub odf: PathBuf,
+
+    /// Where to write the settings. Default: beside the .organ file with the extension .cmb,
+    /// where GrandOrgue looks when it loads the organ without settings of its own.
+    #[arg(long, value_name = "FILE.cmb")]
+    pub out: Option<PathBuf>,
+
+    /// Overwrite an existing .cmb that `organ` did not write.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrandorguePortCmd {
+    /// Where to open the port: `jack` (an output port organ:out on the running JACK server) or
+    /// `auto` (JACK when a server runs, otherwise a virtual MIDI port where the platform has one).
+    #[arg(long, default_value = "auto", value_name = "auto|jack")]
+    pub via: String,
 }
 
 #[cfg(test)]

@@ -19,10 +19,12 @@
 //! - [`score`]: SMF loading (midly), the exact tempo map, bars and beats, parts.
 //! - [`organ`]: organ definitions and registrations (serde + toml), with file:line:column errors.
 //! - [`plan`]: arranging parts onto divisions, registration, key merging → `Timeline`.
+//! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 
 pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod grandorgue;
 pub mod midi;
 pub mod organ;
 pub mod output;

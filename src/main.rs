@@ -16,6 +16,7 @@ fn main() {
         Command::Ports => organ::play::cmd_ports(),
         Command::Panic(c) => organ::play::cmd_panic(c),
         Command::Ble(c) => app::cmd_ble(c),
+        Command::Grandorgue(c) => app::cmd_grandorgue(c),
     };
     match result {
         Ok(status) => std::process::exit(status),

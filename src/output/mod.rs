@@ -6,6 +6,8 @@
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 
 pub mod ble;
+#[cfg(feature = "jack")]
+pub mod jack;
 pub mod port;
 pub mod record;
 
@@ -107,7 +109,16 @@ pub trait Output: Send {
 }
 
 /// The forms `--to` accepts, for help and error messages.
-pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), ble:NAME (Bluetooth LE MIDI, see `organ ble scan`), file:PATH.mid, grandorgue, null";
+pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), ble:NAME (Bluetooth LE MIDI, see `organ ble scan`), \
+     grandorgue, jack[:PORT], file:PATH.mid, null";
+
+fn open_virtual_port(name: &str) -> Result<Box<dyn Output>, String> {
+    Ok(Box::new(port::PortOutput::create_virtual(name)?))
+}
+
+fn open_named_port(name: &str) -> Result<Box<dyn Output>, String> {
+    Ok(Box::new(port::PortOutput::open(name)?))
+}
 
 /// How long connecting to a Bluetooth LE MIDI device may take before `--to ble:` gives up.
 pub const BLE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -135,13 +146,22 @@ pub fn open(
             Err(format!("--to {spec}: this build of organ has no Bluetooth support (built without the ble feature)"))
         }
         "grandorgue" => {
-            let name = if arg.is_empty() { "organ" } else { arg };
-            let out = port::PortOutput::create_virtual(name).map_err(|e| format!("grandorgue: {e}"))?;
-            notes.push(format!(
-                "created the MIDI port \"{name}\" for GrandOrgue; GrandOrgue only sees ports that exist when it starts, so (re)start it now if it is running"
-            ));
-            Ok(Box::new(out))
+            use crate::grandorgue::loopback::{Backends, LoopbackOptions, open_grandorgue};
+            let mut opts = LoopbackOptions::default();
+            if !arg.is_empty() {
+                // The virtual port's name; on Windows, the loopback port (loopMIDI) to use.
+                opts.virtual_name = arg.to_string();
+                opts.loopback_port = Some(arg.to_string());
+            }
+            let backends = Backends { virtual_port: Some(open_virtual_port), named_port: Some(open_named_port) };
+            let lb = open_grandorgue(&opts, &backends).map_err(|e| format!("--to {spec}: {e}"))?;
+            notes.push(lb.message);
+            Ok(lb.output)
         }
+        #[cfg(feature = "jack")]
+        "jack" => Ok(Box::new(jack::open(spec)?)),
+        #[cfg(not(feature = "jack"))]
+        "jack" => Err(format!("--to {spec}: this build of organ has no JACK support (built without the jack feature)")),
         _ => {
             let _ = policy;
             Err(format!("--to {spec}: not an output; use {SPEC_FORMS}"))

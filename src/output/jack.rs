@@ -1,0 +1,425 @@
+//! JACK MIDI output (`--to jack`, `--to jack:PORT`; feature `jack`).
+//!
+//! libjack is loaded at run time (the `jack` crate's `dynamic_loading`), so the binary starts
+//! where JACK is not installed and only says so when asked to use it.
+//!
+//! Threads and timing:
+//! - [`open`] runs on the control thread: it creates the client `organ` with the MIDI output port
+//!   `out`, activates it and connects it.
+//! - [`Output::send`] runs on the engine thread: it stamps the message with JACK's clock (the
+//!   engine's own lateness, `now − due`, is subtracted, so the message keeps its planned time)
+//!   and pushes a fixed-size [`Record`] into a lock-free SPSC ring (ringbuf). No allocation, no
+//!   lock, bounded time.
+//! - The JACK process callback drains the ring and writes each message at its exact frame: the
+//!   frame its time falls on, one period later (a fixed lookahead of one period, so the latency
+//!   is constant instead of jittering by up to a period). A message whose frame has already gone
+//!   by is written at frame 0 of the cycle and counted as late, with its lateness in frames.
+//!   Counters leave through atomics ([`JackStats`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jack::{
+    AsyncClient, Client, ClientOptions, ClientStatus, Control, MidiOut, Port, PortFlags, ProcessScope, RawMidi,
+};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+
+use super::{Link, Output, OutputError, OutputErrorKind, Stamp};
+
+/// The longest message one record carries (SysEx included).
+pub const MAX_MESSAGE: usize = 64;
+/// Ring capacity in records: several seconds of the densest organ music.
+pub const RING_RECORDS: usize = 8192;
+/// The JACK client name (the port is `organ:out`, or `organ-01:out` if the name is taken).
+pub const CLIENT_NAME: &str = "organ";
+
+/// One message on its way to the process callback: fixed size, `Copy`, no heap.
+#[derive(Clone, Copy)]
+pub struct Record {
+    /// When it is due, in JACK microseconds (`jack_get_time`).
+    pub at: u64,
+    pub len: u8,
+    pub bytes: [u8; MAX_MESSAGE],
+}
+
+/// Counters shared with the process callback (atomics only).
+#[derive(Debug, Default)]
+pub struct JackCounters {
+    written: AtomicU64,
+    late: AtomicU64,
+    late_frames_sum: AtomicU64,
+    late_frames_max: AtomicU32,
+    dropped: AtomicU64,
+    cycles: AtomicU64,
+    /// JACK µs time at which the last written message was due (to know when a drain is done).
+    last_due: AtomicU64,
+}
+
+/// What the JACK output did, read on the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JackStats {
+    /// Messages written to the JACK port.
+    pub written: u64,
+    /// Messages written after their frame had gone by (at frame 0 of a later cycle).
+    pub late: u64,
+    /// Worst lateness of a message, in frames.
+    pub late_frames_max: u32,
+    /// Sum of lateness in frames (mean = sum / late).
+    pub late_frames_sum: u64,
+    /// Messages lost: ring full, too long, or the JACK buffer full.
+    pub dropped: u64,
+    /// Process cycles run.
+    pub cycles: u64,
+    pub sample_rate: u32,
+    /// Frames per period (also the fixed latency added to every message).
+    pub period: u32,
+}
+
+impl JackStats {
+    /// Frames as microseconds at this output's sample rate.
+    pub fn frames_to_us(&self, frames: u64) -> f64 {
+        if self.sample_rate == 0 { 0.0 } else { frames as f64 * 1e6 / f64::from(self.sample_rate) }
+    }
+}
+
+struct Process {
+    port: Port<MidiOut>,
+    rx: HeapCons<Record>,
+    counters: Arc<JackCounters>,
+}
+
+impl jack::ProcessHandler for Process {
+    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let n = ps.n_frames();
+        let c = &self.counters;
+        c.cycles.fetch_add(1, Ordering::Relaxed);
+        let times = ps.cycle_times().ok();
+        let mut w = self.port.writer(ps);
+        let mut last_offset = 0u32;
+        while let Some(r) = self.rx.try_peek() {
+            // Frame of `r.at` relative to this cycle's first frame, plus one period.
+            let rel: i64 = match times {
+                Some(t) if t.next_usecs > t.current_usecs => {
+                    let span = (t.next_usecs - t.current_usecs) as f64;
+                    let d = r.at as f64 - t.current_usecs as f64;
+                    (d * f64::from(n) / span).floor() as i64 + i64::from(n)
+                }
+                _ => 0,
+            };
+            if rel >= i64::from(n) {
+                break; // due in a later cycle
+            }
+            let late = if rel < 0 { rel.unsigned_abs() } else { 0 };
+            let offset = (rel.max(0) as u32).max(last_offset);
+            last_offset = offset;
+            let len = usize::from(r.len).min(MAX_MESSAGE);
+            match w.write(&RawMidi { time: offset, bytes: &r.bytes[..len] }) {
+                Ok(()) => {
+                    c.written.fetch_add(1, Ordering::Relaxed);
+                    if late > 0 {
+                        c.late.fetch_add(1, Ordering::Relaxed);
+                        c.late_frames_sum.fetch_add(late, Ordering::Relaxed);
+                        c.late_frames_max.fetch_max(late.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+                    }
+                }
+                Err(_) => {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            c.last_due.store(r.at, Ordering::Release);
+            self.rx.try_pop();
+        }
+        Control::Continue
+    }
+}
+
+struct Notifications {
+    down: Arc<AtomicBool>,
+}
+
+impl jack::NotificationHandler for Notifications {
+    unsafe fn shutdown(&mut self, _status: ClientStatus, _reason: &str) {
+        self.down.store(true, Ordering::Release);
+    }
+}
+
+/// A JACK MIDI output port fed by the engine through a lock-free ring.
+pub struct JackOutput {
+    spec: String,
+    client: Option<AsyncClient<Notifications, Process>>,
+    tx: HeapProd<Record>,
+    counters: Arc<JackCounters>,
+    down: Arc<AtomicBool>,
+    port_name: String,
+    connected: Vec<String>,
+    sample_rate: u32,
+    period: u32,
+}
+
+/// Why JACK cannot be used here, phrased for the user.
+fn library_missing(e: &str) -> String {
+    format!(
+        "JACK is not installed here (libjack could not be loaded: {e}); install JACK (Debian/Ubuntu: apt install jackd2; \
+         macOS: brew install jack; Windows: the JACK2 installer from jackaudio.org) or choose another --to"
+    )
+}
+
+fn server_missing() -> String {
+    let server = std::env::var("JACK_DEFAULT_SERVER").ok().filter(|s| !s.is_empty());
+    format!(
+        "no JACK server is running{}; start one (e.g. `jackd -d alsa`, or with QjackCtl) or choose another --to",
+        server.map(|s| format!(" (looked for server \"{s}\" from JACK_DEFAULT_SERVER)")).unwrap_or_default()
+    )
+}
+
+/// Loads libjack and silences its console messages (`organ` reports errors itself).
+///
+/// # Errors
+/// libjack is not installed.
+fn load_library() -> Result<(), String> {
+    jack::jack_sys::library().map_err(|e| library_missing(&e.to_string()))?;
+    jack::set_logger(jack::LoggerType::None);
+    Ok(())
+}
+
+/// Whether a JACK server is running (for `--to grandorgue`). Opens and closes a client.
+///
+/// # Errors
+/// libjack is not installed (the caller then chooses another loopback).
+pub fn server_running() -> Result<bool, String> {
+    load_library()?;
+    Ok(Client::new("organ-probe", ClientOptions::NO_START_SERVER).is_ok())
+}
+
+/// MIDI input ports of other clients, by full name.
+fn midi_inputs(client: &Client) -> Vec<String> {
+    client.ports(None, Some("midi"), PortFlags::IS_INPUT)
+}
+
+/// The MIDI input port `wanted` names: its full name, else the only one containing it
+/// (case-insensitive).
+///
+/// # Errors
+/// None or several match; the message lists the MIDI inputs that exist.
+pub fn find_input(inputs: &[String], wanted: &str) -> Result<String, String> {
+    if let Some(p) = inputs.iter().find(|p| p.as_str() == wanted) {
+        return Ok(p.clone());
+    }
+    let w = wanted.to_lowercase();
+    let hits: Vec<&String> = inputs.iter().filter(|p| p.to_lowercase().contains(&w)).collect();
+    let list = if inputs.is_empty() { "none".to_string() } else { inputs.join(", ") };
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("no JACK MIDI input port matches \"{wanted}\" (MIDI inputs: {list})")),
+        _ => Err(format!(
+            "\"{wanted}\" matches several JACK MIDI inputs ({}); give more of the name",
+            hits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Opens the JACK output: `jack` creates the port `organ:out`; `jack:PORT` also connects it to
+/// the MIDI input port named (full name, or a unique case-insensitive part of it).
+///
+/// # Errors
+/// libjack missing, no server, the port not found (listing those that exist), or a JACK failure.
+pub fn open(spec: &str) -> Result<JackOutput, String> {
+    let target = match spec.split_once(':') {
+        None if spec == "jack" => None,
+        Some(("jack", t)) if !t.trim().is_empty() => Some(t.trim()),
+        _ => return Err(format!("--to {spec}: write `jack` or `jack:PORT`")),
+    };
+    let mut out = open_port(spec)?;
+    if let Some(t) = target {
+        out.connect(t)?;
+    }
+    Ok(out)
+}
+
+/// Creates and activates the client and its port, unconnected.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_port(spec: &str) -> Result<JackOutput, String> {
+    load_library()?;
+    let (client, _) = Client::new(CLIENT_NAME, ClientOptions::NO_START_SERVER).map_err(|e| match e {
+        jack::Error::LibraryError(e) => library_missing(&e),
+        _ => server_missing(),
+    })?;
+    let port =
+        client.register_port("out", MidiOut::default()).map_err(|e| format!("JACK: cannot create a MIDI port: {e}"))?;
+    let port_name = port.name().map_err(|e| format!("JACK: {e}"))?;
+    let (sample_rate, period) = (client.sample_rate(), client.buffer_size());
+    let (tx, rx) = HeapRb::<Record>::new(RING_RECORDS).split();
+    let counters = Arc::new(JackCounters::default());
+    let down = Arc::new(AtomicBool::new(false));
+    let process = Process { port, rx, counters: Arc::clone(&counters) };
+    let active = client
+        .activate_async(Notifications { down: Arc::clone(&down) }, process)
+        .map_err(|e| format!("JACK: cannot activate the client: {e}"))?;
+    Ok(JackOutput {
+        spec: spec.to_string(),
+        client: Some(active),
+        tx,
+        counters,
+        down,
+        port_name,
+        connected: Vec::new(),
+        sample_rate,
+        period,
+    })
+}
+
+impl JackOutput {
+    /// The client. `finish` closes it; after that only `stats` and the names are meaningful.
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("the JACK output is used after finish()").as_client()
+    }
+
+    /// Our port's full name, e.g. `organ:out`.
+    pub fn port_name(&self) -> &str {
+        &self.port_name
+    }
+
+    /// The input ports this output was connected to.
+    pub fn connected(&self) -> &[String] {
+        &self.connected
+    }
+
+    /// MIDI input ports that exist on the server now.
+    pub fn midi_inputs(&self) -> Vec<String> {
+        midi_inputs(self.client())
+    }
+
+    /// Connects our port to a MIDI input (see [`find_input`]); returns its full name.
+    ///
+    /// # Errors
+    /// Not found, or JACK refuses.
+    pub fn connect(&mut self, wanted: &str) -> Result<String, String> {
+        let inputs: Vec<String> = self.midi_inputs().into_iter().filter(|p| *p != self.port_name).collect();
+        let dest = find_input(&inputs, wanted)?;
+        match self.client().connect_ports_by_name(&self.port_name, &dest) {
+            Ok(()) | Err(jack::Error::PortAlreadyConnected(..)) => {}
+            Err(e) => return Err(format!("JACK: cannot connect {} to {dest}: {e}", self.port_name)),
+        }
+        self.connected.push(dest.clone());
+        Ok(dest)
+    }
+
+    /// Counters so far (atomics; cheap).
+    pub fn stats(&self) -> JackStats {
+        let c = &self.counters;
+        JackStats {
+            written: c.written.load(Ordering::Relaxed),
+            late: c.late.load(Ordering::Relaxed),
+            late_frames_max: c.late_frames_max.load(Ordering::Relaxed),
+            late_frames_sum: c.late_frames_sum.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            cycles: c.cycles.load(Ordering::Relaxed),
+            sample_rate: self.sample_rate,
+            period: self.period,
+        }
+    }
+
+    /// JACK's clock now, in microseconds.
+    pub fn jack_time(&self) -> u64 {
+        self.client().time()
+    }
+
+    /// Waits until every queued message has been written to the port (at most `timeout`).
+    /// Returns whether the queue drained.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.tx.is_empty() || self.down.load(Ordering::Acquire) {
+                // The last message is written in the cycle after its time; let that cycle run.
+                let period_us = self.stats().frames_to_us(u64::from(self.period));
+                std::thread::sleep(Duration::from_micros((2.0 * period_us) as u64 + 1000));
+                return self.tx.is_empty();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+}
+
+impl Output for JackOutput {
+    fn name(&self) -> &str {
+        &self.spec
+    }
+
+    /// # Real-time safety
+    /// One clock read (`jack_get_time`) and one push into a preallocated lock-free ring.
+    fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError> {
+        if self.down.load(Ordering::Acquire) {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "the JACK server shut down" });
+        }
+        if bytes.len() > MAX_MESSAGE {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(OutputError {
+                kind: OutputErrorKind::Backend,
+                detail: "message longer than 64 bytes for JACK",
+            });
+        }
+        let Some(client) = &self.client else {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "the JACK output is closed" });
+        };
+        let engine_late = at.now.0.saturating_sub(at.due.0);
+        let mut r = Record {
+            at: client.as_client().time().saturating_sub(engine_late),
+            len: bytes.len() as u8,
+            bytes: [0; MAX_MESSAGE],
+        };
+        r.bytes[..bytes.len()].copy_from_slice(bytes);
+        self.tx.try_push(r).map_err(|_| {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            OutputError { kind: OutputErrorKind::Overflow, detail: "JACK output queue full" }
+        })
+    }
+
+    fn link(&self) -> Link {
+        if self.down.load(Ordering::Acquire) { Link::Down } else { Link::Up }
+    }
+
+    /// Waits for the queued messages to reach the port, then closes the client.
+    fn finish(&mut self) -> Result<(), String> {
+        let drained = self.drain(Duration::from_secs(2));
+        if let Some(c) = self.client.take() {
+            let _ = c.deactivate();
+        }
+        let s = self.stats();
+        if !drained {
+            return Err(format!(
+                "JACK: {} message(s) were still queued when the output closed",
+                self.tx.occupied_len()
+            ));
+        }
+        if s.dropped > 0 {
+            return Err(format!("JACK: {} message(s) were dropped", s.dropped));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_ports_by_part_of_the_name() {
+        let inputs = vec!["GrandOrgue:GrandOrgue Input".to_string(), "probe:midi_in".to_string()];
+        assert_eq!(find_input(&inputs, "grandorgue").unwrap(), "GrandOrgue:GrandOrgue Input");
+        assert_eq!(find_input(&inputs, "probe:midi_in").unwrap(), "probe:midi_in");
+        let e = find_input(&inputs, "Hauptwerk").unwrap_err();
+        assert!(e.contains("GrandOrgue:GrandOrgue Input") && e.contains("probe:midi_in"), "{e}");
+        assert!(find_input(&inputs, "in").unwrap_err().contains("several"));
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_before_jack_is_touched() {
+        assert!(open("jack:").err().unwrap().contains("write `jack` or `jack:PORT`"));
+        assert!(open("jackd").err().unwrap().contains("write `jack`"));
+    }
+}
