@@ -84,17 +84,28 @@ fn run(t: &Arc<Timeline>) -> organ::engine::Report {
     report
 }
 
-fn line(label: &str, r: &organ::engine::Report, wall: Duration) {
+/// CPU time the hypervisor took from this virtual machine ("steal", /proc/stat), in ms: a
+/// stalled virtual CPU delays every thread, real-time or not, and explains outliers no program
+/// can avoid.
+fn steal_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?;
+    let ticks: u64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks * 10) // USER_HZ = 100
+}
+
+fn line(label: &str, r: &organ::engine::Report, wall: Duration, steal: Option<u64>) {
     let s = &r.stats;
     println!(
-        "{label:<28} {:>6} msgs  p50 {:>4} µs  p99 {:>5} µs  max {:>6} µs  mean {:>6.1} µs  >1ms {:>3}  ({:.1} s)",
+        "{label:<28} {:>6} msgs  p50 {:>4} µs  p99 {:>5} µs  max {:>6} µs  mean {:>6.1} µs  >1ms {:>3}  ({:.1} s, {} ms stolen by the hypervisor)",
         s.count(),
         s.percentile(50.0),
         s.percentile(99.0),
         s.max(),
         s.mean(),
         s.count_above(1_000),
-        wall.as_secs_f64()
+        wall.as_secs_f64(),
+        steal.map_or("?".to_string(), |v| v.to_string())
     );
 }
 
@@ -109,9 +120,9 @@ fn main() {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let start = Instant::now();
+    let (start, steal) = (Instant::now(), steal_ms());
     let idle = run(&t);
-    line("idle", &idle, start.elapsed());
+    line("idle", &idle, start.elapsed(), steal.zip(steal_ms()).map(|(a, b)| b - a));
 
     let stop = Arc::new(AtomicBool::new(false));
     let spinners: Vec<_> = (0..cores)
@@ -126,9 +137,14 @@ fn main() {
             })
         })
         .collect();
-    let start = Instant::now();
+    let (start, steal) = (Instant::now(), steal_ms());
     let loaded = run(&t);
-    line(&format!("{cores} cores busy (spinning)"), &loaded, start.elapsed());
+    line(
+        &format!("{cores} cores busy (spinning)"),
+        &loaded,
+        start.elapsed(),
+        steal.zip(steal_ms()).map(|(a, b)| b - a),
+    );
     stop.store(true, Ordering::Relaxed);
     for s in spinners {
         s.join().unwrap();

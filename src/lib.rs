@@ -32,3 +32,6 @@ pub mod plan;
 pub mod play;
 pub mod score;
 pub mod text;
+
+/// When the program started (set first thing in `main`), for the start-up time report.
+pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

@@ -7,6 +7,7 @@ use organ::app;
 use organ::cli::{Cli, Command};
 
 fn main() {
+    let _ = organ::PROCESS_START.set(std::time::Instant::now());
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Plan(c) => app::cmd_plan(c),

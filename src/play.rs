@@ -243,7 +243,9 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         );
     }
     let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
-    let (eng, handle) = engine::new(timeline.clone(), outputs, SystemClock::new(), config);
+    let clock = SystemClock::new();
+    let clock_epoch = Instant::now();
+    let (eng, handle) = engine::new(timeline.clone(), outputs, clock, config);
     let _ = ENGINE_SHARED.set(handle.shared.clone());
     let mut handle =
         engine::spawn(eng, handle).map_err(|e| Error::Other(format!("cannot start the engine thread: {e}")))?;
@@ -329,6 +331,10 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     }
     if c.stats {
         println!("{}", stats_report(&report));
+        let first = handle_first_sent(&report, clock_epoch);
+        if let Some(d) = first {
+            println!("start-up: the first message was sent {:.1} ms after organ started", d.as_secs_f64() * 1000.0);
+        }
     }
     if let Some(e) = finish_errors.into_iter().next() {
         return Err(Error::Other(e));
@@ -344,6 +350,13 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         End::Stopped => Ok(0),
         End::Finished => Ok(0),
     }
+}
+
+/// When the first message was sent, from the start of the process.
+fn handle_first_sent(report: &engine::Report, clock_epoch: Instant) -> Option<Duration> {
+    let first = report.first_sent?;
+    let at = clock_epoch + Duration::from_micros(first.0);
+    Some(at.saturating_duration_since(*crate::PROCESS_START.get()?))
 }
 
 /// `organ ports`.

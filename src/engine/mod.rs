@@ -114,6 +114,8 @@ pub struct Shared {
     pub released: AtomicBool,
     /// Real-time priority: 0 unknown, 1 granted, 2 refused.
     pub realtime: AtomicU8,
+    /// Engine-clock time (µs) of the first message sent, for the start-up time report.
+    pub first_sent: AtomicU64,
 }
 
 impl Shared {
@@ -154,6 +156,8 @@ pub struct Report {
     pub dropped: u64,
     /// Whether the engine thread ran with real-time priority.
     pub realtime: bool,
+    /// Engine-clock time of the first message sent, if any.
+    pub first_sent: Option<Micros>,
 }
 
 /// Engine settings.
@@ -220,7 +224,9 @@ impl Sink {
         }
         let late = stamp.now.0.saturating_sub(stamp.due.0);
         self.stats.record(late);
-        self.shared.sent.fetch_add(1, Ordering::Relaxed);
+        if self.shared.sent.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.shared.first_sent.store(stamp.now.0, Ordering::Relaxed);
+        }
         if late > LATE.0 {
             self.shared.late.fetch_add(1, Ordering::Relaxed);
         }
@@ -305,6 +311,7 @@ impl EngineHandle {
                 sent: self.shared.sent.load(Ordering::Relaxed),
                 dropped: self.shared.dropped.load(Ordering::Relaxed),
                 realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
+                first_sent: None,
             },
         }
     }
@@ -425,6 +432,8 @@ impl<C: Clock> Engine<C> {
             sent: self.shared.sent.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
+            first_sent: (self.shared.sent.load(Ordering::Relaxed) > 0)
+                .then(|| Micros(self.shared.first_sent.load(Ordering::Relaxed))),
         }
     }
 

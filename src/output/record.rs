@@ -169,7 +169,9 @@ impl FileOutput {
     /// The file cannot be created.
     pub fn create(path: PathBuf) -> Result<FileOutput, String> {
         std::fs::File::create(&path).map_err(|e| format!("file:{}: cannot create the file: {e}", path.display()))?;
-        Ok(FileOutput { name: format!("file:{}", path.display()), path, recorder: Recorder::default() })
+        let mut recorder = Recorder::default();
+        recorder.reserve(0, 0); // room for what is sent without a plan (organ panic)
+        Ok(FileOutput { name: format!("file:{}", path.display()), path, recorder })
     }
 
     /// The SMF bytes of what was recorded.

@@ -8,11 +8,14 @@
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
+//! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
+//!   signals release every key, missing hardware is one clear line.
 
 mod cli;
 mod corpus;
 mod damaged;
 mod planner;
+mod play;
 mod props;
 mod support;
 mod tempo;
