@@ -1,6 +1,6 @@
 //! The `organ` binary: parse the command line, run the command, print any error as one line.
 //! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings,
-//! 2 error, 130 interrupted.
+//! 2 error (an internal error too), 130 interrupted (128 + the signal number for others).
 
 use clap::Parser;
 use organ::app;
@@ -8,8 +8,10 @@ use organ::cli::{Cli, Command};
 
 fn main() {
     let _ = organ::PROCESS_START.set(std::time::Instant::now());
+    // A panic anywhere prints one line (no backtrace), and playback releases every key first.
+    organ::play::install_panic_hook();
     let cli = Cli::parse();
-    let result = match &cli.command {
+    let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Plan(c) => app::cmd_plan(c),
         Command::Check(c) => app::cmd_check(c),
         Command::Info(c) => app::cmd_info(c),
@@ -18,12 +20,14 @@ fn main() {
         Command::Panic(c) => organ::play::cmd_panic(c),
         Command::Ble(c) => app::cmd_ble(c),
         Command::Grandorgue(c) => app::cmd_grandorgue(c),
-    };
+    });
     match result {
-        Ok(status) => std::process::exit(status),
-        Err(e) => {
+        Ok(Ok(status)) => std::process::exit(status),
+        Ok(Err(e)) => {
             eprintln!("organ: error: {e}");
             std::process::exit(2);
         }
+        // The panic hook has already said what happened.
+        Err(_) => std::process::exit(2),
     }
 }

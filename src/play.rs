@@ -90,6 +90,31 @@ impl Drop for RawMode {
     }
 }
 
+/// Owns the running engine. Dropping it — an early return, or a panic unwinding through the
+/// control thread — stops the engine, waits for its release and finishes the outputs, so every
+/// key is released and a file output is still written.
+struct Running {
+    handle: Option<engine::EngineHandle>,
+}
+
+impl Running {
+    fn join(mut self) -> engine::Report {
+        self.handle.take().expect("joined once").join()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut h) = self.handle.take() {
+            h.send(Command::Stop);
+            let mut report = h.join();
+            for o in &mut report.outputs {
+                let _ = o.finish();
+            }
+        }
+    }
+}
+
 /// What a key press asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
@@ -147,26 +172,55 @@ pub fn status_line(t: &Timeline, shared: &Shared) -> String {
         State::Finished | State::Stopped | State::Failed => "",
         _ => "",
     };
-    let reg = t
-        .registration_at(plan_time)
-        .map(|r| match (&r.preset, r.drawn.len()) {
-            (_, 0) => "no stops".to_string(),
-            (Some(p), _) => p.clone(),
-            (None, n) if n <= 3 => r.drawn.iter().map(|&c| t.controls[c].name.as_str()).collect::<Vec<_>>().join(", "),
-            (None, n) => format!("{n} stops"),
-        })
-        .unwrap_or_default();
+    let reg = t.registration_at(plan_time).map(|r| registration_name(t, &r.drawn)).unwrap_or_default();
     let link = if shared.link_down.load(Ordering::Relaxed) { "  link down" } else { "" };
     format!(
-        "{state}bar {}:{} of {}  {} / {}  tempo {:.0}%  {reg}  worst late {} µs{link}",
+        "{state}bar {}:{} of {}  {} played, {} left  tempo {:.0}%  {reg}  worst late {} µs{link}",
         pos.bar,
         pos.beat,
         t.last_bar,
-        plan_time,
-        Micros(plan_time.0 + remaining.0),
+        short_time(plan_time),
+        short_time(remaining),
         t.speed_percent * speed,
         shared.worst_late.load(Ordering::Relaxed),
     )
+}
+
+/// `m:ss.s`.
+fn short_time(t: Micros) -> String {
+    let ds = t.0 / 100_000;
+    format!("{}:{:02}.{}", ds / 600, (ds / 10) % 60, ds % 10)
+}
+
+/// A registration for people: the preset it equals or nearly equals, with the differences
+/// ("mf +Sw to Ped"), else the names when few, else a count.
+pub fn registration_name(t: &Timeline, drawn: &[usize]) -> String {
+    if drawn.is_empty() {
+        return "no stops".into();
+    }
+    let best = t
+        .presets
+        .iter()
+        .map(|(name, ids)| {
+            let plus: Vec<usize> = drawn.iter().copied().filter(|d| !ids.contains(d)).collect();
+            let minus: Vec<usize> = ids.iter().copied().filter(|i| !drawn.contains(i)).collect();
+            (plus.len() + minus.len(), name, plus, minus)
+        })
+        .min_by_key(|x| x.0);
+    match best {
+        Some((d, name, plus, minus)) if d <= 3 => {
+            let mut s = name.clone();
+            for p in plus {
+                s.push_str(&format!(" +{}", t.controls[p].name));
+            }
+            for m in minus {
+                s.push_str(&format!(" -{}", t.controls[m].name));
+            }
+            s
+        }
+        _ if drawn.len() <= 3 => drawn.iter().map(|&c| t.controls[c].name.as_str()).collect::<Vec<_>>().join(", "),
+        _ => format!("{} stops", drawn.len()),
+    }
 }
 
 /// The `--stats` report.
@@ -247,7 +301,7 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     let clock_epoch = Instant::now();
     let (eng, handle) = engine::new(timeline.clone(), outputs, clock, config);
     let _ = ENGINE_SHARED.set(handle.shared.clone());
-    let mut handle =
+    let handle =
         engine::spawn(eng, handle).map_err(|e| Error::Other(format!("cannot start the engine thread: {e}")))?;
     if let Some(t) = handle.thread() {
         let _ = ENGINE_THREAD.set(t);
@@ -255,11 +309,17 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     if engine::STOP_ALL.load(Ordering::SeqCst) {
         handle.wake();
     }
+    let mut running = Running { handle: Some(handle) };
+    let handle = running.handle.as_mut().expect("just set");
+    // A test hook: make the control thread panic mid-piece, to prove that path releases too.
+    let test_panic_after = std::env::var("ORGAN_TEST_PANIC_AFTER_MS").ok().and_then(|v| v.parse::<u64>().ok());
+    let started = Instant::now();
 
     let raw = if interactive { RawMode::enable() } else { None };
     let keys = if raw.is_some() { Some(key_reader()) } else { None };
     let mut interrupted = false;
     let mut rt_reported = false;
+    let mut speed = handle.shared.speed.load(Ordering::Relaxed);
     let mut last_len = 0usize;
     while !handle.is_finished() {
         if let Some(rx) = &keys {
@@ -276,9 +336,9 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                         handle.send(Command::Stop);
                     }
                     Key::Faster | Key::Slower => {
-                        let s = handle.shared.speed.load(Ordering::Relaxed);
-                        let s = if k == Key::Faster { s + 50 } else { s.saturating_sub(50) };
-                        handle.send(Command::Speed(s.clamp(100, 4000)));
+                        // 5 % steps of the planned speed, counted here so that quick presses add up.
+                        speed = if k == Key::Faster { speed + 50 } else { speed.saturating_sub(50) }.clamp(100, 4000);
+                        handle.send(Command::Speed(speed));
                     }
                 }
             }
@@ -303,9 +363,12 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             last_len = line.chars().count();
             let _ = std::io::stderr().flush();
         }
+        if test_panic_after.is_some_and(|ms| started.elapsed() > Duration::from_millis(ms)) {
+            panic!("test panic on the control thread (ORGAN_TEST_PANIC_AFTER_MS)");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let report = handle.join();
+    let report = running.join();
     drop(raw);
     if last_len > 0 {
         eprintln!();

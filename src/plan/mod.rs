@@ -585,6 +585,7 @@ pub fn plan(
         long,
         divisions,
         controls,
+        presets: organ.presets.iter().map(|p| (p.name.clone(), p.controls.clone())).collect(),
         cancel,
         cancel_at_end,
         stop_pace: organ.stop_pace,

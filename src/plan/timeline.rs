@@ -155,6 +155,8 @@ pub struct Timeline {
     pub long: Vec<Box<[u8]>>,
     pub divisions: Vec<DivisionInfo>,
     pub controls: Vec<ControlInfo>,
+    /// The organ's presets (name, controls), for naming registrations on the status line.
+    pub presets: Vec<(String, Vec<ControlId>)>,
     /// The General Cancel (or every control's off).
     pub cancel: Vec<Msg>,
     /// Cancel the registration when playback stops or ends.

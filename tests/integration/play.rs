@@ -216,3 +216,27 @@ fn panic_silences_every_key_of_every_division_then_cancels() {
     let cancel: Vec<Vec<u8>> = organ.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect();
     assert_eq!(sent[sent.len() - cancel.len()..].iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), cancel);
 }
+
+#[test]
+fn a_panic_on_the_control_thread_releases_every_key_and_is_one_line() {
+    let dir = scratch("play-panic");
+    let out = dir.join("played.mid");
+    let file = format!("file:{}", out.display());
+    let o = Command::new(env!("CARGO_BIN_EXE_organ"))
+        .args(["play", "scores/bwv643.mid", "--tempo", "200%", "--to", &file])
+        .current_dir(repo_dir())
+        .env("ORGAN_TEST_PANIC_AFTER_MS", "2000")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    let last = e.lines().last().unwrap_or_default();
+    assert!(last.starts_with("organ: internal error: test panic on the control thread"), "{e}");
+    assert!(last.ends_with("the keys were released"), "{e}");
+    assert!(!e.contains("panicked at") && !e.contains("RUST_BACKTRACE"), "{e}");
+    let sent = read_sent(&out);
+    let notes = sent.iter().filter(|(_, b)| b[0] & 0xF0 == 0x90 && b[2] > 0 && b[0] & 0x0F < 3).count();
+    assert!(notes > 20 && notes < 556, "stopped mid-piece after {notes} notes");
+    assert_all_released(&sent);
+}
