@@ -82,6 +82,8 @@ struct Planned {
     bytes: Vec<u8>,
     kind: String,
     name: Option<String>,
+    /// `bar:beat` (whole beats), as the status line shows a position.
+    at: String,
 }
 
 /// The plan of scores/bwv643.mid on `organ` with `options`, from the binary under test.
@@ -105,6 +107,7 @@ fn plan(organ: &Path, options: &[&str]) -> Vec<Planned> {
                 bytes: hex(v["bytes"].as_str().expect("bytes")),
                 kind: v["kind"].as_str().expect("kind").to_string(),
                 name: v["name"].as_str().map(str::to_string),
+                at: format!("{}:{}", v["bar"].as_u64().expect("bar"), v["beat"].as_f64().expect("beat").floor()),
             }
         })
         .collect()
@@ -541,6 +544,19 @@ fn ble_link_loss_with_pause_restores_then_resumes_and_loses_nothing() {
     all.extend(bytes_of(&after));
     assert!(keys_down(all).is_empty(), "every key released at the end");
 
+    // What the user was told, as it happened and at the end.
+    let lost = format!(
+        "organ: link lost at bar {}; reconnecting; paused until it comes back (on_disconnect = \"pause\")\n",
+        planned[b - 1].at
+    );
+    assert!(run.stderr.contains(&lost), "expected {lost:?} in\n{}", run.stderr);
+    let back = format!("s: keys released, registration restored; resuming at bar {}\n", planned[b - 1].at);
+    assert!(run.stderr.contains("organ: link back after ") && run.stderr.contains(&back), "{}", run.stderr);
+    let summary = "organ: ble:WIDI Jack: link lost once, reconnected once (keys released, registration restored); \
+                   nothing dropped\n";
+    assert!(run.stderr.contains(summary), "expected {summary:?} in\n{}", run.stderr);
+    assert!(run.stderr.contains("organ: played: "), "{}", run.stderr);
+
     println!(
         "pause: {a} messages before the loss, {} held, {k} keys released and struck again; clock shifted {shift} ms \
          for a {gap_ms} ms gap; worst timestamp error {} ms; run {:.1} s\n{}",
@@ -607,6 +623,16 @@ fn ble_link_loss_with_continue_drops_the_gap_and_keeps_the_schedule() {
     all.extend(bytes_of(&after));
     assert!(keys_down(all).is_empty(), "every key released at the end");
 
+    let lost = "reconnecting; playing on; what falls in the gap is dropped (on_disconnect = \"continue\")\n";
+    assert!(run.stderr.contains("organ: link lost at bar ") && run.stderr.contains(lost), "{}", run.stderr);
+    assert!(run.stderr.contains("organ: link back after "), "{}", run.stderr);
+    let summary = format!(
+        "organ: ble:widi: link lost once, reconnected once (keys released, registration restored); {} message(s) \
+         dropped while the link was down\n",
+        c - a
+    );
+    assert!(run.stderr.contains(&summary), "expected {summary:?} in\n{}", run.stderr);
+
     println!(
         "continue: {a} messages before the loss, {} dropped ({gap_ms} ms of the plan), {} after; largest packet \
          {largest} bytes; worst timestamp error {} ms; run {:.1} s\n{}",
@@ -645,8 +671,19 @@ fn ble_ctrl_c_while_disconnected_ends_promptly() {
     let took = t0.elapsed();
     assert_eq!(run.status.code(), Some(130), "{}", run.stderr);
     assert!(took < Duration::from_secs(5), "took {took:?} to end after Ctrl-C");
-    assert_eq!(connections(&sim.captured()).len(), 1, "the link never came back");
-    assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+    let conns = connections(&sim.captured());
+    assert_eq!(conns.len(), 1, "the link never came back");
+    // The user is told that the release did not arrive, and how many keys may still sound.
+    assert!(
+        run.stderr.contains("organ: interrupted; a link was down, so the release may not have arrived: "),
+        "{}",
+        run.stderr
+    );
+    let left = format!(
+        "; the link was still down at the end: {} key(s) may still sound and the stops were not cancelled",
+        keys_down(bytes_of(&decode(&conns[0]))).len()
+    );
+    assert!(run.stderr.contains(&left), "expected {left:?} in\n{}", run.stderr);
     println!("Ctrl-C while disconnected: ended {:.2} s after the signal\n{}", took.as_secs_f64(), run.stderr);
 }
 
@@ -654,7 +691,7 @@ fn ble_ctrl_c_while_disconnected_ends_promptly() {
 /// down are released and the stops cancelled; nothing queued is played.
 #[test]
 fn ble_ctrl_c_while_disconnected_releases_when_the_link_comes_back() {
-    let Some(sim) = start(Params { drop_link_after_writes: 40, unreachable_ms: 600, ..Params::default() }) else {
+    let Some(sim) = start(Params { drop_link_after_writes: 40, unreachable_ms: 1000, ..Params::default() }) else {
         return;
     };
     let organ = organ_file(&sim, "pause", None);
@@ -664,6 +701,7 @@ fn ble_ctrl_c_while_disconnected_releases_when_the_link_comes_back() {
     args.extend(PART);
     let play = Play::start(&sim, &args);
     wait_for_link_down(&sim);
+    std::thread::sleep(Duration::from_millis(300)); // the engine notices and pauses
     let signalled = unix_now();
     let t0 = Instant::now();
     play.interrupt();
@@ -688,5 +726,12 @@ fn ble_ctrl_c_while_disconnected_releases_when_the_link_comes_back() {
         _ => None,
     });
     assert_eq!(last, Some("link-down"), "disconnected at the end");
+    // Even with --quiet, the user learns what became of the keys.
+    let told = "; the link came back at the end: keys released, stops cancelled\n";
+    assert!(
+        run.stderr.contains("organ: ble:WIDI Jack: link lost once, not reconnected") && run.stderr.contains(told),
+        "{}",
+        run.stderr
+    );
     println!("Ctrl-C, link back: ended {:.2} s after the signal, {} keys released", took.as_secs_f64(), down.len());
 }
