@@ -417,11 +417,14 @@ impl Worker {
                     return false;
                 }
             }
-            let limit = deadline.map_or(ATTEMPT, |d| ATTEMPT.min(d.saturating_duration_since(Instant::now())));
+            // At shutdown neither the back-off nor the attempt may run past the grace period.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let pause = left.map_or(backoff, |l| backoff.min(l));
+            let limit = left.map_or(ATTEMPT, |l| ATTEMPT.min(l.saturating_sub(pause)));
             let result = {
                 let Worker { link, inbox, shared, clock, plan_pos, policy, .. } = self;
                 let attempt = async {
-                    sleep(backoff).await;
+                    sleep(pause).await;
                     link.reconnect(limit).await
                 };
                 tokio::pin!(attempt);
