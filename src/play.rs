@@ -6,6 +6,8 @@
 //! output error (the engine releases the other outputs), a panic on the engine thread (caught
 //! there) or elsewhere (the panic hook stops the engine and waits for its release).
 
+mod link_watch;
+
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +21,7 @@ use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::Organ;
 use crate::output::{self, Output, Stamp};
 use crate::plan::Timeline;
+use link_watch::LinkWatch;
 
 /// The signal that stopped playback (0 = none).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -321,6 +324,7 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     let mut rt_reported = false;
     let mut speed = handle.shared.speed.load(Ordering::Relaxed);
     let mut last_len = 0usize;
+    let mut links = LinkWatch::new(inputs.organ.on_disconnect);
     while !handle.is_finished() {
         if let Some(rx) = &keys {
             while let Ok(k) = rx.try_recv() {
@@ -354,8 +358,20 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                 }
             }
         }
+        if let Some(msg) = links.poll(&timeline, &handle.shared)
+            && !c.quiet
+        {
+            if raw.is_some() {
+                eprint!("\r{:<last_len$}\r\n", format!("organ: {msg}"));
+            } else {
+                eprintln!("organ: {msg}");
+            }
+        }
         if raw.is_some() {
-            let line = status_line(&timeline, &handle.shared);
+            let mut line = status_line(&timeline, &handle.shared);
+            if let Some(d) = links.down_for() {
+                line.push_str(&format!(" for {:.1} s", d.as_secs_f64()));
+            }
             let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
             let line: String = line.chars().take(width).collect();
             let pad = last_len.saturating_sub(line.chars().count());
@@ -368,6 +384,8 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Final once the engine has ended: whether a link was down when it sent its release.
+    let link_down_at_end = handle.shared.link_down.load(Ordering::SeqCst);
     let report = running.join();
     drop(raw);
     if last_len > 0 {
@@ -382,15 +400,25 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         }
     }
     let sig = SIGNAL.load(Ordering::SeqCst);
+    let released =
+        if link_down_at_end { "a link was down, so the release may not have arrived" } else { "every key released" };
     if !c.quiet {
         let how = match report.end {
+            End::Finished if link_down_at_end => format!("played; {released}"),
             End::Finished => "played".to_string(),
-            End::Stopped if sig != 0 || interrupted => "interrupted; every key released".to_string(),
-            End::Stopped => "stopped; every key released".to_string(),
+            End::Stopped if sig != 0 || interrupted => format!("interrupted; {released}"),
+            End::Stopped => format!("stopped; {released}"),
             End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
             End::Panicked => "stopped by an internal error; the keys were released".to_string(),
         };
         eprintln!("organ: {how}: {} messages sent to {}", report.sent, names.join(", "));
+    }
+    // Link losses, drops, keys that may still sound: shown even with --quiet when the link was
+    // down at the end.
+    if !c.quiet || link_down_at_end {
+        for r in outputs.iter().filter_map(|o| o.report()) {
+            eprintln!("organ: {r}");
+        }
     }
     if c.stats {
         println!("{}", stats_report(&report));

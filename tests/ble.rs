@@ -1,19 +1,22 @@
-//! Bluetooth LE MIDI against a simulated BlueZ (tests/support/bluez_midi.py on a private D-Bus).
+//! Bluetooth LE MIDI end to end: the real `organ` binary plays to `ble:WIDI Jack` on a simulated
+//! BlueZ (tests/support/bluez_midi.py on a private D-Bus bus).
 //!
-//! libdbus reads `DBUS_SYSTEM_BUS_ADDRESS` once per process, so each test starts its own bus
-//! and simulated BlueZ, then runs the code under test in a child process with that address:
-//! - `organ ble scan` through the real binary;
-//! - [`BleOutput`] driven by the `child` test of this same binary, re-executed (`#[ignore]`d so
-//!   it never runs on its own). It plays a plan the way the engine will (each message handed
-//!   over at its due time, pausing while the link is down under `pause`) and prints what it sent.
-//!   This keeps the driver beside the tests that judge it, with no test-only flag in the real
-//!   binary; once `organ play` exists, the same checks run against `organ play --to ble:…`.
+//! libdbus reads `DBUS_SYSTEM_BUS_ADDRESS` once per process, so each test starts its own bus and
+//! simulated BlueZ and runs `organ` as a child process with that address. The plan to compare
+//! against comes from the same binary (`organ plan --format jsonl` with the same options); every
+//! captured `WriteValue` payload is decoded with the project's BLE-MIDI decoder and checked:
+//! every message, in order, its 13-bit millisecond timestamp against its plan time, the packet
+//! sizes, and after a link loss the release, the registration restore and what happened to the
+//! clock under each `on_disconnect` policy.
 //!
-//! The parent decodes every captured write with the project's own BLE-MIDI decoder and checks
-//! each message and its timestamp, the packet sizes, and after a link loss the release and the
-//! registration restore.
+//! Timestamps: the engine stamps a message with its deadline on its own clock, so a message's
+//! timestamp is `origin + plan time` (in ms, modulo 8192) for one origin per stretch of
+//! uninterrupted playing. The origin is taken from the first message of the stretch; rounding
+//! the two terms separately allows ±1 ms.
 //!
-//! Where dbus-daemon or python-dbusmock is missing, each test prints `SKIPPED: <reason>`.
+//! Where dbus-daemon or python-dbusmock is missing, each test prints `SKIPPED: <reason>` (and
+//! fails instead under CI or with `ORGAN_REQUIRE_BLUEZ` set).
+//! `ORGAN_BLE_TEST_VERBOSE=1` prints what `organ` printed; `--nocapture` shows the figures.
 
 #![cfg(feature = "ble")]
 
@@ -21,36 +24,22 @@
 mod bluez;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bluez::{Captured, Params, SimBluez, Start};
-use organ::midi::Micros;
-use organ::organ::registration::At;
-use organ::organ::{DisconnectPolicy, Organ, Registration};
-use organ::output::ble::codec::{Decoded, Decoder};
-use organ::output::{Link, Output, Stamp};
-use organ::plan::{self, PlanOptions, Speed, Timeline};
-use serde_json::{Value, json};
+use organ::output::ble::codec::Decoder;
+use serde_json::Value;
 
-const CHILD_ENV: &str = "ORGAN_BLE_TEST_CHILD";
+const ORGAN: &str = env!("CARGO_BIN_EXE_organ");
+/// How long one `organ play` may run before the test kills it and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(40);
 
-/// The piece the tests play: BWV 643 bars 1-3 at triple speed (about 3.9 s, 190 messages,
-/// one registration throughout, a cancel at the start and at the end).
-fn test_plan() -> Timeline {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let organ = Organ::find("st-marys").expect("organ");
-    let score = organ::score::load_file(&root.join("scores/bwv643.mid")).expect("score");
-    let reg_text = std::fs::read_to_string(root.join("scores/bwv643.toml")).expect("registration");
-    let reg = Registration::from_toml(&reg_text, "bwv643.toml", &organ).expect("registration");
-    let opts = PlanOptions {
-        until: Some(At::parse("3").unwrap()),
-        speed: Speed::parse_tempo("300%").unwrap(),
-        ..PlanOptions::default()
-    };
-    plan::plan(&score, &organ, Some(&reg), &opts).expect("plan")
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn start(params: Params) -> Option<SimBluez> {
@@ -63,65 +52,192 @@ fn start(params: Params) -> Option<SimBluez> {
     }
 }
 
-/// Runs the child half with `config`; returns its RESULT object.
-fn run_child(sim: &SimBluez, config: Value) -> Value {
-    let exe = std::env::current_exe().expect("test binary");
-    let mut child = Command::new(exe)
-        .args(["child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, config.to_string())
-        .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the child");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while child.try_wait().expect("child status").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("child output");
-            panic!(
-                "the child ran over 40 s\nstdout: {}\nstderr: {}\nmock: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                sim.stderr()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("child output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if std::env::var_os("ORGAN_BLE_TEST_VERBOSE").is_some() {
-        eprintln!("child stdout:\n{stdout}\nchild stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| {
-        panic!(
-            "no RESULT from the child ({})\nstdout: {stdout}\nstderr: {}\nmock: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            sim.stderr()
-        )
-    });
-    serde_json::from_str(line).expect("RESULT json")
+fn hex(s: &str) -> Vec<u8> {
+    s.split_whitespace().map(|h| u8::from_str_radix(h, 16).expect("hex byte")).collect()
 }
 
-/// What the child handed over: (plan µs, due µs, bytes).
-fn sent(result: &Value) -> Vec<(u64, u64, Vec<u8>)> {
-    result["sent"]
-        .as_array()
-        .expect("sent")
-        .iter()
-        .map(|s| {
-            let bytes = s[2].as_str().unwrap().split_whitespace().map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
-            (s[0].as_u64().unwrap(), s[1].as_u64().unwrap(), bytes)
+// ------------------------------------------------------------------------- organ and plan --
+
+/// A copy of organs/st-marys.toml in the test's folder with `on_disconnect = policy` and, when
+/// given, `output = "…"` (the default for `--to`).
+fn organ_file(sim: &SimBluez, policy: &str, output: Option<&str>) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("organs/st-marys.toml")).expect("organs/st-marys.toml");
+    let line = "on_disconnect = \"pause\"";
+    assert_eq!(text.matches(line).count(), 1, "st-marys.toml has one `{line}` line");
+    let mut text = text.replacen(line, &format!("on_disconnect = \"{policy}\""), 1);
+    if let Some(o) = output {
+        let line = "# output = \"port:WIDI Bud Pro\"";
+        assert_eq!(text.matches(line).count(), 1, "st-marys.toml has one `{line}` line");
+        text = text.replacen(line, &format!("output = \"{o}\""), 1);
+    }
+    let path = sim.dir().join(format!("st-marys-{policy}.toml"));
+    std::fs::write(&path, text).expect("write the test organ");
+    path
+}
+
+/// One message of `organ plan --format jsonl`.
+#[derive(Debug, Clone)]
+struct Planned {
+    t_us: u64,
+    bytes: Vec<u8>,
+    kind: String,
+    name: Option<String>,
+    /// `bar:beat` (whole beats), as the status line shows a position.
+    at: String,
+}
+
+/// The plan of scores/bwv643.mid on `organ` with `options`, from the binary under test.
+fn plan(organ: &Path, options: &[&str]) -> Vec<Planned> {
+    let out = Command::new(ORGAN)
+        .current_dir(root())
+        .args(["plan", "scores/bwv643.mid", "--organ"])
+        .arg(organ)
+        .args(options)
+        .args(["--format", "jsonl"])
+        .output()
+        .expect("run organ plan");
+    assert!(out.status.success(), "organ plan: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("plan line");
+            Planned {
+                t_us: v["t_us"].as_u64().expect("t_us"),
+                bytes: hex(v["bytes"].as_str().expect("bytes")),
+                kind: v["kind"].as_str().expect("kind").to_string(),
+                name: v["name"].as_str().map(str::to_string),
+                at: format!("{}:{}", v["bar"].as_u64().expect("bar"), v["beat"].as_f64().expect("beat").floor()),
+            }
         })
         .collect()
 }
 
-fn stat(result: &Value, name: &str) -> u64 {
-    result["stats"][name].as_u64().unwrap_or_else(|| panic!("stat {name} in {result}"))
+/// The organ's cancel: the plan's opening run of `cancel` messages.
+fn cancel_of(planned: &[Planned]) -> Vec<Vec<u8>> {
+    planned.iter().take_while(|p| p.kind == "cancel").map(|p| p.bytes.clone()).collect()
 }
 
-/// Splits the capture at each `connect`: the MIDI writes of each connection, in order.
+/// The `on` message of every control drawn after `planned` has played, by replaying it.
+fn drawn_after(planned: &[Planned]) -> BTreeSet<Vec<u8>> {
+    let mut drawn: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    for p in planned {
+        let name = p.name.clone().unwrap_or_default();
+        match p.kind.as_str() {
+            "stop_on" | "coupler_on" | "tremulant_on" => {
+                drawn.insert(name, p.bytes.clone());
+            }
+            "stop_off" | "coupler_off" | "tremulant_off" | "cancel" => {
+                drawn.remove(&name);
+            }
+            _ => {}
+        }
+    }
+    drawn.into_values().collect()
+}
+
+// ----------------------------------------------------------------------------- organ play --
+
+/// A running `organ play`, its output read on threads (so a full pipe never blocks it).
+struct Play {
+    child: Child,
+    started: Instant,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// How an `organ play` ended.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+impl Play {
+    /// `organ play scores/bwv643.mid ARGS` on the simulated BlueZ's bus.
+    fn start(sim: &SimBluez, args: &[&str]) -> Play {
+        let mut child = Command::new(ORGAN)
+            .current_dir(root())
+            .args(["play", "scores/bwv643.mid"])
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start organ play");
+        let stdout = Some(read_all(child.stdout.take().expect("stdout")));
+        let stderr = Some(read_all(child.stderr.take().expect("stderr")));
+        Play { child, started: Instant::now(), stdout, stderr }
+    }
+
+    fn interrupt(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "kill -INT {pid}");
+    }
+
+    /// Waits for the end (at most `limit`; then kills it and fails).
+    fn wait(mut self, limit: Duration, sim: &SimBluez) -> Run {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("child status") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "organ play ran over {limit:?}\nstderr: {}\nmock: {}",
+                    self.stderr.take().unwrap().join().unwrap_or_default(),
+                    sim.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = self.started.elapsed();
+        let stdout = self.stdout.take().unwrap().join().unwrap_or_default();
+        let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
+        if std::env::var_os("ORGAN_BLE_TEST_VERBOSE").is_some() {
+            eprintln!("organ play: {status} after {elapsed:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        }
+        assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
+        Run { status, stdout, stderr, elapsed }
+    }
+}
+
+impl Drop for Play {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64()
+}
+
+// ------------------------------------------------------------------------ what was written --
+
+/// A message as the device received it.
+#[derive(Debug, Clone)]
+struct Got {
+    ts: u16,
+    bytes: Vec<u8>,
+}
+
+/// The MIDI writes of each connection, in order (the capture split at each `connect`).
 fn connections(captured: &[Captured]) -> Vec<Vec<Vec<u8>>> {
     let mut out: Vec<Vec<Vec<u8>>> = Vec::new();
     for c in captured {
@@ -136,34 +252,82 @@ fn connections(captured: &[Captured]) -> Vec<Vec<Vec<u8>>> {
     out
 }
 
-fn decode(packets: &[Vec<u8>]) -> Vec<Decoded> {
+fn event_times(captured: &[Captured], name: &str) -> Vec<f64> {
+    captured
+        .iter()
+        .filter_map(|c| match c {
+            Captured::Event { t, event } if event == name => Some(*t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn decode(packets: &[Vec<u8>]) -> Vec<Got> {
     let mut d = Decoder::new();
     let mut out = Vec::new();
     for (i, p) in packets.iter().enumerate() {
         d.decode(p, &mut out).unwrap_or_else(|e| panic!("packet {i} {p:02X?}: {e}"));
     }
     assert!(!d.in_sysex(), "a SysEx was left open");
-    out
+    out.into_iter().map(|m| Got { ts: m.timestamp, bytes: m.bytes }).collect()
 }
 
-fn ts(due_us: u64) -> u16 {
-    ((due_us / 1000) % 8192) as u16
+fn bytes_of(msgs: &[Got]) -> Vec<Vec<u8>> {
+    msgs.iter().map(|m| m.bytes.clone()).collect()
 }
 
-/// Keys down after these messages (division channels 1-3 = wire 0-2).
-fn keys_down(msgs: &[Decoded]) -> BTreeSet<(u8, u8)> {
-    let mut down = BTreeSet::new();
-    for m in msgs {
-        let b = &m.bytes;
+fn planned_bytes(planned: &[Planned]) -> Vec<Vec<u8>> {
+    planned.iter().map(|p| p.bytes.clone()).collect()
+}
+
+/// `a − b` for 13-bit timestamps, in (−4096, 4096].
+fn ts_diff(a: u16, b: u16) -> i32 {
+    let d = (i32::from(a) - i32::from(b)).rem_euclid(8192);
+    if d > 4096 { d - 8192 } else { d }
+}
+
+fn ms13(origin: u16, t_us: u64) -> u16 {
+    ((u64::from(origin) + t_us / 1000) % 8192) as u16
+}
+
+/// The origin of a stretch: the first message's timestamp minus its plan time.
+fn origin_of(first: &Got, planned: &Planned) -> u16 {
+    ((i64::from(first.ts) - (planned.t_us / 1000) as i64).rem_euclid(8192)) as u16
+}
+
+/// Checks every message's timestamp against `origin + plan time` (±1 ms); returns the worst
+/// error in ms.
+fn check_schedule(got: &[Got], planned: &[Planned], origin: u16, what: &str) -> i32 {
+    assert_eq!(got.len(), planned.len());
+    let mut worst = 0;
+    for (i, (g, p)) in got.iter().zip(planned).enumerate() {
+        let err = ts_diff(g.ts, ms13(origin, p.t_us));
+        assert!(
+            err.abs() <= 1,
+            "{what}: message {i} {:02X?} at plan {} µs has timestamp {} ms, expected {} ± 1",
+            g.bytes,
+            p.t_us,
+            g.ts,
+            ms13(origin, p.t_us)
+        );
+        worst = worst.max(err.abs());
+    }
+    worst
+}
+
+/// Keys down (division channels 1-3 = wire 0-2) after these messages, with their velocity.
+fn keys_down(msgs: impl IntoIterator<Item = Vec<u8>>) -> std::collections::BTreeMap<(u8, u8), u8> {
+    let mut down = std::collections::BTreeMap::new();
+    for b in msgs {
         if b.len() == 3 && b[0] & 0x0F <= 2 {
             match b[0] & 0xF0 {
                 0x90 if b[2] > 0 => {
-                    down.insert((b[0] & 0x0F, b[1]));
+                    down.insert((b[0] & 0x0F, b[1]), b[2]);
                 }
                 0x80 | 0x90 => {
                     down.remove(&(b[0] & 0x0F, b[1]));
                 }
-                0xB0 if b[1] == 123 => down.retain(|&(c, _)| c != b[0] & 0x0F),
+                0xB0 if b[1] == 123 => down.retain(|&(c, _), _| c != b[0] & 0x0F),
                 _ => {}
             }
         }
@@ -171,36 +335,32 @@ fn keys_down(msgs: &[Decoded]) -> BTreeSet<(u8, u8)> {
     down
 }
 
-/// Checks that `msgs` start with the release for `down` (note-offs covering every key down,
-/// then CC 123 on the three division channels); returns how many messages that took.
-fn check_release(msgs: &[Decoded], down: &BTreeSet<(u8, u8)>) -> usize {
+/// Checks that `msgs` start with the release of the keys in `down` (a note-off for each, then
+/// CC 123 on the three division channels); returns how many messages that took.
+fn check_release(msgs: &[Got], down: &std::collections::BTreeMap<(u8, u8), u8>) -> usize {
     let offs: BTreeSet<(u8, u8)> = msgs
         .iter()
         .take_while(|m| m.bytes.len() == 3 && m.bytes[0] & 0xF0 == 0x80 && m.bytes[0] & 0x0F <= 2)
         .map(|m| (m.bytes[0] & 0x0F, m.bytes[1]))
         .collect();
-    assert!(offs.is_superset(down), "keys down {down:?} but note-offs only for {offs:?}");
+    let want: BTreeSet<(u8, u8)> = down.keys().copied().collect();
+    assert!(offs.is_superset(&want), "keys down {want:?} but note-offs only for {offs:?}");
     let n = offs.len();
-    let cc: Vec<Vec<u8>> = msgs[n..n + 3].iter().map(|m| m.bytes.clone()).collect();
     assert_eq!(
-        cc,
+        bytes_of(&msgs[n..n + 3]),
         [vec![0xB0, 123, 0], vec![0xB1, 123, 0], vec![0xB2, 123, 0]],
         "CC 123 per division after the note-offs"
     );
     n + 3
 }
 
-/// The cancel then the starting registration's `on` messages (the registration of bars 1-3).
-fn expected_registration(t: &Timeline) -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = t.cancel.iter().map(|m| t.bytes(m).to_vec()).collect();
-    for &id in &t.registrations[0].drawn {
-        v.extend(t.controls[id].on.iter().map(|m| t.bytes(m).to_vec()));
-    }
-    v
-}
-
-fn bytes_of(msgs: &[Decoded]) -> Vec<Vec<u8>> {
-    msgs.iter().map(|m| m.bytes.clone()).collect()
+/// Checks that `msgs` start with the registration from a known state (the cancel, then the
+/// `on` message of every control in `drawn`, in any order); returns how many messages that took.
+fn check_registration(msgs: &[Got], cancel: &[Vec<u8>], drawn: &BTreeSet<Vec<u8>>) -> usize {
+    assert_eq!(bytes_of(&msgs[..cancel.len()]), cancel, "the cancel first");
+    let ons: BTreeSet<Vec<u8>> = bytes_of(&msgs[cancel.len()..cancel.len() + drawn.len()]).into_iter().collect();
+    assert_eq!(&ons, drawn, "then the stops drawn at that point of the piece");
+    cancel.len() + drawn.len()
 }
 
 // ------------------------------------------------------------------------------------- tests --
@@ -208,7 +368,7 @@ fn bytes_of(msgs: &[Decoded]) -> Vec<Vec<u8>> {
 #[test]
 fn ble_scan_lists_the_simulated_device() {
     let Some(sim) = start(Params::default()) else { return };
-    let out = Command::new(env!("CARGO_BIN_EXE_organ"))
+    let out = Command::new(ORGAN)
         .args(["ble", "scan", "--seconds", "0.5"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
         .output()
@@ -219,281 +379,359 @@ fn ble_scan_lists_the_simulated_device() {
     assert!(stdout.contains("--to ble:\"WIDI Jack\""), "{stdout}");
 }
 
+/// A device that is not there: one line that says what was found instead, exit status 2.
 #[test]
-fn ble_open_says_what_it_found_instead() {
+fn ble_unknown_device_fails_in_one_line_that_lists_what_was_found() {
     let Some(sim) = start(Params { discover_delay_ms: 50, ..Params::default() }) else { return };
-    let r = run_child(
-        &sim,
-        json!({"mode": "open", "targets": ["Bud Pro", "aa:bb:cc:11:22:33", "widi"], "open_timeout_ms": 1500}),
+    let organ = organ_file(&sim, "pause", None);
+    let organ = organ.to_str().unwrap();
+    let run = Play::start(&sim, &["--organ", organ, "--to", "ble:Nothing"]).wait(RUN_LIMIT, &sim);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {:?}", run.stderr);
+    assert!(
+        run.stderr.starts_with("organ: error: no BLE-MIDI device matching 'Nothing' found in ")
+            && run.stderr.trim_end().ends_with("; found: WIDI Jack (AA:BB:CC:11:22:33, -52 dBm)"),
+        "{}",
+        run.stderr
     );
-    let opened = r["opened"].as_array().unwrap();
-    assert_eq!(
-        opened[0].as_str().unwrap(),
-        "error: no BLE-MIDI device matching 'Bud Pro' found in 1.5 s; found: WIDI Jack (AA:BB:CC:11:22:33, -52 dBm)"
-    );
-    assert_eq!(opened[1].as_str().unwrap(), "ok: WIDI Jack (AA:BB:CC:11:22:33, -52 dBm)");
-    assert_eq!(opened[2].as_str().unwrap(), "ok: WIDI Jack (AA:BB:CC:11:22:33, -52 dBm)");
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(event_times(&sim.captured(), "connect").is_empty(), "connected to something");
+    println!("ble:Nothing gave up after {:.1} s", run.elapsed.as_secs_f64());
 }
 
+/// The whole shipped piece at 400 % (15.3 s): every planned message arrives, in order, each
+/// with its own millisecond timestamp, in packets of at most 20 bytes (no MTU property: btleplug
+/// assumes 23).
 #[test]
-fn ble_delivers_the_plan_with_scheduled_timestamps_in_small_packets() {
-    // No MTU property (BlueZ < 5.62): btleplug assumes 23, so packets carry at most 20 bytes.
+fn ble_plays_the_whole_piece_on_time_in_20_byte_packets() {
     let Some(sim) = start(Params { mtu: 0, ..Params::default() }) else { return };
-    let r = run_child(&sim, json!({"mode": "play", "policy": "pause"}));
-    let sent = sent(&r);
-    let plan = test_plan();
-    assert_eq!(sent.len(), plan.events.len(), "the child plays the whole plan");
-    let writes = sim.midi_writes();
-    assert!(writes.iter().all(|w| w.len() <= 20), "a packet over MTU − 3: {:?}", writes.iter().map(Vec::len).max());
-    let got = decode(&writes);
-    assert_eq!(bytes_of(&got), sent.iter().map(|s| s.2.clone()).collect::<Vec<_>>(), "every message, in order");
-    for (i, (m, s)) in got.iter().zip(&sent).enumerate() {
-        assert_eq!(m.timestamp, ts(s.1), "message {i} {:02X?}: timestamp {} for due {} µs", m.bytes, m.timestamp, s.1);
-    }
-    // Messages due together travel together: fewer writes than messages.
-    assert!(writes.len() < sent.len() * 3 / 4, "{} writes for {} messages", writes.len(), sent.len());
-    assert!(sim.captured().iter().all(|c| !matches!(c, Captured::Write { write_type, .. } if write_type != "command")));
-    assert_eq!(stat(&r, "messages"), sent.len() as u64);
-    assert_eq!(stat(&r, "packets"), writes.len() as u64);
-    assert_eq!(stat(&r, "dropped"), 0);
-    assert_eq!(stat(&r, "link_losses"), 0);
-    assert!(keys_down(&got).is_empty());
+    let organ = organ_file(&sim, "pause", None);
+    let organ = organ.to_str().unwrap();
+    let planned = plan(Path::new(organ), &["--tempo", "400%"]);
+    assert!(planned.len() > 1000, "the whole piece: {} messages", planned.len());
+    let run = Play::start(&sim, &["--organ", organ, "--tempo", "400%", "--to", "ble:WIDI Jack", "--quiet"])
+        .wait(RUN_LIMIT, &sim);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "--quiet prints nothing: {}", run.stderr);
+
+    let captured = sim.captured();
+    let conns = connections(&captured);
+    assert_eq!(conns.len(), 1, "one connection");
+    let writes = &conns[0];
+    let largest = writes.iter().map(Vec::len).max().unwrap_or(0);
+    assert!(largest <= 20, "a packet of {largest} bytes: over MTU 23 − 3");
+    assert!(
+        captured.iter().all(|c| !matches!(c, Captured::Write { write_type, .. } if write_type != "command")),
+        "every write without response"
+    );
+    let got = decode(writes);
+    assert_eq!(bytes_of(&got), planned_bytes(&planned), "every planned message, in order, nothing else");
+    let origin = origin_of(&got[0], &planned[0]);
+    let worst = check_schedule(&got, &planned, origin, "whole piece");
+    // Messages due together travel together.
+    assert!(writes.len() < got.len() * 3 / 4, "{} writes for {} messages", writes.len(), got.len());
+    assert!(keys_down(bytes_of(&got)).is_empty(), "every key released at the end");
+    println!(
+        "whole piece: {} messages in {} packets (largest {largest} bytes), worst timestamp error {worst} ms, \
+         organ ran {:.1} s for a {:.1} s plan",
+        got.len(),
+        writes.len(),
+        run.elapsed.as_secs_f64(),
+        planned.last().unwrap().t_us as f64 / 1e6
+    );
 }
 
-/// Link loss mid-piece, policy `continue`: the gap is dropped, never played late; on reconnect
-/// the keys are released and the registration restored before the music goes on.
+/// Bars 1-8 at 400 % (7.8 s), with the organ's registration change at bar 5 (Sw to Ped off,
+/// Gt to Ped on), so a loss after it must restore the bar-5 registration.
+const PART: [&str; 4] = ["--tempo", "400%", "--until", "8"];
+
+/// Link loss mid-piece under `pause`, shown by a failed write; bluetoothd forgets the device
+/// meanwhile, so `organ` must scan again. Nothing is lost: after the reconnect come the release
+/// and the registration of that point, then what was held, then the piece resumes with its clock
+/// shifted by the pause.
 #[test]
-fn ble_link_loss_with_continue_drops_the_gap_and_restores() {
-    let Some(sim) = start(Params { drop_link_after_writes: 45, unreachable_ms: 700, ..Params::default() }) else {
-        return;
-    };
-    let r = run_child(&sim, json!({"mode": "play", "policy": "continue"}));
-    let sent = sent(&r);
-    let plan = test_plan();
-    assert_eq!(sent.len(), plan.events.len(), "under continue the engine never waits");
-    let conns = connections(&sim.captured());
-    assert_eq!(conns.len(), 2, "one reconnect");
-    assert!(conns.iter().flatten().all(|w| w.len() <= 244), "MTU 247: at most 244 bytes a packet");
-    let before = decode(&conns[0]);
-    let after = decode(&conns[1]);
-
-    // Before the loss: a prefix of what was handed over, each at its scheduled time.
-    let a = before.len();
-    assert_eq!(bytes_of(&before), sent[..a].iter().map(|s| s.2.clone()).collect::<Vec<_>>());
-    assert!(before.iter().zip(&sent).all(|(m, s)| m.timestamp == ts(s.1)));
-
-    // After: release, registration from a known state, then the rest of the piece.
-    let n = check_release(&after, &keys_down(&before));
-    let reg = expected_registration(&plan);
-    assert_eq!(bytes_of(&after[n..n + reg.len()]), reg, "cancel, then the stops drawn");
-    let rest = &after[n + reg.len()..];
-    let b = sent.len() - rest.len();
-    assert!(b > a, "something fell in the gap (a {a}, b {b})");
-    assert_eq!(bytes_of(rest), sent[b..].iter().map(|s| s.2.clone()).collect::<Vec<_>>(), "a suffix of the plan");
-    for (m, s) in rest.iter().zip(&sent[b..]) {
-        assert_eq!(m.timestamp, ts(s.1), "after the gap every message keeps its scheduled time");
-    }
-    assert_eq!(stat(&r, "dropped"), (b - a) as u64, "what was not written was counted as dropped");
-    assert_eq!(stat(&r, "link_losses"), 1);
-    assert_eq!(stat(&r, "reconnects"), 1);
-    assert!(r["saw_down"].as_bool().unwrap());
-    let mut all = before.clone();
-    all.extend_from_slice(&after);
-    assert!(keys_down(&all).is_empty(), "every key released at the end");
-}
-
-/// Link loss mid-piece shown by a failed write, policy `pause`, and bluetoothd forgets the
-/// device meanwhile (so the output must scan again): nothing is lost (the failed write is
-/// written again after the restore), the engine waits, and the restore comes first.
-#[test]
-fn ble_link_loss_with_pause_rescans_restores_and_loses_nothing() {
+fn ble_link_loss_with_pause_restores_then_resumes_and_loses_nothing() {
     let Some(sim) = start(Params {
-        drop_link_after_writes: 45,
+        drop_link_after_writes: 125,
         drop_mode: "write-error",
-        unreachable_ms: 600,
+        unreachable_ms: 700,
         temporary_timeout_ms: 300,
         keep_gatt: false,
         ..Params::default()
     }) else {
         return;
     };
-    let r = run_child(&sim, json!({"mode": "play", "policy": "pause"}));
-    let sent = sent(&r);
-    let plan = test_plan();
-    assert_eq!(sent.len(), plan.events.len());
-    assert!(r["saw_down"].as_bool().unwrap(), "the engine saw the link down and paused");
+    let organ = organ_file(&sim, "pause", None);
+    let organ = organ.to_str().unwrap();
+    let planned = plan(Path::new(organ), &PART);
+    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
+    args.extend(PART);
+    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+
     let captured = sim.captured();
-    assert!(captured.iter().any(|c| matches!(c, Captured::Event { event, .. } if event == "write-failed")));
+    assert_eq!(event_times(&captured, "write-failed").len(), 1, "the link went under a write");
     let conns = connections(&captured);
     assert_eq!(conns.len(), 2, "one reconnect");
     assert!(
         sim.call_log().matches("StartDiscovery").count() >= 2,
-        "the device expired, so the output scanned again:\n{}",
+        "the device expired, so organ scanned again:\n{}",
         sim.call_log()
     );
+    assert!(conns.iter().flatten().all(|w| w.len() <= 244), "MTU 247: at most 244 bytes a packet");
     let before = decode(&conns[0]);
     let after = decode(&conns[1]);
+
+    // Before the loss: a prefix of the plan on schedule, past the bar-5 registration change.
     let a = before.len();
-    assert_eq!(bytes_of(&before), sent[..a].iter().map(|s| s.2.clone()).collect::<Vec<_>>());
-    let n = check_release(&after, &keys_down(&before));
-    let reg = expected_registration(&plan);
-    assert_eq!(bytes_of(&after[n..n + reg.len()]), reg, "cancel, then the stops drawn");
-    let rest = &after[n + reg.len()..];
-    assert_eq!(bytes_of(rest), sent[a..].iter().map(|s| s.2.clone()).collect::<Vec<_>>(), "nothing lost under pause");
-    // Messages handed over before the engine noticed the loss are played right after the
-    // restore with their send time; everything after that keeps its scheduled time.
-    let held = rest.iter().zip(&sent[a..]).take_while(|(m, s)| m.timestamp != ts(s.1)).count();
-    assert!(held <= 12, "{held} messages held across the gap");
-    for (m, s) in rest.iter().zip(&sent[a..]).skip(held) {
-        assert_eq!(m.timestamp, ts(s.1), "{:02X?}", m.bytes);
+    assert_eq!(bytes_of(&before), planned_bytes(&planned[..a]));
+    let origin = origin_of(&before[0], &planned[0]);
+    let worst_before = check_schedule(&before, &planned[..a], origin, "before the loss");
+    assert!(
+        planned[..a].iter().any(|p| p.kind == "coupler_on" && p.name.as_deref() == Some("Gt to Ped")),
+        "the loss must come after the bar-5 change (move drop_link_after_writes)"
+    );
+
+    // After: the release, then the registration of that point, before any note.
+    let n = check_release(&after, &keys_down(bytes_of(&before)));
+    let drawn = drawn_after(&planned[..a]);
+    assert!(drawn.contains(&vec![0x9F, 0x4A, 0x7F]) && !drawn.contains(&vec![0x9F, 0x49, 0x7F]), "Gt to Ped");
+    let r = check_registration(&after[n..], &cancel_of(&planned), &drawn);
+    let rest = &after[n + r..];
+
+    // Then nothing lost: what was handed over before the engine paused (b), the engine's
+    // note-offs for the keys down at the pause, those keys struck again on resume, then the rest.
+    let b = (a..=planned.len())
+        .find(|&b| {
+            let held = keys_down(planned_bytes(&planned[..b]));
+            let k = held.len();
+            if rest.len() != (b - a) + 2 * k + (planned.len() - b) {
+                return false;
+            }
+            let offs: BTreeSet<Vec<u8>> = held.keys().map(|&(c, key)| vec![0x80 | c, key, 0]).collect();
+            let ons: BTreeSet<Vec<u8>> = held.iter().map(|(&(c, key), &v)| vec![0x90 | c, key, v]).collect();
+            bytes_of(&rest[..b - a]) == planned_bytes(&planned[a..b])
+                && bytes_of(&rest[b - a..b - a + k]).into_iter().collect::<BTreeSet<_>>() == offs
+                && bytes_of(&rest[b - a + k..b - a + 2 * k]).into_iter().collect::<BTreeSet<_>>() == ons
+                && bytes_of(&rest[b - a + 2 * k..]) == planned_bytes(&planned[b..])
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "after the restore: not the rest of the plan with the pause's release and re-strike\n{:02X?}",
+                bytes_of(rest)
+            )
+        });
+    let k = keys_down(planned_bytes(&planned[..b])).len();
+    assert!(k > 0, "keys were down when the engine paused");
+    assert_eq!(drawn_after(&planned[..b]), drawn, "no registration change between the loss and the pause");
+
+    // The held messages are played right after the restore (stamped with their send time);
+    // the piece resumes with its clock shifted by the pause.
+    let restored_at = after[0].ts;
+    for m in &rest[..b - a + k] {
+        let d = ts_diff(m.ts, restored_at);
+        assert!((0..1000).contains(&d), "{:02X?} held across the gap stamped {d} ms after the restore", m.bytes);
     }
-    assert_eq!(stat(&r, "dropped"), 0);
-    assert_eq!(stat(&r, "link_losses"), 1);
-    assert_eq!(stat(&r, "reconnects"), 1);
-    let mut all = before.clone();
-    all.extend_from_slice(&after);
-    assert!(keys_down(&all).is_empty());
+    let resumed = &rest[b - a + 2 * k..];
+    let origin2 = origin_of(&resumed[0], &planned[b]);
+    let worst_after = check_schedule(resumed, &planned[b..], origin2, "after the pause");
+    let shift = ts_diff(origin2, origin);
+    let gap_ms =
+        ((event_times(&captured, "connect")[1] - event_times(&captured, "write-failed")[0]) * 1000.0).round() as i32;
+    assert!(shift >= gap_ms - 20, "the clock stopped for the gap: shifted {shift} ms for a {gap_ms} ms gap");
+    assert!(shift < gap_ms + 2000, "shifted {shift} ms for a {gap_ms} ms gap");
+    let mut all = bytes_of(&before);
+    all.extend(bytes_of(&after));
+    assert!(keys_down(all).is_empty(), "every key released at the end");
+
+    // What the user was told, as it happened and at the end.
+    let lost = format!(
+        "organ: link lost at bar {}; reconnecting; paused until it comes back (on_disconnect = \"pause\")\n",
+        planned[b - 1].at
+    );
+    assert!(run.stderr.contains(&lost), "expected {lost:?} in\n{}", run.stderr);
+    let back = format!("s: keys released, registration restored; resuming at bar {}\n", planned[b - 1].at);
+    assert!(run.stderr.contains("organ: link back after ") && run.stderr.contains(&back), "{}", run.stderr);
+    let summary = "organ: ble:WIDI Jack: link lost once, reconnected once (keys released, registration restored); \
+                   nothing dropped\n";
+    assert!(run.stderr.contains(summary), "expected {summary:?} in\n{}", run.stderr);
+    assert!(run.stderr.contains("organ: played: "), "{}", run.stderr);
+
+    println!(
+        "pause: {a} messages before the loss, {} held, {k} keys released and struck again; clock shifted {shift} ms \
+         for a {gap_ms} ms gap; worst timestamp error {} ms; run {:.1} s\n{}",
+        b - a,
+        worst_before.max(worst_after),
+        run.elapsed.as_secs_f64(),
+        run.stderr
+    );
 }
 
-/// Stop while the link is down and stays down: finish returns after the grace period.
+/// Link loss mid-piece under `continue` (BlueZ reports the disconnect): the clock runs on, what
+/// falls in the gap is dropped (never played late), the restore comes first, and the rest keeps
+/// its original schedule. The output is the organ file's default (`output = "ble:widi"`) and
+/// the MTU 128, so packets may hold up to 125 bytes.
 #[test]
-fn ble_shutdown_while_disconnected_is_prompt() {
-    let Some(sim) = start(Params { drop_link_after_writes: 45, unreachable_ms: 60_000, ..Params::default() }) else {
+fn ble_link_loss_with_continue_drops_the_gap_and_keeps_the_schedule() {
+    let Some(sim) = start(Params { mtu: 128, drop_link_after_writes: 125, unreachable_ms: 700, ..Params::default() })
+    else {
         return;
     };
-    let r = run_child(&sim, json!({"mode": "play", "policy": "pause", "finish_on_down": true, "grace_ms": 1000}));
-    assert!(r["saw_down"].as_bool().unwrap());
-    let ms = r["finish_ms"].as_u64().unwrap();
-    assert!((900..3000).contains(&ms), "finish took {ms} ms with a 1 s grace");
-    assert!(r["finish_error"].is_null(), "{r}");
-    assert_eq!(connections(&sim.captured()).len(), 1, "never got the link back");
-}
+    let organ = organ_file(&sim, "continue", Some("ble:widi"));
+    let organ = organ.to_str().unwrap();
+    let planned = plan(Path::new(organ), &PART);
+    let mut args = vec!["--organ", organ];
+    args.extend(PART);
+    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
 
-/// Stop while the link is down, and it comes back before the grace runs out: the keys are
-/// released and the registration cancelled; nothing queued is played.
-#[test]
-fn ble_shutdown_releases_when_the_link_comes_back() {
-    let Some(sim) = start(Params { drop_link_after_writes: 45, unreachable_ms: 400, ..Params::default() }) else {
-        return;
-    };
-    let r = run_child(&sim, json!({"mode": "play", "policy": "pause", "finish_on_down": true, "grace_ms": 5000}));
-    assert!(r["saw_down"].as_bool().unwrap());
-    let ms = r["finish_ms"].as_u64().unwrap();
-    assert!(ms < 5000, "finish took {ms} ms");
-    let conns = connections(&sim.captured());
-    assert_eq!(conns.len(), 2, "reconnected during the grace");
+    let captured = sim.captured();
+    let conns = connections(&captured);
+    assert_eq!(conns.len(), 2, "one reconnect");
+    let largest = conns.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    assert!(largest <= 125, "a packet of {largest} bytes: over MTU 128 − 3");
+    assert!(largest > 20, "the larger MTU is used (largest packet {largest} bytes)");
     let before = decode(&conns[0]);
     let after = decode(&conns[1]);
-    let n = check_release(&after, &keys_down(&before));
-    let plan = test_plan();
-    let cancel: Vec<Vec<u8>> = plan.cancel.iter().map(|m| plan.bytes(m).to_vec()).collect();
-    assert_eq!(bytes_of(&after[n..]), cancel, "then the cancel, and nothing else");
-    let last = sim.captured().into_iter().rev().find_map(|c| match c {
-        Captured::Event { event, .. } => Some(event),
+
+    let a = before.len();
+    assert_eq!(bytes_of(&before), planned_bytes(&planned[..a]));
+    let origin = origin_of(&before[0], &planned[0]);
+    let worst_before = check_schedule(&before, &planned[..a], origin, "before the loss");
+    assert!(
+        planned[..a].iter().any(|p| p.kind == "coupler_on" && p.name.as_deref() == Some("Gt to Ped")),
+        "the loss must come after the bar-5 change (move drop_link_after_writes)"
+    );
+
+    let n = check_release(&after, &keys_down(bytes_of(&before)));
+    let drawn = drawn_after(&planned[..a]);
+    let r = check_registration(&after[n..], &cancel_of(&planned), &drawn);
+    let rest = &after[n + r..];
+    // Exactly a suffix of the plan: the gap is gone, nothing is played late.
+    let c = planned.len() - rest.len();
+    assert!(c > a, "something fell in the gap (a {a}, c {c})");
+    assert_eq!(bytes_of(rest), planned_bytes(&planned[c..]), "after the restore, the plan from where the clock is");
+    assert!(planned[a..c].iter().any(|p| p.kind == "note_on"), "notes fell in the gap");
+    assert_eq!(drawn_after(&planned[..c]), drawn, "no registration change in the gap");
+    // Same origin: the clock never stopped.
+    let worst_after = check_schedule(rest, &planned[c..], origin, "after the gap, on the original schedule");
+    let gap_ms = (planned[c].t_us - planned[a - 1].t_us) / 1000;
+    let down = event_times(&captured, "link-down")[0];
+    let back = event_times(&captured, "connect")[1];
+    assert!(gap_ms as f64 >= (back - down) * 1000.0 - 50.0, "the gap ({gap_ms} ms of the plan) spans the loss");
+    let mut all = bytes_of(&before);
+    all.extend(bytes_of(&after));
+    assert!(keys_down(all).is_empty(), "every key released at the end");
+
+    let lost = "reconnecting; playing on; what falls in the gap is dropped (on_disconnect = \"continue\")\n";
+    assert!(run.stderr.contains("organ: link lost at bar ") && run.stderr.contains(lost), "{}", run.stderr);
+    assert!(run.stderr.contains("organ: link back after "), "{}", run.stderr);
+    let summary = format!(
+        "organ: ble:widi: link lost once, reconnected once (keys released, registration restored); {} message(s) \
+         dropped while the link was down\n",
+        c - a
+    );
+    assert!(run.stderr.contains(&summary), "expected {summary:?} in\n{}", run.stderr);
+
+    println!(
+        "continue: {a} messages before the loss, {} dropped ({gap_ms} ms of the plan), {} after; largest packet \
+         {largest} bytes; worst timestamp error {} ms; run {:.1} s\n{}",
+        c - a,
+        rest.len(),
+        worst_before.max(worst_after),
+        run.elapsed.as_secs_f64(),
+        run.stderr
+    );
+}
+
+/// Waits until the simulated device has lost its link (at most 20 s).
+fn wait_for_link_down(sim: &SimBluez) {
+    let down = sim.wait_for(Duration::from_secs(20), |c| {
+        c.iter().any(|e| matches!(e, Captured::Event { event, .. } if event == "link-down"))
+    });
+    assert!(down, "the simulated link never dropped\n{}", sim.stderr());
+}
+
+/// Ctrl-C while the link is down and stays down: organ ends within its 2 s grace, with 130.
+#[test]
+fn ble_ctrl_c_while_disconnected_ends_promptly() {
+    let Some(sim) = start(Params { drop_link_after_writes: 40, unreachable_ms: 60_000, ..Params::default() }) else {
+        return;
+    };
+    let organ = organ_file(&sim, "pause", None);
+    let organ = organ.to_str().unwrap();
+    let mut args = vec!["--organ", organ, "--to", "ble:aa:bb:cc:11:22:33"];
+    args.extend(PART);
+    let play = Play::start(&sim, &args);
+    wait_for_link_down(&sim);
+    std::thread::sleep(Duration::from_millis(300)); // the engine notices and pauses
+    let t0 = Instant::now();
+    play.interrupt();
+    let run = play.wait(Duration::from_secs(10), &sim);
+    let took = t0.elapsed();
+    assert_eq!(run.status.code(), Some(130), "{}", run.stderr);
+    assert!(took < Duration::from_secs(5), "took {took:?} to end after Ctrl-C");
+    let conns = connections(&sim.captured());
+    assert_eq!(conns.len(), 1, "the link never came back");
+    // The user is told that the release did not arrive, and how many keys may still sound.
+    assert!(
+        run.stderr.contains("organ: interrupted; a link was down, so the release may not have arrived: "),
+        "{}",
+        run.stderr
+    );
+    let left = format!(
+        "; the link was still down at the end: {} key(s) may still sound and the stops were not cancelled",
+        keys_down(bytes_of(&decode(&conns[0]))).len()
+    );
+    assert!(run.stderr.contains(&left), "expected {left:?} in\n{}", run.stderr);
+    println!("Ctrl-C while disconnected: ended {:.2} s after the signal\n{}", took.as_secs_f64(), run.stderr);
+}
+
+/// Ctrl-C while the link is down, and it comes back before organ gives up: the keys that were
+/// down are released and the stops cancelled; nothing queued is played.
+#[test]
+fn ble_ctrl_c_while_disconnected_releases_when_the_link_comes_back() {
+    let Some(sim) = start(Params { drop_link_after_writes: 40, unreachable_ms: 1000, ..Params::default() }) else {
+        return;
+    };
+    let organ = organ_file(&sim, "pause", None);
+    let organ = organ.to_str().unwrap();
+    let planned = plan(Path::new(organ), &PART);
+    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack", "--quiet"];
+    args.extend(PART);
+    let play = Play::start(&sim, &args);
+    wait_for_link_down(&sim);
+    std::thread::sleep(Duration::from_millis(300)); // the engine notices and pauses
+    let signalled = unix_now();
+    let t0 = Instant::now();
+    play.interrupt();
+    let run = play.wait(Duration::from_secs(10), &sim);
+    let took = t0.elapsed();
+    assert_eq!(run.status.code(), Some(130), "{}", run.stderr);
+    assert!(took < Duration::from_secs(5), "took {took:?} to end after Ctrl-C");
+
+    let captured = sim.captured();
+    let conns = connections(&captured);
+    assert_eq!(conns.len(), 2, "reconnected before giving up");
+    let back = event_times(&captured, "connect")[1];
+    assert!(back > signalled, "the link came back after the Ctrl-C ({back} vs {signalled})");
+    let before = decode(&conns[0]);
+    let after = decode(&conns[1]);
+    let down = keys_down(bytes_of(&before));
+    assert!(!down.is_empty(), "keys were down at the loss");
+    let n = check_release(&after, &down);
+    assert_eq!(bytes_of(&after[n..]), cancel_of(&planned), "then the cancel, and nothing else");
+    let last = captured.iter().rev().find_map(|c| match c {
+        Captured::Event { event, .. } => Some(event.as_str()),
         _ => None,
     });
-    assert_eq!(last.as_deref(), Some("link-down"), "disconnected at the end");
-}
-
-// ------------------------------------------------------------------------------ child half --
-
-/// The child half of the tests above, run by them in a process of its own (see the module
-/// documentation). Does nothing when run directly.
-#[test]
-#[ignore = "child process of the BLE tests; they run it with the simulated BlueZ's bus"]
-fn child() {
-    let Ok(config) = std::env::var(CHILD_ENV) else {
-        println!("nothing to do: this is the child half of the BLE tests");
-        return;
-    };
-    let config: Value = serde_json::from_str(&config).expect("config");
-    let result = match config["mode"].as_str() {
-        Some("open") => child_open(&config),
-        Some("play") => child_play(&config),
-        other => panic!("unknown mode {other:?}"),
-    };
-    // On a line of its own (the test harness prints "test child ... " before it).
-    println!("\nRESULT {result}");
-}
-
-fn policy(config: &Value) -> DisconnectPolicy {
-    match config["policy"].as_str() {
-        Some("continue") => DisconnectPolicy::Continue,
-        _ => DisconnectPolicy::Pause,
-    }
-}
-
-fn child_open(config: &Value) -> Value {
-    let limit = Duration::from_millis(config["open_timeout_ms"].as_u64().unwrap_or(5000));
-    let mut opened = Vec::new();
-    for target in config["targets"].as_array().unwrap() {
-        match organ::output::ble::open(target.as_str().unwrap(), DisconnectPolicy::Pause, limit) {
-            Ok(mut out) => {
-                opened.push(format!("ok: {}", out.device()));
-                out.finish().unwrap();
-            }
-            Err(e) => opened.push(format!("error: {e}")),
-        }
-    }
-    json!({ "opened": opened })
-}
-
-/// Plays the test plan the way the engine will: absolute deadlines, each message handed over
-/// at its due time; under `pause`, stops the clock while the link is down.
-fn child_play(config: &Value) -> Value {
-    let policy = policy(config);
-    let timeline = Arc::new(test_plan());
-    let mut out = organ::output::ble::open("WIDI Jack", policy, Duration::from_secs(5)).expect("open");
-    out.set_shutdown_grace(Duration::from_millis(config["grace_ms"].as_u64().unwrap_or(2000)));
-    out.prepare(&timeline).expect("prepare");
-    let finish_on_down = config["finish_on_down"].as_bool().unwrap_or(false);
-    let t0 = Instant::now();
-    let clock = || Micros(t0.elapsed().as_micros() as u64);
-    let mut paused = Micros(0);
-    let mut saw_down = false;
-    let mut sent = Vec::new();
-    'play: for e in &timeline.events {
-        loop {
-            if out.link() == Link::Down {
-                saw_down = true;
-                if finish_on_down {
-                    break 'play;
-                }
-                if policy == DisconnectPolicy::Pause {
-                    let p0 = clock();
-                    let give_up = Instant::now() + Duration::from_secs(20);
-                    while out.link() == Link::Down && Instant::now() < give_up {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    assert_eq!(out.link(), Link::Up, "the link never came back");
-                    paused = paused + clock().saturating_sub(p0);
-                }
-            }
-            let due = e.t + paused;
-            let now = clock();
-            if now >= due {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros((due.0 - now.0).min(1000)));
-        }
-        let due = e.t + paused;
-        let bytes = timeline.bytes(&e.msg);
-        out.send(bytes, Stamp { plan: e.t, due, now: clock() }).expect("send");
-        sent.push(json!([e.t.0, due.0, organ::midi::HexBytes(bytes).to_string()]));
-    }
-    let f0 = Instant::now();
-    let finish_error = out.finish().err();
-    let finish_ms = f0.elapsed().as_millis() as u64;
-    let s = out.stats();
-    json!({
-        "sent": sent,
-        "saw_down": saw_down,
-        "finish_ms": finish_ms,
-        "finish_error": finish_error,
-        "last_event": out.last_event(),
-        "stats": {
-            "messages": s.messages, "packets": s.packets, "dropped": s.dropped,
-            "link_losses": s.link_losses, "reconnects": s.reconnects,
-        },
-    })
+    assert_eq!(last, Some("link-down"), "disconnected at the end");
+    // Even with --quiet, the user learns what became of the keys.
+    let told = "; the link came back at the end: keys released, stops cancelled\n";
+    assert!(
+        run.stderr.contains("organ: ble:WIDI Jack: link lost once, not reconnected") && run.stderr.contains(told),
+        "{}",
+        run.stderr
+    );
+    println!("Ctrl-C, link back: ended {:.2} s after the signal, {} keys released", took.as_secs_f64(), down.len());
 }

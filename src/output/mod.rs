@@ -94,6 +94,11 @@ pub trait Output: Send {
     fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError>;
 
     /// Whether the link is up (an atomic load for outputs that can lose their link).
+    ///
+    /// An output that reports [`Link::Down`] keeps trying to get the link back and, before it
+    /// reports [`Link::Up`] again, brings the instrument back to a known state: every key it
+    /// had sounding released, the registration at the current plan position re-sent. The
+    /// control thread tells the user so when the link comes back.
     fn link(&self) -> Link {
         Link::Up
     }
@@ -105,6 +110,15 @@ pub trait Output: Send {
     /// Anything that prevents the output from completing (e.g. the file cannot be written).
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// What the user should know about this output once playback is over, beyond the messages
+    /// sent: link losses and reconnects, messages dropped, keys that may still sound because the
+    /// release could not be delivered. `None` when there is nothing to tell. Called on the
+    /// control thread after [`Output::finish`]; printed as `organ: <report>`, so it starts with
+    /// the output's name.
+    fn report(&self) -> Option<String> {
+        None
     }
 }
 

@@ -70,9 +70,21 @@ pub enum Start {
 
 /// Prints the standard skip line. Tests call it and return. Written straight to the process's
 /// stderr, which the test harness does not capture, so a skip shows in a plain `cargo test`.
+///
+/// # Panics
+/// Where the tools are required: under CI (`CI` set, as `.ci/run` runs, after `.ci/setup`
+/// installed them) or with `ORGAN_REQUIRE_BLUEZ` set, a missing tool fails the test instead.
 pub fn skip(reason: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+    for var in ["ORGAN_REQUIRE_BLUEZ", "CI"] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty() && v != "0" && v != "false") {
+            panic!("{var} is set, so the simulated BlueZ must run, but: {reason}");
+        }
+    }
+    // libtest names each test's thread after the test.
+    let test = std::thread::current().name().filter(|n| *n != "main").map(|n| format!("{n}: ")).unwrap_or_default();
+    // One write, so that parallel tests' lines do not interleave.
+    let _ = std::io::stderr().write_all(format!("SKIPPED: {test}{reason}\n").as_bytes());
 }
 
 /// One record of the capture file.
@@ -229,6 +241,11 @@ impl SimBluez {
             .stderr(Stdio::null())
             .output();
         out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+    }
+
+    /// A private folder for the test's own files (removed with the simulation).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The private bus, for `DBUS_SYSTEM_BUS_ADDRESS` of the child under test.

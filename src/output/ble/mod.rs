@@ -54,7 +54,9 @@
 //!   it is down, the worker keeps trying for [`BleOutput::set_shutdown_grace`] (2 s by
 //!   default); if the device comes back in time it writes the release (note-offs, CC 123, and
 //!   the cancel when the plan cancels at the end) instead of the queued messages. `finish`
-//!   returns within that grace plus a few seconds whatever happens.
+//!   returns within that grace plus a few seconds whatever happens. Then
+//!   [`Output::report`](crate::output::Output::report) tells the user about link losses,
+//!   reconnects and drops, and whether keys may still sound because the link never came back.
 
 pub mod codec;
 #[cfg_attr(not(feature = "ble"), allow(dead_code))]
@@ -129,7 +131,19 @@ mod output {
         pub dropped: AtomicU64,
         pub link_losses: AtomicU64,
         pub reconnects: AtomicU64,
+        /// How the worker ended when the link was down at shutdown: [`AT_END_NORMAL`],
+        /// [`AT_END_RELEASED`] or [`AT_END_GAVE_UP`].
+        pub at_end: AtomicU8,
+        /// Keys that may still sound when the worker gave up.
+        pub keys_left: AtomicU64,
     }
+
+    /// The link was up at shutdown (or the worker has not ended).
+    pub(crate) const AT_END_NORMAL: u8 = 0;
+    /// The link was down at shutdown and came back within the grace: keys released.
+    pub(crate) const AT_END_RELEASED: u8 = 1;
+    /// The link was down at shutdown and did not come back: keys may still sound.
+    pub(crate) const AT_END_GAVE_UP: u8 = 2;
 
     impl Shared {
         fn new() -> Shared {
@@ -147,6 +161,8 @@ mod output {
                 dropped: AtomicU64::new(0),
                 link_losses: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
+                at_end: AtomicU8::new(AT_END_NORMAL),
+                keys_left: AtomicU64::new(0),
             }
         }
 
@@ -323,6 +339,43 @@ mod output {
 
         fn finish(&mut self) -> Result<(), String> {
             self.stop_worker()
+        }
+
+        /// E.g. `ble:WIDI Jack: link lost once, reconnected once (keys released, registration
+        /// restored); nothing dropped`, and what became of the keys when the link was down at
+        /// the end. `None` when the link never dropped.
+        fn report(&self) -> Option<String> {
+            let s = self.stats();
+            if s.link_losses == 0 && s.dropped == 0 {
+                return None;
+            }
+            let mut r = format!("{}: link lost {}", self.name, times(s.link_losses));
+            match s.reconnects {
+                0 => r.push_str(", not reconnected"),
+                n => r.push_str(&format!(", reconnected {} (keys released, registration restored)", times(n))),
+            }
+            match s.dropped {
+                0 => r.push_str("; nothing dropped"),
+                n => r.push_str(&format!("; {n} message(s) dropped while the link was down")),
+            }
+            match self.shared.at_end.load(Ordering::Acquire) {
+                AT_END_RELEASED => r.push_str("; the link came back at the end: keys released, stops cancelled"),
+                AT_END_GAVE_UP => r.push_str(&format!(
+                    "; the link was still down at the end: {} key(s) may still sound and the stops were not \
+                     cancelled (run `organ panic` once the device is back)",
+                    self.shared.keys_left.load(Ordering::Relaxed)
+                )),
+                _ => {}
+            }
+            Some(r)
+        }
+    }
+
+    fn times(n: u64) -> String {
+        match n {
+            1 => "once".into(),
+            2 => "twice".into(),
+            n => format!("{n} times"),
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::time::{sleep, timeout};
 
 use super::codec::{Packer, payload_for_mtu};
 use super::link::{BleDevice, Link, Target};
-use super::output::Shared;
+use super::output::{AT_END_GAVE_UP, AT_END_RELEASED, Shared};
 use super::state::{self, Keys};
 use crate::midi::{Micros, ShortMsg};
 use crate::organ::DisconnectPolicy;
@@ -407,6 +407,8 @@ impl Worker {
                 if Instant::now() >= d {
                     let left = self.inbox.records.occupied_len() as u64 + self.inbox.drop_retry() as u64;
                     self.shared.dropped.fetch_add(left, Ordering::Relaxed);
+                    self.shared.keys_left.store(self.keys.count() as u64, Ordering::Relaxed);
+                    self.shared.at_end.store(AT_END_GAVE_UP, Ordering::Release);
                     self.shared.note(format!(
                         "gave up reconnecting to {} at shutdown; {} key(s) may still sound",
                         self.link.device(),
@@ -415,11 +417,14 @@ impl Worker {
                     return false;
                 }
             }
-            let limit = deadline.map_or(ATTEMPT, |d| ATTEMPT.min(d.saturating_duration_since(Instant::now())));
+            // At shutdown neither the back-off nor the attempt may run past the grace period.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let pause = left.map_or(backoff, |l| backoff.min(l));
+            let limit = left.map_or(ATTEMPT, |l| ATTEMPT.min(l.saturating_sub(pause)));
             let result = {
                 let Worker { link, inbox, shared, clock, plan_pos, policy, .. } = self;
                 let attempt = async {
-                    sleep(backoff).await;
+                    sleep(pause).await;
                     link.reconnect(limit).await
                 };
                 tokio::pin!(attempt);
@@ -449,8 +454,13 @@ impl Worker {
                     self.link.drain_events();
                     self.packer.set_max_payload(payload_for_mtu(self.link.mtu()));
                     if deadline.is_some() || self.shared.shutting_down() {
-                        if let Err(e) = self.release_at_shutdown().await {
-                            self.shared.note(format!("releasing at shutdown failed: {e}"));
+                        match self.release_at_shutdown().await {
+                            Ok(()) => self.shared.at_end.store(AT_END_RELEASED, Ordering::Release),
+                            Err(e) => {
+                                self.shared.note(format!("releasing at shutdown failed: {e}"));
+                                self.shared.keys_left.store(self.keys.count() as u64, Ordering::Relaxed);
+                                self.shared.at_end.store(AT_END_GAVE_UP, Ordering::Release);
+                            }
                         }
                         return false;
                     }
