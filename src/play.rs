@@ -142,8 +142,13 @@ fn key_reader() -> crossbeam_channel::Receiver<Key> {
             if k.kind == KeyEventKind::Release {
                 continue;
             }
+            // Plain keys only: a NUL byte from a terminal reads as Ctrl+Space and must not pause.
+            let plain = !k.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SUPER);
             let key = match k.code {
-                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Interrupt,
+                KeyCode::Char('c') | KeyCode::Char('C') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    Key::Interrupt
+                }
+                _ if !plain => continue,
                 KeyCode::Char(' ') => Key::TogglePause,
                 KeyCode::Char('q') | KeyCode::Esc => Key::Stop,
                 KeyCode::Char('+') | KeyCode::Char('=') => Key::Faster,
@@ -373,6 +378,7 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                 line.push_str(&format!(" for {:.1} s", d.as_secs_f64()));
             }
             let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
+            let width = if width < 20 { 100 } else { width };
             let line: String = line.chars().take(width).collect();
             let pad = last_len.saturating_sub(line.chars().count());
             eprint!("\r{line}{:pad$}", "");
