@@ -109,6 +109,53 @@ pub struct PlanArgs {
     /// Leave the stops drawn at the end instead of cancelling them.
     #[arg(long)]
     pub keep_stops: bool,
+
+    #[command(flatten)]
+    pub hymn: HymnArgs,
+}
+
+// --- hymn options (plan, check, play) -----------------------------------------------------------
+
+/// Playing a one-verse score as a hymn. Each flag overrides the same key of the registration
+/// file's [hymn] section; with any of them (or a [hymn] section) the score is unrolled into
+/// play-over, verses and amen.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Hymn options")]
+pub struct HymnArgs {
+    /// How many verses to play, e.g. --verses 4.
+    #[arg(long, value_name = "N")]
+    pub verses: Option<u16>,
+
+    /// Bars given out before verse 1, e.g. --play-over 13-16 (or "all", or "none").
+    #[arg(long, value_name = "BARS")]
+    pub play_over: Option<String>,
+
+    /// Silence between the play-over, the verses and the amen: beats (2beats, "2 beats") or
+    /// seconds (1.5s).
+    #[arg(long, value_name = "LENGTH")]
+    pub gap: Option<String>,
+
+    /// An amen after the last verse: bars at the end of the score (17-18), a MIDI file
+    /// (amen.mid), or "none".
+    #[arg(long, value_name = "BARS|FILE")]
+    pub amen: Option<String>,
+
+    /// Fermatas, as bar:beat positions in the score, e.g. --fermatas 4:3,8:3.
+    #[arg(long, value_name = "BAR:BEAT,...", value_delimiter = ',')]
+    pub fermatas: Vec<String>,
+
+    /// What a fermata does: hold it longer (1beat, 2s) or wait for the operator (wait).
+    #[arg(long, value_name = "LENGTH|wait")]
+    pub fermata: Option<String>,
+
+    /// A verse's own registration: VERSE=PRESET, e.g. --verse-preset 3=p,4=f (0 is the
+    /// play-over).
+    #[arg(long, value_name = "N=PRESET,...", value_delimiter = ',')]
+    pub verse_preset: Vec<String>,
+
+    /// Play the score once as written, ignoring the registration file's [hymn] section.
+    #[arg(long, conflicts_with_all = ["verses", "play_over", "gap", "amen", "fermatas", "fermata", "verse_preset"])]
+    pub no_hymn: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
