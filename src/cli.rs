@@ -36,7 +36,8 @@ pub enum Command {
     /// Play a score on the organ (or GrandOrgue, or into a file), in real time.
     ///
     /// While playing on a terminal: space pauses and resumes, q or Esc stops (every key is
-    /// released and the stops are cancelled), + and - change the tempo in 5% steps.
+    /// released and the stops are cancelled), + and - change the tempo in 5% steps, Enter goes
+    /// on from a fermata that waits (--fermata wait).
     Play(PlayCmd),
     /// List the MIDI output ports (for --to port:NAME or port:NUMBER).
     Ports,

@@ -98,6 +98,8 @@ enum Key {
     Interrupt,
     Faster,
     Slower,
+    /// Enter: go on from a fermata wait.
+    Continue,
 }
 
 fn key_reader() -> crossbeam_channel::Receiver<Key> {
@@ -120,6 +122,7 @@ fn key_reader() -> crossbeam_channel::Receiver<Key> {
                 KeyCode::Char('q') | KeyCode::Esc => Key::Stop,
                 KeyCode::Char('+') | KeyCode::Char('=') => Key::Faster,
                 KeyCode::Char('-') | KeyCode::Char('_') => Key::Slower,
+                KeyCode::Enter => Key::Continue,
                 _ => continue,
             };
             if tx.send(key).is_err() {
@@ -144,6 +147,7 @@ pub fn status_line(t: &Timeline, shared: &Shared) -> String {
     let state = match shared.state() {
         State::Paused => "paused ",
         State::WaitingForLink => "LINK DOWN, waiting ",
+        State::Waiting => "FERMATA, Enter continues ",
         State::Finished | State::Stopped | State::Failed => "",
         _ => "",
     };
@@ -239,7 +243,15 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             names.join(", "),
             timeline.duration,
             timeline.last_bar,
-            if interactive { "; space pause, q stop, +/- tempo" } else { "" }
+            if interactive {
+                if timeline.waits.iter().any(|w| w.kind == crate::plan::WaitKind::Fermata) {
+                    "; space pause, q stop, +/- tempo, Enter goes on from a fermata"
+                } else {
+                    "; space pause, q stop, +/- tempo"
+                }
+            } else {
+                ""
+            }
         );
     }
     let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
@@ -273,6 +285,9 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                         interrupted = true;
                         handle.send(Command::Stop);
                     }
+                    Key::Continue => {
+                        handle.send(Command::Continue);
+                    }
                     Key::Faster | Key::Slower => {
                         let s = handle.shared.speed.load(Ordering::Relaxed);
                         let s = if k == Key::Faster { s + 50 } else { s.saturating_sub(50) };
@@ -280,6 +295,10 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                     }
                 }
             }
+        }
+        // Without a terminal nobody can press Enter: fermata waits are passed at once.
+        if keys.is_none() && handle.shared.state() == State::Waiting {
+            handle.send(Command::Continue);
         }
         if !rt_reported && handle.shared.realtime.load(Ordering::Relaxed) == 2 {
             rt_reported = true;

@@ -540,24 +540,24 @@ compass = [36, 67]
 [[stop]]
 name = "Gt Open Diapason 8"
 division = "great"
-on = { note = 36, channel = 16 }
+on = { cc = 20, value = 127, channel = 16 }
 [[stop]]
 name = "Gt Principal 4"
 division = "great"
-on = { note = 37, channel = 16 }
+on = { cc = 21, value = 127, channel = 16 }
 [[stop]]
 name = "Gt Trumpet 8"
 division = "great"
-on = { note = 38, channel = 16 }
+on = { cc = 22, value = 127, channel = 16 }
 [[stop]]
 name = "Ped Bourdon 16"
 division = "pedal"
-on = { note = 39, channel = 16 }
+on = { cc = 23, value = 127, channel = 16 }
 [[coupler]]
 name = "Gt to Ped"
 from = "great"
 to = "pedal"
-on = { note = 40, channel = 16 }
+on = { cc = 24, value = 127, channel = 16 }
 [preset]
 p = ["Gt Open Diapason 8", "Ped Bourdon 16"]
 mf = ["Gt Open Diapason 8", "Gt Principal 4", "Ped Bourdon 16", "Gt to Ped"]
