@@ -46,6 +46,15 @@ pub enum Command {
     /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
     #[command(subcommand)]
     Ble(BleCmd),
+    /// Play for a service: a full-screen view of an order of service (scores/services/NAME.toml).
+    ///
+    /// Keys: Enter or space starts the selected item, or goes on from a fermata or the end of a
+    /// verse; s or Esc stops now (every key released, stops cancelled); p pauses at the end of
+    /// the current verse; Up/Down choose the item; + and - change the tempo in 5% steps (live);
+    /// [ and ] transpose the next item; r cycles the registration preset of the next verse (of
+    /// the selected item when nothing plays); o reopens a lost output; q quits (asks first when
+    /// something is playing).
+    Service(ServiceCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -244,4 +253,21 @@ pub struct BleScanCmd {
     /// How long to scan, in seconds.
     #[arg(long, short = 's', value_name = "N", default_value_t = 5.0)]
     pub seconds: f64,
+}
+
+// --- organ service ------------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct ServiceCmd {
+    /// The order of service (TOML), e.g. scores/services/sunday.toml.
+    pub file: PathBuf,
+
+    /// Where to play (as for play); may be given several times. Default: the order of service's
+    /// `output = "…"`, else the organ's.
+    #[arg(long, value_name = "OUTPUT")]
+    pub to: Vec<String>,
+
+    /// The organ, overriding the order of service's `organ = "…"`.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
 }

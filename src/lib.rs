@@ -18,7 +18,10 @@
 //! - [`midi`]: microseconds, channels and the stack-allocated short message.
 //! - [`score`]: SMF loading (midly), the exact tempo map, bars and beats, parts.
 //! - [`organ`]: organ definitions and registrations (serde + toml), with file:line:column errors.
-//! - [`plan`]: arranging parts onto divisions, registration, key merging → `Timeline`.
+//! - [`plan`]: arranging parts onto divisions, registration, key merging, hymn unrolling →
+//!   `Timeline`.
+//! - [`engine`]: the real-time thread; [`output`]: where messages go.
+//! - [`service`]: `organ service`, the full-screen view for playing during a service.
 
 pub mod app;
 pub mod cli;
@@ -29,4 +32,5 @@ pub mod output;
 pub mod plan;
 pub mod play;
 pub mod score;
+pub mod service;
 pub mod text;

@@ -16,6 +16,11 @@ fn main() {
         Command::Ports => organ::play::cmd_ports(),
         Command::Panic(c) => organ::play::cmd_panic(c),
         Command::Ble(c) => app::cmd_ble(c),
+        Command::Service(c) => organ::service::cmd_service(&organ::service::ServiceArgs {
+            file: c.file.clone(),
+            to: c.to.clone(),
+            organ: c.organ.clone(),
+        }),
     };
     match result {
         Ok(status) => std::process::exit(status),

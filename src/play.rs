@@ -8,7 +8,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,30 @@ use crate::plan::Timeline;
 
 /// The signal that stopped playback (0 = none).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// The running engine's thread and telemetry, for the signal thread and the panic hook.
-static ENGINE_THREAD: OnceLock<Thread> = OnceLock::new();
-static ENGINE_SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+/// The running engine's thread and telemetry, for the signal thread and the panic hook (the
+/// service view starts one engine per item, so this is replaced as they come and go).
+static ENGINE: Mutex<Option<(Option<Thread>, Arc<Shared>)>> = Mutex::new(None);
+
+/// Makes `handle`'s engine the one that signals and panics stop and wait for.
+pub fn register_engine(handle: &engine::EngineHandle) {
+    if let Ok(mut e) = ENGINE.lock() {
+        *e = Some((handle.thread(), handle.shared.clone()));
+    }
+}
+
+/// The signal that stopped playback, if any (0 = none).
+pub fn signal_received() -> i32 {
+    SIGNAL.load(Ordering::SeqCst)
+}
+
+fn wake_engine() {
+    // try_lock: never block in a signal thread or a panic hook.
+    if let Ok(e) = ENGINE.try_lock()
+        && let Some((Some(t), _)) = &*e
+    {
+        t.unpark();
+    }
+}
 
 /// Starts a thread that turns SIGINT, SIGTERM and SIGHUP into a stop: sets the global stop flag
 /// and wakes the engine. Idempotent.
@@ -37,9 +58,7 @@ pub fn install_signal_handling() {
             for sig in signals.forever() {
                 SIGNAL.store(sig, Ordering::SeqCst);
                 engine::request_stop_all();
-                if let Some(t) = ENGINE_THREAD.get() {
-                    t.unpark();
-                }
+                wake_engine();
             }
         });
     });
@@ -52,11 +71,10 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             engine::request_stop_all();
-            if let Some(t) = ENGINE_THREAD.get() {
-                t.unpark();
-            }
+            wake_engine();
             let on_engine = std::thread::current().name() == Some("organ-engine");
-            if !on_engine && let Some(shared) = ENGINE_SHARED.get() {
+            let shared = ENGINE.try_lock().ok().and_then(|e| e.as_ref().map(|(_, s)| s.clone()));
+            if !on_engine && let Some(shared) = shared {
                 let start = Instant::now();
                 while !shared.released.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
                     std::thread::sleep(Duration::from_millis(5));
@@ -256,12 +274,9 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     }
     let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
     let (eng, handle) = engine::new(timeline.clone(), outputs, SystemClock::new(), config);
-    let _ = ENGINE_SHARED.set(handle.shared.clone());
     let mut handle =
         engine::spawn(eng, handle).map_err(|e| Error::Other(format!("cannot start the engine thread: {e}")))?;
-    if let Some(t) = handle.thread() {
-        let _ = ENGINE_THREAD.set(t);
-    }
+    register_engine(&handle);
     if engine::STOP_ALL.load(Ordering::SeqCst) {
         handle.wake();
     }
