@@ -157,12 +157,16 @@ verses = 1
     assert!(s.contains("Enter start/continue · s stop"), "{s}");
 
     // Enter: the play-over, then verse 1 up to the fermata, where it waits with the chord held.
+    // r during the play-over: verse 1 on the organ's first preset (pp) instead of as written.
     tmux.keys("Enter");
+    tmux.wait_for("the play-over", t, |s| s.contains("play-over, bar"));
+    tmux.keys("r");
+    tmux.wait_for("the registration change", t, |s| s.contains("verse 1: registration pp"));
     let s = tmux.wait_for("the fermata", t, |s| s.contains("WAITING AT A FERMATA — Enter continues"));
     assert!(s.contains("▶ 1. Fast hymn"), "{s}");
     assert!(s.contains("verse 1 of 2, bar 2 of 14"), "{s}");
     assert!(s.contains("tempo 400% (♩ = 480)"), "{s}");
-    assert!(s.contains("registration: mf + Sw to Gt"), "{s}");
+    assert!(s.contains("registration: pp"), "{s}");
     assert!(s.contains("verse 2 of 2"), "what comes next: {s}");
     assert!(s.contains("then: 2. Second hymn"), "{s}");
     std::thread::sleep(Duration::from_millis(1500));
@@ -192,11 +196,29 @@ verses = 1
     // What was sent: every note-on has its note-off, nothing struck twice, and the fermata
     // chord stayed down (no release, no re-strike) through the 1.5 s wait.
     let sent = read_sent(&out);
+    let (longest_held_silence, ons) = assert_released(&sent);
+    assert!(
+        longest_held_silence >= 1_400_000,
+        "the fermata chord was held through the wait ({longest_held_silence} µs)"
+    );
+    // It stopped in verse 1 (before the end of the plan): fewer note-ons than the whole hymn.
+    assert!(ons > 50 && ons < 500, "{ons} note-ons");
+    // r during the play-over put verse 1 on preset pp: its Sw Salicional 8 was drawn.
+    let salicional = [0x9F, 38, 0x7F];
+    assert!(sent.iter().any(|(_, b)| b.as_slice() == salicional), "verse 1 on pp");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every note-on has its note-off, no key is struck twice, and after the last note message come
+/// CC 123 on every division channel, then the organ's cancel. Returns the longest time keys
+/// were held with nothing sent, and the number of note-ons.
+fn assert_released(sent: &[(u64, Vec<u8>)]) -> (u64, usize) {
     let organ = organ::organ::Organ::find("st-marys").unwrap();
     let key_channels: Vec<u8> = organ.divisions.iter().map(|d| d.channel.wire()).collect();
     let mut down = std::collections::BTreeSet::new();
     let mut last_note = 0;
     let mut longest_held_silence = 0;
+    let mut ons = 0;
     for (i, (t, b)) in sent.iter().enumerate() {
         let ch = b[0] & 0x0F;
         if b[0] < 0xF0 && key_channels.contains(&ch) && matches!(b[0] & 0xF0, 0x80 | 0x90) {
@@ -205,6 +227,7 @@ verses = 1
                 longest_held_silence = longest_held_silence.max(t - sent[i - 1].0);
             }
             if b[0] & 0xF0 == 0x90 && b[2] > 0 {
+                ons += 1;
                 assert!(down.insert((ch, b[1])), "key {} on channel {} struck twice at message {i}", b[1], ch + 1);
             } else {
                 assert!(down.remove(&(ch, b[1])), "note-off for key {} (channel {}) that was not down", b[1], ch + 1);
@@ -212,18 +235,71 @@ verses = 1
         }
     }
     assert!(down.is_empty(), "keys left down: {down:?}");
-    assert!(
-        longest_held_silence >= 1_400_000,
-        "the fermata chord was held through the wait ({longest_held_silence} µs)"
-    );
-    // The stop: after the last note-off, CC 123 on every division channel, then the cancel.
     let tail: Vec<Vec<u8>> = sent[last_note + 1..].iter().map(|(_, b)| b.clone()).collect();
     let mut expected: Vec<Vec<u8>> = key_channels.iter().map(|&c| vec![0xB0 | c, 123, 0]).collect();
     expected.extend(organ.cancel_messages().iter().map(|m| m.as_bytes().to_vec()));
     assert_eq!(tail, expected, "the release ends with all-notes-off per division and the cancel");
-    // It stopped in verse 1 (before the end of the plan): fewer note-ons than the whole hymn.
-    let ons =
-        sent.iter().filter(|(_, b)| b[0] & 0xF0 == 0x90 && key_channels.contains(&(b[0] & 0x0F)) && b[2] > 0).count();
-    assert!(ons > 50 && ons < 500, "{ons} note-ons");
+    (longest_held_silence, ons)
+}
+
+#[test]
+fn closing_the_terminal_while_playing_releases_every_key() {
+    if let Some(why) = tmux_available() {
+        println!("SKIPPED: the terminal-view test needs tmux: {why}");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("service-hup");
+    let out = dir.join("sent.mid");
+    let command = format!(
+        "{} service {}/scores/services/sunday.toml --to file:{}",
+        env!("CARGO_BIN_EXE_organ"),
+        root.display(),
+        out.display()
+    );
+    let tmux = Tmux { socket: format!("organ-test-hup-{}", std::process::id()) };
+    let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
+    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    let t = Duration::from_secs(10);
+    let s = tmux.wait_for("the view", t, |s| s.contains("READY"));
+    assert!(s.contains("1. Entrance hymn: Guide me, O thou great Redeemer  (3 verses, play-over 13-14)"), "{s}");
+    tmux.keys("Enter");
+    tmux.wait_for("the music", t, |s| s.contains("play-over, bar 14"));
+    // Closing the terminal: SIGHUP to organ, in the middle of a chord.
+    let _ = tmux.run(&["kill-server"]);
+    let start = Instant::now();
+    let sent = loop {
+        if let Ok(b) = std::fs::read(&out)
+            && Smf::parse(&b).is_ok()
+            && !b.is_empty()
+        {
+            break read_sent(&out);
+        }
+        assert!(start.elapsed() < t, "organ did not write what it sent after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (_, ons) = assert_released(&sent);
+    assert!(ons > 0, "it was playing");
+    // And it ended (it once kept spinning in crossterm's poll on the dead terminal).
+    let start = Instant::now();
+    while let Some(pid) = process_with_arg(&out.display().to_string()) {
+        assert!(start.elapsed() < t, "organ service (pid {pid}) still runs after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A running process whose command line contains `arg` (Linux /proc), if any.
+fn process_with_arg(arg: &str) -> Option<u32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(arg)
+            && pid != std::process::id()
+        {
+            return Some(pid);
+        }
+    }
+    None
 }

@@ -18,7 +18,7 @@
 pub mod order;
 pub mod view;
 
-use std::io::{IsTerminal, Stdout};
+use std::io::{IsTerminal, Stdout, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -119,24 +119,7 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
             order.source
         )));
     };
-    let n = order.items.len();
-    let mut app = App {
-        selected: 0,
-        transpose: order.items.iter().map(|i| i.transpose).collect(),
-        preset: vec![None; n],
-        speed: vec![1000; n],
-        done: vec![false; n],
-        outputs: Vec::new(),
-        output_error: None,
-        specs,
-        clock: SystemClock::new(),
-        playing: None,
-        message: String::new(),
-        confirm_quit: false,
-        quit: false,
-        order,
-    };
-    app.outputs = app.specs.iter().map(|_| None).collect();
+    let mut app = App::new(order, specs);
     app.open_missing_outputs();
 
     crossterm::terminal::enable_raw_mode().map_err(|e| Error::Io(format!("cannot use the terminal: {e}")))?;
@@ -154,7 +137,9 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     drop(guard);
     let sig = crate::play::signal_received();
     let played = app.done.iter().filter(|d| **d).count();
-    eprintln!(
+    // The terminal may be gone (SIGHUP): never panic over a message.
+    let _ = writeln!(
+        std::io::stderr(),
         "organ: service ended ({played} of {} item(s) played); every key released → {}",
         app.order.items.len(),
         app.specs.join(", ")
@@ -170,21 +155,44 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
 }
 
 impl App {
+    /// The state before anything is played; the outputs are not open yet.
+    fn new(order: Order, specs: Vec<String>) -> App {
+        let n = order.items.len();
+        App {
+            selected: 0,
+            transpose: order.items.iter().map(|i| i.transpose).collect(),
+            preset: vec![None; n],
+            speed: vec![1000; n],
+            done: vec![false; n],
+            outputs: specs.iter().map(|_| None).collect(),
+            output_error: None,
+            specs,
+            clock: SystemClock::new(),
+            playing: None,
+            message: String::new(),
+            confirm_quit: false,
+            quit: false,
+            order,
+        }
+    }
+
     fn run(&mut self, terminal: &mut Terminal<CrosstermBackend<Stdout>>) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Io(format!("terminal: {e}"));
+        let keys = key_reader();
         while !self.quit {
             if engine::STOP_ALL.load(Ordering::SeqCst) {
-                // A signal: the engine stops by itself; leave.
+                // A signal (the terminal closed, say): the engine stops by itself; leave.
                 break;
             }
             self.poll_engine();
             let screen = self.screen();
             terminal.draw(|f| view::draw(f, &screen)).map_err(io)?;
-            if event::poll(Duration::from_millis(50)).map_err(io)?
-                && let Event::Key(k) = event::read().map_err(io)?
-                && k.kind != KeyEventKind::Release
-            {
-                self.key(k.code, k.modifiers);
+            match keys.recv_timeout(Duration::from_millis(50)) {
+                Ok((code, mods)) => self.key(code, mods),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Io("terminal: cannot read keys any more".into()));
+                }
             }
         }
         Ok(())
@@ -685,6 +693,32 @@ fn describe_registration(organ: &crate::organ::Organ, t: &Timeline, drawn: &[usi
     }
 }
 
+/// Reads keys on a thread of its own. crossterm's `poll` can spin without returning once the
+/// terminal is gone (SIGHUP), so the control loop never calls it: it waits on this channel with
+/// a timeout and so always gets to check the stop flag.
+fn key_reader() -> crossbeam_channel::Receiver<(KeyCode, KeyModifiers)> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let _ = std::thread::Builder::new().name("organ-keys".into()).spawn(move || {
+        while !engine::STOP_ALL.load(Ordering::SeqCst) {
+            match event::poll(Duration::from_millis(100)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => return,
+            }
+            match event::read() {
+                Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => {
+                    if tx.send((k.code, k.modifiers)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
 /// The next choice in `None, Some(0), …, Some(n - 1), None`.
 fn cycle(current: Option<usize>, n: usize) -> Option<usize> {
     match current {
@@ -697,6 +731,101 @@ fn cycle(current: Option<usize>, n: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::{OutputError, OutputErrorKind, Stamp};
+
+    /// An output whose cable is pulled after `n` messages.
+    struct PulledCable {
+        n: usize,
+        seen: usize,
+    }
+
+    impl Output for PulledCable {
+        fn name(&self) -> &str {
+            "port:test"
+        }
+        fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+            self.seen += 1;
+            if self.seen >= self.n {
+                return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
+            }
+            Ok(())
+        }
+    }
+
+    fn test_app() -> App {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!("organ-unit-service-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("order.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "organ = \"st-marys\"\n[[item]]\ntitle = \"One\"\nscore = \"{0}/scores/hymn-cwm-rhondda.mid\"\n\
+                 [[item]]\ntitle = \"Two\"\nscore = \"{0}/scores/hymn-tallis-ordinal.mid\"\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let order = order::load(&path, None).unwrap();
+        App::new(order, vec!["null".into()])
+    }
+
+    fn wait_until_ended(app: &mut App) {
+        let start = Instant::now();
+        while app.playing.is_some() {
+            assert!(start.elapsed() < Duration::from_secs(5), "the engine did not end");
+            app.poll_engine();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_lost_output_is_shown_and_can_be_reopened() {
+        let mut app = test_app();
+        app.outputs = vec![Some(Box::new(PulledCable { n: 20, seen: 0 }))];
+        app.start(0);
+        assert!(app.playing.is_some());
+        wait_until_ended(&mut app);
+        assert!(app.output_error.as_deref().unwrap().contains("cable pulled"), "{:?}", app.output_error);
+        assert!(app.message.contains("OUTPUT LOST"), "{}", app.message);
+        let s = app.screen();
+        assert_eq!(s.tone, Tone::Alarm);
+        assert!(s.state.starts_with("OUTPUT NOT AVAILABLE") && s.state.contains("o retries"), "{}", s.state);
+        assert!(!app.done[0], "an item cut short is not done");
+        // Enter tries again at once (here the spec, null, opens); so does o.
+        app.key(KeyCode::Char('o'), KeyModifiers::NONE);
+        assert!(app.output_error.is_none());
+        assert_eq!(app.screen().state, "READY");
+        app.key(KeyCode::Enter, KeyModifiers::NONE);
+        assert!(app.playing.is_some());
+        app.stop_and_join();
+        assert!(app.playing.is_none() && app.outputs[0].is_some());
+    }
+
+    #[test]
+    fn quitting_while_playing_asks_first_and_keys_act_on_the_next_item() {
+        let mut app = test_app();
+        app.open_missing_outputs();
+        app.key(KeyCode::Enter, KeyModifiers::NONE);
+        assert!(app.playing.is_some());
+        // ] transposes the next item, not the one playing.
+        app.key(KeyCode::Char(']'), KeyModifiers::NONE);
+        assert_eq!(app.transpose, vec![0, 1]);
+        assert!(app.screen().rows[1].changes.contains("transpose +1"));
+        // + speeds up the one playing, live.
+        app.key(KeyCode::Char('+'), KeyModifiers::NONE);
+        assert_eq!(app.speed[0], 1050);
+        app.key(KeyCode::Char('q'), KeyModifiers::NONE);
+        assert!(app.confirm_quit && !app.quit);
+        assert!(app.screen().state.contains("Stop it and quit? y / n"));
+        app.key(KeyCode::Char('n'), KeyModifiers::NONE);
+        assert!(!app.quit && app.playing.is_some(), "n keeps playing");
+        app.key(KeyCode::Char('q'), KeyModifiers::NONE);
+        app.key(KeyCode::Char('y'), KeyModifiers::NONE);
+        assert!(app.quit);
+        wait_until_ended(&mut app);
+        assert!(!app.done[0]);
+    }
 
     #[test]
     fn registration_choices_cycle_back_to_as_written() {
