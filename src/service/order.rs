@@ -304,3 +304,56 @@ fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> 
     item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
     Ok(item)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(name: &str, text: &str) -> Result<(), Error> {
+        let dir = std::env::temp_dir().join(format!("organ-unit-order-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = dir.join("order.toml");
+        std::fs::write(&path, text.replace("ROOT", &root.display().to_string())).unwrap();
+        load(&path, None).map(|_| ())
+    }
+
+    #[test]
+    fn the_shipped_order_of_service_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let o = load(&root.join("scores/services/sunday.toml"), None).unwrap();
+        assert_eq!(o.title, "Sunday Eucharist");
+        assert_eq!(o.items.len(), 4);
+        let titles: Vec<&str> = o.items.iter().map(|i| i.title.as_str()).collect();
+        assert!(titles[0].starts_with("Entrance hymn"));
+        // Item options override the score's [hymn]: CWM RHONDDA's file says play_over 11-14.
+        assert_eq!(o.items[0].hymn.play_over, Some(hymn::Bars::Range(13, 14)));
+        assert_eq!(o.items[0].hymn.verses, Some(3));
+        assert_eq!(o.items[1].hymn.fermata, Some(hymn::Fermata { hold: None, wait: true }));
+        assert_eq!(o.items[1].speed, Speed::Percent(130.0));
+        assert!(o.items[2].hymn.is_empty(), "Old Hundredth is played once");
+        assert_eq!(o.items[3].transpose, 1);
+        let full = o.items[3].organ.presets.iter().position(|p| p.name == "full");
+        assert_eq!(o.items[3].hymn.preset, full);
+        assert_eq!(o.items[0].summary(), "3 verses, play-over 13-14");
+        assert_eq!(o.items[2].summary(), "played once");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_file_line_and_column() {
+        let head = "organ = \"st-marys\"\n[[item]]\nscore = \"ROOT/scores/hymn-cwm-rhondda.mid\"\n";
+        let e = load_text("preset", &format!("{head}preset = \"fff\"\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:4:") && e.contains("unknown preset \"fff\""), "{e}");
+        let e = load_text("key", &format!("{head}verse = 2\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:4:") && e.contains("verse"), "{e}");
+        let e = load_text("bars", &format!("{head}play_over = \"13-16\"\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:3:") && e.contains("play-over 13-16"), "planned up front: {e}");
+        let e =
+            load_text("score", "organ = \"st-marys\"\n[[item]]\nscore = \"missing.mid\"\n").unwrap_err().to_string();
+        assert!(e.contains("order.toml:3:") && e.contains("missing.mid"), "{e}");
+        let e = load_text("empty", "organ = \"st-marys\"\n").unwrap_err().to_string();
+        assert!(e.contains("no [[item]]"), "{e}");
+        let e = load_text("both", &format!("{head}tempo = \"90%\"\nbpm = 80\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:5:") && e.contains("not both"), "{e}");
+    }
+}
