@@ -919,6 +919,36 @@ mod tests {
     }
 
     #[test]
+    fn an_amen_from_another_file_follows_the_last_verse() {
+        let organ = fixture::organ();
+        let score = fixture::score();
+        let amen = fixture::score(); // six bars, 12 s, standing in for an amen file
+        let reg = fixture::registration(&organ, fixture::REGISTRATION);
+        let over = HymnOptions { amen: Some(Amen::File("amen.mid".into())), ..HymnOptions::default() };
+        let hymn = reg.hymn.overridden_by(&over);
+        let t = plan_hymn(&score, Some(&amen), &organ, Some(&reg), &PlanOptions::default(), &hymn).unwrap();
+        // Without amen bars the verse is the whole score: 12 s plus the 0.5 s fermata.
+        let spans: Vec<(SectionKind, u64, u64)> = t.sections.iter().map(|s| (s.kind, s.start.0, s.end.0)).collect();
+        assert_eq!(spans[1], (SectionKind::Verse, 5_060_000, 17_560_000));
+        assert_eq!(spans[4], (SectionKind::Verse, 45_560_000, 58_060_000));
+        assert_eq!(spans[5], (SectionKind::Amen, 59_060_000, 71_060_000), "the amen file plays whole, no fermata");
+        assert!(t.sections[5].meter.is_some() && t.sections[1].meter.is_none());
+        // The amen carries on with verse 4's registration; the verse file's bar-3 change is not
+        // the amen file's.
+        assert!(stop_changes(&t).iter().all(|c| c.0 < 59_000_000));
+        let e = t
+            .events
+            .iter()
+            .find(|e| e.section == 5 && e.kind == Kind::NoteOn && e.t.0 == 59_060_000 + 4_000_000)
+            .unwrap();
+        assert_eq!(t.position(e).to_string(), "3:1");
+        assert_eq!(t.json_event(e).section, Some("amen"));
+        // Without the loaded file: a clear error.
+        let e = plan_hymn(&score, None, &organ, Some(&reg), &PlanOptions::default(), &hymn).unwrap_err();
+        assert!(e.to_string().contains("amen.mid"), "{e}");
+    }
+
+    #[test]
     fn bad_options_are_refused_with_reasons() {
         let organ = fixture::organ();
         let score = fixture::score();

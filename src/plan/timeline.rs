@@ -312,3 +312,12 @@ impl Timeline {
         self.events.iter().filter(|e| e.kind == kind).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_event_stays_32_bytes() {
+        // The engine walks millions of these; the section index fits in the padding.
+        assert_eq!(std::mem::size_of::<super::Event>(), 32);
+    }
+}
