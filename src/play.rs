@@ -179,8 +179,13 @@ pub fn status_line(t: &Timeline, shared: &Shared) -> String {
         })
         .unwrap_or_default();
     let link = if shared.link_down.load(Ordering::Relaxed) { "  link down" } else { "" };
+    // A hymn: which play-over, verse or amen.
+    let section = match t.events.get(next.saturating_sub(1)).and_then(|e| t.section_of(e)) {
+        Some(s) if t.is_hymn() => format!("{}, ", s.label()),
+        _ => String::new(),
+    };
     format!(
-        "{state}bar {}:{} of {}  {} / {}  tempo {:.0}%  {reg}  worst late {} µs{link}",
+        "{state}{section}bar {}:{} of {}  {} / {}  tempo {:.0}%  {reg}  worst late {} µs{link}",
         pos.bar,
         pos.beat,
         t.last_bar,

@@ -323,8 +323,7 @@ pub(crate) fn plan_segments(
         let a = seg.score.tempo.exact(tick);
         let f = seg.score.tempo.exact(seg.from);
         let mut r = ExactTime { num: a.num - f.num, den: a.den };
-        for &(at, d) in seg.holds.iter().take_while(|h| h.0 <= tick) {
-            let _ = at;
+        for &(_, d) in seg.holds.iter().take_while(|h| h.0 <= tick) {
             r = exact_add(r, d);
         }
         r

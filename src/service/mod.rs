@@ -59,7 +59,6 @@ struct Playing {
     verse_presets: Vec<(u16, usize)>,
     /// A re-planned timeline offered to the engine, with the verse and preset it is for.
     offered: Option<(Arc<Timeline>, u16, Option<usize>)>,
-    started: Instant,
 }
 
 /// The control loop's state.
@@ -300,7 +299,6 @@ impl App {
                     preset,
                     verse_presets: Vec::new(),
                     offered: None,
-                    started: Instant::now(),
                 });
                 self.message = format!("started {}", self.order.items[i].title);
             }
@@ -654,7 +652,6 @@ impl App {
                     next_lines.push(format!("note: {n}"));
                 }
                 s.next = next_lines;
-                let _ = p.started;
             }
         }
         s
