@@ -5,9 +5,10 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CheckCmd, InfoCmd, PlanArgs, PlanCmd, PlanFormat};
+use crate::cli::{CheckCmd, HymnArgs, InfoCmd, PlanArgs, PlanCmd, PlanFormat};
 use crate::organ::registration::{At, organ_hint};
 use crate::organ::{ConfigError, Organ, Registration};
+use crate::plan::hymn::{self, HymnOptions};
 use crate::plan::{self, PlanError, PlanOptions, Speed, Timeline, layout};
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
 
@@ -62,6 +63,13 @@ pub struct Inputs {
     pub organ: Organ,
     pub registration: Option<Registration>,
     pub options: PlanOptions,
+    /// Hymn options: the registration file's `[hymn]` with the command line's on top (empty:
+    /// the score is played once).
+    pub hymn: HymnOptions,
+    /// The amen file, when the hymn options name one.
+    pub amen: Option<Score>,
+    /// Things to tell the user about how the inputs were read (printed as warnings).
+    pub notes: Vec<String>,
 }
 
 /// The registration file beside a score: `x.mid` → `x.toml`.
@@ -105,7 +113,108 @@ pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
         _ => None,
     };
     let options = plan_options(a)?;
-    Ok(Inputs { score, organ, registration, options })
+    let mut inputs =
+        Inputs { score, organ, registration, options, hymn: HymnOptions::default(), amen: None, notes: Vec::new() };
+    let cli = hymn_options(&a.hymn, &inputs.organ)?;
+    let file = if a.hymn.no_hymn {
+        HymnOptions::default()
+    } else {
+        let mut file = inputs.registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
+        // An amen file named in the registration file is found beside it.
+        if let (Some(hymn::Amen::File(p)), Some(rp)) = (&mut file.amen, &reg_path)
+            && p.is_relative()
+        {
+            *p = rp.parent().unwrap_or(Path::new("")).join(&*p);
+        }
+        file
+    };
+    if (inputs.options.from.is_some() || inputs.options.until.is_some()) && cli.is_empty() && !file.is_empty() {
+        // Rehearsing bars of a hymn: play them once, as written.
+        inputs.hymn = HymnOptions::default();
+        inputs.notes.push(
+            "the registration file's [hymn] section is not used with --from/--until: the bars are played once".into(),
+        );
+    } else {
+        inputs.hymn = file.overridden_by(&cli);
+    }
+    load_amen(&mut inputs)?;
+    Ok(inputs)
+}
+
+/// Loads the amen file the hymn options name, if any.
+///
+/// # Errors
+/// The file cannot be loaded.
+pub fn load_amen(inputs: &mut Inputs) -> Result<(), Error> {
+    inputs.amen = match &inputs.hymn.amen {
+        Some(hymn::Amen::File(p)) => Some(score::load_file(p)?),
+        _ => None,
+    };
+    Ok(())
+}
+
+/// The command line's hymn options.
+///
+/// # Errors
+/// Values that do not parse; unknown presets.
+pub fn hymn_options(h: &HymnArgs, organ: &Organ) -> Result<HymnOptions, Error> {
+    let usage = |flag: &str, e: String| Error::Usage(format!("{flag}: {e}"));
+    let mut o = HymnOptions {
+        verses: h.verses,
+        play_over: h.play_over.as_deref().map(hymn::parse_bars).transpose().map_err(|e| usage("--play-over", e))?,
+        gap: h.gap.as_deref().map(hymn::parse_length).transpose().map_err(|e| usage("--gap", e))?,
+        amen: h.amen.as_deref().map(hymn::parse_amen).transpose().map_err(|e| usage("--amen", e))?,
+        fermata: h.fermata.as_deref().map(hymn::parse_fermata).transpose().map_err(Error::Usage)?,
+        ..HymnOptions::default()
+    };
+    if let Some(v) = h.verses
+        && (v == 0 || v > hymn::MAX_VERSES)
+    {
+        return Err(Error::Usage(format!("--verses {v}: a hymn has 1 to {} verses", hymn::MAX_VERSES)));
+    }
+    if !h.fermatas.is_empty() {
+        let f: Result<Vec<_>, _> = h.fermatas.iter().map(|s| hymn::parse_fermata_at(s)).collect();
+        o.fermatas = Some(f.map_err(|e| usage("--fermatas", e))?);
+    }
+    for entry in h.verse_preset.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let bad = || Error::Usage(format!("--verse-preset {entry}: write VERSE=PRESET, e.g. 3=p (0 is the play-over)"));
+        let (n, p) = entry.split_once('=').ok_or_else(bad)?;
+        let number: u16 = n.trim().parse().map_err(|_| bad())?;
+        let preset = organ
+            .presets
+            .iter()
+            .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--verse-preset {entry}: {} has no preset \"{}\" (it has {})",
+                    organ.name,
+                    p.trim(),
+                    organ.presets.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+        o.verse_registrations.retain(|v| v.number != number);
+        o.verse_registrations.push(hymn::VerseRegistration { number, preset: Some(preset), ..Default::default() });
+    }
+    Ok(o)
+}
+
+/// Plans loaded inputs: a hymn unrolled when there are hymn options, else the score once.
+///
+/// # Errors
+/// As [`plan::plan`] and [`hymn::plan_hymn`].
+pub fn plan_inputs(inputs: &Inputs) -> Result<Timeline, Error> {
+    if inputs.hymn.is_empty() {
+        Ok(plan::plan(&inputs.score, &inputs.organ, inputs.registration.as_ref(), &inputs.options)?)
+    } else {
+        Ok(hymn::plan_hymn(
+            &inputs.score,
+            inputs.amen.as_ref(),
+            &inputs.organ,
+            inputs.registration.as_ref(),
+            &inputs.options,
+            &inputs.hymn,
+        )?)
+    }
 }
 
 /// The flags as [`PlanOptions`].
@@ -143,7 +252,8 @@ pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
 /// As [`load_inputs`] and [`plan::plan`].
 pub fn make_plan(a: &PlanArgs) -> Result<(Inputs, Timeline), Error> {
     let inputs = load_inputs(a)?;
-    let timeline = plan::plan(&inputs.score, &inputs.organ, inputs.registration.as_ref(), &inputs.options)?;
+    let mut timeline = plan_inputs(&inputs)?;
+    timeline.warnings.extend(inputs.notes.iter().cloned());
     Ok((inputs, timeline))
 }
 

@@ -36,7 +36,8 @@ pub enum Command {
     /// Play a score on the organ (or GrandOrgue, or into a file), in real time.
     ///
     /// While playing on a terminal: space pauses and resumes, q or Esc stops (every key is
-    /// released and the stops are cancelled), + and - change the tempo in 5% steps.
+    /// released and the stops are cancelled), + and - change the tempo in 5% steps, Enter goes
+    /// on from a fermata that waits (--fermata wait).
     Play(PlayCmd),
     /// List the MIDI output ports (for --to port:NAME or port:NUMBER).
     Ports,
@@ -48,6 +49,15 @@ pub enum Command {
     /// Rehearse with GrandOrgue: write its settings from an organ definition, keep a port open.
     #[command(name = "grandorgue", subcommand_required = true)]
     Grandorgue(GrandorgueCmd),
+    /// Play for a service: a full-screen view of an order of service (scores/services/NAME.toml).
+    ///
+    /// Keys: Enter or space starts the selected item, or goes on from a fermata or the end of a
+    /// verse; s or Esc stops now (every key released, stops cancelled); p pauses at the end of
+    /// the current verse; Up/Down choose the item; + and - change the tempo in 5% steps (live);
+    /// [ and ] transpose the next item; r cycles the registration preset of the next verse (of
+    /// the selected item when nothing plays); o reopens a lost output; q quits (asks first when
+    /// something is playing).
+    Service(ServiceCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -112,6 +122,53 @@ pub struct PlanArgs {
     /// Leave the stops drawn at the end instead of cancelling them.
     #[arg(long)]
     pub keep_stops: bool,
+
+    #[command(flatten)]
+    pub hymn: HymnArgs,
+}
+
+// --- hymn options (plan, check, play) -----------------------------------------------------------
+
+/// Playing a one-verse score as a hymn. Each flag overrides the same key of the registration
+/// file's [hymn] section; with any of them (or a [hymn] section) the score is unrolled into
+/// play-over, verses and amen.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Hymn options")]
+pub struct HymnArgs {
+    /// How many verses to play, e.g. --verses 4.
+    #[arg(long, value_name = "N")]
+    pub verses: Option<u16>,
+
+    /// Bars given out before verse 1, e.g. --play-over 13-16 (or "all", or "none").
+    #[arg(long, value_name = "BARS")]
+    pub play_over: Option<String>,
+
+    /// Silence between the play-over, the verses and the amen: beats (2beats, "2 beats") or
+    /// seconds (1.5s).
+    #[arg(long, value_name = "LENGTH")]
+    pub gap: Option<String>,
+
+    /// An amen after the last verse: bars at the end of the score (17-18), a MIDI file
+    /// (amen.mid), or "none".
+    #[arg(long, value_name = "BARS|FILE")]
+    pub amen: Option<String>,
+
+    /// Fermatas, as bar:beat positions in the score, e.g. --fermatas 4:3,8:3.
+    #[arg(long, value_name = "BAR:BEAT,...", value_delimiter = ',')]
+    pub fermatas: Vec<String>,
+
+    /// What a fermata does: hold it longer (1beat, 2s) or wait for the operator (wait).
+    #[arg(long, value_name = "LENGTH|wait")]
+    pub fermata: Option<String>,
+
+    /// A verse's own registration: VERSE=PRESET, e.g. --verse-preset 3=p,4=f (0 is the
+    /// play-over).
+    #[arg(long, value_name = "N=PRESET,...", value_delimiter = ',')]
+    pub verse_preset: Vec<String>,
+
+    /// Play the score once as written, ignoring the registration file's [hymn] section.
+    #[arg(long, conflicts_with_all = ["verses", "play_over", "gap", "amen", "fermatas", "fermata", "verse_preset"])]
+    pub no_hymn: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -252,6 +309,23 @@ pub struct GrandorguePortCmd {
     /// `auto` (JACK when a server runs, otherwise a virtual MIDI port where the platform has one).
     #[arg(long, default_value = "auto", value_name = "auto|jack")]
     pub via: String,
+}
+
+// --- organ service ------------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct ServiceCmd {
+    /// The order of service (TOML), e.g. scores/services/sunday.toml.
+    pub file: PathBuf,
+
+    /// Where to play (as for play); may be given several times. Default: the order of service's
+    /// `output = "…"`, else the organ's.
+    #[arg(long, value_name = "OUTPUT")]
+    pub to: Vec<String>,
+
+    /// The organ, overriding the order of service's `organ = "…"`.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
 }
 
 #[cfg(test)]

@@ -18,7 +18,11 @@
 //! - [`midi`]: microseconds, channels and the stack-allocated short message.
 //! - [`score`]: SMF loading (midly), the exact tempo map, bars and beats, parts.
 //! - [`organ`]: organ definitions and registrations (serde + toml), with file:line:column errors.
-//! - [`plan`]: arranging parts onto divisions, registration, key merging → `Timeline`.
+//! - [`plan`]: arranging parts onto divisions, registration, key merging, hymn unrolling →
+//!   `Timeline`.
+//! - [`engine`]: the real-time thread; [`output`]: where messages go (ports, files, BLE, JACK).
+//! - [`play`]: `organ play`, `ports` and `panic`: the control thread around the engine.
+//! - [`service`]: `organ service`, the full-screen view for playing during a service.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 
 pub mod app;
@@ -31,6 +35,7 @@ pub mod output;
 pub mod plan;
 pub mod play;
 pub mod score;
+pub mod service;
 pub mod text;
 
 /// When the program started (set first thing in `main`), for the start-up time report.

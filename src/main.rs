@@ -20,6 +20,11 @@ fn main() {
         Command::Panic(c) => organ::play::cmd_panic(c),
         Command::Ble(c) => app::cmd_ble(c),
         Command::Grandorgue(c) => app::cmd_grandorgue(c),
+        Command::Service(c) => organ::service::cmd_service(&organ::service::ServiceArgs {
+            file: c.file.clone(),
+            to: c.to.clone(),
+            organ: c.organ.clone(),
+        }),
     });
     match result {
         Ok(Ok(status)) => std::process::exit(status),

@@ -10,7 +10,7 @@ mod link_watch;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,30 @@ use link_watch::LinkWatch;
 
 /// The signal that stopped playback (0 = none).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// The running engine's thread and telemetry, for the signal thread and the panic hook.
-static ENGINE_THREAD: OnceLock<Thread> = OnceLock::new();
-static ENGINE_SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+/// The running engine's thread and telemetry, for the signal thread and the panic hook (the
+/// service view starts one engine per item, so this is replaced as they come and go).
+static ENGINE: Mutex<Option<(Option<Thread>, Arc<Shared>)>> = Mutex::new(None);
+
+/// Makes `handle`'s engine the one that signals and panics stop and wait for.
+pub fn register_engine(handle: &engine::EngineHandle) {
+    if let Ok(mut e) = ENGINE.lock() {
+        *e = Some((handle.thread(), handle.shared.clone()));
+    }
+}
+
+/// The signal that stopped playback, if any (0 = none).
+pub fn signal_received() -> i32 {
+    SIGNAL.load(Ordering::SeqCst)
+}
+
+fn wake_engine() {
+    // try_lock: never block in a signal thread or a panic hook.
+    if let Ok(e) = ENGINE.try_lock()
+        && let Some((Some(t), _)) = &*e
+    {
+        t.unpark();
+    }
+}
 
 /// Starts a thread that turns SIGINT, SIGTERM and SIGHUP into a stop: sets the global stop flag
 /// and wakes the engine. Idempotent.
@@ -40,9 +61,7 @@ pub fn install_signal_handling() {
             for sig in signals.forever() {
                 SIGNAL.store(sig, Ordering::SeqCst);
                 engine::request_stop_all();
-                if let Some(t) = ENGINE_THREAD.get() {
-                    t.unpark();
-                }
+                wake_engine();
             }
         });
     });
@@ -55,11 +74,10 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             engine::request_stop_all();
-            if let Some(t) = ENGINE_THREAD.get() {
-                t.unpark();
-            }
+            wake_engine();
             let on_engine = std::thread::current().name() == Some("organ-engine");
-            if !on_engine && let Some(shared) = ENGINE_SHARED.get() {
+            let shared = ENGINE.try_lock().ok().and_then(|e| e.as_ref().map(|(_, s)| s.clone()));
+            if !on_engine && let Some(shared) = shared {
                 let start = Instant::now();
                 while !shared.released.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
                     std::thread::sleep(Duration::from_millis(5));
@@ -126,6 +144,8 @@ enum Key {
     Interrupt,
     Faster,
     Slower,
+    /// Enter: go on from a fermata wait.
+    Continue,
 }
 
 fn key_reader() -> crossbeam_channel::Receiver<Key> {
@@ -153,6 +173,7 @@ fn key_reader() -> crossbeam_channel::Receiver<Key> {
                 KeyCode::Char('q') | KeyCode::Esc => Key::Stop,
                 KeyCode::Char('+') | KeyCode::Char('=') => Key::Faster,
                 KeyCode::Char('-') | KeyCode::Char('_') => Key::Slower,
+                KeyCode::Enter => Key::Continue,
                 _ => continue,
             };
             if tx.send(key).is_err() {
@@ -177,13 +198,19 @@ pub fn status_line(t: &Timeline, shared: &Shared) -> String {
     let state = match shared.state() {
         State::Paused => "paused ",
         State::WaitingForLink => "LINK DOWN, waiting ",
+        State::Waiting => "FERMATA, Enter continues ",
         State::Finished | State::Stopped | State::Failed => "",
         _ => "",
     };
     let reg = t.registration_at(plan_time).map(|r| registration_name(t, &r.drawn)).unwrap_or_default();
     let link = if shared.link_down.load(Ordering::Relaxed) { "  link down" } else { "" };
+    // A hymn: which play-over, verse or amen.
+    let section = match t.events.get(next.saturating_sub(1)).and_then(|e| t.section_of(e)) {
+        Some(s) if t.is_hymn() => format!("{}, ", s.label()),
+        _ => String::new(),
+    };
     format!(
-        "{state}bar {}:{} of {}  {} played, {} left  tempo {:.0}%  {reg}  worst late {} µs{link}",
+        "{state}{section}bar {}:{} of {}  {} played, {} left  tempo {:.0}%  {reg}  worst late {} µs{link}",
         pos.bar,
         pos.beat,
         t.last_bar,
@@ -301,19 +328,24 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             names.join(", "),
             timeline.duration,
             timeline.last_bar,
-            if interactive { "; space pause, q stop, +/- tempo" } else { "" }
+            if interactive {
+                if timeline.waits.iter().any(|w| w.kind == crate::plan::WaitKind::Fermata) {
+                    "; space pause, q stop, +/- tempo, Enter goes on from a fermata"
+                } else {
+                    "; space pause, q stop, +/- tempo"
+                }
+            } else {
+                ""
+            }
         );
     }
     let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
     let clock = SystemClock::new();
     let clock_epoch = Instant::now();
     let (eng, handle) = engine::new(timeline.clone(), outputs, clock, config);
-    let _ = ENGINE_SHARED.set(handle.shared.clone());
     let handle =
         engine::spawn(eng, handle).map_err(|e| Error::Other(format!("cannot start the engine thread: {e}")))?;
-    if let Some(t) = handle.thread() {
-        let _ = ENGINE_THREAD.set(t);
-    }
+    register_engine(&handle);
     if engine::STOP_ALL.load(Ordering::SeqCst) {
         handle.wake();
     }
@@ -344,6 +376,9 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                         interrupted = true;
                         handle.send(Command::Stop);
                     }
+                    Key::Continue => {
+                        handle.send(Command::Continue);
+                    }
                     Key::Faster | Key::Slower => {
                         // 5 % steps of the planned speed, counted here so that quick presses add up.
                         speed = if k == Key::Faster { speed + 50 } else { speed.saturating_sub(50) }.clamp(100, 4000);
@@ -351,6 +386,10 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
                     }
                 }
             }
+        }
+        // Without a terminal nobody can press Enter: fermata waits are passed at once.
+        if keys.is_none() && handle.shared.state() == State::Waiting {
+            handle.send(Command::Continue);
         }
         if !rt_reported && handle.shared.realtime.load(Ordering::Relaxed) == 2 {
             rt_reported = true;

@@ -13,6 +13,19 @@
 //! `base_wall + (plan − base_plan) × 1000 / speed‰`. Pausing, resuming and tempo changes move the
 //! base; nothing is summed, so nothing drifts.
 //!
+//! # Waits (hymns)
+//! A plan may carry wait points ([`Timeline::waits`]): a fermata that waits for the operator, or
+//! the end of a verse (only when asked with [`Command::PauseAtSectionEnd`]). There the clock
+//! stands ([`State::Waiting`]) with every key that is down left down — unlike a pause, which
+//! releases and re-strikes — until [`Command::Continue`]; the rest of the plan then shifts by
+//! the time waited.
+//!
+//! # Swapping the plan
+//! [`EngineHandle::swap_timeline`] offers a re-planned timeline (say, the next verse on another
+//! registration) through a second SPSC ring. The engine takes it only if it has not yet reached
+//! the first event where the two differ, so what was sent stays a prefix of the new plan; the
+//! replaced (or refused) plan goes back through a third ring, so the engine never frees one.
+//!
 //! # Keys
 //! The engine tracks every key it has sent down ([`HeldKeys`]). Stop, pause, seek, an output
 //! failure, a panic, and the global stop flag (signals) all release exactly those keys, then send
@@ -39,7 +52,7 @@ pub use stats::LatenessStats;
 use crate::midi::{Micros, ShortMsg};
 use crate::organ::DisconnectPolicy;
 use crate::output::{Link, Output, OutputError, OutputErrorKind, Stamp};
-use crate::plan::Timeline;
+use crate::plan::{Timeline, WaitKind};
 
 /// Set by signal handlers and the panic hook: every engine stops, releases and ends.
 pub static STOP_ALL: AtomicBool = AtomicBool::new(false);
@@ -61,6 +74,12 @@ pub enum Command {
     Speed(u32),
     /// Jump to this plan time: keys released, the registration there re-sent from a cancel.
     Seek(Micros),
+    /// Go on from a wait point (a fermata with `wait`, or the end of a verse after
+    /// [`Command::PauseAtSectionEnd`]). Nothing happens when the engine is not waiting.
+    Continue,
+    /// Wait at the end of the current play-over or verse (true), or not (false). Once used by a
+    /// wait, it is cleared.
+    PauseAtSectionEnd(bool),
 }
 
 /// Where the engine is, for the status line.
@@ -75,6 +94,9 @@ pub enum State {
     Finished = 4,
     Stopped = 5,
     Failed = 6,
+    /// At a wait point of the plan (fermata or end of verse): the clock stands, the keys that
+    /// are down stay down, until [`Command::Continue`].
+    Waiting = 7,
 }
 
 impl State {
@@ -86,6 +108,7 @@ impl State {
             4 => State::Finished,
             5 => State::Stopped,
             6 => State::Failed,
+            7 => State::Waiting,
             _ => State::Starting,
         }
     }
@@ -116,6 +139,12 @@ pub struct Shared {
     pub realtime: AtomicU8,
     /// Engine-clock time (µs) of the first message sent, for the start-up time report.
     pub first_sent: AtomicU64,
+    /// The wait point the engine stands at: index into [`Timeline::waits`] + 1 (0 = none).
+    pub wait: AtomicUsize,
+    /// The engine will wait at the end of the current section ([`Command::PauseAtSectionEnd`]).
+    pub pause_at_section_end: AtomicBool,
+    /// Timelines swapped in with [`EngineHandle::swap_timeline`] and accepted.
+    pub swaps: AtomicU64,
 }
 
 impl Shared {
@@ -264,11 +293,27 @@ pub struct Engine<C: Clock> {
     pause_plan: Micros,
     /// Keys to strike again on resume.
     resume_keys: HeldKeys,
+    /// Index into the timeline's wait points of the next one to consider.
+    next_wait: usize,
+    /// Standing at a wait point (clock stopped at `wait_plan`, keys down).
+    waiting: bool,
+    wait_plan: Micros,
+    /// Event index of the last wait point used, so that going on from it does not wait again.
+    wait_done_at: usize,
+    /// Wait at the next section end.
+    stop_at_section_end: bool,
+    /// New timelines from the control thread (with the first event index where they differ
+    /// from the current one), and the timelines handed back (replaced or refused): the engine
+    /// never frees one.
+    swaps: ringbuf::HeapCons<(Arc<Timeline>, usize)>,
+    returns: ringbuf::HeapProd<Arc<Timeline>>,
 }
 
 /// The control thread's side of an engine: commands in, telemetry out.
 pub struct EngineHandle {
     commands: ringbuf::HeapProd<Command>,
+    swaps: ringbuf::HeapProd<(Arc<Timeline>, usize)>,
+    returns: ringbuf::HeapCons<Arc<Timeline>>,
     thread: Option<Thread>,
     join: Option<JoinHandle<Report>>,
     pub shared: Arc<Shared>,
@@ -280,6 +325,24 @@ impl EngineHandle {
         let ok = self.commands.try_push(c).is_ok();
         self.wake();
         ok
+    }
+
+    /// Offers the engine a new plan for the rest of the performance (a verse's registration
+    /// changed, say). `first_diff` is the first event index where it differs from the plan being
+    /// played: the engine takes it only if it has not reached that index yet, and carries on at
+    /// the same place. Returns false if the queue is full. Whatever the engine gives back —
+    /// the old plan, or this one when it came too late — arrives at [`EngineHandle::returned`].
+    pub fn swap_timeline(&mut self, timeline: Arc<Timeline>, first_diff: usize) -> bool {
+        let ok = self.swaps.try_push((timeline, first_diff)).is_ok();
+        self.wake();
+        ok
+    }
+
+    /// A timeline the engine handed back after [`EngineHandle::swap_timeline`]: the one it
+    /// replaced (the swap was taken) or the one offered (too late). Dropped here, on the control
+    /// thread.
+    pub fn returned(&mut self) -> Option<Arc<Timeline>> {
+        self.returns.try_pop()
     }
 
     /// Wakes the engine (after setting [`STOP_ALL`], say).
@@ -327,6 +390,8 @@ pub fn new<C: Clock>(
     config: Config,
 ) -> (Engine<C>, EngineHandle) {
     let (prod, cons) = HeapRb::<Command>::new(64).split();
+    let (swap_prod, swap_cons) = HeapRb::<(Arc<Timeline>, usize)>::new(4).split();
+    let (ret_prod, ret_cons) = HeapRb::<Arc<Timeline>>::new(16).split();
     let shared = Arc::new(Shared::default());
     shared.speed.store(config.speed, Ordering::Relaxed);
     assert!(outputs.len() <= MAX_OUTPUTS, "at most {MAX_OUTPUTS} outputs");
@@ -353,8 +418,16 @@ pub fn new<C: Clock>(
         link_paused: false,
         pause_plan: Micros::ZERO,
         resume_keys: HeldKeys::new(),
+        next_wait: 0,
+        waiting: false,
+        wait_plan: Micros::ZERO,
+        wait_done_at: usize::MAX,
+        stop_at_section_end: false,
+        swaps: swap_cons,
+        returns: ret_prod,
     };
-    (engine, EngineHandle { commands: prod, thread: None, join: None, shared })
+    let handle = EngineHandle { commands: prod, swaps: swap_prod, returns: ret_cons, thread: None, join: None, shared };
+    (engine, handle)
 }
 
 /// Starts the engine on its own thread (asking for real-time priority there; see
@@ -454,6 +527,7 @@ impl<C: Clock> Engine<C> {
                 self.release(true);
                 return End::Stopped;
             }
+            self.take_swaps();
             // 2. Links.
             let dead = self.sink.dead;
             let down =
@@ -473,7 +547,7 @@ impl<C: Clock> Engine<C> {
                     }
                 }
             }
-            if self.paused || self.link_paused {
+            if self.paused || self.link_paused || self.waiting {
                 std::thread::park_timeout(std::time::Duration::from_millis(20));
                 continue;
             }
@@ -488,12 +562,24 @@ impl<C: Clock> Engine<C> {
             }
             let now = self.clock.now();
             self.shared.plan_time.store(self.plan_at(now).0, Ordering::Relaxed);
+            if let Some(w) = self.armed_wait() {
+                let due = self.wall(self.timeline.waits[w].t);
+                if due > now {
+                    self.clock.wait_until(due);
+                } else {
+                    self.enter_wait(w);
+                }
+                continue;
+            }
             let due = self.wall(self.timeline.events[self.next].t);
             if due > now {
                 self.clock.wait_until(due);
                 continue;
             }
             while self.next < events_len {
+                if self.armed_wait().is_some() {
+                    break;
+                }
                 let e = self.timeline.events[self.next];
                 let due = self.wall(e.t);
                 let now = self.clock.now();
@@ -539,7 +625,7 @@ impl<C: Clock> Engine<C> {
             }
             Command::Speed(permille) => {
                 let permille = permille.clamp(100, 4000);
-                if !(self.paused || self.link_paused) {
+                if !(self.paused || self.link_paused || self.waiting) {
                     let now = self.clock.now();
                     self.base_plan = self.plan_at(now);
                     self.base_wall = now;
@@ -548,14 +634,90 @@ impl<C: Clock> Engine<C> {
                 self.shared.speed.store(permille, Ordering::Relaxed);
             }
             Command::Seek(t) => self.seek(t),
+            Command::Continue => {
+                if self.waiting {
+                    self.waiting = false;
+                    self.shared.wait.store(0, Ordering::Relaxed);
+                    if !(self.paused || self.link_paused) {
+                        self.base_plan = self.wait_plan;
+                        self.base_wall = self.clock.now();
+                        self.shared.set_state(State::Playing);
+                    }
+                }
+            }
+            Command::PauseAtSectionEnd(on) => {
+                self.stop_at_section_end = on;
+                self.shared.pause_at_section_end.store(on, Ordering::Relaxed);
+            }
         }
         false
+    }
+
+    /// The wait point at the next event, if it is armed: fermata waits always are; section
+    /// ends only after [`Command::PauseAtSectionEnd`]. Returns its index in the timeline's waits.
+    fn armed_wait(&mut self) -> Option<usize> {
+        let waits = &self.timeline.waits;
+        while let Some(w) = waits.get(self.next_wait) {
+            if w.index < self.next || w.index == self.wait_done_at {
+                self.next_wait += 1;
+                continue;
+            }
+            if w.index > self.next {
+                return None;
+            }
+            return match w.kind {
+                WaitKind::Fermata => Some(self.next_wait),
+                WaitKind::SectionEnd if self.stop_at_section_end => Some(self.next_wait),
+                WaitKind::SectionEnd => {
+                    self.next_wait += 1;
+                    continue;
+                }
+            };
+        }
+        None
+    }
+
+    /// Stands at wait point `w`: the clock stops at its time; nothing is released.
+    fn enter_wait(&mut self, w: usize) {
+        let wp = self.timeline.waits[w];
+        self.waiting = true;
+        self.wait_plan = wp.t;
+        self.wait_done_at = wp.index;
+        if wp.kind == WaitKind::SectionEnd {
+            self.stop_at_section_end = false;
+            self.shared.pause_at_section_end.store(false, Ordering::Relaxed);
+        }
+        self.shared.plan_time.store(wp.t.0, Ordering::Relaxed);
+        self.shared.next.store(self.next, Ordering::Relaxed);
+        self.shared.wait.store(w + 1, Ordering::Relaxed);
+        self.shared.set_state(State::Waiting);
+    }
+
+    /// Takes a timeline offered by the control thread if the engine has not yet reached the
+    /// first event where it differs; hands back the one it replaces (or the one refused).
+    fn take_swaps(&mut self) {
+        while let Some((t, first_diff)) = self.swaps.try_pop() {
+            let give_back = if self.next <= first_diff && t.events.len() >= self.next {
+                self.shared.swaps.fetch_add(1, Ordering::Relaxed);
+                let old = std::mem::replace(&mut self.timeline, t);
+                self.next_wait = self.timeline.waits.partition_point(|w| w.index < self.next);
+                old
+            } else {
+                t
+            };
+            if let Err(t) = self.returns.try_push(give_back) {
+                // Never free on this thread: a full return queue (the control thread stopped
+                // draining it) leaks the plan instead.
+                std::mem::forget(t);
+            }
+        }
     }
 
     /// Pause: the clock stops; the keys that are down go up (and are struck again on resume).
     fn enter_pause(&mut self) {
         let now = self.clock.now();
-        self.pause_plan = self.plan_at(now);
+        // At a wait point the clock already stands at the wait's time.
+        self.pause_plan = if self.waiting { self.wait_plan } else { self.plan_at(now) };
         self.resume_keys = self.sink.held.clone();
         self.sink.release_keys(self.pause_plan, now);
         self.shared.plan_time.store(self.pause_plan.0, Ordering::Relaxed);
@@ -573,7 +735,7 @@ impl<C: Clock> Engine<C> {
         self.resume_keys.clear();
         self.base_plan = self.pause_plan;
         self.base_wall = self.clock.now();
-        self.shared.set_state(State::Playing);
+        self.shared.set_state(if self.waiting { State::Waiting } else { State::Playing });
     }
 
     /// Jump: release the keys, then re-send the registration of the new position from a cancel.
@@ -595,6 +757,15 @@ impl<C: Clock> Engine<C> {
             }
         }
         self.next = tl.events.partition_point(|e| e.t < t);
+        self.next_wait = tl.waits.partition_point(|w| w.index < self.next);
+        self.wait_done_at = usize::MAX;
+        if self.waiting {
+            self.waiting = false;
+            self.shared.wait.store(0, Ordering::Relaxed);
+            if !(self.paused || self.link_paused) {
+                self.shared.set_state(State::Playing);
+            }
+        }
         if self.paused || self.link_paused {
             self.pause_plan = t;
         } else {

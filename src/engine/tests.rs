@@ -446,3 +446,206 @@ fn the_stop_flag_stops_the_engine() {
     finish(&mut report);
     assert_released(&t, &recording(&h));
 }
+
+// ---- hymns: wait points and swapped plans ------------------------------------------------------
+
+fn hymn_timeline(over: crate::plan::hymn::HymnOptions) -> Arc<Timeline> {
+    use crate::plan::hymn::{fixture, plan_hymn};
+    let organ = fixture::organ();
+    let score = fixture::score();
+    let reg = fixture::registration(&organ, fixture::REGISTRATION);
+    Arc::new(
+        plan_hymn(&score, None, &organ, Some(&reg), &PlanOptions::default(), &reg.hymn.overridden_by(&over)).unwrap(),
+    )
+}
+
+fn wait_fermatas() -> crate::plan::hymn::HymnOptions {
+    crate::plan::hymn::HymnOptions {
+        fermata: Some(crate::plan::hymn::Fermata { hold: None, wait: true }),
+        ..Default::default()
+    }
+}
+
+fn wait_for(handle: &EngineHandle, state: State) {
+    let start = std::time::Instant::now();
+    while handle.shared.state() != state {
+        assert!(start.elapsed() < Duration::from_secs(5), "engine never reached {state:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_hymn_with_section_ends_plays_through_without_allocating() {
+    let t = hymn_timeline(Default::default());
+    assert!(t.waits.iter().all(|w| w.kind == crate::plan::WaitKind::SectionEnd) && t.waits.len() == 5);
+    let (out, h) = memory(&t);
+    let clock = ManualClock::new();
+    let (engine, _handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ARMED.with(|a| a.set(true));
+    let mut report = engine.run();
+    ARMED.with(|a| a.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0);
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    assert_eq!(rec.len(), t.events.len(), "section ends are not waited at unless asked");
+    assert!(rec.iter().zip(&t.events).all(|((s, _), e)| s.due == e.t));
+}
+
+#[test]
+fn a_fermata_wait_holds_the_keys_down_until_continue() {
+    let t = hymn_timeline(wait_fermatas());
+    let w = *t.waits.iter().find(|w| w.kind == crate::plan::WaitKind::Fermata).unwrap();
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    clock.open_to(u64::MAX / 4);
+    wait_for(&handle, State::Waiting);
+    assert_eq!(handle.shared.next.load(Ordering::SeqCst), w.index);
+    assert_eq!(handle.shared.plan_time.load(Ordering::SeqCst), w.t.0);
+    assert_eq!(handle.shared.wait.load(Ordering::SeqCst), 1 + t.waits.iter().position(|x| *x == w).unwrap());
+    // However long the congregation takes, nothing more is sent (the clock runs on freely).
+    let waited = 7_000_000;
+    clock.now.fetch_add(waited, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(handle.shared.sent.load(Ordering::SeqCst), w.index as u64, "nothing sent while waiting");
+    assert_eq!(handle.shared.state(), State::Waiting);
+    handle.send(Command::Continue);
+    // The fermatas of verses 2-4 wait too; continue each one.
+    let fermatas: Vec<usize> =
+        (0..t.waits.len()).filter(|&i| t.waits[i].kind == crate::plan::WaitKind::Fermata).collect();
+    assert_eq!(fermatas.len(), 4);
+    for &i in &fermatas[1..] {
+        let start = std::time::Instant::now();
+        while handle.shared.wait.load(Ordering::SeqCst) != i + 1 || handle.shared.state() != State::Waiting {
+            assert!(start.elapsed() < Duration::from_secs(5), "never waited at wait point {i}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        handle.send(Command::Continue);
+    }
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    // Exactly the plan, no release or re-strike at the wait: the keys stayed down through it.
+    assert_eq!(rec.len(), t.events.len());
+    for ((_, b), e) in rec.iter().zip(&t.events) {
+        assert_eq!(b.as_slice(), t.bytes(&e.msg));
+    }
+    let down = keys_down(&t, rec[..w.index].iter().map(|(_, b)| b.as_slice()));
+    assert_eq!(down.count(), 2, "E4 and the pedal note sounded through the wait");
+    // Everything after the wait is due `waited` later than planned.
+    let (s, _) = &rec[w.index];
+    assert_eq!(s.due.0, s.plan.0 + waited);
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn stop_during_a_fermata_wait_releases_the_held_chord() {
+    let t = hymn_timeline(wait_fermatas());
+    let w = *t.waits.iter().find(|w| w.kind == crate::plan::WaitKind::Fermata).unwrap();
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    clock.open_to(u64::MAX / 4);
+    wait_for(&handle, State::Waiting);
+    handle.send(Command::Stop);
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    finish(&mut report);
+    let rec = recording(&h);
+    assert!(rec.len() > w.index);
+    let offs: Vec<(u8, u8)> = rec[w.index..]
+        .iter()
+        .filter_map(|(_, b)| ShortMsg::from_bytes(b).and_then(|m| m.as_note_off()))
+        .map(|(c, k)| (c.wire(), k))
+        .collect();
+    assert_eq!(offs, vec![(1, 64), (2, 48)], "the held E4 (Great) and C3 (Pedal) are released");
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn pause_at_section_end_waits_once_in_silence() {
+    let t = hymn_timeline(Default::default());
+    let end0 = t.waits[0];
+    assert_eq!(end0.kind, crate::plan::WaitKind::SectionEnd);
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    handle.send(Command::PauseAtSectionEnd(true));
+    while !handle.shared.pause_at_section_end.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    clock.open_to(u64::MAX / 4);
+    wait_for(&handle, State::Waiting);
+    assert_eq!(handle.shared.next.load(Ordering::SeqCst), end0.index);
+    assert!(!handle.shared.pause_at_section_end.load(Ordering::SeqCst), "used once");
+    let waited = 3_000_000;
+    clock.now.fetch_add(waited, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(20));
+    handle.send(Command::Continue);
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Finished, "no other section end waits");
+    finish(&mut report);
+    let rec = recording(&h);
+    assert_eq!(rec.len(), t.events.len());
+    let down = keys_down(&t, rec[..end0.index].iter().map(|(_, b)| b.as_slice()));
+    assert!(down.is_empty(), "nothing sounds at the end of the play-over");
+    assert_eq!(rec[end0.index].0.due.0, rec[end0.index].0.plan.0 + waited);
+}
+
+#[test]
+fn a_swapped_plan_is_taken_before_it_differs_and_refused_after() {
+    use crate::plan::hymn::{HymnOptions, VerseRegistration};
+    let t = hymn_timeline(Default::default());
+    // The same hymn with verse 2 on preset p.
+    let organ = crate::plan::hymn::fixture::organ();
+    let p = organ.presets.iter().position(|x| x.name == "p").unwrap();
+    let v2 = HymnOptions {
+        verse_registrations: vec![VerseRegistration { number: 2, preset: Some(p), ..Default::default() }],
+        ..Default::default()
+    };
+    let t2 = hymn_timeline(v2);
+    let first_diff = t.events.iter().zip(&t2.events).position(|(a, b)| a != b).unwrap();
+    assert!(t2.events[first_diff].section == 2, "the plans differ from verse 2's registration on");
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    // Play into verse 1, then swap.
+    let mid = t.sections[1].start.0 + 1_000_000;
+    clock.open_to(mid);
+    while handle.shared.plan_time.load(Ordering::SeqCst) < mid {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(handle.swap_timeline(t2.clone(), first_diff));
+    while handle.shared.swaps.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let back = handle.returned().expect("the old plan comes back");
+    assert!(Arc::ptr_eq(&back, &t));
+    // Too late now for a plan that differs from the start.
+    let late = hymn_timeline(HymnOptions { verses: Some(3), ..Default::default() });
+    assert!(handle.swap_timeline(late.clone(), 0));
+    let start = std::time::Instant::now();
+    let refused = loop {
+        if let Some(r) = handle.returned() {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(Arc::ptr_eq(&refused, &late));
+    clock.open_to(u64::MAX / 4);
+    let mut report = handle.join();
+    finish(&mut report);
+    let rec = recording(&h);
+    assert_eq!(rec.len(), t2.events.len());
+    for ((_, b), e) in rec.iter().zip(&t2.events) {
+        assert_eq!(b.as_slice(), t2.bytes(&e.msg), "what was sent is the new plan");
+    }
+}

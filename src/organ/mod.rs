@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
+pub(crate) use file::Ctx;
 pub use registration::Registration;
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.

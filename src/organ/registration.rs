@@ -9,6 +9,17 @@
 //! preset = "mf"           # the registration becomes exactly this preset…
 //! on = ["Sw to Ped"]      # …then these are drawn
 //! off = []                # …and these put in
+//!
+//! [hymn]                  # optional: how the score (one verse) is played as a hymn
+//! verses = 4
+//! play_over = "13-16"     # bars, "all" or "none"; played before verse 1
+//! gap = "2 beats"         # breath between sections; "1.5s" also accepted
+//! amen = "17-18"          # bars at the end of the score, or a file ("amen.mid"), or "none"
+//! fermatas = ["4:3", "8:3"]
+//! fermata = { hold = "1 beat" }     # or { wait = true }
+//! [[verse]]               # optional: a verse's own registration (0 = the play-over)
+//! number = 3
+//! preset = "p"
 //! ```
 
 use std::path::Path;
@@ -19,6 +30,7 @@ use toml::Spanned;
 use super::file::Ctx;
 use super::{ConfigError, ControlId, Location, Organ};
 use crate::midi::Micros;
+use crate::plan::hymn::{self, HymnOptions};
 use crate::text::did_you_mean;
 
 /// Where a change happens.
@@ -90,6 +102,8 @@ pub struct Registration {
     pub map: Option<String>,
     /// Changes in file order (the planner orders them by position, stably).
     pub changes: Vec<Change>,
+    /// `[hymn]` and `[[verse]]`: how the score is played as a hymn (empty when absent).
+    pub hymn: HymnOptions,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +114,39 @@ struct RegFile {
     map: Option<String>,
     #[serde(default)]
     change: Vec<ChangeFile>,
+    hymn: Option<HymnFile>,
+    #[serde(default)]
+    verse: Vec<VerseFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HymnFile {
+    verses: Option<Spanned<i64>>,
+    play_over: Option<Spanned<String>>,
+    gap: Option<Spanned<String>>,
+    amen: Option<Spanned<String>>,
+    fermatas: Option<Vec<Spanned<String>>>,
+    fermata: Option<Spanned<FermataFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FermataFile {
+    hold: Option<Spanned<String>>,
+    #[serde(default)]
+    wait: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerseFile {
+    number: Spanned<i64>,
+    preset: Option<Spanned<String>>,
+    #[serde(default)]
+    on: Vec<Spanned<String>>,
+    #[serde(default)]
+    off: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -140,55 +187,48 @@ impl Registration {
         let ctx = Ctx { text, file: source };
         let f: RegFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
         let mut changes = Vec::new();
+        let preset_id = |p: &Spanned<String>| -> Result<usize, ConfigError> {
+            organ
+                .presets
+                .iter()
+                .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p.get_ref()))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = organ.presets.iter().map(|x| x.name.as_str()).collect();
+                    let hint = did_you_mean(p.get_ref(), names.iter().copied());
+                    ctx.err(
+                        p.span(),
+                        format!(
+                            "unknown preset \"{}\"{}",
+                            p.get_ref(),
+                            if hint.is_empty() { format!("; {} has {}", organ.name, names.join(", ")) } else { hint }
+                        ),
+                    )
+                })
+        };
+        let ids = |list: &[Spanned<String>]| -> Result<Vec<ControlId>, ConfigError> {
+            list.iter()
+                .map(|s| {
+                    organ.control(s.get_ref()).ok_or_else(|| {
+                        ctx.err(
+                            s.span(),
+                            format!(
+                                "{} has no stop, coupler or tremulant \"{}\"{}",
+                                organ.name,
+                                s.get_ref(),
+                                organ.suggest_control(s.get_ref())
+                            ),
+                        )
+                    })
+                })
+                .collect()
+        };
         for c in &f.change {
             let at = match c.at.get_ref() {
                 AtValue::Int(b) if *b >= 1 && *b <= i64::from(u32::MAX) => At::Bar { bar: *b as u32, beat: 1.0 },
                 AtValue::Int(b) => return Err(ctx.err(c.at.span(), format!("at = {b}: bars count from 1"))),
                 AtValue::Str(s) => At::parse(s).map_err(|e| ctx.err(c.at.span(), e))?,
             };
-            let preset = c
-                .preset
-                .as_ref()
-                .map(|p| {
-                    organ
-                        .presets
-                        .iter()
-                        .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p.get_ref()))
-                        .ok_or_else(|| {
-                            let names: Vec<&str> = organ.presets.iter().map(|x| x.name.as_str()).collect();
-                            let hint = did_you_mean(p.get_ref(), names.iter().copied());
-                            ctx.err(
-                                p.span(),
-                                format!(
-                                    "unknown preset \"{}\"{}",
-                                    p.get_ref(),
-                                    if hint.is_empty() {
-                                        format!("; {} has {}", organ.name, names.join(", "))
-                                    } else {
-                                        hint
-                                    }
-                                ),
-                            )
-                        })
-                })
-                .transpose()?;
-            let ids = |list: &[Spanned<String>]| -> Result<Vec<ControlId>, ConfigError> {
-                list.iter()
-                    .map(|s| {
-                        organ.control(s.get_ref()).ok_or_else(|| {
-                            ctx.err(
-                                s.span(),
-                                format!(
-                                    "{} has no stop, coupler or tremulant \"{}\"{}",
-                                    organ.name,
-                                    s.get_ref(),
-                                    organ.suggest_control(s.get_ref())
-                                ),
-                            )
-                        })
-                    })
-                    .collect()
-            };
+            let preset = c.preset.as_ref().map(preset_id).transpose()?;
             let (line, column) = crate::text::line_col(text, c.at.span().start);
             changes.push(Change {
                 at,
@@ -198,7 +238,8 @@ impl Registration {
                 location: Location { file: source.to_string(), line, column },
             });
         }
-        Ok(Registration { source: source.to_string(), organ: f.organ, layout: f.layout, map: f.map, changes })
+        let hymn = hymn_options(&ctx, f.hymn.as_ref(), &f.verse, &preset_id, &ids)?;
+        Ok(Registration { source: source.to_string(), organ: f.organ, layout: f.layout, map: f.map, changes, hymn })
     }
 
     /// Reads and checks a registration file.
@@ -211,6 +252,64 @@ impl Registration {
             .map_err(|e| ConfigError::Io { file: source.clone(), error: e.to_string() })?;
         Registration::from_toml(&text, &source, organ)
     }
+}
+
+/// Resolves a list of control names.
+type ControlIds<'a> = dyn Fn(&[Spanned<String>]) -> Result<Vec<ControlId>, ConfigError> + 'a;
+
+/// Checks `[hymn]` and `[[verse]]`, with file, line and column in every error.
+fn hymn_options(
+    ctx: &Ctx,
+    h: Option<&HymnFile>,
+    verses: &[VerseFile],
+    preset_id: &dyn Fn(&Spanned<String>) -> Result<usize, ConfigError>,
+    ids: &ControlIds,
+) -> Result<HymnOptions, ConfigError> {
+    let mut o = HymnOptions::default();
+    fn parsed<T>(ctx: &Ctx, v: &Spanned<String>, f: fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
+        f(v.get_ref()).map_err(|e| ctx.err(v.span(), e))
+    }
+    if let Some(h) = h {
+        if let Some(v) = &h.verses {
+            let n = *v.get_ref();
+            if !(1..=i64::from(hymn::MAX_VERSES)).contains(&n) {
+                return Err(ctx.err(v.span(), format!("verses = {n}: a hymn has 1 to {} verses", hymn::MAX_VERSES)));
+            }
+            o.verses = Some(n as u16);
+        }
+        o.play_over = h.play_over.as_ref().map(|v| parsed(ctx, v, hymn::parse_bars)).transpose()?;
+        o.gap = h.gap.as_ref().map(|v| parsed(ctx, v, hymn::parse_length)).transpose()?;
+        o.amen = h.amen.as_ref().map(|v| parsed(ctx, v, hymn::parse_amen)).transpose()?;
+        o.fermatas = h
+            .fermatas
+            .as_ref()
+            .map(|l| l.iter().map(|v| parsed(ctx, v, hymn::parse_fermata_at)).collect::<Result<Vec<_>, _>>())
+            .transpose()?;
+        if let Some(f) = &h.fermata {
+            let hold = f.get_ref().hold.as_ref().map(|v| parsed(ctx, v, hymn::parse_length)).transpose()?;
+            if hold.is_none() && !f.get_ref().wait {
+                return Err(ctx.err(f.span(), "fermata: write { hold = \"1 beat\" } or { wait = true }"));
+            }
+            o.fermata = Some(hymn::Fermata { hold, wait: f.get_ref().wait });
+        }
+    }
+    for v in verses {
+        let n = *v.number.get_ref();
+        if !(0..=i64::from(hymn::MAX_VERSES)).contains(&n) {
+            return Err(ctx.err(v.number.span(), format!("number = {n}: verses count from 1 (0 is the play-over)")));
+        }
+        if o.verse_registrations.iter().any(|x| i64::from(x.number) == n) {
+            return Err(ctx.err(v.number.span(), format!("verse {n} has two [[verse]] tables")));
+        }
+        o.verse_registrations.push(hymn::VerseRegistration {
+            number: n as u16,
+            preset: v.preset.as_ref().map(preset_id).transpose()?,
+            off: ids(&v.off)?,
+            on: ids(&v.on)?,
+        });
+    }
+    o.verse_registrations.sort_by_key(|v| v.number);
+    Ok(o)
 }
 
 #[cfg(test)]

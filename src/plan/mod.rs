@@ -9,6 +9,7 @@
 //! Ordering rule at equal times: note-offs, then registration messages, then note-ons; the
 //! closing all-notes-off and cancel come after the last note-off.
 
+pub mod hymn;
 pub mod layout;
 pub mod report;
 mod timeline;
@@ -18,9 +19,12 @@ use std::fmt;
 use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::registration::At;
 use crate::organ::{ControlId, Organ, Registration};
-use crate::score::Score;
+use crate::score::{ExactTime, Score};
 
-pub use timeline::{ControlInfo, DivisionInfo, Event, Kind, Msg, NONE_U8, NONE_U16, RegistrationState, Timeline};
+pub use timeline::{
+    ControlInfo, DivisionInfo, Event, Kind, Msg, NONE_U8, NONE_U16, RegistrationState, Section, SectionKind, Timeline,
+    WaitKind, WaitPoint,
+};
 
 /// The layout used when neither `--layout` nor the registration file gives one.
 pub const DEFAULT_LAYOUT: &str = "SSGGP";
@@ -119,6 +123,8 @@ pub fn key_name(key: u8) -> String {
 /// One key event of a division before merging.
 #[derive(Clone, Copy)]
 struct KeyEvent {
+    /// The segment it belongs to (segments follow each other in time).
+    seg: u16,
     tick: u64,
     on: bool,
     key: u8,
@@ -137,6 +143,25 @@ const CLASS_REGISTRATION: u8 = 1;
 const CLASS_NOTE_ON: u8 = 2;
 const CLASS_TAIL: u8 = 3;
 
+/// The division of every part of `score`, from `--layout`/`--map` or the registration file.
+///
+/// # Errors
+/// As [`layout::resolve`].
+pub(crate) fn assignment(
+    score: &Score,
+    organ: &Organ,
+    registration: Option<&Registration>,
+    opts: &PlanOptions,
+) -> Result<Vec<Option<usize>>, PlanError> {
+    let (layout, layout_from) = match (&opts.layout, registration.and_then(|r| r.layout.as_ref())) {
+        (Some(l), _) => (l.clone(), "--layout".to_string()),
+        (None, Some(l)) => (l.clone(), registration.map(|r| r.source.clone()).unwrap_or_default()),
+        (None, None) => (DEFAULT_LAYOUT.to_string(), "the default".to_string()),
+    };
+    let map = opts.map.as_deref().or(registration.and_then(|r| r.map.as_deref()));
+    layout::resolve(score, organ, layout::LayoutSource { layout: &layout, from: &layout_from }, map)
+}
+
 /// Makes the plan.
 ///
 /// # Errors
@@ -147,17 +172,9 @@ pub fn plan(
     registration: Option<&Registration>,
     opts: &PlanOptions,
 ) -> Result<Timeline, PlanError> {
-    if organ.divisions.len() >= usize::from(NONE_U8) || organ.controls.len() >= usize::from(NONE_U16) {
-        return Err(PlanError::new(format!("{}: too many divisions or controls", organ.source)));
-    }
+    check_organ(organ)?;
     // --- which part plays on which division -------------------------------------------------
-    let (layout, layout_from) = match (&opts.layout, registration.and_then(|r| r.layout.as_ref())) {
-        (Some(l), _) => (l.clone(), "--layout".to_string()),
-        (None, Some(l)) => (l.clone(), registration.map(|r| r.source.clone()).unwrap_or_default()),
-        (None, None) => (DEFAULT_LAYOUT.to_string(), "the default".to_string()),
-    };
-    let map = opts.map.as_deref().or(registration.and_then(|r| r.map.as_deref()));
-    let assignment = layout::resolve(score, organ, layout::LayoutSource { layout: &layout, from: &layout_from }, map)?;
+    let assignment = assignment(score, organ, registration, opts)?;
 
     // --- the performed range ----------------------------------------------------------------
     let music_end = score.last_note_end();
@@ -190,24 +207,131 @@ pub fn plan(
     if until_tick <= from_tick {
         return Err(PlanError::new("--until comes before --from: nothing to play"));
     }
+    let segment = Segment {
+        score,
+        assignment,
+        registration,
+        from: from_tick,
+        until: until_tick,
+        gap_before: Gap::default(),
+        holds: Vec::new(),
+        waits: Vec::new(),
+        carry_registration: false,
+        start_override: None,
+        kind: SectionKind::Piece,
+        verse: 0,
+        verses: 0,
+    };
+    plan_segments(organ, opts, &[segment], score)
+}
+
+fn check_organ(organ: &Organ) -> Result<(), PlanError> {
+    if organ.divisions.len() >= usize::from(NONE_U8) || organ.controls.len() >= usize::from(NONE_U16) {
+        return Err(PlanError::new(format!("{}: too many divisions or controls", organ.source)));
+    }
+    Ok(())
+}
+
+// --- exact time arithmetic ------------------------------------------------------------------
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `a + b`, exactly, in lowest terms.
+pub(crate) fn exact_add(a: ExactTime, b: ExactTime) -> ExactTime {
+    let g = gcd(a.den, b.den).max(1);
+    let den = a.den / g * b.den;
+    let num = a.num * (den / a.den) + b.num * (den / b.den);
+    let r = gcd(num, den).max(1);
+    ExactTime { num: num / r, den: den / r }
+}
+
+pub(crate) const EXACT_ZERO: ExactTime = ExactTime { num: 0, den: 1 };
+
+/// Silence between the end of one segment and the start of the next.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gap {
+    /// Score time (µs at the written tempo), scaled by the speed like the music.
+    pub scaled: ExactTime,
+    /// Clock time, not scaled (a gap written in seconds).
+    pub fixed: Micros,
+}
+
+impl Default for Gap {
+    fn default() -> Self {
+        Gap { scaled: EXACT_ZERO, fixed: Micros::ZERO }
+    }
+}
+
+/// A registration applied on top of the chased one at the start of a segment (a verse's own
+/// registration): `preset` replaces everything, then `off`, then `on`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct StartOverride {
+    pub preset: Option<usize>,
+    pub on: Vec<ControlId>,
+    pub off: Vec<ControlId>,
+}
+
+/// One stretch of a score in the performance, played from `from` to `until` (ticks of `score`).
+pub(crate) struct Segment<'a> {
+    pub score: &'a Score,
+    pub assignment: Vec<Option<usize>>,
+    /// Whose `[[change]]`s apply (positions in `score`).
+    pub registration: Option<&'a Registration>,
+    pub from: u64,
+    pub until: u64,
+    /// Silence before this segment (after the previous one's last note-off).
+    pub gap_before: Gap,
+    /// Fermata holds: at this tick everything from here on is delayed by this much score time
+    /// (µs at the written tempo, exact). Sorted by tick.
+    pub holds: Vec<(u64, ExactTime)>,
+    /// Ticks where the plan waits for the operator (after any hold at the same tick).
+    pub waits: Vec<u64>,
+    /// Start from the registration in force at the end of the previous segment (an amen)
+    /// instead of the registration file's state at `from`.
+    pub carry_registration: bool,
+    pub start_override: Option<StartOverride>,
+    pub kind: SectionKind,
+    pub verse: u16,
+    pub verses: u16,
+}
+
+/// Plans segments played one after another into one timeline. `main` is the score whose bars
+/// the timeline's `meter` describes.
+pub(crate) fn plan_segments(
+    organ: &Organ,
+    opts: &PlanOptions,
+    segments: &[Segment],
+    main: &Score,
+) -> Result<Timeline, PlanError> {
+    check_organ(organ)?;
+    let first = segments.first().ok_or_else(|| PlanError::new("nothing to play"))?;
+    if segments.len() >= usize::from(NONE_U16) {
+        return Err(PlanError::new("too many sections"));
+    }
+    let hymn = first.kind != SectionKind::Piece;
+    let start_pos = first.from;
 
     // --- time: exact from ticks, scaled by the speed, rounded once ---------------------------
-    let (mul, div) = opts.speed.time_factor(score.tempo.us_per_quarter_at(from_tick));
-    let from_exact = score.tempo.exact(from_tick);
-    let rel = |tick: u64| -> Micros {
-        let a = score.tempo.exact(tick);
-        crate::score::ExactTime { num: (a.num - from_exact.num) * mul, den: a.den * div }.round()
+    // --bpm sets the opening tempo: of the performed range, or of a hymn's verse.
+    let basis = if hymn { 0 } else { first.from };
+    let (mul, div) = opts.speed.time_factor(first.score.tempo.us_per_quarter_at(basis));
+    // Score time of `tick` in segment `s` since the segment's start, holds included, exact.
+    let score_rel = |s: usize, tick: u64| -> ExactTime {
+        let seg = &segments[s];
+        let a = seg.score.tempo.exact(tick);
+        let f = seg.score.tempo.exact(seg.from);
+        let mut r = ExactTime { num: a.num - f.num, den: a.den };
+        for &(_, d) in seg.holds.iter().take_while(|h| h.0 <= tick) {
+            r = exact_add(r, d);
+        }
+        r
     };
-    // Every later time is at most this plus the setup, so the µs arithmetic below cannot
-    // overflow. Only damaged delta times (or a hostile file) come near the limit.
-    let length = rel(until_tick);
-    if length > MAX_LENGTH {
-        return Err(PlanError::new(format!(
-            "{}: the music would last {:.0} days at this speed; the file's delta times are probably damaged",
-            score.name,
-            length.as_secs_f64() / 86_400.0
-        )));
-    }
+    let scaled = |e: ExactTime| -> ExactTime { exact_add(EXACT_ZERO, e.scaled(mul, div)) };
 
     let mut warnings: Vec<String> = Vec::new();
     let divisions: Vec<DivisionInfo> = organ
@@ -215,6 +339,16 @@ pub fn plan(
         .iter()
         .map(|d| DivisionInfo { name: d.name.clone(), code: d.code, channel: d.channel })
         .collect();
+    let where_ = |s: usize, tick: u64| -> String {
+        let seg = &segments[s];
+        let pos = seg.score.meter.position(tick);
+        match seg.kind {
+            SectionKind::Piece => format!("bar {pos}"),
+            SectionKind::PlayOver => format!("play-over, bar {pos}"),
+            SectionKind::Verse => format!("verse {}, bar {pos}", seg.verse),
+            SectionKind::Amen => format!("amen, bar {pos}"),
+        }
+    };
 
     // --- registration: state at the start, then the changes ---------------------------------
     let mut long: Vec<Box<[u8]>> = Vec::new();
@@ -231,48 +365,50 @@ pub fn plan(
         .collect();
     let cancel: Vec<Msg> = organ.cancel_messages().iter().map(|m| Timeline::intern(&mut long, m)).collect();
 
-    let mut changes: Vec<(u64, &crate::organ::registration::Change)> = Vec::new();
-    if let Some(reg) = registration {
-        for c in &reg.changes {
-            let tick = match c.at {
-                At::Bar { bar, beat } => score.meter.tick_of(bar, beat).ok_or_else(|| {
-                    PlanError::new(format!("{}: change at {}: that position is not in the score", c.location, c.at))
-                })?,
-                At::Time(t) => score.tempo.tick_at(t),
-            };
-            changes.push((tick, c));
+    // Each segment's changes, by tick of its own score.
+    let mut seg_changes: Vec<Vec<(u64, &crate::organ::registration::Change)>> = Vec::with_capacity(segments.len());
+    for seg in segments {
+        let mut changes: Vec<(u64, &crate::organ::registration::Change)> = Vec::new();
+        if let Some(reg) = seg.registration {
+            for c in &reg.changes {
+                let tick = match c.at {
+                    At::Bar { bar, beat } => seg.score.meter.tick_of(bar, beat).ok_or_else(|| {
+                        PlanError::new(format!("{}: change at {}: that position is not in the score", c.location, c.at))
+                    })?,
+                    At::Time(t) => seg.score.tempo.tick_at(t),
+                };
+                changes.push((tick, c));
+            }
         }
+        changes.sort_by_key(|c| c.0);
+        seg_changes.push(changes);
     }
-    changes.sort_by_key(|c| c.0);
     let n_controls = organ.controls.len();
-    let apply = |state: &mut Vec<bool>, c: &crate::organ::registration::Change| {
-        if let Some(p) = c.preset {
+    let apply_parts = |state: &mut Vec<bool>, preset: Option<usize>, off: &[ControlId], on: &[ControlId]| {
+        if let Some(p) = preset {
             state.iter_mut().for_each(|s| *s = false);
             for &id in &organ.presets[p].controls {
                 state[id] = true;
             }
         }
-        for &id in &c.off {
+        for &id in off {
             state[id] = false;
         }
-        for &id in &c.on {
+        for &id in on {
             state[id] = true;
         }
     };
-    let mut state = vec![false; n_controls];
-    for (tick, c) in changes.iter().filter(|c| c.0 <= from_tick) {
-        let _ = tick;
-        apply(&mut state, c);
-    }
+    let apply =
+        |state: &mut Vec<bool>, c: &crate::organ::registration::Change| apply_parts(state, c.preset, &c.off, &c.on);
+    // --stops: drawn at the start (of every segment that does not carry on), on top.
+    let mut extra_stops: Vec<ControlId> = Vec::new();
     for s in &opts.stops {
         let s = s.trim();
         if s.is_empty() {
             continue;
         }
         if let Some(p) = organ.preset(s) {
-            for &id in &p.controls {
-                state[id] = true;
-            }
+            extra_stops.extend(p.controls.iter().copied());
             continue;
         }
         let id = organ.control(s).ok_or_else(|| {
@@ -282,30 +418,57 @@ pub fn plan(
                 organ.suggest_control(s)
             ))
         })?;
-        state[id] = true;
+        extra_stops.push(id);
     }
+    // The registration at the start of segment `s`, given the state at the end of the one before.
+    let start_state = |s: usize, before: &[bool]| -> Vec<bool> {
+        let seg = &segments[s];
+        let mut state = if seg.carry_registration && s > 0 {
+            before.to_vec()
+        } else {
+            let mut st = vec![false; n_controls];
+            for (_, c) in seg_changes[s].iter().filter(|c| c.0 <= seg.from) {
+                apply(&mut st, c);
+            }
+            for &id in &extra_stops {
+                st[id] = true;
+            }
+            st
+        };
+        if let Some(o) = &seg.start_override {
+            apply_parts(&mut state, o.preset, &o.off, &o.on);
+        }
+        state
+    };
+    let mut state = start_state(0, &[]);
 
     let pace = organ.stop_pace.0;
     let lead = organ.stop_lead.0;
     let mut pending: Vec<Pending> = Vec::new();
-    let start_pos = from_tick;
-    let push_control =
-        |pending: &mut Vec<Pending>, t: u64, id: ControlId, kind: Kind, msgs: &[Msg], tick: u64, class: u8| {
-            for &msg in msgs {
-                pending.push(Pending {
-                    class,
-                    event: Event {
-                        t: Micros(t),
-                        msg,
-                        kind,
-                        division: controls[id].division.map_or(NONE_U8, |d| d as u8),
-                        control: id as u16,
-                        part: 0,
-                        tick,
-                    },
-                });
-            }
-        };
+    let push_control = |pending: &mut Vec<Pending>,
+                        t: u64,
+                        id: ControlId,
+                        kind: Kind,
+                        msgs: &[Msg],
+                        tick: u64,
+                        class: u8,
+                        section: u16| {
+        for &msg in msgs {
+            pending.push(Pending {
+                class,
+                event: Event {
+                    t: Micros(t),
+                    msg,
+                    kind,
+                    division: controls[id].division.map_or(NONE_U8, |d| d as u8),
+                    control: id as u16,
+                    part: 0,
+                    tick,
+                    section,
+                },
+            });
+        }
+    };
 
     // Setup: cancel, then the starting registration, one control every `pace`.
     let mut slot = 0u64;
@@ -323,6 +486,7 @@ pub fn plan(
                         control: NONE_U16,
                         part: 0,
                         tick: start_pos,
+                        section: 0,
                     },
                 });
             }
@@ -332,7 +496,7 @@ pub fn plan(
         None => {
             for (id, c) in controls.iter().enumerate() {
                 let t = slot * pace;
-                push_control(&mut pending, t, id, Kind::Cancel, &c.off, start_pos, CLASS_REGISTRATION);
+                push_control(&mut pending, t, id, Kind::Cancel, &c.off, start_pos, CLASS_REGISTRATION, 0);
                 last_stop_t = Some(t);
                 slot += 1;
             }
@@ -348,6 +512,7 @@ pub fn plan(
             &controls[id].on,
             start_pos,
             CLASS_REGISTRATION,
+            0,
         );
         last_stop_t = Some(t);
         slot += 1;
@@ -363,27 +528,50 @@ pub fn plan(
     let drawn = |state: &[bool]| -> Vec<ControlId> { (0..n_controls).filter(|&i| state[i]).collect() };
     let mut registrations = vec![RegistrationState { t: Micros(0), drawn: drawn(&state), preset: preset_of(&state) }];
 
-    // Changes during the performance, paced backwards from `lead` before their notes.
-    let mut i = 0;
-    let later: Vec<&(u64, &crate::organ::registration::Change)> =
-        changes.iter().filter(|c| c.0 > from_tick && c.0 < until_tick).collect();
-    while i < later.len() {
-        // Changes at the same tick act as one.
-        let tick = later[i].0;
-        let before = state.clone();
-        while i < later.len() && later[i].0 == tick {
-            apply(&mut state, later[i].1);
-            i += 1;
-        }
-        let offs: Vec<ControlId> = (0..n_controls).filter(|&c| before[c] && !state[c]).collect();
-        let ons: Vec<ControlId> = (0..n_controls).filter(|&c| !before[c] && state[c]).collect();
+    // --- where each segment starts and ends, exactly -----------------------------------------
+    let mut seg_start: Vec<ExactTime> = Vec::with_capacity(segments.len());
+    let mut seg_end: Vec<ExactTime> = Vec::with_capacity(segments.len());
+    for (s, seg) in segments.iter().enumerate() {
+        let start = if s == 0 {
+            ExactTime { num: u128::from(origin), den: 1 }
+        } else {
+            let g =
+                exact_add(scaled(seg.gap_before.scaled), ExactTime { num: u128::from(seg.gap_before.fixed.0), den: 1 });
+            exact_add(seg_end[s - 1], g)
+        };
+        seg_end.push(exact_add(start, scaled(score_rel(s, seg.until))));
+        seg_start.push(start);
+    }
+    // Every later time is at most this plus the closing cancel, so the µs arithmetic below
+    // cannot overflow. Only damaged delta times (or a hostile file) come near the limit.
+    let length = seg_end.last().map_or(Micros::ZERO, |e| e.round());
+    if length > MAX_LENGTH {
+        return Err(PlanError::new(format!(
+            "{}: the music would last {:.0} days at this speed; the file's delta times are probably damaged",
+            main.name,
+            length.as_secs_f64() / 86_400.0
+        )));
+    }
+    let time = |s: usize, tick: u64| -> u64 { exact_add(seg_start[s], scaled(score_rel(s, tick))).round().0 };
+
+    // A registration change: offs then ons, paced backwards from `lead` before `music_t`.
+    let change_to = |pending: &mut Vec<Pending>,
+                     last_stop_t: &mut Option<u64>,
+                     warnings: &mut Vec<String>,
+                     before: &[bool],
+                     after: &[bool],
+                     music_t: u64,
+                     tick: u64,
+                     s: usize|
+     -> Option<u64> {
+        let offs: Vec<ControlId> = (0..n_controls).filter(|&c| before[c] && !after[c]).collect();
+        let ons: Vec<ControlId> = (0..n_controls).filter(|&c| !before[c] && after[c]).collect();
         let k = (offs.len() + ons.len()) as u64;
         if k == 0 {
-            continue;
+            return None;
         }
-        let music_t = origin + rel(tick).0;
         let mut t = music_t.saturating_sub(lead + (k - 1) * pace);
-        if let Some(prev) = last_stop_t {
+        if let Some(prev) = *last_stop_t {
             t = t.max(prev + pace);
         }
         let first_t = t;
@@ -391,94 +579,163 @@ pub fn plan(
             let on = j >= offs.len();
             let msgs = if on { &controls[id].on } else { &controls[id].off };
             push_control(
-                &mut pending,
+                pending,
                 t,
                 id,
                 Kind::for_control(organ.controls[id].kind, on),
                 msgs,
                 tick,
                 CLASS_REGISTRATION,
+                s as u16,
             );
-            last_stop_t = Some(t);
+            *last_stop_t = Some(t);
             if (j as u64) + 1 < k {
                 t += pace;
             }
         }
         if t + lead > music_t {
             warnings.push(format!(
-                "bar {}: the registration change ({k} stop message(s)) finishes {:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
-                score.meter.position(tick),
+                "{}: the registration change ({k} stop message(s)) finishes {:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
+                where_(s, tick),
                 (t + lead - music_t) as f64 / 1000.0
             ));
         }
-        registrations.push(RegistrationState { t: Micros(first_t), drawn: drawn(&state), preset: preset_of(&state) });
+        Some(first_t)
+    };
+
+    // Changes during the performance: at each segment's start (a verse's own registration, or
+    // back to the registration of bar 1), then inside it.
+    for (s, seg) in segments.iter().enumerate() {
+        if s > 0 {
+            let after = start_state(s, &state);
+            if let Some(first_t) =
+                change_to(&mut pending, &mut last_stop_t, &mut warnings, &state, &after, time(s, seg.from), seg.from, s)
+            {
+                registrations.push(RegistrationState {
+                    t: Micros(first_t),
+                    drawn: drawn(&after),
+                    preset: preset_of(&after),
+                });
+            }
+            state = after;
+        }
+        let later: Vec<&(u64, &crate::organ::registration::Change)> =
+            seg_changes[s].iter().filter(|c| c.0 > seg.from && c.0 < seg.until).collect();
+        let mut i = 0;
+        while i < later.len() {
+            // Changes at the same tick act as one.
+            let tick = later[i].0;
+            let before = state.clone();
+            while i < later.len() && later[i].0 == tick {
+                apply(&mut state, later[i].1);
+                i += 1;
+            }
+            if let Some(first_t) =
+                change_to(&mut pending, &mut last_stop_t, &mut warnings, &before, &state, time(s, tick), tick, s)
+            {
+                registrations.push(RegistrationState {
+                    t: Micros(first_t),
+                    drawn: drawn(&state),
+                    preset: preset_of(&state),
+                });
+            }
+        }
     }
 
     // --- notes: fold, merge keys per division ----------------------------------------------
     let mut per_division: Vec<Vec<KeyEvent>> = vec![Vec::new(); organ.divisions.len()];
     let mut folded = vec![0usize; organ.divisions.len()];
     let mut zero_length = 0usize;
-    for (p, part) in score.parts.iter().enumerate() {
-        let Some(d) = assignment[p] else { continue };
-        let (lo, hi) = organ.divisions[d].compass;
-        // A part written an octave (or more) outside the compass, as a 16' pedal line often is,
-        // moves as a whole, so that its line is kept; only what still sticks out is folded.
-        let outside = |shift: i32| {
-            part.notes
-                .iter()
-                .filter(|n| !(i32::from(lo)..=i32::from(hi)).contains(&(i32::from(n.key) + opts.transpose + shift)))
-                .count()
-        };
-        let shift = [0, 12, -12, 24, -24, 36, -36].into_iter().min_by_key(|&s| (outside(s), s.abs())).unwrap_or(0);
-        if shift != 0 {
-            let octaves = shift.abs() / 12;
-            warnings.push(format!(
-                "part {} lies {} the {} compass; it is played {} octave{} {}",
-                part.number,
-                if shift > 0 { "below" } else { "above" },
-                organ.divisions[d].name,
-                octaves,
-                if octaves == 1 { "" } else { "s" },
-                if shift > 0 { "higher" } else { "lower" }
-            ));
+    // Octave shifts are decided once per score and part.
+    let mut seen_scores: Vec<*const Score> = Vec::new();
+    let mut shifts: Vec<(*const Score, usize, i32)> = Vec::new();
+    for (s, seg) in segments.iter().enumerate() {
+        let score = seg.score;
+        let first_time = !seen_scores.contains(&(score as *const Score));
+        if first_time {
+            seen_scores.push(score as *const Score);
         }
-        let transpose = opts.transpose + shift;
-        let out = &mut per_division[d];
-        for n in &part.notes {
-            let start = n.start.max(from_tick);
-            let end = n.end.min(until_tick);
-            if n.start == n.end {
-                zero_length += 1;
-                continue;
+        for (p, part) in score.parts.iter().enumerate() {
+            if first_time {
+                zero_length +=
+                    part.notes.iter().filter(|n| n.start == n.end).count() * usize::from(seg.assignment[p].is_some());
             }
-            if start >= end {
-                continue;
-            }
-            let mut key = i32::from(n.key) + transpose;
-            if key < i32::from(lo) || key > i32::from(hi) {
-                folded[d] += 1;
-                while key < i32::from(lo) {
-                    key += 12;
+            let Some(d) = seg.assignment[p] else { continue };
+            let (lo, hi) = organ.divisions[d].compass;
+            let shift = match shifts.iter().find(|x| std::ptr::eq(x.0, score) && x.1 == p) {
+                Some(x) => x.2,
+                None => {
+                    // A part written an octave (or more) outside the compass, as a 16' pedal line
+                    // often is, moves as a whole, so that its line is kept; only what still
+                    // sticks out is folded.
+                    let outside = |shift: i32| {
+                        part.notes
+                            .iter()
+                            .filter(|n| {
+                                !(i32::from(lo)..=i32::from(hi)).contains(&(i32::from(n.key) + opts.transpose + shift))
+                            })
+                            .count()
+                    };
+                    let shift =
+                        [0, 12, -12, 24, -24, 36, -36].into_iter().min_by_key(|&s| (outside(s), s.abs())).unwrap_or(0);
+                    if shift != 0 {
+                        let octaves = shift.abs() / 12;
+                        warnings.push(format!(
+                            "{}part {} lies {} the {} compass; it is played {} octave{} {}",
+                            if std::ptr::eq(score, main) { String::new() } else { format!("{}: ", score.name) },
+                            part.number,
+                            if shift > 0 { "below" } else { "above" },
+                            organ.divisions[d].name,
+                            octaves,
+                            if octaves == 1 { "" } else { "s" },
+                            if shift > 0 { "higher" } else { "lower" }
+                        ));
+                    }
+                    shifts.push((score as *const Score, p, shift));
+                    shift
                 }
-                while key > i32::from(hi) {
-                    key -= 12;
+            };
+            let transpose = opts.transpose + shift;
+            let out = &mut per_division[d];
+            for n in &part.notes {
+                let start = n.start.max(seg.from);
+                let end = n.end.min(seg.until);
+                if n.start == n.end || start >= end {
+                    continue;
                 }
+                let mut key = i32::from(n.key) + transpose;
+                if key < i32::from(lo) || key > i32::from(hi) {
+                    folded[d] += 1;
+                    while key < i32::from(lo) {
+                        key += 12;
+                    }
+                    while key > i32::from(hi) {
+                        key -= 12;
+                    }
+                }
+                let key = key as u8;
+                let seg_i = s as u16;
+                out.push(KeyEvent {
+                    seg: seg_i,
+                    tick: start,
+                    on: true,
+                    key,
+                    velocity: n.velocity,
+                    part: part.number as u16,
+                });
+                out.push(KeyEvent { seg: seg_i, tick: end, on: false, key, velocity: 0, part: part.number as u16 });
             }
-            let key = key as u8;
-            out.push(KeyEvent { tick: start, on: true, key, velocity: n.velocity, part: part.number as u16 });
-            out.push(KeyEvent { tick: end, on: false, key, velocity: 0, part: part.number as u16 });
         }
     }
-    let mut merged_total = 0usize;
     let mut last_note_t = origin;
     for (d, evs) in per_division.iter_mut().enumerate() {
-        evs.sort_unstable_by_key(|e| (e.tick, e.on, e.key, e.part));
+        evs.sort_unstable_by_key(|e| (e.seg, e.tick, e.on, e.key, e.part));
         let ch = organ.divisions[d].channel;
         let mut depth = [0u32; 128];
         let mut merged = 0usize;
         for e in evs.iter() {
             let k = usize::from(e.key);
-            let t = origin + rel(e.tick).0;
+            let t = time(usize::from(e.seg), e.tick);
             if e.on {
                 if depth[k] == 0 {
                     pending.push(Pending {
@@ -502,7 +759,6 @@ pub fn plan(
         }
         debug_assert!(depth.iter().all(|&x| x == 0));
         if merged > 0 {
-            merged_total += merged;
             warnings.push(format!(
                 "{}: {merged} note(s) struck while the same key was already down were merged (one pipe per key)",
                 organ.divisions[d].name
@@ -519,12 +775,13 @@ pub fn plan(
             ));
         }
     }
-    let _ = merged_total;
     if zero_length > 0 {
         warnings.push(format!("{zero_length} zero-length note(s) (on and off at the same tick) were left out"));
     }
 
     // --- the end: all notes off on every division, then the cancel ---------------------------
+    let last = segments.len() - 1;
+    let until_tick = segments[last].until;
     let end_t = last_note_t.max(pending.iter().map(|p| p.event.t.0).max().unwrap_or(0));
     for (d, div) in divisions.iter().enumerate() {
         pending.push(Pending {
@@ -537,6 +794,7 @@ pub fn plan(
                 control: NONE_U16,
                 part: 0,
                 tick: until_tick,
+                section: last as u16,
             },
         });
     }
@@ -560,13 +818,14 @@ pub fn plan(
                             control: NONE_U16,
                             part: 0,
                             tick: until_tick,
+                            section: last as u16,
                         },
                     });
                 }
             }
             None => {
                 for (id, c) in controls.iter().enumerate() {
-                    push_control(&mut pending, t, id, Kind::Cancel, &c.off, until_tick, CLASS_TAIL);
+                    push_control(&mut pending, t, id, Kind::Cancel, &c.off, until_tick, CLASS_TAIL, last as u16);
                     t += pace;
                 }
             }
@@ -578,8 +837,47 @@ pub fn plan(
     let events: Vec<Event> = pending.into_iter().map(|p| p.event).collect();
     let duration = events.last().map_or(Micros::ZERO, |e| e.t);
     let speed_percent = mul as f64 / div as f64;
+
+    // --- sections and the points where the engine may wait ------------------------------------
+    let mut sections: Vec<Section> = Vec::with_capacity(segments.len());
+    for (s, seg) in segments.iter().enumerate() {
+        let main_score = std::ptr::eq(seg.score, main);
+        sections.push(Section {
+            kind: seg.kind,
+            verse: seg.verse,
+            verses: seg.verses,
+            start: seg_start[s].round(),
+            end: seg_end[s].round(),
+            first_bar: seg.score.meter.position(seg.from).bar,
+            last_bar: seg.score.meter.position(seg.until.saturating_sub(1).max(seg.from)).bar,
+            score_name: seg.score.name.clone(),
+            meter: (!main_score).then(|| seg.score.meter.clone()),
+        });
+    }
+    let mut waits: Vec<WaitPoint> = Vec::new();
+    if hymn {
+        let tail = |e: &Event| {
+            matches!(e.kind, Kind::AllNotesOff) || (e.kind == Kind::Cancel && e.tick == until_tick && e.t.0 >= end_t)
+        };
+        for (s, seg) in segments.iter().enumerate() {
+            for &w in &seg.waits {
+                if let Some(index) = events.iter().position(|e| usize::from(e.section) == s && e.tick >= w && !tail(e))
+                {
+                    waits.push(WaitPoint { index, t: events[index].t, kind: WaitKind::Fermata, section: s as u16 });
+                }
+            }
+            if s < last
+                && let Some(i) = events.iter().rposition(|e| usize::from(e.section) == s)
+            {
+                waits.push(WaitPoint { index: i + 1, t: events[i].t, kind: WaitKind::SectionEnd, section: s as u16 });
+            }
+        }
+        waits.sort_by_key(|w| (w.index, w.kind == WaitKind::SectionEnd));
+        waits.dedup_by_key(|w| w.index);
+    }
+
     Ok(Timeline {
-        score_name: score.name.clone(),
+        score_name: main.name.clone(),
         organ_name: organ.name.clone(),
         events,
         long,
@@ -590,11 +888,22 @@ pub fn plan(
         cancel_at_end,
         stop_pace: organ.stop_pace,
         registrations,
-        meter: score.meter.clone(),
-        last_bar: score.meter.position(until_tick.saturating_sub(1)).bar,
+        meter: main.meter.clone(),
+        last_bar: if hymn {
+            segments
+                .iter()
+                .filter(|s| std::ptr::eq(s.score, main))
+                .map(|s| s.score.meter.position(s.until.saturating_sub(1)).bar)
+                .max()
+                .unwrap_or(1)
+        } else {
+            main.meter.position(until_tick.saturating_sub(1)).bar
+        },
         duration,
         speed_percent: if speed_percent > 0.0 { 100.0 / speed_percent } else { 100.0 },
         warnings,
+        sections,
+        waits,
     })
 }
 
@@ -607,6 +916,7 @@ fn note_event(t: u64, msg: ShortMsg, kind: Kind, division: usize, e: &KeyEvent) 
         control: NONE_U16,
         part: e.part,
         tick: e.tick,
+        section: e.seg,
     }
 }
 

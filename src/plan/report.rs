@@ -1,8 +1,9 @@
 //! Writing a [`Timeline`] for people (`--format text`) and for programs (`--format jsonl`).
 //!
 //! The JSONL format is a contract (README, "The plan as JSON lines"): one object per message in
-//! send order with `t_us`, `bytes`, `kind`, `division`, `name`, `part`, `bar`, `beat`, `tick`.
-//! Keys may be added; none may be removed or change meaning.
+//! send order with `t_us`, `bytes`, `kind`, `division`, `name`, `part`, `bar`, `beat`, `tick`,
+//! and (added for hymns) `section`, `verse`. Keys may be added; none may be removed or change
+//! meaning.
 
 use std::io::{self, Write};
 
@@ -29,6 +30,10 @@ pub struct JsonEvent<'a> {
     pub beat: f64,
     /// Position in the score in ticks.
     pub tick: u64,
+    /// Which part of a hymn: `play-over`, `verse` or `amen`; null for a piece played as written.
+    pub section: Option<&'static str>,
+    /// The verse number (from 1) for messages of a verse, else null.
+    pub verse: Option<u16>,
 }
 
 impl Timeline {
@@ -44,6 +49,8 @@ impl Timeline {
             bar: pos.bar,
             beat: (pos.beat_f64() * 1e6).round() / 1e6,
             tick: e.tick,
+            section: self.section_of(e).and_then(|s| s.kind.as_str()),
+            verse: self.section_of(e).filter(|s| s.kind == super::SectionKind::Verse).map(|s| s.verse),
         }
     }
 
@@ -79,7 +86,34 @@ impl Timeline {
             }
         )?;
         writeln!(out, "#      time  bar:beat  kind          division  bytes           name / part")?;
-        for e in &self.events {
+        let hymn = self.is_hymn();
+        let mut section = None;
+        for (i, e) in self.events.iter().enumerate() {
+            for w in self.waits.iter().filter(|w| w.index == i) {
+                writeln!(
+                    out,
+                    "# ... {} at {}",
+                    match w.kind {
+                        super::WaitKind::Fermata => "wait for the operator (fermata)",
+                        super::WaitKind::SectionEnd => "may wait for the operator (end of section)",
+                    },
+                    w.t
+                )?;
+            }
+            if hymn && section != Some(e.section) {
+                section = Some(e.section);
+                if let Some(s) = self.section_of(e) {
+                    writeln!(
+                        out,
+                        "# --- {} (bars {}-{}, music {} to {})",
+                        s.label(),
+                        s.first_bar,
+                        s.last_bar,
+                        s.start,
+                        s.end
+                    )?;
+                }
+            }
             let pos = self.position(e);
             let who = match (e.control(), e.part()) {
                 (Some(c), _) => self.controls[c].name.clone(),

@@ -97,6 +97,9 @@ pub struct Event {
     pub part: u16,
     /// Position in the score, in ticks (for bar:beat).
     pub tick: u64,
+    /// Index into [`Timeline::sections`]: which play-over, verse or amen (or the whole piece)
+    /// the message belongs to.
+    pub section: u16,
 }
 
 impl Event {
@@ -109,6 +112,86 @@ impl Event {
     pub fn part(&self) -> Option<usize> {
         (self.part != 0).then_some(usize::from(self.part))
     }
+}
+
+/// What a stretch of the performance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    /// A score played once, as written (not a hymn).
+    Piece,
+    /// A hymn's play-over (the tune given out before verse 1).
+    PlayOver,
+    Verse,
+    Amen,
+}
+
+impl SectionKind {
+    /// The `section` of `organ plan --format jsonl` (`None` for a piece that is not a hymn).
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            SectionKind::Piece => None,
+            SectionKind::PlayOver => Some("play-over"),
+            SectionKind::Verse => Some("verse"),
+            SectionKind::Amen => Some("amen"),
+        }
+    }
+}
+
+/// One stretch of the performance: the whole piece, or a hymn's play-over, one verse, the amen.
+/// Sections follow each other in time; between hymn sections lies the gap.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub kind: SectionKind,
+    /// 1-based verse number (verses only; 0 otherwise).
+    pub verse: u16,
+    /// How many verses the hymn has (0 for a piece).
+    pub verses: u16,
+    /// Plan time of the section's first note (its music starts here).
+    pub start: Micros,
+    /// Plan time of the section's last note-off (with any fermata holds).
+    pub end: Micros,
+    /// The score bars it plays.
+    pub first_bar: u32,
+    pub last_bar: u32,
+    /// The file it comes from.
+    pub score_name: String,
+    /// Bars and beats of that file, when it is not the timeline's main score (an amen file).
+    pub meter: Option<MeterMap>,
+}
+
+impl Section {
+    /// For people: "play-over", "verse 3 of 4", "amen", or the score's name.
+    pub fn label(&self) -> String {
+        match self.kind {
+            SectionKind::Piece => self.score_name.clone(),
+            SectionKind::PlayOver => "play-over".into(),
+            SectionKind::Verse => format!("verse {} of {}", self.verse, self.verses),
+            SectionKind::Amen => "amen".into(),
+        }
+    }
+}
+
+/// Why the plan waits for the operator at a [`WaitPoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitKind {
+    /// A fermata with `wait = true`: always waits; the held keys keep sounding.
+    Fermata,
+    /// The end of a play-over or verse: waits only when the operator asked for it (the service
+    /// view's "pause at the end of this verse"); nothing is sounding there.
+    SectionEnd,
+}
+
+/// A point where the engine may stop the clock and wait for [`crate::engine::Command::Continue`],
+/// with every key that is down left down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitPoint {
+    /// Index of the first event after the wait in [`Timeline::events`].
+    pub index: usize,
+    /// Plan time at which the wait begins (never after `events[index].t`).
+    pub t: Micros,
+    pub kind: WaitKind,
+    /// The section the wait ends (fermata: the section it is in).
+    pub section: u16,
 }
 
 /// A division as the timeline needs it.
@@ -172,6 +255,11 @@ pub struct Timeline {
     /// The speed factor applied to the score (100 = as written), for display.
     pub speed_percent: f64,
     pub warnings: Vec<String>,
+    /// The play-over, verses and amen of a hymn, in order (one [`SectionKind::Piece`] section
+    /// otherwise). Every event's `section` indexes this.
+    pub sections: Vec<Section>,
+    /// Where the engine may wait for the operator, by event index (empty for a piece).
+    pub waits: Vec<WaitPoint>,
 }
 
 impl Timeline {
@@ -184,7 +272,20 @@ impl Timeline {
     }
 
     pub fn position(&self, e: &Event) -> BarBeat {
-        self.meter.position(e.tick)
+        match self.sections.get(usize::from(e.section)).and_then(|s| s.meter.as_ref()) {
+            Some(m) => m.position(e.tick),
+            None => self.meter.position(e.tick),
+        }
+    }
+
+    /// The section an event belongs to.
+    pub fn section_of(&self, e: &Event) -> Option<&Section> {
+        self.sections.get(usize::from(e.section))
+    }
+
+    /// True when this plan is a hymn unrolled into play-over, verses and amen.
+    pub fn is_hymn(&self) -> bool {
+        self.sections.iter().any(|s| s.kind != SectionKind::Piece)
     }
 
     /// The registration in force at time `t`.
@@ -211,5 +312,14 @@ impl Timeline {
     /// Number of events of each kind.
     pub fn count(&self, kind: Kind) -> usize {
         self.events.iter().filter(|e| e.kind == kind).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_event_stays_32_bytes() {
+        // The engine walks millions of these; the section index fits in the padding.
+        assert_eq!(std::mem::size_of::<super::Event>(), 32);
     }
 }

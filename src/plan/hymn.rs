@@ -1,0 +1,968 @@
+//! Hymns: a score that holds one verse, unrolled into the performance a service needs — the
+//! play-over (the tune, or part of it, given out before verse 1), verses 1..N with a breath
+//! between them, fermatas held for a time or until the operator continues, a verse's own
+//! registration, and an amen.
+//!
+//! Pure, like the rest of the planner: [`plan_hymn`] builds the sequence of score segments and
+//! hands it to the same segment planner that plays a piece once, so times stay exact (ticks
+//! through the tempo map, rounded once) and the registration is chased at every boundary.
+//!
+//! Timing rules (all exact, at the plan's speed):
+//! - every section ends at its last note-off (a trailing rest is not played); the next starts
+//!   `gap` later (the gap also comes after the play-over and before the amen);
+//! - a gap in beats uses the beat and tempo at the end of the section before it; in seconds it
+//!   is clock time and does not change with `--tempo`;
+//! - a fermata at bar:beat holds the chord struck there (or sounding there): everything from the
+//!   end of that chord on is delayed by `hold` (beats at the fermata's tempo, or seconds);
+//!   `wait = true` stops the plan at the end of the chord, keys down, until the operator
+//!   continues. Holds apply to the play-over too; waits only to verses and the amen;
+//! - each verse (and the play-over) starts from the registration file's state at its first bar,
+//!   then the item's `preset`, then its own `[[verse]]` registration; the amen carries on with
+//!   the registration of the last verse.
+
+use std::path::PathBuf;
+
+use super::{
+    EXACT_ZERO, Gap, PlanError, PlanOptions, SectionKind, Segment, StartOverride, Timeline, assignment, exact_add,
+    plan_segments,
+};
+use crate::midi::Micros;
+use crate::organ::registration::At;
+use crate::organ::{ControlId, Organ, Registration};
+use crate::score::{ExactTime, Score, Timing};
+
+/// Bars of the score: none, all of it, or a range `first-last` (inclusive, from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bars {
+    None,
+    All,
+    Range(u32, u32),
+}
+
+/// A length in beats (of the time signature in force) or in clock time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Length {
+    Beats(f64),
+    Time(Micros),
+}
+
+/// Where the amen comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amen {
+    None,
+    /// Bars at the end of the score (not part of the verse).
+    Bars(u32, u32),
+    /// A separate MIDI file with the same parts, played with the same layout.
+    File(PathBuf),
+}
+
+/// What a fermata does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fermata {
+    /// Extend the chord by this much.
+    pub hold: Option<Length>,
+    /// Wait for the operator at the end of the chord (keys held).
+    pub wait: bool,
+}
+
+/// The default fermata: one beat longer.
+pub const DEFAULT_FERMATA: Fermata = Fermata { hold: Some(Length::Beats(1.0)), wait: false };
+
+/// One verse's own registration (`[[verse]]`); verse 0 is the play-over.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VerseRegistration {
+    pub number: u16,
+    /// Index into the organ's presets: the registration becomes exactly this preset…
+    pub preset: Option<usize>,
+    /// …then these are put in…
+    pub off: Vec<ControlId>,
+    /// …and these drawn.
+    pub on: Vec<ControlId>,
+}
+
+/// Hymn options: from the registration file's `[hymn]`/`[[verse]]`, overridden by the command
+/// line or an order of service. `None` = not given here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HymnOptions {
+    pub verses: Option<u16>,
+    pub play_over: Option<Bars>,
+    pub gap: Option<Length>,
+    pub amen: Option<Amen>,
+    /// Fermata positions (bar, beat) in the score.
+    pub fermatas: Option<Vec<(u32, f64)>>,
+    pub fermata: Option<Fermata>,
+    /// Every verse and the play-over start from this preset (an order of service's `preset`).
+    pub preset: Option<usize>,
+    pub verse_registrations: Vec<VerseRegistration>,
+}
+
+/// The most verses a hymn may have.
+pub const MAX_VERSES: u16 = 99;
+
+impl HymnOptions {
+    /// True when nothing is set: the score is played once, as a piece.
+    pub fn is_empty(&self) -> bool {
+        *self == HymnOptions::default()
+    }
+
+    /// These options with every value `over` gives replacing this one's (verse registrations
+    /// are replaced verse by verse).
+    pub fn overridden_by(&self, over: &HymnOptions) -> HymnOptions {
+        let mut verse_registrations: Vec<VerseRegistration> = self
+            .verse_registrations
+            .iter()
+            .filter(|v| !over.verse_registrations.iter().any(|o| o.number == v.number))
+            .cloned()
+            .collect();
+        verse_registrations.extend(over.verse_registrations.iter().cloned());
+        verse_registrations.sort_by_key(|v| v.number);
+        HymnOptions {
+            verses: over.verses.or(self.verses),
+            play_over: over.play_over.or(self.play_over),
+            gap: over.gap.or(self.gap),
+            amen: over.amen.clone().or_else(|| self.amen.clone()),
+            fermatas: over.fermatas.clone().or_else(|| self.fermatas.clone()),
+            fermata: over.fermata.or(self.fermata),
+            preset: over.preset.or(self.preset),
+            verse_registrations,
+        }
+    }
+}
+
+// --- parsing (shared by the TOML file, the command line and the order of service) -----------
+
+/// Parses `"13-16"`, `"13"`, `"all"` or `"none"`.
+///
+/// # Errors
+/// A sentence naming the accepted forms.
+pub fn parse_bars(s: &str) -> Result<Bars, String> {
+    let t = s.trim();
+    let bad = || format!("\"{s}\" is not a range of bars: write \"13-16\", \"13\", \"all\" or \"none\"");
+    match t.to_ascii_lowercase().as_str() {
+        "all" => return Ok(Bars::All),
+        "none" | "no" | "" => return Ok(Bars::None),
+        _ => {}
+    }
+    let (a, b) = t.split_once('-').unwrap_or((t, t));
+    let a: u32 = a.trim().parse().map_err(|_| bad())?;
+    let b: u32 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || b < a {
+        return Err(format!("\"{s}\": bars count from 1 and the range goes forwards (\"13-16\")"));
+    }
+    Ok(Bars::Range(a, b))
+}
+
+/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"` or `"800ms"`.
+///
+/// # Errors
+/// A sentence naming the accepted forms and limits (up to 32 beats or 60 seconds).
+pub fn parse_length(s: &str) -> Result<Length, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let bad = || format!("\"{s}\" is not a length: write beats (\"2 beats\", \"2beats\") or seconds (\"1.5s\")");
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad());
+    }
+    match unit.trim() {
+        "beat" | "beats" | "b" => {
+            if v > 32.0 {
+                return Err(format!("\"{s}\": at most 32 beats"));
+            }
+            Ok(Length::Beats(v))
+        }
+        "s" | "sec" | "secs" | "second" | "seconds" | "ms" => {
+            let us = if unit.trim() == "ms" { v * 1e3 } else { v * 1e6 };
+            if us > 60e6 {
+                return Err(format!("\"{s}\": at most 60 seconds"));
+            }
+            Ok(Length::Time(Micros(us.round() as u64)))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Parses an amen: bars (`"17-18"`), a MIDI file (`"amen.mid"`) or `"none"`.
+///
+/// # Errors
+/// Neither bars nor a `.mid` file.
+pub fn parse_amen(s: &str) -> Result<Amen, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower.ends_with(".mid") || lower.ends_with(".midi") || lower.ends_with(".smf") {
+        return Ok(Amen::File(PathBuf::from(t)));
+    }
+    match parse_bars(t) {
+        Ok(Bars::None) => Ok(Amen::None),
+        Ok(Bars::Range(a, b)) => Ok(Amen::Bars(a, b)),
+        Ok(Bars::All) | Err(_) => Err(format!(
+            "\"{s}\" is not an amen: write the bars at the end of the score (\"17-18\"), a file (\"amen.mid\") or \"none\""
+        )),
+    }
+}
+
+/// Parses a fermata position `"4:3"` (bar:beat) or `"4"` (beat 1).
+///
+/// # Errors
+/// Not a bar:beat position.
+pub fn parse_fermata_at(s: &str) -> Result<(u32, f64), String> {
+    match At::parse(s) {
+        Ok(At::Bar { bar, beat }) => Ok((bar, beat)),
+        _ => Err(format!("fermata \"{s}\": write bar:beat, e.g. \"4:3\"")),
+    }
+}
+
+/// Parses the command line's `--fermata`: `wait`, a hold length (`1beat`, `2s`), or both
+/// (`wait+1beat`).
+///
+/// # Errors
+/// Anything else.
+pub fn parse_fermata(s: &str) -> Result<Fermata, String> {
+    let mut f = Fermata { hold: None, wait: false };
+    for part in s.split('+').map(str::trim).filter(|p| !p.is_empty()) {
+        if part.eq_ignore_ascii_case("wait") {
+            f.wait = true;
+        } else {
+            let p = part.strip_prefix("hold").map(str::trim).unwrap_or(part);
+            f.hold = Some(parse_length(p).map_err(|e| format!("--fermata {s}: {e}, or \"wait\""))?);
+        }
+    }
+    if f.hold.is_none() && !f.wait {
+        return Err(format!("--fermata {s}: write a hold (\"1beat\", \"2s\") or \"wait\""));
+    }
+    Ok(f)
+}
+
+// --- planning ----------------------------------------------------------------------------------
+
+/// The exact duration of `ticks_num / ticks_den` ticks of `score` at `tick`'s tempo (µs at the
+/// written tempo).
+fn ticks_time(score: &Score, tick: u64, ticks_num: u128, ticks_den: u128) -> ExactTime {
+    match score.tempo.timing() {
+        Timing::Metrical { ppq } => ExactTime {
+            num: ticks_num * u128::from(score.tempo.us_per_quarter_at(tick)),
+            den: ticks_den * u128::from(ppq.max(1)),
+        },
+        Timing::Timecode { .. } => {
+            let one = score.tempo.exact(1);
+            ExactTime { num: ticks_num * one.num, den: ticks_den * one.den }
+        }
+    }
+}
+
+/// The beat length (ticks) at `tick`.
+fn beat_ticks(score: &Score, tick: u64) -> u64 {
+    score.meter.position(tick).beat_ticks
+}
+
+/// A length at `tick`: beats of the meter there at the tempo there (score time), or clock time.
+fn length_at(score: &Score, tick: u64, len: Length) -> Gap {
+    match len {
+        Length::Beats(b) => {
+            let milli = (b * 1000.0).round() as u128;
+            let t = ticks_time(score, tick, milli * u128::from(beat_ticks(score, tick)), 1000);
+            Gap { scaled: exact_add(EXACT_ZERO, t), fixed: Micros::ZERO }
+        }
+        Length::Time(us) => Gap { scaled: EXACT_ZERO, fixed: us },
+    }
+}
+
+/// End of the last sound of the played parts among notes starting in `[from, to)`, cut at `to`.
+fn last_sound(score: &Score, assignment: &[Option<usize>], from: u64, to: u64) -> u64 {
+    score
+        .parts
+        .iter()
+        .zip(assignment)
+        .filter(|(_, a)| a.is_some())
+        .flat_map(|(p, _)| p.notes.iter())
+        .filter(|n| n.start >= from && n.start < to && n.end > n.start)
+        .map(|n| n.end.min(to))
+        .max()
+        .unwrap_or(from)
+}
+
+/// Where a fermata at `f` takes effect: the end of the chord struck there (notes starting at
+/// `f`, allowing a 128th-note of slack for files that start notes a tick late), else of the
+/// notes sounding there, else `f` itself (a fermata over a rest).
+fn fermata_end(score: &Score, assignment: &[Option<usize>], f: u64) -> u64 {
+    let slack = (score.meter.quarter_ticks() / 32).max(1);
+    let notes = || score.parts.iter().zip(assignment).filter(|(_, a)| a.is_some()).flat_map(|(p, _)| p.notes.iter());
+    notes()
+        .filter(|n| n.start >= f && n.start <= f + slack && n.end > n.start)
+        .map(|n| n.end)
+        .max()
+        .or_else(|| notes().filter(|n| n.start < f && n.end > f).map(|n| n.end).max())
+        .unwrap_or(f)
+}
+
+/// Unrolls a hymn into one plan: play-over, verses 1..N with gaps, fermatas, per-verse
+/// registration and amen. `amen_score` is the loaded amen file when `hymn.amen` names one.
+///
+/// # Errors
+/// Bars or fermatas outside the score, an amen that leaves no verse, `--from`/`--until`
+/// (which apply to a piece, not to an unrolled hymn), and everything [`super::plan`] refuses.
+pub fn plan_hymn(
+    score: &Score,
+    amen_score: Option<&Score>,
+    organ: &Organ,
+    registration: Option<&Registration>,
+    opts: &PlanOptions,
+    hymn: &HymnOptions,
+) -> Result<Timeline, PlanError> {
+    if opts.from.is_some() || opts.until.is_some() {
+        return Err(PlanError::new(
+            "--from and --until play part of a score once; they cannot be combined with hymn options (verses, play-over, amen…)",
+        ));
+    }
+    let verses = hymn.verses.unwrap_or(1);
+    if verses == 0 || verses > MAX_VERSES {
+        return Err(PlanError::new(format!("verses = {verses}: a hymn has 1 to {MAX_VERSES} verses")));
+    }
+    let assign = assignment(score, organ, registration, opts)?;
+    let music_end = score.last_note_end();
+    let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
+    let bar_start = |bar: u32| -> u64 { score.meter.bar_start(bar).unwrap_or(music_end).min(music_end) };
+    let check_bars = |what: &str, a: u32, b: u32, last: u32| -> Result<(), PlanError> {
+        if b > last {
+            return Err(PlanError::new(format!(
+                "{what} {a}-{b}: {} has {last} bar(s){}",
+                score.name,
+                if what == "play-over" { " in a verse" } else { "" }
+            )));
+        }
+        Ok(())
+    };
+
+    // The verse: the whole score, or up to the amen's first bar.
+    let (verse_limit, amen_in_file) = match &hymn.amen {
+        Some(Amen::Bars(a, b)) => {
+            check_bars("amen", *a, *b, last_bar)?;
+            if *a < 2 {
+                return Err(PlanError::new(format!(
+                    "amen {a}-{b}: the amen comes after the verse, so it starts at bar 2 or later"
+                )));
+            }
+            let from = bar_start(*a);
+            let until = if *b >= last_bar { music_end } else { bar_start(b + 1) };
+            (from, Some((from, last_sound(score, &assign, from, until))))
+        }
+        _ => (music_end, None),
+    };
+    let verse_until = last_sound(score, &assign, 0, verse_limit);
+    if verse_until == 0 {
+        return Err(PlanError::new(format!("{}: no notes before the amen", score.name)));
+    }
+    let verse_last_bar = score.meter.position(verse_limit.saturating_sub(1)).bar;
+    let play_over = match hymn.play_over.unwrap_or(Bars::None) {
+        Bars::None => None,
+        Bars::All => Some((0, verse_until)),
+        Bars::Range(a, b) => {
+            check_bars("play-over", a, b, verse_last_bar)?;
+            let from = bar_start(a);
+            let to = if b >= verse_last_bar { verse_limit } else { bar_start(b + 1) };
+            let until = last_sound(score, &assign, from, to);
+            if until <= from {
+                return Err(PlanError::new(format!("play-over {a}-{b}: no notes in those bars")));
+            }
+            Some((from, until))
+        }
+    };
+
+    // The speed factor on times (as the segment planner computes it), for holds in seconds.
+    let factor = opts.speed.time_factor(score.tempo.us_per_quarter_at(0));
+
+    // Fermatas: (tick where the delay goes, hold as score time, wait).
+    let fermata = hymn.fermata.unwrap_or(DEFAULT_FERMATA);
+    let mut fermatas: Vec<(u64, ExactTime)> = Vec::new();
+    let mut fermata_waits: Vec<u64> = Vec::new();
+    for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
+        if bar > last_bar {
+            return Err(PlanError::new(format!("fermata {bar}:{beat}: {} has {last_bar} bars", score.name)));
+        }
+        let f = score.meter.tick_of(bar, beat).ok_or_else(|| {
+            let (n, _) = score.meter.signature_at(score.meter.bar_start(bar).unwrap_or(0));
+            PlanError::new(format!("fermata {bar}:{beat}: bar {bar} has {n} beats"))
+        })?;
+        let at = fermata_end(score, &assign, f);
+        if let Some(h) = fermata.hold {
+            let g = length_at(score, f, h);
+            // A hold in seconds is clock time: turn it into the score time the speed maps onto it.
+            let t = exact_add(g.scaled, ExactTime { num: u128::from(g.fixed.0) * factor.1, den: factor.0 });
+            fermatas.push((at, t));
+        }
+        if fermata.wait {
+            fermata_waits.push(at);
+        }
+    }
+    fermatas.sort_by_key(|f| f.0);
+    fermata_waits.sort_unstable();
+    fermata_waits.dedup();
+
+    let gap_after = |sc: &Score, until: u64| -> Gap {
+        match hymn.gap {
+            None => Gap::default(),
+            Some(len) => length_at(sc, until.saturating_sub(1), len),
+        }
+    };
+    let override_for = |number: u16| -> Option<StartOverride> {
+        let v = hymn.verse_registrations.iter().find(|v| v.number == number);
+        let o = StartOverride {
+            preset: v.and_then(|v| v.preset).or(hymn.preset),
+            on: v.map(|v| v.on.clone()).unwrap_or_default(),
+            off: v.map(|v| v.off.clone()).unwrap_or_default(),
+        };
+        (o != StartOverride::default()).then_some(o)
+    };
+    let in_range = |ticks: &[(u64, ExactTime)], from: u64, until: u64| -> Vec<(u64, ExactTime)> {
+        ticks.iter().filter(|h| h.0 > from && h.0 <= until).copied().collect()
+    };
+
+    let mut segments: Vec<Segment> = Vec::new();
+    // (score, tick) where the previous section ended: the gap is measured in its beats.
+    let mut prev_end: Option<(&Score, u64)> = None;
+    if let Some((from, until)) = play_over {
+        segments.push(Segment {
+            score,
+            assignment: assign.clone(),
+            registration,
+            from,
+            until,
+            gap_before: Gap::default(),
+            holds: in_range(&fermatas, from, until),
+            waits: Vec::new(),
+            carry_registration: false,
+            start_override: override_for(0),
+            kind: SectionKind::PlayOver,
+            verse: 0,
+            verses,
+        });
+        prev_end = Some((score, until));
+    }
+    for v in 1..=verses {
+        let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
+        segments.push(Segment {
+            score,
+            assignment: assign.clone(),
+            registration,
+            from: 0,
+            until: verse_until,
+            gap_before,
+            holds: in_range(&fermatas, 0, verse_until),
+            waits: fermata_waits.iter().copied().filter(|&w| w > 0 && w <= verse_until).collect(),
+            carry_registration: false,
+            start_override: override_for(v),
+            kind: SectionKind::Verse,
+            verse: v,
+            verses,
+        });
+        prev_end = Some((score, verse_until));
+    }
+    let amen_assign;
+    match (&hymn.amen, amen_in_file, amen_score) {
+        (Some(Amen::Bars(..)), Some((from, until)), _) => {
+            let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
+            segments.push(Segment {
+                score,
+                assignment: assign.clone(),
+                registration,
+                from,
+                until,
+                gap_before,
+                holds: in_range(&fermatas, from, until),
+                waits: fermata_waits.iter().copied().filter(|&w| w > from && w <= until).collect(),
+                carry_registration: true,
+                start_override: None,
+                kind: SectionKind::Amen,
+                verse: 0,
+                verses,
+            });
+        }
+        (Some(Amen::File(path)), _, amen) => {
+            let amen = amen.ok_or_else(|| {
+                PlanError::new(format!("amen = \"{}\": the amen file was not loaded", path.display()))
+            })?;
+            amen_assign = assignment(amen, organ, registration, opts)
+                .map_err(|e| PlanError::new(format!("amen file {}: {e}", amen.name)))?;
+            let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
+            let until = amen.last_note_end();
+            segments.push(Segment {
+                score: amen,
+                assignment: amen_assign.clone(),
+                registration: None,
+                from: 0,
+                until,
+                gap_before,
+                holds: Vec::new(),
+                waits: Vec::new(),
+                carry_registration: true,
+                start_override: None,
+                kind: SectionKind::Amen,
+                verse: 0,
+                verses,
+            });
+        }
+        _ => {}
+    }
+    let mut t = plan_segments(organ, opts, &segments, score)?;
+    for v in &hymn.verse_registrations {
+        if v.number > verses {
+            t.warnings
+                .push(format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number));
+        }
+        if v.number == 0 && play_over.is_none() {
+            t.warnings.push("the registration for the play-over (verse 0) is not used: there is no play-over".into());
+        }
+    }
+    Ok(t)
+}
+
+/// A small hymn made for tests (engine tests use it too): 4/4 at 120 bpm, PPQ 480, verse bars
+/// 1-4 and an amen in bars 5-6, a Great part in half notes and a Pedal part in whole notes, on
+/// a five-control organ with a General Cancel.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use midly::num::{u4, u7, u15, u24, u28};
+    use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+    use crate::organ::{Organ, Registration};
+    use crate::score::Score;
+
+    pub const ORGAN: &str = r#"
+name = "Test organ"
+[division.great]
+code = "G"
+channel = 2
+[division.pedal]
+code = "P"
+channel = 3
+compass = [36, 67]
+[[stop]]
+name = "Gt Open Diapason 8"
+division = "great"
+on = { cc = 20, value = 127, channel = 16 }
+[[stop]]
+name = "Gt Principal 4"
+division = "great"
+on = { cc = 21, value = 127, channel = 16 }
+[[stop]]
+name = "Gt Trumpet 8"
+division = "great"
+on = { cc = 22, value = 127, channel = 16 }
+[[stop]]
+name = "Ped Bourdon 16"
+division = "pedal"
+on = { cc = 23, value = 127, channel = 16 }
+[[coupler]]
+name = "Gt to Ped"
+from = "great"
+to = "pedal"
+on = { cc = 24, value = 127, channel = 16 }
+[preset]
+p = ["Gt Open Diapason 8", "Ped Bourdon 16"]
+mf = ["Gt Open Diapason 8", "Gt Principal 4", "Ped Bourdon 16", "Gt to Ped"]
+[cancel]
+message = { sysex = "F0 7D 01 F7" }
+[timing]
+stop_lead_ms = 40
+stop_pace_ms = 4
+"#;
+
+    pub const REGISTRATION: &str = r#"
+layout = "GP"
+[[change]]
+at = "1"
+preset = "mf"
+[[change]]
+at = "3"
+on = ["Gt Trumpet 8"]
+[hymn]
+verses = 4
+play_over = "3-4"
+gap = "2 beats"
+amen = "5-6"
+fermatas = ["2:3"]
+fermata = { hold = "1 beat" }
+[[verse]]
+number = 3
+preset = "p"
+"#;
+
+    /// Bar `b` (from 1), beat `beat` (from 1) in ticks.
+    pub fn at(b: u64, beat: u64) -> u64 {
+        (b - 1) * 1920 + (beat - 1) * 480
+    }
+
+    fn track(notes: &[(u64, u64, u8)], ch: u8) -> Vec<TrackEvent<'static>> {
+        let mut evs: Vec<(u64, bool, u8)> = Vec::new();
+        for &(s, e, k) in notes {
+            evs.push((s, true, k));
+            evs.push((e, false, k));
+        }
+        evs.sort_by_key(|&(t, on, k)| (t, on, k));
+        let mut last = 0;
+        let mut out = Vec::new();
+        for (t, on, k) in evs {
+            let message = if on {
+                MidiMessage::NoteOn { key: u7::new(k), vel: u7::new(80) }
+            } else {
+                MidiMessage::NoteOff { key: u7::new(k), vel: u7::new(0) }
+            };
+            out.push(TrackEvent {
+                delta: u28::new((t - last) as u32),
+                kind: TrackEventKind::Midi { channel: u4::new(ch), message },
+            });
+            last = t;
+        }
+        out.push(TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) });
+        out
+    }
+
+    /// The score: Great half notes (C4 then E4 in every bar; F4, E4 whole notes in the amen),
+    /// Pedal whole notes (C3; F2, C3 in the amen).
+    pub fn score() -> Score {
+        let mut great = Vec::new();
+        let mut pedal = Vec::new();
+        for b in 1..=4 {
+            great.push((at(b, 1), at(b, 3), 60));
+            great.push((at(b, 3), at(b + 1, 1), 64));
+            pedal.push((at(b, 1), at(b + 1, 1), 48));
+        }
+        great.push((at(5, 1), at(6, 1), 65));
+        great.push((at(6, 1), at(7, 1), 64));
+        pedal.push((at(5, 1), at(6, 1), 41));
+        pedal.push((at(6, 1), at(7, 1), 48));
+        let conductor = vec![
+            TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(500_000))) },
+            TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::TimeSignature(4, 2, 24, 8)) },
+            TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) },
+        ];
+        let smf = Smf {
+            header: Header { format: Format::Parallel, timing: Timing::Metrical(u15::new(480)) },
+            tracks: vec![conductor, track(&great, 1), track(&pedal, 2)],
+        };
+        let mut bytes = Vec::new();
+        smf.write_std(&mut bytes).unwrap();
+        crate::score::load_bytes(&bytes, "test-hymn.mid").unwrap()
+    }
+
+    pub fn organ() -> Organ {
+        Organ::from_toml(ORGAN, "test-organ.toml").unwrap()
+    }
+
+    pub fn registration(organ: &Organ, text: &str) -> Registration {
+        Registration::from_toml(text, "test-hymn.toml", organ).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{self, at};
+    use super::*;
+    use crate::plan::{Event, Kind, WaitKind};
+
+    fn plan_fixture(reg_text: &str, over: &HymnOptions, opts: &PlanOptions) -> Timeline {
+        let organ = fixture::organ();
+        let score = fixture::score();
+        let reg = fixture::registration(&organ, reg_text);
+        let hymn = reg.hymn.overridden_by(over);
+        plan_hymn(&score, None, &organ, Some(&reg), opts, &hymn).unwrap()
+    }
+
+    fn notes(t: &Timeline, kind: Kind) -> Vec<(u64, u8, u8)> {
+        t.events
+            .iter()
+            .filter(|e| e.kind == kind && e.division == 0)
+            .map(|e| {
+                let b = t.bytes(&e.msg);
+                (e.t.0, b[1], e.section as u8)
+            })
+            .collect()
+    }
+
+    /// (time, control name, on?) of every registration message after the setup.
+    fn stop_changes(t: &Timeline) -> Vec<(u64, &str, bool)> {
+        t.events
+            .iter()
+            .filter(|e| e.kind.is_registration() && e.kind != Kind::Cancel && e.t.0 > 20_000)
+            .map(|e| {
+                (
+                    e.t.0,
+                    t.controls[e.control().unwrap()].name.as_str(),
+                    matches!(e.kind, Kind::StopOn | Kind::CouplerOn),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_lengths_bars_and_amens() {
+        assert_eq!(parse_length("2 beats").unwrap(), Length::Beats(2.0));
+        assert_eq!(parse_length("2beats").unwrap(), Length::Beats(2.0));
+        assert_eq!(parse_length("0.5b").unwrap(), Length::Beats(0.5));
+        assert_eq!(parse_length("1.5s").unwrap(), Length::Time(Micros(1_500_000)));
+        assert_eq!(parse_length("800 ms").unwrap(), Length::Time(Micros(800_000)));
+        assert!(parse_length("2 bars").is_err());
+        assert!(parse_length("-1s").is_err());
+        assert!(parse_length("61s").is_err());
+        assert_eq!(parse_bars("13-16").unwrap(), Bars::Range(13, 16));
+        assert_eq!(parse_bars(" 7 ").unwrap(), Bars::Range(7, 7));
+        assert_eq!(parse_bars("all").unwrap(), Bars::All);
+        assert_eq!(parse_bars("none").unwrap(), Bars::None);
+        assert!(parse_bars("16-13").is_err());
+        assert!(parse_bars("0-2").is_err());
+        assert_eq!(parse_amen("17-18").unwrap(), Amen::Bars(17, 18));
+        assert_eq!(parse_amen("amen.mid").unwrap(), Amen::File("amen.mid".into()));
+        assert_eq!(parse_amen("none").unwrap(), Amen::None);
+        assert!(parse_amen("all").is_err());
+        assert_eq!(parse_fermata("wait").unwrap(), Fermata { hold: None, wait: true });
+        assert_eq!(parse_fermata("1beat").unwrap(), Fermata { hold: Some(Length::Beats(1.0)), wait: false });
+        assert_eq!(
+            parse_fermata("wait+2s").unwrap(),
+            Fermata { hold: Some(Length::Time(Micros(2_000_000))), wait: true }
+        );
+        assert!(parse_fermata("forever").is_err());
+        assert_eq!(parse_fermata_at("4:3").unwrap(), (4, 3.0));
+    }
+
+    #[test]
+    fn toml_errors_name_the_line() {
+        let organ = fixture::organ();
+        let bad = "[hymn]\nverses = 4\ngap = \"2 bars\"\n";
+        let e = Registration::from_toml(bad, "x.toml", &organ).unwrap_err().to_string();
+        assert!(e.starts_with("x.toml:3:"), "{e}");
+        let unknown = "[hymn]\nverse = 4\n";
+        let e = Registration::from_toml(unknown, "x.toml", &organ).unwrap_err().to_string();
+        assert!(e.contains("x.toml:2:") && e.contains("verse"), "{e}");
+        let preset = "[[verse]]\nnumber = 2\npreset = \"mff\"\n";
+        let e = Registration::from_toml(preset, "x.toml", &organ).unwrap_err().to_string();
+        assert!(e.contains("x.toml:3:") && e.contains("mf"), "{e}");
+        let twice = "[[verse]]\nnumber = 2\npreset = \"p\"\n[[verse]]\nnumber = 2\npreset = \"mf\"\n";
+        assert!(Registration::from_toml(twice, "x.toml", &organ).unwrap_err().to_string().contains("two"));
+    }
+
+    /// The worked example: every time below is computed by hand from 120 bpm (a quarter is
+    /// 0.5 s), a 40 ms stop lead and 4 ms stop pace.
+    #[test]
+    fn unrolled_times_match_the_hand_computed_ones() {
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        // Setup: the cancel at 0, then the play-over's registration (bar 3: mf + Trumpet, five
+        // controls) at 4, 8, 12, 16, 20 ms; the music starts 40 ms after the last: 60 ms.
+        let kinds: Vec<(u64, Kind)> = t.events.iter().take(6).map(|e| (e.t.0, e.kind)).collect();
+        assert_eq!(kinds[0], (0, Kind::Cancel));
+        assert_eq!(kinds[1..].iter().map(|k| k.0).collect::<Vec<_>>(), vec![4_000, 8_000, 12_000, 16_000, 20_000]);
+        // Sections: play-over 4 s (bars 3-4), gap 2 beats = 1 s, verses 8 s + 0.5 s fermata,
+        // gap 1 s, …, amen 4 s.
+        let spans: Vec<(SectionKind, u16, u64, u64)> =
+            t.sections.iter().map(|s| (s.kind, s.verse, s.start.0, s.end.0)).collect();
+        assert_eq!(
+            spans,
+            vec![
+                (SectionKind::PlayOver, 0, 60_000, 4_060_000),
+                (SectionKind::Verse, 1, 5_060_000, 13_560_000),
+                (SectionKind::Verse, 2, 14_560_000, 23_060_000),
+                (SectionKind::Verse, 3, 24_060_000, 32_560_000),
+                (SectionKind::Verse, 4, 33_560_000, 42_060_000),
+                (SectionKind::Amen, 0, 43_060_000, 47_060_000),
+            ]
+        );
+        // Great note-ons: play-over bars 3-4, then every verse: C4 at beat 1, E4 at beat 3.
+        let ons = notes(&t, Kind::NoteOn);
+        let mut expect = vec![(60_000, 60, 0), (1_060_000, 64, 0), (2_060_000, 60, 0), (3_060_000, 64, 0)];
+        for (s, v0) in [(1u8, 5_060_000u64), (2, 14_560_000), (3, 24_060_000), (4, 33_560_000)] {
+            // Bars 1-2 on time; the fermata on 2:3 holds E4 half a second longer, so bars 3-4
+            // come 0.5 s late.
+            expect.extend([
+                (v0, 60, s),
+                (v0 + 1_000_000, 64, s),
+                (v0 + 2_000_000, 60, s),
+                (v0 + 3_000_000, 64, s),
+                (v0 + 4_500_000, 60, s),
+                (v0 + 5_500_000, 64, s),
+                (v0 + 6_500_000, 60, s),
+                (v0 + 7_500_000, 64, s),
+            ]);
+        }
+        expect.extend([(43_060_000, 65, 5), (45_060_000, 64, 5)]);
+        assert_eq!(ons, expect);
+        // The fermata chord: E4 struck at 2:3 sounds 1.5 s (two beats plus the one-beat hold).
+        let offs = notes(&t, Kind::NoteOff);
+        assert!(offs.contains(&(5_060_000 + 4_500_000, 64, 1)));
+        assert!(!offs.contains(&(5_060_000 + 4_000_000, 64, 1)));
+        // The pedal note under it is held too.
+        let ped_off = t
+            .events
+            .iter()
+            .find(|e| e.kind == Kind::NoteOff && e.division == 1 && e.section == 1 && e.tick == at(3, 1))
+            .unwrap();
+        assert_eq!(ped_off.t.0, 9_560_000);
+        // The end: all-notes-off on both divisions, then the cancel, at the amen's last note-off.
+        let tail: Vec<(u64, Kind)> = t.events.iter().rev().take(3).map(|e| (e.t.0, e.kind)).collect();
+        assert_eq!(
+            tail,
+            vec![(47_060_000, Kind::Cancel), (47_060_000, Kind::AllNotesOff), (47_060_000, Kind::AllNotesOff)]
+        );
+        assert_eq!(t.duration.0, 47_060_000);
+        // Provenance.
+        let e: &Event = t.events.iter().find(|e| e.t.0 == 24_060_000 + 4_500_000 && e.kind == Kind::NoteOn).unwrap();
+        assert_eq!(t.section_of(e).unwrap().label(), "verse 3 of 4");
+        assert_eq!(t.position(e).to_string(), "3:1");
+        let j = t.json_event(e);
+        assert_eq!((j.section, j.verse, j.bar), (Some("verse"), Some(3), 3));
+    }
+
+    #[test]
+    fn registration_is_chased_at_every_boundary() {
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        let expect = vec![
+            // Verse 1 starts from bar 1's mf: the Trumpet (drawn at bar 3 for the play-over)
+            // goes in 40 ms before it; at bar 3 (0.5 s late after the fermata) it comes back.
+            (5_020_000, "Gt Trumpet 8", false),
+            (9_520_000, "Gt Trumpet 8", true),
+            (14_520_000, "Gt Trumpet 8", false),
+            (19_020_000, "Gt Trumpet 8", true),
+            // Verse 3 has its own registration, p: three controls in, paced 4 ms apart and
+            // finishing 40 ms before the verse.
+            (24_012_000, "Gt Principal 4", false),
+            (24_016_000, "Gt Trumpet 8", false),
+            (24_020_000, "Gt to Ped", false),
+            (28_520_000, "Gt Trumpet 8", true),
+            // Verse 4 is back to mf (Trumpet in, Principal and the coupler out).
+            (33_512_000, "Gt Trumpet 8", false),
+            (33_516_000, "Gt Principal 4", true),
+            (33_520_000, "Gt to Ped", true),
+            (38_020_000, "Gt Trumpet 8", true),
+            // The amen carries on with verse 4's registration; nothing changes.
+        ];
+        assert_eq!(stop_changes(&t), expect);
+        let at = |us: u64| t.registration_at(Micros(us)).unwrap().preset.clone();
+        assert_eq!(at(25_000_000), Some("p".to_string()));
+        assert_eq!(at(34_000_000), Some("mf".to_string()));
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn wait_fermatas_and_section_ends_are_marked_for_the_engine() {
+        let over = HymnOptions { fermata: Some(Fermata { hold: None, wait: true }), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &over, &PlanOptions::default());
+        // Without the hold, verses last 8 s.
+        assert_eq!(t.sections[1].start.0, 5_060_000);
+        assert_eq!(t.sections[1].end.0, 13_060_000);
+        let fermatas: Vec<&crate::plan::WaitPoint> = t.waits.iter().filter(|w| w.kind == WaitKind::Fermata).collect();
+        assert_eq!(fermatas.len(), 4, "one per verse, none in the play-over");
+        for w in &fermatas {
+            let v0 = t.sections[usize::from(w.section)].start.0;
+            // The first message after the fermata is bar 3's Trumpet, 40 ms before the notes
+            // that need it: the wait comes before it, so the held chord keeps its sound.
+            let e = &t.events[w.index];
+            assert_eq!((e.kind, t.controls[e.control().unwrap()].name.as_str()), (Kind::StopOn, "Gt Trumpet 8"));
+            assert_eq!(w.t.0, v0 + 4_000_000 - 40_000);
+            // Every message before the wait is due no later than it, and the chord is still down.
+            assert!(t.events[..w.index].iter().all(|e| e.t <= w.t));
+            let held = t.events[..w.index].iter().filter(|e| e.kind == Kind::NoteOn).count()
+                - t.events[..w.index].iter().filter(|e| e.kind == Kind::NoteOff).count();
+            assert_eq!(held, 2, "E4 and the pedal C3 sound through the wait");
+        }
+        let ends: Vec<(u16, u64)> =
+            t.waits.iter().filter(|w| w.kind == WaitKind::SectionEnd).map(|w| (w.section, w.t.0)).collect();
+        assert_eq!(ends, vec![(0, 4_060_000), (1, 13_060_000), (2, 22_060_000), (3, 31_060_000), (4, 40_060_000)]);
+        for w in t.waits.iter().filter(|w| w.kind == WaitKind::SectionEnd) {
+            // After the last message of the section, before anything of the next one.
+            assert!(t.events[..w.index].iter().all(|e| e.section <= w.section));
+            assert!(t.events[w.index..].iter().all(|e| e.section > w.section));
+        }
+    }
+
+    #[test]
+    fn gap_in_seconds_is_clock_time_and_beats_follow_the_tempo() {
+        let half_speed = PlanOptions { speed: crate::plan::Speed::Percent(50.0), ..PlanOptions::default() };
+        let secs = HymnOptions { gap: Some(Length::Time(Micros(1_500_000))), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &secs, &half_speed);
+        // At half speed the play-over lasts 8 s; the gap stays 1.5 s.
+        assert_eq!(t.sections[0].end.0, 60_000 + 8_000_000);
+        assert_eq!(t.sections[1].start.0, 60_000 + 8_000_000 + 1_500_000);
+        let beats = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &half_speed);
+        // Two beats at half speed: 2 s.
+        assert_eq!(beats.sections[1].start.0 - beats.sections[0].end.0, 2_000_000);
+    }
+
+    #[test]
+    fn command_line_values_override_the_file() {
+        let over = HymnOptions {
+            verses: Some(2),
+            play_over: Some(Bars::None),
+            amen: Some(Amen::None),
+            fermatas: Some(Vec::new()),
+            ..HymnOptions::default()
+        };
+        let t = plan_fixture(fixture::REGISTRATION, &over, &PlanOptions::default());
+        let kinds: Vec<(SectionKind, u16)> = t.sections.iter().map(|s| (s.kind, s.verse)).collect();
+        assert_eq!(kinds, vec![(SectionKind::Verse, 1), (SectionKind::Verse, 2)]);
+        // No amen: the verse is the whole score, bars 1-6; no fermata: 12 s.
+        assert_eq!(t.sections[0].end.0 - t.sections[0].start.0, 12_000_000);
+        assert_eq!(t.sections[0].last_bar, 6);
+        assert!(t.warnings.iter().any(|w| w.contains("verse 3")), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn a_single_verse_without_options_plays_like_the_piece() {
+        let organ = fixture::organ();
+        let score = fixture::score();
+        let reg = fixture::registration(&organ, "layout = \"GP\"\n[[change]]\nat = \"1\"\npreset = \"mf\"\n");
+        let piece = crate::plan::plan(&score, &organ, Some(&reg), &PlanOptions::default()).unwrap();
+        let hymn = HymnOptions { verses: Some(1), ..HymnOptions::default() };
+        let one = plan_hymn(&score, None, &organ, Some(&reg), &PlanOptions::default(), &hymn).unwrap();
+        let strip = |t: &Timeline| t.events.iter().map(|e| (e.t, e.msg, e.kind, e.tick)).collect::<Vec<_>>();
+        assert_eq!(strip(&piece), strip(&one));
+        assert!(piece.waits.is_empty() && one.waits.is_empty());
+        assert_eq!(piece.sections[0].kind, SectionKind::Piece);
+    }
+
+    #[test]
+    fn an_amen_from_another_file_follows_the_last_verse() {
+        let organ = fixture::organ();
+        let score = fixture::score();
+        let amen = fixture::score(); // six bars, 12 s, standing in for an amen file
+        let reg = fixture::registration(&organ, fixture::REGISTRATION);
+        let over = HymnOptions { amen: Some(Amen::File("amen.mid".into())), ..HymnOptions::default() };
+        let hymn = reg.hymn.overridden_by(&over);
+        let t = plan_hymn(&score, Some(&amen), &organ, Some(&reg), &PlanOptions::default(), &hymn).unwrap();
+        // Without amen bars the verse is the whole score: 12 s plus the 0.5 s fermata.
+        let spans: Vec<(SectionKind, u64, u64)> = t.sections.iter().map(|s| (s.kind, s.start.0, s.end.0)).collect();
+        assert_eq!(spans[1], (SectionKind::Verse, 5_060_000, 17_560_000));
+        assert_eq!(spans[4], (SectionKind::Verse, 45_560_000, 58_060_000));
+        assert_eq!(spans[5], (SectionKind::Amen, 59_060_000, 71_060_000), "the amen file plays whole, no fermata");
+        assert!(t.sections[5].meter.is_some() && t.sections[1].meter.is_none());
+        // The amen carries on with verse 4's registration; the verse file's bar-3 change is not
+        // the amen file's.
+        assert!(stop_changes(&t).iter().all(|c| c.0 < 59_000_000));
+        let e = t
+            .events
+            .iter()
+            .find(|e| e.section == 5 && e.kind == Kind::NoteOn && e.t.0 == 59_060_000 + 4_000_000)
+            .unwrap();
+        assert_eq!(t.position(e).to_string(), "3:1");
+        assert_eq!(t.json_event(e).section, Some("amen"));
+        // Without the loaded file: a clear error.
+        let e = plan_hymn(&score, None, &organ, Some(&reg), &PlanOptions::default(), &hymn).unwrap_err();
+        assert!(e.to_string().contains("amen.mid"), "{e}");
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_reasons() {
+        let organ = fixture::organ();
+        let score = fixture::score();
+        let reg = fixture::registration(&organ, fixture::REGISTRATION);
+        let try_ = |over: HymnOptions, opts: PlanOptions| {
+            plan_hymn(&score, None, &organ, Some(&reg), &opts, &reg.hymn.overridden_by(&over)).unwrap_err().to_string()
+        };
+        let e = try_(HymnOptions { play_over: Some(Bars::Range(3, 5)), ..Default::default() }, PlanOptions::default());
+        assert!(e.contains("play-over 3-5") && e.contains("4 bar"), "{e}");
+        let e = try_(HymnOptions { amen: Some(Amen::Bars(1, 6)), ..Default::default() }, PlanOptions::default());
+        assert!(e.contains("amen"), "{e}");
+        let e = try_(HymnOptions { fermatas: Some(vec![(2, 5.0)]), ..Default::default() }, PlanOptions::default());
+        assert!(e.contains("bar 2 has 4 beats"), "{e}");
+        let from = PlanOptions { from: Some(At::Bar { bar: 2, beat: 1.0 }), ..PlanOptions::default() };
+        assert!(try_(HymnOptions::default(), from).contains("--from"));
+    }
+}

@@ -1,0 +1,359 @@
+//! Orders of service (`scores/services/<name>.toml`): the organ, a default output, and the items
+//! played during the service, each a score with its hymn options (overriding the score's own
+//! `[hymn]`), tempo, transposition, registration preset and a note for the operator.
+//!
+//! ```toml
+//! title = "Sunday Eucharist"        # optional
+//! organ = "st-marys"                # optional: else each score's registration file names it
+//! output = "port:WIDI Bud Pro"      # optional: else the organ's; --to overrides both
+//!
+//! [[item]]
+//! title = "Opening hymn: Guide me, O thou great Redeemer"
+//! score = "../hymn-cwm-rhondda.mid" # relative to this file
+//! registration = "…"                # optional: else the .toml beside the score
+//! verses = 3                        # hymn options, as in [hymn]: verses, play_over, gap,
+//! play_over = "11-14"               # amen, fermatas, fermata
+//! tempo = "95%"                     # or bpm = 88
+//! transpose = -1
+//! preset = "mf"                     # every verse starts from this preset
+//! note = "Start when the procession is at the back of the church"
+//! ```
+//!
+//! Loading is pure apart from reading the files; planning an item happens when it is started
+//! (with the operator's live changes), on the control thread.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::app::{Error, Inputs, plan_inputs, registration_beside};
+use crate::organ::registration::organ_hint;
+use crate::organ::{Ctx, Organ, Registration};
+use crate::plan::hymn::{self, HymnOptions};
+use crate::plan::{PlanOptions, Speed, Timeline};
+use crate::score::{self, Score};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderFile {
+    title: Option<String>,
+    organ: Option<Spanned<String>>,
+    output: Option<String>,
+    #[serde(default)]
+    item: Vec<ItemFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemFile {
+    title: Option<String>,
+    score: Spanned<String>,
+    registration: Option<Spanned<String>>,
+    verses: Option<Spanned<i64>>,
+    play_over: Option<Spanned<String>>,
+    gap: Option<Spanned<String>>,
+    amen: Option<Spanned<String>>,
+    fermatas: Option<Vec<Spanned<String>>>,
+    fermata: Option<Spanned<FermataFile>>,
+    tempo: Option<Spanned<String>>,
+    bpm: Option<Spanned<f64>>,
+    transpose: Option<Spanned<i64>>,
+    preset: Option<Spanned<String>>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FermataFile {
+    hold: Option<String>,
+    #[serde(default)]
+    wait: bool,
+}
+
+/// One item of the service, loaded and checked (planned when it is played).
+pub struct Item {
+    pub title: String,
+    pub note: Option<String>,
+    pub score: Score,
+    pub organ: Organ,
+    pub registration: Option<Registration>,
+    /// The score's `[hymn]` with the item's options on top.
+    pub hymn: HymnOptions,
+    pub amen: Option<Score>,
+    pub speed: Speed,
+    pub transpose: i32,
+}
+
+/// A loaded order of service.
+pub struct Order {
+    pub title: String,
+    pub source: String,
+    /// The default output (`output = "…"`), before the organ's.
+    pub output: Option<String>,
+    pub items: Vec<Item>,
+}
+
+impl Item {
+    /// Plans the item with the operator's changes: `transpose` semitones, `preset` for every
+    /// verse, and per-verse presets (verse number, preset index).
+    ///
+    /// # Errors
+    /// As [`plan_inputs`].
+    pub fn plan(
+        &self,
+        transpose: i32,
+        preset: Option<usize>,
+        verse_presets: &[(u16, usize)],
+    ) -> Result<Timeline, Error> {
+        let mut hymn = self.hymn.clone();
+        if preset.is_some() {
+            hymn.preset = preset;
+        }
+        for &(v, p) in verse_presets {
+            hymn.verse_registrations.retain(|x| x.number != v);
+            hymn.verse_registrations.push(hymn::VerseRegistration { number: v, preset: Some(p), ..Default::default() });
+        }
+        let inputs = Inputs {
+            score: self.score.clone(),
+            organ: self.organ.clone(),
+            registration: self.registration.clone(),
+            options: PlanOptions { speed: self.speed, transpose, ..PlanOptions::default() },
+            hymn,
+            amen: self.amen.clone(),
+            notes: Vec::new(),
+        };
+        plan_inputs(&inputs)
+    }
+
+    /// What the item is, in a few words: "hymn, 3 verses, play-over 11-14" or "piece".
+    pub fn summary(&self) -> String {
+        if self.hymn.is_empty() {
+            return "played once".into();
+        }
+        let verses = self.hymn.verses.unwrap_or(1);
+        let mut s = format!("{verses} verse{}", if verses == 1 { "" } else { "s" });
+        match self.hymn.play_over {
+            Some(hymn::Bars::All) => s.push_str(", play-over: all"),
+            Some(hymn::Bars::Range(a, b)) => s.push_str(&format!(", play-over {a}-{b}")),
+            _ => {}
+        }
+        match &self.hymn.amen {
+            Some(hymn::Amen::Bars(..)) | Some(hymn::Amen::File(_)) => s.push_str(", amen"),
+            _ => {}
+        }
+        s
+    }
+}
+
+/// Reads and checks an order of service; every score, registration and organ is loaded now, so
+/// a typo shows before the service rather than during it. `organ_override` is `--organ`.
+///
+/// # Errors
+/// Unreadable files, TOML errors (file:line:column), unknown presets, unloadable scores.
+pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{source}: cannot read: {e}")))?;
+    let ctx = Ctx { text: &text, file: &source };
+    let f: OrderFile = toml::from_str(&text).map_err(|e| Error::Config(ctx.toml_err(&e)))?;
+    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    if f.item.is_empty() {
+        return Err(Error::Usage(format!("{source}: the order of service has no [[item]]")));
+    }
+    let mut items = Vec::new();
+    for it in &f.item {
+        items.push(load_item(&ctx, &dir, it, organ_override.or(f.organ.as_ref().map(|o| o.get_ref().as_str())))?);
+    }
+    Ok(Order {
+        title: f.title.clone().unwrap_or_else(|| {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| source.clone())
+        }),
+        source,
+        output: f.output,
+        items,
+    })
+}
+
+fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {
+    let cfg = |span: std::ops::Range<usize>, m: String| Error::Config(ctx.err(span, m));
+    let score_path = dir.join(it.score.get_ref());
+    let score = score::load_file(&score_path).map_err(|e| cfg(it.score.span(), e.to_string()))?;
+    let reg_path: Option<PathBuf> = match &it.registration {
+        Some(r) => Some(dir.join(r.get_ref())),
+        None => Some(registration_beside(&score_path)).filter(|p| p.is_file()),
+    };
+    let reg_text = reg_path
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
+        .transpose()?;
+    let organ_name = match (organ_name, reg_text.as_deref().and_then(organ_hint)) {
+        (Some(o), _) => o.to_string(),
+        (None, Some(o)) => o,
+        (None, None) => {
+            return Err(cfg(
+                it.score.span(),
+                "no organ: add organ = \"NAME\" at the top of the order of service (or in the score's registration file)"
+                    .into(),
+            ));
+        }
+    };
+    let organ = Organ::find(&organ_name)?;
+    let registration = match (&reg_path, &reg_text) {
+        (Some(p), Some(t)) => Some(Registration::from_toml(t, &p.display().to_string(), &organ)?),
+        _ => None,
+    };
+    // The score's own hymn options (an amen file there is found beside the registration)…
+    let mut base = registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
+    if let (Some(hymn::Amen::File(p)), Some(rp)) = (&mut base.amen, &reg_path)
+        && p.is_relative()
+    {
+        *p = rp.parent().unwrap_or(Path::new("")).join(&*p);
+    }
+    // …and the item's on top.
+    fn parsed<T>(ctx: &Ctx, v: &Spanned<String>, f: fn(&str) -> Result<T, String>) -> Result<T, Error> {
+        f(v.get_ref()).map_err(|e| Error::Config(ctx.err(v.span(), e)))
+    }
+    let mut over = HymnOptions {
+        verses: it
+            .verses
+            .as_ref()
+            .map(|v| {
+                let n = *v.get_ref();
+                if (1..=i64::from(hymn::MAX_VERSES)).contains(&n) {
+                    Ok(n as u16)
+                } else {
+                    Err(cfg(v.span(), format!("verses = {n}: a hymn has 1 to {} verses", hymn::MAX_VERSES)))
+                }
+            })
+            .transpose()?,
+        play_over: it.play_over.as_ref().map(|v| parsed(ctx, v, hymn::parse_bars)).transpose()?,
+        gap: it.gap.as_ref().map(|v| parsed(ctx, v, hymn::parse_length)).transpose()?,
+        amen: it.amen.as_ref().map(|v| parsed(ctx, v, hymn::parse_amen)).transpose()?,
+        fermatas: it
+            .fermatas
+            .as_ref()
+            .map(|l| l.iter().map(|v| parsed(ctx, v, hymn::parse_fermata_at)).collect::<Result<Vec<_>, _>>())
+            .transpose()?,
+        ..HymnOptions::default()
+    };
+    if let Some(hymn::Amen::File(p)) = &mut over.amen {
+        *p = dir.join(&*p);
+    }
+    if let Some(f) = &it.fermata {
+        let hold = f
+            .get_ref()
+            .hold
+            .as_deref()
+            .map(hymn::parse_length)
+            .transpose()
+            .map_err(|e| cfg(f.span(), format!("fermata: {e}")))?;
+        if hold.is_none() && !f.get_ref().wait {
+            return Err(cfg(f.span(), "fermata: write { hold = \"1 beat\" } or { wait = true }".into()));
+        }
+        over.fermata = Some(hymn::Fermata { hold, wait: f.get_ref().wait });
+    }
+    if let Some(p) = &it.preset {
+        over.preset = Some(
+            organ
+                .presets
+                .iter()
+                .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p.get_ref()))
+                .ok_or_else(|| {
+                    cfg(
+                        p.span(),
+                        format!(
+                            "unknown preset \"{}\"; {} has {}",
+                            p.get_ref(),
+                            organ.name,
+                            organ.presets.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?,
+        );
+    }
+    let hymn = base.overridden_by(&over);
+    let amen = match &hymn.amen {
+        Some(hymn::Amen::File(p)) => Some(score::load_file(p)?),
+        _ => None,
+    };
+    let speed = match (&it.tempo, &it.bpm) {
+        (Some(_), Some(b)) => return Err(cfg(b.span(), "give tempo or bpm, not both".into())),
+        (Some(t), None) => Speed::parse_tempo(t.get_ref()).map_err(|e| cfg(t.span(), e))?,
+        (None, Some(b)) if (10.0..=400.0).contains(b.get_ref()) => Speed::Bpm(*b.get_ref()),
+        (None, Some(b)) => return Err(cfg(b.span(), format!("bpm = {}: use 10 to 400", b.get_ref()))),
+        (None, None) => Speed::AsWritten,
+    };
+    let transpose = it.transpose.as_ref().map_or(0, |t| *t.get_ref());
+    if let Some(t) = &it.transpose
+        && transpose.abs() > 24
+    {
+        return Err(cfg(t.span(), format!("transpose = {transpose}: use -24 to 24 semitones")));
+    }
+    let item = Item {
+        title: it.title.clone().unwrap_or_else(|| score.name.clone()),
+        note: it.note.clone(),
+        score,
+        organ,
+        registration,
+        hymn,
+        amen,
+        speed,
+        transpose: transpose as i32,
+    };
+    // Plan it once now, so that a bad option shows before the service.
+    item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
+    Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(name: &str, text: &str) -> Result<(), Error> {
+        let dir = std::env::temp_dir().join(format!("organ-unit-order-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = dir.join("order.toml");
+        std::fs::write(&path, text.replace("ROOT", &root.display().to_string())).unwrap();
+        load(&path, None).map(|_| ())
+    }
+
+    #[test]
+    fn the_shipped_order_of_service_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let o = load(&root.join("scores/services/sunday.toml"), None).unwrap();
+        assert_eq!(o.title, "Sunday Eucharist");
+        assert_eq!(o.items.len(), 4);
+        let titles: Vec<&str> = o.items.iter().map(|i| i.title.as_str()).collect();
+        assert!(titles[0].starts_with("Entrance hymn"));
+        // Item options override the score's [hymn]: CWM RHONDDA's file says play_over 11-14.
+        assert_eq!(o.items[0].hymn.play_over, Some(hymn::Bars::Range(13, 14)));
+        assert_eq!(o.items[0].hymn.verses, Some(3));
+        assert_eq!(o.items[1].hymn.fermata, Some(hymn::Fermata { hold: None, wait: true }));
+        assert_eq!(o.items[1].speed, Speed::Percent(130.0));
+        assert!(o.items[2].hymn.is_empty(), "Old Hundredth is played once");
+        assert_eq!(o.items[3].transpose, 1);
+        let full = o.items[3].organ.presets.iter().position(|p| p.name == "full");
+        assert_eq!(o.items[3].hymn.preset, full);
+        assert_eq!(o.items[0].summary(), "3 verses, play-over 13-14");
+        assert_eq!(o.items[2].summary(), "played once");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_file_line_and_column() {
+        let head = "organ = \"st-marys\"\n[[item]]\nscore = \"ROOT/scores/hymn-cwm-rhondda.mid\"\n";
+        let e = load_text("preset", &format!("{head}preset = \"fff\"\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:4:") && e.contains("unknown preset \"fff\""), "{e}");
+        let e = load_text("key", &format!("{head}verse = 2\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:4:") && e.contains("verse"), "{e}");
+        let e = load_text("bars", &format!("{head}play_over = \"13-16\"\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:3:") && e.contains("play-over 13-16"), "planned up front: {e}");
+        let e =
+            load_text("score", "organ = \"st-marys\"\n[[item]]\nscore = \"missing.mid\"\n").unwrap_err().to_string();
+        assert!(e.contains("order.toml:3:") && e.contains("missing.mid"), "{e}");
+        let e = load_text("empty", "organ = \"st-marys\"\n").unwrap_err().to_string();
+        assert!(e.contains("no [[item]]"), "{e}");
+        let e = load_text("both", &format!("{head}tempo = \"90%\"\nbpm = 80\n")).unwrap_err().to_string();
+        assert!(e.contains("order.toml:5:") && e.contains("not both"), "{e}");
+    }
+}
