@@ -215,6 +215,8 @@ impl App {
                 self.stop();
                 self.quit = true;
             }
+            // Plain keys only: a stray NUL byte reads as Ctrl+Space and must not start a hymn.
+            _ if mods.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SUPER) => {}
             KeyCode::Enter | KeyCode::Char(' ') => self.enter(),
             KeyCode::Char('s') | KeyCode::Char('S') | KeyCode::Esc => self.stop(),
             KeyCode::Char('p') | KeyCode::Char('P') => self.pause_after_verse(),
@@ -803,6 +805,9 @@ mod tests {
     fn quitting_while_playing_asks_first_and_keys_act_on_the_next_item() {
         let mut app = test_app();
         app.open_missing_outputs();
+        // A NUL byte from the terminal (read as Ctrl+Space) starts nothing.
+        app.key(KeyCode::Char(' '), KeyModifiers::CONTROL);
+        assert!(app.playing.is_none());
         app.key(KeyCode::Enter, KeyModifiers::NONE);
         assert!(app.playing.is_some());
         // ] transposes the next item, not the one playing.
