@@ -23,9 +23,13 @@ pub trait Clock: Send {
     fn wait_until(&self, deadline: Micros);
 }
 
-/// How long before a deadline the system clock stops sleeping and spins. Linux wakes a parked
-/// thread 50-100 µs late under load; spinning the last stretch puts the send on time.
-pub const SPIN: Micros = Micros(300);
+/// How long before a deadline the system clock stops sleeping and spins. A parked thread can
+/// wake late (50-100 µs under load on bare metal; up to a few ms on an idle virtual machine,
+/// whose halted CPU the host must first schedule again); spinning the last millisecond puts
+/// the send on time. Measured with `cargo bench --bench lateness`: 300 µs left idle runs with
+/// 2 ms outliers on the 2-core test machine, 1 ms does not. Costs at most 1 ms of CPU per
+/// distinct deadline (a few percent for dense music).
+pub const SPIN: Micros = Micros(1000);
 
 /// The longest single sleep: commands are also signalled by unpark, so this only bounds how
 /// long a lost wake-up could delay them.
