@@ -51,6 +51,47 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// Writes the recording for a post-mortem: `<stem>.wav` (mono, 32-bit float) and
+    /// `<stem>.txt` (the MIDI events with their stream index and frame, and the gaps).
+    pub fn save(&self, dir: &std::path::Path, stem: &str, rate: u32) -> std::io::Result<()> {
+        let n = u32::try_from(self.mono.len() * 4).unwrap_or(u32::MAX);
+        let mut w = Vec::with_capacity(58 + self.mono.len() * 4);
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(n.saturating_add(50)).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&18u32.to_le_bytes());
+        w.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+        w.extend_from_slice(&1u16.to_le_bytes());
+        w.extend_from_slice(&rate.to_le_bytes());
+        w.extend_from_slice(&(rate * 4).to_le_bytes());
+        w.extend_from_slice(&4u16.to_le_bytes());
+        w.extend_from_slice(&32u16.to_le_bytes());
+        w.extend_from_slice(&0u16.to_le_bytes());
+        w.extend_from_slice(b"fact");
+        w.extend_from_slice(&4u32.to_le_bytes());
+        w.extend_from_slice(&u32::try_from(self.mono.len()).unwrap_or(u32::MAX).to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&n.to_le_bytes());
+        for v in &self.mono {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        std::fs::write(dir.join(format!("{stem}.wav")), w)?;
+        let mut t = format!(
+            "first frame {:?}, {} samples, clean {}, breaks at {:?}\n",
+            self.first_frame,
+            self.mono.len(),
+            self.clean_len,
+            self.breaks
+        );
+        for g in &self.gaps {
+            t.push_str(&format!("gap: {g}\n"));
+        }
+        for m in &self.midi {
+            t.push_str(&format!("{:>9} {:>12} {:02X?}\n", m.pos, m.frame, m.bytes()));
+        }
+        std::fs::write(dir.join(format!("{stem}.txt")), t)
+    }
+
     /// Index into `mono` of an absolute frame.
     pub fn index(&self, frame: u32) -> Option<usize> {
         let i = frame.wrapping_sub(self.first_frame?) as usize;
