@@ -6,8 +6,11 @@
 //!
 //! ```text
 //! jackd -n bench -R -d dummy -r 48000 -p 1024 &
-//! JACK_DEFAULT_SERVER=bench cargo run --release --example jack_lateness -- 12000
+//! JACK_DEFAULT_SERVER=bench cargo bench --bench jack_lateness -- 12000
 //! ```
+//!
+//! Without `--bench` among its arguments (`cargo test --benches` runs it that way) it only says
+//! how to run it: it needs a JACK server that tests do not start.
 //!
 //! Reports the output's own counters (messages written after their frame had passed, worst
 //! lateness in frames) and the placement error: each message's frame against its scheduled
@@ -22,7 +25,15 @@ use organ::output::{Output, Stamp};
 use ringbuf::traits::{Consumer, Producer, Split};
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(12_000);
+    // `cargo bench` passes --bench (then any arguments after `--`); `cargo test --benches`
+    // passes nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "jack_lateness: needs a JACK server; run it with `cargo bench --bench jack_lateness` (see its source)"
+        );
+        return;
+    }
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(12_000);
     let mut out = match organ::output::jack::open("jack") {
         Ok(o) => o,
         Err(e) => {

@@ -42,8 +42,13 @@ pub struct Proc {
     child: Option<Child>,
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+/// Sends a signal to a child by pid (no `kill` command needed: procps may be absent).
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child's, not
+        // yet reaped (callers hold its `Child`).
+        unsafe { libc::kill(pid, sig) };
+    }
 }
 
 impl Proc {
@@ -61,17 +66,29 @@ impl Proc {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Sends a signal (`libc::SIGINT`, …) by pid.
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            signal(c.id(), sig);
+        }
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        wait_for(timeout, || self.exited())
+    }
+
     /// Stops it: SIGTERM, up to `grace`, then SIGKILL.
     pub fn stop(&mut self, grace: Duration) {
         let Some(mut c) = self.child.take() else { return };
         if c.try_wait().ok().flatten().is_none() {
-            signal(c.id(), "TERM");
+            signal(c.id(), libc::SIGTERM);
             let end = Instant::now() + grace;
             while Instant::now() < end && c.try_wait().ok().flatten().is_none() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if c.try_wait().ok().flatten().is_none() {
-                signal(c.id(), "KILL");
+                signal(c.id(), libc::SIGKILL);
             }
         }
         let _ = c.wait();

@@ -1,11 +1,13 @@
 //! A JACK client that records two audio inputs and one MIDI input with JACK frame timestamps.
 //!
 //! The process callback only copies into preallocated lock-free rings; a collector thread moves
-//! the data into growing vectors. Gaps (an overflowing ring, a missed cycle) are detected and
-//! reported, never papered over.
+//! the data into growing vectors. Each MIDI event is also placed in the recorded stream itself
+//! (its sample index), which stays exact when JACK's frame clock jumps (a dummy backend that falls
+//! behind on a busy machine skips or repeats frame times). Such jumps (breaks) and lost data (an
+//! overflowing ring) are detected and reported, never papered over.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,10 +15,13 @@ use jack::{AudioIn, Client, ClientOptions, Control, MidiIn, Port, ProcessScope};
 use ringbuf::traits::{Consumer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
-/// A MIDI event as seen on the recorder's input: absolute frame and bytes (≤ 16 kept).
+/// A MIDI event as seen on the recorder's input: absolute frame, index in the recorded stream,
+/// and bytes (≤ 16 kept).
 #[derive(Clone, Copy, Debug)]
 pub struct MidiEvent {
     pub frame: u32,
+    /// The index in [`Recording::mono`] of the sample it arrived with.
+    pub pos: usize,
     pub len: u8,
     pub bytes: [u8; 16],
 }
@@ -34,14 +39,59 @@ pub struct Recording {
     /// (L + R) / 2 per frame, contiguous from `first_frame`.
     pub mono: Vec<f32>,
     pub midi: Vec<MidiEvent>,
-    /// Problems: lost samples or events.
+    /// Problems: breaks in JACK's frame clock, lost samples or events.
     pub gaps: Vec<String>,
-    /// How many samples of `mono` precede the first gap (a missed JACK cycle, a full ring):
-    /// up to there the recording is exact; after it, frames and samples no longer line up.
+    /// Indices in `mono` where JACK's frame clock jumped (a cycle's frame is not the previous
+    /// cycle's end): the stream is contiguous, but time may have been skipped or a client may
+    /// have missed the cycle there.
+    pub breaks: Vec<usize>,
+    /// How many samples of `mono` precede the first loss (a full ring, a cycle's samples that
+    /// never came): up to there samples and event positions are exact.
     pub clean_len: usize,
 }
 
 impl Recording {
+    /// Writes the recording for a post-mortem: `<stem>.wav` (mono, 32-bit float) and
+    /// `<stem>.txt` (the MIDI events with their stream index and frame, and the gaps).
+    pub fn save(&self, dir: &std::path::Path, stem: &str, rate: u32) -> std::io::Result<()> {
+        let n = u32::try_from(self.mono.len() * 4).unwrap_or(u32::MAX);
+        let mut w = Vec::with_capacity(58 + self.mono.len() * 4);
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(n.saturating_add(50)).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&18u32.to_le_bytes());
+        w.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+        w.extend_from_slice(&1u16.to_le_bytes());
+        w.extend_from_slice(&rate.to_le_bytes());
+        w.extend_from_slice(&(rate * 4).to_le_bytes());
+        w.extend_from_slice(&4u16.to_le_bytes());
+        w.extend_from_slice(&32u16.to_le_bytes());
+        w.extend_from_slice(&0u16.to_le_bytes());
+        w.extend_from_slice(b"fact");
+        w.extend_from_slice(&4u32.to_le_bytes());
+        w.extend_from_slice(&u32::try_from(self.mono.len()).unwrap_or(u32::MAX).to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&n.to_le_bytes());
+        for v in &self.mono {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        std::fs::write(dir.join(format!("{stem}.wav")), w)?;
+        let mut t = format!(
+            "first frame {:?}, {} samples, clean {}, breaks at {:?}\n",
+            self.first_frame,
+            self.mono.len(),
+            self.clean_len,
+            self.breaks
+        );
+        for g in &self.gaps {
+            t.push_str(&format!("gap: {g}\n"));
+        }
+        for m in &self.midi {
+            t.push_str(&format!("{:>9} {:>12} {:02X?}\n", m.pos, m.frame, m.bytes()));
+        }
+        std::fs::write(dir.join(format!("{stem}.txt")), t)
+    }
+
     /// Index into `mono` of an absolute frame.
     pub fn index(&self, frame: u32) -> Option<usize> {
         let i = frame.wrapping_sub(self.first_frame?) as usize;
@@ -63,6 +113,9 @@ struct Proc {
     events: HeapProd<MidiEvent>,
     overflow: Arc<AtomicU64>,
     recording: Arc<AtomicBool>,
+    midi_count: Arc<AtomicUsize>,
+    /// Samples recorded so far (the next cycle's first index in the stream).
+    pos: usize,
 }
 
 impl jack::ProcessHandler for Proc {
@@ -72,14 +125,20 @@ impl jack::ProcessHandler for Proc {
         }
         let base = ps.last_frame_time();
         for ev in self.midi.iter(ps) {
-            let mut e =
-                MidiEvent { frame: base.wrapping_add(ev.time), len: ev.bytes.len().min(16) as u8, bytes: [0; 16] };
+            let mut e = MidiEvent {
+                frame: base.wrapping_add(ev.time),
+                pos: self.pos + ev.time as usize,
+                len: ev.bytes.len().min(16) as u8,
+                bytes: [0; 16],
+            };
             e.bytes[..usize::from(e.len)].copy_from_slice(&ev.bytes[..usize::from(e.len)]);
             if self.events.try_push(e).is_err() {
                 self.overflow.fetch_add(1, Ordering::Relaxed);
             }
+            self.midi_count.fetch_add(1, Ordering::Release);
         }
         let (l, r) = (self.l.as_slice(ps), self.r.as_slice(ps));
+        self.pos += l.len();
         if self.cycles.try_push(Cycle { frame: base, n: ps.n_frames() }).is_err() {
             self.overflow.fetch_add(1, Ordering::Relaxed);
             return Control::Continue;
@@ -97,6 +156,7 @@ pub struct Recorder {
     client: Option<jack::AsyncClient<(), Proc>>,
     stop: Arc<AtomicBool>,
     recording: Arc<AtomicBool>,
+    midi_count: Arc<AtomicUsize>,
     collector: Option<JoinHandle<Recording>>,
     pub name: String,
 }
@@ -116,6 +176,7 @@ impl Recorder {
         let overflow = Arc::new(AtomicU64::new(0));
         let recording = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let midi_count = Arc::new(AtomicUsize::new(0));
         let p = Proc {
             l,
             r,
@@ -125,6 +186,8 @@ impl Recorder {
             events,
             overflow: Arc::clone(&overflow),
             recording: Arc::clone(&recording),
+            midi_count: Arc::clone(&midi_count),
+            pos: 0,
         };
         let client = client.activate_async((), p).map_err(|e| format!("recorder: {e}"))?;
         let stop2 = Arc::clone(&stop);
@@ -145,7 +208,7 @@ impl Recorder {
                         && expected != c.frame
                     {
                         rec.gaps.push(format!("cycle at frame {} where {expected} was expected", c.frame));
-                        clean.get_or_insert(rec.mono.len());
+                        rec.breaks.push(rec.mono.len());
                     }
                     next = Some(c.frame.wrapping_add(c.n));
                     let (mut got, mut waits) = (0, 0);
@@ -182,7 +245,7 @@ impl Recorder {
             rec.clean_len = clean.unwrap_or(rec.mono.len());
             rec
         });
-        Ok(Recorder { client: Some(client), stop, recording, collector: Some(collector), name })
+        Ok(Recorder { client: Some(client), stop, recording, midi_count, collector: Some(collector), name })
     }
 
     pub fn client(&self) -> &Client {
@@ -191,6 +254,11 @@ impl Recorder {
 
     pub fn port(&self, short: &str) -> String {
         format!("{}:{short}", self.name)
+    }
+
+    /// MIDI events received while recording so far (live, for waiting on a point of the piece).
+    pub fn midi_received(&self) -> usize {
+        self.midi_count.load(Ordering::Acquire)
     }
 
     pub fn start(&self) {

@@ -239,3 +239,103 @@ Pipe{0:03}Loop001Start={1}\nPipe{0:03}Loop001End={2}\n",
     std::fs::write(dir.join("organ-e2e.toml"), ORGAN_TOML)?;
     Ok(odf)
 }
+
+/// Seconds per beat of the test piece (100 bpm, 4/4).
+pub const BEAT: f64 = 0.6;
+const PPQ: u16 = 480;
+
+/// The registration of the test piece (`piece.toml`, found beside `piece.mid`): nothing drawn at
+/// the start, then one change per beat, using every message form of the test organ.
+pub const PIECE_REGISTRATION: &str = r#"# The GrandOrgue end-to-end test piece (tests/support/test_organ.rs). 100 bpm, 4/4: beat = 0.6 s.
+layout = "SGP"
+
+[[change]]
+at = "1:3"
+on = ["Sw Gedackt 8"]          # note on channel 16; the swell key has been down for a beat
+
+[[change]]
+at = "1:4"
+on = ["Sw Principal 4"]        # CC
+
+[[change]]
+at = "2:1"
+off = ["Sw Principal 4"]
+
+[[change]]
+at = "2:2"
+on = ["Gt Principal 8"]        # program change
+
+[[change]]
+at = "2:3"
+on = ["Gt Octave 4", "Sw Nazard 2 2/3"]   # note; NRPN (no swell key is down)
+
+[[change]]
+at = "2:4"
+off = ["Gt Principal 8", "Gt Octave 4"]
+on = ["Ped Subbass 16"]
+
+[[change]]
+at = "3:1"
+on = ["Sw to Ped"]             # the swell's Gedackt and Nazard on the pedal
+
+[[change]]
+at = "3:2"
+off = ["Sw to Ped"]
+
+[[change]]
+at = "3:3"
+off = ["Sw Gedackt 8", "Sw Nazard 2 2/3", "Ped Subbass 16"]
+on = ["Gt Principal 8"]        # drawn with no key down: still silent
+"#;
+
+/// Writes the test piece: `piece.mid` (a tempo track and three parts: swell, great, pedal) and
+/// its registration `piece.toml`. Returns the score's path.
+///
+/// | beats | swell (ch 1) | great (ch 2) | pedal (ch 3) |
+/// |---|---|---|---|
+/// | 0-1 | rest | | |
+/// | 1-5 | key 60 | | |
+/// | 5-7 | | key 64 | |
+/// | 7-10 | | | key 48 |
+/// | 11-12 | | key 64 | |
+pub fn write_piece(dir: &Path) -> std::io::Result<PathBuf> {
+    use midly::num::{u4, u7, u15, u24, u28};
+    use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+    let beat = u32::from(PPQ);
+    let meta = |delta: u32, m| TrackEvent { delta: u28::new(delta), kind: TrackEventKind::Meta(m) };
+    let tempo = vec![
+        meta(0, MetaMessage::Tempo(u24::new((BEAT * 1e6) as u32))),
+        meta(0, MetaMessage::TimeSignature(4, 2, 24, 8)),
+        meta(0, MetaMessage::EndOfTrack),
+    ];
+    // (channel, [(start beat, end beat, key)])
+    type Notes = &'static [(u32, u32, u8)];
+    let parts: [(u8, Notes); 3] = [(0, &[(1, 5, 60)]), (1, &[(5, 7, 64), (11, 12, 64)]), (2, &[(7, 10, 48)])];
+    let mut smf = Smf::new(Header::new(Format::Parallel, Timing::Metrical(u15::new(PPQ))));
+    smf.tracks.push(tempo);
+    for (ch, notes) in parts {
+        let mut evs: Vec<(u32, bool, u8)> = Vec::new();
+        for &(s, e, k) in notes {
+            evs.push((s * beat, true, k));
+            evs.push((e * beat, false, k));
+        }
+        evs.sort_by_key(|e| (e.0, e.1));
+        let mut now = 0;
+        let mut track = Vec::new();
+        for (tick, on, key) in evs {
+            let (key, vel) = (u7::new(key), u7::new(if on { 80 } else { 0 }));
+            let message = if on { MidiMessage::NoteOn { key, vel } } else { MidiMessage::NoteOff { key, vel } };
+            track.push(TrackEvent {
+                delta: u28::new(tick - now),
+                kind: TrackEventKind::Midi { channel: u4::new(ch), message },
+            });
+            now = tick;
+        }
+        track.push(meta(0, MetaMessage::EndOfTrack));
+        smf.tracks.push(track);
+    }
+    let path = dir.join("piece.mid");
+    smf.save(&path)?;
+    std::fs::write(dir.join("piece.toml"), PIECE_REGISTRATION)?;
+    Ok(path)
+}
