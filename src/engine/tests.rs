@@ -70,6 +70,21 @@ impl GatedClock {
     fn open_to(&self, t: u64) {
         self.gate.store(t, Ordering::SeqCst);
     }
+
+    /// Lets time run freely from now on.
+    fn open(&self) {
+        self.open_to(u64::MAX / 4);
+    }
+
+    /// Lets time run to `t` and waits (at most 10 s) until the engine has reached it.
+    fn play_to(&self, shared: &Shared, t: u64) {
+        self.open_to(t);
+        let start = std::time::Instant::now();
+        while shared.plan_time.load(Ordering::SeqCst) < t {
+            assert!(start.elapsed() < Duration::from_secs(10), "the engine did not reach {t} µs");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 impl Clock for GatedClock {
@@ -211,12 +226,9 @@ fn stop_mid_piece_releases_exactly_the_keys_down_then_cancels() {
     let mut handle = spawn(engine, handle).unwrap();
     // Play to the middle of bar 6 (a point where chords are held), then stop.
     let mid = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 6).unwrap().t.0 + 100;
-    clock.open_to(mid);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < mid {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, mid);
     handle.send(Command::Stop);
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     let mut report = handle.join();
     assert_eq!(report.end, End::Stopped);
     finish(&mut report);
@@ -249,20 +261,15 @@ fn pause_releases_and_resume_strikes_again_and_shifts_time() {
     let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
     let mut handle = spawn(engine, handle).unwrap();
     let at = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 3).unwrap().t.0 + 50;
-    clock.open_to(at);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < at {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, at);
     handle.send(Command::Pause);
-    while handle.shared.state() != State::Paused {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for(&handle, State::Paused);
     // Two seconds of pause.
     let pause = 2_000_000;
     clock.now.fetch_add(pause, Ordering::SeqCst);
     clock.open_to(at + pause);
     handle.send(Command::Resume);
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     let mut report = handle.join();
     assert_eq!(report.end, End::Finished);
     finish(&mut report);
@@ -294,12 +301,9 @@ fn tempo_change_stretches_the_rest() {
     let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
     let mut handle = spawn(engine, handle).unwrap();
     let at = 10_000_000;
-    clock.open_to(at);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < at {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, at);
     handle.send(Command::Speed(500)); // half speed: plan time advances half as fast
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     let mut report = handle.join();
     finish(&mut report);
     let rec = recording(&h);
@@ -348,18 +352,13 @@ fn link_down_with_pause_policy_waits_and_resumes() {
     let (engine, handle) = new(t.clone(), vec![flaky, out], clock.clone(), cfg);
     let handle = spawn(engine, handle).unwrap();
     let at = 20_000_000;
-    clock.open_to(at);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < at {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, at);
     down.store(true, Ordering::SeqCst);
-    while handle.shared.state() != State::WaitingForLink {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for(&handle, State::WaitingForLink);
     assert!(handle.shared.link_down.load(Ordering::SeqCst));
     let gap = 5_000_000;
     clock.now.fetch_add(gap, Ordering::SeqCst);
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     std::thread::sleep(Duration::from_millis(30));
     let sent_while_down = handle.shared.next.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(30));
@@ -400,14 +399,11 @@ fn seek_resends_the_registration_of_the_new_position() {
     let clock = GatedClock::default();
     let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
     let mut handle = spawn(engine, handle).unwrap();
-    clock.open_to(5_000_000);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < 5_000_000 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, 5_000_000);
     // Jump past bar 5, where Sw to Ped goes off and Gt to Ped on.
     let target = t.events.iter().find(|e| t.position(e).bar == 9).unwrap().t;
     handle.send(Command::Seek(target));
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     let mut report = handle.join();
     finish(&mut report);
     let rec = recording(&h);
@@ -434,13 +430,10 @@ fn the_stop_flag_stops_the_engine() {
     let cfg = Config { stop_flag: &FLAG, ..Config::default() };
     let (engine, handle) = new(t.clone(), vec![out], clock.clone(), cfg);
     let handle = spawn(engine, handle).unwrap();
-    clock.open_to(8_000_000);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < 8_000_000 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, 8_000_000);
     FLAG.store(true, Ordering::SeqCst);
     handle.wake();
-    clock.open_to(u64::MAX / 4); // the cancel is paced: let time run
+    clock.open(); // the cancel is paced: let time run
     let mut report = handle.join();
     assert_eq!(report.end, End::Stopped);
     finish(&mut report);
@@ -501,7 +494,7 @@ fn a_fermata_wait_holds_the_keys_down_until_continue() {
     let clock = GatedClock::default();
     let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
     let mut handle = spawn(engine, handle).unwrap();
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     wait_for(&handle, State::Waiting);
     assert_eq!(handle.shared.next.load(Ordering::SeqCst), w.index);
     assert_eq!(handle.shared.plan_time.load(Ordering::SeqCst), w.t.0);
@@ -550,7 +543,7 @@ fn stop_during_a_fermata_wait_releases_the_held_chord() {
     let clock = GatedClock::default();
     let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
     let mut handle = spawn(engine, handle).unwrap();
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     wait_for(&handle, State::Waiting);
     handle.send(Command::Stop);
     let mut report = handle.join();
@@ -580,7 +573,7 @@ fn pause_at_section_end_waits_once_in_silence() {
     while !handle.shared.pause_at_section_end.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     wait_for(&handle, State::Waiting);
     assert_eq!(handle.shared.next.load(Ordering::SeqCst), end0.index);
     assert!(!handle.shared.pause_at_section_end.load(Ordering::SeqCst), "used once");
@@ -618,10 +611,7 @@ fn a_swapped_plan_is_taken_before_it_differs_and_refused_after() {
     let mut handle = spawn(engine, handle).unwrap();
     // Play into verse 1, then swap.
     let mid = t.sections[1].start.0 + 1_000_000;
-    clock.open_to(mid);
-    while handle.shared.plan_time.load(Ordering::SeqCst) < mid {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    clock.play_to(&handle.shared, mid);
     assert!(handle.swap_timeline(t2.clone(), first_diff));
     while handle.shared.swaps.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_millis(1));
@@ -640,7 +630,7 @@ fn a_swapped_plan_is_taken_before_it_differs_and_refused_after() {
         std::thread::sleep(Duration::from_millis(1));
     };
     assert!(Arc::ptr_eq(&refused, &late));
-    clock.open_to(u64::MAX / 4);
+    clock.open();
     let mut report = handle.join();
     finish(&mut report);
     let rec = recording(&h);
