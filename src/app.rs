@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cli::{CheckCmd, HymnArgs, InfoCmd, PlanArgs, PlanCmd, PlanFormat};
+use crate::files::{FileKind, read_user_text};
 use crate::organ::registration::{At, organ_hint};
 use crate::organ::{ConfigError, Organ, Registration};
 use crate::plan::hymn::{self, HymnOptions};
@@ -86,7 +87,7 @@ pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
     let reg_path = match (&a.registration, a.no_registration) {
         (_, true) => None,
         (Some(p), false) => {
-            if !p.is_file() {
+            if !p.exists() {
                 return Err(Error::Usage(format!("{}: no such registration file", p.display())));
             }
             Some(p.clone())
@@ -95,7 +96,7 @@ pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
     };
     let reg_text = reg_path
         .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
+        .map(|p| read_user_text(p, FileKind::Registration).map_err(|e| Error::Io(e.to_string())))
         .transpose()?;
     let organ_name = match (&a.organ, reg_text.as_deref().and_then(organ_hint)) {
         (Some(o), _) => o.clone(),
@@ -394,7 +395,7 @@ pub fn cmd_info(c: &InfoCmd) -> Result<Status, Error> {
     let organ_name = c
         .organ
         .clone()
-        .or_else(|| std::fs::read_to_string(&reg).ok().and_then(|t| organ_hint(&t)))
+        .or_else(|| read_user_text(&reg, FileKind::Registration).ok().and_then(|t| organ_hint(&t)))
         .unwrap_or_else(|| "st-marys".to_string());
     let organ = Organ::find(&organ_name)?;
     let mut o = String::new();
@@ -523,7 +524,8 @@ pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Stat
     let odf = Odf::load(&c.odf).map_err(|e| Error::Other(e.to_string()))?;
     let out = c.out.clone().unwrap_or_else(|| c.odf.with_extension("cmb"));
     if out.exists() && !c.force {
-        let existing = std::fs::read(&out).unwrap_or_default();
+        let existing = crate::files::read_user_file(&out, FileKind::GrandOrgueSettings)
+            .map_err(|e| Error::Usage(format!("{e}; use --out to write elsewhere")))?;
         if !String::from_utf8_lossy(&existing[..existing.len().min(400)]).contains(CMB_MARK) {
             return Err(Error::Usage(format!(
                 "{} exists and was not written by `organ`; use --force to replace it, or --out to write elsewhere",

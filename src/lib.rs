@@ -23,11 +23,14 @@
 //! - [`engine`]: the real-time thread; [`output`]: where messages go (ports, files, BLE, JACK).
 //! - [`play`]: `organ play`, `ports` and `panic`: the control thread around the engine.
 //! - [`service`]: `organ service`, the full-screen view for playing during a service.
+//! - [`files`]: reading the user's files: regular files of bounded size only, remembered as
+//!   inputs so that no output overwrites them.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 
 pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod files;
 pub mod grandorgue;
 pub mod midi;
 pub mod organ;

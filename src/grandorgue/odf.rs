@@ -209,8 +209,8 @@ impl Odf {
     /// Unreadable file, or not an organ definition (see [`Odf::parse`]).
     pub fn load(path: &Path) -> Result<Odf, OdfError> {
         let file = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|e| OdfError { file: file.clone(), message: format!("cannot read: {e}") })?;
+        let bytes = crate::files::read_user_file(path, crate::files::FileKind::Odf)
+            .map_err(|e| OdfError { file: file.clone(), message: e.problem.to_string() })?;
         Odf::parse(&Ini::decode(&bytes), &file)
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
-pub(crate) use file::Ctx;
+pub(crate) use file::{Ctx, check_default_output};
 pub use registration::Registration;
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.
@@ -119,6 +119,8 @@ impl fmt::Display for Location {
 pub enum ConfigError {
     /// The file could not be read.
     Io { file: String, error: String },
+    /// Not a regular file, or too large to be one of ours ([`crate::files`]).
+    File(crate::files::FileError),
     /// `--organ NAME` matched no file.
     NotFound { name: String, searched: Vec<String>, available: Vec<String> },
     /// Invalid content: where and what.
@@ -129,6 +131,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Io { file, error } => write!(f, "{file}: cannot read: {error}"),
+            ConfigError::File(e) => e.fmt(f),
             ConfigError::NotFound { name, searched, available } => {
                 write!(f, "no organ definition named \"{name}\" (looked in {})", searched.join(", "))?;
                 if available.is_empty() {
@@ -165,8 +168,7 @@ impl Organ {
     /// As [`Organ::from_toml`], plus an unreadable file.
     pub fn load(path: &Path) -> Result<Organ, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { file: source.clone(), error: e.to_string() })?;
+        let text = crate::files::read_user_text(path, crate::files::FileKind::Organ).map_err(ConfigError::File)?;
         Organ::from_toml(&text, &source)
     }
 

@@ -28,8 +28,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::app::{Error, Inputs, plan_inputs, registration_beside};
+use crate::files::{FileKind, read_user_text};
 use crate::organ::registration::organ_hint;
-use crate::organ::{Ctx, Organ, Registration};
+use crate::organ::{Ctx, Organ, Registration, check_default_output};
 use crate::plan::hymn::{self, HymnOptions};
 use crate::plan::{PlanOptions, Speed, Timeline};
 use crate::score::{self, Score};
@@ -39,7 +40,7 @@ use crate::score::{self, Score};
 struct OrderFile {
     title: Option<String>,
     organ: Option<Spanned<String>>,
-    output: Option<String>,
+    output: Option<Spanned<String>>,
     #[serde(default)]
     item: Vec<ItemFile>,
 }
@@ -153,9 +154,12 @@ impl Item {
 /// Unreadable files, TOML errors (file:line:column), unknown presets, unloadable scores.
 pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{source}: cannot read: {e}")))?;
+    let text = read_user_text(path, FileKind::Order).map_err(|e| Error::Io(e.to_string()))?;
     let ctx = Ctx { text: &text, file: &source };
     let f: OrderFile = toml::from_str(&text).map_err(|e| Error::Config(ctx.toml_err(&e)))?;
+    if let Some(o) = &f.output {
+        check_default_output(&ctx, o)?;
+    }
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     if f.item.is_empty() {
         return Err(Error::Usage(format!("{source}: the order of service has no [[item]]")));
@@ -169,7 +173,7 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| source.clone())
         }),
         source,
-        output: f.output,
+        output: f.output.map(Spanned::into_inner),
         items,
     })
 }
@@ -184,7 +188,7 @@ fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> 
     };
     let reg_text = reg_path
         .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
+        .map(|p| read_user_text(p, FileKind::Registration).map_err(|e| Error::Io(e.to_string())))
         .transpose()?;
     let organ_name = match (organ_name, reg_text.as_deref().and_then(organ_hint)) {
         (Some(o), _) => o.to_string(),
