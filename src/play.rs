@@ -21,6 +21,7 @@ use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::Organ;
 use crate::output::{self, Output, Stamp};
 use crate::plan::Timeline;
+use crate::text::shown;
 use link_watch::LinkWatch;
 
 /// The signal that stopped playback (0 = none).
@@ -91,7 +92,7 @@ pub fn install_panic_hook() {
                 .or_else(|| info.payload().downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".into());
             let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-            eprintln!("organ: internal error: {msg}{at} (please report it); the keys were released");
+            eprintln!("organ: internal error: {}{at} (please report it); the keys were released", shown(&msg));
         }));
     });
 }
@@ -316,16 +317,16 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !c.quiet {
         for n in &notes {
-            eprintln!("organ: {n}");
+            eprintln!("organ: {}", shown(n));
         }
         for w in crate::app::all_warnings(&inputs.score, &timeline) {
-            eprintln!("organ: warning: {w}");
+            eprintln!("organ: warning: {}", shown(&w));
         }
         eprintln!(
             "organ: playing {} on {} → {} ({}, {} bars{})",
-            timeline.score_name,
-            timeline.organ_name,
-            names.join(", "),
+            shown(&timeline.score_name),
+            shown(&timeline.organ_name),
+            shown(&names.join(", ")),
             timeline.duration,
             timeline.last_bar,
             if interactive {
@@ -405,6 +406,7 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         if let Some(msg) = links.poll(&timeline, &handle.shared)
             && !c.quiet
         {
+            let msg = shown(&msg);
             if raw.is_some() {
                 eprint!("\r{:<last_len$}\r\n", format!("organ: {msg}"));
             } else {
@@ -418,7 +420,7 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             }
             let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
             let width = if width < 20 { 100 } else { width };
-            let line: String = line.chars().take(width).collect();
+            let line: String = shown(&line).chars().take(width).collect();
             let pad = last_len.saturating_sub(line.chars().count());
             eprint!("\r{line}{:pad$}", "");
             last_len = line.chars().count();
@@ -445,8 +447,15 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         }
     }
     let sig = SIGNAL.load(Ordering::SeqCst);
-    let released =
-        if link_down_at_end { "a link was down, so the release may not have arrived" } else { "every key released" };
+    // "every key released" only when it is true on every output: not when a link was down, nor
+    // when an output dropped messages (a dropped note-off leaves a key down there).
+    let released = if link_down_at_end {
+        "a link was down, so the release may not have arrived".to_string()
+    } else if report.dropped > 0 {
+        format!("{} message(s) could not be delivered, so a key may still sound", report.dropped)
+    } else {
+        "every key released".to_string()
+    };
     if !c.quiet {
         let how = match report.end {
             End::Finished if link_down_at_end => format!("played; {released}"),
@@ -456,13 +465,13 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
             End::Panicked => "stopped by an internal error; the keys were released".to_string(),
         };
-        eprintln!("organ: {how}: {} messages sent to {}", report.sent, names.join(", "));
+        eprintln!("organ: {how}: {} messages sent to {}", report.sent, shown(&names.join(", ")));
     }
     // Link losses, drops, keys that may still sound: shown even with --quiet when the link was
     // down at the end.
     if !c.quiet || link_down_at_end {
         for r in outputs.iter().filter_map(|o| o.report()) {
-            eprintln!("organ: {r}");
+            eprintln!("organ: {}", shown(&r));
         }
     }
     if c.stats {
@@ -505,7 +514,7 @@ pub fn cmd_ports() -> Result<Status, Error> {
         println!("no MIDI output ports (is the interface plugged in and switched on?)");
     }
     for (i, name) in ports {
-        println!("{i}: {name}");
+        println!("{i}: {}", shown(&name));
     }
     Ok(0)
 }

@@ -151,7 +151,9 @@ pub fn open(
     let (kind, arg) = spec.split_once(':').map_or((spec, ""), |(k, a)| (k, a));
     match kind.to_ascii_lowercase().as_str() {
         "null" => Ok(Box::new(record::NullOutput)),
-        "file" if !arg.is_empty() => Ok(Box::new(record::FileOutput::create(PathBuf::from(arg))?)),
+        "file" if !arg.is_empty() => {
+            Ok(Box::new(record::FileOutput::create(PathBuf::from(arg)).map_err(|e| e.to_string())?))
+        }
         "port" if !arg.is_empty() => Ok(Box::new(port::PortOutput::open(arg)?)),
         #[cfg(feature = "ble")]
         "ble" if !arg.is_empty() => Ok(Box::new(ble::open(arg, policy, BLE_CONNECT_TIMEOUT)?)),
