@@ -12,6 +12,7 @@ use crate::organ::{ConfigError, Organ, Registration};
 use crate::plan::hymn::{self, HymnOptions};
 use crate::plan::{self, PlanError, PlanOptions, Speed, Timeline, layout};
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
+use crate::text::{shown, shown_lines};
 
 /// Any failure of a command, printed as `organ: <message>`.
 #[derive(Debug)]
@@ -283,7 +284,7 @@ pub fn cmd_plan(c: &PlanCmd) -> Result<Status, Error> {
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: warning: {}: {w}", timeline.score_name);
+        eprintln!("organ: warning: {}", shown(&format!("{}: {w}", timeline.score_name)));
     }
     Ok(0)
 }
@@ -370,7 +371,7 @@ pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
     } else {
         out.push_str(&format!("ok with {} warning(s)\n", warnings.len()));
     }
-    write_out(|o| o.write_all(out.as_bytes()))?;
+    write_out(|o| o.write_all(shown_lines(&out).as_bytes()))?;
     Ok(if c.deny_warnings && !warnings.is_empty() { 1 } else { 0 })
 }
 
@@ -450,7 +451,7 @@ pub fn cmd_info(c: &InfoCmd) -> Result<Status, Error> {
         o.push_str(&format!("warning: {part}{}{at}\n", w.message));
     }
     o.push_str(&format!("suggested layout for {}: --layout {}\n", organ.name, layout::suggest_layout(&score, &organ)));
-    write_out(|out| out.write_all(o.as_bytes()))?;
+    write_out(|out| out.write_all(shown_lines(&o).as_bytes()))?;
     Ok(0)
 }
 
@@ -488,7 +489,8 @@ fn ble_scan(seconds: f64) -> Result<Status, Error> {
         let example = devices[0].name.clone().unwrap_or_else(|| devices[0].address.clone());
         o.push_str(&format!("play to one with --to ble:\"{example}\" (a part of the name or the address)\n"));
     }
-    write_out(|out| out.write_all(o.as_bytes()))?;
+    // Device names come from whatever is in radio range.
+    write_out(|out| out.write_all(shown_lines(&o).as_bytes()))?;
     Ok(0)
 }
 
@@ -552,7 +554,7 @@ pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Stat
             "note: some of the organ definition is not matched (see above); GrandOrgue will not follow those parts.\n",
         );
     }
-    write_out(|o| o.write_all(text.as_bytes()))?;
+    write_out(|o| o.write_all(shown_lines(&text).as_bytes()))?;
     Ok(0)
 }
 
@@ -585,7 +587,7 @@ pub fn cmd_grandorgue_port(c: &crate::cli::GrandorguePortCmd) -> Result<Status, 
     } else {
         open_grandorgue(&opts, &Backends::default()).map_err(Error::Other)?
     };
-    println!("{}", lb.message);
+    println!("{}", shown(&lb.message));
     println!("keeping it open; press Ctrl-C to close it");
     loop {
         std::thread::sleep(std::time::Duration::from_millis(300));
