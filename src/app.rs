@@ -230,7 +230,8 @@ pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
         (None, Some(b)) => return Err(Error::Usage(format!("--bpm {b}: use 10 to 400 beats per minute"))),
         (None, None) => Speed::AsWritten,
     };
-    if a.transpose.abs() > 24 {
+    // A range check, not `abs()`: i32::MIN has no absolute value.
+    if !(-24..=24).contains(&a.transpose) {
         return Err(Error::Usage(format!("--transpose {}: use -24 to 24 semitones", a.transpose)));
     }
     let at = |s: &Option<String>, flag: &str| -> Result<Option<At>, Error> {

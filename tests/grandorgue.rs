@@ -213,6 +213,28 @@ mod e2e {
             go.as_client().ports(Some("^organ.*:out$"), None, jack::PortFlags::empty()).is_empty().then_some(())
         });
         assert!(gone.is_some(), "the port outlived its process");
+
+        // A SysEx longer than a JACK record is refused before playing, in one line (it used to
+        // stop the performance when it fell due, with only "1 message(s) were dropped").
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let organ = std::fs::read_to_string(root.join("organs/st-marys.toml")).unwrap().replace(
+            "# message = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }",
+            &format!("message = {{ sysex = \"F0 {}F7\" }}", "01 ".repeat(70)),
+        );
+        let long = dir.path.join("long-sysex.toml");
+        std::fs::write(&long, organ).unwrap();
+        let out = organ_bin()
+            .arg("play")
+            .arg(root.join("scores/bwv643.mid"))
+            .arg("--organ")
+            .arg(&long)
+            .args(["--to", "jack", "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("a SysEx longer than 64 bytes, the most the JACK output carries"), "{err}");
         drop(go);
         jackd.stop();
 

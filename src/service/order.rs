@@ -289,7 +289,7 @@ fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> 
     };
     let transpose = it.transpose.as_ref().map_or(0, |t| *t.get_ref());
     if let Some(t) = &it.transpose
-        && transpose.abs() > 24
+        && !(-24..=24).contains(&transpose)
     {
         return Err(cfg(t.span(), format!("transpose = {transpose}: use -24 to 24 semitones")));
     }
