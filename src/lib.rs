@@ -25,12 +25,14 @@
 //! - [`service`]: `organ service`, the full-screen view for playing during a service.
 //! - [`files`]: reading the user's files: regular files of bounded size only, remembered as
 //!   inputs so that no output overwrites them.
+//! - [`fuzzing`]: the fuzz targets' checks, shared by cargo-fuzz and the stable replay test.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 
 pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod files;
+pub mod fuzzing;
 pub mod grandorgue;
 pub mod midi;
 pub mod organ;

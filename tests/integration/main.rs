@@ -8,12 +8,15 @@
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
+//! - [`fuzz`]: the fuzz targets (score loader, organ and registration TOML, BLE decoder) as a
+//!   bounded corpus-and-mutation replay on stable Rust.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
 
 mod cli;
 mod corpus;
 mod damaged;
+mod fuzz;
 mod planner;
 mod play;
 mod props;
