@@ -803,9 +803,11 @@ impl<C: Clock> Engine<C> {
             // however slow the organ file's stop_pace_ms and however many offs the cancel is.
             let gaps = tl.cancel.len().saturating_sub(1).max(1) as u64;
             let pace = tl.stop_pace.min(Micros(RELEASE_PACING.0 / gaps));
+            // Absolute deadlines from the first, so that waking late never adds up.
+            let first = self.clock.now();
             for (i, m) in tl.cancel.iter().enumerate() {
                 if i > 0 && pace > Micros::ZERO {
-                    let until = self.clock.now() + pace;
+                    let until = first + Micros(pace.0 * i as u64);
                     while self.clock.now() < until {
                         self.clock.wait_until(until);
                     }

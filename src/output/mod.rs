@@ -103,8 +103,8 @@ pub trait Output: Send {
         Link::Up
     }
 
-    /// Called on the control thread after playback: flush and close. The file output writes its
-    /// file here.
+    /// Called on the control thread after playback: flush and close. The file output writes what
+    /// is still queued and forces the file to disk here (it writes as it plays).
     ///
     /// # Errors
     /// Anything that prevents the output from completing (e.g. the file cannot be written).

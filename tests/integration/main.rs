@@ -8,6 +8,9 @@
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
+//! - [`hostile`]: hostile input through the binary (special and oversize files, key-striking
+//!   organ files, records aimed at inputs or through links, escape sequences, absurd numbers),
+//!   and the record after SIGKILL and on a full disk, read back with mido.
 //! - [`fuzz`]: the fuzz targets (score loader, organ and registration TOML, BLE decoder) as a
 //!   bounded corpus-and-mutation replay on stable Rust.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
@@ -17,6 +20,7 @@ mod cli;
 mod corpus;
 mod damaged;
 mod fuzz;
+mod hostile;
 mod planner;
 mod play;
 mod props;
