@@ -526,6 +526,10 @@ pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Stat
     let organ = Organ::find(&c.organ)?;
     let odf = Odf::load(&c.odf).map_err(|e| Error::Other(e.to_string()))?;
     let out = c.out.clone().unwrap_or_else(|| c.odf.with_extension("cmb"));
+    // Never through a link, never over the ODF or another input (even with --force).
+    crate::files::check_replaceable(&out).map_err(|problem| {
+        Error::Usage(crate::files::FileError { file: out.display().to_string(), problem }.to_string())
+    })?;
     if out.exists() && !c.force {
         let existing = crate::files::read_user_file(&out, FileKind::GrandOrgueSettings)
             .map_err(|e| Error::Usage(format!("{e}; use --out to write elsewhere")))?;
@@ -538,7 +542,7 @@ pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Stat
     }
     let settings = configure(&organ, &odf);
     let bytes = settings.to_cmb(&organ, &odf, &organ.source).to_bytes();
-    std::fs::write(&out, bytes).map_err(|e| Error::Io(format!("{}: cannot write: {e}", out.display())))?;
+    crate::files::replace_file(&out, &bytes).map_err(|e| Error::Io(e.to_string()))?;
     let mut text = settings.report(&organ, &odf);
     text.push_str(&format!("wrote {}\n", out.display()));
     let beside = c.odf.with_extension("cmb");

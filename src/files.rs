@@ -11,6 +11,11 @@
 //!   process, so that an output can refuse to overwrite an input ([`input_named`]): `--to
 //!   file:` naming the score must not replace the score.
 //!
+//! And writing them: a file `organ` writes (a record, GrandOrgue settings) replaces `PATH` only
+//! when [`check_replaceable`] allows it (not a symbolic link, not a special file, not an input),
+//! and is written as a new file beside it ([`create_beside`]: `O_CREAT | O_EXCL | O_NOFOLLOW`)
+//! and renamed into place ([`rename_into_place`]), so nothing is ever written through a link.
+//!
 //! Runs on the control thread only (it reads files and takes a lock); never on the engine thread.
 
 use std::fmt;
@@ -81,6 +86,16 @@ pub enum FileProblem {
     TooLarge { size: u64, kind: FileKind },
     /// A text file that is not UTF-8.
     NotText { kind: FileKind },
+    /// (writing) The path is a symbolic link.
+    Link,
+    /// (writing) The path is a file this process has read.
+    Input(FileKind),
+    /// (writing) The path is a directory, FIFO, device…
+    NotWritable { what: &'static str },
+    /// (writing) The path ends in no file name (`/tmp/`, `..`).
+    NoFileName,
+    /// (writing) The file cannot be created or written.
+    Create(String),
 }
 
 impl fmt::Display for FileProblem {
@@ -98,6 +113,19 @@ impl fmt::Display for FileProblem {
                 human_size(kind.limit())
             ),
             FileProblem::NotText { kind } => write!(f, "is not a text file (not UTF-8): is it {}?", kind.a_noun()),
+            FileProblem::Link => f.write_str(
+                "is a symbolic link; organ does not write through links: name the file itself, or another file",
+            ),
+            FileProblem::Input(kind) => write!(
+                f,
+                "this is {} this performance reads; organ never writes over its inputs: name another file",
+                kind.a_noun()
+            ),
+            FileProblem::NotWritable { what } => {
+                write!(f, "is {what}; organ writes only to a regular file: name another file")
+            }
+            FileProblem::NoFileName => f.write_str("names no file; name a file, e.g. record.mid"),
+            FileProblem::Create(e) => write!(f, "cannot create the file: {e}"),
         }
     }
 }
@@ -157,14 +185,18 @@ fn open_regular(path: &Path, kind: FileKind) -> Result<(std::fs::File, u64), Fil
 }
 
 /// Reads a user's file of the given kind: a regular file, at most [`FileKind::limit`] bytes,
-/// and remembers it as an input of this process (see [`input_named`]).
+/// and remembers it as an input of this process (see [`input_named`]; not GrandOrgue settings,
+/// which are read only to be replaced).
 ///
 /// # Errors
 /// The file cannot be opened or read, is not a regular file, or is over the limit.
 pub fn read_user_file(path: &Path, kind: FileKind) -> Result<Vec<u8>, FileError> {
     let err = |problem| FileError { file: path.display().to_string(), problem };
     let (file, size) = open_regular(path, kind).map_err(err)?;
-    remember(&file, kind);
+    // GrandOrgue settings are read only to see whether `organ` wrote them, before replacing them.
+    if kind != FileKind::GrandOrgueSettings {
+        remember(&file, kind);
+    }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(kind.limit() + 1).read_to_end(&mut bytes).map_err(|e| err(FileProblem::Io(io_text(&e))))?;
     if bytes.len() as u64 > kind.limit() {
@@ -216,6 +248,92 @@ pub fn input_named(path: &Path) -> Option<FileKind> {
     }
 }
 
+/// Whether `path` may be replaced by a file `organ` writes: it may not exist yet, or be a
+/// regular file that this process has not read as an input. A symbolic link is refused (even to
+/// a harmless file: `organ` never writes through one), and so is a directory or special file.
+///
+/// # Errors
+/// What `path` is instead.
+pub fn check_replaceable(path: &Path) -> Result<(), FileProblem> {
+    if path.file_name().is_none() {
+        return Err(FileProblem::NoFileName);
+    }
+    if let Some(kind) = input_named(path) {
+        return Err(FileProblem::Input(kind));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(FileProblem::Link),
+        Ok(m) if !m.is_file() => Err(FileProblem::NotWritable { what: file_type_name(&m.file_type()) }),
+        _ => Ok(()),
+    }
+}
+
+/// Creates a new, empty file beside `path` under a temporary name (`.NAME.organ-PID-N.tmp`),
+/// never following a link and never opening an existing file. Write it, then
+/// [`rename_into_place`].
+///
+/// # Errors
+/// The folder does not exist or is not writable.
+pub fn create_beside(path: &Path) -> Result<(std::fs::File, std::path::PathBuf), FileProblem> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or(FileProblem::NoFileName)?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".organ-{}-{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let tmp = folder_of(path).join(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o666);
+    }
+    let file = options.open(&tmp).map_err(|e| FileProblem::Create(io_text(&e)))?;
+    Ok((file, tmp))
+}
+
+/// Renames a file made by [`create_beside`] to `path` (replacing what is there, a link itself
+/// rather than its target), and forces the folder entry to disk. On failure the temporary file
+/// is removed.
+///
+/// # Errors
+/// The rename failed.
+pub fn rename_into_place(tmp: &Path, path: &Path) -> Result<(), FileProblem> {
+    if let Err(e) = std::fs::rename(tmp, path) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(FileProblem::Create(io_text(&e)));
+    }
+    if let Ok(d) = std::fs::File::open(folder_of(path)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes a whole file safely: [`check_replaceable`], [`create_beside`], write and sync,
+/// [`rename_into_place`].
+///
+/// # Errors
+/// As those, and a failed write.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    use std::io::Write;
+    let err = |problem| FileError { file: path.display().to_string(), problem };
+    check_replaceable(path).map_err(err)?;
+    let (mut f, tmp) = create_beside(path).map_err(err)?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(FileProblem::Create(io_text(&e))));
+    }
+    rename_into_place(&tmp, path).map_err(err)
+}
+
+fn folder_of(path: &Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
 /// "a directory", "a FIFO (named pipe)", … for messages.
 pub fn file_type_name(t: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
@@ -246,7 +364,7 @@ pub fn file_type_name(t: &std::fs::FileType) -> &'static str {
 }
 
 /// The OS error without Rust's "(os error N)" suffix.
-fn io_text(e: &std::io::Error) -> String {
+pub fn io_text(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
@@ -300,6 +418,29 @@ mod tests {
         assert!(e.to_string().contains("is 3.0 GiB, larger than any organ definition (at most 1.0 MiB)"), "{e}");
         f.set_len(MIB).unwrap();
         assert_eq!(read_user_file(&p, FileKind::Organ).unwrap().len() as u64, MIB);
+    }
+
+    #[test]
+    fn replacing_a_file_never_follows_a_link_nor_touches_an_input() {
+        let d = scratch("replace");
+        let target = d.join("precious.txt");
+        std::fs::write(&target, "keep me").unwrap();
+        let link = d.join("out.cmb");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(replace_file(&link, b"new").unwrap_err().problem, FileProblem::Link);
+        let input = d.join("in.organ");
+        std::fs::write(&input, "[Organ]\n").unwrap();
+        read_user_file(&input, FileKind::Odf).unwrap();
+        assert_eq!(replace_file(&input, b"new").unwrap_err().problem, FileProblem::Input(FileKind::Odf));
+        assert!(matches!(replace_file(&d, b"x").unwrap_err().problem, FileProblem::NotWritable { .. }));
+        let out = d.join("fresh.cmb");
+        replace_file(&out, b"one").unwrap();
+        replace_file(&out, b"two").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"two");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "[Organ]\n");
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 4, "no temporary file left: {names:?}");
     }
 
     #[test]

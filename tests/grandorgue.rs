@@ -78,6 +78,37 @@ fn config_reports_a_file_that_is_not_an_odf() {
     assert!(!dir.path.join("x.cmb").exists());
 }
 
+/// The settings file is never written through a symbolic link (a sample set could ship
+/// `MyOrgan.cmb` as a link to any file) nor over the ODF, even with --force.
+#[test]
+fn config_never_writes_through_a_link_or_over_the_odf() {
+    let dir = Scratch::new("go-config-link");
+    let odf = test_organ::generate(&dir.path).unwrap();
+    let toml = dir.path.join("organ-e2e.toml");
+    let precious = dir.path.join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    std::os::unix::fs::symlink(&precious, odf.with_extension("cmb")).unwrap();
+    let odf_before = std::fs::read(&odf).unwrap();
+    for out in [None, Some(&odf)] {
+        let mut cmd = organ_bin();
+        cmd.args(["grandorgue", "config", "--force", "--organ"]).arg(&toml).arg("--odf").arg(&odf);
+        if let Some(o) = out {
+            cmd.arg("--out").arg(o);
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let want = if out.is_none() {
+            "is a symbolic link; organ does not write through links"
+        } else {
+            "this is a GrandOrgue organ definition this performance reads"
+        };
+        assert!(err.contains(want) && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+    assert_eq!(std::fs::read(&odf).unwrap(), odf_before);
+}
+
 #[cfg(not(feature = "jack"))]
 #[test]
 fn grandorgue_end_to_end() {

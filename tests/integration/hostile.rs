@@ -281,7 +281,7 @@ fn a_record_never_overwrites_an_input_nor_writes_through_a_link() {
     let o = run(&["play", SCORE, "--to", &format!("file:{}", link.display())], Duration::from_secs(20));
     one_line_error(&o, "is a symbolic link; organ does not write through links");
     let o = run(&["play", SCORE, "--to", &format!("file:{}", d.display())], Duration::from_secs(20));
-    one_line_error(&o, "is a directory; a record is written only to a regular file");
+    one_line_error(&o, "is a directory; organ writes only to a regular file");
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
     let after: Vec<Vec<u8>> = inputs.iter().map(|(p, _)| digest(p)).collect();
     assert!(before == after, "an input was changed");

@@ -28,7 +28,7 @@
 //! on it is written only through that open descriptor, so a symbolic link or another file put at
 //! `PATH` during the performance is never written through. `PATH` may not be a symbolic link,
 //! nor anything but a regular file, nor a file this process has read as an input (the score, the
-//! registration, the organ, the amen; see [`crate::files::input_named`]). When the performance
+//! registration, the organ, the amen; see [`crate::files::check_replaceable`]). When the performance
 //! ends, a record that is no longer at `PATH` (moved or replaced meanwhile) is reported.
 //!
 //! # Nothing lost silently
@@ -51,7 +51,7 @@ use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use crate::engine::HeldKeys;
-use crate::files::{FileKind, input_named};
+use crate::files::{self, FileProblem, io_text};
 use crate::midi::{Micros, ShortMsg};
 use crate::output::{Output, OutputError, OutputErrorKind, Stamp};
 use crate::plan::Timeline;
@@ -82,39 +82,16 @@ const END_OF_TRACK: [u8; 4] = [0x00, 0xFF, 0x2F, 0x00];
 const MAX_DELTA: u64 = 0x0FFF_FFFF;
 const TITLE: &[u8] = b"organ: what was sent";
 
-/// Why a record could not be started.
+/// Why a record could not be started: `file:PATH: <problem>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordError {
-    /// The path is a file this performance reads.
-    IsInput { file: String, kind: FileKind },
-    /// The path is a symbolic link.
-    Symlink { file: String },
-    /// The path is a directory, FIFO, device…
-    NotRegular { file: String, what: &'static str },
-    /// The path has no file name (`file:/tmp/`).
-    NoFileName { file: String },
-    /// The file cannot be created or written.
-    Create { file: String, error: String },
+pub struct RecordError {
+    pub file: String,
+    pub problem: crate::files::FileProblem,
 }
 
 impl std::fmt::Display for RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RecordError::IsInput { file, kind } => write!(
-                f,
-                "file:{file}: this is {} this performance reads; organ never writes over its inputs: record to another file",
-                kind.a_noun()
-            ),
-            RecordError::Symlink { file } => write!(
-                f,
-                "file:{file}: is a symbolic link; organ does not write through links: name the file itself, or another file"
-            ),
-            RecordError::NotRegular { file, what } => {
-                write!(f, "file:{file}: is {what}; a record is written only to a regular file: name another file")
-            }
-            RecordError::NoFileName { file } => write!(f, "file:{file}: name a file, e.g. file:record.mid"),
-            RecordError::Create { file, error } => write!(f, "file:{file}: cannot create the file: {error}"),
-        }
+        write!(f, "file:{}: {}", self.file, self.problem)
     }
 }
 
@@ -196,7 +173,7 @@ impl FileOutput {
         let writer = std::thread::Builder::new()
             .name("organ-record".into())
             .spawn(move || write_loop(file, heads_rx, bytes_rx, &writer_state))
-            .map_err(|e| RecordError::Create { file: file_text.clone(), error: e.to_string() })?;
+            .map_err(|e| RecordError { file: file_text.clone(), problem: FileProblem::Create(e.to_string()) })?;
         Ok(FileOutput {
             name: format!("file:{file_text}"),
             path,
@@ -230,46 +207,16 @@ impl FileOutput {
 /// Refuses paths that must not be written, creates the file under a temporary name beside
 /// `path` (never following a link), writes the header, and renames it into place.
 fn create_in_place(path: &Path) -> Result<(File, (u64, u64)), RecordError> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let file = path.display().to_string();
-    let name = path.file_name().ok_or_else(|| RecordError::NoFileName { file: file.clone() })?;
-    if let Some(kind) = input_named(path) {
-        return Err(RecordError::IsInput { file, kind });
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => return Err(RecordError::Symlink { file }),
-        Ok(m) if !m.is_file() => {
-            return Err(RecordError::NotRegular { file, what: crate::files::file_type_name(&m.file_type()) });
-        }
-        _ => {}
-    }
-    let create = |e: io::Error| RecordError::Create { file: file.clone(), error: io_text(&e) };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".organ-{}-{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let tmp = dir.join(tmp_name);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .mode(0o666)
-        .open(&tmp)
-        .map_err(create)?;
-    let placed = write_header(&f).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = placed {
+    use std::os::unix::fs::MetadataExt;
+    let err = |problem| RecordError { file: path.display().to_string(), problem };
+    files::check_replaceable(path).map_err(err)?;
+    let (f, tmp) = files::create_beside(path).map_err(err)?;
+    if let Err(e) = write_header(&f) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(create(e));
+        return Err(err(FileProblem::Create(io_text(&e))));
     }
-    // The rename itself reaches the disk with the folder.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    let meta = f.metadata().map_err(create)?;
+    files::rename_into_place(&tmp, path).map_err(err)?;
+    let meta = f.metadata().map_err(|e| err(FileProblem::Create(io_text(&e))))?;
     Ok((f, (meta.dev(), meta.ino())))
 }
 
@@ -287,12 +234,6 @@ fn write_header(f: &File) -> io::Result<()> {
     out.extend_from_slice(&track);
     f.write_all_at(&out, 0)?;
     f.sync_data()
-}
-
-/// The OS error without Rust's "(os error N)" suffix.
-fn io_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    s.find(" (os error").map_or(s.clone(), |i| s[..i].to_string())
 }
 
 /// The file being written, on the writer thread: the committed track and the events not yet
@@ -688,14 +629,12 @@ mod tests {
         let link = d.join("link.mid");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let e = FileOutput::create(link.clone()).unwrap_err();
-        assert!(matches!(e, RecordError::Symlink { .. }), "{e}");
+        assert_eq!(e.problem, FileProblem::Link);
         assert!(e.to_string().contains("is a symbolic link; organ does not write through links"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
         let e = FileOutput::create(d.clone()).unwrap_err();
-        assert!(
-            e.to_string().ends_with("is a directory; a record is written only to a regular file: name another file")
-        );
-        crate::files::read_user_file(&target, FileKind::Score).unwrap(); // read as an input
+        assert!(e.to_string().ends_with("is a directory; organ writes only to a regular file: name another file"));
+        crate::files::read_user_file(&target, crate::files::FileKind::Score).unwrap(); // read as an input
         let e = FileOutput::create(target.clone()).unwrap_err();
         assert!(e.to_string().contains("this is a MIDI score this performance reads"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
