@@ -90,6 +90,8 @@ pub enum FileProblem {
     Link,
     /// (writing) The path is a file this process has read.
     Input(FileKind),
+    /// (writing) The path holds a record this process is writing or wrote.
+    OwnRecord,
     /// (writing) The path is a directory, FIFO, device…
     NotWritable { what: &'static str },
     /// (writing) The path ends in no file name (`/tmp/`, `..`).
@@ -124,6 +126,9 @@ impl fmt::Display for FileProblem {
             FileProblem::NotWritable { what } => {
                 write!(f, "is {what}; organ writes only to a regular file: name another file")
             }
+            FileProblem::OwnRecord => f.write_str(
+                "holds the record organ is making in this run (named twice, or reopened); organ does not replace it: name another file",
+            ),
             FileProblem::NoFileName => f.write_str("names no file; name a file, e.g. record.mid"),
             FileProblem::Create(e) => write!(f, "cannot create the file: {e}"),
         }
@@ -158,8 +163,38 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// The inputs read so far: (device, inode, what it was).
-static INPUTS: Mutex<Vec<(u64, u64, FileKind)>> = Mutex::new(Vec::new());
+/// The inputs read so far: (device, inode, what it was), each with the file kept open so that
+/// its inode cannot be reused by another file while the process runs (which would make that
+/// file look like an input).
+static INPUTS: Mutex<Vec<(u64, u64, FileKind, std::fs::File)>> = Mutex::new(Vec::new());
+/// The records this process has created: (device, inode), kept open for the same reason.
+static RECORDS: Mutex<Vec<(u64, u64, std::fs::File)>> = Mutex::new(Vec::new());
+
+/// Notes a record this process writes, so that naming it again (`--to file:X --to file:X`, or
+/// reopening a lost output during a service) cannot replace what it already holds.
+pub fn remember_record(file: &std::fs::File) {
+    #[cfg(unix)]
+    if let (Ok(meta), Ok(held), Ok(mut records)) = (file.metadata(), file.try_clone(), RECORDS.lock()) {
+        use std::os::unix::fs::MetadataExt;
+        records.push((meta.dev(), meta.ino(), held));
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+}
+
+fn is_own_record(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+        RECORDS.lock().is_ok_and(|r| r.iter().any(|(d, i, _)| (*d, *i) == (meta.dev(), meta.ino())))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
 
 /// Opens `path` for reading without blocking, and checks that it is a regular file within the
 /// kind's limit. Returns the open file and its size.
@@ -222,8 +257,10 @@ fn remember(file: &std::fs::File, kind: FileKind) {
         use std::os::unix::fs::MetadataExt;
         if let Ok(mut inputs) = INPUTS.lock() {
             let id = (meta.dev(), meta.ino());
-            if !inputs.iter().any(|&(d, i, _)| (d, i) == id) {
-                inputs.push((id.0, id.1, kind));
+            if !inputs.iter().any(|(d, i, _, _)| (*d, *i) == id)
+                && let Ok(held) = file.try_clone()
+            {
+                inputs.push((id.0, id.1, kind, held));
             }
         }
     }
@@ -239,7 +276,7 @@ pub fn input_named(path: &Path) -> Option<FileKind> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).ok()?;
         let inputs = INPUTS.lock().ok()?;
-        inputs.iter().find(|&&(d, i, _)| d == meta.dev() && i == meta.ino()).map(|&(_, _, k)| k)
+        inputs.iter().find(|(d, i, _, _)| *d == meta.dev() && *i == meta.ino()).map(|(_, _, k, _)| *k)
     }
     #[cfg(not(unix))]
     {
@@ -260,6 +297,9 @@ pub fn check_replaceable(path: &Path) -> Result<(), FileProblem> {
     }
     if let Some(kind) = input_named(path) {
         return Err(FileProblem::Input(kind));
+    }
+    if is_own_record(path) {
+        return Err(FileProblem::OwnRecord);
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(FileProblem::Link),

@@ -216,6 +216,7 @@ fn create_in_place(path: &Path) -> Result<(File, (u64, u64)), RecordError> {
         return Err(err(FileProblem::Create(io_text(&e))));
     }
     files::rename_into_place(&tmp, path).map_err(err)?;
+    files::remember_record(&f);
     let meta = f.metadata().map_err(|e| err(FileProblem::Create(io_text(&e))))?;
     Ok((f, (meta.dev(), meta.ino())))
 }
@@ -640,6 +641,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
         let leftovers: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers.len(), 2, "no temporary file left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_record_is_never_replaced_by_another_in_the_same_run() {
+        let p = scratch("twice").join("r.mid");
+        let mut o = FileOutput::create(p.clone()).unwrap();
+        o.send(&[0x90, 60, 1], stamp(0)).unwrap();
+        let e = FileOutput::create(p.clone()).unwrap_err();
+        assert_eq!(e.problem, FileProblem::OwnRecord);
+        o.finish().unwrap();
+        assert_eq!(read(&p).len(), 1);
     }
 
     #[test]
