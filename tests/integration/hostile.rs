@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::play::wait_with_timeout;
 use crate::support::{Ev, notes_track, parse_jsonl, ppq, repo_dir, scratch, smf, text};
 
 /// Runs the binary in the repository folder, killing it (and failing) after `limit`: a FIFO
@@ -432,20 +433,6 @@ fn start_playing(
     (child, Instant::now(), reader)
 }
 
-fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("organ play did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn planned(args: &[&str]) -> Vec<crate::support::PlanEvent> {
     let o = run(&[&["plan", "--format", "jsonl"], args].concat(), Duration::from_secs(30));
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -464,7 +451,7 @@ fn sigkill_leaves_a_readable_record_of_all_but_the_last_second() {
     // SAFETY: our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
     let killed_at = playing.elapsed();
-    wait(&mut child, Duration::from_secs(10));
+    wait_with_timeout(&mut child, Duration::from_secs(10));
     reader.join().unwrap();
     let sent = mido_read(&record);
     // What the record holds is exactly the beginning of the plan, with its times…
@@ -509,7 +496,7 @@ fn a_full_disk_stops_playback_at_once_and_says_so() {
             });
         }
     });
-    let status = wait(&mut child, Duration::from_secs(30));
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
     let took = playing.elapsed();
     let lines = reader.join().unwrap().join("\n");
     assert_eq!(status.code(), Some(2), "{lines}");
@@ -546,7 +533,7 @@ fn stopping_with_a_slow_stop_pace_takes_about_two_seconds_at_most() {
     // SAFETY: our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let asked = Instant::now();
-    let status = wait(&mut child, Duration::from_secs(30));
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
     let took = asked.elapsed();
     reader.join().unwrap();
     assert_eq!(status.code(), Some(130));
