@@ -273,7 +273,8 @@ impl SmfWriter {
 
     /// Encodes one sent message (not yet written).
     fn push(&mut self, stamp: Stamp, bytes: &[u8]) {
-        let Some(&status) = bytes.first() else { return };
+        // A message starts with its status byte; anything else would be read as running status.
+        let Some(&status) = bytes.first().filter(|&&s| s >= 0x80) else { return };
         let origin = *self.origin.get_or_insert(stamp.due.saturating_sub(stamp.plan));
         let t = stamp.now.saturating_sub(origin).0;
         let tick = ((t + FILE_TICK_US / 2) / FILE_TICK_US).max(self.last_tick);
