@@ -223,7 +223,7 @@ pub fn plan_inputs(inputs: &Inputs) -> Result<Timeline, Error> {
 /// Unparsable values.
 pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
     let speed = match (&a.tempo, a.bpm) {
-        (Some(t), _) => Speed::parse_tempo(t).map_err(Error::Usage)?,
+        (Some(t), _) => Speed::parse_tempo(t).map_err(|e| Error::Usage(e.to_string()))?,
         (None, Some(b)) if (10.0..=400.0).contains(&b) => Speed::Bpm(b),
         (None, Some(b)) => return Err(Error::Usage(format!("--bpm {b}: use 10 to 400 beats per minute"))),
         (None, None) => Speed::AsWritten,
@@ -381,7 +381,8 @@ fn plan_assignment(inputs: &Inputs) -> Result<Vec<Option<usize>>, Error> {
         _ => (plan::DEFAULT_LAYOUT.to_string(), "the default".to_string()),
     };
     let map = inputs.options.map.as_deref().or(reg.and_then(|r| r.map.as_deref()));
-    Ok(layout::resolve(&inputs.score, &inputs.organ, layout::LayoutSource { layout: &l, from: &from }, map)?)
+    Ok(layout::resolve(&inputs.score, &inputs.organ, layout::LayoutSource { layout: &l, from: &from }, map)
+        .map_err(PlanError::from)?)
 }
 
 /// `organ info`.

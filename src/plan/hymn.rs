@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use super::{
     EXACT_ZERO, Gap, PlanError, PlanOptions, SectionKind, Segment, StartOverride, Timeline, assignment, exact_add,
-    plan_segments,
+    no_such_beat, past_the_end, plan_segments,
 };
 use crate::midi::Micros;
 use crate::organ::registration::At;
@@ -311,25 +311,19 @@ pub fn plan_hymn(
     hymn: &HymnOptions,
 ) -> Result<Timeline, PlanError> {
     if opts.from.is_some() || opts.until.is_some() {
-        return Err(PlanError::new(
-            "--from and --until play part of a score once; they cannot be combined with hymn options (verses, play-over, amen…)",
-        ));
+        return Err(PlanError::HymnWithRange);
     }
     let verses = hymn.verses.unwrap_or(1);
     if verses == 0 || verses > MAX_VERSES {
-        return Err(PlanError::new(format!("verses = {verses}: a hymn has 1 to {MAX_VERSES} verses")));
+        return Err(PlanError::Verses { verses });
     }
     let assign = assignment(score, organ, registration, opts)?;
     let music_end = score.last_note_end();
     let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
     let bar_start = |bar: u32| -> u64 { score.meter.bar_start(bar).unwrap_or(music_end).min(music_end) };
-    let check_bars = |what: &str, a: u32, b: u32, last: u32| -> Result<(), PlanError> {
-        if b > last {
-            return Err(PlanError::new(format!(
-                "{what} {a}-{b}: {} has {last} bar(s){}",
-                score.name,
-                if what == "play-over" { " in a verse" } else { "" }
-            )));
+    let check_bars = |what: &'static str, first: u32, last: u32, bars: u32| -> Result<(), PlanError> {
+        if last > bars {
+            return Err(PlanError::BarsPastTheEnd { what, first, last, score: score.name.clone(), bars });
         }
         Ok(())
     };
@@ -339,9 +333,7 @@ pub fn plan_hymn(
         Some(Amen::Bars(a, b)) => {
             check_bars("amen", *a, *b, last_bar)?;
             if *a < 2 {
-                return Err(PlanError::new(format!(
-                    "amen {a}-{b}: the amen comes after the verse, so it starts at bar 2 or later"
-                )));
+                return Err(PlanError::AmenAtStart { first: *a, last: *b });
             }
             let from = bar_start(*a);
             let until = if *b >= last_bar { music_end } else { bar_start(b + 1) };
@@ -351,7 +343,7 @@ pub fn plan_hymn(
     };
     let verse_until = last_sound(score, &assign, 0, verse_limit);
     if verse_until == 0 {
-        return Err(PlanError::new(format!("{}: no notes before the amen", score.name)));
+        return Err(PlanError::NoVerse { score: score.name.clone() });
     }
     let verse_last_bar = score.meter.position(verse_limit.saturating_sub(1)).bar;
     let play_over = match hymn.play_over.unwrap_or(Bars::None) {
@@ -363,7 +355,7 @@ pub fn plan_hymn(
             let to = if b >= verse_last_bar { verse_limit } else { bar_start(b + 1) };
             let until = last_sound(score, &assign, from, to);
             if until <= from {
-                return Err(PlanError::new(format!("play-over {a}-{b}: no notes in those bars")));
+                return Err(PlanError::EmptyPlayOver { first: a, last: b });
             }
             Some((from, until))
         }
@@ -378,12 +370,12 @@ pub fn plan_hymn(
     let mut fermata_waits: Vec<u64> = Vec::new();
     for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
         if bar > last_bar {
-            return Err(PlanError::new(format!("fermata {bar}:{beat}: {} has {last_bar} bars", score.name)));
+            return Err(past_the_end(score, "fermata", format!("{bar}:{beat}"), last_bar));
         }
-        let f = score.meter.tick_of(bar, beat).ok_or_else(|| {
-            let (n, _) = score.meter.signature_at(score.meter.bar_start(bar).unwrap_or(0));
-            PlanError::new(format!("fermata {bar}:{beat}: bar {bar} has {n} beats"))
-        })?;
+        let f = score
+            .meter
+            .tick_of(bar, beat)
+            .ok_or_else(|| no_such_beat(score, "fermata", format!("{bar}:{beat}"), bar))?;
         let at = fermata_end(score, &assign, f);
         if let Some(h) = fermata.hold {
             let g = length_at(score, f, h);
@@ -479,11 +471,9 @@ pub fn plan_hymn(
             });
         }
         (Some(Amen::File(path)), _, amen) => {
-            let amen = amen.ok_or_else(|| {
-                PlanError::new(format!("amen = \"{}\": the amen file was not loaded", path.display()))
-            })?;
+            let amen = amen.ok_or_else(|| PlanError::AmenNotLoaded { path: path.clone() })?;
             amen_assign = assignment(amen, organ, registration, opts)
-                .map_err(|e| PlanError::new(format!("amen file {}: {e}", amen.name)))?;
+                .map_err(|e| PlanError::AmenFile { score: amen.name.clone(), error: Box::new(e) })?;
             let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
             let until = amen.last_note_end();
             segments.push(Segment {

@@ -9,18 +9,18 @@
 //! Ordering rule at equal times: note-offs, then registration messages, then note-ons; the
 //! closing all-notes-off and cancel come after the last note-off.
 
+mod error;
 pub mod hymn;
 pub mod layout;
 pub mod report;
 mod timeline;
-
-use std::fmt;
 
 use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::registration::At;
 use crate::organ::{ControlId, Organ, Registration};
 use crate::score::{ExactTime, Score};
 
+pub use error::{PlanError, TempoError};
 pub use timeline::{
     ControlInfo, DivisionInfo, Event, Kind, Msg, NONE_U8, NONE_U16, RegistrationState, Section, SectionKind, Timeline,
     WaitKind, WaitPoint,
@@ -31,26 +31,6 @@ pub const DEFAULT_LAYOUT: &str = "SSGGP";
 
 /// The longest performance planned: 30 days.
 pub const MAX_LENGTH: Micros = Micros(30 * 86_400 * 1_000_000);
-
-/// Why a plan could not be made. One line, already naming what is wrong and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    pub message: String,
-}
-
-impl PlanError {
-    pub fn new(message: impl Into<String>) -> PlanError {
-        PlanError { message: message.into() }
-    }
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PlanError {}
 
 /// How fast to play.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -68,17 +48,17 @@ impl Speed {
     /// Parses `80%`, `80`, `1.2x` for `--tempo`.
     ///
     /// # Errors
-    /// A sentence naming the accepted forms.
-    pub fn parse_tempo(s: &str) -> Result<Speed, String> {
+    /// Not a percentage, or one outside 10 %-400 %.
+    pub fn parse_tempo(s: &str) -> Result<Speed, TempoError> {
         let t = s.trim();
-        let bad = || format!("--tempo {s}: write a percentage of the written tempo, e.g. 80% or 110%");
+        let bad = || TempoError::NotAPercentage { given: s.to_string() };
         let v: f64 = if let Some(x) = t.strip_suffix('x') {
             x.trim().parse::<f64>().map_err(|_| bad())? * 100.0
         } else {
             t.trim_end_matches('%').trim().parse().map_err(|_| bad())?
         };
         if !(10.0..=400.0).contains(&v) {
-            return Err(format!("--tempo {s}: use a percentage between 10% and 400%"));
+            return Err(TempoError::OutOfRange { given: s.to_string() });
         }
         Ok(Speed::Percent(v))
     }
@@ -159,7 +139,7 @@ pub(crate) fn assignment(
         (None, None) => (DEFAULT_LAYOUT.to_string(), "the default".to_string()),
     };
     let map = opts.map.as_deref().or(registration.and_then(|r| r.map.as_deref()));
-    layout::resolve(score, organ, layout::LayoutSource { layout: &layout, from: &layout_from }, map)
+    Ok(layout::resolve(score, organ, layout::LayoutSource { layout: &layout, from: &layout_from }, map)?)
 }
 
 /// Makes the plan.
@@ -179,16 +159,13 @@ pub fn plan(
     // --- the performed range ----------------------------------------------------------------
     let music_end = score.last_note_end();
     let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
-    let resolve_at = |at: &At, what: &str| -> Result<u64, PlanError> {
+    let resolve_at = |at: &At, what: &'static str| -> Result<u64, PlanError> {
         match *at {
             At::Bar { bar, beat } => {
                 if bar > last_bar {
-                    return Err(PlanError::new(format!("{what} {at}: {} has {last_bar} bars", score.name)));
+                    return Err(past_the_end(score, what, at.to_string(), last_bar));
                 }
-                score.meter.tick_of(bar, beat).ok_or_else(|| {
-                    let (n, _) = score.meter.signature_at(score.meter.bar_start(bar).unwrap_or(0));
-                    PlanError::new(format!("{what} {at}: bar {bar} has {n} beats"))
-                })
+                score.meter.tick_of(bar, beat).ok_or_else(|| no_such_beat(score, what, at.to_string(), bar))
             }
             At::Time(t) => Ok(score.tempo.tick_at(t)),
         }
@@ -196,16 +173,16 @@ pub fn plan(
     let from_tick = opts.from.as_ref().map(|a| resolve_at(a, "--from")).transpose()?.unwrap_or(0);
     let until_tick = match &opts.until {
         None => music_end,
-        Some(At::Bar { bar, beat }) if *beat == 1.0 => {
+        Some(at @ At::Bar { bar, beat }) if *beat == 1.0 => {
             if *bar > last_bar {
-                return Err(PlanError::new(format!("--until bar {bar}: {} has {last_bar} bars", score.name)));
+                return Err(past_the_end(score, "--until", at.to_string(), last_bar));
             }
             score.meter.bar_start(bar.saturating_add(1)).unwrap_or(music_end).min(music_end)
         }
         Some(at) => resolve_at(at, "--until")?.min(music_end),
     };
     if until_tick <= from_tick {
-        return Err(PlanError::new("--until comes before --from: nothing to play"));
+        return Err(PlanError::EmptyRange);
     }
     let segment = Segment {
         score,
@@ -225,9 +202,20 @@ pub fn plan(
     plan_segments(organ, opts, &[segment], score)
 }
 
+/// A position after the last bar of `score`.
+pub(crate) fn past_the_end(score: &Score, what: &'static str, position: String, bars: u32) -> PlanError {
+    PlanError::PastTheEnd { what, position, score: score.name.clone(), bars }
+}
+
+/// A position on a beat that `bar` of `score` does not have.
+pub(crate) fn no_such_beat(score: &Score, what: &'static str, position: String, bar: u32) -> PlanError {
+    let (beats, _) = score.meter.signature_at(score.meter.bar_start(bar).unwrap_or(0));
+    PlanError::NoSuchBeat { what, position, bar, beats }
+}
+
 fn check_organ(organ: &Organ) -> Result<(), PlanError> {
     if organ.divisions.len() >= usize::from(NONE_U8) || organ.controls.len() >= usize::from(NONE_U16) {
-        return Err(PlanError::new(format!("{}: too many divisions or controls", organ.source)));
+        return Err(PlanError::OrganTooLarge { organ: organ.source.clone() });
     }
     Ok(())
 }
@@ -309,9 +297,9 @@ pub(crate) fn plan_segments(
     main: &Score,
 ) -> Result<Timeline, PlanError> {
     check_organ(organ)?;
-    let first = segments.first().ok_or_else(|| PlanError::new("nothing to play"))?;
+    let first = segments.first().ok_or(PlanError::NothingToPlay)?;
     if segments.len() >= usize::from(NONE_U16) {
-        return Err(PlanError::new("too many sections"));
+        return Err(PlanError::TooManySections);
     }
     let hymn = first.kind != SectionKind::Piece;
     let start_pos = first.from;
@@ -373,7 +361,7 @@ pub(crate) fn plan_segments(
             for c in &reg.changes {
                 let tick = match c.at {
                     At::Bar { bar, beat } => seg.score.meter.tick_of(bar, beat).ok_or_else(|| {
-                        PlanError::new(format!("{}: change at {}: that position is not in the score", c.location, c.at))
+                        PlanError::ChangeNotInScore { location: c.location.to_string(), at: c.at.to_string() }
                     })?,
                     At::Time(t) => seg.score.tempo.tick_at(t),
                 };
@@ -411,12 +399,10 @@ pub(crate) fn plan_segments(
             extra_stops.extend(p.controls.iter().copied());
             continue;
         }
-        let id = organ.control(s).ok_or_else(|| {
-            PlanError::new(format!(
-                "--stops: {} has no stop, coupler, tremulant or preset \"{s}\"{}",
-                organ.name,
-                organ.suggest_control(s)
-            ))
+        let id = organ.control(s).ok_or_else(|| PlanError::UnknownStop {
+            organ: organ.name.clone(),
+            name: s.to_string(),
+            suggestion: organ.suggest_control(s),
         })?;
         extra_stops.push(id);
     }
@@ -546,11 +532,7 @@ pub(crate) fn plan_segments(
     // cannot overflow. Only damaged delta times (or a hostile file) come near the limit.
     let length = seg_end.last().map_or(Micros::ZERO, |e| e.round());
     if length > MAX_LENGTH {
-        return Err(PlanError::new(format!(
-            "{}: the music would last {:.0} days at this speed; the file's delta times are probably damaged",
-            main.name,
-            length.as_secs_f64() / 86_400.0
-        )));
+        return Err(PlanError::TooLong { score: main.name.clone(), length });
     }
     let time = |s: usize, tick: u64| -> u64 { exact_add(seg_start[s], scaled(score_rel(s, tick))).round().0 };
 
