@@ -76,191 +76,87 @@ fn cases() -> Vec<Case> {
             &["plan", &rel(&f), "--organ", "st-marys", "--layout", layout, "--format", "jsonl"],
         ));
     }
-    let pin_organ = "tests/data/plan-pin/organ.toml";
-    let extra: &[(&str, &[&str])] = &[
+    // (name, command line: words split at spaces, "quoted" words kept whole; PIN/ stands for
+    // tests/data/plan-pin/)
+    let extra: &[(&str, &str)] = &[
         // Hymns as their registration files unroll them, with sections and wait points.
-        ("text-hymn-cwm-rhondda", &["plan", "scores/hymn-cwm-rhondda.mid", "--format", "text"]),
-        ("text-hymn-tallis-ordinal", &["plan", "scores/hymn-tallis-ordinal.mid", "--format", "text"]),
+        ("text-hymn-cwm-rhondda", "plan scores/hymn-cwm-rhondda.mid --format text"),
+        ("text-hymn-tallis-ordinal", "plan scores/hymn-tallis-ordinal.mid --format text"),
         // A range: the registration chased to bar 3:2, --until a bar and a time.
-        ("bwv643-from-until", &["plan", "scores/bwv643.mid", "--from", "3:2", "--until", "7", "--format", "jsonl"]),
-        (
-            "bwv643-until-seconds",
-            &["plan", "scores/bwv643.mid", "--from", "5", "--until", "30.25s", "--format", "jsonl"],
-        ),
+        ("bwv643-from-until", "plan scores/bwv643.mid --from 3:2 --until 7 --format jsonl"),
+        ("bwv643-until-seconds", "plan scores/bwv643.mid --from 5 --until 30.25s --format jsonl"),
         // Speed, transposition, --stops (names and a preset), stops left drawn at the end.
         (
             "bwv643-tempo-transpose-stops",
-            &[
-                "plan",
-                "scores/bwv643.mid",
-                "--tempo",
-                "80%",
-                "--transpose",
-                "-3",
-                "--stops",
-                "Sw Cornopean 8,Gt Trumpet 8,pp",
-                "--keep-stops",
-                "--format",
-                "jsonl",
-            ],
+            r#"plan scores/bwv643.mid --tempo 80% --transpose -3 --stops "Sw Cornopean 8,Gt Trumpet 8,pp" --keep-stops --format jsonl"#,
         ),
         // --bpm, no registration, --map over the layout.
         (
             "bwv643-bpm-map",
-            &[
-                "plan",
-                "scores/bwv643.mid",
-                "--bpm",
-                "96",
-                "--no-registration",
-                "--organ",
-                "st-marys",
-                "--layout",
-                "SSGGP",
-                "--map",
-                "1=none,5=great",
-                "--format",
-                "jsonl",
-            ],
+            "plan scores/bwv643.mid --bpm 96 --no-registration --organ st-marys --layout SSGGP --map 1=none,5=great --format jsonl",
         ),
         // The order of service's items, as the command line gives them.
-        (
-            "tallis-service",
-            &[
-                "plan",
-                "scores/hymn-tallis-ordinal.mid",
-                "--verses",
-                "2",
-                "--tempo",
-                "130%",
-                "--fermata",
-                "wait",
-                "--format",
-                "text",
-            ],
-        ),
+        ("tallis-service", "plan scores/hymn-tallis-ordinal.mid --verses 2 --tempo 130% --fermata wait --format text"),
         (
             "cwm-rhondda-last-verse",
-            &[
-                "plan",
-                "scores/hymn-cwm-rhondda.mid",
-                "--verses",
-                "1",
-                "--play-over",
-                "none",
-                "--transpose",
-                "1",
-                "--verse-preset",
-                "1=full",
-                "--format",
-                "jsonl",
-            ],
+            "plan scores/hymn-cwm-rhondda.mid --verses 1 --play-over none --transpose 1 --verse-preset 1=full --format jsonl",
         ),
         // An amen from another file, a gap in seconds, fermatas held and waited on.
         (
             "tallis-amen-file",
-            &[
-                "plan",
-                "scores/hymn-tallis-ordinal.mid",
-                "--amen",
-                "tests/data/real/lily-tallis-ordinal.mid",
-                "--gap",
-                "1.5s",
-                "--fermatas",
-                "2:1,4:2",
-                "--fermata",
-                "wait+1beat",
-                "--format",
-                "text",
-            ],
+            "plan scores/hymn-tallis-ordinal.mid --amen tests/data/real/lily-tallis-ordinal.mid --gap 1.5s --fermatas 2:1,4:2 --fermata wait+1beat --format text",
         ),
         // A written-out hymn unrolled: play-over, amen bars (across a tempo change), --bpm.
         (
             "nicaea-amen-bars",
-            &[
-                "plan",
-                "scores/hymn-nicaea.mid",
-                "--verses",
-                "2",
-                "--play-over",
-                "1-4",
-                "--amen",
-                "79-80",
-                "--fermatas",
-                "16:3",
-                "--fermata",
-                "2beats",
-                "--gap",
-                "1beat",
-                "--bpm",
-                "100",
-                "--verse-preset",
-                "2=f",
-                "--format",
-                "text",
-            ],
+            "plan scores/hymn-nicaea.mid --verses 2 --play-over 1-4 --amen 79-80 --fermatas 16:3 --fermata 2beats --gap 1beat --bpm 100 --verse-preset 2=f --format text",
         ),
         // The small organ: SysEx cancel, every message form, folding, crowded changes.
         (
             "pin-organ-bwv643",
-            &[
-                "plan",
-                "scores/bwv643.mid",
-                "--organ",
-                pin_organ,
-                "--registration",
-                "tests/data/plan-pin/bwv643.toml",
-                "--format",
-                "jsonl",
-            ],
+            "plan scores/bwv643.mid --organ PIN/organ.toml --registration PIN/bwv643.toml --format jsonl",
         ),
         (
             "pin-organ-bwv643-keep-stops",
-            &[
-                "plan",
-                "scores/bwv643.mid",
-                "--organ",
-                pin_organ,
-                "--registration",
-                "tests/data/plan-pin/bwv643.toml",
-                "--from",
-                "4",
-                "--keep-stops",
-                "--format",
-                "jsonl",
-            ],
+            "plan scores/bwv643.mid --organ PIN/organ.toml --registration PIN/bwv643.toml --from 4 --keep-stops --format jsonl",
         ),
         (
             "pin-organ-tallis-hymn",
-            &[
-                "plan",
-                "scores/hymn-tallis-ordinal.mid",
-                "--organ",
-                pin_organ,
-                "--registration",
-                "tests/data/plan-pin/tallis.toml",
-                "--format",
-                "text",
-            ],
+            "plan scores/hymn-tallis-ordinal.mid --organ PIN/organ.toml --registration PIN/tallis.toml --format text",
         ),
         (
             "pin-organ-tallis-hymn-jsonl",
-            &[
-                "plan",
-                "scores/hymn-tallis-ordinal.mid",
-                "--organ",
-                pin_organ,
-                "--registration",
-                "tests/data/plan-pin/tallis.toml",
-                "--format",
-                "jsonl",
-            ],
+            "plan scores/hymn-tallis-ordinal.mid --organ PIN/organ.toml --registration PIN/tallis.toml --format jsonl",
         ),
     ];
-    for (name, args) in extra {
-        v.push(Case::new(*name, args));
+    for (name, line) in extra {
+        let line = line.replace("PIN/", "tests/data/plan-pin/");
+        let args = words(&line);
+        v.push(Case::new(*name, &args.iter().map(String::as_str).collect::<Vec<_>>()));
     }
     v
+}
+
+/// A command line split at spaces; a "double-quoted" stretch is one word (without the quotes).
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            _ => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
 }
 
 fn gunzip(path: &Path) -> Vec<u8> {
@@ -349,6 +245,14 @@ fn plans_are_byte_identical_to_the_pinned_ones() {
         assert!(!golden || known.contains(&p), "{}: a golden file no case writes; remove it", rel(&p));
     }
     assert!(failures.is_empty(), "{} of {} pinned plans differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn command_lines_split_into_words() {
+    assert_eq!(
+        words(r#"plan  a.mid --stops "Sw Oboe 8,pp" -t -3"#),
+        ["plan", "a.mid", "--stops", "Sw Oboe 8,pp", "-t", "-3"]
+    );
 }
 
 #[test]
