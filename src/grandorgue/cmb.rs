@@ -24,6 +24,16 @@
 //! MIDIKey001=36
 //! MIDILowerLimit001=0
 //! MIDIUpperLimit001=127
+//! [Switch007]                          ; a switch, where the stop follows one (Function=And …)
+//! …
+//! [Enclosure001]                       ; a division's expression controller
+//! NumberOfMIDIEvents=1
+//! MIDIDevice001=
+//! MIDIEventType001=ControlChange
+//! MIDIChannel001=1
+//! MIDIKey001=11
+//! MIDILowerLimit001=0
+//! MIDIUpperLimit001=127
 //! ```
 //!
 //! Elements without a binding get `NumberOfMIDIEvents=0`, so that nothing else drives them. No
@@ -92,6 +102,22 @@ impl Cmb {
             ("MIDIUpperKey001", "127".into()),
             ("MIDIKeyShift001", "0".into()),
             ("MIDILowerLimit001", "1".into()),
+            ("MIDIUpperLimit001", "127".into()),
+        ] {
+            self.entry(k, &v);
+        }
+    }
+
+    /// An enclosure following controller `cc` on `channel` (1-16): value 0 closes the shutters,
+    /// 127 opens them (`ControlChange`, the keys `GOMidiReceiverBase` reads for an enclosure).
+    pub fn enclosure_receiver(&mut self, channel: u8, cc: u8) {
+        self.entry("NumberOfMIDIEvents", "1");
+        for (k, v) in [
+            ("MIDIDevice001", String::new()),
+            ("MIDIEventType001", "ControlChange".to_string()),
+            ("MIDIChannel001", channel.to_string()),
+            ("MIDIKey001", cc.to_string()),
+            ("MIDILowerLimit001", "0".into()),
             ("MIDIUpperLimit001", "127".into()),
         ] {
             self.entry(k, &v);
