@@ -7,6 +7,8 @@
 //! effects, see [`Odf::is_effect`]), and a control is looked for on its own division's manual
 //! only; suggestions come from the same place. Pure; runs on the control thread.
 
+use std::fmt;
+
 use super::names::{self, printable};
 use super::odf::{ElementKind, Odf};
 use super::{ManualLink, kind_of};
@@ -71,6 +73,45 @@ pub struct Matcher<'a> {
     vocab: Vec<(String, Option<char>, String)>,
 }
 
+/// Why a control has no GrandOrgue element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Its division (or, for a coupler, one of its divisions) has no manual.
+    NoManual { division: String },
+    /// Several elements answer to the name.
+    Ambiguous { noun: &'static str, target: String },
+    /// Nothing answers to the name (`on`: the manual looked at; `hint`: a suggestion from it).
+    NoSuch { noun: &'static str, target: String, on: Option<String>, hint: Option<String>, by_override: bool },
+}
+
+impl fmt::Display for Unmatched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unmatched::NoManual { division } => {
+                write!(f, "its division {division} has no GrandOrgue manual (see above)")
+            }
+            Unmatched::Ambiguous { noun, target } => write!(
+                f,
+                "several GrandOrgue {noun}s are named \"{target}\"; add grandorgue = \"…\" with the exact one (a section such as Stop003 also works)"
+            ),
+            Unmatched::NoSuch { noun, target, on, hint, by_override } => {
+                let on = on.as_ref().map(|m| format!(" on {}", printable(m))).unwrap_or_default();
+                let hint = hint.as_ref().map(|h| format!("; did you mean \"{}\"?", printable(h))).unwrap_or_default();
+                if *by_override {
+                    write!(f, "grandorgue = \"{target}\": no GrandOrgue {noun} or switch of that name{on}{hint}")
+                } else {
+                    write!(
+                        f,
+                        "no GrandOrgue {noun} named like \"{target}\"{on}{hint}; add grandorgue = \"<its name in GrandOrgue>\""
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for Unmatched {}
+
 /// Where a control was found: the ODF element and how.
 pub struct Found {
     pub element: usize,
@@ -134,12 +175,12 @@ impl<'a> Matcher<'a> {
     ///
     /// # Errors
     /// Why nothing (or nothing unique) was found, with a suggestion from the same manual.
-    pub fn find(&self, ci: usize, taken: &[usize]) -> Result<Found, String> {
+    pub fn find(&self, ci: usize, taken: &[usize]) -> Result<Found, Unmatched> {
         let c = &self.organ.controls[ci];
         let kind = kind_of(c);
         let home = c.division.and_then(|d| self.manual_of(d));
         if let (Some(d), None, None) = (c.division, home, &c.grandorgue) {
-            return Err(format!("its division {} has no GrandOrgue manual (see above)", self.organ.divisions[d].name));
+            return Err(Unmatched::NoManual { division: self.organ.divisions[d].name.clone() });
         }
         if let Some(o) = &c.grandorgue
             && let Some(i) = self.odf.elements.iter().position(|e| e.section().eq_ignore_ascii_case(o.trim()))
@@ -166,7 +207,10 @@ impl<'a> Matcher<'a> {
             // An override may name a switch: the switch itself.
             if all.is_empty() && c.grandorgue.is_some() {
                 all = (0..odf.elements.len())
-                    .filter(|&i| odf.elements[i].kind == ElementKind::Switch && !taken.contains(&i) && name_hit(&i))
+                    .filter(|&i| {
+                        let e = &odf.elements[i];
+                        e.kind == ElementKind::Switch && e.takes_midi() && !taken.contains(&i) && name_hit(&i)
+                    })
                     .collect();
             }
             all
@@ -174,6 +218,7 @@ impl<'a> Matcher<'a> {
             Vec::new()
         };
         let how = if c.grandorgue.is_some() { "by grandorgue = \"…\"" } else { "by name" };
+        let (by_name_home, by_name_all) = (self.one_per_input(by_name_home), self.one_per_input(by_name_all));
         match (by_name_home.as_slice(), by_name_all.as_slice()) {
             ([one], _) | ([], [one]) => return Ok(Found { element: *one, how: how.into() }),
             ([], []) if c.grandorgue.is_none() => {
@@ -184,6 +229,19 @@ impl<'a> Matcher<'a> {
             _ => {}
         }
         Err(self.not_found(c, home, &candidates, &wanted, by_name_home.len() > 1 || by_name_all.len() > 1))
+    }
+
+    /// The hits without those that take their MIDI from the same element as an earlier hit
+    /// (one drawknob in GrandOrgue: a stop and its switch, say).
+    fn one_per_input(&self, hits: Vec<usize>) -> Vec<usize> {
+        let input = |i: usize| self.odf.drive(i).map_or(i, |d| d.input);
+        let mut out: Vec<usize> = Vec::new();
+        for h in hits {
+            if !out.iter().any(|&o| input(o) == input(h)) {
+                out.push(h);
+            }
+        }
+        out
     }
 
     fn wanted_forms(&self, c: &Control, home: Option<u32>) -> Vec<String> {
@@ -256,45 +314,31 @@ impl<'a> Matcher<'a> {
         candidates: &[usize],
         wanted: &[String],
         ambiguous: bool,
-    ) -> String {
+    ) -> Unmatched {
         if let (ControlKind::Coupler { from, to }, None) = (c.kind, &c.grandorgue) {
             for d in [from, to] {
                 if self.manual_of(d).is_none() {
-                    return format!(
-                        "its division {} has no GrandOrgue manual (see above)",
-                        self.organ.divisions[d].name
-                    );
+                    return Unmatched::NoManual { division: self.organ.divisions[d].name.clone() };
                 }
             }
         }
-        let kind = kind_of(c);
+        let noun = kind_of(c).noun();
         let odf = self.odf;
         let nearby: Vec<&str> = candidates
             .iter()
             .filter(|&&i| home.is_none_or(|h| odf.elements[i].manuals.contains(&h)))
             .map(|&i| odf.elements[i].name.as_str())
             .collect();
-        let target = c.grandorgue.as_deref().unwrap_or(&c.name);
+        let target = c.grandorgue.as_deref().unwrap_or(&c.name).to_string();
+        if ambiguous {
+            return Unmatched::Ambiguous { noun, target };
+        }
         // Compared in the matching form (foot marks dropped), shown as GrandOrgue spells them.
         let forms: Vec<String> = nearby.iter().map(|n| names::normalize(n)).collect();
-        let hint = closest(wanted.last().map_or(target, String::as_str), forms.iter().map(String::as_str))
+        let hint = closest(wanted.last().map_or(target.as_str(), String::as_str), forms.iter().map(String::as_str))
             .and_then(|f| forms.iter().position(|x| x == f))
-            .map(|k| format!("; did you mean \"{}\"?", printable(nearby[k])))
-            .unwrap_or_default();
-        let where_ =
-            home.and_then(|h| odf.manual(h)).map(|m| format!(" on {}", printable(&m.name))).unwrap_or_default();
-        if ambiguous {
-            format!(
-                "several GrandOrgue {}s are named \"{target}\"; add grandorgue = \"…\" with the exact one (a section such as Stop003 also works)",
-                kind.noun()
-            )
-        } else if c.grandorgue.is_some() {
-            format!("grandorgue = \"{target}\": no GrandOrgue {} or switch of that name{where_}{hint}", kind.noun())
-        } else {
-            format!(
-                "no GrandOrgue {} named like \"{target}\"{where_}{hint}; add grandorgue = \"<its name in GrandOrgue>\"",
-                kind.noun()
-            )
-        }
+            .map(|k| nearby[k].to_string());
+        let on = home.and_then(|h| odf.manual(h)).map(|m| m.name.clone());
+        Unmatched::NoSuch { noun, target, on, hint, by_override: c.grandorgue.is_some() }
     }
 }

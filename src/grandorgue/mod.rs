@@ -123,7 +123,7 @@ pub fn configure(organ: &Organ, odf: &Odf) -> Settings {
     let mut taken: Vec<usize> = Vec::new();
     for ci in 0..organ.controls.len() {
         match matcher.find(ci, &taken) {
-            Err(why) => s.unmatched_controls.push((ci, why)),
+            Err(why) => s.unmatched_controls.push((ci, why.to_string())),
             Ok(found) => {
                 taken.push(found.element);
                 bind_control(&mut s, organ, odf, ci, found);
@@ -749,6 +749,24 @@ on = { note = 35, channel = 16 }
             "{:?}",
             s.notes
         );
+    }
+
+    #[test]
+    fn an_override_may_name_a_switch_or_a_section() {
+        let odf = Odf::parse(drive::tests::SWITCHED, "s.organ").unwrap();
+        let text = SWITCHED_ORGAN
+            .replace("name = \"Gt Principal 8\"", "name = \"Gt Principal 8\"\ngrandorgue = \"Switch002\"")
+            .replace("name = \"Ped Subbass 16\"", "name = \"Ped Subbass 16\"\ngrandorgue = \"Noises\"");
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let s = configure(&organ, &odf);
+        let b = bound_via(&organ, &odf, &s);
+        assert!(b.contains(&("Gt Principal 8".into(), "Switch002".into(), "Switch002".into())), "{b:?}");
+        assert!(
+            b.contains(&("Ped Subbass 16".into(), "Switch005".into(), "Switch005".into())),
+            "{b:?} {:?}",
+            s.unmatched_controls
+        );
+        assert!(s.report(&organ, &odf).contains("→ Switch005 \"Noises\" (by grandorgue = \"…\";"));
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Package {
             return Err(err("broken ZIP directory (it points past the end of the file)".into()));
         }
         let cd = read_at(&mut file, cd_offset, cd_size as usize).map_err(|e| err(format!("cannot read: {e}")))?;
-        let entries = parse_directory(&cd, count).map_err(err)?;
+        let entries = parse_directory(&cd, count).ok_or_else(|| err("broken ZIP directory".into()))?;
         Ok(Package { file, path: name, entries })
     }
 
@@ -166,19 +166,19 @@ fn read_at(file: &mut File, offset: u64, len: usize) -> std::io::Result<Vec<u8>>
     Ok(buf)
 }
 
-/// The central directory's entries, with ZIP64 extra fields applied.
-fn parse_directory(cd: &[u8], count: u64) -> Result<Vec<Entry>, String> {
+/// The central directory's entries, with ZIP64 extra fields applied; `None` when it is broken.
+fn parse_directory(cd: &[u8], count: u64) -> Option<Vec<Entry>> {
     let mut entries = Vec::new();
     let mut p = 0usize;
     while entries.len() as u64 != count {
         if p + 46 > cd.len() || u32le(cd, p) != CENTRAL {
-            return Err(format!("broken ZIP directory at entry {}", entries.len() + 1));
+            return None;
         }
         let (name_len, extra_len, comment_len) =
             (usize::from(u16le(cd, p + 28)), usize::from(u16le(cd, p + 30)), usize::from(u16le(cd, p + 32)));
         let end = p + 46 + name_len + extra_len + comment_len;
         if end > cd.len() {
-            return Err(format!("broken ZIP directory at entry {}", entries.len() + 1));
+            return None;
         }
         let name = String::from_utf8_lossy(&cd[p + 46..p + 46 + name_len]).replace('\\', "/");
         let mut size = u64::from(u32le(cd, p + 24));
@@ -187,7 +187,7 @@ fn parse_directory(cd: &[u8], count: u64) -> Result<Vec<Entry>, String> {
         let mut extra = &cd[p + 46 + name_len..p + 46 + name_len + extra_len];
         while extra.len() >= 4 {
             let (id, n) = (u16le(extra, 0), usize::from(u16le(extra, 2)));
-            let body = extra.get(4..4 + n).ok_or("broken ZIP extra field")?;
+            let body = extra.get(4..4 + n)?;
             if id == 0x0001 {
                 let mut q = 0;
                 for field in [&mut size, &mut compressed_size, &mut offset] {
@@ -202,7 +202,7 @@ fn parse_directory(cd: &[u8], count: u64) -> Result<Vec<Entry>, String> {
         entries.push(Entry { name, offset, size, compressed_size, method: u16le(cd, p + 10) });
         p = end;
     }
-    Ok(entries)
+    Some(entries)
 }
 
 #[cfg(test)]
