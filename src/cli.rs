@@ -46,7 +46,8 @@ pub enum Command {
     /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
     #[command(subcommand)]
     Ble(BleCmd),
-    /// Rehearse with GrandOrgue: write its settings from an organ definition, keep a port open.
+    /// Rehearse with GrandOrgue: write its settings from an organ definition (or an organ
+    /// definition from a GrandOrgue organ), keep a port open.
     #[command(name = "grandorgue", subcommand_required = true)]
     Grandorgue(GrandorgueCmd),
     /// Play for a service: a full-screen view of an order of service (scores/services/NAME.toml).

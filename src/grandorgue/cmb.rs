@@ -36,7 +36,10 @@
 //! MIDIUpperLimit001=127
 //! ```
 //!
-//! Elements without a binding get `NumberOfMIDIEvents=0`, so that nothing else drives them. No
+//! Elements that take MIDI (`Function=Input`) but have no binding get `NumberOfMIDIEvents=0`, so
+//! that nothing else drives them; computed elements get no section (GrandOrgue does not read one
+//! and would warn), nor do enclosures without an expression controller (GrandOrgue's own
+//! settings for them stay). No
 //! `ODFHash` is written (GrandOrgue would ask in a modal dialog whether to import when the ODF
 //! changes), and no key that GrandOrgue does not read for the event type (it warns about unused
 //! entries).

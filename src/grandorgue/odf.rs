@@ -1,8 +1,13 @@
-//! Reading a GrandOrgue organ definition file (ODF, `*.organ`): an INI file.
+//! Reading a GrandOrgue organ definition file (ODF, `*.organ`, an INI file), directly or from an
+//! organ package (`*.orgue`, see [`super::package`]).
 //!
-//! Only what `organ grandorgue config` needs is modelled: the church name (GrandOrgue compares it
-//! with the settings file's), the manuals with the stops, couplers and tremulants each lists, and
-//! the names and a few properties of those elements.
+//! What `organ` uses is modelled the way GrandOrgue 3.9 reads it (`GOOrganModel::Load`,
+//! `GOManual::Load`, `GODrawstop::Load`): the church name (GrandOrgue compares it with the
+//! settings file's); the manuals with the stops, couplers, tremulants and switches each lists;
+//! the organ-wide tremulants, switches and divisional couplers; each element's name, console
+//! label, `Function` and the switches it is computed from; enclosures, windchest groups and the
+//! ranks' windchests (which enclosure a stop sits in); and the generals. Which element takes a
+//! control's MIDI is worked out in [`super::drive`].
 //!
 //! The INI dialect is GrandOrgue's own (`GOConfigFileReader`): a UTF-8 BOM means UTF-8, anything
 //! else is ISO-8859-1; `;` starts a comment line; `[Section]`; `Key=Value` with the key up to the
