@@ -1015,6 +1015,23 @@ mod e2e {
         out
     }
 
+    /// What the release after an interruption lacks: a note-off for each key in `held`
+    /// (channel, key), all-notes-off (CC 123) on channels 1-3.
+    pub(crate) fn keys_not_released(held: &[(u8, u8)], release: &[&[u8]]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for &(ch, key) in held {
+            if !release.iter().any(|b| note_off(b) == Some((ch, key))) {
+                problems.push(format!("no note-off for key {key} on channel {}", ch + 1));
+            }
+        }
+        for ch in 0..3u8 {
+            if !release.contains(&[0xB0 | ch, 123, 0].as_slice()) {
+                problems.push(format!("no all-notes-off (CC 123) on channel {}", ch + 1));
+            }
+        }
+        problems
+    }
+
     /// Whether a message is a note-off (or a note-on with velocity 0).
     pub(crate) fn note_off(b: &[u8]) -> Option<(u8, u8)> {
         match b {
@@ -1069,16 +1086,7 @@ mod e2e {
                 plan.len()
             ));
         }
-        for &(ch, key) in &held {
-            if !release.iter().any(|b| note_off(b) == Some((ch, key))) {
-                problems.push(format!("no note-off for key {key} on channel {}", ch + 1));
-            }
-        }
-        for ch in 0..3u8 {
-            if !release.contains(&[0xB0 | ch, 123, 0].as_slice()) {
-                problems.push(format!("no all-notes-off (CC 123) on channel {}", ch + 1));
-            }
-        }
+        problems.extend(keys_not_released(&held, release));
         if !release.contains(&cancel.as_slice()) {
             problems.push("no cancel".into());
         }

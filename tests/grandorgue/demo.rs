@@ -27,7 +27,8 @@ use organ::output::jack::JackOutput;
 use organ::output::{Output, Stamp};
 
 use super::e2e::{
-    Checks, RELEASE, SETTLE, Stage, Verdict, View, fail, hex, note_off, retrying, show, skip, use_test_server, verdict,
+    Checks, RELEASE, SETTLE, Stage, Verdict, View, fail, hex, keys_not_released, retrying, show, skip, use_test_server,
+    verdict,
 };
 use super::support::analysis::{db, tone_amplitude};
 use super::support::procs::{self, Jackd, Proc, RATE, RunLock, Unavailable, say, wait_for};
@@ -451,16 +452,7 @@ fn release_on_the_wire(
     if held.len() != 2 {
         problems.push(format!("expected the two keys down, found {held:?}"));
     }
-    for &(ch, key) in &held {
-        if !release.iter().any(|b| note_off(b) == Some((ch, key))) {
-            problems.push(format!("no note-off for key {key} on channel {}", ch + 1));
-        }
-    }
-    for ch in 0..3u8 {
-        if !release.contains(&[0xB0 | ch, 123, 0].as_slice()) {
-            problems.push(format!("no all-notes-off (CC 123) on channel {}", ch + 1));
-        }
-    }
+    problems.extend(keys_not_released(&held, release));
     let offs = release.iter().filter(|b| b.len() == 3 && b[0] == 0x8F).count();
     if offs != 26 {
         problems.push(format!("{offs} control offs (note-off on channel 16) instead of 26"));
