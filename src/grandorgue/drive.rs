@@ -74,9 +74,38 @@ const EFFECT_WORDS: &[&str] = &[
     "effects",
 ];
 
+/// What [`Odf::wire`] works out once for every element (each is a walk over the ODF).
+#[derive(Debug, Clone, Default)]
+pub struct Wiring {
+    leaves: Vec<Result<Vec<usize>, Undrivable>>,
+    dependents: Vec<usize>,
+    effects: Vec<bool>,
+}
+
 impl Odf {
     fn switch_element(&self, number: u32) -> Option<usize> {
         self.index_of(ElementKind::Switch, number)
+    }
+
+    /// Works out, once, each element's input elements, dependents and whether it is an effect.
+    pub(super) fn wire(&mut self) {
+        let n = self.elements.len();
+        self.wiring = Wiring::default();
+        let leaves: Vec<Result<Vec<usize>, Undrivable>> = (0..n)
+            .map(|i| {
+                let mut out = Vec::new();
+                self.collect_leaves(i, 0, &mut out).map(|()| out)
+            })
+            .collect();
+        let dependents = (0..n)
+            .map(|si| {
+                let no = self.elements[si].number;
+                let switch = self.elements[si].kind == ElementKind::Switch;
+                self.elements.iter().filter(|e| switch && !e.takes_midi() && e.switches.contains(&no)).count()
+            })
+            .collect();
+        self.wiring = Wiring { leaves, dependents, effects: Vec::new() };
+        self.wiring.effects = (0..n).map(|i| self.find_effect(i)).collect();
     }
 
     /// The input elements (`Function=Input`) that set element `i`, through computed switches.
@@ -84,9 +113,14 @@ impl Odf {
     /// # Errors
     /// An inverting function on the way, or a loop.
     pub fn leaves(&self, i: usize) -> Result<Vec<usize>, Undrivable> {
-        let mut out = Vec::new();
-        self.collect_leaves(i, 0, &mut out)?;
-        Ok(out)
+        match self.wiring.leaves.get(i) {
+            Some(cached) => cached.clone(),
+            None => {
+                let mut out = Vec::new();
+                self.collect_leaves(i, 0, &mut out)?;
+                Ok(out)
+            }
+        }
     }
 
     fn collect_leaves(&self, i: usize, depth: usize, out: &mut Vec<usize>) -> Result<(), Undrivable> {
@@ -113,8 +147,10 @@ impl Odf {
 
     /// How many elements list switch element `si` directly.
     pub fn dependents(&self, si: usize) -> usize {
-        let no = self.elements[si].number;
-        self.elements.iter().filter(|e| !e.takes_midi() && e.switches.contains(&no)).count()
+        self.wiring.dependents.get(si).copied().unwrap_or_else(|| {
+            let no = self.elements[si].number;
+            self.elements.iter().filter(|e| !e.takes_midi() && e.switches.contains(&no)).count()
+        })
     }
 
     /// The element to bind for element `i` (a stop, coupler or tremulant).
@@ -159,6 +195,10 @@ impl Odf {
     /// ("noise", "blower", "motor", "effect" …); or computed from the switch of another stop plus
     /// further switches (a stop's drawknob noise follows its switch and a "noises on" switch).
     pub fn is_effect(&self, i: usize) -> bool {
+        self.wiring.effects.get(i).copied().unwrap_or_else(|| self.find_effect(i))
+    }
+
+    fn find_effect(&self, i: usize) -> bool {
         let e = &self.elements[i];
         if e.kind != ElementKind::Stop {
             return false;

@@ -71,6 +71,10 @@ pub struct Matcher<'a> {
     pub manuals: &'a [ManualLink],
     /// Coupler-name vocabulary: (normalised name, code letter, the GrandOrgue manual's key).
     vocab: Vec<(String, Option<char>, String)>,
+    /// Per element: whether it is a speaking stop, coupler or tremulant, and its names'
+    /// comparison forms (worked out once: both look at the whole ODF).
+    is_control: Vec<bool>,
+    forms: Vec<Vec<String>>,
 }
 
 /// Why a control has no GrandOrgue element.
@@ -120,7 +124,9 @@ pub struct Found {
 
 impl<'a> Matcher<'a> {
     pub fn new(organ: &'a Organ, odf: &'a Odf, manuals: &'a [ManualLink]) -> Matcher<'a> {
-        let mut m = Matcher { organ, odf, manuals, vocab: Vec::new() };
+        let mut m = Matcher { organ, odf, manuals, vocab: Vec::new(), is_control: Vec::new(), forms: Vec::new() };
+        m.is_control = (0..odf.elements.len()).map(|i| odf.is_control(i)).collect();
+        m.forms = (0..odf.elements.len()).map(|i| m.element_forms(i)).collect();
         for x in &odf.manuals {
             m.vocab.push((names::normalize(&x.name), None, names::manual_key(&x.name)));
         }
@@ -189,12 +195,12 @@ impl<'a> Matcher<'a> {
         }
         let odf = self.odf;
         let candidates: Vec<usize> = (0..odf.elements.len())
-            .filter(|&i| odf.elements[i].kind == kind && odf.is_control(i) && !taken.contains(&i))
+            .filter(|&i| odf.elements[i].kind == kind && self.is_control[i] && !taken.contains(&i))
             .collect();
         let on_home = |i: &usize| home.is_some_and(|h| odf.elements[*i].manuals.contains(&h));
         let wanted = self.wanted_forms(c, home);
         let name_hit = |i: &usize| {
-            let ef = self.element_forms(*i);
+            let ef = &self.forms[*i];
             let by_words = kind == ElementKind::Coupler
                 && c.grandorgue.is_none()
                 && self.coupler_words(&c.name) == self.coupler_words(&odf.elements[*i].name);

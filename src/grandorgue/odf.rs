@@ -300,6 +300,8 @@ pub struct Odf {
     pub enclosures: Vec<Enclosure>,
     pub windchests: Vec<Windchest>,
     pub generals: Vec<General>,
+    /// How the elements are wired (see [`super::drive`]), worked out when parsed.
+    pub(super) wiring: super::drive::Wiring,
 }
 
 fn yes(v: Option<&str>) -> bool {
@@ -493,7 +495,20 @@ impl Odf {
         }
         let generals = read_generals(&r, &manuals, &elements)?;
         let source = source.to_string();
-        Ok(Odf { source, from_package: false, church_name, manuals, elements, enclosures, windchests, generals })
+        let wiring = super::drive::Wiring::default();
+        let mut odf = Odf {
+            source,
+            from_package: false,
+            church_name,
+            manuals,
+            elements,
+            enclosures,
+            windchests,
+            generals,
+            wiring,
+        };
+        odf.wire();
+        Ok(odf)
     }
 
     pub fn manual(&self, number: u32) -> Option<&Manual> {
