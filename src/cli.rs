@@ -281,8 +281,10 @@ pub enum GrandorgueCommand {
     /// through that switch; a division's `expression` controller drives its manual's enclosure.
     /// Everything that could not be matched is reported.
     Config(GrandorgueConfigCmd),
-    /// Write an organ definition (TOML) for a GrandOrgue organ: a division per manual, every
-    /// speaking stop, coupler and tremulant with a note message of its own, the generals as
+    /// Write an organ definition (TOML) for a GrandOrgue organ.
+    ///
+    /// A division per manual (channels 1, 2, …), every speaking stop, coupler and tremulant with
+    /// a note of its own on channel 16 (note-on draws, note-off puts in), the generals as
     /// commented-out presets. Then `organ grandorgue config` binds all of it in GrandOrgue.
     Organ(GrandorgueOrganCmd),
     /// Keep a MIDI port open for GrandOrgue until Ctrl-C: GrandOrgue only sees MIDI sources that

@@ -83,7 +83,7 @@ fn package_of(odf_path: &Path) -> Option<PathBuf> {
 /// a write error (a read-only location suggests `--out`).
 pub fn write_config(organ: &Organ, odf_path: &Path, out: Option<&Path>, force: bool) -> Result<ConfigDone, FilesError> {
     let odf = Odf::load(odf_path)?;
-    let package = package_of(odf_path).filter(|_| odf.from_package);
+    let package = odf.from_package.then(|| package_of(odf_path).unwrap_or_else(|| odf_path.to_path_buf()));
     let default = package.as_deref().unwrap_or(odf_path).with_extension("cmb");
     let target = out.map_or_else(|| default.clone(), Path::to_path_buf);
     if target.exists() && !force {
