@@ -46,7 +46,8 @@ pub enum Command {
     /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
     #[command(subcommand)]
     Ble(BleCmd),
-    /// Rehearse with GrandOrgue: write its settings from an organ definition, keep a port open.
+    /// Rehearse with GrandOrgue: write its settings from an organ definition (or an organ
+    /// definition from a GrandOrgue organ), keep a port open.
     #[command(name = "grandorgue", subcommand_required = true)]
     Grandorgue(GrandorgueCmd),
     /// Play for a service: a full-screen view of an order of service (scores/services/NAME.toml).
@@ -276,8 +277,16 @@ pub enum GrandorgueCommand {
     /// Manuals are matched to divisions and stops to stops by name (case, spacing and foot marks
     /// ignored; a leading division abbreviation such as "Sw", "Gt" or "Ped" dropped); add
     /// `grandorgue = "…"` to a division, stop, coupler or tremulant in the organ definition where
-    /// the names differ. Everything that could not be matched is reported.
+    /// the names differ. A stop that GrandOrgue computes from a switch (Function=And …) is bound
+    /// through that switch; a division's `expression` controller drives its manual's enclosure.
+    /// Everything that could not be matched is reported.
     Config(GrandorgueConfigCmd),
+    /// Write an organ definition (TOML) for a GrandOrgue organ.
+    ///
+    /// A division per manual (channels 1, 2, …), every speaking stop, coupler and tremulant with
+    /// a note of its own on channel 16 (note-on draws, note-off puts in), the generals as
+    /// commented-out presets. Then `organ grandorgue config` binds all of it in GrandOrgue.
+    Organ(GrandorgueOrganCmd),
     /// Keep a MIDI port open for GrandOrgue until Ctrl-C: GrandOrgue only sees MIDI sources that
     /// exist when it starts, so start this, then GrandOrgue, then play with --to grandorgue.
     Port(GrandorguePortCmd),
@@ -289,16 +298,33 @@ pub struct GrandorgueConfigCmd {
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: String,
 
-    /// The GrandOrgue organ definition file (.organ).
-    #[arg(long, value_name = "FILE.organ")]
+    /// The GrandOrgue organ definition file (.organ), or an organ package (.orgue;
+    /// PACKAGE.orgue:NAME.organ for a package with several organs).
+    #[arg(long, value_name = "FILE.organ|FILE.orgue")]
     pub odf: PathBuf,
 
     /// Where to write the settings. Default: beside the .organ file with the extension .cmb,
-    /// where GrandOrgue looks when it loads the organ without settings of its own.
+    /// where GrandOrgue looks when it loads the organ without settings of its own (for a package,
+    /// GrandOrgue reads settings only through File > Import Settings).
     #[arg(long, value_name = "FILE.cmb")]
     pub out: Option<PathBuf>,
 
     /// Overwrite an existing .cmb that `organ` did not write.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrandorgueOrganCmd {
+    /// The GrandOrgue organ definition file (.organ), or an organ package (.orgue).
+    #[arg(long, value_name = "FILE.organ|FILE.orgue")]
+    pub odf: PathBuf,
+
+    /// Where to write the organ definition (e.g. organs/my-organ.toml). Default: standard output.
+    #[arg(long, value_name = "FILE.toml")]
+    pub out: Option<PathBuf>,
+
+    /// Replace an existing --out file.
     #[arg(long)]
     pub force: bool,
 }

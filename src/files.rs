@@ -38,6 +38,8 @@ pub enum FileKind {
     Odf,
     /// GrandOrgue settings (`.cmb`), read to see whether `organ` wrote it.
     GrandOrgueSettings,
+    /// A GrandOrgue organ package (`.orgue`, a ZIP with the samples): opened, never read whole.
+    OrganPackage,
 }
 
 const MIB: u64 = 1 << 20;
@@ -52,6 +54,9 @@ impl FileKind {
             FileKind::Organ | FileKind::Registration | FileKind::Order => MIB,
             // Sample-set organ definitions from GrandOrgue can run to tens of MB.
             FileKind::Odf | FileKind::GrandOrgueSettings => 64 * MIB,
+            // Gigabytes of samples; only its directory and one ODF are read (the package reader
+            // bounds those).
+            FileKind::OrganPackage => u64::MAX,
         }
     }
 
@@ -71,6 +76,7 @@ impl FileKind {
             FileKind::Order => "order of service",
             FileKind::Odf => "GrandOrgue organ definition",
             FileKind::GrandOrgueSettings => "GrandOrgue settings file",
+            FileKind::OrganPackage => "GrandOrgue organ package",
         }
     }
 }
@@ -241,6 +247,18 @@ pub fn read_user_file(path: &Path, kind: FileKind) -> Result<Vec<u8>, FileError>
     Ok(bytes)
 }
 
+/// Opens a user's file of the given kind for reading in parts (an organ package): a regular
+/// file within the kind's limit, remembered as an input like [`read_user_file`].
+///
+/// # Errors
+/// The file cannot be opened, is not a regular file, or is over the limit.
+pub fn open_user_file(path: &Path, kind: FileKind) -> Result<std::fs::File, FileError> {
+    let (file, _) =
+        open_regular(path, kind).map_err(|problem| FileError { file: path.display().to_string(), problem })?;
+    remember(&file, kind);
+    Ok(file)
+}
+
 /// [`read_user_file`] for a text file (UTF-8).
 ///
 /// # Errors
@@ -257,9 +275,11 @@ fn remember(file: &std::fs::File, kind: FileKind) {
         use std::os::unix::fs::MetadataExt;
         if let Ok(mut inputs) = INPUTS.lock() {
             let id = (meta.dev(), meta.ino());
-            if !inputs.iter().any(|(d, i, _, _)| (*d, *i) == id)
-                && let Ok(held) = file.try_clone()
-            {
+            // Read again (an ODF is first opened to see whether it is a package): the later,
+            // more precise kind names it.
+            if let Some(known) = inputs.iter_mut().find(|(d, i, _, _)| (*d, *i) == id) {
+                known.2 = kind;
+            } else if let Ok(held) = file.try_clone() {
                 inputs.push((id.0, id.1, kind, held));
             }
         }

@@ -69,6 +69,17 @@ pub struct Division {
     pub compass: (u8, u8),
     /// Name of the matching manual in a GrandOrgue organ, when it differs.
     pub grandorgue: Option<String>,
+    /// The controller that moves this division's swell shutters (`expression = { cc = 11 }`),
+    /// if it has one.
+    pub expression: Option<Expression>,
+}
+
+/// A division's expression (swell pedal) controller: `cc` on `channel` (by default the
+/// division's own), 0 = shutters closed, 127 = open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expression {
+    pub cc: u8,
+    pub channel: Channel,
 }
 
 /// Index of a control in [`Organ::controls`].

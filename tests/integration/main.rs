@@ -5,6 +5,8 @@
 //!   independent tempo-map computation, and plans without a broken invariant.
 //! - [`tempo`]: exactness over two hours of odd tempi, SMPTE divisions.
 //! - [`damaged`]: damaged files are refused with the right error and never panic.
+//! - [`plan_pin`]: `organ plan` byte for byte against golden files (every score, a few option
+//!   combinations); regenerate with `ORGAN_PIN_REGENERATE=1` when a change is intended.
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
@@ -21,6 +23,7 @@ mod corpus;
 mod damaged;
 mod fuzz;
 mod hostile;
+mod plan_pin;
 mod planner;
 mod play;
 mod props;
