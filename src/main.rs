@@ -50,6 +50,11 @@ fn console(r: Result<i32, organ::input::ConsoleError>) -> Result<i32, app::Error
 
 fn learn(c: &organ::cli::LearnCmd) -> Result<i32, organ::input::ConsoleError> {
     use organ::input::learn::{self, verify};
+    if !c.verify && (!c.to.is_empty() || c.pace_ms.is_some()) {
+        return Err(organ::input::ConsoleError::Usage(
+            "--to and --pace-ms go with --verify (learning sends nothing)".into(),
+        ));
+    }
     if c.verify {
         return verify::run(&verify::VerifyArgs {
             organ: c.organ.clone(),
