@@ -2,7 +2,7 @@
 //! (`--from port:…`), and, when a JACK server runs, the JACK MIDI ports of other programs
 //! (`--to jack:…`, `--from jack:…`). Runs on the control thread.
 
-use super::{ConsoleError, InputError, printable};
+use super::{ConsoleError, printable};
 
 fn section(out: &mut String, title: &str, ports: &[(usize, String)], empty: &str) {
     out.push_str(title);
@@ -47,7 +47,7 @@ pub fn report() -> Result<String, ConsoleError> {
         section(&mut out, "JACK MIDI inputs of other programs (--to jack:PORT):", &numbered(ins), "none");
     }
     match (system, jack) {
-        (Some(why), None) => Err(ConsoleError::Input(InputError::Unavailable { spec: "port".into(), why })),
+        (Some(why), None) => Err(ConsoleError::Usage(why)),
         (Some(why), Some(_)) => Ok(format!("{out}(no MIDI ports: {why})\n")),
         (None, _) => Ok(out),
     }

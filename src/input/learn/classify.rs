@@ -404,7 +404,9 @@ pub fn piston(msgs: &[Vec<u8>], is_control: impl Fn(&[u8]) -> bool) -> Result<Pi
     if msgs.is_empty() {
         return Err("nothing arrived".into());
     }
-    let (report, own): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = msgs.iter().partition(|m| is_control(m));
+    // A Roland data set is the console's whole state (Rodgers), never a piston's own message.
+    let (report, own): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+        msgs.iter().partition(|m| is_control(m) || RolandDataSet::parse(m).is_some());
     let own: Vec<Vec<u8>> = own.into_iter().cloned().collect();
     if own.is_empty() {
         return Ok(Piston { message: None, report: report.len() });
@@ -608,6 +610,10 @@ mod tests {
         let only_report = piston(&cap("9F 24 00|9F 25 00"), |m| m[0] == 0x9F).unwrap();
         assert_eq!(only_report.message, None);
         assert!(piston(&cap("CF 00|CF 01"), |_| false).is_err());
+        // A Rodgers console sends its program change and then its (cleared) bitmap.
+        let bitmap = RolandDataSet { device: 0x10, offset: 0, data: vec![0; 5] }.to_bytes();
+        let p = piston(&[vec![0xCF, 0], bitmap], |_| false).unwrap();
+        assert_eq!((p.message.is_some(), p.report), (true, 1));
     }
 
     #[test]

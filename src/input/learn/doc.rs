@@ -152,7 +152,9 @@ impl OrganDoc {
     }
 
     /// What is left to learn (or everything with `all`, or only the names in `only`), in the
-    /// order of the file: divisions, stops, couplers, tremulants, then the General Cancel.
+    /// order of the file: divisions, stops, couplers, tremulants, then the General Cancel (left
+    /// to learn when the file has no `[cancel]` table; a table without `message` says the
+    /// console has none).
     pub fn items(&self, all: bool, only: &[String]) -> Vec<Item> {
         let wanted = |name: &str, known: bool| {
             if only.is_empty() { all || !known } else { only.iter().any(|o| normalize_name(o) == normalize_name(name)) }
@@ -175,8 +177,9 @@ impl OrganDoc {
                 }
             }
         }
-        let has_cancel = self.doc.get("cancel").and_then(|c| c.get("message")).is_some();
-        if wanted("General Cancel", has_cancel) {
+        // A [cancel] table without a message says the console has no General Cancel: not asked.
+        let cancel_known = self.doc.get("cancel").is_some();
+        if wanted("General Cancel", cancel_known) {
             items.push(Item::Cancel);
         }
         items

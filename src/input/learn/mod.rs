@@ -316,7 +316,11 @@ impl<W: Write> Session<'_, W> {
 
     /// A duplicate of another control's message, or a key of a division, is not a binding.
     fn check_binding(&self, name: &str, b: Binding) -> Outcome {
-        let mine = [b.on.messages(), b.off_messages()];
+        // A Rodgers stop's off is its byte cleared, which the other stops of that byte share.
+        let mut mine = vec![b.on.messages()];
+        if !b.dialect.starts_with("Rodgers") {
+            mine.push(b.off_messages());
+        }
         for (other, msgs) in self.doc.known_messages() {
             if crate::text::normalize_name(&other) == crate::text::normalize_name(name) {
                 continue;
