@@ -260,12 +260,26 @@ division = "swell"
         let file = dir.path.join("scripted.toml");
         std::fs::write(&file, MIXED).unwrap();
 
+        ports_lists_the_console(&console);
         learn_every_kind_of_message(&file, &mut console);
         monitor_names_what_the_console_sends(&file, &mut console);
         verify_sends_controls_and_the_cancel_only(&file, &mut console);
         verify_interrupted_leaves_the_console_cancelled(&file, &mut console);
         learn_a_rodgers_bitmap_console(&dir.path, &mut console);
         say(&format!("console_end_to_end: passed in {:.1} s", started.elapsed().as_secs_f64()));
+    }
+
+    /// `organ ports` shows the console's JACK ports, outputs to listen to and inputs to play to.
+    fn ports_lists_the_console(console: &Console) {
+        let o = organ(&["ports"]).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+        let outs = format!("JACK MIDI outputs of other programs (--from jack:PORT):\n  0: {}\n", console.out_port());
+        let ins = format!("JACK MIDI inputs of other programs (--to jack:PORT):\n  0: {}\n", console.in_port());
+        assert!(out.contains(&outs) && out.contains(&ins), "{out}");
+        if !Path::new("/dev/snd/seq").exists() {
+            assert!(out.contains("(no MIDI ports: this machine has no ALSA sequencer"), "{out}");
+        }
     }
 
     fn learn_every_kind_of_message(file: &Path, console: &mut Console) {
