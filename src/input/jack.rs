@@ -19,6 +19,10 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 use super::{InputError, Received, split_messages};
 use crate::midi::Micros;
 
+fn find_output(outputs: &[String], wanted: &str) -> Result<String, String> {
+    crate::output::jack::find_port(outputs, wanted, "output")
+}
+
 /// The JACK client name (the port is `organ-in:in`, or `organ-in-01:in` if the name is taken).
 pub const CLIENT_NAME: &str = "organ-in";
 /// Bytes in the ring between the process callback and the reader: seconds of dense input, or a
@@ -217,25 +221,6 @@ fn read_ring(mut rx: HeapCons<u8>, zero: u64, tx: crossbeam_channel::Sender<Rece
             return;
         }
         std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// The JACK MIDI output port `wanted` names: its full name, else the only one containing it
-/// (case-insensitive).
-fn find_output(outputs: &[String], wanted: &str) -> Result<String, String> {
-    if let Some(p) = outputs.iter().find(|p| p.as_str() == wanted) {
-        return Ok(p.clone());
-    }
-    let w = wanted.to_lowercase();
-    let hits: Vec<&String> = outputs.iter().filter(|p| p.to_lowercase().contains(&w)).collect();
-    let list = if outputs.is_empty() { "none".to_string() } else { outputs.join(", ") };
-    match hits.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(format!("no JACK MIDI output port matches \"{wanted}\" (MIDI outputs: {list})")),
-        _ => Err(format!(
-            "\"{wanted}\" matches several JACK MIDI outputs ({}); give more of the name",
-            hits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        )),
     }
 }
 
