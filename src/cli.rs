@@ -371,7 +371,7 @@ pub struct LearnCmd {
     pub from: Option<String>,
 
     /// Learn everything again, not only what the file does not have yet (divisions without a
-    /// channel, controls without `on`, a missing [cancel] message).
+    /// channel, controls without `on`, the General Cancel when there is no [cancel] table).
     #[arg(long, conflicts_with = "only")]
     pub all: bool,
 
