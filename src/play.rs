@@ -1,4 +1,4 @@
-//! `organ play`, `organ ports` and `organ panic`: outputs opened, the engine started on its own
+//! `organ play` and `organ panic`: outputs opened, the engine started on its own
 //! thread, and the control thread drawing the status line, reading keys and handling signals.
 //!
 //! Every way out releases the keys: the end of the plan (its own tail), q/Esc (Stop command),
@@ -493,21 +493,6 @@ fn handle_first_sent(report: &engine::Report, clock_epoch: Instant) -> Option<Du
     let first = report.first_sent?;
     let at = clock_epoch + Duration::from_micros(first.0);
     Some(at.saturating_duration_since(*crate::PROCESS_START.get()?))
-}
-
-/// `organ ports`.
-///
-/// # Errors
-/// No MIDI system.
-pub fn cmd_ports() -> Result<Status, Error> {
-    let ports = output::port::list().map_err(Error::Other)?;
-    if ports.is_empty() {
-        println!("no MIDI output ports (is the interface plugged in and switched on?)");
-    }
-    for (i, name) in ports {
-        println!("{i}: {name}");
-    }
-    Ok(0)
 }
 
 /// `organ panic`: every key of every division channel off, CC 123, then the cancel.

@@ -1,8 +1,11 @@
-//! The test harness for GrandOrgue end-to-end tests: processes (JACK dummy server, Xvfb,
-//! GrandOrgue), a generated test organ, a JACK recorder and the audio analysis.
+//! The test harness for the JACK end-to-end tests: processes (JACK dummy server, Xvfb,
+//! GrandOrgue), a generated test organ, a JACK recorder and the audio analysis, and a scripted
+//! organ console on JACK (`organ learn`, `monitor`, `--verify`).
 #![allow(dead_code)]
 
 pub mod analysis;
+#[cfg(feature = "jack")]
+pub mod console;
 #[cfg(feature = "jack")]
 pub mod procs;
 #[cfg(feature = "jack")]
