@@ -1,0 +1,128 @@
+//! Performances for the recording tests: a score's plan turned into what a console sends
+//! (optionally with a piston's burst in place of one registration change), and the check that a
+//! recorded take's own plan reproduces every message of it.
+
+use std::collections::BTreeMap;
+
+use organ::organ::Organ;
+
+/// One timed message, as planned or as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    pub t: u64,
+    pub bytes: Vec<u8>,
+    /// The plan's `kind` (`note_on`, `stop_off` …); `piston` and `state` for what a piston adds.
+    pub kind: String,
+    pub tick: u64,
+}
+
+/// `organ plan --format jsonl` → messages.
+pub fn parse_plan(jsonl: &str) -> Vec<Msg> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            Msg {
+                t: v["t_us"].as_u64().expect("t_us"),
+                bytes: organ::midi::parse_hex(v["bytes"].as_str().expect("bytes")).expect("hex"),
+                kind: v["kind"].as_str().expect("kind").to_string(),
+                tick: v["tick"].as_u64().expect("tick"),
+            }
+        })
+        .collect()
+}
+
+fn is_registration(kind: &str) -> bool {
+    ["stop_", "coupler_", "tremulant_"].iter().any(|k| kind.starts_with(k))
+}
+
+/// The plan as a console playing it with a piston at the registration change of `tick`: the
+/// piston's own message (`piston`, unknown to the organ) 1 ms before the change, the change's
+/// messages as planned, then the console's report of every other control's state (each off
+/// control's off message), `stop_pace` apart. The plan's messages keep their times.
+pub fn with_piston(plan: &[Msg], organ: &Organ, tick: u64, piston: &[u8]) -> Vec<Msg> {
+    let group: Vec<&Msg> = plan.iter().filter(|m| m.tick == tick && is_registration(&m.kind)).collect();
+    assert!(group.len() >= 2, "no registration change at tick {tick}");
+    let (first, last) = (group[0].t, group[group.len() - 1].t);
+    // What is drawn after the change: replay the plan's registration messages up to it.
+    let mut drawn = vec![false; organ.controls.len()];
+    for m in plan.iter().filter(|m| m.t <= last && (is_registration(&m.kind) || m.kind == "cancel")) {
+        for (i, c) in organ.controls.iter().enumerate() {
+            if c.on.iter().any(|x| x.as_bytes() == m.bytes.as_slice()) {
+                drawn[i] = true;
+            } else if c.off.iter().any(|x| x.as_bytes() == m.bytes.as_slice()) {
+                drawn[i] = false;
+            }
+        }
+    }
+    let in_group = |c: &organ::organ::Control| {
+        group.iter().any(|m| c.on.iter().chain(&c.off).any(|x| x.as_bytes() == m.bytes.as_slice()))
+    };
+    let mut out = plan.to_vec();
+    out.push(Msg { t: first - 1000, bytes: piston.to_vec(), kind: "piston".into(), tick });
+    let pace = organ.stop_pace.0;
+    let mut t = last;
+    for (i, c) in organ.controls.iter().enumerate() {
+        if !drawn[i] && !in_group(c) {
+            t += pace;
+            out.push(Msg { t, bytes: c.off[0].as_bytes().to_vec(), kind: "state".into(), tick });
+        }
+    }
+    out.sort_by_key(|m| m.t); // stable: the plan's order at equal times
+    out
+}
+
+/// How well a take's plan reproduced the expected messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Comparison {
+    pub messages: usize,
+    /// The largest time difference, µs.
+    pub worst: u64,
+}
+
+/// Checks that `got` (a take's plan) holds exactly the messages of `expected`, each within
+/// `tolerance` µs, once both are aligned on their first note-on. Messages with the same bytes are
+/// paired in time order.
+pub fn compare(expected: &[Msg], got: &[Msg], tolerance: u64) -> Result<Comparison, String> {
+    let first_on = |v: &[Msg]| v.iter().find(|m| m.kind == "note_on").map(|m| m.t as i64);
+    let (Some(e0), Some(g0)) = (first_on(expected), first_on(got)) else {
+        return Err("no note-on to align on".into());
+    };
+    let by_bytes = |v: &[Msg], zero: i64| {
+        let mut m: BTreeMap<Vec<u8>, Vec<i64>> = BTreeMap::new();
+        for x in v {
+            m.entry(x.bytes.clone()).or_default().push(x.t as i64 - zero);
+        }
+        m
+    };
+    let (e, g) = (by_bytes(expected, e0), by_bytes(got, g0));
+    let mut worst = 0u64;
+    let mut problems = Vec::new();
+    for (bytes, et) in &e {
+        let gt = g.get(bytes).cloned().unwrap_or_default();
+        let hex = organ::midi::HexBytes(bytes).to_string();
+        if et.len() != gt.len() {
+            problems.push(format!("{hex}: {} expected, {} in the take's plan", et.len(), gt.len()));
+            continue;
+        }
+        for (a, b) in et.iter().zip(&gt) {
+            let d = a.abs_diff(*b);
+            worst = worst.max(d);
+            if d > tolerance {
+                problems.push(format!("{hex} at {a} µs: the take's plan has it at {b} µs ({d} µs off)"));
+            }
+        }
+    }
+    for (bytes, gt) in &g {
+        if !e.contains_key(bytes) {
+            problems.push(format!("{}: {} in the take's plan, none expected", organ::midi::HexBytes(bytes), gt.len()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(Comparison { messages: expected.len(), worst })
+    } else {
+        let n = problems.len();
+        problems.truncate(12);
+        Err(format!("{n} difference(s):\n  {}", problems.join("\n  ")))
+    }
+}
