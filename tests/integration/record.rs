@@ -10,31 +10,8 @@ use organ::input::record::{Finished, RecordSettings, Recorder, Timebase};
 use organ::input::{Input, Received};
 use organ::midi::Micros;
 
-use super::performance::{self, Msg, compare};
+use super::performance::{self, Msg, REGISTRATION, compare};
 use super::support::{data_dir, scratch, st_marys, st_marys_path};
-
-/// The registration the performance is planned with: presets, single stops, a tremulant and
-/// couplers; bar 3 is the change a piston makes.
-const REGISTRATION: &str = r#"
-layout = "SSGGP"
-[[change]]
-at = "1"
-preset = "mf"
-on = ["Sw to Ped"]
-[[change]]
-at = "2"
-on = ["Sw Tremulant", "Sw Voix Celeste 8"]
-[[change]]
-at = "3"
-preset = "f"
-[[change]]
-at = "4:3"
-off = ["Sw to Gt"]
-on = ["Gt Trumpet 8"]
-[[change]]
-at = "5"
-preset = "p"
-"#;
 
 /// `organ plan` through the library (the CLI's own parsing and loading).
 fn plan(args: &[&str]) -> Vec<Msg> {
@@ -82,8 +59,7 @@ fn a_take_plays_back_its_performance() {
     std::fs::write(&reg, REGISTRATION).unwrap();
     let planned = score_plan(&reg, &["--until", "5", "--bpm", "160"]);
     let organ = st_marys();
-    let bar3 = 2 * 4 * 480;
-    let performance = performance::with_piston(&planned, &organ, bar3, &[0xCF, 0x05]);
+    let performance = performance::with_piston(&planned, &organ, performance::BAR_3, &[0xCF, 0x05]);
     assert!(performance.len() > planned.len() + 5, "the piston adds its message and the console's state");
     for (tag, tb) in [("seconds", Timebase::default()), ("bars", Timebase::bars(160.0, None).unwrap())] {
         let done = record(&dir.join(tag), &performance, None, tb);

@@ -6,6 +6,32 @@ use std::collections::BTreeMap;
 
 use organ::organ::Organ;
 
+/// The registration the test performances of bwv643 are planned with: presets, single stops, a
+/// tremulant and couplers; bar 3 is the change a piston makes.
+pub const REGISTRATION: &str = r#"
+layout = "SSGGP"
+[[change]]
+at = "1"
+preset = "mf"
+on = ["Sw to Ped"]
+[[change]]
+at = "2"
+on = ["Sw Tremulant", "Sw Voix Celeste 8"]
+[[change]]
+at = "3"
+preset = "f"
+[[change]]
+at = "4:3"
+off = ["Sw to Gt"]
+on = ["Gt Trumpet 8"]
+[[change]]
+at = "5"
+preset = "p"
+"#;
+
+/// The tick of bar 3 in bwv643 (480 ticks a quarter, 4/4): where the piston is pressed.
+pub const BAR_3: u64 = 2 * 4 * 480;
+
 /// One timed message, as planned or as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Msg {
@@ -78,6 +104,46 @@ pub struct Comparison {
     pub messages: usize,
     /// The largest time difference, µs.
     pub worst: u64,
+}
+
+/// Checks that every message of `expected` is in `got` (a take's plan) within `tolerance` µs,
+/// aligned on the first note-on, with the same bytes paired in time order; `got` may have more
+/// after them (what a recovered take has from after the cut, and its closing release).
+pub fn compare_prefix(expected: &[Msg], got: &[Msg], tolerance: u64) -> Result<Comparison, String> {
+    let first_on = |v: &[Msg]| v.iter().find(|m| m.kind == "note_on").map(|m| m.t as i64);
+    let (Some(e0), Some(g0)) = (first_on(expected), first_on(got)) else {
+        return Err("no note-on to align on".into());
+    };
+    let mut worst = 0u64;
+    let mut problems = Vec::new();
+    let mut g: BTreeMap<&[u8], Vec<i64>> = BTreeMap::new();
+    for x in got {
+        g.entry(&x.bytes).or_default().push(x.t as i64 - g0);
+    }
+    let mut used: BTreeMap<&[u8], usize> = BTreeMap::new();
+    for m in expected {
+        let i = used.entry(&m.bytes).or_default();
+        let want = m.t as i64 - e0;
+        match g.get(m.bytes.as_slice()).and_then(|v| v.get(*i)) {
+            Some(&t) => {
+                let d = want.abs_diff(t);
+                worst = worst.max(d);
+                if d > tolerance {
+                    problems
+                        .push(format!("{} at {want} µs: the take has it at {t} µs", organ::midi::HexBytes(&m.bytes)));
+                }
+            }
+            None => problems.push(format!("{} at {want} µs: missing from the take", organ::midi::HexBytes(&m.bytes))),
+        }
+        *i += 1;
+    }
+    if problems.is_empty() {
+        Ok(Comparison { messages: expected.len(), worst })
+    } else {
+        let n = problems.len();
+        problems.truncate(12);
+        Err(format!("{n} difference(s):\n  {}", problems.join("\n  ")))
+    }
 }
 
 /// Checks that `got` (a take's plan) holds exactly the messages of `expected`, each within
