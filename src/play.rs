@@ -457,7 +457,8 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     }
     if let Some(r) = recorder {
         match r.finish() {
-            Ok(done) => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(_) => {}
             Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
         }
     }

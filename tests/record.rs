@@ -7,7 +7,8 @@
 //! - the recorder is killed with SIGKILL mid-take; the next start recovers the take, with
 //!   everything up to (at least) a second before the kill;
 //! - `--split` cuts a performance of three pieces with silences between into three takes, each
-//!   reproducing its piece.
+//!   reproducing its piece;
+//! - `organ play --record` keeps what the console sends during playback as a take of its own.
 //!
 //! The clock: the console writes each message at the JACK frame its time falls on and notes the
 //! JACK time of that frame; `organ record`'s JACK input stamps what it receives with the time of
@@ -43,7 +44,7 @@ mod e2e {
     use super::support::Scratch;
     use super::support::console::Console;
     use super::support::performance::{self, BAR_3, Msg, REGISTRATION, compare, compare_prefix, parse_plan};
-    use super::support::procs::{self, Jackd, RunLock, Unavailable, say};
+    use super::support::procs::{self, Unavailable, say};
 
     /// The bound on every message of a take's plan.
     const WITHIN_US: u64 = 1_000;
@@ -144,7 +145,13 @@ mod e2e {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(sent.len(), performance.len(), "the console did not send the whole performance");
-        let late = sent.iter().zip(&timed).filter(|((at, _), (due, _))| *at > due + 100).count();
+        sent_as_planned(sent, performance, &timed)
+    }
+
+    /// What the console sent (JACK time of each frame) as the performance's messages, and how
+    /// many went out more than 100 µs after their time (a skipped cycle).
+    fn sent_as_planned(sent: Vec<(u64, Vec<u8>)>, performance: &[Msg], timed: &[(u64, Vec<u8>)]) -> (Vec<Msg>, usize) {
+        let late = sent.iter().zip(timed).filter(|((at, _), (due, _))| *at > due + 100).count();
         let msgs = sent.into_iter().zip(performance).map(|((t, bytes), m)| Msg { t, bytes, ..m.clone() }).collect();
         (msgs, late)
     }
@@ -164,24 +171,13 @@ mod e2e {
 
     #[test]
     fn record_end_to_end() {
-        if procs::which("jackd").is_none() {
-            return skip("jackd not installed (Debian package jackd2)");
-        }
-        if let Err(e) = jack::jack_sys::library() {
-            return skip(&format!("libjack cannot be loaded ({e}); install jackd2"));
-        }
-        let _lock = RunLock::acquire(Duration::from_secs(600)).unwrap();
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: set once, with the run lock held, before this test opens JACK clients; no other
-        // test in this binary reads the environment.
-        ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) });
-        let started = Instant::now();
         let dir = Scratch::new("record");
-        let _jackd = match Jackd::start(&dir.path) {
+        let _jack = match procs::start_jack(&dir.path) {
             Ok(j) => j,
             Err(Unavailable::Skip(r)) => return skip(&r),
             Err(Unavailable::Fail(f)) => panic!("{f}"),
         };
+        let started = Instant::now();
         let mut console = Console::open("console").unwrap();
         let reg = dir.path.join("bwv643-registration.toml");
         std::fs::write(&reg, REGISTRATION).unwrap();
@@ -189,6 +185,7 @@ mod e2e {
         a_performance_comes_back_within_a_millisecond(&dir.path, &reg, &mut console);
         a_killed_recorder_is_recovered_at_the_next_start(&dir.path, &reg, &mut console);
         split_into_three_pieces(&dir.path, &reg, &mut console);
+        play_records_the_console_as_a_take_of_its_own(&dir.path, &reg, &mut console);
         say(&format!("record_end_to_end: passed in {:.1} s", started.elapsed().as_secs_f64()));
     }
 
@@ -233,59 +230,63 @@ mod e2e {
 
     fn a_killed_recorder_is_recovered_at_the_next_start(dir: &Path, reg: &Path, console: &mut Console) {
         let performance = score_plan(reg, &["--until", "4"]);
-        let out = dir.join("killed");
-        let rec = Recording::start(console, &out, &[]);
-        // Kill it 3.5 s into a 6 s performance, from the console's side of the clock.
-        console.take_sent();
-        let t0 = console.now() + 500_000;
-        let timed: Vec<(u64, Vec<u8>)> = performance.iter().map(|m| (t0 + m.t, m.bytes.clone())).collect();
-        console.schedule(&timed);
-        while console.now() < t0 + 3_500_000 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let killed_at = console.now();
-        rec.signal(libc::SIGKILL);
-        let (status, _) = rec.wait();
-        assert_eq!(status.code(), None, "killed by a signal");
-        std::thread::sleep(Duration::from_micros(performance.last().unwrap().t.saturating_sub(3_000_000)));
-        let sent: Vec<Msg> = console
-            .take_sent()
-            .into_iter()
-            .zip(&performance)
-            .map(|((t, bytes), m)| Msg { t, bytes, ..m.clone() })
-            .collect();
-        assert!(takes_in(&out).is_empty(), "nothing was written yet: only the journal");
-        let journals = std::fs::read_dir(&out)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "journal"))
-            .count();
-        assert_eq!(journals, 1);
+        for run in 1..=RUNS {
+            let out = dir.join(format!("killed-{run}"));
+            let rec = Recording::start(console, &out, &[]);
+            // Kill it 3.5 s into a 6 s performance, from the console's side of the clock.
+            console.take_sent();
+            let t0 = console.now() + 500_000;
+            let timed: Vec<(u64, Vec<u8>)> = performance.iter().map(|m| (t0 + m.t, m.bytes.clone())).collect();
+            console.schedule(&timed);
+            while console.now() < t0 + 3_500_000 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let killed_at = console.now();
+            rec.signal(libc::SIGKILL);
+            let (status, _) = rec.wait();
+            assert_eq!(status.code(), None, "killed by a signal");
+            std::thread::sleep(Duration::from_micros(performance.last().unwrap().t.saturating_sub(3_000_000)));
+            let (sent, late) = sent_as_planned(console.take_sent(), &performance, &timed);
+            assert!(takes_in(&out).is_empty(), "nothing was written yet: only the journal");
+            let journals = std::fs::read_dir(&out)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "journal"))
+                .count();
+            assert_eq!(journals, 1);
 
-        // The next start recovers it, then records (nothing) until Ctrl-C.
-        let rec = Recording::start(console, &out, &[]);
-        let recovered = rec.said.join("\n");
-        rec.signal(libc::SIGINT);
-        let (status, said) = rec.wait();
-        assert!(status.success(), "{said}");
-        assert!(recovered.contains("organ: recovered an unfinished recording of"), "{recovered}");
-        assert!(said.contains("no key was played"), "the second recording is empty: {said}");
-        let takes = takes_in(&out);
-        assert_eq!(takes.len(), 1, "{said}");
-        let got = plan(&[takes[0].to_str().unwrap()]);
-        // Everything sent up to a second before the kill is in the take, at its time.
-        let promised: Vec<Msg> = sent.iter().filter(|m| m.t + 1_000_000 <= killed_at).cloned().collect();
-        let c = compare_prefix(&promised, &got, WITHIN_US).unwrap_or_else(|e| panic!("recovered take: {e}\n{said}"));
-        // And in fact: how close to the kill.
-        let kept = (1..=sent.len()).rev().find(|&n| compare_prefix(&sent[..n], &got, WITHIN_US).is_ok()).unwrap_or(0);
-        let last_kept = sent[kept.max(1) - 1].t;
-        say(&format!(
-            "record_end_to_end: killed 3.5 s into the take; recovered {} of {} messages sent, the last {:.0} ms before the kill (promised: up to 1 s before)",
-            kept,
-            sent.iter().filter(|m| m.t <= killed_at).count(),
-            killed_at.saturating_sub(last_kept) as f64 / 1000.0
-        ));
-        assert!(c.messages > 100, "{c:?}");
+            // The next start recovers it, then records (nothing) until Ctrl-C.
+            let rec = Recording::start(console, &out, &[]);
+            let recovered = rec.said.join("\n");
+            rec.signal(libc::SIGINT);
+            let (status, said) = rec.wait();
+            assert!(status.success(), "{said}");
+            assert!(recovered.contains("organ: recovered an unfinished recording of"), "{recovered}");
+            assert!(said.contains("no key was played"), "the second recording is empty: {said}");
+            let takes = takes_in(&out);
+            assert_eq!(takes.len(), 1, "{said}");
+            let got = plan(&[takes[0].to_str().unwrap()]);
+            // Everything sent up to a second before the kill is in the take, at its time.
+            let promised: Vec<Msg> = sent.iter().filter(|m| m.t + 1_000_000 <= killed_at).cloned().collect();
+            let c = match compare_prefix(&promised, &got, WITHIN_US) {
+                Ok(c) => c,
+                Err(e) if late > 0 && run < RUNS => {
+                    say(&format!("record_end_to_end: kill run {run}: {late} sent late; again: {e}"));
+                    continue;
+                }
+                Err(e) => panic!("recovered take ({late} sent late): {e}\n{said}"),
+            };
+            assert!(c.messages > 100, "{c:?}");
+            // And in fact: how close to the kill.
+            let kept =
+                (1..=sent.len()).rev().find(|&n| compare_prefix(&sent[..n], &got, WITHIN_US).is_ok()).unwrap_or(0);
+            say(&format!(
+                "record_end_to_end: killed 3.5 s into the take; recovered {kept} of {} messages sent, the last {:.0} ms before the kill (promised: up to 1 s before)",
+                sent.iter().filter(|m| m.t <= killed_at).count(),
+                killed_at.saturating_sub(sent[kept.max(1) - 1].t) as f64 / 1000.0
+            ));
+            return;
+        }
     }
 
     fn split_into_three_pieces(dir: &Path, reg: &Path, console: &mut Console) {
@@ -332,5 +333,57 @@ mod e2e {
                 }
             }
         }
+    }
+
+    fn play_records_the_console_as_a_take_of_its_own(dir: &Path, reg: &Path, console: &mut Console) {
+        let out = dir.join("joined");
+        let score = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ssggp/bwv643.mid");
+        let from = format!("jack:{}", console.out_port());
+        let mut cmd = organ(&[
+            "play",
+            score.to_str().unwrap(),
+            "--organ",
+            "st-marys",
+            "--registration",
+            reg.to_str().unwrap(),
+            "--until",
+            "2",
+            "--bpm",
+            "160",
+            "--to",
+            "null",
+            "--record",
+            &from,
+            "--record-out",
+            out.to_str().unwrap(),
+        ]);
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        // It listens once its JACK input is connected to the console.
+        let listening = procs::wait_for(Duration::from_secs(20), || {
+            let p = console.client().port_by_name(&console.out_port())?;
+            (!p.get_connections().is_empty()).then_some(())
+        });
+        assert!(listening.is_some(), "organ play --record did not connect to the console");
+        // The organist joins in on the great: three notes, with a stop drawn first.
+        let t0 = console.now() + 200_000;
+        let joined = ["9F 30 7F", "91 3C 50", "81 3C 00", "91 3E 50", "81 3E 00", "91 40 50", "81 40 00"];
+        let timed: Vec<(u64, Vec<u8>)> = joined
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (t0 + 250_000 * i as u64, organ::midi::parse_hex(h).unwrap()))
+            .collect();
+        console.schedule(&timed);
+        let out_put = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out_put.stderr);
+        assert!(out_put.status.success(), "{said}");
+        console.take_sent();
+        let takes = takes_in(&out);
+        assert_eq!(takes.len(), 1, "{said}");
+        let name = takes[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("bwv643-console-"), "named after the score: {name}");
+        assert!(said.contains("organ: record: wrote") && said.contains("3 notes on great"), "{said}");
+        let text = std::fs::read_to_string(takes[0].with_extension("toml")).unwrap();
+        assert!(text.contains("layout = \"G\"") && text.contains("on = [\"Gt Open Diapason 8\"]"), "{text}");
+        say("record_end_to_end: organ play --record kept the console's three notes and stop as a take of its own");
     }
 }

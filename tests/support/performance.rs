@@ -106,14 +106,26 @@ pub struct Comparison {
     pub worst: u64,
 }
 
+/// The time of the first note-on of each, to align them on.
+fn first_notes(expected: &[Msg], got: &[Msg]) -> Result<(i64, i64), String> {
+    let first_on = |v: &[Msg]| v.iter().find(|m| m.kind == "note_on").map(|m| m.t as i64);
+    first_on(expected).zip(first_on(got)).ok_or_else(|| "no note-on to align on".to_string())
+}
+
+fn outcome(messages: usize, worst: u64, mut problems: Vec<String>) -> Result<Comparison, String> {
+    if problems.is_empty() {
+        return Ok(Comparison { messages, worst });
+    }
+    let n = problems.len();
+    problems.truncate(12);
+    Err(format!("{n} difference(s):\n  {}", problems.join("\n  ")))
+}
+
 /// Checks that every message of `expected` is in `got` (a take's plan) within `tolerance` µs,
 /// aligned on the first note-on, with the same bytes paired in time order; `got` may have more
 /// after them (what a recovered take has from after the cut, and its closing release).
 pub fn compare_prefix(expected: &[Msg], got: &[Msg], tolerance: u64) -> Result<Comparison, String> {
-    let first_on = |v: &[Msg]| v.iter().find(|m| m.kind == "note_on").map(|m| m.t as i64);
-    let (Some(e0), Some(g0)) = (first_on(expected), first_on(got)) else {
-        return Err("no note-on to align on".into());
-    };
+    let (e0, g0) = first_notes(expected, got)?;
     let mut worst = 0u64;
     let mut problems = Vec::new();
     let mut g: BTreeMap<&[u8], Vec<i64>> = BTreeMap::new();
@@ -124,71 +136,43 @@ pub fn compare_prefix(expected: &[Msg], got: &[Msg], tolerance: u64) -> Result<C
     for m in expected {
         let i = used.entry(&m.bytes).or_default();
         let want = m.t as i64 - e0;
+        let hex = organ::midi::HexBytes(&m.bytes);
         match g.get(m.bytes.as_slice()).and_then(|v| v.get(*i)) {
             Some(&t) => {
-                let d = want.abs_diff(t);
-                worst = worst.max(d);
-                if d > tolerance {
-                    problems
-                        .push(format!("{} at {want} µs: the take has it at {t} µs", organ::midi::HexBytes(&m.bytes)));
+                worst = worst.max(want.abs_diff(t));
+                if want.abs_diff(t) > tolerance {
+                    problems.push(format!("{hex} at {want} µs: the take has it at {t} µs"));
                 }
             }
-            None => problems.push(format!("{} at {want} µs: missing from the take", organ::midi::HexBytes(&m.bytes))),
+            None => problems.push(format!("{hex} at {want} µs: missing from the take")),
         }
         *i += 1;
     }
-    if problems.is_empty() {
-        Ok(Comparison { messages: expected.len(), worst })
-    } else {
-        let n = problems.len();
-        problems.truncate(12);
-        Err(format!("{n} difference(s):\n  {}", problems.join("\n  ")))
-    }
+    outcome(expected.len(), worst, problems)
 }
 
 /// Checks that `got` (a take's plan) holds exactly the messages of `expected`, each within
 /// `tolerance` µs, once both are aligned on their first note-on. Messages with the same bytes are
 /// paired in time order.
 pub fn compare(expected: &[Msg], got: &[Msg], tolerance: u64) -> Result<Comparison, String> {
-    let first_on = |v: &[Msg]| v.iter().find(|m| m.kind == "note_on").map(|m| m.t as i64);
-    let (Some(e0), Some(g0)) = (first_on(expected), first_on(got)) else {
-        return Err("no note-on to align on".into());
+    let extra: Vec<String> = {
+        let mut count: BTreeMap<&[u8], i64> = BTreeMap::new();
+        for m in got {
+            *count.entry(&m.bytes).or_default() += 1;
+        }
+        for m in expected {
+            *count.entry(&m.bytes).or_default() -= 1;
+        }
+        count
+            .into_iter()
+            .filter(|c| c.1 > 0)
+            .map(|(b, n)| format!("{}: {n} more in the take's plan than expected", organ::midi::HexBytes(b)))
+            .collect()
     };
-    let by_bytes = |v: &[Msg], zero: i64| {
-        let mut m: BTreeMap<Vec<u8>, Vec<i64>> = BTreeMap::new();
-        for x in v {
-            m.entry(x.bytes.clone()).or_default().push(x.t as i64 - zero);
-        }
-        m
-    };
-    let (e, g) = (by_bytes(expected, e0), by_bytes(got, g0));
-    let mut worst = 0u64;
-    let mut problems = Vec::new();
-    for (bytes, et) in &e {
-        let gt = g.get(bytes).cloned().unwrap_or_default();
-        let hex = organ::midi::HexBytes(bytes).to_string();
-        if et.len() != gt.len() {
-            problems.push(format!("{hex}: {} expected, {} in the take's plan", et.len(), gt.len()));
-            continue;
-        }
-        for (a, b) in et.iter().zip(&gt) {
-            let d = a.abs_diff(*b);
-            worst = worst.max(d);
-            if d > tolerance {
-                problems.push(format!("{hex} at {a} µs: the take's plan has it at {b} µs ({d} µs off)"));
-            }
-        }
-    }
-    for (bytes, gt) in &g {
-        if !e.contains_key(bytes) {
-            problems.push(format!("{}: {} in the take's plan, none expected", organ::midi::HexBytes(bytes), gt.len()));
-        }
-    }
-    if problems.is_empty() {
-        Ok(Comparison { messages: expected.len(), worst })
-    } else {
-        let n = problems.len();
-        problems.truncate(12);
-        Err(format!("{n} difference(s):\n  {}", problems.join("\n  ")))
+    match (compare_prefix(expected, got, tolerance), extra.is_empty()) {
+        (Ok(c), true) => Ok(c),
+        (Ok(c), false) => outcome(c.messages, c.worst, extra),
+        (Err(e), true) => Err(e),
+        (Err(e), false) => Err(format!("{e}\n  {}", extra.join("\n  "))),
     }
 }

@@ -499,7 +499,7 @@ pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
     let mut settings = RecordSettings::new(&a.from, &a.organ, &a.out);
     settings.split = a.split.map(|d| Micros(d.as_micros() as u64));
     settings.timebase = match a.bpm {
-        Some(bpm) => Timebase::bars(bpm, a.meter.as_deref()).map_err(RecordError::Usage)?,
+        Some(bpm) => Timebase::bars(bpm, a.meter.as_deref())?,
         None if a.meter.is_some() => return Err(RecordError::Usage("--meter goes with --bpm".into())),
         None => Timebase::default(),
     };
@@ -525,7 +525,9 @@ pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
             break;
         }
         if interactive {
-            let line = rec.status_line();
+            // One terminal line, so that \r redraws it in place.
+            let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1).max(20);
+            let line: String = rec.status_line().chars().take(width).collect();
             let pad = last_len.saturating_sub(line.chars().count());
             eprint!("\r{line}{:pad$}", "");
             last_len = line.chars().count();

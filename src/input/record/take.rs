@@ -6,7 +6,8 @@
 //! What a take is, so that `organ play` of it sends the same messages at the same times:
 //! - its zero is its first key down (leading silence is not kept); it ends at its last key up;
 //! - the registration before the first note is its starting registration (`organ play` draws it
-//!   from a cancelled organ, as it always does);
+//!   from a cancelled organ, as it always does), and so is a change made for the first note
+//!   itself (within [`GROUP_SLACK`] of it);
 //! - stop messages arriving together (at most `stop_pace_ms` + [`GROUP_SLACK`] apart: a piston's
 //!   burst, a registration change sent by `organ`) are one change, written at the musical time
 //!   the planner will send them back from: `organ` sends a change's messages `stop_pace_ms`
@@ -326,12 +327,18 @@ pub fn takes(organ: &Organ, msgs: &[Received], split: Option<Micros>) -> Takes {
         let k = g.before.iter().zip(&g.after).filter(|(a, b)| a != b).count() as u64;
         let music = g.first.0 + lead + (k - 1) * pace;
         let p = &pieces[i];
-        if !has_changes[i] && music <= p.zero.0 {
+        // A change for the first note itself is the starting registration (organ sends that
+        // one the same way: its last stop `stop_lead_ms` before the music), also when the
+        // clock's jitter puts it a little after.
+        if !has_changes[i] && music <= p.zero.0 + GROUP_SLACK.0 {
             takes[i].initial = drawn(&g.after);
         } else if music < p.end.0 {
             let c = organ.controls.len();
+            // In time order, after the first note (a dense burst can put a later group's music
+            // time before an earlier one's: then they share a time, and apply in order).
+            let after = takes[i].changes.last().map_or(Micros(1), |x| x.at);
             takes[i].changes.push(TakeChange {
-                at: Micros(music - p.zero.0),
+                at: Micros(music.saturating_sub(p.zero.0)).max(after),
                 off: (0..c).filter(|&x| g.before[x] && !g.after[x]).collect(),
                 on: (0..c).filter(|&x| !g.before[x] && g.after[x]).collect(),
             });
@@ -419,6 +426,14 @@ mod tests {
         let take = &t.takes[0];
         assert_eq!(take.initial, vec![gt8, ped]);
         assert!(take.changes.is_empty(), "{:?}", take.changes);
+        // organ's own start: the last stop 40 ms before the first note. A frame of jitter that
+        // puts it a few µs later does not make it a change.
+        let msgs = [rx(1000.0, &[0x9F, 48, 127]), rx(1040.021, &[0x91, 60, 80]), rx(2000.0, &[0x81, 60, 0])];
+        let late = [rx(1000.021, &[0x9F, 48, 127]), rx(1040.0, &[0x91, 60, 80]), rx(2000.0, &[0x81, 60, 0])];
+        for m in [&msgs, &late] {
+            let t = takes(&o, m, None);
+            assert_eq!((t.takes[0].initial.clone(), t.takes[0].changes.len()), (vec![gt8], 0));
+        }
     }
 
     #[test]
@@ -501,6 +516,30 @@ mod tests {
         assert_eq!(one.takes.len(), 1);
         assert_eq!(one.takes[0].changes.len(), 1);
         assert_eq!(one.takes[0].changes[0].at, Micros(4_040_000));
+    }
+
+    #[test]
+    fn a_fast_burst_just_before_the_first_note_keeps_its_changes_in_order() {
+        let o = organ(); // lead 40 ms, pace 4 ms
+        // Twenty stops a millisecond apart (organ will send them 4 ms apart: their change's time
+        // is 1016 ms), then one more 7 ms later (a group of its own, whose time is 966 ms), the
+        // first note at 1000 ms.
+        let mut msgs: Vec<Received> =
+            [36u8, 37, 38, 39, 40, 41, 42, 43, 44, 48, 49, 50, 51, 52, 53, 54, 55, 56, 60, 61]
+                .iter()
+                .enumerate()
+                .map(|(j, &n)| rx(900.0 + j as f64, &[0x9F, n, 127]))
+                .collect();
+        msgs.push(rx(926.0, &[0x9F, 72, 127]));
+        msgs.push(rx(1000.0, &[0x91, 60, 80]));
+        msgs.push(rx(2000.0, &[0x81, 60, 0]));
+        let t = takes(&o, &msgs, None);
+        let c = &t.takes[0].changes;
+        assert_eq!(
+            c.iter().map(|c| (c.at, c.on.len())).collect::<Vec<_>>(),
+            vec![(Micros(16_000), 20), (Micros(16_000), 1)]
+        );
+        assert!(t.takes[0].initial.is_empty());
     }
 
     #[test]

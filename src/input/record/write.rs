@@ -18,6 +18,7 @@ use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 use serde::{Deserialize, Serialize};
 
+use super::RecordError;
 use super::take::Take;
 use crate::midi::{HexBytes, Micros};
 use crate::organ::{ControlId, Organ};
@@ -48,9 +49,11 @@ impl Timebase {
     ///
     /// # Errors
     /// A tempo outside 10-400 bpm or a time signature that is not N/2^k.
-    pub fn bars(bpm: f64, meter: Option<&str>) -> Result<Timebase, String> {
+    pub fn bars(bpm: f64, meter: Option<&str>) -> Result<Timebase, RecordError> {
         if !(bpm.is_finite() && (10.0..=400.0).contains(&bpm)) {
-            return Err(format!("--bpm {bpm}: give the tempo in quarter notes a minute, 10 to 400"));
+            return Err(RecordError::Usage(format!(
+                "--bpm {bpm}: give the tempo in quarter notes a minute, 10 to 400"
+            )));
         }
         let (numerator, denominator) = match meter {
             None => (4, 4),
@@ -96,8 +99,8 @@ fn trim_decimal(s: &str) -> &str {
 ///
 /// # Errors
 /// Not N/D with D a power of two up to 32.
-pub fn parse_meter(s: &str) -> Result<(u8, u8), String> {
-    let bad = || format!("--meter {s}: write a time signature such as 4/4, 3/4 or 6/8");
+pub fn parse_meter(s: &str) -> Result<(u8, u8), RecordError> {
+    let bad = || RecordError::Usage(format!("--meter {s}: write a time signature such as 4/4, 3/4 or 6/8"));
     let (n, d) = s.trim().split_once('/').ok_or_else(bad)?;
     let n: u8 = n.trim().parse().map_err(|_| bad())?;
     let d: u8 = d.trim().parse().map_err(|_| bad())?;
@@ -224,7 +227,8 @@ pub fn registration_text(take: &Take, organ: &Organ, tb: &Timebase, organ_ref: &
         s.push_str(&format!("on = {}\n", name_list(organ, &take.initial)));
     }
     for c in &take.changes {
-        s.push_str(&format!("\n[[change]]\nat = \"{}\"\n", tb.position(tb.tick(c.at))));
+        // Never tick 0: that would make it part of the starting registration.
+        s.push_str(&format!("\n[[change]]\nat = \"{}\"\n", tb.position(tb.tick(c.at).max(1))));
         if !c.off.is_empty() {
             s.push_str(&format!("off = {}\n", name_list(organ, &c.off)));
         }
