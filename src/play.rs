@@ -339,6 +339,25 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             }
         );
     }
+    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
+    // input, journal thread and files; finished after the engine).
+    let recorder = match &c.record {
+        Some(src) => {
+            let (r, recovered) = crate::input::record::start_for_play(
+                src,
+                c.record_out.as_deref(),
+                &inputs.organ,
+                c.plan.organ.as_deref(),
+                &timeline.score_name,
+            )
+            .map_err(|e| Error::Other(e.to_string()))?;
+            for line in recovered {
+                eprintln!("organ: record: {line}");
+            }
+            Some(r)
+        }
+        None => None,
+    };
     let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
     let clock = SystemClock::new();
     let clock_epoch = Instant::now();
@@ -435,6 +454,13 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     drop(raw);
     if last_len > 0 {
         eprintln!();
+    }
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(_) => {}
+            Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
+        }
     }
     let mut report = report;
     let mut outputs = std::mem::take(&mut report.outputs);
