@@ -27,6 +27,9 @@
 //!   inputs so that no output overwrites them.
 //! - [`fuzzing`]: the fuzz targets' checks, shared by cargo-fuzz and the stable replay test.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
+//! - [`input`]: MIDI from the console (midir ports, JACK) on its own thread, timestamped on
+//!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`, and `organ record`
+//!   (a journal written as it goes, takes made from it, recovered after a crash).
 
 pub mod app;
 pub mod cli;
@@ -34,6 +37,7 @@ pub mod engine;
 pub mod files;
 pub mod fuzzing;
 pub mod grandorgue;
+pub mod input;
 pub mod midi;
 pub mod organ;
 pub mod output;

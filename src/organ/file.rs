@@ -295,6 +295,25 @@ fn message(ctx: &Ctx, m: &Spanned<MsgFile>, role: Role) -> Result<(Form, Vec<Mes
     }
 }
 
+/// One message form written as a TOML inline table (`{ note = 36, channel = 16 }`), checked as
+/// in an organ definition: its messages, and the off an organ definition infers from it (none
+/// for program changes, SysEx and raw).
+///
+/// # Errors
+/// As for a message in an organ definition.
+pub(crate) fn parse_message_text(text: &str) -> Result<(Vec<Message>, Option<Vec<Message>>), ConfigError> {
+    #[derive(Deserialize)]
+    struct One {
+        m: Spanned<MsgFile>,
+    }
+    let doc = format!("m = {text}");
+    let ctx = Ctx { text: &doc, file: "(message)" };
+    let one: One = toml::from_str(&doc).map_err(|e| ctx.toml_err(&e))?;
+    let (form, msgs) = message(&ctx, &one.m, Role::On)?;
+    let name = Spanned::new(0..0, String::new());
+    Ok((msgs, off_messages(&ctx, "", &name, &form, None).ok()))
+}
+
 /// The off messages: as written, or inferred from the on form.
 fn off_messages(
     ctx: &Ctx,

@@ -7,6 +7,7 @@
 //! loading, every message is a checked [`Message`], so the planner cannot produce an invalid byte.
 //! Runs on the control thread; never on the real-time path.
 
+pub mod decode;
 mod file;
 pub mod registration;
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
-pub(crate) use file::{Ctx, check_default_output};
+pub(crate) use file::{Ctx, check_default_output, parse_message_text};
 pub use registration::Registration;
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.

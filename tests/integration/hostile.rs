@@ -144,45 +144,73 @@ fn organ_variant(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
     p
 }
 
+/// The 1-based number of the line of `file` that is exactly `line`.
+fn line_of(file: &Path, line: &str) -> usize {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines().position(|l| l == line).unwrap_or_else(|| panic!("{line:?} not in {}", file.display())) + 1
+}
+
 #[test]
 fn organ_files_that_would_strike_keys_are_refused_everywhere() {
     let d = fresh("strike");
     let first_on = "\non = { note = 36, channel = 16 }";
     let cancel = "# message = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }";
-    // (replacement, position of the offending message, its bytes)
+    // (replacement, the line of the offending message and its column, its bytes)
     let cases = [
-        (first_on, "\non = { note = 60, channel = 1 }", ":52:6:", "90 3C 7F is a note-on for key 60 on channel 1"),
-        (first_on, "\non = { raw = \"91 3C 7F\" }\noff = { raw = \"81 3C 00\" }", ":52:6:", "91 3C 7F is a note-on"),
+        (
+            first_on,
+            "\non = { note = 60, channel = 1 }",
+            "on = { note = 60, channel = 1 }",
+            6,
+            "90 3C 7F is a note-on for key 60 on channel 1",
+        ),
+        (
+            first_on,
+            "\non = { raw = \"91 3C 7F\" }\noff = { raw = \"81 3C 00\" }",
+            "on = { raw = \"91 3C 7F\" }",
+            6,
+            "91 3C 7F is a note-on",
+        ),
         (
             first_on,
             "\non = { raw = \"BF 14 7F 90 30 01\" }\noff = { raw = \"BF 14 00\" }",
-            ":52:6:",
+            "on = { raw = \"BF 14 7F 90 30 01\" }",
+            6,
             "90 30 01 is a note-on",
         ),
         (
             first_on,
             "\non = { note = 36, channel = 16 }\noff = { note = 50, channel = 3 }",
-            ":53:7:",
+            "off = { note = 50, channel = 3 }",
+            7,
             "82 32 00 is a note-off for key 50 on channel 3",
         ),
         (
             first_on,
             "\non = { note = 36, channel = 16 }\noff = { raw = \"92 32 40\" }",
-            ":53:7:",
+            "off = { raw = \"92 32 40\" }",
+            7,
             "92 32 40 is a note-on",
         ),
         (
             cancel,
             "message = { note = 60, channel = 3 }",
-            ":223:11:",
+            "message = { note = 60, channel = 3 }",
+            11,
             "92 3C 7F is a note-on for key 60 on channel 3, a key of the pedal",
         ),
-        (cancel, "message = { raw = \"F0 7F F7 90 24 01\" }", ":223:11:", "90 24 01 is a note-on"),
+        (
+            cancel,
+            "message = { raw = \"F0 7F F7 90 24 01\" }",
+            "message = { raw = \"F0 7F F7 90 24 01\" }",
+            11,
+            "90 24 01 is a note-on",
+        ),
     ];
-    for (i, (from, to, at, needle)) in cases.iter().enumerate() {
+    for (i, (from, to, line, col, needle)) in cases.iter().enumerate() {
         let organ = organ_variant(&d, &format!("strike-{i}.toml"), from, to);
         let o = run(&["check", SCORE, "--organ", s(&organ)], Duration::from_secs(20));
-        one_line_error(&o, &format!("{}{at} {needle}", organ.display()));
+        one_line_error(&o, &format!("{}:{}:{col}: {needle}", organ.display(), line_of(&organ, line)));
         // organ panic with such an organ sends nothing at all.
         let record = d.join(format!("panic-{i}.mid"));
         let o = run(
@@ -213,9 +241,10 @@ fn a_file_output_named_by_an_organ_or_an_order_is_refused() {
     let organ =
         organ_variant(&d, "o.toml", "# output = \"port:WIDI Bud Pro\"", "output = \"file:/home/someone/.profile\"");
     let o = run(&["play", SCORE, "--organ", s(&organ)], Duration::from_secs(20));
+    let line = line_of(&organ, "output = \"file:/home/someone/.profile\"");
     one_line_error(
         &o,
-        &format!("{}:27:10: output = \"file:/home/someone/.profile\": a file record is only made", organ.display()),
+        &format!("{}:{line}:10: output = \"file:/home/someone/.profile\": a file record is only made", organ.display()),
     );
     let order = d.join("order.toml");
     std::fs::write(
