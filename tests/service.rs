@@ -351,10 +351,13 @@ fn a_pause_resume_storm_is_recorded_whole() {
     let tmux = tmux_with("storm", &command);
     let t = Duration::from_secs(20);
     tmux.wait_for("the status line", t, |s| s.contains("bar 1:1 of 100"));
-    // Spaces as fast as the player takes them (it forwards up to 64 commands every 50 ms).
+    // Spaces as fast as the player takes them (it forwards up to 64 commands every 50 ms),
+    // until the record (written as it plays, 4-5 bytes a message) holds well over 131,072
+    // messages: how long that takes depends on how busy the machine is.
     let burst = " ".repeat(64);
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(7) {
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 700_000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the storm did not get going:\n{}", tmux.screen());
         let o = tmux.run(&["send-keys", "-t", "svc", "-l", &burst]);
         assert!(o.status.success());
         std::thread::sleep(Duration::from_millis(50));
