@@ -6,10 +6,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cli::{CheckCmd, HymnArgs, InfoCmd, PlanArgs, PlanCmd, PlanFormat};
-use crate::organ::registration::{At, organ_hint};
-use crate::organ::{ConfigError, Organ, Registration};
-use crate::plan::hymn::{self, HymnOptions};
+use crate::organ::{ConfigError, Organ};
+use crate::plan::hymn;
 use crate::plan::{self, PlanError, PlanOptions, Speed, Timeline, layout};
+use crate::registration::hymn::Amen;
+use crate::registration::{At, HymnOptions, Registration, organ_hint};
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
 
 /// Any failure of a command, printed as `organ: <message>`.
@@ -121,7 +122,7 @@ pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
     } else {
         let mut file = inputs.registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
         // An amen file named in the registration file is found beside it.
-        if let (Some(hymn::Amen::File(p)), Some(rp)) = (&mut file.amen, &reg_path)
+        if let (Some(Amen::File(p)), Some(rp)) = (&mut file.amen, &reg_path)
             && p.is_relative()
         {
             *p = rp.parent().unwrap_or(Path::new("")).join(&*p);
@@ -147,7 +148,7 @@ pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
 /// The file cannot be loaded.
 pub fn load_amen(inputs: &mut Inputs) -> Result<(), Error> {
     inputs.amen = match &inputs.hymn.amen {
-        Some(hymn::Amen::File(p)) => Some(score::load_file(p)?),
+        Some(Amen::File(p)) => Some(score::load_file(p)?),
         _ => None,
     };
     Ok(())
@@ -158,44 +159,7 @@ pub fn load_amen(inputs: &mut Inputs) -> Result<(), Error> {
 /// # Errors
 /// Values that do not parse; unknown presets.
 pub fn hymn_options(h: &HymnArgs, organ: &Organ) -> Result<HymnOptions, Error> {
-    let usage = |flag: &str, e: String| Error::Usage(format!("{flag}: {e}"));
-    let mut o = HymnOptions {
-        verses: h.verses,
-        play_over: h.play_over.as_deref().map(hymn::parse_bars).transpose().map_err(|e| usage("--play-over", e))?,
-        gap: h.gap.as_deref().map(hymn::parse_length).transpose().map_err(|e| usage("--gap", e))?,
-        amen: h.amen.as_deref().map(hymn::parse_amen).transpose().map_err(|e| usage("--amen", e))?,
-        fermata: h.fermata.as_deref().map(hymn::parse_fermata).transpose().map_err(Error::Usage)?,
-        ..HymnOptions::default()
-    };
-    if let Some(v) = h.verses
-        && (v == 0 || v > hymn::MAX_VERSES)
-    {
-        return Err(Error::Usage(format!("--verses {v}: a hymn has 1 to {} verses", hymn::MAX_VERSES)));
-    }
-    if !h.fermatas.is_empty() {
-        let f: Result<Vec<_>, _> = h.fermatas.iter().map(|s| hymn::parse_fermata_at(s)).collect();
-        o.fermatas = Some(f.map_err(|e| usage("--fermatas", e))?);
-    }
-    for entry in h.verse_preset.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let bad = || Error::Usage(format!("--verse-preset {entry}: write VERSE=PRESET, e.g. 3=p (0 is the play-over)"));
-        let (n, p) = entry.split_once('=').ok_or_else(bad)?;
-        let number: u16 = n.trim().parse().map_err(|_| bad())?;
-        let preset = organ
-            .presets
-            .iter()
-            .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p))
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "--verse-preset {entry}: {} has no preset \"{}\" (it has {})",
-                    organ.name,
-                    p.trim(),
-                    organ.presets.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-        o.verse_registrations.retain(|v| v.number != number);
-        o.verse_registrations.push(hymn::VerseRegistration { number, preset: Some(preset), ..Default::default() });
-    }
-    Ok(o)
+    crate::registration::HymnArgs::from(h).check(organ).map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// Plans loaded inputs: a hymn unrolled when there are hymn options, else the score once.

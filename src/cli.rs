@@ -171,6 +171,21 @@ pub struct HymnArgs {
     pub no_hymn: bool,
 }
 
+impl From<&HymnArgs> for crate::registration::HymnArgs {
+    fn from(h: &HymnArgs) -> Self {
+        crate::registration::HymnArgs {
+            verses: h.verses,
+            play_over: h.play_over.clone(),
+            gap: h.gap.clone(),
+            amen: h.amen.clone(),
+            fermatas: h.fermatas.clone(),
+            fermata: h.fermata.clone(),
+            verse_preset: h.verse_preset.clone(),
+            no_hymn: h.no_hymn,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum PlanFormat {
     /// An aligned table for reading.

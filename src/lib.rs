@@ -34,6 +34,7 @@ pub mod organ;
 pub mod output;
 pub mod plan;
 pub mod play;
+pub mod registration;
 pub mod score;
 pub mod service;
 pub mod text;

@@ -17,8 +17,8 @@ mod timeline;
 use std::fmt;
 
 use crate::midi::{Channel, Micros, ShortMsg};
-use crate::organ::registration::At;
-use crate::organ::{ControlId, Organ, Registration};
+use crate::organ::{ControlId, Organ};
+use crate::registration::{At, Registration};
 use crate::score::{ExactTime, Score};
 
 pub use timeline::{
@@ -366,9 +366,9 @@ pub(crate) fn plan_segments(
     let cancel: Vec<Msg> = organ.cancel_messages().iter().map(|m| Timeline::intern(&mut long, m)).collect();
 
     // Each segment's changes, by tick of its own score.
-    let mut seg_changes: Vec<Vec<(u64, &crate::organ::registration::Change)>> = Vec::with_capacity(segments.len());
+    let mut seg_changes: Vec<Vec<(u64, &crate::registration::Change)>> = Vec::with_capacity(segments.len());
     for seg in segments {
-        let mut changes: Vec<(u64, &crate::organ::registration::Change)> = Vec::new();
+        let mut changes: Vec<(u64, &crate::registration::Change)> = Vec::new();
         if let Some(reg) = seg.registration {
             for c in &reg.changes {
                 let tick = match c.at {
@@ -398,8 +398,7 @@ pub(crate) fn plan_segments(
             state[id] = true;
         }
     };
-    let apply =
-        |state: &mut Vec<bool>, c: &crate::organ::registration::Change| apply_parts(state, c.preset, &c.off, &c.on);
+    let apply = |state: &mut Vec<bool>, c: &crate::registration::Change| apply_parts(state, c.preset, &c.off, &c.on);
     // --stops: drawn at the start (of every segment that does not carry on), on top.
     let mut extra_stops: Vec<ControlId> = Vec::new();
     for s in &opts.stops {
@@ -619,7 +618,7 @@ pub(crate) fn plan_segments(
             }
             state = after;
         }
-        let later: Vec<&(u64, &crate::organ::registration::Change)> =
+        let later: Vec<&(u64, &crate::registration::Change)> =
             seg_changes[s].iter().filter(|c| c.0 > seg.from && c.0 < seg.until).collect();
         let mut i = 0;
         while i < later.len() {

@@ -28,10 +28,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::app::{Error, Inputs, plan_inputs, registration_beside};
-use crate::organ::registration::organ_hint;
-use crate::organ::{Ctx, Organ, Registration};
-use crate::plan::hymn::{self, HymnOptions};
+use crate::organ::{Ctx, Organ};
 use crate::plan::{PlanOptions, Speed, Timeline};
+use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
+use crate::registration::{Registration, organ_hint};
 use crate::score::{self, Score};
 
 #[derive(Deserialize)]
@@ -55,20 +55,12 @@ struct ItemFile {
     gap: Option<Spanned<String>>,
     amen: Option<Spanned<String>>,
     fermatas: Option<Vec<Spanned<String>>>,
-    fermata: Option<Spanned<FermataFile>>,
+    fermata: Option<Spanned<FermataToml>>,
     tempo: Option<Spanned<String>>,
     bpm: Option<Spanned<f64>>,
     transpose: Option<Spanned<i64>>,
     preset: Option<Spanned<String>>,
     note: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FermataFile {
-    hold: Option<String>,
-    #[serde(default)]
-    wait: bool,
 }
 
 /// One item of the service, loaded and checked (planned when it is played).
@@ -111,8 +103,7 @@ impl Item {
             hymn.preset = preset;
         }
         for &(v, p) in verse_presets {
-            hymn.verse_registrations.retain(|x| x.number != v);
-            hymn.verse_registrations.push(hymn::VerseRegistration { number: v, preset: Some(p), ..Default::default() });
+            hymn.set_verse_preset(v, p);
         }
         let inputs = Inputs {
             score: self.score.clone(),
@@ -134,12 +125,12 @@ impl Item {
         let verses = self.hymn.verses.unwrap_or(1);
         let mut s = format!("{verses} verse{}", if verses == 1 { "" } else { "s" });
         match self.hymn.play_over {
-            Some(hymn::Bars::All) => s.push_str(", play-over: all"),
-            Some(hymn::Bars::Range(a, b)) => s.push_str(&format!(", play-over {a}-{b}")),
+            Some(Bars::All) => s.push_str(", play-over: all"),
+            Some(Bars::Range(a, b)) => s.push_str(&format!(", play-over {a}-{b}")),
             _ => {}
         }
         match &self.hymn.amen {
-            Some(hymn::Amen::Bars(..)) | Some(hymn::Amen::File(_)) => s.push_str(", amen"),
+            Some(Amen::Bars(..)) | Some(Amen::File(_)) => s.push_str(", amen"),
             _ => {}
         }
         s
@@ -161,8 +152,9 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
         return Err(Error::Usage(format!("{source}: the order of service has no [[item]]")));
     }
     let mut items = Vec::new();
-    for it in &f.item {
-        items.push(load_item(&ctx, &dir, it, organ_override.or(f.organ.as_ref().map(|o| o.get_ref().as_str())))?);
+    let organ_name = organ_override.or(f.organ.as_ref().map(|o| o.get_ref().as_str()));
+    for it in f.item {
+        items.push(load_item(&ctx, &dir, it, organ_name)?);
     }
     Ok(Order {
         title: f.title.clone().unwrap_or_else(|| {
@@ -174,7 +166,7 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     })
 }
 
-fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {
+fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {
     let cfg = |span: std::ops::Range<usize>, m: String| Error::Config(ctx.err(span, m));
     let score_path = dir.join(it.score.get_ref());
     let score = score::load_file(&score_path).map_err(|e| cfg(it.score.span(), e.to_string()))?;
@@ -204,76 +196,23 @@ fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> 
     };
     // The score's own hymn options (an amen file there is found beside the registration)…
     let mut base = registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
-    if let (Some(hymn::Amen::File(p)), Some(rp)) = (&mut base.amen, &reg_path)
-        && p.is_relative()
-    {
-        *p = rp.parent().unwrap_or(Path::new("")).join(&*p);
+    if let Some(rp) = &reg_path {
+        base = base.amen_beside(rp.parent().unwrap_or(Path::new("")));
     }
-    // …and the item's on top.
-    fn parsed<T>(ctx: &Ctx, v: &Spanned<String>, f: fn(&str) -> Result<T, String>) -> Result<T, Error> {
-        f(v.get_ref()).map_err(|e| Error::Config(ctx.err(v.span(), e)))
-    }
-    let mut over = HymnOptions {
-        verses: it
-            .verses
-            .as_ref()
-            .map(|v| {
-                let n = *v.get_ref();
-                if (1..=i64::from(hymn::MAX_VERSES)).contains(&n) {
-                    Ok(n as u16)
-                } else {
-                    Err(cfg(v.span(), format!("verses = {n}: a hymn has 1 to {} verses", hymn::MAX_VERSES)))
-                }
-            })
-            .transpose()?,
-        play_over: it.play_over.as_ref().map(|v| parsed(ctx, v, hymn::parse_bars)).transpose()?,
-        gap: it.gap.as_ref().map(|v| parsed(ctx, v, hymn::parse_length)).transpose()?,
-        amen: it.amen.as_ref().map(|v| parsed(ctx, v, hymn::parse_amen)).transpose()?,
-        fermatas: it
-            .fermatas
-            .as_ref()
-            .map(|l| l.iter().map(|v| parsed(ctx, v, hymn::parse_fermata_at)).collect::<Result<Vec<_>, _>>())
-            .transpose()?,
-        ..HymnOptions::default()
+    // …and the item's on top (an amen file here is found beside the order of service).
+    let keys = HymnToml {
+        verses: it.verses,
+        play_over: it.play_over,
+        gap: it.gap,
+        amen: it.amen,
+        fermatas: it.fermatas,
+        fermata: it.fermata,
     };
-    if let Some(hymn::Amen::File(p)) = &mut over.amen {
-        *p = dir.join(&*p);
-    }
-    if let Some(f) = &it.fermata {
-        let hold = f
-            .get_ref()
-            .hold
-            .as_deref()
-            .map(hymn::parse_length)
-            .transpose()
-            .map_err(|e| cfg(f.span(), format!("fermata: {e}")))?;
-        if hold.is_none() && !f.get_ref().wait {
-            return Err(cfg(f.span(), "fermata: write { hold = \"1 beat\" } or { wait = true }".into()));
-        }
-        over.fermata = Some(hymn::Fermata { hold, wait: f.get_ref().wait });
-    }
-    if let Some(p) = &it.preset {
-        over.preset = Some(
-            organ
-                .presets
-                .iter()
-                .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p.get_ref()))
-                .ok_or_else(|| {
-                    cfg(
-                        p.span(),
-                        format!(
-                            "unknown preset \"{}\"; {} has {}",
-                            p.get_ref(),
-                            organ.name,
-                            organ.presets.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                })?,
-        );
-    }
+    let mut over = hymn::check_toml(ctx, &keys, &[], &organ)?.amen_beside(dir);
+    over.preset = it.preset.as_ref().map(|p| crate::registration::preset_id(ctx, &organ, p)).transpose()?;
     let hymn = base.overridden_by(&over);
     let amen = match &hymn.amen {
-        Some(hymn::Amen::File(p)) => Some(score::load_file(p)?),
+        Some(Amen::File(p)) => Some(score::load_file(p)?),
         _ => None,
     };
     let speed = match (&it.tempo, &it.bpm) {
@@ -327,7 +266,7 @@ mod tests {
         let titles: Vec<&str> = o.items.iter().map(|i| i.title.as_str()).collect();
         assert!(titles[0].starts_with("Entrance hymn"));
         // Item options override the score's [hymn]: CWM RHONDDA's file says play_over 11-14.
-        assert_eq!(o.items[0].hymn.play_over, Some(hymn::Bars::Range(13, 14)));
+        assert_eq!(o.items[0].hymn.play_over, Some(Bars::Range(13, 14)));
         assert_eq!(o.items[0].hymn.verses, Some(3));
         assert_eq!(o.items[1].hymn.fermata, Some(hymn::Fermata { hold: None, wait: true }));
         assert_eq!(o.items[1].speed, Speed::Percent(130.0));

@@ -3,8 +3,9 @@
 //! Fixtures are PPQ 480 at the default 120 bpm in 4/4: a quarter is 500 000 µs, a bar (1920
 //! ticks) is 2 s. Velocity 80 is 0x50. Channels on the wire: Swell 0, Great 1, Pedal 2, stops 15.
 
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{self, PlanOptions, Speed};
+use organ::registration::Registration;
 use organ::score::{self, Score};
 
 use crate::support::*;
@@ -176,7 +177,7 @@ fn from_bar_chases_the_registration() {
     let s = four_bars();
     // From bar 3: every change up to and including bar 3 is chased: mf − Gt Diapason + Sw to Ped
     // + Gt Diapason, drawn in organ order after the cancel; then bars 3 and 4 from time 0.
-    let opts = PlanOptions { from: Some(organ::organ::registration::At::parse("3").unwrap()), ..Default::default() };
+    let opts = PlanOptions { from: Some(organ::registration::At::parse("3").unwrap()), ..Default::default() };
     let got = run(&s, &organ, Some(&reg), &opts);
     let mut want = vec![
         (0, SYSEX_CANCEL, "cancel"),
@@ -194,7 +195,7 @@ fn from_bar_chases_the_registration() {
 
     // From bar 2: the bar-3 change happens during the performance, between the note-off and
     // the note-on of that instant (no lead, no pace).
-    let opts = PlanOptions { from: Some(organ::organ::registration::At::parse("2").unwrap()), ..Default::default() };
+    let opts = PlanOptions { from: Some(organ::registration::At::parse("2").unwrap()), ..Default::default() };
     let got = run(&s, &organ, Some(&reg), &opts);
     let mut want = vec![
         (0, SYSEX_CANCEL, "cancel"),
@@ -217,7 +218,7 @@ fn from_bar_chases_the_registration() {
 fn until_ends_at_the_end_of_the_bar_or_at_the_position() {
     // A long note through four bars, a short one in bar 2 and one in bar 3.
     let s = load(&[notes_track(1, &[(0, 7680, 60), (1920, 2400, 62), (3840, 4320, 64)])]);
-    let at = |s: &str| Some(organ::organ::registration::At::parse(s).unwrap());
+    let at = |s: &str| Some(organ::registration::At::parse(s).unwrap());
     let notes = |opts: &PlanOptions| -> Vec<(u64, String)> {
         run(&s, &bare(), None, opts).into_iter().filter(|e| e.2.starts_with("note")).map(|e| (e.0, e.1)).collect()
     };
