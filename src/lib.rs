@@ -26,9 +26,9 @@
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 
 pub mod app;
-pub mod cli;
 pub mod engine;
 pub mod grandorgue;
+pub mod inputs;
 pub mod midi;
 pub mod organ;
 pub mod output;

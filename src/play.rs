@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::app::{Error, Status, make_plan};
-use crate::cli::{PanicCmd, PlayCmd};
+use crate::app::{Error, Status};
 use crate::engine::{self, Command, End, Shared, State, SystemClock};
+use crate::inputs::PlanArgs;
 use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::Organ;
 use crate::output::{self, Output, Stamp};
@@ -298,14 +298,26 @@ pub fn open_outputs(to: &[String], organ: &Organ, notes: &mut Vec<String>) -> Re
     specs.iter().map(|s| output::open(s, organ.on_disconnect, notes).map_err(Error::Other)).collect()
 }
 
+/// What `organ play` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct PlayArgs {
+    pub plan: PlanArgs,
+    /// `--to` as given (default: the organ's output).
+    pub to: Vec<String>,
+    /// Print the timing report at the end.
+    pub stats: bool,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
 /// `organ play`.
 ///
 /// # Errors
 /// Inputs, outputs, or an output failing during playback.
-pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
+pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     install_panic_hook();
     install_signal_handling();
-    let (inputs, timeline) = make_plan(&c.plan)?;
+    let (inputs, timeline) = crate::inputs::load_and_plan(&c.plan)?;
     let timeline = Arc::new(timeline);
     let mut notes = Vec::new();
     let mut outputs = open_outputs(&c.to, &inputs.organ, &mut notes)?;
@@ -514,19 +526,18 @@ pub fn cmd_ports() -> Result<Status, Error> {
 ///
 /// # Errors
 /// No output, or an output that cannot be opened.
-pub fn cmd_panic(c: &PanicCmd) -> Result<Status, Error> {
-    let organ = c.organ.as_deref().map(Organ::find).transpose()?;
+pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
+    let organ = organ.map(Organ::find).transpose()?;
     let mut notes = Vec::new();
     let mut outputs = match &organ {
-        Some(o) => open_outputs(&c.to, o, &mut notes)?,
-        None if c.to.is_empty() => {
+        Some(o) => open_outputs(to, o, &mut notes)?,
+        None if to.is_empty() => {
             return Err(Error::Usage("organ panic needs --to OUTPUT (or --organ NAME with a default output)".into()));
         }
-        None => {
-            c.to.iter()
-                .map(|s| output::open(s, crate::organ::DisconnectPolicy::Pause, &mut notes).map_err(Error::Other))
-                .collect::<Result<_, _>>()?
-        }
+        None => to
+            .iter()
+            .map(|s| output::open(s, crate::organ::DisconnectPolicy::Pause, &mut notes).map_err(Error::Other))
+            .collect::<Result<_, _>>()?,
     };
     let channels: Vec<Channel> = match &organ {
         Some(o) => o.divisions.iter().map(|d| d.channel).collect(),

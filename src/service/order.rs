@@ -22,16 +22,17 @@
 //! Loading is pure apart from reading the files; planning an item happens when it is started
 //! (with the operator's live changes), on the control thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::app::{Error, Inputs, plan_inputs, registration_beside};
+use crate::app::Error;
+use crate::inputs::{self, FindError, Inputs, RegistrationChoice};
 use crate::organ::{Ctx, Organ};
 use crate::plan::{PlanOptions, Speed, Timeline};
+use crate::registration::Registration;
 use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
-use crate::registration::{Registration, organ_hint};
 use crate::score::{self, Score};
 
 #[derive(Deserialize)]
@@ -91,7 +92,7 @@ impl Item {
     /// verse, and per-verse presets (verse number, preset index).
     ///
     /// # Errors
-    /// As [`plan_inputs`].
+    /// As [`inputs::plan`].
     pub fn plan(
         &self,
         transpose: i32,
@@ -114,7 +115,7 @@ impl Item {
             amen: self.amen.clone(),
             notes: Vec::new(),
         };
-        plan_inputs(&inputs)
+        Ok(inputs::plan(&inputs)?)
     }
 
     /// What the item is, in a few words: "hymn, 3 verses, play-over 11-14" or "piece".
@@ -170,35 +171,20 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
     let cfg = |span: std::ops::Range<usize>, m: String| Error::Config(ctx.err(span, m));
     let score_path = dir.join(it.score.get_ref());
     let score = score::load_file(&score_path).map_err(|e| cfg(it.score.span(), e.to_string()))?;
-    let reg_path: Option<PathBuf> = match &it.registration {
-        Some(r) => Some(dir.join(r.get_ref())),
-        None => Some(registration_beside(&score_path)).filter(|p| p.is_file()),
-    };
-    let reg_text = reg_path
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
-        .transpose()?;
-    let organ_name = match (organ_name, reg_text.as_deref().and_then(organ_hint)) {
-        (Some(o), _) => o.to_string(),
-        (None, Some(o)) => o,
-        (None, None) => {
-            return Err(cfg(
-                it.score.span(),
-                "no organ: add organ = \"NAME\" at the top of the order of service (or in the score's registration file)"
-                    .into(),
-            ));
-        }
-    };
-    let organ = Organ::find(&organ_name)?;
-    let registration = match (&reg_path, &reg_text) {
-        (Some(p), Some(t)) => Some(Registration::from_toml(t, &p.display().to_string(), &organ)?),
-        _ => None,
-    };
+    let reg_path = it.registration.as_ref().map(|r| dir.join(r.get_ref()));
+    let choice = reg_path.as_deref().map_or(RegistrationChoice::Beside, RegistrationChoice::File);
+    let found = inputs::find(&score_path, choice, organ_name).map_err(|e| match e {
+        FindError::Read { path, error } => Error::Io(format!("{}: cannot read: {error}", path.display())),
+        FindError::NoOrgan => cfg(
+            it.score.span(),
+            "no organ: add organ = \"NAME\" at the top of the order of service (or in the score's registration file)"
+                .into(),
+        ),
+        FindError::Config(e) => Error::Config(e),
+    })?;
     // The score's own hymn options (an amen file there is found beside the registration)…
-    let mut base = registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
-    if let Some(rp) = &reg_path {
-        base = base.amen_beside(rp.parent().unwrap_or(Path::new("")));
-    }
+    let base = found.file_hymn();
+    let (organ, registration) = (found.organ, found.registration);
     // …and the item's on top (an amen file here is found beside the order of service).
     let keys = HymnToml {
         verses: it.verses,
@@ -211,23 +197,22 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
     let mut over = hymn::check_toml(ctx, &keys, &[], &organ)?.amen_beside(dir);
     over.preset = it.preset.as_ref().map(|p| crate::registration::preset_id(ctx, &organ, p)).transpose()?;
     let hymn = base.overridden_by(&over);
-    let amen = match &hymn.amen {
-        Some(Amen::File(p)) => Some(score::load_file(p)?),
-        _ => None,
+    let amen = inputs::load_amen(&hymn)?;
+    let speed = inputs::speed(it.tempo.as_ref().map(|t| t.get_ref().as_str()), it.bpm.as_ref().map(|b| *b.get_ref()))
+        .map_err(|e| {
+        // Where it went wrong: the bpm when both or it are given, else the tempo.
+        let span = match (&e, &it.tempo, &it.bpm) {
+            (inputs::SettingError::Tempo(_), Some(t), _) => t.span(),
+            (_, _, Some(b)) => b.span(),
+            (_, Some(t), None) => t.span(),
+            (_, None, None) => it.score.span(),
+        };
+        cfg(span, e.in_file())
+    })?;
+    let transpose = match &it.transpose {
+        Some(t) => inputs::transpose(*t.get_ref()).map_err(|e| cfg(t.span(), e.in_file()))?,
+        None => 0,
     };
-    let speed = match (&it.tempo, &it.bpm) {
-        (Some(_), Some(b)) => return Err(cfg(b.span(), "give tempo or bpm, not both".into())),
-        (Some(t), None) => Speed::parse_tempo(t.get_ref()).map_err(|e| cfg(t.span(), e))?,
-        (None, Some(b)) if (10.0..=400.0).contains(b.get_ref()) => Speed::Bpm(*b.get_ref()),
-        (None, Some(b)) => return Err(cfg(b.span(), format!("bpm = {}: use 10 to 400", b.get_ref()))),
-        (None, None) => Speed::AsWritten,
-    };
-    let transpose = it.transpose.as_ref().map_or(0, |t| *t.get_ref());
-    if let Some(t) = &it.transpose
-        && transpose.abs() > 24
-    {
-        return Err(cfg(t.span(), format!("transpose = {transpose}: use -24 to 24 semitones")));
-    }
     let item = Item {
         title: it.title.clone().unwrap_or_else(|| score.name.clone()),
         note: it.note.clone(),
@@ -237,7 +222,7 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
         hymn,
         amen,
         speed,
-        transpose: transpose as i32,
+        transpose,
     };
     // Plan it once now, so that a bad option shows before the service.
     item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
