@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::inputs::{self, InputError, Inputs, PlanArgs, registration_beside};
 use crate::organ::{ConfigError, Organ};
+use crate::output::grandorgue::LoopbackError;
+use crate::output::port::PortError;
+use crate::output::{FinishError, OpenError};
 use crate::plan::{self, PlanError, Timeline, layout};
 use crate::registration::organ_hint;
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
@@ -18,6 +21,14 @@ pub enum Error {
     Config(ConfigError),
     Plan(PlanError),
     Input(InputError),
+    /// An output could not be opened.
+    Open(OpenError),
+    /// An output could not complete (a file not written, messages not delivered).
+    Finish(FinishError),
+    /// No loopback to GrandOrgue (`organ grandorgue port`).
+    Loopback(LoopbackError),
+    /// No MIDI ports (`organ ports`).
+    Port(PortError),
     /// A bad command-line value.
     Usage(String),
     Io(String),
@@ -32,6 +43,10 @@ impl fmt::Display for Error {
             Error::Config(e) => e.fmt(f),
             Error::Plan(e) => e.fmt(f),
             Error::Input(e) => e.fmt(f),
+            Error::Open(e) => e.fmt(f),
+            Error::Finish(e) => e.fmt(f),
+            Error::Loopback(e) => e.fmt(f),
+            Error::Port(e) => e.fmt(f),
             Error::Usage(s) | Error::Io(s) | Error::Other(s) => f.write_str(s),
         }
     }
@@ -52,6 +67,16 @@ impl From<ConfigError> for Error {
 impl From<PlanError> for Error {
     fn from(e: PlanError) -> Self {
         Error::Plan(e)
+    }
+}
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        Error::Open(e)
+    }
+}
+impl From<FinishError> for Error {
+    fn from(e: FinishError) -> Self {
+        Error::Finish(e)
     }
 }
 impl From<InputError> for Error {
@@ -374,29 +399,15 @@ pub fn cmd_grandorgue_config(c: &GrandorgueConfigArgs) -> Result<Status, Error> 
 /// No way to open a port here (no JACK server and no virtual-port backend), with what to do; the
 /// JACK server shutting down while the port is open.
 pub fn cmd_grandorgue_port(via: &str) -> Result<Status, Error> {
-    use crate::grandorgue::loopback::{Backends, LoopbackOptions, open_grandorgue};
     use crate::output::Link;
-    let opts = match via {
-        "auto" => LoopbackOptions::default(),
+    use crate::output::grandorgue::{self, Backends, LoopbackOptions};
+    let lb = match via {
+        "auto" => grandorgue::open(&LoopbackOptions::default(), &Backends::default()),
         #[cfg(feature = "jack")]
-        "jack" => LoopbackOptions::default(),
+        "jack" => grandorgue::open_jack_port(),
         other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
-    };
-    let lb = if via == "jack" {
-        #[cfg(feature = "jack")]
-        {
-            let out = crate::output::jack::open_port("jack").map_err(Error::Other)?;
-            let message = format!(
-                "created the JACK MIDI port {}; start GrandOrgue now (with JACK MIDI enabled): it connects to the MIDI sources it finds at start-up",
-                out.port_name()
-            );
-            crate::grandorgue::loopback::Loopback { output: Box::new(out), message }
-        }
-        #[cfg(not(feature = "jack"))]
-        unreachable!("--via jack is rejected above without the jack feature")
-    } else {
-        open_grandorgue(&opts, &Backends::default()).map_err(Error::Other)?
-    };
+    }
+    .map_err(Error::Loopback)?;
     println!("{}", lb.message);
     println!("keeping it open; press Ctrl-C to close it");
     loop {

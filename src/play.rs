@@ -19,7 +19,7 @@ use crate::engine::{self, Command, End, Shared, State, SystemClock};
 use crate::inputs::PlanArgs;
 use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::Organ;
-use crate::output::{self, Output, Stamp};
+use crate::output::{self, OpenError, Output, Stamp};
 use crate::plan::Timeline;
 use link_watch::LinkWatch;
 
@@ -295,7 +295,10 @@ pub fn open_outputs(to: &[String], organ: &Organ, notes: &mut Vec<String>) -> Re
     if specs.len() > engine::MAX_OUTPUTS {
         return Err(Error::Usage(format!("at most {} outputs at once", engine::MAX_OUTPUTS)));
     }
-    specs.iter().map(|s| output::open(s, organ.on_disconnect, notes).map_err(Error::Other)).collect()
+    specs
+        .iter()
+        .map(|s| Ok(output::OutputSpec::parse(s).map_err(OpenError::from)?.open(organ.on_disconnect, notes)?))
+        .collect()
 }
 
 /// What `organ play` was asked.
@@ -485,7 +488,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
         }
     }
     if let Some(e) = finish_errors.into_iter().next() {
-        return Err(Error::Other(e));
+        return Err(Error::Finish(e));
     }
     match report.end {
         End::OutputFailed { output, error } => Err(Error::Other(format!(
@@ -512,7 +515,7 @@ fn handle_first_sent(report: &engine::Report, clock_epoch: Instant) -> Option<Du
 /// # Errors
 /// No MIDI system.
 pub fn cmd_ports() -> Result<Status, Error> {
-    let ports = output::port::list().map_err(Error::Other)?;
+    let ports = output::port::list().map_err(Error::Port)?;
     if ports.is_empty() {
         println!("no MIDI output ports (is the interface plugged in and switched on?)");
     }
@@ -536,7 +539,10 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
         }
         None => to
             .iter()
-            .map(|s| output::open(s, crate::organ::DisconnectPolicy::Pause, &mut notes).map_err(Error::Other))
+            .map(|s| {
+                let spec = output::OutputSpec::parse(s).map_err(OpenError::from)?;
+                Ok::<_, Error>(spec.open(crate::organ::DisconnectPolicy::Pause, &mut notes)?)
+            })
             .collect::<Result<_, _>>()?,
     };
     let channels: Vec<Channel> = match &organ {
@@ -579,14 +585,14 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
             std::thread::sleep(Duration::from_micros(pace.0));
         }
         if let Some(e) = err {
-            failures.push(format!("{}: {e}", o.name()));
+            failures.push(Error::Other(format!("{}: {e}", o.name())));
         }
         if let Err(e) = o.finish() {
-            failures.push(e);
+            failures.push(Error::Finish(e));
         }
     }
     if let Some(f) = failures.into_iter().next() {
-        return Err(Error::Other(f));
+        return Err(f);
     }
     eprintln!(
         "organ: panic sent: note-off for every key on channel(s) {}, all-notes-off{}",

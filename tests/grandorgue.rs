@@ -186,7 +186,7 @@ mod e2e {
         let go_in = go.register_port("GrandOrgue Input", jack::MidiIn::default()).unwrap();
         let go = go.activate_async((), ()).unwrap();
 
-        let lb = organ::grandorgue::loopback::open_grandorgue(&Default::default(), &Default::default()).unwrap();
+        let lb = organ::output::grandorgue::open(&Default::default(), &Default::default()).unwrap();
         assert_eq!(lb.output.name(), "grandorgue");
         assert!(
             lb.message.contains("connected") && lb.message.contains("GrandOrgue:GrandOrgue Input"),
@@ -359,7 +359,7 @@ mod e2e {
                     go.log_tail()
                 )));
             }
-            let probe = organ::output::jack::open(&format!("jack:{go_input}")).map_err(fail)?;
+            let probe = organ::output::jack::open(Some(go_input.as_str())).map_err(|e| fail(e.to_string()))?;
             let mut rig = Rig { dir: dir.path.clone(), score, toml, plan, go_input, probe, start };
 
             for scenario in [Scenario::ToTheEnd, Scenario::Interrupted] {
@@ -476,7 +476,7 @@ mod e2e {
             r.client().connect_ports_by_name(src, &r.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
         }
         let rec_midi = r.port("midi_in");
-        rig.probe.connect(&rec_midi).map_err(fail)?;
+        rig.probe.connect(&rec_midi).map_err(|e| fail(e.to_string()))?;
         std::thread::sleep(Duration::from_millis(500));
         r.start();
         std::thread::sleep(Duration::from_millis(300));

@@ -10,7 +10,6 @@
 
 pub mod cmb;
 pub mod events;
-pub mod loopback;
 pub mod names;
 pub mod odf;
 

@@ -502,9 +502,12 @@ impl App {
         for (i, slot) in self.outputs.iter_mut().enumerate() {
             if slot.is_none() {
                 let mut notes = Vec::new();
-                match output::open(&self.specs[i], policy, &mut notes) {
+                match output::OutputSpec::parse(&self.specs[i])
+                    .map_err(output::OpenError::from)
+                    .and_then(|s| s.open(policy, &mut notes))
+                {
                     Ok(o) => *slot = Some(o),
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
         }
@@ -518,7 +521,7 @@ impl App {
                 first.get_or_insert(e);
             }
         }
-        first.map_or(Ok(()), |e| Err(Error::Other(e)))
+        first.map_or(Ok(()), |e| Err(Error::Finish(e)))
     }
 
     // --- what the view shows ----------------------------------------------------------------
