@@ -13,6 +13,7 @@ use crate::output::{FinishError, OpenError};
 use crate::plan::{self, PlanError, Timeline, layout};
 use crate::registration::organ_hint;
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
+use crate::session::StartError;
 
 /// Any failure of a command, printed as `organ: <message>`.
 #[derive(Debug)]
@@ -20,15 +21,17 @@ pub enum Error {
     Score(ScoreFileError),
     Config(ConfigError),
     Plan(PlanError),
-    Input(InputError),
+    Input(Box<InputError>),
     /// An output could not be opened.
-    Open(OpenError),
+    Open(Box<OpenError>),
     /// An output could not complete (a file not written, messages not delivered).
     Finish(FinishError),
+    /// A performance could not start.
+    Start(Box<StartError>),
     /// No loopback to GrandOrgue (`organ grandorgue port`).
-    Loopback(LoopbackError),
+    Loopback(Box<LoopbackError>),
     /// No MIDI ports (`organ ports`).
-    Port(PortError),
+    Port(Box<PortError>),
     /// A bad command-line value.
     Usage(String),
     Io(String),
@@ -46,6 +49,7 @@ impl fmt::Display for Error {
             Error::Open(e) => e.fmt(f),
             Error::Finish(e) => e.fmt(f),
             Error::Loopback(e) => e.fmt(f),
+            Error::Start(e) => e.fmt(f),
             Error::Port(e) => e.fmt(f),
             Error::Usage(s) | Error::Io(s) | Error::Other(s) => f.write_str(s),
         }
@@ -71,7 +75,7 @@ impl From<PlanError> for Error {
 }
 impl From<OpenError> for Error {
     fn from(e: OpenError) -> Self {
-        Error::Open(e)
+        Error::Open(Box::new(e))
     }
 }
 impl From<FinishError> for Error {
@@ -79,9 +83,17 @@ impl From<FinishError> for Error {
         Error::Finish(e)
     }
 }
+impl From<StartError> for Error {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Outputs(e) => Error::Open(Box::new(e)),
+            e => Error::Start(Box::new(e)),
+        }
+    }
+}
 impl From<InputError> for Error {
     fn from(e: InputError) -> Self {
-        Error::Input(e)
+        Error::Input(Box::new(e))
     }
 }
 
@@ -407,7 +419,7 @@ pub fn cmd_grandorgue_port(via: &str) -> Result<Status, Error> {
         "jack" => grandorgue::open_jack_port(),
         other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
     }
-    .map_err(Error::Loopback)?;
+    .map_err(|e| Error::Loopback(Box::new(e)))?;
     println!("{}", lb.message);
     println!("keeping it open; press Ctrl-C to close it");
     loop {

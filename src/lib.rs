@@ -37,6 +37,8 @@ pub mod play;
 pub mod registration;
 pub mod score;
 pub mod service;
+pub mod session;
+pub mod term;
 pub mod text;
 
 /// When the program started (set first thing in `main`), for the start-up time report.

@@ -14,7 +14,7 @@ use organ::app;
 fn main() {
     let _ = organ::PROCESS_START.set(std::time::Instant::now());
     // A panic anywhere prints one line (no backtrace), and playback releases every key first.
-    organ::play::install_panic_hook();
+    organ::session::install_panic_hook();
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Plan(c) => app::cmd_plan(&(&c.plan).into(), c.format.into()),

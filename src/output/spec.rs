@@ -165,6 +165,11 @@ pub enum OpenError {
     },
     /// More outputs than one engine drives.
     TooMany(usize),
+    /// No `--to`, and no default `output = "…"` in `source` (an organ definition or an order of
+    /// service).
+    NoOutput {
+        source: String,
+    },
 }
 
 impl fmt::Display for OpenError {
@@ -185,6 +190,9 @@ impl fmt::Display for OpenError {
             OpenError::Jack(e) => e.fmt(f),
             OpenError::GrandOrgue { spec, error } => write!(f, "--to {spec}: {error}"),
             OpenError::TooMany(n) => write!(f, "at most {n} outputs at once"),
+            OpenError::NoOutput { source } => {
+                write!(f, "no output: add --to {SPEC_FORMS} (or set output = \"…\" in {source})")
+            }
         }
     }
 }
