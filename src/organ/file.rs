@@ -298,12 +298,63 @@ fn off_messages(
 pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     let ctx = Ctx { text, file: source };
     let f: OrganFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
-    let Some(division_table) = f.division else {
+    let Some(division_table) = &f.division else {
         return Err(ctx.err(0..0, "no divisions: add at least one [division.<name>] with code and channel"));
     };
+    let divisions = parse_divisions(&ctx, division_table)?;
+    let controls = parse_controls(&ctx, &f, &divisions)?;
+    let presets = parse_presets(&ctx, f.preset.as_ref(), &controls)?;
+    let (cancel, cancel_at_end) = match &f.cancel {
+        None => (None, true),
+        Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
+    };
+    let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
+        match v {
+            None => Ok(Micros::ZERO),
+            Some(s) if (0..=10_000).contains(s.get_ref()) => Ok(Micros::from_millis(*s.get_ref() as u64)),
+            Some(s) => Err(ctx.err(s.span(), format!("{what} = {} is out of range (0-10000 ms)", s.get_ref()))),
+        }
+    };
+    let (stop_lead, stop_pace) = match &f.timing {
+        None => (Micros::ZERO, Micros::ZERO),
+        Some(t) => (ms(&t.stop_lead_ms, "stop_lead_ms")?, ms(&t.stop_pace_ms, "stop_pace_ms")?),
+    };
+    let on_disconnect = match &f.on_disconnect {
+        None => DisconnectPolicy::Pause,
+        Some(s) => match s.get_ref().as_str() {
+            "pause" => DisconnectPolicy::Pause,
+            "continue" => DisconnectPolicy::Continue,
+            other => {
+                return Err(
+                    ctx.err(s.span(), format!("on_disconnect = \"{other}\": expected \"pause\" or \"continue\""))
+                );
+            }
+        },
+    };
+    let output = f.output.map(|o| o.into_inner());
+    let name = f.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        return Err(ctx.err(f.name.span(), "name must not be empty"));
+    }
+    Ok(Organ {
+        name,
+        source: source.to_string(),
+        divisions,
+        controls,
+        presets,
+        cancel,
+        cancel_at_end,
+        stop_lead,
+        stop_pace,
+        output,
+        on_disconnect,
+    })
+}
 
+/// `[division.<name>]`: one letter code, a channel of its own, the compass.
+fn parse_divisions(ctx: &Ctx, table: &Ordered<DivisionFile>) -> Result<Vec<Division>, ConfigError> {
     let mut divisions: Vec<Division> = Vec::new();
-    for (key, d) in &division_table.0 {
+    for (key, d) in &table.0 {
         let code_str = d.code.get_ref().trim();
         let mut chars = code_str.chars();
         let code = match (chars.next(), chars.next()) {
@@ -355,7 +406,12 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
             grandorgue: d.grandorgue.clone(),
         });
     }
+    Ok(divisions)
+}
 
+/// `[[stop]]`, `[[coupler]]`, `[[tremulant]]`: names unique, divisions known, messages checked
+/// and their `off` inferred where it can be.
+fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Vec<Control>, ConfigError> {
     let division_index = |s: &Spanned<String>| -> Result<usize, ConfigError> {
         let n = normalize_name(s.get_ref());
         divisions.iter().position(|d| normalize_name(&d.name) == n).ok_or_else(|| {
@@ -390,11 +446,11 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
 
     for s in &f.stop {
         let division = division_index(&s.division)?;
-        let (form, on) = message(&ctx, &s.on)?;
-        let off = off_messages(&ctx, "stop", &s.name, &form, s.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &s.on, &form)?;
+        let (form, on) = message(ctx, &s.on)?;
+        let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &s.on, &form)?;
         add(
-            &ctx,
+            ctx,
             &s.name,
             Control {
                 name: s.name.get_ref().trim().to_string(),
@@ -409,11 +465,11 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     for c in &f.coupler {
         let from = division_index(&c.from)?;
         let to = division_index(&c.to)?;
-        let (form, on) = message(&ctx, &c.on)?;
-        let off = off_messages(&ctx, "coupler", &c.name, &form, c.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &c.on, &form)?;
+        let (form, on) = message(ctx, &c.on)?;
+        let off = off_messages(ctx, "coupler", &c.name, &form, c.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &c.on, &form)?;
         add(
-            &ctx,
+            ctx,
             &c.name,
             Control {
                 name: c.name.get_ref().trim().to_string(),
@@ -427,11 +483,11 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     }
     for t in &f.tremulant {
         let division = t.division.as_ref().map(&division_index).transpose()?;
-        let (form, on) = message(&ctx, &t.on)?;
-        let off = off_messages(&ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &t.on, &form)?;
+        let (form, on) = message(ctx, &t.on)?;
+        let off = off_messages(ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &t.on, &form)?;
         add(
-            &ctx,
+            ctx,
             &t.name,
             Control {
                 name: t.name.get_ref().trim().to_string(),
@@ -444,6 +500,15 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         )?;
     }
 
+    Ok(controls)
+}
+
+/// `[preset]`: named lists of controls.
+fn parse_presets(
+    ctx: &Ctx,
+    table: Option<&Ordered<Vec<Spanned<String>>>>,
+    controls: &[Control],
+) -> Result<Vec<Preset>, ConfigError> {
     let find = |s: &Spanned<String>| -> Result<usize, ConfigError> {
         let n = normalize_name(s.get_ref());
         controls.iter().position(|c| normalize_name(&c.name) == n).ok_or_else(|| {
@@ -458,12 +523,12 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         })
     };
     let mut presets: Vec<Preset> = Vec::new();
-    for (name, list) in f.preset.map(|p| p.0).unwrap_or_default() {
+    for (name, list) in table.map(|p| p.0.as_slice()).unwrap_or_default() {
         if presets.iter().any(|p| normalize_name(&p.name) == normalize_name(name.get_ref())) {
             return Err(ctx.err(name.span(), format!("preset \"{}\" is defined twice", name.get_ref())));
         }
         let mut ids = Vec::new();
-        for s in &list {
+        for s in list {
             let id = find(s)?;
             if !ids.contains(&id) {
                 ids.push(id);
@@ -471,52 +536,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         }
         presets.push(Preset { name: name.get_ref().clone(), controls: ids });
     }
-
-    let (cancel, cancel_at_end) = match &f.cancel {
-        None => (None, true),
-        Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
-    };
-    let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
-        match v {
-            None => Ok(Micros::ZERO),
-            Some(s) if (0..=10_000).contains(s.get_ref()) => Ok(Micros::from_millis(*s.get_ref() as u64)),
-            Some(s) => Err(ctx.err(s.span(), format!("{what} = {} is out of range (0-10000 ms)", s.get_ref()))),
-        }
-    };
-    let (stop_lead, stop_pace) = match &f.timing {
-        None => (Micros::ZERO, Micros::ZERO),
-        Some(t) => (ms(&t.stop_lead_ms, "stop_lead_ms")?, ms(&t.stop_pace_ms, "stop_pace_ms")?),
-    };
-    let on_disconnect = match &f.on_disconnect {
-        None => DisconnectPolicy::Pause,
-        Some(s) => match s.get_ref().as_str() {
-            "pause" => DisconnectPolicy::Pause,
-            "continue" => DisconnectPolicy::Continue,
-            other => {
-                return Err(
-                    ctx.err(s.span(), format!("on_disconnect = \"{other}\": expected \"pause\" or \"continue\""))
-                );
-            }
-        },
-    };
-    let output = f.output.map(|o| o.into_inner());
-    let name = f.name.get_ref().trim().to_string();
-    if name.is_empty() {
-        return Err(ctx.err(f.name.span(), "name must not be empty"));
-    }
-    Ok(Organ {
-        name,
-        source: source.to_string(),
-        divisions,
-        controls,
-        presets,
-        cancel,
-        cancel_at_end,
-        stop_lead,
-        stop_pace,
-        output,
-        on_disconnect,
-    })
+    Ok(presets)
 }
 
 /// A stop given as a note on a division's own channel, inside its compass, would collide with
