@@ -1,5 +1,8 @@
-//! Orchestration for the binary: files → plan → output. Each command is a function from parsed
-//! arguments to an exit status; every failure is an [`Error`] with a one-line `Display`.
+//! The commands that read, plan and print (`organ plan`, `check`, `info`, `ble scan`,
+//! `grandorgue config|port`): each is a function from plain arguments (no clap: the binary maps
+//! its flags) to an exit status; every failure is an [`Error`] with a one-line `Display`, the
+//! error type of every command (the playing ones, in [`crate::play`] and [`crate::service`],
+//! too). Control thread; prints to stdout and stderr.
 
 use std::fmt;
 use std::io::{self, Write};

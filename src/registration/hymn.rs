@@ -3,7 +3,7 @@
 //!
 //! The same vocabulary arrives three ways, and each is checked here:
 //! - a registration file's `[hymn]` and `[[verse]]` tables, and an order of service item's keys
-//!   ([`HymnToml`], [`check_toml`]): errors carry file, line and column;
+//!   ([`HymnToml`], `check_toml`): errors carry file, line and column;
 //! - the command line's flags ([`HymnArgs`], [`HymnArgs::check`]): errors name the flag;
 //! - the single values inside both ([`parse_bars`], [`parse_length`], [`parse_amen`],
 //!   [`parse_fermata_at`], [`parse_fermata`]).

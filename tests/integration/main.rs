@@ -10,10 +10,12 @@
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
+//! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
 
 mod cli;
 mod corpus;
 mod damaged;
+mod house;
 mod planner;
 mod play;
 mod props;
