@@ -14,7 +14,7 @@ use support::Scratch;
 use support::test_organ;
 
 fn organ_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_organ"))
+    support::organ_command(&[])
 }
 
 /// `organ grandorgue config` on the generated organ: everything matches, the right receiver

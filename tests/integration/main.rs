@@ -10,14 +10,21 @@
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
+//! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
+//! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
+//!
+//! The harness is tests/support/, shared with tests/ble.rs and tests/grandorgue.rs.
 
 mod cli;
 mod corpus;
 mod damaged;
 mod house;
+mod hymn_cli;
 mod planner;
 mod play;
 mod props;
+mod service;
+#[path = "../support/mod.rs"]
 mod support;
 mod tempo;

@@ -9,58 +9,15 @@ use organ::registration::Registration;
 use organ::score::{self, Score};
 
 use crate::support::*;
-use crate::tempo::BARE_ORGAN;
 
-const SYSEX_CANCEL: &str = "F0 00 4A 4F 48 41 53 7F F7";
-
-/// A small organ: three stops (note, CC and note on channel 16), one coupler (program changes),
-/// an optional General Cancel, and the given stop lead and pace in ms.
+/// The test organ with stop lead and pace in ms and an optional General Cancel (see
+/// support::organs).
 fn test_organ(lead_ms: u32, pace_ms: u32, cancel: bool) -> Organ {
-    let text = format!(
-        r#"
-name = "Test Organ"
-[division.swell]
-code = "S"
-channel = 1
-[division.great]
-code = "G"
-channel = 2
-[division.pedal]
-code = "P"
-channel = 3
-compass = [36, 67]
-[[stop]]
-name = "Sw Flute 8"
-division = "swell"
-on = {{ note = 36, channel = 16 }}
-[[stop]]
-name = "Gt Diapason 8"
-division = "great"
-on = {{ cc = 20, value = 127, channel = 16 }}
-[[stop]]
-name = "Ped Bourdon 16"
-division = "pedal"
-on = {{ note = 60, channel = 16 }}
-[[coupler]]
-name = "Sw to Ped"
-from = "swell"
-to = "pedal"
-on = {{ program = 5, channel = 16 }}
-off = {{ program = 6, channel = 16 }}
-[preset]
-mf = ["Sw Flute 8", "Gt Diapason 8", "Ped Bourdon 16"]
-{}
-[timing]
-stop_lead_ms = {lead_ms}
-stop_pace_ms = {pace_ms}
-"#,
-        if cancel { format!("[cancel]\nmessage = {{ sysex = \"{SYSEX_CANCEL}\" }}") } else { String::new() }
-    );
-    Organ::from_toml(&text, "test-organ.toml").unwrap()
+    TestOrgan::new(lead_ms, pace_ms, cancel).organ()
 }
 
 fn bare() -> Organ {
-    Organ::from_toml(BARE_ORGAN, "bare.toml").unwrap()
+    TestOrgan::bare().organ()
 }
 
 fn registration(organ: &Organ, text: &str) -> Registration {
