@@ -255,6 +255,35 @@ impl Output for FileOutput {
     }
 }
 
+/// For tests: a port whose cable is pulled after a number of messages (`Disconnected`).
+#[cfg(test)]
+pub(crate) struct PulledCable {
+    n: usize,
+    seen: usize,
+}
+
+#[cfg(test)]
+impl PulledCable {
+    /// Fails the `n`th message and every one after it.
+    pub(crate) fn after(n: usize) -> PulledCable {
+        PulledCable { n, seen: 0 }
+    }
+}
+
+#[cfg(test)]
+impl Output for PulledCable {
+    fn name(&self) -> &str {
+        "port:test"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        self.seen += 1;
+        if self.seen >= self.n {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -593,26 +593,8 @@ mod tests {
 
     use super::*;
     use crate::organ::DisconnectPolicy;
-    use crate::output::{Output, OutputError, OutputErrorKind, OutputSpec, Stamp};
-
-    /// An output whose cable is pulled after `n` messages.
-    struct PulledCable {
-        n: usize,
-        seen: usize,
-    }
-
-    impl Output for PulledCable {
-        fn name(&self) -> &str {
-            "port:test"
-        }
-        fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
-            self.seen += 1;
-            if self.seen >= self.n {
-                return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
-            }
-            Ok(())
-        }
-    }
+    use crate::output::OutputSpec;
+    use crate::output::record::PulledCable;
 
     fn test_app() -> App {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -644,7 +626,7 @@ mod tests {
     #[test]
     fn a_lost_output_is_shown_and_can_be_reopened() {
         let mut app = test_app();
-        app.session.insert_output(0, Box::new(PulledCable { n: 20, seen: 0 }));
+        app.session.insert_output(0, Box::new(PulledCable::after(20)));
         app.start(0);
         assert!(app.playing.is_some());
         wait_until_ended(&mut app);

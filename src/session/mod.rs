@@ -595,8 +595,7 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::record::MemoryOutput;
-    use crate::output::{OutputErrorKind, Stamp};
+    use crate::output::record::{MemoryOutput, PulledCable};
 
     fn hymn() -> Arc<Timeline> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -654,29 +653,10 @@ mod tests {
         assert!(s.finish().errors.is_empty());
     }
 
-    /// An output whose cable is pulled after `n` messages.
-    struct PulledCable {
-        n: usize,
-        seen: usize,
-    }
-
-    impl Output for PulledCable {
-        fn name(&self) -> &str {
-            "port:test"
-        }
-        fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
-            self.seen += 1;
-            if self.seen >= self.n {
-                return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
-            }
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_lost_output_is_closed_and_the_others_kept_and_released() {
         let mut s = Session::new(vec![OutputSpec::Port("test".into()), OutputSpec::Null], DisconnectPolicy::Pause);
-        s.insert_output(0, Box::new(PulledCable { n: 30, seen: 0 }));
+        s.insert_output(0, Box::new(PulledCable::after(30)));
         let (memory, recording) = MemoryOutput::new();
         s.insert_output(1, Box::new(memory));
         s.start(Performance::new(hymn(), DisconnectPolicy::Pause)).unwrap();
