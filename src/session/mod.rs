@@ -703,6 +703,16 @@ mod tests {
     }
 
     #[test]
+    fn handles_go_to_any_thread_and_the_session_to_another_driver() {
+        fn shared_across_threads<T: Clone + Send + Sync + 'static>() {}
+        fn movable<T: Send + 'static>() {}
+        shared_across_threads::<SessionHandle>();
+        shared_across_threads::<Progress>();
+        movable::<Session>();
+        movable::<Command>();
+    }
+
+    #[test]
     fn speed_steps_add_up_and_stay_in_range() {
         assert_eq!(nudge_speed(1000, 1), 1050);
         assert_eq!(nudge_speed(1000, -3), 850);
