@@ -171,7 +171,7 @@ impl SettingError {
 pub fn speed(tempo: Option<&str>, bpm: Option<f64>) -> Result<Speed, SettingError> {
     match (tempo, bpm) {
         (Some(_), Some(_)) => Err(SettingError::TempoAndBpm),
-        (Some(t), None) => Speed::parse_tempo(t).map_err(SettingError::Tempo),
+        (Some(t), None) => Speed::parse_tempo(t).map_err(|e| SettingError::Tempo(e.to_string())),
         (None, Some(b)) if BPM_RANGE.contains(&b) => Ok(Speed::Bpm(b)),
         (None, Some(b)) => Err(SettingError::Bpm(b)),
         (None, None) => Ok(Speed::AsWritten),

@@ -36,10 +36,13 @@
 //! - [`app`]: the other commands (`plan`, `check`, `info`, `ble scan`, `grandorgue …`) and the
 //!   command-level error.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
+//! - [`input`]: MIDI from the console (midir ports, JACK) on its own thread, timestamped on
+//!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`.
 
 pub mod app;
 pub mod engine;
 pub mod grandorgue;
+pub mod input;
 pub mod inputs;
 pub mod midi;
 pub mod organ;

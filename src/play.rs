@@ -1,4 +1,4 @@
-//! `organ play`, `organ ports` and `organ panic`: a terminal frontend over the [`session`].
+//! `organ play` and `organ panic`: a terminal frontend over the [`session`].
 //!
 //! `organ play` plans the score, opens the outputs through a [`Session`], starts the
 //! performance, maps keys to session commands (space, q/Esc, +/-, Enter) and draws the
@@ -19,7 +19,6 @@ use crate::engine::{self, End, LatenessStats};
 use crate::inputs::PlanArgs;
 use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::{DisconnectPolicy, Organ};
-use crate::output;
 use crate::plan::WaitKind;
 use crate::session::{self, Command, Ending, Event, Performance, PlayState, Progress, Session, short_time};
 use crate::term::{self, RawMode};
@@ -285,21 +284,6 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
         End::Stopped => Ok(0),
         End::Finished => Ok(0),
     }
-}
-
-/// `organ ports`.
-///
-/// # Errors
-/// No MIDI system.
-pub fn cmd_ports() -> Result<Status, Error> {
-    let ports = output::port::list().map_err(|e| Error::Port(Box::new(e)))?;
-    if ports.is_empty() {
-        println!("no MIDI output ports (is the interface plugged in and switched on?)");
-    }
-    for (i, name) in ports {
-        println!("{i}: {name}");
-    }
-    Ok(0)
 }
 
 /// `organ panic`: every key of every division channel off, CC 123, then the cancel.

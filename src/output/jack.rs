@@ -174,14 +174,16 @@ pub enum JackError {
     /// The port's name could not be read.
     PortName(String),
     Activate(String),
-    /// No MIDI input matches (the inputs there are).
-    NoInput {
+    /// No MIDI port of this direction (`input`, `output`) matches (the ports there are).
+    NoPort {
         wanted: String,
-        inputs: Vec<String>,
+        what: &'static str,
+        ports: Vec<String>,
     },
-    /// Several MIDI inputs match.
-    AmbiguousInput {
+    /// Several match.
+    AmbiguousPort {
         wanted: String,
+        what: &'static str,
         matches: Vec<String>,
     },
     Connect {
@@ -210,18 +212,16 @@ impl fmt::Display for JackError {
             JackError::CreatePort(e) => write!(f, "JACK: cannot create a MIDI port: {e}"),
             JackError::PortName(e) => write!(f, "JACK: {e}"),
             JackError::Activate(e) => write!(f, "JACK: cannot activate the client: {e}"),
-            JackError::NoInput { wanted, inputs } => write!(
+            JackError::NoPort { wanted, what, ports } => write!(
                 f,
-                "no JACK MIDI input port matches \"{wanted}\" (MIDI inputs: {})",
-                if inputs.is_empty() { "none".to_string() } else { inputs.join(", ") }
+                "no JACK MIDI {what} port matches \"{wanted}\" (MIDI {what}s: {})",
+                if ports.is_empty() { "none".to_string() } else { ports.join(", ") }
             ),
-            JackError::AmbiguousInput { wanted, matches } => {
-                write!(
-                    f,
-                    "\"{wanted}\" matches several JACK MIDI inputs ({}); give more of the name",
-                    matches.join(", ")
-                )
-            }
+            JackError::AmbiguousPort { wanted, what, matches } => write!(
+                f,
+                "\"{wanted}\" matches several JACK MIDI {what}s ({}); give more of the name",
+                matches.join(", ")
+            ),
             JackError::Connect { port, dest, error } => write!(f, "JACK: cannot connect {port} to {dest}: {error}"),
         }
     }
@@ -263,16 +263,26 @@ fn midi_inputs(client: &Client) -> Vec<String> {
 /// # Errors
 /// None or several match; the message lists the MIDI inputs that exist.
 pub fn find_input(inputs: &[String], wanted: &str) -> Result<String, JackError> {
-    if let Some(p) = inputs.iter().find(|p| p.as_str() == wanted) {
+    find_port(inputs, wanted, "input")
+}
+
+/// The port `wanted` names among `ports` (JACK MIDI ports of one direction, `what` = `input` or
+/// `output`): its full name, else the only one containing it (case-insensitive).
+///
+/// # Errors
+/// None or several match; the message lists the ports that exist.
+pub fn find_port(ports: &[String], wanted: &str, what: &'static str) -> Result<String, JackError> {
+    if let Some(p) = ports.iter().find(|p| p.as_str() == wanted) {
         return Ok(p.clone());
     }
     let w = wanted.to_lowercase();
-    let hits: Vec<&String> = inputs.iter().filter(|p| p.to_lowercase().contains(&w)).collect();
+    let hits: Vec<&String> = ports.iter().filter(|p| p.to_lowercase().contains(&w)).collect();
     match hits.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(JackError::NoInput { wanted: wanted.to_string(), inputs: inputs.to_vec() }),
-        _ => Err(JackError::AmbiguousInput {
+        [] => Err(JackError::NoPort { wanted: wanted.to_string(), what, ports: ports.to_vec() }),
+        _ => Err(JackError::AmbiguousPort {
             wanted: wanted.to_string(),
+            what,
             matches: hits.iter().map(|s| s.to_string()).collect(),
         }),
     }

@@ -5,6 +5,8 @@
 //!   independent tempo-map computation, and plans without a broken invariant.
 //! - [`tempo`]: exactness over two hours of odd tempi, SMPTE divisions.
 //! - [`damaged`]: damaged files are refused with the right error and never panic.
+//! - [`plan_pin`]: `organ plan` byte for byte against golden files (every score, a few option
+//!   combinations); regenerate with `ORGAN_PIN_REGENERATE=1` when a change is intended.
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
@@ -14,13 +16,15 @@
 //! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
 //!
-//! The harness is tests/support/, shared with tests/ble.rs and tests/grandorgue.rs.
+//! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs and
+//! tests/grandorgue.rs.
 
 mod cli;
 mod corpus;
 mod damaged;
 mod house;
 mod hymn_cli;
+mod plan_pin;
 mod planner;
 mod play;
 mod props;
