@@ -58,6 +58,15 @@ pub enum Command {
     /// (stop) and Enter at any time. With --verify, draws each learned control through an output
     /// and asks whether it moved.
     Learn(LearnCmd),
+    /// Record what the console plays: keys per division and stops by name, into a MIDI file
+    /// (one track per division) and a registration file that `organ play` plays back exactly.
+    ///
+    /// Records until Ctrl-C, then writes the take. While recording, every message goes to a
+    /// journal in the folder (synced at least every second): if organ, the laptop or the power
+    /// dies, the next `organ record` (or `organ play --record`) in that folder makes the takes
+    /// from it. A take starts at its first note; with --split, each silence (every key up for
+    /// --silence) starts a new one, and stops drawn in a silence belong to the next take.
+    Record(RecordCmd),
     /// Silence the organ: note-off for every key of every division, all-notes-off, cancel.
     Panic(PanicCmd),
     /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
@@ -292,11 +301,27 @@ pub struct PlayCmd {
     /// Print nothing but errors (no status line, no summary).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Also record what the console sends while playing (an organist joining in), as a take of
+    /// its own named after the score: port:NAME, port:N or jack[:PORT] (as for organ record).
+    #[arg(long, value_name = "SOURCE")]
+    pub record: Option<String>,
+
+    /// With --record: the folder for the take (default: the current folder).
+    #[arg(long, value_name = "DIR", requires = "record")]
+    pub record_out: Option<PathBuf>,
 }
 
 impl From<&PlayCmd> for organ::play::PlayArgs {
     fn from(c: &PlayCmd) -> Self {
-        organ::play::PlayArgs { plan: (&c.plan).into(), to: c.to.clone(), stats: c.stats, quiet: c.quiet }
+        organ::play::PlayArgs {
+            plan: (&c.plan).into(),
+            to: c.to.clone(),
+            stats: c.stats,
+            quiet: c.quiet,
+            record: c.record.clone(),
+            record_out: c.record_out.clone(),
+        }
     }
 }
 
@@ -518,6 +543,47 @@ pub struct LearnCmd {
     /// With --verify: a slower pace than the safe minimum, in milliseconds.
     #[arg(long, value_name = "MS")]
     pub pace_ms: Option<u64>,
+}
+
+// --- organ record ---------------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct RecordCmd {
+    /// The console's MIDI source: port:NAME or port:N (see `organ ports`), or jack[:PORT] (a
+    /// JACK MIDI input organ-in:in, connected to the JACK MIDI output PORT).
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+
+    /// The organ definition the console is read through (NAME or FILE): keys by division,
+    /// stops, couplers and tremulants by name.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: String,
+
+    /// The folder for the takes (created if needed). Unfinished recordings found there are
+    /// made into takes first.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// Cut the recording into takes at silences, e.g. one per piece of a service.
+    #[arg(long)]
+    pub split: bool,
+
+    /// With --split: how long every key must be up to end a take (default 5s).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "split")]
+    pub silence: Option<std::time::Duration>,
+
+    /// The tempo played at, in quarter notes a minute: the MIDI file gets it, and the
+    /// registration file gives positions in bars instead of seconds.
+    #[arg(long, value_name = "BPM")]
+    pub bpm: Option<f64>,
+
+    /// With --bpm: the time signature, e.g. 3/4 (default 4/4).
+    #[arg(long, value_name = "N/D", requires = "bpm")]
+    pub meter: Option<String>,
+
+    /// No status line (the files written are still reported).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// `1s`, `1.5s`, `500ms`, or plain seconds.

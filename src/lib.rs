@@ -37,7 +37,8 @@
 //!   command-level error.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 //! - [`input`]: MIDI from the console (midir ports, JACK) on its own thread, timestamped on
-//!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`.
+//!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`, and `organ record`
+//!   (a journal written as it goes, takes made from it, recovered after a crash).
 
 pub mod app;
 pub mod engine;

@@ -28,6 +28,7 @@ fn main() {
             seconds: c.seconds,
         })),
         Command::Learn(c) => console(learn(c)),
+        Command::Record(c) => record(c),
         Command::Panic(c) => organ::play::cmd_panic(&c.to, c.organ.as_deref()),
         Command::Ble(BleCmd::Scan(s)) => app::cmd_ble_scan(s.seconds),
         Command::Grandorgue(g) => match &g.command {
@@ -51,6 +52,20 @@ fn main() {
 /// `organ monitor`/`learn`/`ports` errors, printed like every other command's.
 fn console(r: Result<i32, organ::input::ConsoleError>) -> Result<i32, app::Error> {
     r.map_err(|e| app::Error::Other(e.to_string()))
+}
+
+fn record(c: &cli::RecordCmd) -> Result<i32, app::Error> {
+    use organ::input::record;
+    record::run(&record::RecordArgs {
+        from: c.from.clone(),
+        organ: c.organ.clone(),
+        out: c.out.clone(),
+        split: c.split.then(|| c.silence.unwrap_or(std::time::Duration::from_secs(5))),
+        bpm: c.bpm,
+        meter: c.meter.clone(),
+        quiet: c.quiet,
+    })
+    .map_err(|e| app::Error::Other(e.to_string()))
 }
 
 fn learn(c: &cli::LearnCmd) -> Result<i32, organ::input::ConsoleError> {

@@ -33,6 +33,10 @@ pub struct PlayArgs {
     pub stats: bool,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Also record what the console sends meanwhile, from this source (`--record`).
+    pub record: Option<String>,
+    /// The folder for that take (default: the current folder).
+    pub record_out: Option<std::path::PathBuf>,
 }
 
 /// What a key press asks for.
@@ -176,8 +180,34 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             timeline.last_bar,
         );
     }
+    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
+    // input, journal thread and files; finished after the engine).
+    let recorder = match &c.record {
+        Some(src) => {
+            let (r, recovered) = crate::input::record::start_for_play(
+                src,
+                c.record_out.as_deref(),
+                organ,
+                c.plan.organ.as_deref(),
+                &timeline.score_name,
+            )
+            .map_err(|e| Error::Other(e.to_string()))?;
+            for line in recovered {
+                eprintln!("organ: record: {line}");
+            }
+            Some(r)
+        }
+        None => None,
+    };
     session.start(Performance::new(Arc::new(timeline), organ.on_disconnect))?;
     let (ending, interrupted) = follow(&mut session, c.quiet, interactive);
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(_) => {}
+            Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
+        }
+    }
     let finished = session.finish();
     report(c, &ending, interrupted, finished)
 }

@@ -32,7 +32,7 @@ mod e2e {
 
     use super::support::Scratch;
     use super::support::console::Console;
-    use super::support::procs::{self, Jackd, RunLock, Unavailable, say};
+    use super::support::procs::{self, Unavailable, say};
 
     fn skip(reason: &str) {
         assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "ORGAN_REQUIRE_GRANDORGUE is set, but {reason}");
@@ -238,24 +238,13 @@ division = "swell"
     /// The end-to-end test. One JACK server serves every step.
     #[test]
     fn console_end_to_end() {
-        if procs::which("jackd").is_none() {
-            return skip("jackd not installed (Debian package jackd2)");
-        }
-        if let Err(e) = jack::jack_sys::library() {
-            return skip(&format!("libjack cannot be loaded ({e}); install jackd2"));
-        }
-        let _lock = RunLock::acquire(Duration::from_secs(600)).unwrap();
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: set once, with the run lock held, before this test opens JACK clients; no other
-        // test in this binary reads the environment.
-        ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) });
-        let started = Instant::now();
         let dir = Scratch::new("console");
-        let _jackd = match Jackd::start(&dir.path) {
+        let _jack = match procs::start_jack(&dir.path) {
             Ok(j) => j,
             Err(Unavailable::Skip(r)) => return skip(&r),
             Err(Unavailable::Fail(f)) => panic!("{f}"),
         };
+        let started = Instant::now();
         let mut console = Console::open("console").unwrap();
         let file = dir.path.join("scripted.toml");
         std::fs::write(&file, MIXED).unwrap();

@@ -3,8 +3,8 @@
 //! [`open`] connects to a source and returns an [`Input`]: every message is stamped on arrival
 //! with the source's own clock ([`Received::at`], microseconds since the input was opened) and
 //! handed, whole (a SysEx as one message, from F0 to F7), to a crossbeam channel that any
-//! ordinary thread reads ([`Input::messages`]). `organ monitor`, `organ learn` and later the
-//! recorder and the console remote all read it the same way.
+//! ordinary thread reads ([`Input::messages`]). `organ monitor`, `organ learn`, the recorder
+//! ([`record`]) and later the console remote all read it the same way.
 //!
 //! Threads: the backend delivers on its own thread — midir's input thread for ports, JACK's
 //! real-time process callback for JACK (which only copies into a preallocated lock-free ring; a
@@ -20,6 +20,7 @@ pub mod learn;
 pub mod monitor;
 pub mod port;
 pub mod ports;
+pub mod record;
 
 use std::fmt;
 use std::time::Instant;

@@ -12,12 +12,13 @@
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
+//! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
 //! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
 //! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
 //!
-//! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs and
-//! tests/grandorgue.rs.
+//! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs,
+//! tests/grandorgue.rs and tests/record.rs.
 
 mod cli;
 mod corpus;
@@ -28,6 +29,7 @@ mod plan_pin;
 mod planner;
 mod play;
 mod props;
+mod record;
 mod service;
 #[path = "../support/mod.rs"]
 mod support;

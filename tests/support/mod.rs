@@ -1,15 +1,16 @@
 //! The test harness, shared by every integration test binary (`tests/integration/`, and
-//! `tests/ble.rs`, `tests/console.rs` and `tests/grandorgue.rs`, which need a process of their
-//! own: a private D-Bus, a JACK server named through the environment).
+//! `tests/ble.rs`, `tests/console.rs`, `tests/grandorgue.rs` and `tests/record.rs`, which need a
+//! process of their own: a private D-Bus, a JACK server named through the environment).
 //!
 //! - here: paths, fresh scratch folders, running the real `organ` binary;
 //! - [`organs`]: St Mary's and the small test organ the planner tests share;
 //! - [`smf`]: writing MIDI fixtures with midly; [`reference`]: the corpus and what an
 //!   independent reader (mido) found in it; [`plans`]: the one checker of plan invariants;
+//!   [`performance`]: performances for the recording tests;
 //! - [`bluez`]: a simulated BlueZ on a private D-Bus; [`procs`], [`recorder`], [`test_organ`],
 //!   [`analysis`]: JACK, Xvfb and GrandOrgue processes, a JACK recorder, a generated GrandOrgue
 //!   organ, and audio analysis for the GrandOrgue end-to-end test; [`console`]: a scripted
-//!   organ console on JACK (`organ learn`, `monitor`, `--verify`).
+//!   organ console on JACK (`organ learn`, `monitor`, `--verify`, `record`).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod analysis;
@@ -17,6 +18,7 @@ pub mod bluez;
 #[cfg(feature = "jack")]
 pub mod console;
 pub mod organs;
+pub mod performance;
 pub mod plans;
 #[cfg(feature = "jack")]
 pub mod procs;
