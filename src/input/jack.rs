@@ -20,7 +20,7 @@ use super::{InputError, Received, split_messages};
 use crate::midi::Micros;
 
 fn find_output(outputs: &[String], wanted: &str) -> Result<String, String> {
-    crate::output::jack::find_port(outputs, wanted, "output")
+    crate::output::jack::find_port(outputs, wanted, "output").map_err(|e| e.to_string())
 }
 
 /// The JACK client name (the port is `organ-in:in`, or `organ-in-01:in` if the name is taken).
