@@ -46,7 +46,7 @@ impl jack::ProcessHandler for Process {
         for ev in self.port.iter(ps) {
             let at = match times {
                 Some(t) if t.next_usecs > t.current_usecs => {
-                    t.current_usecs + (t.next_usecs - t.current_usecs) * u64::from(ev.time) / u64::from(n)
+                    t.current_usecs + t.next_usecs.saturating_sub(t.current_usecs) * u64::from(ev.time) / u64::from(n)
                 }
                 Some(t) => t.current_usecs,
                 None => 0,

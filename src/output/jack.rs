@@ -104,7 +104,7 @@ impl jack::ProcessHandler for Process {
             // Frame of `r.at` relative to this cycle's first frame, plus one period.
             let rel: i64 = match times {
                 Some(t) if t.next_usecs > t.current_usecs => {
-                    let span = (t.next_usecs - t.current_usecs) as f64;
+                    let span = t.next_usecs.saturating_sub(t.current_usecs) as f64;
                     let d = r.at as f64 - t.current_usecs as f64;
                     (d * f64::from(n) / span).floor() as i64 + i64::from(n)
                 }
