@@ -9,8 +9,9 @@
 use std::sync::OnceLock;
 
 use crate::midi::Message;
-use crate::organ::{BUILTIN_ORGANS, Organ, Registration};
+use crate::organ::{BUILTIN_ORGANS, Organ};
 use crate::plan::{self, PlanOptions};
+use crate::registration::Registration;
 use crate::score::{self, Score};
 
 /// A one-line error message: what every loader promises.
@@ -117,7 +118,7 @@ pub fn registration_toml(data: &[u8]) -> bool {
         plan::plan(score, organ, Some(&reg), &PlanOptions::default())
     } else {
         let mut hymn = reg.hymn.clone();
-        if matches!(hymn.amen, Some(plan::hymn::Amen::File(_))) {
+        if matches!(hymn.amen, Some(crate::registration::hymn::Amen::File(_))) {
             hymn.amen = None; // a file the fuzzer named: not read
         }
         plan::hymn::plan_hymn(score, None, organ, Some(&reg), &PlanOptions::default(), &hymn)

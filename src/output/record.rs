@@ -10,9 +10,9 @@ pub mod file;
 
 use std::sync::{Arc, Mutex};
 
-pub use file::{FILE_PPQ, FILE_TICK_US, FILE_US_PER_QUARTER, FileOutput, RecordError};
+pub use file::{FILE_PPQ, FILE_TICK_US, FILE_US_PER_QUARTER, FileError, FileOutput};
 
-use super::{Output, OutputError, OutputErrorKind, Stamp};
+use super::{FinishError, Output, OutputError, OutputErrorKind, Stamp};
 use crate::midi::Micros;
 use crate::plan::Timeline;
 
@@ -142,9 +142,38 @@ impl Output for MemoryOutput {
     fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError> {
         self.recorder.push(bytes, at)
     }
-    fn finish(&mut self) -> Result<(), String> {
-        let mut v = self.shared.lock().map_err(|_| "memory output poisoned".to_string())?;
+    fn finish(&mut self) -> Result<(), FinishError> {
+        let mut v = self.shared.lock().map_err(|_| FinishError::Poisoned { output: "memory".into() })?;
         *v = self.recorder.to_vec();
+        Ok(())
+    }
+}
+
+/// For tests: a port whose cable is pulled after a number of messages (`Disconnected`).
+#[cfg(test)]
+pub(crate) struct PulledCable {
+    n: usize,
+    seen: usize,
+}
+
+#[cfg(test)]
+impl PulledCable {
+    /// Fails the `n`th message and every one after it.
+    pub(crate) fn after(n: usize) -> PulledCable {
+        PulledCable { n, seen: 0 }
+    }
+}
+
+#[cfg(test)]
+impl Output for PulledCable {
+    fn name(&self) -> &str {
+        "port:test"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        self.seen += 1;
+        if self.seen >= self.n {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
+        }
         Ok(())
     }
 }

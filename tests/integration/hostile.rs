@@ -533,7 +533,7 @@ fn a_full_disk_stops_playback_at_once_and_says_so() {
     let last = lines.lines().last().unwrap();
     assert!(
         last.starts_with(&format!(
-            "organ: error: {file}: cannot write the record: File too large; it holds what was sent until then"
+            "organ: error: {file}: cannot write: File too large; the record holds what was sent until then"
         )),
         "{lines}"
     );

@@ -50,10 +50,9 @@ use std::time::{Duration, Instant};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
-use crate::engine::HeldKeys;
 use crate::files::{self, FileProblem, io_text};
-use crate::midi::{Micros, ShortMsg};
-use crate::output::{Output, OutputError, OutputErrorKind, Stamp};
+use crate::midi::{Channel, Micros, ShortMsg};
+use crate::output::{FinishError, Output, OutputError, OutputErrorKind, Stamp};
 use crate::plan::Timeline;
 
 /// Ticks per quarter note and tempo of the written file: 5000 ticks per quarter at 120 bpm is
@@ -84,18 +83,18 @@ const TITLE: &[u8] = b"organ: what was sent";
 
 /// Why a record could not be started: `file:PATH: <problem>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordError {
+pub struct FileError {
     pub file: String,
-    pub problem: crate::files::FileProblem,
+    pub problem: FileProblem,
 }
 
-impl std::fmt::Display for RecordError {
+impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "file:{}: {}", self.file, self.problem)
     }
 }
 
-impl std::error::Error for RecordError {}
+impl std::error::Error for FileError {}
 
 /// One message in the ring: its times and how many bytes follow in the byte ring.
 #[derive(Clone, Copy)]
@@ -163,7 +162,7 @@ impl FileOutput {
     ///
     /// # Errors
     /// The path is an input, a link, not a regular file, or cannot be created.
-    pub fn create(path: PathBuf) -> Result<FileOutput, RecordError> {
+    pub fn create(path: PathBuf) -> Result<FileOutput, FileError> {
         let file_text = path.display().to_string();
         let (file, identity) = create_in_place(&path)?;
         let (heads, heads_rx) = HeapRb::<Head>::new(QUEUE_MESSAGES).split();
@@ -173,7 +172,7 @@ impl FileOutput {
         let writer = std::thread::Builder::new()
             .name("organ-record".into())
             .spawn(move || write_loop(file, heads_rx, bytes_rx, &writer_state))
-            .map_err(|e| RecordError { file: file_text.clone(), problem: FileProblem::Create(e.to_string()) })?;
+            .map_err(|e| FileError { file: file_text.clone(), problem: FileProblem::Create(e.to_string()) })?;
         Ok(FileOutput {
             name: format!("file:{file_text}"),
             path,
@@ -206,9 +205,9 @@ impl FileOutput {
 
 /// Refuses paths that must not be written, creates the file under a temporary name beside
 /// `path` (never following a link), writes the header, and renames it into place.
-fn create_in_place(path: &Path) -> Result<(File, (u64, u64)), RecordError> {
+fn create_in_place(path: &Path) -> Result<(File, (u64, u64)), FileError> {
     use std::os::unix::fs::MetadataExt;
-    let err = |problem| RecordError { file: path.display().to_string(), problem };
+    let err = |problem| FileError { file: path.display().to_string(), problem };
     files::check_replaceable(path).map_err(err)?;
     let (f, tmp) = files::create_beside(path).map_err(err)?;
     if let Err(e) = write_header(&f) {
@@ -249,7 +248,7 @@ struct SmfWriter {
     origin: Option<Micros>,
     last_tick: u64,
     /// Keys down in what was recorded, on every channel.
-    held: HeldKeys,
+    held: Held,
     last_commit: Instant,
     last_sync: Instant,
 }
@@ -265,7 +264,7 @@ impl SmfWriter {
             pending: Vec::with_capacity(64 * 1024),
             origin: None,
             last_tick: 0,
-            held: HeldKeys::new(),
+            held: Held::default(),
             last_commit: now,
             last_sync: now,
         })
@@ -346,15 +345,41 @@ impl SmfWriter {
     /// After a loss: a note-off for every key the record holds on the division channels, at
     /// the last time recorded. Returns how many.
     fn release_held(&mut self, key_channels: u16) -> usize {
-        let held = self.held.clone();
         let mut n = 0;
-        for (ch, key, _) in held.iter().filter(|(ch, _, _)| key_channels & (1 << ch.wire()) != 0) {
-            push_vlq(&mut self.pending, 0);
-            self.pending.extend_from_slice(ShortMsg::note_off(ch, key).as_bytes());
-            self.held.release(ch, key);
-            n += 1;
+        for ch in (0u8..16).filter(|c| key_channels & (1 << c) != 0).filter_map(Channel::new) {
+            for key in (0u8..128).filter(|&k| self.held.is_down(ch, k)) {
+                push_vlq(&mut self.pending, 0);
+                self.pending.extend_from_slice(ShortMsg::note_off(ch, key).as_bytes());
+                n += 1;
+            }
+            self.held.0[usize::from(ch.wire())] = 0;
         }
         n
+    }
+}
+
+/// Keys down in the record, per channel (a bit per key): the writer's own count, so that the
+/// output module does not depend on the engine's.
+#[derive(Default)]
+struct Held([u128; 16]);
+
+impl Held {
+    /// Follows a channel message: note-on, note-off (or note-on at velocity 0), CC 123.
+    fn track(&mut self, bytes: &[u8]) {
+        let Some(m) = ShortMsg::from_bytes(bytes) else { return };
+        let Some(ch) = m.channel() else { return };
+        let c = usize::from(ch.wire());
+        if let Some((_, key)) = m.as_note_on() {
+            self.0[c] |= 1 << key;
+        } else if let Some((_, key)) = m.as_note_off() {
+            self.0[c] &= !(1 << key);
+        } else if m.status() & 0xF0 == 0xB0 && bytes[1] == 123 {
+            self.0[c] = 0;
+        }
+    }
+
+    fn is_down(&self, ch: Channel, key: u8) -> bool {
+        self.0[usize::from(ch.wire())] & (1 << (key & 0x7F)) != 0
     }
 }
 
@@ -440,10 +465,11 @@ impl Output for FileOutput {
     }
 
     /// Writes what is still queued, forces the file to disk and closes it.
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), FinishError> {
         let Some(result) = self.stop_writer() else { return Ok(()) };
-        let summary = result.map_err(|e| {
-            format!("{}: cannot write the record: {}; it holds what was sent until then", self.name, io_text(&e))
+        let summary = result.map_err(|e| FinishError::Write {
+            output: self.name.clone(),
+            error: format!("{}; the record holds what was sent until then", io_text(&e)),
         })?;
         self.summary = Some(summary);
         #[cfg(unix)]
@@ -451,11 +477,7 @@ impl Output for FileOutput {
             use std::os::unix::fs::MetadataExt;
             let here = std::fs::symlink_metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
             if here != Some(self.identity) {
-                return Err(format!(
-                    "{}: the record was moved, deleted or replaced while it was written: it is not at {}",
-                    self.name,
-                    self.path.display()
-                ));
+                return Err(FinishError::Replaced { output: self.name.clone(), path: self.path.display().to_string() });
             }
         }
         Ok(())
@@ -488,7 +510,6 @@ impl Drop for FileOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::midi::Channel;
     use midly::{MetaMessage, Smf, TrackEventKind};
 
     fn scratch(name: &str) -> PathBuf {
@@ -667,7 +688,7 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         std::os::unix::fs::symlink(&target, &p).unwrap();
         o.send(&[0x80, 60, 0], stamp(10)).unwrap();
-        let e = o.finish().unwrap_err();
+        let e = o.finish().unwrap_err().to_string();
         assert!(e.contains("the record was moved, deleted or replaced while it was written"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     }
@@ -701,7 +722,7 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(5), "the failure was not seen");
         };
         assert_eq!(e, OutputError { kind: OutputErrorKind::Backend, detail: FAILURES[0] });
-        let e = o.finish().unwrap_err();
-        assert!(e.starts_with("file:full: cannot write the record: No space left on device"), "{e}");
+        let e = o.finish().unwrap_err().to_string();
+        assert!(e.starts_with("file:full: cannot write: No space left on device"), "{e}");
     }
 }
