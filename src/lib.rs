@@ -37,6 +37,7 @@ pub mod play;
 pub mod score;
 pub mod service;
 pub mod text;
+pub mod voice;
 
 /// When the program started (set first thing in `main`), for the start-up time report.
 pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

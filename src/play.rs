@@ -306,9 +306,15 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     install_panic_hook();
     install_signal_handling();
     let (inputs, timeline) = make_plan(&c.plan)?;
+    // `--to wav:FILE` is rendered offline by the built-in voice, before any real-time output
+    // opens; with no other `--to`, that is all.
+    let to = render_wav_outputs(&c.to, &timeline, c.quiet)?;
+    if to.is_empty() && !c.to.is_empty() {
+        return Ok(0);
+    }
     let timeline = Arc::new(timeline);
     let mut notes = Vec::new();
-    let mut outputs = open_outputs(&c.to, &inputs.organ, &mut notes)?;
+    let mut outputs = open_outputs(&to, &inputs.organ, &mut notes)?;
     for o in &mut outputs {
         o.prepare(&timeline).map_err(|e| Error::Other(format!("{}: {e}", o.name())))?;
     }
@@ -486,6 +492,36 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
         End::Stopped => Ok(0),
         End::Finished => Ok(0),
     }
+}
+
+/// Renders every `--to wav:FILE` with the built-in organ voice, offline; returns the other
+/// `--to` values.
+///
+/// # Errors
+/// A WAV file that cannot be written.
+fn render_wav_outputs(to: &[String], timeline: &Timeline, quiet: bool) -> Result<Vec<String>, Error> {
+    let mut rest = Vec::new();
+    for spec in to {
+        let Some(path) = crate::voice::wav_path(spec) else {
+            rest.push(spec.clone());
+            continue;
+        };
+        let started = Instant::now();
+        let r = crate::voice::render_wav(timeline, path).map_err(|e| Error::Io(e.to_string()))?;
+        if !quiet {
+            let took = started.elapsed().as_secs_f64();
+            eprintln!(
+                "organ: rendered {} on {} with the built-in organ voice → {} ({:.1} s of audio in {:.2} s, {:.0}× real time)",
+                timeline.score_name,
+                timeline.organ_name,
+                path.display(),
+                r.seconds(),
+                took,
+                r.seconds() / took.max(1e-6)
+            );
+        }
+    }
+    Ok(rest)
 }
 
 /// When the first message was sent, from the start of the process.

@@ -71,6 +71,8 @@ struct StopFile {
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
     grandorgue: Option<String>,
+    /// How the built-in organ voice sounds it (see [`super::voice`]).
+    voice: Option<super::voice::VoiceFile>,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +395,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         let (form, on) = message(&ctx, &s.on)?;
         let off = off_messages(&ctx, "stop", &s.name, &form, s.off.as_ref())?;
         check_not_a_key(&ctx, &divisions, &s.on, &form)?;
+        let voice = s.voice.as_ref().map(|v| super::voice::check(&ctx, v)).transpose()?;
         add(
             &ctx,
             &s.name,
@@ -403,6 +406,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 on,
                 off,
                 grandorgue: s.grandorgue.clone(),
+                voice,
             },
         )?;
     }
@@ -422,6 +426,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 on,
                 off,
                 grandorgue: c.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
@@ -440,6 +445,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 on,
                 off,
                 grandorgue: t.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }

@@ -9,6 +9,7 @@
 
 mod file;
 pub mod registration;
+pub mod voice;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,8 @@ pub struct Control {
     pub on: Vec<Message>,
     pub off: Vec<Message>,
     pub grandorgue: Option<String>,
+    /// A stop's `voice = { … }` for the built-in organ voice (`None`: voiced from its name).
+    pub voice: Option<voice::VoiceSpec>,
 }
 
 /// A named registration (`[preset] mf = [...]`).

@@ -5,6 +5,8 @@
 //! bounded time without blocking on anything of unbounded duration. Slow or asynchronous
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod ble;
 #[cfg(feature = "jack")]
 pub mod jack;
@@ -124,7 +126,8 @@ pub trait Output: Send {
 
 /// The forms `--to` accepts, for help and error messages.
 pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), ble:NAME (Bluetooth LE MIDI, see `organ ble scan`), \
-     grandorgue, jack[:PORT], file:PATH.mid, null";
+     grandorgue, jack[:PORT], file:PATH.mid, wav:PATH.wav (the built-in organ voice, rendered offline), \
+     audio (the built-in organ voice on the sound device), null";
 
 fn open_virtual_port(name: &str) -> Result<Box<dyn Output>, String> {
     Ok(Box::new(port::PortOutput::create_virtual(name)?))
@@ -176,6 +179,15 @@ pub fn open(
         "jack" => Ok(Box::new(jack::open(spec)?)),
         #[cfg(not(feature = "jack"))]
         "jack" => Err(format!("--to {spec}: this build of organ has no JACK support (built without the jack feature)")),
+        "wav" => Err(format!(
+            "--to {spec}: a WAV file is rendered offline by `organ play --to wav:FILE` on the command line, not here"
+        )),
+        #[cfg(feature = "audio")]
+        "audio" => Ok(Box::new(audio::open(arg)?)),
+        #[cfg(not(feature = "audio"))]
+        "audio" => Err(format!(
+            "--to {spec}: this build of organ has no sound output (built without the audio feature); use --to wav:FILE"
+        )),
         _ => {
             let _ = policy;
             Err(format!("--to {spec}: not an output; use {SPEC_FORMS}"))

@@ -361,6 +361,7 @@ pub(crate) fn plan_segments(
             division: c.division,
             on: c.on.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
             off: c.off.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
+            voice: c.voice.clone(),
         })
         .collect();
     let cancel: Vec<Msg> = organ.cancel_messages().iter().map(|m| Timeline::intern(&mut long, m)).collect();

@@ -19,3 +19,4 @@ mod play;
 mod props;
 mod support;
 mod tempo;
+mod voice;
