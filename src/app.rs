@@ -273,12 +273,21 @@ fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Err
 /// # Errors
 /// As [`make_plan`], and write errors.
 pub fn cmd_plan(c: &PlanCmd) -> Result<Status, Error> {
-    let (_, timeline) = make_plan(&c.plan)?;
+    let (inputs, timeline) = make_plan(&c.plan)?;
     write_out(|out| {
         let mut out = out;
         match c.format {
             PlanFormat::Text => timeline.write_text(&mut out),
             PlanFormat::Jsonl => timeline.write_jsonl(&mut out),
+            PlanFormat::Svg | PlanFormat::Html => {
+                let markers = crate::picture::markers_for(&timeline, &inputs.score, &inputs.hymn);
+                let unplaced = crate::picture::unplaced_warnings(&timeline, &inputs.score);
+                if c.format == PlanFormat::Svg {
+                    crate::picture::write_svg(&timeline, &markers, &unplaced, out)
+                } else {
+                    crate::picture::write_html(&timeline, &markers, &unplaced, out)
+                }
+            }
         }
     })?;
     for w in &timeline.warnings {

@@ -177,6 +177,11 @@ pub enum PlanFormat {
     Text,
     /// One JSON object per message (t_us, bytes, kind, division, name, part, bar, beat, tick).
     Jsonl,
+    /// A picture (SVG): one lane of notes per division, a band of the stops drawn, bars, time,
+    /// and markers for verses, fermatas, wait points and warnings.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,8 @@
 //! - [`play`]: `organ play`, `ports` and `panic`: the control thread around the engine.
 //! - [`service`]: `organ service`, the full-screen view for playing during a service.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
+//! - [`voice`]: the built-in organ voice (`--to wav:FILE`, `--to audio`).
+//! - [`picture`]: the plan as a picture (`organ plan --format svg|html`).
 
 pub mod app;
 pub mod cli;
@@ -32,6 +34,7 @@ pub mod grandorgue;
 pub mod midi;
 pub mod organ;
 pub mod output;
+pub mod picture;
 pub mod plan;
 pub mod play;
 pub mod score;

@@ -14,6 +14,7 @@
 mod cli;
 mod corpus;
 mod damaged;
+mod picture;
 mod planner;
 mod play;
 mod props;
