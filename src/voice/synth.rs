@@ -32,8 +32,9 @@ const TABLE: usize = 2048;
 const TABLE_BITS: u32 = 11;
 /// Octave bands of keys, each with its own band-limited table.
 const BANDS: usize = 11;
-/// Gain of the mix before the limiter: one principal 8' key peaks near 0.15.
-const MASTER: f32 = 0.09;
+/// Gain of the mix before the limiter: one principal 8' key peaks near 0.1, a full registration
+/// with five-part music mostly stays under the limiter's ceiling.
+const MASTER: f32 = 0.06;
 /// The limiter's ceiling.
 const CEILING: f32 = 0.89;
 
@@ -43,7 +44,9 @@ const TREMULANT_FM: f32 = 0.0035;
 
 /// One division's sound for one registration and detuning: a table per octave band.
 struct Timbre {
-    bands: Vec<Box<[f32]>>,
+    /// A fixed length, so that reading `[i]` and `[i + 1]` with `i` from a phase needs no
+    /// bounds check.
+    bands: Vec<Box<[f32; TABLE + 1]>>,
 }
 
 fn key_hz(key: i32) -> f32 {
@@ -61,7 +64,7 @@ impl Timbre {
         let mut bands = Vec::with_capacity(BANDS);
         for b in 0..BANDS {
             let top = key_hz((b * 12 + 11) as i32) / 4.0; // the 32' pitch of the band's top key
-            let mut t = vec![0f32; TABLE + 1];
+            let mut t = Box::new([0f32; TABLE + 1]);
             for s in stops {
                 let compound = s.ranks.len() > 1;
                 for r in &s.ranks {
@@ -84,10 +87,30 @@ impl Timbre {
                 }
             }
             t[TABLE] = t[0];
-            bands.push(t.into_boxed_slice());
+            bands.push(t);
         }
         Timbre { bands }
     }
+}
+
+const FRAC_BITS: u32 = 32 - TABLE_BITS;
+
+/// The table read between two entries.
+#[inline(always)]
+fn lerp(table: &[f32; TABLE + 1], phase: u32) -> f32 {
+    let i = (phase >> FRAC_BITS) as usize;
+    let frac = (phase & ((1 << FRAC_BITS) - 1)) as f32 * (1.0 / (1u32 << FRAC_BITS) as f32);
+    let (a, b) = (table[i], table[i + 1]);
+    a + (b - a) * frac
+}
+
+/// Adds `gain` × the table read from `phase` on into `out`; returns the phase after.
+fn read(table: &[f32; TABLE + 1], mut phase: u32, inc: u32, out: &mut [f32], gain: f32) -> u32 {
+    for o in out.iter_mut() {
+        *o += lerp(table, phase) * gain;
+        phase = phase.wrapping_add(inc);
+    }
+    phase
 }
 
 /// One sounding key on one division and layer.
@@ -323,12 +346,14 @@ impl Synth {
             let table = &self.timbres[v.timbre as usize].bands[usize::from(v.band)];
             let coef = if v.target > 0.0 { attack } else { release };
             let (target, mut env, mut phase) = (v.target, v.env, v.phase);
+            if target > 0.0 && env > 0.9999 {
+                // Settled (most of the time): no envelope to follow.
+                v.phase = read(table, phase, inc, out, gain * env);
+                continue;
+            }
             for o in out.iter_mut() {
-                let i = (phase >> (32 - TABLE_BITS)) as usize;
-                let frac = (phase & ((1 << (32 - TABLE_BITS)) - 1)) as f32 * (1.0 / (1u32 << (32 - TABLE_BITS)) as f32);
-                let (a, b) = (table[i], table[i + 1]);
                 env = target + (env - target) * coef;
-                *o += (a + (b - a) * frac) * env * gain;
+                *o += lerp(table, phase) * env * gain;
                 phase = phase.wrapping_add(inc);
             }
             v.env = env;
