@@ -40,13 +40,51 @@ pub struct AudioOutput {
     thread: Option<JoinHandle<()>>,
 }
 
-fn host(which: &str) -> Result<cpal::Host, String> {
+/// Why `--to audio` cannot play here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioError {
+    /// `--to audio:SOMETHING` that is not a known host.
+    UnknownHost { spec: String },
+    /// The host (JACK) is not available.
+    HostUnavailable { spec: String, host: &'static str, why: String },
+    /// No output device, or it cannot be opened.
+    NoDevice { spec: String, host: &'static str, why: String },
+    /// The device wants samples in a format the voice does not write.
+    UnsupportedFormat { spec: String, format: String },
+}
+
+impl std::fmt::Display for AudioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AudioError::UnknownHost { spec } => {
+                write!(f, "--to {spec}: write --to audio (the default sound device){}", jack_hint())
+            }
+            AudioError::HostUnavailable { spec, host, why } => {
+                write!(f, "--to {spec}: {host} is not available ({why}); is a {host} server running?")
+            }
+            AudioError::NoDevice { spec, host, why } => write!(
+                f,
+                "--to {spec}: no sound device here ({host}: {why}); render to a file instead with --to wav:FILE"
+            ),
+            AudioError::UnsupportedFormat { spec, format } => {
+                write!(f, "--to {spec}: the sound device wants {format} samples; organ writes f32 or i16")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AudioError {}
+
+fn host(which: &str, spec: &str) -> Result<cpal::Host, AudioError> {
     match which {
         "" => Ok(cpal::default_host()),
         #[cfg(all(feature = "jack", target_os = "linux"))]
-        "jack" => cpal::host_from_id(cpal::HostId::Jack)
-            .map_err(|e| format!("--to audio:jack: JACK is not available ({e}); is a JACK server running?")),
-        other => Err(format!("--to audio:{other}: write --to audio (the default sound device){}", jack_hint())),
+        "jack" => cpal::host_from_id(cpal::HostId::Jack).map_err(|e| AudioError::HostUnavailable {
+            spec: spec.to_string(),
+            host: "JACK",
+            why: e.to_string(),
+        }),
+        _ => Err(AudioError::UnknownHost { spec: spec.to_string() }),
     }
 }
 
@@ -58,24 +96,22 @@ fn jack_hint() -> &'static str {
 ///
 /// # Errors
 /// No sound device (one line that says so and suggests `--to wav:FILE`), or an unsupported one.
-pub fn open(which: &str) -> Result<AudioOutput, String> {
+pub fn open(which: &str) -> Result<AudioOutput, AudioError> {
     let which = which.trim().to_ascii_lowercase();
     let name = if which.is_empty() { "audio".to_string() } else { format!("audio:{which}") };
-    let host = host(&which)?;
+    let host = host(&which, &name)?;
     let alsa_lines = AlsaErrors::catch();
-    let no_device = |why: String| {
+    let no_device = |why: String| AudioError::NoDevice {
+        spec: name.clone(),
+        host: host.id().name(),
         // alsa-lib's own last word says more than cpal's ("Unknown PCM default").
-        let why = alsa_lines.last_line().map(|l| l.rsplit(": ").next().unwrap_or(&l).to_string()).unwrap_or(why);
-        format!(
-            "--to {name}: no sound device here ({}: {why}); render to a file instead with --to wav:FILE",
-            host.id().name()
-        )
+        why: alsa_lines.last_line().map(|l| l.rsplit(": ").next().unwrap_or(&l).to_string()).unwrap_or(why),
     };
     let device = host.default_output_device().ok_or_else(|| no_device("no output device".into()))?;
     let config = device.default_output_config().map_err(|e| no_device(e.to_string()))?;
     match config.sample_format() {
         cpal::SampleFormat::F32 | cpal::SampleFormat::I16 => {}
-        other => return Err(format!("--to {name}: the sound device wants {other} samples; organ writes f32 or i16")),
+        other => return Err(AudioError::UnsupportedFormat { spec: name, format: other.to_string() }),
     }
     Ok(AudioOutput { name, device, config, ring: None, stop: None, thread: None })
 }

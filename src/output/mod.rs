@@ -183,7 +183,7 @@ pub fn open(
             "--to {spec}: a WAV file is rendered offline by `organ play --to wav:FILE` on the command line, not here"
         )),
         #[cfg(feature = "audio")]
-        "audio" => Ok(Box::new(audio::open(arg)?)),
+        "audio" => Ok(Box::new(audio::open(arg).map_err(|e| e.to_string())?)),
         #[cfg(not(feature = "audio"))]
         "audio" => Err(format!(
             "--to {spec}: this build of organ has no sound output (built without the audio feature); use --to wav:FILE"
