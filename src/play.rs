@@ -308,7 +308,7 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     let (inputs, timeline) = make_plan(&c.plan)?;
     // `--to wav:FILE` is rendered offline by the built-in voice, before any real-time output
     // opens; with no other `--to`, that is all.
-    let to = render_wav_outputs(&c.to, &timeline, c.quiet)?;
+    let to = render_wav_outputs(&c.to, &inputs.score, &timeline, c.quiet)?;
     if to.is_empty() && !c.to.is_empty() {
         return Ok(0);
     }
@@ -499,8 +499,19 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
 ///
 /// # Errors
 /// A WAV file that cannot be written.
-fn render_wav_outputs(to: &[String], timeline: &Timeline, quiet: bool) -> Result<Vec<String>, Error> {
+fn render_wav_outputs(
+    to: &[String],
+    score: &crate::score::Score,
+    timeline: &Timeline,
+    quiet: bool,
+) -> Result<Vec<String>, Error> {
     let mut rest = Vec::new();
+    // With no real-time output after it, this is the only place to tell the plan's warnings.
+    if !quiet && !to.is_empty() && to.iter().all(|s| crate::voice::wav_path(s).is_some()) {
+        for w in crate::app::all_warnings(score, timeline) {
+            eprintln!("organ: warning: {w}");
+        }
+    }
     for spec in to {
         let Some(path) = crate::voice::wav_path(spec) else {
             rest.push(spec.clone());
