@@ -213,7 +213,7 @@ impl Synth {
             lfo: 0.0,
             limiter: 1.0,
             attack: coef(0.018),
-            release: coef(0.045),
+            release: coef(0.03),
             recover: coef(0.25),
         }
     }
@@ -407,7 +407,8 @@ impl Synth {
             v.env = env;
             v.phase = phase;
         }
-        self.voices.retain(|v| v.target > 0.0 || v.env > 1e-4);
+        // A released pipe is dropped at -60 dB of its own level (0.2 s after its key).
+        self.voices.retain(|v| v.target > 0.0 || v.env > 1e-3);
         // Limiter: instant attack, so no sample ever exceeds the ceiling.
         for o in out.iter_mut() {
             let a = o.abs() * self.limiter;
