@@ -1,5 +1,6 @@
-//! The SVG (and the HTML page around it) of a plan's picture. Every text from a file goes
-//! through [`esc`].
+//! The SVG (and the HTML page around it) of a plan's picture, written as text. Every text from a
+//! file goes through [`esc`]; nothing here adds script or loads anything from elsewhere. Runs on
+//! the control thread.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -104,7 +105,7 @@ pub fn write_html(t: &Timeline, markers: &[Marker], unplaced: &[String], out: &m
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
-         <title>{title}</title>\n<style>body{{font-family:sans-serif;margin:12px}} .roll{{overflow-x:auto}}</style>\n\
+         <title>{title}</title>\n<style>body{{font-family:sans-serif;margin:12px}} h1{{font-size:16px}} .roll{{overflow-x:auto}}</style>\n\
          </head>\n<body>\n<h1>{title}</h1>\n<div class=\"roll\">\n"
     );
     h.push_str(&svg(t, markers, unplaced));
