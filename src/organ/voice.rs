@@ -160,7 +160,38 @@ pub(crate) fn check(ctx: &Ctx, v: &VoiceFile) -> Result<VoiceSpec, ConfigError> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_footage;
+    use super::{Family, VoiceSpec, parse_footage};
+    use crate::organ::Organ;
+
+    fn organ(voice: &str) -> Result<Organ, String> {
+        let text = format!(
+            "name = \"T\"\n[division.great]\ncode = \"G\"\nchannel = 2\n[[stop]]\nname = \"Gt Hohlpfeife\"\ndivision = \"great\"\non = {{ note = 36, channel = 16 }}\n{voice}\n"
+        );
+        Organ::from_toml(&text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_voice_table_is_read_and_checked() {
+        let o = organ(r#"voice = { family = "flute", footage = "2 2/3", detune_cents = -4, level_db = -3 }"#).unwrap();
+        let v = o.controls[0].voice.clone().unwrap();
+        assert_eq!((v.family, v.detune_cents, v.level_db), (Some(Family::Flute), Some(-4.0), Some(-3.0)));
+        assert!((v.footage.unwrap() - 8.0 / 3.0).abs() < 1e-12);
+        let o = organ(r#"voice = { ranks = ["2", 1.333, "1"], harmonics = [1.0, 0.5] }"#).unwrap();
+        let v = o.controls[0].voice.clone().unwrap();
+        assert_eq!(v.ranks.as_ref().map(Vec::len), Some(3));
+        assert_eq!(v, VoiceSpec { ranks: v.ranks.clone(), harmonics: Some(vec![1.0, 0.5]), ..VoiceSpec::default() });
+        assert!(organ("").unwrap().controls[0].voice.is_none());
+        for (voice, want) in [
+            (r#"voice = { family = "bombarde" }"#, "t.toml:9:20: family = \"bombarde\": expected one of principal"),
+            (r#"voice = { footage = "III" }"#, "t.toml:9:21: a footage is a pipe length"),
+            (r#"voice = { harmonics = [2.0] }"#, "harmonics = [...]: 1 to 32 amplitudes from 0 to 1"),
+            (r#"voice = { detune_cents = 99.0 }"#, "detune_cents = 99 is out of range (-50 to 50)"),
+            (r#"voice = { pitch = 8 }"#, "unknown field `pitch`"),
+        ] {
+            let e = organ(voice).unwrap_err();
+            assert!(e.contains(want), "{voice}: {e}");
+        }
+    }
 
     #[test]
     fn footages() {
