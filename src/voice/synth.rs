@@ -483,6 +483,34 @@ on = { note = 80, channel = 16 }
         assert!(s.is_silent());
     }
 
+    /// Amplitude of `hz` in `x` (a plain DFT bin over whole seconds).
+    fn tone(x: &[f32], hz: f32) -> f32 {
+        let (mut re, mut im) = (0f64, 0f64);
+        for (i, &v) in x.iter().enumerate() {
+            let w = std::f64::consts::TAU * f64::from(hz) * i as f64 / 48_000.0;
+            re += f64::from(v) * w.cos();
+            im += f64::from(v) * w.sin();
+        }
+        (2.0 * (re * re + im * im).sqrt() / x.len() as f64) as f32
+    }
+
+    #[test]
+    fn the_voice_table_of_the_organ_definition_is_heard() {
+        let text = ORGAN.replace(
+            "on = { note = 36, channel = 16 }",
+            "on = { note = 36, channel = 16 }\nvoice = { footage = 4, family = \"stopped\" }",
+        );
+        let mut s = Synth::new(&OrganSound::of_organ(&Organ::from_toml(&text, "t.toml").unwrap()), 48_000);
+        s.apply(ConsoleEvent::Key { division: 0, key: 57, down: true }); // A3, 220 Hz
+        s.apply(ConsoleEvent::Control { id: 0, action: Action::On });
+        run(&mut s, 0.5);
+        let x = run(&mut s, 1.0);
+        // Named "Open Diapason 8", voiced as a stopped 4': 440 Hz and 1320 Hz, nothing at 220 or 880.
+        assert!(tone(&x, 440.0) > 0.02, "{}", tone(&x, 440.0));
+        assert!(tone(&x, 1320.0) > 0.002);
+        assert!(tone(&x, 220.0) < 1e-4 && tone(&x, 880.0) < 1e-4);
+    }
+
     #[test]
     fn the_tremulant_modulates() {
         let mut s = synth();
