@@ -205,7 +205,9 @@ pub fn render_wav(timeline: &Timeline, path: &Path) -> Result<Rendered, WavError
     let samples = render_with(timeline, SAMPLE_RATE, |b| {
         let mut w16 = w.get_i16_writer(b.len() as u32);
         for &s in b {
-            w16.write_sample((s * 32767.0).round().clamp(-32768.0, 32767.0) as i16);
+            // Rounded half away from zero; `as` saturates (the limiter keeps |s| < 0.9 anyway).
+            let v = s * 32767.0;
+            w16.write_sample((v + 0.5f32.copysign(v)) as i16);
         }
         w16.flush()
     })

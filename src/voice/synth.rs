@@ -96,6 +96,15 @@ impl Timbre {
 
 const FRAC_BITS: u32 = 32 - TABLE_BITS;
 
+/// `coef^0 ..= coef^BLOCK`.
+fn powers(coef: f32) -> Box<[f32; BLOCK + 1]> {
+    let mut p = Box::new([1.0f32; BLOCK + 1]);
+    for i in 1..=BLOCK {
+        p[i] = p[i - 1] * coef;
+    }
+    p
+}
+
 /// The table read between two entries.
 #[inline(always)]
 fn lerp(table: &[f32; TABLE + 1], phase: u32) -> f32 {
@@ -159,8 +168,11 @@ pub struct Synth {
     registration_dirty: bool,
     lfo: f32,
     limiter: f32,
-    attack: f32,
-    release: f32,
+    /// Powers 0..=BLOCK of the attack's and the release's per-sample factor: the envelope
+    /// `target + (env - target) * coef^i` is computed per sample without a chain from one
+    /// sample to the next.
+    attack: Box<[f32; BLOCK + 1]>,
+    release: Box<[f32; BLOCK + 1]>,
     recover: f32,
 }
 
@@ -212,8 +224,8 @@ impl Synth {
             registration_dirty: false,
             lfo: 0.0,
             limiter: 1.0,
-            attack: coef(0.018),
-            release: coef(0.03),
+            attack: powers(coef(0.018)),
+            release: powers(coef(0.03)),
             recover: coef(0.25),
         }
     }
@@ -383,7 +395,7 @@ impl Synth {
         let n = out.len();
         let lfo = (self.lfo * std::f32::consts::TAU).sin();
         self.lfo = (self.lfo + TREMULANT_HZ * n as f32 / self.rate).fract();
-        let (attack, release) = (self.attack, self.release);
+        let (attack, release) = (&self.attack, &self.release);
         for v in &mut self.voices {
             let sound = &self.sound[usize::from(v.division)];
             let (gain, inc) = if sound.tremulant {
@@ -392,22 +404,21 @@ impl Synth {
                 (MASTER, v.inc)
             };
             let table = &self.timbres[v.timbre as usize].bands[usize::from(v.band)];
-            let coef = if v.target > 0.0 { attack } else { release };
-            let (target, mut env, mut phase) = (v.target, v.env, v.phase);
-            if target > 0.0 && env > 0.9999 {
+            let pows = if v.target > 0.0 { attack } else { release };
+            let (target, env, phase) = (v.target, v.env, v.phase);
+            if target > 0.0 && env > 0.999 {
                 // Settled (most of the time): no envelope to follow.
                 v.phase = read(table, phase, inc, out, gain * env);
                 continue;
             }
-            for o in out.iter_mut() {
-                env = target + (env - target) * coef;
-                *o += lerp(table, phase) * env * gain;
-                phase = phase.wrapping_add(inc);
+            let d = env - target;
+            for ((i, o), p) in out.iter_mut().enumerate().zip(&pows[1..]) {
+                let e = target + d * p;
+                *o += lerp(table, phase.wrapping_add(inc.wrapping_mul(i as u32))) * e * gain;
             }
-            v.env = env;
-            v.phase = phase;
+            v.env = target + d * pows[n];
+            v.phase = phase.wrapping_add(inc.wrapping_mul(n as u32));
         }
-        // A released pipe is dropped at -60 dB of its own level (0.2 s after its key).
         self.voices.retain(|v| v.target > 0.0 || v.env > 1e-3);
         // Limiter: instant attack, so no sample ever exceeds the ceiling.
         for o in out.iter_mut() {
