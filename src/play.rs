@@ -308,7 +308,10 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     let (inputs, timeline) = make_plan(&c.plan)?;
     // `--to wav:FILE` is rendered offline by the built-in voice, before any real-time output
     // opens; with no other `--to`, that is all.
-    let to = render_wav_outputs(&c.to, &inputs.score, &timeline, c.quiet)?;
+    let to = match render_wav_outputs(&c.to, &inputs.score, &timeline, c.quiet)? {
+        AfterWav::Outputs(to) => to,
+        AfterWav::Interrupted(status) => return Ok(status),
+    };
     if to.is_empty() && !c.to.is_empty() {
         return Ok(0);
     }
@@ -494,8 +497,16 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     }
 }
 
+/// What is left after the `--to wav:` outputs are rendered.
+enum AfterWav {
+    /// The other `--to` values, to play in real time.
+    Outputs(Vec<String>),
+    /// A signal stopped the rendering: exit with this status.
+    Interrupted(Status),
+}
+
 /// Renders every `--to wav:FILE` with the built-in organ voice, offline; returns the other
-/// `--to` values.
+/// `--to` values. Ctrl-C stops it, leaving a valid file of what was rendered.
 ///
 /// # Errors
 /// A WAV file that cannot be written.
@@ -504,7 +515,7 @@ fn render_wav_outputs(
     score: &crate::score::Score,
     timeline: &Timeline,
     quiet: bool,
-) -> Result<Vec<String>, Error> {
+) -> Result<AfterWav, Error> {
     let mut rest = Vec::new();
     // With no real-time output after it, this is the only place to tell the plan's warnings.
     if !quiet && !to.is_empty() && to.iter().all(|s| crate::voice::wav_path(s).is_some()) {
@@ -518,7 +529,19 @@ fn render_wav_outputs(
             continue;
         };
         let started = Instant::now();
-        let r = crate::voice::render_wav(timeline, path).map_err(|e| Error::Io(e.to_string()))?;
+        let r = crate::voice::render_wav(timeline, path, || signal_received() != 0)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        if !r.complete {
+            if !quiet {
+                eprintln!(
+                    "organ: interrupted: {} holds the first {:.1} s of {}",
+                    path.display(),
+                    r.seconds(),
+                    timeline.duration
+                );
+            }
+            return Ok(AfterWav::Interrupted(128 + signal_received()));
+        }
         if !quiet {
             let took = started.elapsed().as_secs_f64();
             eprintln!(
@@ -532,7 +555,7 @@ fn render_wav_outputs(
             );
         }
     }
-    Ok(rest)
+    Ok(AfterWav::Outputs(rest))
 }
 
 /// When the first message was sent, from the start of the process.

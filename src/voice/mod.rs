@@ -180,6 +180,8 @@ pub fn render(timeline: &Timeline, sample_rate: u32) -> Vec<f32> {
 pub struct Rendered {
     pub samples: u64,
     pub sample_rate: u32,
+    /// False when `stop` ended the rendering early (the file holds what was rendered so far).
+    pub complete: bool,
 }
 
 impl Rendered {
@@ -189,11 +191,12 @@ impl Rendered {
 }
 
 /// Renders `timeline` into a 16-bit mono WAV file at [`SAMPLE_RATE`], offline, as fast as the
-/// machine allows.
+/// machine allows. `stop` is asked between blocks (a few thousand times a second of audio);
+/// when it says so, the file is closed with what was rendered so far.
 ///
 /// # Errors
 /// The file cannot be created or written.
-pub fn render_wav(timeline: &Timeline, path: &Path) -> Result<Rendered, WavError> {
+pub fn render_wav(timeline: &Timeline, path: &Path, stop: impl Fn() -> bool) -> Result<Rendered, WavError> {
     let err = |error| WavError { path: path.to_path_buf(), error };
     let spec = hound::WavSpec {
         channels: 1,
@@ -202,16 +205,25 @@ pub fn render_wav(timeline: &Timeline, path: &Path) -> Result<Rendered, WavError
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
-    let samples = render_with(timeline, SAMPLE_RATE, |b| {
+    let mut written = 0u64;
+    let result = render_with(timeline, SAMPLE_RATE, |b| {
+        if stop() {
+            return Err(None);
+        }
         let mut w16 = w.get_i16_writer(b.len() as u32);
         for &s in b {
             // Rounded half away from zero; `as` saturates (the limiter keeps |s| < 0.9 anyway).
             let v = s * 32767.0;
             w16.write_sample((v + 0.5f32.copysign(v)) as i16);
         }
-        w16.flush()
-    })
-    .map_err(err)?;
+        written += b.len() as u64;
+        w16.flush().map_err(Some)
+    });
+    let complete = match result {
+        Ok(_) => true,
+        Err(None) => false,
+        Err(Some(e)) => return Err(err(e)),
+    };
     w.finalize().map_err(err)?;
-    Ok(Rendered { samples, sample_rate: SAMPLE_RATE })
+    Ok(Rendered { samples: written, sample_rate: SAMPLE_RATE, complete })
 }

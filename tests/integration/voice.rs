@@ -188,6 +188,36 @@ fn organ_play_to_wav_writes_what_the_library_renders() {
 }
 
 #[test]
+fn ctrl_c_stops_a_long_rendering_and_leaves_a_valid_file() {
+    let dir = scratch("voice-interrupt");
+    let wav = dir.join("long.wav");
+    // 99 verses of BWV 643: 100 minutes of audio, far more than the test waits for.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_organ"))
+        .args(["play", "scores/bwv643.mid", "--verses", "99", "--to", &format!("wav:{}", wav.display())])
+        .current_dir(crate::support::repo_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the file has audio in it, then Ctrl-C.
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&wav).map_or(0, |m| m.len()) < 100_000 {
+        assert!(started.elapsed().as_secs() < 60, "nothing rendered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let signalled = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(signalled.elapsed().as_secs_f64() < 2.0, "took {:?} to stop", signalled.elapsed());
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("organ: interrupted: ") && stderr.contains("holds the first"), "{stderr}");
+    let r = hound::WavReader::open(&wav).expect("a valid WAV file");
+    let seconds = f64::from(r.duration()) / f64::from(voice::SAMPLE_RATE);
+    assert!(seconds > 1.0 && seconds < 5000.0, "{seconds} s");
+}
+
+#[test]
 fn organ_play_to_audio_without_a_sound_device_is_one_line() {
     if Path::new("/dev/snd").exists() {
         eprintln!("SKIPPED: this machine has a sound device (/dev/snd), so --to audio would play");
