@@ -191,6 +191,7 @@ fn organ_play_to_wav_writes_what_the_library_renders() {
 fn ctrl_c_stops_a_long_rendering_and_leaves_a_valid_file() {
     let dir = scratch("voice-interrupt");
     let wav = dir.join("long.wav");
+    let _ = std::fs::remove_file(&wav); // a file left by an earlier run would be seen at once
     // 99 verses of BWV 643: 100 minutes of audio, far more than the test waits for.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_organ"))
         .args(["play", "scores/bwv643.mid", "--verses", "99", "--to", &format!("wav:{}", wav.display())])
