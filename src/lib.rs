@@ -26,11 +26,15 @@
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 //! - [`voice`]: the built-in organ voice (`--to wav:FILE`, `--to audio`).
 //! - [`picture`]: the plan as a picture (`organ plan --format svg|html`).
+//! - [`input`]: MIDI from the console (midir ports, JACK) on its own thread, timestamped on
+//!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`, and `organ record`
+//!   (a journal written as it goes, takes made from it, recovered after a crash).
 
 pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod grandorgue;
+pub mod input;
 pub mod midi;
 pub mod organ;
 pub mod output;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use super::{
     EXACT_ZERO, Gap, PlanError, PlanOptions, SectionKind, Segment, StartOverride, Timeline, assignment, exact_add,
-    plan_segments,
+    no_such_beat, past_the_end, plan_segments,
 };
 use crate::midi::Micros;
 use crate::organ::registration::At;
@@ -311,198 +311,19 @@ pub fn plan_hymn(
     hymn: &HymnOptions,
 ) -> Result<Timeline, PlanError> {
     if opts.from.is_some() || opts.until.is_some() {
-        return Err(PlanError::new(
-            "--from and --until play part of a score once; they cannot be combined with hymn options (verses, play-over, amen…)",
-        ));
+        return Err(PlanError::HymnWithRange);
     }
     let verses = hymn.verses.unwrap_or(1);
     if verses == 0 || verses > MAX_VERSES {
-        return Err(PlanError::new(format!("verses = {verses}: a hymn has 1 to {MAX_VERSES} verses")));
+        return Err(PlanError::Verses { verses });
     }
     let assign = assignment(score, organ, registration, opts)?;
-    let music_end = score.last_note_end();
-    let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
-    let bar_start = |bar: u32| -> u64 { score.meter.bar_start(bar).unwrap_or(music_end).min(music_end) };
-    let check_bars = |what: &str, a: u32, b: u32, last: u32| -> Result<(), PlanError> {
-        if b > last {
-            return Err(PlanError::new(format!(
-                "{what} {a}-{b}: {} has {last} bar(s){}",
-                score.name,
-                if what == "play-over" { " in a verse" } else { "" }
-            )));
-        }
-        Ok(())
-    };
-
-    // The verse: the whole score, or up to the amen's first bar.
-    let (verse_limit, amen_in_file) = match &hymn.amen {
-        Some(Amen::Bars(a, b)) => {
-            check_bars("amen", *a, *b, last_bar)?;
-            if *a < 2 {
-                return Err(PlanError::new(format!(
-                    "amen {a}-{b}: the amen comes after the verse, so it starts at bar 2 or later"
-                )));
-            }
-            let from = bar_start(*a);
-            let until = if *b >= last_bar { music_end } else { bar_start(b + 1) };
-            (from, Some((from, last_sound(score, &assign, from, until))))
-        }
-        _ => (music_end, None),
-    };
-    let verse_until = last_sound(score, &assign, 0, verse_limit);
-    if verse_until == 0 {
-        return Err(PlanError::new(format!("{}: no notes before the amen", score.name)));
-    }
-    let verse_last_bar = score.meter.position(verse_limit.saturating_sub(1)).bar;
-    let play_over = match hymn.play_over.unwrap_or(Bars::None) {
-        Bars::None => None,
-        Bars::All => Some((0, verse_until)),
-        Bars::Range(a, b) => {
-            check_bars("play-over", a, b, verse_last_bar)?;
-            let from = bar_start(a);
-            let to = if b >= verse_last_bar { verse_limit } else { bar_start(b + 1) };
-            let until = last_sound(score, &assign, from, to);
-            if until <= from {
-                return Err(PlanError::new(format!("play-over {a}-{b}: no notes in those bars")));
-            }
-            Some((from, until))
-        }
-    };
-
-    // The speed factor on times (as the segment planner computes it), for holds in seconds.
-    let factor = opts.speed.time_factor(score.tempo.us_per_quarter_at(0));
-
-    // Fermatas: (tick where the delay goes, hold as score time, wait).
-    let fermata = hymn.fermata.unwrap_or(DEFAULT_FERMATA);
-    let mut fermatas: Vec<(u64, ExactTime)> = Vec::new();
-    let mut fermata_waits: Vec<u64> = Vec::new();
-    for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
-        if bar > last_bar {
-            return Err(PlanError::new(format!("fermata {bar}:{beat}: {} has {last_bar} bars", score.name)));
-        }
-        let f = score.meter.tick_of(bar, beat).ok_or_else(|| {
-            let (n, _) = score.meter.signature_at(score.meter.bar_start(bar).unwrap_or(0));
-            PlanError::new(format!("fermata {bar}:{beat}: bar {bar} has {n} beats"))
-        })?;
-        let at = fermata_end(score, &assign, f);
-        if let Some(h) = fermata.hold {
-            let g = length_at(score, f, h);
-            // A hold in seconds is clock time: turn it into the score time the speed maps onto it.
-            let t = exact_add(g.scaled, ExactTime { num: u128::from(g.fixed.0) * factor.1, den: factor.0 });
-            fermatas.push((at, t));
-        }
-        if fermata.wait {
-            fermata_waits.push(at);
-        }
-    }
-    fermatas.sort_by_key(|f| f.0);
-    fermata_waits.sort_unstable();
-    fermata_waits.dedup();
-
-    let gap_after = |sc: &Score, until: u64| -> Gap {
-        match hymn.gap {
-            None => Gap::default(),
-            Some(len) => length_at(sc, until.saturating_sub(1), len),
-        }
-    };
-    let override_for = |number: u16| -> Option<StartOverride> {
-        let v = hymn.verse_registrations.iter().find(|v| v.number == number);
-        let o = StartOverride {
-            preset: v.and_then(|v| v.preset).or(hymn.preset),
-            on: v.map(|v| v.on.clone()).unwrap_or_default(),
-            off: v.map(|v| v.off.clone()).unwrap_or_default(),
-        };
-        (o != StartOverride::default()).then_some(o)
-    };
-    let in_range = |ticks: &[(u64, ExactTime)], from: u64, until: u64| -> Vec<(u64, ExactTime)> {
-        ticks.iter().filter(|h| h.0 > from && h.0 <= until).copied().collect()
-    };
-
-    let mut segments: Vec<Segment> = Vec::new();
-    // (score, tick) where the previous section ended: the gap is measured in its beats.
-    let mut prev_end: Option<(&Score, u64)> = None;
-    if let Some((from, until)) = play_over {
-        segments.push(Segment {
-            score,
-            assignment: assign.clone(),
-            registration,
-            from,
-            until,
-            gap_before: Gap::default(),
-            holds: in_range(&fermatas, from, until),
-            waits: Vec::new(),
-            carry_registration: false,
-            start_override: override_for(0),
-            kind: SectionKind::PlayOver,
-            verse: 0,
-            verses,
-        });
-        prev_end = Some((score, until));
-    }
-    for v in 1..=verses {
-        let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
-        segments.push(Segment {
-            score,
-            assignment: assign.clone(),
-            registration,
-            from: 0,
-            until: verse_until,
-            gap_before,
-            holds: in_range(&fermatas, 0, verse_until),
-            waits: fermata_waits.iter().copied().filter(|&w| w > 0 && w <= verse_until).collect(),
-            carry_registration: false,
-            start_override: override_for(v),
-            kind: SectionKind::Verse,
-            verse: v,
-            verses,
-        });
-        prev_end = Some((score, verse_until));
-    }
-    let amen_assign;
-    match (&hymn.amen, amen_in_file, amen_score) {
-        (Some(Amen::Bars(..)), Some((from, until)), _) => {
-            let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
-            segments.push(Segment {
-                score,
-                assignment: assign.clone(),
-                registration,
-                from,
-                until,
-                gap_before,
-                holds: in_range(&fermatas, from, until),
-                waits: fermata_waits.iter().copied().filter(|&w| w > from && w <= until).collect(),
-                carry_registration: true,
-                start_override: None,
-                kind: SectionKind::Amen,
-                verse: 0,
-                verses,
-            });
-        }
-        (Some(Amen::File(path)), _, amen) => {
-            let amen = amen.ok_or_else(|| {
-                PlanError::new(format!("amen = \"{}\": the amen file was not loaded", path.display()))
-            })?;
-            amen_assign = assignment(amen, organ, registration, opts)
-                .map_err(|e| PlanError::new(format!("amen file {}: {e}", amen.name)))?;
-            let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
-            let until = amen.last_note_end();
-            segments.push(Segment {
-                score: amen,
-                assignment: amen_assign.clone(),
-                registration: None,
-                from: 0,
-                until,
-                gap_before,
-                holds: Vec::new(),
-                waits: Vec::new(),
-                carry_registration: true,
-                start_override: None,
-                kind: SectionKind::Amen,
-                verse: 0,
-                verses,
-            });
-        }
-        _ => {}
+    let bars = HymnBars::new(score, &assign, hymn)?;
+    let fermatas = Fermatas::new(score, &assign, hymn, opts)?;
+    let unroll = Unroll { score, assign, registration, hymn, verses, bars, fermatas };
+    let mut segments = unroll.play_over_and_verses();
+    if let Some(amen) = unroll.amen(amen_score, organ, opts)? {
+        segments.push(amen);
     }
     let mut t = plan_segments(organ, opts, &segments, score)?;
     for v in &hymn.verse_registrations {
@@ -510,11 +331,251 @@ pub fn plan_hymn(
             t.warnings
                 .push(format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number));
         }
-        if v.number == 0 && play_over.is_none() {
+        if v.number == 0 && unroll.bars.play_over.is_none() {
             t.warnings.push("the registration for the play-over (verse 0) is not used: there is no play-over".into());
         }
     }
     Ok(t)
+}
+
+/// The stretches of the score a hymn plays, in ticks.
+struct HymnBars {
+    /// The verse ends here: its last sound before the amen's bars (or the end of the score).
+    verse_until: u64,
+    /// The play-over's first tick and last sound.
+    play_over: Option<(u64, u64)>,
+    /// The amen's bars at the end of the score: first tick and last sound.
+    amen: Option<(u64, u64)>,
+}
+
+impl HymnBars {
+    /// The verse is the whole score, or the score up to the amen's first bar.
+    ///
+    /// # Errors
+    /// Bars after the end of the score (the play-over: of the verse), amen bars that leave no
+    /// verse, play-over bars without notes.
+    fn new(score: &Score, assign: &[Option<usize>], hymn: &HymnOptions) -> Result<HymnBars, PlanError> {
+        let music_end = score.last_note_end();
+        let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
+        let bar_start = |bar: u32| -> u64 { score.meter.bar_start(bar).unwrap_or(music_end).min(music_end) };
+        let check_bars = |what: &'static str, first: u32, last: u32, bars: u32| -> Result<(), PlanError> {
+            if last > bars {
+                return Err(PlanError::BarsPastTheEnd { what, first, last, score: score.name.clone(), bars });
+            }
+            Ok(())
+        };
+        let (verse_limit, amen) = match &hymn.amen {
+            Some(Amen::Bars(a, b)) => {
+                check_bars("amen", *a, *b, last_bar)?;
+                if *a < 2 {
+                    return Err(PlanError::AmenAtStart { first: *a, last: *b });
+                }
+                let from = bar_start(*a);
+                let until = if *b >= last_bar { music_end } else { bar_start(b + 1) };
+                (from, Some((from, last_sound(score, assign, from, until))))
+            }
+            _ => (music_end, None),
+        };
+        let verse_until = last_sound(score, assign, 0, verse_limit);
+        if verse_until == 0 {
+            return Err(PlanError::NoVerse { score: score.name.clone() });
+        }
+        let verse_last_bar = score.meter.position(verse_limit.saturating_sub(1)).bar;
+        let play_over = match hymn.play_over.unwrap_or(Bars::None) {
+            Bars::None => None,
+            Bars::All => Some((0, verse_until)),
+            Bars::Range(a, b) => {
+                check_bars("play-over", a, b, verse_last_bar)?;
+                let from = bar_start(a);
+                let to = if b >= verse_last_bar { verse_limit } else { bar_start(b + 1) };
+                let until = last_sound(score, assign, from, to);
+                if until <= from {
+                    return Err(PlanError::EmptyPlayOver { first: a, last: b });
+                }
+                Some((from, until))
+            }
+        };
+        Ok(HymnBars { verse_until, play_over, amen })
+    }
+}
+
+/// The hymn's fermatas: where a hold delays the rest, and where the plan waits.
+struct Fermatas {
+    /// (tick where the delay goes, hold as score time), sorted by tick.
+    holds: Vec<(u64, ExactTime)>,
+    /// Ticks where the plan waits for the operator, sorted, once each.
+    waits: Vec<u64>,
+}
+
+impl Fermatas {
+    /// Each fermata takes effect at the end of the chord it is over ([`fermata_end`]); a hold in
+    /// seconds becomes the score time the plan's speed maps onto it.
+    ///
+    /// # Errors
+    /// A fermata after the last bar, or on a beat its bar does not have.
+    fn new(
+        score: &Score,
+        assign: &[Option<usize>],
+        hymn: &HymnOptions,
+        opts: &PlanOptions,
+    ) -> Result<Fermatas, PlanError> {
+        let last_bar = score.meter.position(score.last_note_end().saturating_sub(1)).bar;
+        // The speed factor on times (as the segment planner computes it), for holds in seconds.
+        let factor = opts.speed.time_factor(score.tempo.us_per_quarter_at(0));
+        let fermata = hymn.fermata.unwrap_or(DEFAULT_FERMATA);
+        let mut holds: Vec<(u64, ExactTime)> = Vec::new();
+        let mut waits: Vec<u64> = Vec::new();
+        for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
+            if bar > last_bar {
+                return Err(past_the_end(score, "fermata", format!("{bar}:{beat}"), last_bar));
+            }
+            let f = score
+                .meter
+                .tick_of(bar, beat)
+                .ok_or_else(|| no_such_beat(score, "fermata", format!("{bar}:{beat}"), bar))?;
+            let at = fermata_end(score, assign, f);
+            if let Some(h) = fermata.hold {
+                let g = length_at(score, f, h);
+                let t = exact_add(g.scaled, ExactTime { num: u128::from(g.fixed.0) * factor.1, den: factor.0 });
+                holds.push((at, t));
+            }
+            if fermata.wait {
+                waits.push(at);
+            }
+        }
+        holds.sort_by_key(|f| f.0);
+        waits.sort_unstable();
+        waits.dedup();
+        Ok(Fermatas { holds, waits })
+    }
+
+    /// The holds in `(from, until]`.
+    fn holds_in(&self, from: u64, until: u64) -> Vec<(u64, ExactTime)> {
+        self.holds.iter().filter(|h| h.0 > from && h.0 <= until).copied().collect()
+    }
+
+    /// The waits in `(from, until]`.
+    fn waits_in(&self, from: u64, until: u64) -> Vec<u64> {
+        self.waits.iter().copied().filter(|&w| w > from && w <= until).collect()
+    }
+}
+
+/// Everything needed to lay a hymn out as segments.
+struct Unroll<'a> {
+    score: &'a Score,
+    assign: Vec<Option<usize>>,
+    registration: Option<&'a Registration>,
+    hymn: &'a HymnOptions,
+    verses: u16,
+    bars: HymnBars,
+    fermatas: Fermatas,
+}
+
+impl<'a> Unroll<'a> {
+    /// The gap after a section of `score` that ends at `until`: in the beats there, or clock time.
+    fn gap_after(&self, score: &Score, until: u64) -> Gap {
+        match self.hymn.gap {
+            None => Gap::default(),
+            Some(len) => length_at(score, until.saturating_sub(1), len),
+        }
+    }
+
+    /// The registration verse `number` (0: the play-over) starts with on top of the chased one:
+    /// its `[[verse]]` entry, else the hymn's preset.
+    fn override_for(&self, number: u16) -> Option<StartOverride> {
+        let v = self.hymn.verse_registrations.iter().find(|v| v.number == number);
+        let o = StartOverride {
+            preset: v.and_then(|v| v.preset).or(self.hymn.preset),
+            on: v.map(|v| v.on.clone()).unwrap_or_default(),
+            off: v.map(|v| v.off.clone()).unwrap_or_default(),
+        };
+        (o != StartOverride::default()).then_some(o)
+    }
+
+    /// A section of the hymn's own score, from `from` to `until`.
+    fn section(&self, kind: SectionKind, verse: u16, (from, until): (u64, u64), gap_before: Gap) -> Segment<'a> {
+        Segment {
+            score: self.score,
+            assignment: self.assign.clone(),
+            registration: self.registration,
+            from,
+            until,
+            gap_before,
+            holds: self.fermatas.holds_in(from, until),
+            waits: Vec::new(),
+            carry_registration: false,
+            start_override: None,
+            kind,
+            verse,
+            verses: self.verses,
+        }
+    }
+
+    /// The play-over (holds, no waits, its own registration as verse 0), then the verses (holds,
+    /// waits, their own registrations), each after the gap.
+    fn play_over_and_verses(&self) -> Vec<Segment<'a>> {
+        let mut segments = Vec::new();
+        if let Some(range) = self.bars.play_over {
+            let mut s = self.section(SectionKind::PlayOver, 0, range, Gap::default());
+            s.start_override = self.override_for(0);
+            segments.push(s);
+        }
+        let verse_until = self.bars.verse_until;
+        for v in 1..=self.verses {
+            let gap_before = match segments.last() {
+                Some(previous) => self.gap_after(self.score, previous.until),
+                None => Gap::default(),
+            };
+            let mut s = self.section(SectionKind::Verse, v, (0, verse_until), gap_before);
+            s.waits = self.fermatas.waits_in(0, verse_until);
+            s.start_override = self.override_for(v);
+            segments.push(s);
+        }
+        segments
+    }
+
+    /// The amen after the last verse, carrying on its registration: bars at the end of the
+    /// score (with their fermatas), or a file played whole with the hymn's layout.
+    ///
+    /// # Errors
+    /// An amen file that was not loaded, or whose parts the layout does not fit.
+    fn amen(
+        &self,
+        amen_score: Option<&'a Score>,
+        organ: &Organ,
+        opts: &PlanOptions,
+    ) -> Result<Option<Segment<'a>>, PlanError> {
+        let gap_before = self.gap_after(self.score, self.bars.verse_until);
+        match (&self.hymn.amen, self.bars.amen) {
+            (Some(Amen::Bars(..)), Some((from, until))) => {
+                let mut s = self.section(SectionKind::Amen, 0, (from, until), gap_before);
+                s.waits = self.fermatas.waits_in(from, until);
+                s.carry_registration = true;
+                Ok(Some(s))
+            }
+            (Some(Amen::File(path)), _) => {
+                let amen = amen_score.ok_or_else(|| PlanError::AmenNotLoaded { path: path.clone() })?;
+                let assignment = assignment(amen, organ, self.registration, opts)
+                    .map_err(|e| PlanError::AmenFile { score: amen.name.clone(), error: Box::new(e) })?;
+                Ok(Some(Segment {
+                    score: amen,
+                    assignment,
+                    registration: None,
+                    from: 0,
+                    until: amen.last_note_end(),
+                    gap_before,
+                    holds: Vec::new(),
+                    waits: Vec::new(),
+                    carry_registration: true,
+                    start_override: None,
+                    kind: SectionKind::Amen,
+                    verse: 0,
+                    verses: self.verses,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A small hymn made for tests (engine tests use it too): 4/4 at 120 bpm, PPQ 480, verse bars

@@ -278,7 +278,7 @@ fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> 
     };
     let speed = match (&it.tempo, &it.bpm) {
         (Some(_), Some(b)) => return Err(cfg(b.span(), "give tempo or bpm, not both".into())),
-        (Some(t), None) => Speed::parse_tempo(t.get_ref()).map_err(|e| cfg(t.span(), e))?,
+        (Some(t), None) => Speed::parse_tempo(t.get_ref()).map_err(|e| cfg(t.span(), e.to_string()))?,
         (None, Some(b)) if (10.0..=400.0).contains(b.get_ref()) => Speed::Bpm(*b.get_ref()),
         (None, Some(b)) => return Err(cfg(b.span(), format!("bpm = {}: use 10 to 400", b.get_ref()))),
         (None, None) => Speed::AsWritten,

@@ -5,19 +5,27 @@
 //!   independent tempo-map computation, and plans without a broken invariant.
 //! - [`tempo`]: exactness over two hours of odd tempi, SMPTE divisions.
 //! - [`damaged`]: damaged files are refused with the right error and never panic.
+//! - [`plan_pin`]: `organ plan` byte for byte against golden files (every score, a few option
+//!   combinations); regenerate with `ORGAN_PIN_REGENERATE=1` when a change is intended.
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
+//! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
 
 mod cli;
 mod corpus;
 mod damaged;
+#[allow(dead_code)] // parse_plan is for the JACK test
+#[path = "../support/performance.rs"]
+mod performance;
 mod picture;
+mod plan_pin;
 mod planner;
 mod play;
 mod props;
+mod record;
 mod support;
 mod tempo;
 mod voice;

@@ -1,0 +1,220 @@
+//! A stage of the planner (listed in `plan`), the keys: every note of every played part becomes a key of its
+//! division, transposed and brought into the keyboard's compass, and the keys of each division
+//! are merged so that the organ gets one note-on and one note-off per pipe.
+//!
+//! Compass: a part written an octave (or more) outside the compass, as a 16' pedal line often
+//! is, moves as a whole (decided once per score and part), so that its line is kept; only the
+//! notes that still stick out are folded by octaves. One pipe per key: when parts of one
+//! division hold the same key, the key goes down with the first and up with the last. Pure;
+//! runs on the control thread while planning.
+
+use super::messages::{Messages, Order};
+use super::time::TimeMap;
+use super::{Event, Kind, Msg, NONE_U16, Segment, key_name};
+use crate::midi::{Micros, ShortMsg};
+use crate::organ::Organ;
+use crate::score::{Part, Score};
+
+/// One key event of a division before merging.
+#[derive(Clone, Copy)]
+struct KeyEvent {
+    /// The segment it belongs to (segments follow each other in time).
+    seg: u16,
+    tick: u64,
+    on: bool,
+    key: u8,
+    velocity: u8,
+    part: u16,
+}
+
+/// The key events of every division, before merging.
+pub(crate) struct Keys {
+    per_division: Vec<Vec<KeyEvent>>,
+    /// Notes folded into the compass, per division.
+    folded: Vec<usize>,
+    /// Notes on and off at the same tick, left out.
+    zero_length: usize,
+}
+
+/// How many semitones a part moves so that as many of its notes as possible (the fewest octaves
+/// away, on a tie) lie in the compass `lo..=hi` after `transpose`.
+fn octave_shift(part: &Part, (lo, hi): (u8, u8), transpose: i32) -> i32 {
+    let outside = |shift: i32| {
+        part.notes
+            .iter()
+            .filter(|n| !(i32::from(lo)..=i32::from(hi)).contains(&(i32::from(n.key) + transpose + shift)))
+            .count()
+    };
+    [0, 12, -12, 24, -24, 36, -36].into_iter().min_by_key(|&s| (outside(s), s.abs())).unwrap_or(0)
+}
+
+/// `key` folded by octaves into `lo..=hi`.
+fn fold(mut key: i32, (lo, hi): (u8, u8)) -> i32 {
+    while key < i32::from(lo) {
+        key += 12;
+    }
+    while key > i32::from(hi) {
+        key -= 12;
+    }
+    key
+}
+
+impl Keys {
+    /// The keys of every segment's played parts, transposed by `transpose` semitones. A part
+    /// moved by octaves adds a warning (naming the file when it is not `main`).
+    pub fn collect(
+        organ: &Organ,
+        segments: &[Segment],
+        transpose: i32,
+        main: &Score,
+        warnings: &mut Vec<String>,
+    ) -> Keys {
+        let mut keys = Keys {
+            per_division: vec![Vec::new(); organ.divisions.len()],
+            folded: vec![0; organ.divisions.len()],
+            zero_length: 0,
+        };
+        // Octave shifts are decided once per score and part.
+        let mut seen_scores: Vec<*const Score> = Vec::new();
+        let mut shifts: Vec<(*const Score, usize, i32)> = Vec::new();
+        for (s, seg) in segments.iter().enumerate() {
+            let score = seg.score;
+            let first_time = !seen_scores.contains(&(score as *const Score));
+            if first_time {
+                seen_scores.push(score as *const Score);
+            }
+            for (p, part) in score.parts.iter().enumerate() {
+                if first_time {
+                    keys.zero_length += part.notes.iter().filter(|n| n.start == n.end).count()
+                        * usize::from(seg.assignment[p].is_some());
+                }
+                let Some(d) = seg.assignment[p] else { continue };
+                let compass = organ.divisions[d].compass;
+                let shift = match shifts.iter().find(|x| std::ptr::eq(x.0, score) && x.1 == p) {
+                    Some(x) => x.2,
+                    None => {
+                        let shift = octave_shift(part, compass, transpose);
+                        if shift != 0 {
+                            warnings.push(moved_part_warning(score, main, part, &organ.divisions[d].name, shift));
+                        }
+                        shifts.push((score as *const Score, p, shift));
+                        shift
+                    }
+                };
+                keys.add_part(s, seg, part, d, compass, transpose + shift);
+            }
+        }
+        keys
+    }
+
+    /// The notes of `part` inside segment `s`, on division `d`.
+    fn add_part(&mut self, s: usize, seg: &Segment, part: &Part, d: usize, compass: (u8, u8), transpose: i32) {
+        let out = &mut self.per_division[d];
+        for n in &part.notes {
+            let start = n.start.max(seg.from);
+            let end = n.end.min(seg.until);
+            if n.start == n.end || start >= end {
+                continue;
+            }
+            let mut key = i32::from(n.key) + transpose;
+            if key < i32::from(compass.0) || key > i32::from(compass.1) {
+                self.folded[d] += 1;
+                key = fold(key, compass);
+            }
+            let key = key as u8;
+            let (seg, part) = (s as u16, part.number as u16);
+            out.push(KeyEvent { seg, tick: start, on: true, key, velocity: n.velocity, part });
+            out.push(KeyEvent { seg, tick: end, on: false, key, velocity: 0, part });
+        }
+    }
+
+    /// The note-ons and note-offs, one per pipe, at their plan times; warnings for merged and
+    /// folded notes (per division) and left-out zero-length notes. Returns the time of the last
+    /// note-off (`origin` when there is none).
+    pub fn merge(
+        mut self,
+        organ: &Organ,
+        time: &TimeMap,
+        origin: u64,
+        out: &mut Messages,
+        warnings: &mut Vec<String>,
+    ) -> u64 {
+        let mut last_note_t = origin;
+        for (d, evs) in self.per_division.iter_mut().enumerate() {
+            evs.sort_unstable_by_key(|e| (e.seg, e.tick, e.on, e.key, e.part));
+            let division = &organ.divisions[d];
+            let ch = division.channel;
+            let mut depth = [0u32; 128];
+            let mut merged = 0usize;
+            for e in evs.iter() {
+                let k = usize::from(e.key);
+                let t = time.time(usize::from(e.seg), e.tick);
+                if e.on {
+                    if depth[k] == 0 {
+                        let msg = ShortMsg::note_on(ch, e.key, e.velocity.max(1));
+                        out.push(Order::NoteOn, note_event(t, msg, Kind::NoteOn, d, e));
+                    } else {
+                        merged += 1;
+                    }
+                    depth[k] += 1;
+                } else {
+                    depth[k] -= 1;
+                    if depth[k] == 0 {
+                        out.push(Order::NoteOff, note_event(t, ShortMsg::note_off(ch, e.key), Kind::NoteOff, d, e));
+                        last_note_t = last_note_t.max(t);
+                    }
+                }
+            }
+            debug_assert!(depth.iter().all(|&x| x == 0));
+            if merged > 0 {
+                warnings.push(format!(
+                    "{}: {merged} note(s) struck while the same key was already down were merged (one pipe per key)",
+                    division.name
+                ));
+            }
+            if self.folded[d] > 0 {
+                let (lo, hi) = division.compass;
+                warnings.push(format!(
+                    "{}: {} note(s) outside the compass {}-{} were folded by octaves into it",
+                    division.name,
+                    self.folded[d],
+                    key_name(lo),
+                    key_name(hi)
+                ));
+            }
+        }
+        if self.zero_length > 0 {
+            warnings
+                .push(format!("{} zero-length note(s) (on and off at the same tick) were left out", self.zero_length));
+        }
+        last_note_t
+    }
+}
+
+/// "part 5 lies below the pedal compass; it is played 1 octave higher".
+fn moved_part_warning(score: &Score, main: &Score, part: &Part, division: &str, shift: i32) -> String {
+    let octaves = shift.abs() / 12;
+    format!(
+        "{}part {} lies {} the {} compass; it is played {} octave{} {}",
+        if std::ptr::eq(score, main) { String::new() } else { format!("{}: ", score.name) },
+        part.number,
+        if shift > 0 { "below" } else { "above" },
+        division,
+        octaves,
+        if octaves == 1 { "" } else { "s" },
+        if shift > 0 { "higher" } else { "lower" }
+    )
+}
+
+fn note_event(t: u64, msg: ShortMsg, kind: Kind, division: usize, e: &KeyEvent) -> Event {
+    Event {
+        t: Micros(t),
+        msg: Msg::Short(msg),
+        kind,
+        division: division as u8,
+        control: NONE_U16,
+        part: e.part,
+        tick: e.tick,
+        section: e.seg,
+    }
+}

@@ -1,0 +1,211 @@
+//! A stage of the planner (listed in `plan`), stop scheduling: the registration messages, timed.
+//!
+//! Solenoids need time, so stop messages are never sent together with the notes: the setup
+//! (cancel, then the starting registration) goes one message every `stop_pace_ms` from time 0
+//! and the music starts `stop_lead_ms` after its last message; a change during the piece goes
+//! its offs then its ons, paced, ending `stop_lead_ms` before the notes that need it, but never
+//! closer than the pace to the change before (then it is late, and a warning says so). Pure;
+//! runs on the control thread while planning.
+
+use super::controls::OrganMessages;
+use super::drawn::{Drawn, DrawnSchedule};
+use super::messages::{Messages, Order};
+use super::time::TimeMap;
+use super::{Event, Kind, NONE_U8, NONE_U16, RegistrationState, Segment};
+use crate::midi::Micros;
+use crate::organ::{ControlId, Organ};
+
+/// Times registration messages with the organ's lead and pace, remembering the last one sent.
+pub(crate) struct StopScheduler<'a> {
+    organ: &'a Organ,
+    messages: &'a OrganMessages,
+    /// `stop_lead_ms` and `stop_pace_ms`, in µs.
+    lead: u64,
+    pace: u64,
+    /// When the latest registration message goes.
+    last_stop_t: Option<u64>,
+}
+
+/// Where a message goes: its time, and the score tick and section it belongs to.
+#[derive(Clone, Copy)]
+struct Stamp {
+    t: u64,
+    tick: u64,
+    section: u16,
+}
+
+/// What a message does to a control.
+#[derive(Clone, Copy)]
+enum Action {
+    Draw,
+    PutIn,
+    /// Its off, sent as part of a cancel.
+    Cancel,
+}
+
+/// A registration change as scheduled.
+pub(crate) struct ScheduledChange {
+    /// When its first message goes (from then on the organ is being given the new state).
+    pub first_t: u64,
+    /// How many control changes it sends.
+    pub controls: u64,
+    /// How much later than `stop_lead_ms` before its notes the last message goes (0: in time).
+    pub late_us: u64,
+}
+
+impl<'a> StopScheduler<'a> {
+    pub fn new(organ: &'a Organ, messages: &'a OrganMessages) -> StopScheduler<'a> {
+        StopScheduler { organ, messages, lead: organ.stop_lead.0, pace: organ.stop_pace.0, last_stop_t: None }
+    }
+
+    /// The messages that do `action` to control `id` at `at`.
+    fn send(&self, out: &mut Messages, order: Order, at: Stamp, id: ControlId, action: Action) {
+        let control = &self.messages.controls[id];
+        let (kind, msgs) = match action {
+            Action::Draw => (Kind::for_control(control.kind, true), &control.on),
+            Action::PutIn => (Kind::for_control(control.kind, false), &control.off),
+            Action::Cancel => (Kind::Cancel, &control.off),
+        };
+        let division = control.division.map_or(NONE_U8, |d| d as u8);
+        for &msg in msgs {
+            let Stamp { t, tick, section } = at;
+            out.push(order, Event { t: Micros(t), msg, kind, division, control: id as u16, part: 0, tick, section });
+        }
+    }
+
+    /// The General Cancel's messages at `at`.
+    fn send_cancel(&self, out: &mut Messages, order: Order, at: Stamp) {
+        let Stamp { t, tick, section } = at;
+        for &msg in &self.messages.cancel {
+            let event = Event {
+                t: Micros(t),
+                msg,
+                kind: Kind::Cancel,
+                division: NONE_U8,
+                control: NONE_U16,
+                part: 0,
+                tick,
+                section,
+            };
+            out.push(order, event);
+        }
+    }
+
+    /// The setup from time 0: cancel (the General Cancel, or every control's off, one every
+    /// pace), then the controls of `start`, one every pace. `tick` is where the music starts.
+    /// Returns the time the music may start: `stop_lead_ms` after the last message.
+    pub fn setup(&mut self, out: &mut Messages, start: &Drawn, tick: u64) -> u64 {
+        let pace = self.pace;
+        let mut slot = 0u64;
+        match &self.organ.cancel {
+            Some(_) => {
+                self.send_cancel(out, Order::Registration, Stamp { t: 0, tick, section: 0 });
+                self.last_stop_t = Some(0);
+                slot = 1;
+            }
+            None => {
+                for id in 0..self.messages.controls.len() {
+                    let t = slot * pace;
+                    self.send(out, Order::Registration, Stamp { t, tick, section: 0 }, id, Action::Cancel);
+                    self.last_stop_t = Some(t);
+                    slot += 1;
+                }
+            }
+        }
+        for id in start.controls() {
+            let t = slot * pace;
+            self.send(out, Order::Registration, Stamp { t, tick, section: 0 }, id, Action::Draw);
+            self.last_stop_t = Some(t);
+            slot += 1;
+        }
+        if slot > 0 { (slot - 1) * pace + self.lead } else { 0 }
+    }
+
+    /// A change from `before` to `after` for notes at `music_t`: the offs, then the ons, paced
+    /// backwards from `stop_lead_ms` before `music_t`, and never sooner than the pace after the
+    /// previous registration message. `None` when nothing changes.
+    pub fn change(
+        &mut self,
+        out: &mut Messages,
+        (before, after): (&Drawn, &Drawn),
+        music_t: u64,
+        tick: u64,
+        section: u16,
+    ) -> Option<ScheduledChange> {
+        let (offs, ons) = before.changes_to(after);
+        let k = (offs.len() + ons.len()) as u64;
+        if k == 0 {
+            return None;
+        }
+        let (lead, pace) = (self.lead, self.pace);
+        let mut t = music_t.saturating_sub(lead + (k - 1) * pace);
+        if let Some(prev) = self.last_stop_t {
+            t = t.max(prev + pace);
+        }
+        let first_t = t;
+        for (j, &id) in offs.iter().chain(ons.iter()).enumerate() {
+            let action = if j < offs.len() { Action::PutIn } else { Action::Draw };
+            self.send(out, Order::Registration, Stamp { t, tick, section }, id, action);
+            self.last_stop_t = Some(t);
+            if (j as u64) + 1 < k {
+                t += pace;
+            }
+        }
+        Some(ScheduledChange { first_t, controls: k, late_us: (t + lead).saturating_sub(music_t) })
+    }
+
+    /// The closing cancel, at `end_t` or the pace after the last registration message: the
+    /// General Cancel, or every control's off one every pace. Returns when it begins.
+    pub fn cancel_at_end(&mut self, out: &mut Messages, end_t: u64, tick: u64, section: u16) -> u64 {
+        let mut t = end_t;
+        if let Some(prev) = self.last_stop_t {
+            t = t.max(prev + self.pace);
+        }
+        let cancel_start = t;
+        match &self.organ.cancel {
+            Some(_) => self.send_cancel(out, Order::Tail, Stamp { t, tick, section }),
+            None => {
+                for id in 0..self.messages.controls.len() {
+                    self.send(out, Order::Tail, Stamp { t, tick, section }, id, Action::Cancel);
+                    t += self.pace;
+                }
+            }
+        }
+        cancel_start
+    }
+}
+
+/// Every registration change after the setup, in performance order: each state of `schedule`
+/// that differs from the one before is sent ahead of the notes at its point. `registrations`
+/// gets the state each change sets up, from its first message on; a change the pace makes late
+/// adds a warning.
+pub(crate) fn schedule_changes(
+    stops: &mut StopScheduler,
+    schedule: &DrawnSchedule,
+    (segments, time): (&[Segment], &TimeMap),
+    out: &mut Messages,
+    registrations: &mut Vec<RegistrationState>,
+    warnings: &mut Vec<String>,
+) {
+    for pair in schedule.points().windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        let (s, tick) = (after.segment, after.tick);
+        let music_t = time.time(s, tick);
+        let Some(change) = stops.change(out, (&before.drawn, &after.drawn), music_t, tick, s as u16) else {
+            continue;
+        };
+        if change.late_us > 0 {
+            warnings.push(format!(
+                "{}: the registration change ({} stop message(s)) finishes {:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
+                segments[s].place(tick),
+                change.controls,
+                change.late_us as f64 / 1000.0
+            ));
+        }
+        registrations.push(RegistrationState {
+            t: Micros(change.first_t),
+            drawn: after.drawn.controls(),
+            preset: after.drawn.preset_name(stops.organ),
+        });
+    }
+}
