@@ -20,8 +20,9 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use organ::organ::Organ;
-use organ::plan::hymn::{self, HymnOptions};
+use organ::plan::hymn;
 use organ::plan::{PlanOptions, Timeline};
+use organ::registration::HymnOptions;
 use organ::voice;
 
 fn piece() -> Timeline {

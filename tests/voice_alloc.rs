@@ -7,8 +7,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{PlanOptions, plan};
+use organ::registration::Registration;
 use organ::voice::{Decoder, MsgKey, OrganSound, synth_for};
 
 struct Counting;

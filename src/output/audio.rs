@@ -234,7 +234,7 @@ impl Output for AudioOutput {
         })
     }
 
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), super::FinishError> {
         if let Some(stop) = self.stop.take() {
             // Let the last chord and the release die away.
             std::thread::sleep(TAIL);

@@ -14,8 +14,8 @@
 mod svg;
 
 use crate::midi::Micros;
-use crate::plan::hymn::HymnOptions;
 use crate::plan::{Kind, SectionKind, Timeline, WaitKind};
+use crate::registration::HymnOptions;
 use crate::score::Score;
 
 pub use svg::{write_html, write_svg};

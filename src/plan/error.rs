@@ -53,7 +53,7 @@ pub enum PlanError {
     Layout(Box<LayoutError>),
     /// `--from`/`--until` together with hymn options.
     HymnWithRange,
-    /// A verse count outside 1..=[`super::hymn::MAX_VERSES`].
+    /// A verse count outside 1..=[`crate::registration::hymn::MAX_VERSES`].
     Verses { verses: u16 },
     /// A hymn's amen or play-over bars after the end of the score (the play-over: of a verse).
     BarsPastTheEnd { what: &'static str, first: u32, last: u32, score: String, bars: u32 },
@@ -95,7 +95,7 @@ impl fmt::Display for PlanError {
                 "--from and --until play part of a score once; they cannot be combined with hymn options (verses, play-over, amen…)",
             ),
             E::Verses { verses } => {
-                write!(f, "verses = {verses}: a hymn has 1 to {} verses", super::hymn::MAX_VERSES)
+                write!(f, "verses = {verses}: a hymn has 1 to {} verses", crate::registration::hymn::MAX_VERSES)
             }
             E::BarsPastTheEnd { what, first, last, score, bars } => write!(
                 f,

@@ -43,8 +43,8 @@ mod time;
 mod timeline;
 
 use crate::midi::{Channel, Micros};
-use crate::organ::registration::At;
-use crate::organ::{ControlId, Organ, Registration};
+use crate::organ::{ControlId, Organ};
+use crate::registration::{At, Registration};
 use crate::score::{ExactTime, Score};
 
 pub use error::{PlanError, TempoError};

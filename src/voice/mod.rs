@@ -43,12 +43,6 @@ impl fmt::Display for WavError {
 
 impl std::error::Error for WavError {}
 
-/// The file of a `--to wav:FILE`, or `None` for any other output.
-pub fn wav_path(spec: &str) -> Option<&Path> {
-    let (kind, arg) = spec.trim().split_once(':')?;
-    (kind.eq_ignore_ascii_case("wav") && !arg.is_empty()).then_some(Path::new(arg))
-}
-
 /// What the voice needs to know of an organ: the channel of each division, and each control's
 /// messages and voice. Built from an organ definition, or from a plan (which carries them).
 #[derive(Debug, Clone)]

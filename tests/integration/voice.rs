@@ -3,17 +3,14 @@
 //! drawn, the right pitch for each key and footage, couplers, a registration change that changes
 //! the spectrum, silence at the end, and no clipping with everything drawn.
 
-#[path = "../support/analysis.rs"]
-#[allow(dead_code)]
-mod analysis;
-
 use std::path::{Path, PathBuf};
 
-use analysis::{db, tone_amplitude};
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{self, PlanOptions, Timeline};
+use organ::registration::Registration;
 use organ::voice;
 
+use crate::support::analysis::{db, tone_amplitude};
 use crate::support::{notes_track, organ_bin, ppq, scratch, smf, text};
 
 const RATE: u32 = 48_000;
@@ -230,4 +227,24 @@ fn organ_play_to_audio_without_a_sound_device_is_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("organ: error: --to audio: no sound device here"), "{err}");
     assert!(err.contains("--to wav:FILE"), "{err}");
+}
+
+#[test]
+fn an_organ_files_output_cannot_be_a_wav_file() {
+    // Only `organ play --to wav:FILE` on the command line renders; a downloaded organ definition
+    // must not make `organ` write a file.
+    let dir = scratch("voice-organ-output");
+    let mid = write_fixture(&dir);
+    let organ = dir.join("organ.toml");
+    let wav = dir.join("from-organ.wav");
+    std::fs::write(&organ, format!("output = \"wav:{}\"\n{ORGAN}", wav.display())).unwrap();
+    let out = organ_bin(&["play", mid.to_str().unwrap(), "--organ", organ.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("organ: error: --to wav:{}: a WAV file is rendered offline", wav.display())),
+        "{err}"
+    );
+    assert!(!wav.exists());
 }
