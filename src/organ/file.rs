@@ -80,6 +80,8 @@ struct StopFile {
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
     grandorgue: Option<String>,
+    /// How the built-in organ voice sounds it (see [`super::voice`]).
+    voice: Option<super::voice::VoiceFile>,
 }
 
 #[derive(Deserialize)]
@@ -479,6 +481,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
         let (form, on) = message(ctx, &s.on)?;
         let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
         check_not_a_key(ctx, divisions, &s.on, &form)?;
+        let voice = s.voice.as_ref().map(|v| super::voice::check(ctx, v)).transpose()?;
         add(
             ctx,
             &s.name,
@@ -489,6 +492,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 on,
                 off,
                 grandorgue: s.grandorgue.clone(),
+                voice,
             },
         )?;
     }
@@ -508,6 +512,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 on,
                 off,
                 grandorgue: c.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
@@ -526,6 +531,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 on,
                 off,
                 grandorgue: t.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
