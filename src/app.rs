@@ -37,6 +37,8 @@ pub enum Error {
     Loopback(Box<LoopbackError>),
     /// No MIDI ports (`organ ports`).
     Port(Box<PortError>),
+    /// A `--to wav:FILE` that could not be written.
+    Wav(crate::voice::WavError),
     /// A bad command-line value.
     Usage(String),
     Io(String),
@@ -56,6 +58,7 @@ impl fmt::Display for Error {
             Error::Loopback(e) => e.fmt(f),
             Error::Start(e) => e.fmt(f),
             Error::Port(e) => e.fmt(f),
+            Error::Wav(e) => e.fmt(f),
             Error::Usage(s) | Error::Io(s) | Error::Other(s) => f.write_str(s),
         }
     }
@@ -96,6 +99,11 @@ impl From<StartError> for Error {
         }
     }
 }
+impl From<crate::voice::WavError> for Error {
+    fn from(e: crate::voice::WavError) -> Self {
+        Error::Wav(e)
+    }
+}
 impl From<InputError> for Error {
     fn from(e: InputError) -> Self {
         Error::Input(Box::new(e))
@@ -112,6 +120,10 @@ pub enum PlanFormat {
     Text,
     /// One JSON object per message (the documented jsonl contract).
     Jsonl,
+    /// A picture ([`crate::picture`]): a piano roll per division under a band of the stops.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
 }
 
 fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
@@ -130,12 +142,21 @@ fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Err
 /// # Errors
 /// As [`inputs::load_and_plan`], and write errors.
 pub fn cmd_plan(a: &PlanArgs, format: PlanFormat) -> Result<Status, Error> {
-    let (_, timeline) = inputs::load_and_plan(a)?;
+    let (inputs, timeline) = inputs::load_and_plan(a)?;
     write_out(|out| {
         let mut out = out;
         match format {
             PlanFormat::Text => timeline.write_text(&mut out),
             PlanFormat::Jsonl => timeline.write_jsonl(&mut out),
+            PlanFormat::Svg | PlanFormat::Html => {
+                let markers = crate::picture::markers_for(&timeline, &inputs.score, &inputs.hymn);
+                let unplaced = crate::picture::unplaced_warnings(&timeline, &inputs.score);
+                if format == PlanFormat::Svg {
+                    crate::picture::write_svg(&timeline, &markers, &unplaced, out)
+                } else {
+                    crate::picture::write_html(&timeline, &markers, &unplaced, out)
+                }
+            }
         }
     })?;
     for w in &timeline.warnings {

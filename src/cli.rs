@@ -240,6 +240,11 @@ pub enum PlanFormat {
     Text,
     /// One JSON object per message (t_us, bytes, kind, division, name, part, bar, beat, tick).
     Jsonl,
+    /// A picture (SVG): one lane of notes per division, a band of the stops drawn, bars, time,
+    /// and markers for verses, fermatas, wait points and warnings.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
 }
 
 impl From<PlanFormat> for organ::app::PlanFormat {
@@ -247,6 +252,8 @@ impl From<PlanFormat> for organ::app::PlanFormat {
         match f {
             PlanFormat::Text => organ::app::PlanFormat::Text,
             PlanFormat::Jsonl => organ::app::PlanFormat::Jsonl,
+            PlanFormat::Svg => organ::app::PlanFormat::Svg,
+            PlanFormat::Html => organ::app::PlanFormat::Html,
         }
     }
 }
@@ -289,8 +296,10 @@ pub struct PlayCmd {
     /// Where to play; may be given several times (e.g. the organ and a file record of what was
     /// sent). port:NAME is a MIDI port by name (case-insensitive part of it) or number, see
     /// `organ ports`; file:PATH.mid records what was sent with the real send times; grandorgue
-    /// creates a MIDI port for GrandOrgue; null sends nowhere. Default: the organ file's
-    /// `output = "…"`.
+    /// creates a MIDI port for GrandOrgue; wav:PATH.wav renders the piece with the built-in organ
+    /// voice into a WAV file, offline and much faster than real time; audio plays the built-in
+    /// organ voice on the sound device (audio:jack through a running JACK server); null sends
+    /// nowhere. Default: the organ file's `output = "…"`.
     #[arg(long, value_name = "OUTPUT")]
     pub to: Vec<String>,
 

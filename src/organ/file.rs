@@ -80,6 +80,8 @@ struct StopFile {
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
     grandorgue: Option<String>,
+    /// How the built-in organ voice sounds it (see [`super::voice`]).
+    voice: Option<super::voice::VoiceFile>,
 }
 
 #[derive(Deserialize)]
@@ -509,6 +511,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
         check_not_a_key(ctx, divisions, s.on.span(), &on)?;
         let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
         check_not_a_key(ctx, divisions, s.off.as_ref().map_or(s.on.span(), |o| o.span()), &off)?;
+        let voice = s.voice.as_ref().map(|v| super::voice::check(ctx, v)).transpose()?;
         add(
             ctx,
             &s.name,
@@ -519,6 +522,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 on,
                 off,
                 grandorgue: s.grandorgue.clone(),
+                voice,
             },
         )?;
     }
@@ -539,6 +543,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 on,
                 off,
                 grandorgue: c.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
@@ -558,6 +563,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 on,
                 off,
                 grandorgue: t.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }

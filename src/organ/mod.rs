@@ -9,6 +9,7 @@
 
 pub mod decode;
 mod file;
+pub mod voice;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,8 @@ pub struct Control {
     pub on: Vec<Message>,
     pub off: Vec<Message>,
     pub grandorgue: Option<String>,
+    /// A stop's `voice = { … }` for the built-in organ voice (`None`: voiced from its name).
+    pub voice: Option<voice::VoiceSpec>,
 }
 
 /// A named registration (`[preset] mf = [...]`).

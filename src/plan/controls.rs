@@ -32,6 +32,7 @@ impl OrganMessages {
                 division: c.division,
                 on: c.on.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
                 off: c.off.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
+                voice: c.voice.clone(),
             })
             .collect();
         let cancel = organ.cancel_messages().iter().map(|m| Timeline::intern(&mut long, m)).collect();

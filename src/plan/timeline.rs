@@ -210,6 +210,8 @@ pub struct ControlInfo {
     pub division: Option<usize>,
     pub on: Vec<Msg>,
     pub off: Vec<Msg>,
+    /// A stop's `voice = { … }`, for the built-in organ voice.
+    pub voice: Option<crate::organ::voice::VoiceSpec>,
 }
 
 /// A registration and when it takes over (for the status line, seeking, and re-sending it after

@@ -295,6 +295,12 @@ fn a_record_never_overwrites_an_input_nor_writes_through_a_link() {
         let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(20));
         one_line_error(&o, &format!("file:{}: this is {kind} this performance reads", p.display()));
     }
+    // A WAV rendering follows the same rules.
+    let o = run(
+        &["play", s(&score), "--organ", s(&organ), "--quiet", "--to", &format!("wav:{}", reg.display())],
+        Duration::from_secs(20),
+    );
+    one_line_error(&o, "this is a registration file this performance reads");
     // The same file under another name (a hard link) is the same input.
     let alias = d.join("alias.mid");
     std::fs::hard_link(&score, &alias).unwrap();
@@ -309,6 +315,8 @@ fn a_record_never_overwrites_an_input_nor_writes_through_a_link() {
     let link = d.join("link.mid");
     std::os::unix::fs::symlink(&precious, &link).unwrap();
     let o = run(&["play", SCORE, "--to", &format!("file:{}", link.display())], Duration::from_secs(20));
+    one_line_error(&o, "is a symbolic link; organ does not write through links");
+    let o = run(&["play", SCORE, "--quiet", "--to", &format!("wav:{}", link.display())], Duration::from_secs(20));
     one_line_error(&o, "is a symbolic link; organ does not write through links");
     let o = run(&["play", SCORE, "--to", &format!("file:{}", d.display())], Duration::from_secs(20));
     one_line_error(&o, "is a directory; organ writes only to a regular file");

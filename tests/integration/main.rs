@@ -21,6 +21,9 @@
 //! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
 //! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
+//! - [`voice`]: the built-in organ voice rendered to WAV and analysed (pitches, footages,
+//!   couplers, registration changes, silence, no clipping).
+//! - [`picture`]: `organ plan --format svg|html` parsed as XML (lanes, stop rows, markers).
 //!
 //! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs,
 //! tests/grandorgue.rs and tests/record.rs.
@@ -32,6 +35,7 @@ mod fuzz;
 mod hostile;
 mod house;
 mod hymn_cli;
+mod picture;
 mod plan_pin;
 mod planner;
 mod play;
@@ -41,3 +45,4 @@ mod service;
 #[path = "../support/mod.rs"]
 mod support;
 mod tempo;
+mod voice;
