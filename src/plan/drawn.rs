@@ -46,6 +46,11 @@ impl Drawn {
         self.apply(organ, c.preset, &c.off, &c.on);
     }
 
+    /// Whether control `id` is drawn.
+    pub fn is_drawn(&self, id: ControlId) -> bool {
+        self.drawn[id]
+    }
+
     /// The drawn controls, in organ order.
     pub fn controls(&self) -> Vec<ControlId> {
         (0..self.drawn.len()).filter(|&i| self.drawn[i]).collect()

@@ -16,6 +16,15 @@ pub enum PlanError {
         /// The organ file.
         organ: String,
     },
+    /// The console has toggles (one message flips a control) but no General Cancel, and the
+    /// organ file does not say that it starts with everything in: its state cannot be known.
+    TogglesWithoutCancel {
+        /// The organ file.
+        organ: String,
+        /// How many controls toggle, and the first of them.
+        count: usize,
+        first: String,
+    },
     /// There is no stretch of music to plan.
     NothingToPlay,
     /// A hymn unrolled into more sections than a plan can number.
@@ -74,6 +83,16 @@ impl fmt::Display for PlanError {
         use PlanError as E;
         match self {
             E::OrganTooLarge { organ } => write!(f, "{organ}: too many divisions or controls"),
+            E::TogglesWithoutCancel { organ, count, first } => write!(
+                f,
+                "{organ}: {} toggle{} (the same message draws and puts in, e.g. \"{first}\") and the console has no \
+                 General Cancel, so organ cannot know how the console stands and sending the toggles would flip them \
+                 from whatever they are; either add the console's General Cancel ([cancel] message = {{ … }}), or, if \
+                 the console is known to start with every stop in (switched on just before, nothing drawn by hand), \
+                 say so with [cancel] everything_in_at_start = true",
+                if *count == 1 { "1 control".to_string() } else { format!("{count} controls") },
+                if *count == 1 { "s" } else { "" }
+            ),
             E::NothingToPlay => f.write_str("nothing to play"),
             E::TooManySections => f.write_str("too many sections"),
             E::PastTheEnd { what, position, score, bars } => write!(f, "{what} {position}: {score} has {bars} bars"),

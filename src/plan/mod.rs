@@ -29,6 +29,8 @@
 //! lines, and `error` says why a plan cannot be made.
 
 mod closing;
+#[cfg(test)]
+pub(crate) mod console_sim;
 mod controls;
 mod drawn;
 mod error;
@@ -212,9 +214,18 @@ pub(crate) fn no_such_beat(score: &Score, what: &'static str, position: String, 
     PlanError::NoSuchBeat { what, position, bar, beats }
 }
 
+/// An organ the planner can number, and whose registration it can start from a known state.
 fn check_organ(organ: &Organ) -> Result<(), PlanError> {
     if organ.divisions.len() >= usize::from(NONE_U8) || organ.controls.len() >= usize::from(NONE_U16) {
         return Err(PlanError::OrganTooLarge { organ: organ.source.clone() });
+    }
+    if !organ.start_is_known() {
+        let toggles: Vec<&str> = organ.toggles().map(|c| c.name.as_str()).collect();
+        return Err(PlanError::TogglesWithoutCancel {
+            organ: organ.source.clone(),
+            count: toggles.len(),
+            first: toggles[0].to_string(),
+        });
     }
     Ok(())
 }
@@ -316,11 +327,20 @@ pub(crate) fn plan_segments(
     let last = segments.len() - 1;
     let end = closing::End { t: last_note_t.max(out.latest()), tick: segments[last].until, section: last as u16 };
     let cancel_at_end = organ.cancel_at_end && !opts.keep_stops;
-    closing::close(&organ_messages.divisions, &mut stops, cancel_at_end, &end, &mut out, &mut registrations);
+    let drawn_at_end = &schedule.points()[schedule.points().len() - 1].drawn;
+    closing::close(
+        &organ_messages.divisions,
+        &mut stops,
+        (cancel_at_end, drawn_at_end),
+        &end,
+        &mut out,
+        &mut registrations,
+    );
     let events = out.into_events();
 
     let waits = if hymn { sections::waits(segments, &events, &end) } else { Vec::new() };
     let controls::OrganMessages { divisions, controls, cancel, long } = organ_messages;
+    let general_cancel = organ.cancel.is_some();
     Ok(Timeline {
         score_name: main.name.clone(),
         organ_name: organ.name.clone(),
@@ -329,6 +349,7 @@ pub(crate) fn plan_segments(
         controls,
         presets: organ.presets.iter().map(|p| (p.name.clone(), p.controls.clone())).collect(),
         cancel,
+        general_cancel,
         cancel_at_end,
         stop_pace: organ.stop_pace,
         registrations,
