@@ -253,7 +253,7 @@ pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
 pub fn make_plan(a: &PlanArgs) -> Result<(Inputs, Timeline), Error> {
     let inputs = load_inputs(a)?;
     let mut timeline = plan_inputs(&inputs)?;
-    timeline.warnings.extend(inputs.notes.iter().cloned());
+    timeline.warnings.extend(inputs.notes.iter().map(|n| plan::PlanWarning::new(plan::WarningKind::Ignored, n)));
     Ok((inputs, timeline))
 }
 
@@ -298,7 +298,7 @@ pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
             format!("{part}{}{at}", x.message)
         })
         .collect();
-    w.extend(timeline.warnings.iter().cloned());
+    w.extend(timeline.warnings.iter().map(ToString::to_string));
     w
 }
 

@@ -23,8 +23,8 @@
 use std::path::PathBuf;
 
 use super::{
-    EXACT_ZERO, Gap, PlanError, PlanOptions, SectionKind, Segment, StartOverride, Timeline, assignment, exact_add,
-    no_such_beat, past_the_end, plan_segments,
+    EXACT_ZERO, Gap, PlanError, PlanOptions, PlanWarning, SectionKind, Segment, StartOverride, Timeline, WarningKind,
+    assignment, exact_add, no_such_beat, past_the_end, plan_segments,
 };
 use crate::midi::Micros;
 use crate::organ::registration::At;
@@ -328,11 +328,12 @@ pub fn plan_hymn(
     let mut t = plan_segments(organ, opts, &segments, score)?;
     for v in &hymn.verse_registrations {
         if v.number > verses {
-            t.warnings
-                .push(format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number));
+            let text = format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number);
+            t.warnings.push(PlanWarning::new(WarningKind::Ignored, text));
         }
         if v.number == 0 && unroll.bars.play_over.is_none() {
-            t.warnings.push("the registration for the play-over (verse 0) is not used: there is no play-over".into());
+            let text = "the registration for the play-over (verse 0) is not used: there is no play-over";
+            t.warnings.push(PlanWarning::new(WarningKind::Ignored, text));
         }
     }
     Ok(t)
@@ -962,7 +963,7 @@ mod tests {
         // No amen: the verse is the whole score, bars 1-6; no fermata: 12 s.
         assert_eq!(t.sections[0].end.0 - t.sections[0].start.0, 12_000_000);
         assert_eq!(t.sections[0].last_bar, 6);
-        assert!(t.warnings.iter().any(|w| w.contains("verse 3")), "{:?}", t.warnings);
+        assert!(t.warnings.iter().any(|w| w.text.contains("verse 3")), "{:?}", t.warnings);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use super::messages::{Messages, Order};
 use super::time::TimeMap;
-use super::{Event, Kind, Msg, NONE_U16, Segment, key_name};
+use super::{Event, Kind, Msg, NONE_U16, PlanWarning, Segment, WarningKind, key_name};
 use crate::midi::{Micros, ShortMsg};
 use crate::organ::Organ;
 use crate::score::{Part, Score};
@@ -67,7 +67,7 @@ impl Keys {
         segments: &[Segment],
         transpose: i32,
         main: &Score,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<PlanWarning>,
     ) -> Keys {
         let mut keys = Keys {
             per_division: vec![Vec::new(); organ.divisions.len()],
@@ -95,7 +95,9 @@ impl Keys {
                     None => {
                         let shift = octave_shift(part, compass, transpose);
                         if shift != 0 {
-                            warnings.push(moved_part_warning(score, main, part, &organ.divisions[d].name, shift));
+                            let text = moved_part_warning(score, main, part, &organ.divisions[d].name, shift);
+                            let w = PlanWarning::new(WarningKind::MovedPart, text);
+                            warnings.push(w.in_division(d));
                         }
                         shifts.push((score as *const Score, p, shift));
                         shift
@@ -137,7 +139,7 @@ impl Keys {
         time: &TimeMap,
         origin: u64,
         out: &mut Messages,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<PlanWarning>,
     ) -> u64 {
         let mut last_note_t = origin;
         for (d, evs) in self.per_division.iter_mut().enumerate() {
@@ -167,25 +169,25 @@ impl Keys {
             }
             debug_assert!(depth.iter().all(|&x| x == 0));
             if merged > 0 {
-                warnings.push(format!(
-                    "{}: {merged} note(s) struck while the same key was already down were merged (one pipe per key)",
-                    division.name
-                ));
+                let text = format!(
+                    "{merged} note(s) struck while the same key was already down were merged (one pipe per key)"
+                );
+                warnings.push(PlanWarning::new(WarningKind::Merged, text).on(d, &division.name));
             }
             if self.folded[d] > 0 {
                 let (lo, hi) = division.compass;
-                warnings.push(format!(
-                    "{}: {} note(s) outside the compass {}-{} were folded by octaves into it",
-                    division.name,
+                let text = format!(
+                    "{} note(s) outside the compass {}-{} were folded by octaves into it",
                     self.folded[d],
                     key_name(lo),
                     key_name(hi)
-                ));
+                );
+                warnings.push(PlanWarning::new(WarningKind::Folded, text).on(d, &division.name));
             }
         }
         if self.zero_length > 0 {
-            warnings
-                .push(format!("{} zero-length note(s) (on and off at the same tick) were left out", self.zero_length));
+            let text = format!("{} zero-length note(s) (on and off at the same tick) were left out", self.zero_length);
+            warnings.push(PlanWarning::new(WarningKind::ZeroLength, text));
         }
         last_note_t
     }

@@ -43,6 +43,7 @@ mod sections;
 mod stops;
 mod time;
 mod timeline;
+mod warning;
 
 use crate::midi::{Channel, Micros};
 use crate::organ::registration::At;
@@ -56,6 +57,7 @@ pub use timeline::{
     ControlInfo, DivisionInfo, Event, Kind, Msg, NONE_U8, NONE_U16, RegistrationState, Section, SectionKind, Timeline,
     WaitKind, WaitPoint,
 };
+pub use warning::{PlanWarning, WarningKind};
 
 /// The layout used when neither `--layout` nor the registration file gives one.
 pub const DEFAULT_LAYOUT: &str = "SSGGP";
@@ -279,6 +281,11 @@ pub(crate) struct Segment<'a> {
 }
 
 impl Segment<'_> {
+    /// `w` placed at `tick` of this segment (segment `s`), at plan time `t`.
+    pub fn locate(&self, w: PlanWarning, s: usize, t: u64, tick: u64) -> PlanWarning {
+        w.at(Micros(t), s, self.score.meter.position(tick), self.place(tick))
+    }
+
     /// A tick of this segment for people: `bar 3:2`, `verse 2, bar 3:2`, `amen, bar 17`.
     pub fn place(&self, tick: u64) -> String {
         let pos = self.score.meter.position(tick);
@@ -318,7 +325,7 @@ pub(crate) fn plan_segments(
     let mut registrations =
         vec![RegistrationState { t: Micros(0), drawn: start.controls(), preset: start.preset_name(organ) }];
     let time = time::TimeMap::new(segments, opts.speed, origin)?;
-    let mut warnings: Vec<String> = Vec::new();
+    let mut warnings: Vec<PlanWarning> = Vec::new();
     stops::schedule_changes(&mut stops, &schedule, (segments, &time), &mut out, &mut registrations, &mut warnings);
 
     let keys = keys::Keys::collect(organ, segments, opts.transpose, main, &mut warnings);

@@ -11,7 +11,7 @@ use super::controls::OrganMessages;
 use super::drawn::{Drawn, DrawnSchedule};
 use super::messages::{Messages, Order};
 use super::time::TimeMap;
-use super::{Event, Kind, NONE_U8, NONE_U16, RegistrationState, Segment};
+use super::{Event, Kind, NONE_U8, NONE_U16, PlanWarning, RegistrationState, Segment, WarningKind};
 use crate::midi::Micros;
 use crate::organ::{ControlId, Organ};
 
@@ -189,7 +189,7 @@ pub(crate) fn schedule_changes(
     (segments, time): (&[Segment], &TimeMap),
     out: &mut Messages,
     registrations: &mut Vec<RegistrationState>,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<PlanWarning>,
 ) {
     for pair in schedule.points().windows(2) {
         let (before, after) = (&pair[0], &pair[1]);
@@ -199,12 +199,12 @@ pub(crate) fn schedule_changes(
             continue;
         };
         if change.late_us > 0 {
-            warnings.push(format!(
-                "{}: the registration change ({} stop message(s)) finishes {:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
-                segments[s].place(tick),
+            let text = format!(
+                "the registration change ({} stop message(s)) finishes {:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
                 change.controls,
                 change.late_us as f64 / 1000.0
-            ));
+            );
+            warnings.push(segments[s].locate(PlanWarning::new(WarningKind::LateChange, text), s, change.first_t, tick));
         }
         registrations.push(RegistrationState {
             t: Micros(change.first_t),

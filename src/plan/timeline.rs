@@ -261,7 +261,8 @@ pub struct Timeline {
     pub duration: Micros,
     /// The speed factor applied to the score (100 = as written), for display.
     pub speed_percent: f64,
-    pub warnings: Vec<String>,
+    /// What `organ check` and `organ play` tell the organist about this plan, positioned.
+    pub warnings: Vec<super::PlanWarning>,
     /// The play-over, verses and amen of a hymn, in order (one [`SectionKind::Piece`] section
     /// otherwise). Every event's `section` indexes this.
     pub sections: Vec<Section>,

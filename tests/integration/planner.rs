@@ -90,7 +90,10 @@ fn run_full(
     let events = from_timeline(&t);
     check_plan(&events, &OrganFacts::of(organ)).unwrap_or_else(|e| panic!("{e}\n{events:#?}"));
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(" ");
-    (events.iter().map(|e| (e.t_us, hex(&e.bytes), e.kind.clone())).collect(), t.warnings.clone())
+    (
+        events.iter().map(|e| (e.t_us, hex(&e.bytes), e.kind.clone())).collect(),
+        t.warnings.iter().map(ToString::to_string).collect(),
+    )
 }
 
 fn ev(list: &[(u64, &str, &str)]) -> Vec<(u64, String, String)> {
