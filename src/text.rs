@@ -63,6 +63,28 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Where each line of a text starts, so that many byte offsets (one per registration change)
+/// become line and column in time proportional to their number, not times the text's length.
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> LineIndex<'a> {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { text, starts }
+    }
+
+    /// As [`line_col`].
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
+    }
+}
+
 /// Joins items as `a, b and c`.
 pub fn join_and(items: &[String]) -> String {
     match items {
@@ -95,5 +117,11 @@ mod tests {
         assert_eq!(line_col(s, 0), (1, 1));
         assert_eq!(line_col(s, 6), (2, 1));
         assert_eq!(line_col(s, 9), (2, 4));
+        let index = LineIndex::new(s);
+        for offset in 0..=s.len() + 2 {
+            assert_eq!(index.line_col(offset), line_col(s, offset), "offset {offset}");
+        }
+        let wide = "é = 1\nü";
+        assert_eq!(LineIndex::new(wide).line_col(wide.len()), line_col(wide, wide.len()));
     }
 }

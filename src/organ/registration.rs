@@ -186,7 +186,8 @@ impl Registration {
     pub fn from_toml(text: &str, source: &str, organ: &Organ) -> Result<Registration, ConfigError> {
         let ctx = Ctx { text, file: source };
         let f: RegFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
-        let mut changes = Vec::new();
+        let lines = crate::text::LineIndex::new(text);
+        let mut changes = Vec::with_capacity(f.change.len());
         let preset_id = |p: &Spanned<String>| -> Result<usize, ConfigError> {
             organ
                 .presets
@@ -229,7 +230,7 @@ impl Registration {
                 AtValue::Str(s) => At::parse(s).map_err(|e| ctx.err(c.at.span(), e))?,
             };
             let preset = c.preset.as_ref().map(preset_id).transpose()?;
-            let (line, column) = crate::text::line_col(text, c.at.span().start);
+            let (line, column) = lines.line_col(c.at.span().start);
             changes.push(Change {
                 at,
                 preset,
