@@ -282,12 +282,13 @@ pub fn cmd_plan(c: &PlanCmd) -> Result<Status, Error> {
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: warning: {}: {w}", timeline.score_name);
+        eprintln!("organ: {}: {}: {w}", w.kind.label(), timeline.score_name);
     }
     Ok(0)
 }
 
-/// Every warning about a score and its plan, one line each, with positions.
+/// Every warning about a score and its plan, one line each, with positions (the plan's notes,
+/// [`plan::WarningKind::is_note`], are not warnings).
 pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
     let mut w: Vec<String> = score
         .warnings
@@ -298,7 +299,7 @@ pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
             format!("{part}{}{at}", x.message)
         })
         .collect();
-    w.extend(timeline.warnings.iter().map(ToString::to_string));
+    w.extend(timeline.warnings.iter().filter(|x| !x.kind.is_note()).map(ToString::to_string));
     w
 }
 
@@ -359,6 +360,9 @@ pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
     ));
     if let Some(s) = stripped_summary(score) {
         out.push_str(&format!("note: {s}\n"));
+    }
+    for n in timeline.warnings.iter().filter(|w| w.kind.is_note()) {
+        out.push_str(&format!("note: {n}\n"));
     }
     let warnings = all_warnings(score, &timeline);
     for w in &warnings {

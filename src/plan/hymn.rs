@@ -326,6 +326,7 @@ pub fn plan_hymn(
         segments.push(amen);
     }
     let mut t = plan_segments(organ, opts, &segments, score)?;
+    t.warnings.splice(0..0, unroll.fermatas.warnings.iter().cloned());
     for v in &hymn.verse_registrations {
         if v.number > verses {
             let text = format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number);
@@ -406,6 +407,8 @@ struct Fermatas {
     holds: Vec<(u64, ExactTime)>,
     /// Ticks where the plan waits for the operator, sorted, once each.
     waits: Vec<u64>,
+    /// Fermatas given twice, or on the chord of another one: each chord is held once.
+    warnings: Vec<PlanWarning>,
 }
 
 impl Fermatas {
@@ -426,6 +429,9 @@ impl Fermatas {
         let fermata = hymn.fermata.unwrap_or(DEFAULT_FERMATA);
         let mut holds: Vec<(u64, ExactTime)> = Vec::new();
         let mut waits: Vec<u64> = Vec::new();
+        let mut warnings: Vec<PlanWarning> = Vec::new();
+        // (chord end, the fermata as written) of each fermata taken.
+        let mut taken: Vec<(u64, String)> = Vec::new();
         for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
             if bar > last_bar {
                 return Err(past_the_end(score, "fermata", format!("{bar}:{beat}"), last_bar));
@@ -435,6 +441,19 @@ impl Fermatas {
                 .tick_of(bar, beat)
                 .ok_or_else(|| no_such_beat(score, "fermata", format!("{bar}:{beat}"), bar))?;
             let at = fermata_end(score, assign, f);
+            let written = format!("{bar}:{beat}");
+            if let Some((_, other)) = taken.iter().find(|t| t.0 == at) {
+                let text = if *other == written {
+                    format!("fermata {written} is given twice: its chord is held once")
+                } else {
+                    format!("fermata {written} is on the chord of fermata {other}: the chord is held once")
+                };
+                let mut w = PlanWarning::new(WarningKind::NoEffect, text);
+                w.position = Some(score.meter.position(f));
+                warnings.push(w);
+                continue;
+            }
+            taken.push((at, written));
             if let Some(h) = fermata.hold {
                 let g = length_at(score, f, h);
                 let t = exact_add(g.scaled, ExactTime { num: u128::from(g.fixed.0) * factor.1, den: factor.0 });
@@ -447,7 +466,7 @@ impl Fermatas {
         holds.sort_by_key(|f| f.0);
         waits.sort_unstable();
         waits.dedup();
-        Ok(Fermatas { holds, waits })
+        Ok(Fermatas { holds, waits, warnings })
     }
 
     /// The holds in `(from, until]`.

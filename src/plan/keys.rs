@@ -17,14 +17,14 @@ use crate::score::{Part, Score};
 
 /// One key event of a division before merging.
 #[derive(Clone, Copy)]
-struct KeyEvent {
+pub(crate) struct KeyEvent {
     /// The segment it belongs to (segments follow each other in time).
-    seg: u16,
-    tick: u64,
-    on: bool,
-    key: u8,
-    velocity: u8,
-    part: u16,
+    pub seg: u16,
+    pub tick: u64,
+    pub on: bool,
+    pub key: u8,
+    pub velocity: u8,
+    pub part: u16,
 }
 
 /// The key events of every division, before merging.
@@ -106,7 +106,15 @@ impl Keys {
                 keys.add_part(s, seg, part, d, compass, transpose + shift);
             }
         }
+        for evs in &mut keys.per_division {
+            evs.sort_unstable_by_key(|e| (e.seg, e.tick, e.on, e.key, e.part));
+        }
         keys
+    }
+
+    /// The key events of division `d`, in performance order (at one tick, releases first).
+    pub fn of_division(&self, d: usize) -> &[KeyEvent] {
+        &self.per_division[d]
     }
 
     /// The notes of `part` inside segment `s`, on division `d`.
@@ -143,7 +151,6 @@ impl Keys {
     ) -> u64 {
         let mut last_note_t = origin;
         for (d, evs) in self.per_division.iter_mut().enumerate() {
-            evs.sort_unstable_by_key(|e| (e.seg, e.tick, e.on, e.key, e.part));
             let division = &organ.divisions[d];
             let ch = division.channel;
             let mut depth = [0u32; 128];

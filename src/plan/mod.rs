@@ -28,6 +28,7 @@
 //! segments, `timeline` is the result the engine walks, [`report`] writes it as text or JSON
 //! lines, and `error` says why a plan cannot be made.
 
+mod check;
 mod closing;
 #[cfg(test)]
 pub(crate) mod console_sim;
@@ -317,6 +318,8 @@ pub(crate) fn plan_segments(
     let changes = drawn::changes_by_segment(segments)?;
     let extra = controls::extra_stops(organ, &opts.stops)?;
     let schedule = drawn::DrawnSchedule::new(organ, segments, &changes, &extra);
+    let mut warnings: Vec<PlanWarning> = Vec::new();
+    check::changes_without_effect(segments, &changes, &schedule, &mut warnings);
 
     let mut out = messages::Messages::default();
     let mut stops = stops::StopScheduler::new(organ, &organ_messages);
@@ -325,10 +328,10 @@ pub(crate) fn plan_segments(
     let mut registrations =
         vec![RegistrationState { t: Micros(0), drawn: start.controls(), preset: start.preset_name(organ) }];
     let time = time::TimeMap::new(segments, opts.speed, origin)?;
-    let mut warnings: Vec<PlanWarning> = Vec::new();
     stops::schedule_changes(&mut stops, &schedule, (segments, &time), &mut out, &mut registrations, &mut warnings);
 
     let keys = keys::Keys::collect(organ, segments, opts.transpose, main, &mut warnings);
+    check::held_across_changes(organ, &schedule, (segments, &time), &keys, &mut warnings);
     let last_note_t = keys.merge(organ, &time, origin, &mut out, &mut warnings);
 
     let last = segments.len() - 1;
@@ -344,6 +347,9 @@ pub(crate) fn plan_segments(
         &mut registrations,
     );
     let events = out.into_events();
+    check::silent_notes(organ, &schedule, segments, &events, &mut warnings);
+    // Warnings about the files first, then in performance order.
+    warnings.sort_by_key(|w| w.t);
 
     let waits = if hymn { sections::waits(segments, &events, &end) } else { Vec::new() };
     let controls::OrganMessages { divisions, controls, cancel, long } = organ_messages;

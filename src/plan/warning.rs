@@ -28,9 +28,11 @@ pub enum WarningKind {
     ShortBreath,
     /// A note outside its division's compass, played an octave (or more) away.
     Folded,
-    /// A part played octaves away as a whole (it lies mostly outside the compass).
+    /// A part played octaves away as a whole (it lies mostly outside the compass, as a 16'
+    /// pedal line written an octave low does). A note, not a warning.
     MovedPart,
-    /// Notes struck while the same key was down, merged (one pipe per key).
+    /// Notes struck while the same key was down, merged (one pipe per key, as an organist plays
+    /// two voices that meet). A note, not a warning.
     Merged,
     /// Notes on and off at the same tick, left out.
     ZeroLength,
@@ -55,6 +57,19 @@ pub struct PlanWarning {
     pub division_name: Option<String>,
     /// What is wrong, and what to do about it, without the place and division.
     pub text: String,
+}
+
+impl WarningKind {
+    /// True for remarks that say what `organ` does with the score as an organist would, where
+    /// nothing is wrong: printed as `note:`, not counted by `check --deny-warnings`.
+    pub fn is_note(self) -> bool {
+        matches!(self, WarningKind::MovedPart | WarningKind::Merged)
+    }
+
+    /// `note` or `warning`, for the line printed.
+    pub fn label(self) -> &'static str {
+        if self.is_note() { "note" } else { "warning" }
+    }
 }
 
 impl PlanWarning {
