@@ -330,7 +330,7 @@ pub(crate) fn plan_segments(
     let time = time::TimeMap::new(segments, opts.speed, origin)?;
     stops::schedule_changes(&mut stops, &schedule, (segments, &time), &mut out, &mut registrations, &mut warnings);
 
-    let keys = keys::Keys::collect(organ, segments, opts.transpose, main, &mut warnings);
+    let keys = keys::Keys::collect(organ, (segments, &time), opts.transpose, main, &mut warnings);
     check::held_across_changes(organ, &schedule, (segments, &time), &keys, &mut warnings);
     let last_note_t = keys.merge(organ, &time, origin, &mut out, &mut warnings);
 
