@@ -967,6 +967,41 @@ mod tests {
         assert_eq!(beats.sections[1].start.0 - beats.sections[0].end.0, 2_000_000);
     }
 
+    /// The registration messages between the end of section `s - 1` and the first note of `s`.
+    fn breath_changes(t: &Timeline, s: usize) -> Vec<u64> {
+        t.events.iter().filter(|e| e.kind.is_registration() && usize::from(e.section) == s).map(|e| e.t.0).collect()
+    }
+
+    #[test]
+    fn a_verse_registration_is_drawn_in_the_breath_before_it() {
+        // Verse 3 has its own preset (p: three controls change). A gap of 2 beats (1 s): the
+        // change ends stop_lead_ms (40 ms) before the verse, well after verse 2's last release.
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        let (end2, start3) = (t.sections[2].end.0, t.sections[3].start.0);
+        let v3: Vec<u64> = breath_changes(&t, 3).into_iter().filter(|&x| x < start3).collect();
+        assert_eq!(v3, [start3 - 48_000, start3 - 44_000, start3 - 40_000]);
+        assert!(v3[0] > end2);
+        assert!(t.warnings.iter().all(|w| w.kind != WarningKind::ShortBreath), "{:?}", t.warnings);
+
+        // A 10 ms breath: the change starts at verse 2's last release, after its last chord,
+        // and is late, with a warning.
+        let short = HymnOptions { gap: Some(Length::Time(Micros(10_000))), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &short, &PlanOptions::default());
+        let (end2, start3) = (t.sections[2].end.0, t.sections[3].start.0);
+        assert_eq!(start3 - end2, 10_000);
+        let v3: Vec<u64> = breath_changes(&t, 3).into_iter().filter(|&x| x < start3 + 10_000).collect();
+        assert_eq!(v3, [end2, end2 + 4_000, end2 + 8_000]);
+        // Every verse starts with a change here (verses 1, 2 and 4 put the Trumpet in).
+        let short: Vec<&PlanWarning> = t.warnings.iter().filter(|w| w.kind == WarningKind::ShortBreath).collect();
+        assert_eq!(short.iter().map(|w| w.section).collect::<Vec<_>>(), [Some(1), Some(2), Some(3), Some(4)]);
+        let w = short[2];
+        assert_eq!(
+            w.to_string(),
+            "verse 3, bar 1:1: the breath before it (10 ms) is too short for its registration change (3 stop message(s)) and stop_lead_ms: it finishes 38.0 ms later than stop_lead_ms asks; lengthen the gap"
+        );
+        assert_eq!(w.t, Some(Micros(end2)));
+    }
+
     #[test]
     fn command_line_values_override_the_file() {
         let over = HymnOptions {

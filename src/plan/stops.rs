@@ -4,8 +4,11 @@
 //! (cancel, then the starting registration) goes one message every `stop_pace_ms` from time 0
 //! and the music starts `stop_lead_ms` after its last message; a change during the piece goes
 //! its offs then its ons, paced, ending `stop_lead_ms` before the notes that need it, but never
-//! closer than the pace to the change before (then it is late, and a warning says so). Pure;
-//! runs on the control thread while planning.
+//! closer than the pace to the change before (then it is late, and a warning says so). A
+//! section's own registration (a hymn verse's) goes in the breath before it: never before the
+//! previous section's last release, so nothing changes under its last chord; when the breath is
+//! shorter than the lead asks, it is late, and a warning says so. Pure; runs on the control
+//! thread while planning.
 
 use super::controls::OrganMessages;
 use super::drawn::{Drawn, DrawnSchedule};
@@ -125,12 +128,12 @@ impl<'a> StopScheduler<'a> {
 
     /// A change from `before` to `after` for notes at `music_t`: the offs, then the ons, paced
     /// backwards from `stop_lead_ms` before `music_t`, and never sooner than the pace after the
-    /// previous registration message. `None` when nothing changes.
+    /// previous registration message, nor than `not_before`. `None` when nothing changes.
     pub fn change(
         &mut self,
         out: &mut Messages,
         (before, after): (&Drawn, &Drawn),
-        music_t: u64,
+        (music_t, not_before): (u64, u64),
         tick: u64,
         section: u16,
     ) -> Option<ScheduledChange> {
@@ -140,7 +143,7 @@ impl<'a> StopScheduler<'a> {
             return None;
         }
         let (lead, pace) = (self.lead, self.pace);
-        let mut t = music_t.saturating_sub(lead + (k - 1) * pace);
+        let mut t = music_t.saturating_sub(lead + (k - 1) * pace).max(not_before);
         if let Some(prev) = self.last_stop_t {
             t = t.max(prev + pace);
         }
@@ -180,9 +183,10 @@ impl<'a> StopScheduler<'a> {
 }
 
 /// Every registration change after the setup, in performance order: each state of `schedule`
-/// that differs from the one before is sent ahead of the notes at its point. `registrations`
-/// gets the state each change sets up, from its first message on; a change the pace makes late
-/// adds a warning.
+/// that differs from the one before is sent ahead of the notes at its point (a section's
+/// starting state in the breath after the previous section's last release). `registrations`
+/// gets the state each change sets up, from its first message on; a change the pace or a short
+/// breath makes late adds a warning.
 pub(crate) fn schedule_changes(
     stops: &mut StopScheduler,
     schedule: &DrawnSchedule,
@@ -195,16 +199,32 @@ pub(crate) fn schedule_changes(
         let (before, after) = (&pair[0], &pair[1]);
         let (s, tick) = (after.segment, after.tick);
         let music_t = time.time(s, tick);
-        let Some(change) = stops.change(out, (&before.drawn, &after.drawn), music_t, tick, s as u16) else {
+        // A section's start: not before the previous section's last release.
+        let breath = (after.segment != before.segment).then(|| time.end(before.segment).0);
+        let timing = (music_t, breath.unwrap_or(0));
+        let Some(change) = stops.change(out, (&before.drawn, &after.drawn), timing, tick, s as u16) else {
             continue;
         };
         if change.late_us > 0 {
-            let text = format!(
-                "the registration change ({} stop message(s)) finishes {:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
-                change.controls,
-                change.late_us as f64 / 1000.0
-            );
-            warnings.push(segments[s].locate(PlanWarning::new(WarningKind::LateChange, text), s, change.first_t, tick));
+            let late = change.late_us as f64 / 1000.0;
+            let (kind, text) = match breath {
+                Some(end) => (
+                    WarningKind::ShortBreath,
+                    format!(
+                        "the breath before it ({:.0} ms) is too short for its registration change ({} stop message(s)) and stop_lead_ms: it finishes {late:.1} ms later than stop_lead_ms asks; lengthen the gap",
+                        music_t.saturating_sub(end) as f64 / 1000.0,
+                        change.controls
+                    ),
+                ),
+                None => (
+                    WarningKind::LateChange,
+                    format!(
+                        "the registration change ({} stop message(s)) finishes {late:.1} ms later than stop_lead_ms asks; earlier changes or stop_pace_ms crowd it",
+                        change.controls
+                    ),
+                ),
+            };
+            warnings.push(segments[s].locate(PlanWarning::new(kind, text), s, change.first_t, tick));
         }
         registrations.push(RegistrationState {
             t: Micros(change.first_t),
