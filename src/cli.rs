@@ -144,7 +144,7 @@ pub struct HymnArgs {
     pub play_over: Option<String>,
 
     /// Silence between the play-over, the verses and the amen: beats (2beats, "2 beats") or
-    /// seconds (1.5s).
+    /// seconds (1.5s); default one beat; 0 for none. A verse's own registration is drawn in it.
     #[arg(long, value_name = "LENGTH")]
     pub gap: Option<String>,
 

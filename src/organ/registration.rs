@@ -13,7 +13,7 @@
 //! [hymn]                  # optional: how the score (one verse) is played as a hymn
 //! verses = 4
 //! play_over = "13-16"     # bars, "all" or "none"; played before verse 1
-//! gap = "2 beats"         # breath between sections; "1.5s" also accepted
+//! gap = "2 beats"         # breath between sections (default 1 beat); "1.5s", "0" also accepted
 //! amen = "17-18"          # bars at the end of the score, or a file ("amen.mid"), or "none"
 //! fermatas = ["4:3", "8:3"]
 //! fermata = { hold = "1 beat" }     # or { wait = true }

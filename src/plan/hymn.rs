@@ -9,7 +9,8 @@
 //!
 //! Timing rules (all exact, at the plan's speed):
 //! - every section ends at its last note-off (a trailing rest is not played); the next starts
-//!   `gap` later (the gap also comes after the play-over and before the amen);
+//!   `gap` later (the gap also comes after the play-over and before the amen): by default
+//!   [`DEFAULT_GAP`], one beat, the breath an organist takes; `gap = "0"` runs them together;
 //! - a gap in beats uses the beat and tempo at the end of the section before it; in seconds it
 //!   is clock time and does not change with `--tempo`;
 //! - a fermata at bar:beat holds the chord struck there (or sounding there): everything from the
@@ -64,6 +65,9 @@ pub struct Fermata {
     /// Wait for the operator at the end of the chord (keys held).
     pub wait: bool,
 }
+
+/// The breath between sections when the hymn options give no `gap`: one beat.
+pub const DEFAULT_GAP: Length = Length::Beats(1.0);
 
 /// The default fermata: one beat longer.
 pub const DEFAULT_FERMATA: Fermata = Fermata { hold: Some(Length::Beats(1.0)), wait: false };
@@ -152,7 +156,7 @@ pub fn parse_bars(s: &str) -> Result<Bars, String> {
     Ok(Bars::Range(a, b))
 }
 
-/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"` or `"800ms"`.
+/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"`, `"800ms"` or `"0"`.
 ///
 /// # Errors
 /// A sentence naming the accepted forms and limits (up to 32 beats or 60 seconds).
@@ -166,6 +170,7 @@ pub fn parse_length(s: &str) -> Result<Length, String> {
         return Err(bad());
     }
     match unit.trim() {
+        "" if v == 0.0 => Ok(Length::Time(Micros::ZERO)),
         "beat" | "beats" | "b" => {
             if v > 32.0 {
                 return Err(format!("\"{s}\": at most 32 beats"));
@@ -492,12 +497,10 @@ struct Unroll<'a> {
 }
 
 impl<'a> Unroll<'a> {
-    /// The gap after a section of `score` that ends at `until`: in the beats there, or clock time.
+    /// The gap after a section of `score` that ends at `until` (the hymn's, else
+    /// [`DEFAULT_GAP`]): in the beats there, or clock time.
     fn gap_after(&self, score: &Score, until: u64) -> Gap {
-        match self.hymn.gap {
-            None => Gap::default(),
-            Some(len) => length_at(score, until.saturating_sub(1), len),
-        }
+        length_at(score, until.saturating_sub(1), self.hymn.gap.unwrap_or(DEFAULT_GAP))
     }
 
     /// The registration verse `number` (0: the play-over) starts with on top of the chased one:
@@ -784,6 +787,8 @@ mod tests {
         assert_eq!(parse_length("1.5s").unwrap(), Length::Time(Micros(1_500_000)));
         assert_eq!(parse_length("800 ms").unwrap(), Length::Time(Micros(800_000)));
         assert!(parse_length("2 bars").is_err());
+        assert_eq!(parse_length("0").unwrap(), Length::Time(Micros::ZERO));
+        assert!(parse_length("2").is_err(), "a length other than 0 needs its unit");
         assert!(parse_length("-1s").is_err());
         assert!(parse_length("61s").is_err());
         assert_eq!(parse_bars("13-16").unwrap(), Bars::Range(13, 16));
@@ -1000,6 +1005,20 @@ mod tests {
             "verse 3, bar 1:1: the breath before it (10 ms) is too short for its registration change (3 stop message(s)) and stop_lead_ms: it finishes 38.0 ms later than stop_lead_ms asks; lengthen the gap"
         );
         assert_eq!(w.t, Some(Micros(end2)));
+    }
+
+    #[test]
+    fn without_a_gap_sections_breathe_one_beat_and_gap_0_runs_them_together() {
+        let none = fixture::REGISTRATION.replace("gap = \"2 beats\"\n", "");
+        let t = plan_fixture(&none, &HymnOptions::default(), &PlanOptions::default());
+        for pair in t.sections.windows(2) {
+            assert_eq!(pair[1].start.0 - pair[0].end.0, 500_000, "one beat at 120 bpm");
+        }
+        let zero = HymnOptions { gap: Some(parse_length("0").unwrap()), ..HymnOptions::default() };
+        let t = plan_fixture(&none, &zero, &PlanOptions::default());
+        for pair in t.sections.windows(2) {
+            assert_eq!(pair[1].start, pair[0].end);
+        }
     }
 
     #[test]
