@@ -131,9 +131,11 @@ pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
     if (inputs.options.from.is_some() || inputs.options.until.is_some()) && cli.is_empty() && !file.is_empty() {
         // Rehearsing bars of a hymn: play them once, as written.
         inputs.hymn = HymnOptions::default();
-        inputs.notes.push(
-            "the registration file's [hymn] section is not used with --from/--until: the bars are played once".into(),
-        );
+        inputs.notes.push(format!(
+            "the registration file's [hymn] section ({}) is not used with --from/--until at a bar: the bars are played \
+             once; to start inside the hymn, write --from verse:N or verse:N:BAR",
+            file.describe()
+        ));
     } else {
         inputs.hymn = file.overridden_by(&cli);
     }
@@ -231,16 +233,26 @@ pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
     if a.transpose.abs() > 24 {
         return Err(Error::Usage(format!("--transpose {}: use -24 to 24 semitones", a.transpose)));
     }
-    let at = |s: &Option<String>, flag: &str| -> Result<Option<At>, Error> {
-        s.as_deref().map(|s| At::parse(s).map_err(|e| Error::Usage(format!("{flag} {e}")))).transpose()
+    // A bar, bar:beat or time of the score, or a section of a hymn (verse:3, verse:3:5, amen).
+    type Position = (Option<At>, Option<plan::range::HymnAt>);
+    let at = |s: &Option<String>, flag: &str| -> Result<Position, Error> {
+        let Some(s) = s.as_deref() else { return Ok((None, None)) };
+        let usage = |e: String| Error::Usage(format!("{flag} {e}"));
+        match plan::range::HymnAt::parse(s).map_err(usage)? {
+            Some(h) => Ok((None, Some(h))),
+            None => Ok((Some(At::parse(s).map_err(usage)?), None)),
+        }
     };
+    let ((from, hymn_from), (until, hymn_until)) = (at(&a.from, "--from")?, at(&a.until, "--until")?);
     Ok(PlanOptions {
         layout: a.layout.clone(),
         map: a.map.clone(),
         speed,
         transpose: a.transpose,
-        from: at(&a.from, "--from")?,
-        until: at(&a.until, "--until")?,
+        from,
+        until,
+        hymn_from,
+        hymn_until,
         stops: a.stops.clone(),
         keep_stops: a.keep_stops,
     })

@@ -106,11 +106,14 @@ pub struct PlanArgs {
     pub transpose: i32,
 
     /// Start at this bar (or bar:beat, or seconds like 12.5s). The registration in force there is
-    /// drawn first.
+    /// drawn first. Inside a hymn, name the section: verse:3 (verse 3 from its start), verse:3:5
+    /// (verse 3 from bar 5), verse:3:5:2, play-over, amen; the verses after it follow as usual.
+    /// A plain bar plays those bars of the score once, without the hymn's settings.
     #[arg(long, value_name = "BAR")]
     pub from: Option<String>,
 
-    /// Stop at the end of this bar (or at bar:beat, or seconds).
+    /// Stop at the end of this bar (or at bar:beat, or seconds); inside a hymn, at the end of a
+    /// section or of a bar of it: verse:2, verse:2:8, play-over, amen.
     #[arg(long, value_name = "BAR")]
     pub until: Option<String>,
 

@@ -109,6 +109,34 @@ impl HymnOptions {
         *self == HymnOptions::default()
     }
 
+    /// What is set, for people: "4 verses, play-over 5-8, gap, fermatas 4:2, amen, verse 0's
+    /// registration".
+    pub fn describe(&self) -> String {
+        let mut items: Vec<String> = Vec::new();
+        if let Some(v) = self.verses {
+            items.push(format!("{v} verse{}", if v == 1 { "" } else { "s" }));
+        }
+        match self.play_over {
+            Some(Bars::Range(a, b)) => items.push(format!("play-over {a}-{b}")),
+            Some(Bars::All) => items.push("play-over".into()),
+            _ => {}
+        }
+        if self.gap.is_some() {
+            items.push("gap".into());
+        }
+        if let Some(f) = self.fermatas.as_ref().filter(|f| !f.is_empty()) {
+            let list: Vec<String> = f.iter().map(|(bar, beat)| format!("{bar}:{beat}")).collect();
+            items.push(format!("fermatas {}", list.join(",")));
+        }
+        if matches!(self.amen, Some(Amen::Bars(..) | Amen::File(_))) {
+            items.push("amen".into());
+        }
+        for v in &self.verse_registrations {
+            items.push(format!("verse {}'s registration", v.number));
+        }
+        items.join(", ")
+    }
+
     /// These options with every value `over` gives replacing this one's (verse registrations
     /// are replaced verse by verse).
     pub fn overridden_by(&self, over: &HymnOptions) -> HymnOptions {
@@ -305,8 +333,9 @@ fn fermata_end(score: &Score, assignment: &[Option<usize>], f: u64) -> u64 {
 /// registration and amen. `amen_score` is the loaded amen file when `hymn.amen` names one.
 ///
 /// # Errors
-/// Bars or fermatas outside the score, an amen that leaves no verse, `--from`/`--until`
-/// (which apply to a piece, not to an unrolled hymn), and everything [`super::plan`] refuses.
+/// Bars or fermatas outside the score, an amen that leaves no verse, `--from`/`--until` at a
+/// plain bar (which apply to a piece; inside a hymn they name a section, [`super::range`]), and
+/// everything [`super::plan`] refuses.
 pub fn plan_hymn(
     score: &Score,
     amen_score: Option<&Score>,
@@ -330,8 +359,14 @@ pub fn plan_hymn(
     if let Some(amen) = unroll.amen(amen_score, organ, opts)? {
         segments.push(amen);
     }
+    let mut notes = Vec::new();
+    if opts.hymn_from.is_some() || opts.hymn_until.is_some() {
+        let extra = super::controls::extra_stops(organ, &opts.stops)?;
+        let range = (opts.hymn_from.as_ref(), opts.hymn_until.as_ref());
+        (segments, notes) = super::range::trim(organ, segments, range, &extra)?;
+    }
     let mut t = plan_segments(organ, opts, &segments, score)?;
-    t.warnings.splice(0..0, unroll.fermatas.warnings.iter().cloned());
+    t.warnings.splice(0..0, unroll.fermatas.warnings.iter().cloned().chain(notes));
     for v in &hymn.verse_registrations {
         if v.number > verses {
             let text = format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number);
@@ -1019,6 +1054,78 @@ mod tests {
         for pair in t.sections.windows(2) {
             assert_eq!(pair[1].start, pair[0].end);
         }
+    }
+
+    /// Note events as (section kind, verse, tick, bytes) from the first note-on at or after
+    /// (`verse`, `tick`).
+    fn notes_from(t: &Timeline, verse: u16, tick: u64) -> Vec<(SectionKind, u16, u64, Vec<u8>)> {
+        let all: Vec<(SectionKind, u16, u64, Vec<u8>)> = t
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::NoteOn | Kind::NoteOff))
+            .map(|e| {
+                let s = t.section_of(e).unwrap();
+                (s.kind, s.verse, e.tick, t.bytes(&e.msg).to_vec())
+            })
+            .collect();
+        let i =
+            all.iter().position(|n| n.0 == SectionKind::Verse && n.1 == verse && n.2 >= tick && n.3[0] & 0xF0 == 0x90);
+        all[i.unwrap()..].to_vec()
+    }
+
+    #[test]
+    fn from_inside_a_hymn_keeps_its_structure_and_registration() {
+        use crate::plan::range::HymnAt;
+        let whole = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        let from = |s: &str| PlanOptions { hymn_from: HymnAt::parse(s).unwrap(), ..PlanOptions::default() };
+        // Verse 3 from bar 3: verse 3 (its own p, then bar 3's Trumpet), verse 4, the amen.
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &from("verse:3:3"));
+        let kinds: Vec<(SectionKind, u16, u32)> = t.sections.iter().map(|s| (s.kind, s.verse, s.first_bar)).collect();
+        assert_eq!(kinds, [(SectionKind::Verse, 3, 3), (SectionKind::Verse, 4, 1), (SectionKind::Amen, 0, 5)]);
+        assert_eq!(t.sections[0].label(), "verse 3 of 4");
+        let first_note = t.events.iter().find(|e| e.kind == Kind::NoteOn).unwrap().t;
+        let names = |r: &crate::plan::RegistrationState| -> Vec<String> {
+            r.drawn.iter().map(|&c| t.controls[c].name.clone()).collect()
+        };
+        assert_eq!(
+            names(t.registration_at(first_note).unwrap()),
+            ["Gt Open Diapason 8", "Gt Trumpet 8", "Ped Bourdon 16"]
+        );
+        // From there on the notes are the whole hymn's, section by section.
+        assert_eq!(notes_from(&t, 3, at(3, 1)), notes_from(&whole, 3, at(3, 1)));
+        let note = t.warnings.iter().find(|w| w.kind == WarningKind::LeftOut).unwrap();
+        assert_eq!(note.to_string(), "the play-over, verse 1 and verse 2 left out (--from/--until)");
+
+        // --until verse:4:2: to the end of verse 4's bar 2; the amen is left out.
+        let range = PlanOptions { hymn_until: HymnAt::parse("verse:4:2").unwrap(), ..from("verse:3:3") };
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &range);
+        assert_eq!(t.sections.len(), 2);
+        assert_eq!((t.sections[1].verse, t.sections[1].last_bar), (4, 2));
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.text == "the play-over, verse 1, verse 2 and the amen left out (--from/--until)")
+        );
+
+        // The amen alone carries verse 4's registration (mf, and bar 3's Trumpet).
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &from("amen"));
+        assert_eq!(t.sections.iter().map(|s| s.kind).collect::<Vec<_>>(), [SectionKind::Amen]);
+        let first_note = t.events.iter().find(|e| e.kind == Kind::NoteOn).unwrap().t;
+        assert_eq!(
+            t.registration_at(first_note).unwrap().drawn,
+            whole.registration_at(whole.sections[5].start).unwrap().drawn
+        );
+
+        // Mistakes name what the hymn has.
+        let organ = fixture::organ();
+        let reg = fixture::registration(&organ, fixture::REGISTRATION);
+        let err = |opts: PlanOptions| {
+            plan_hymn(&fixture::score(), None, &organ, Some(&reg), &opts, &reg.hymn).unwrap_err().to_string()
+        };
+        assert_eq!(err(from("verse:7")), "--from verse:7: the hymn has a play-over, 4 verse(s) and an amen");
+        assert_eq!(err(from("verse:2:6")), "--from verse:2:6: that section plays bars 1-4");
+        let backwards = PlanOptions { hymn_until: HymnAt::parse("verse:2").unwrap(), ..from("verse:3") };
+        assert!(err(backwards).contains("nothing to play"));
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod hymn;
 mod keys;
 pub mod layout;
 mod messages;
+pub mod range;
 pub mod report;
 mod sections;
 mod stops;
@@ -109,6 +110,10 @@ pub struct PlanOptions {
     pub from: Option<At>,
     /// Stop at the end of this bar (or at this exact position for bar:beat and seconds).
     pub until: Option<At>,
+    /// `--from verse:3` and the like: start inside a hymn, keeping its structure.
+    pub hymn_from: Option<range::HymnAt>,
+    /// `--until verse:3` and the like: end inside a hymn.
+    pub hymn_until: Option<range::HymnAt>,
     /// `--stops`: drawn at the start, on top of the registration.
     pub stops: Vec<String>,
     /// Leave the stops drawn at the end (overrides the organ's `cancel.at_end`).
@@ -151,6 +156,11 @@ pub fn plan(
     opts: &PlanOptions,
 ) -> Result<Timeline, PlanError> {
     check_organ(organ)?;
+    for (what, at) in [("--from", &opts.hymn_from), ("--until", &opts.hymn_until)] {
+        if let Some(at) = at {
+            return Err(PlanError::NotAHymn { what, position: at.to_string() });
+        }
+    }
     let assignment = assignment(score, organ, registration, opts)?;
     let (from, until) = performed_range(score, opts)?;
     let segment = Segment {

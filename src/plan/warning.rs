@@ -38,6 +38,8 @@ pub enum WarningKind {
     ZeroLength,
     /// A setting that is not used (a verse the hymn does not have, options `--from` ignores).
     Ignored,
+    /// Sections of a hymn that `--from`/`--until` leave out, as asked. A note.
+    LeftOut,
 }
 
 /// A remark about the plan and where it applies.
@@ -63,7 +65,7 @@ impl WarningKind {
     /// True for remarks that say what `organ` does with the score as an organist would, where
     /// nothing is wrong: printed as `note:`, not counted by `check --deny-warnings`.
     pub fn is_note(self) -> bool {
-        matches!(self, WarningKind::MovedPart | WarningKind::Merged)
+        matches!(self, WarningKind::MovedPart | WarningKind::Merged | WarningKind::LeftOut)
     }
 
     /// `note` or `warning`, for the line printed.
