@@ -516,58 +516,41 @@ fn ble_scan(_seconds: f64) -> Result<Status, Error> {
 // --- organ grandorgue … -----------------------------------------------------------------------
 // (kept in one block so that it merges easily with other commands)
 
-/// `organ grandorgue config|port`.
+/// `organ grandorgue config|organ|port`.
 ///
 /// # Errors
 /// As the subcommands.
 pub fn cmd_grandorgue(c: &crate::cli::GrandorgueCmd) -> Result<Status, Error> {
     match &c.command {
         crate::cli::GrandorgueCommand::Config(c) => cmd_grandorgue_config(c),
+        crate::cli::GrandorgueCommand::Organ(c) => cmd_grandorgue_organ(c),
         crate::cli::GrandorgueCommand::Port(c) => cmd_grandorgue_port(c),
     }
 }
-
-/// The first line of every settings file `organ` writes (after the BOM), to recognise its own.
-const CMB_MARK: &str = "organ grandorgue config";
 
 /// `organ grandorgue config`: match, bind, report, write the .cmb.
 ///
 /// # Errors
 /// Unreadable organ definition or ODF; an existing foreign .cmb without `--force`; write errors.
 pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Status, Error> {
-    use crate::grandorgue::{configure, odf::Odf};
     let organ = Organ::find(&c.organ)?;
-    let odf = Odf::load(&c.odf).map_err(|e| Error::Other(e.to_string()))?;
-    let out = c.out.clone().unwrap_or_else(|| c.odf.with_extension("cmb"));
-    if out.exists() && !c.force {
-        let existing = std::fs::read(&out).unwrap_or_default();
-        if !String::from_utf8_lossy(&existing[..existing.len().min(400)]).contains(CMB_MARK) {
-            return Err(Error::Usage(format!(
-                "{} exists and was not written by `organ`; use --force to replace it, or --out to write elsewhere",
-                out.display()
-            )));
-        }
+    let done = crate::grandorgue::files::write_config(&organ, &c.odf, c.out.as_deref(), c.force)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    write_out(|o| o.write_all(done.report.as_bytes()))?;
+    Ok(0)
+}
+
+/// `organ grandorgue organ`: an organ definition from a GrandOrgue organ, to a file or stdout.
+///
+/// # Errors
+/// Unreadable ODF; an existing file without `--force`; write errors.
+pub fn cmd_grandorgue_organ(c: &crate::cli::GrandorgueOrganCmd) -> Result<Status, Error> {
+    let done = crate::grandorgue::files::write_organ(&c.odf, c.out.as_deref(), c.force)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    if done.wrote.is_none() {
+        write_out(|o| o.write_all(done.toml.as_bytes()))?;
     }
-    let settings = configure(&organ, &odf);
-    let bytes = settings.to_cmb(&organ, &odf, &organ.source).to_bytes();
-    std::fs::write(&out, bytes).map_err(|e| Error::Io(format!("{}: cannot write: {e}", out.display())))?;
-    let mut text = settings.report(&organ, &odf);
-    text.push_str(&format!("wrote {}\n", out.display()));
-    let beside = c.odf.with_extension("cmb");
-    if out == beside {
-        text.push_str(
-            "GrandOrgue uses it when it loads this organ and has no stored settings of its own for it; \
-             if you have played this organ in GrandOrgue before, load it and choose File > Import Settings instead.\n",
-        );
-    } else {
-        text.push_str("In GrandOrgue, load the organ and choose File > Import Settings, then pick this file.\n");
-    }
-    if !settings.complete() {
-        text.push_str(
-            "note: some of the organ definition is not matched (see above); GrandOrgue will not follow those parts.\n",
-        );
-    }
-    write_out(|o| o.write_all(text.as_bytes()))?;
+    eprintln!("organ: {}", done.summary);
     Ok(0)
 }
 

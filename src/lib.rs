@@ -24,11 +24,15 @@
 //! - [`play`]: `organ play`, `ports` and `panic`: the control thread around the engine.
 //! - [`service`]: `organ service`, the full-screen view for playing during a service.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
+//! - [`input`]: MIDI from the console (midir ports, JACK) on its own thread, timestamped on
+//!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`, and `organ record`
+//!   (a journal written as it goes, takes made from it, recovered after a crash).
 
 pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod grandorgue;
+pub mod input;
 pub mod midi;
 pub mod organ;
 pub mod output;

@@ -16,7 +16,14 @@ fn main() {
         Command::Check(c) => app::cmd_check(c),
         Command::Info(c) => app::cmd_info(c),
         Command::Play(c) => organ::play::cmd_play(c),
-        Command::Ports => organ::play::cmd_ports(),
+        Command::Ports => console(organ::input::ports::cmd_ports()),
+        Command::Monitor(c) => console(organ::input::monitor::run(&organ::input::monitor::MonitorArgs {
+            from: c.from.clone(),
+            organ: c.organ.clone(),
+            seconds: c.seconds,
+        })),
+        Command::Learn(c) => console(learn(c)),
+        Command::Record(c) => record(c),
         Command::Panic(c) => organ::play::cmd_panic(c),
         Command::Ble(c) => app::cmd_ble(c),
         Command::Grandorgue(c) => app::cmd_grandorgue(c),
@@ -35,4 +42,51 @@ fn main() {
         // The panic hook has already said what happened.
         Err(_) => std::process::exit(2),
     }
+}
+
+/// `organ monitor`/`learn`/`ports` errors, printed like every other command's.
+fn console(r: Result<i32, organ::input::ConsoleError>) -> Result<i32, app::Error> {
+    r.map_err(|e| app::Error::Other(e.to_string()))
+}
+
+fn record(c: &organ::cli::RecordCmd) -> Result<i32, app::Error> {
+    use organ::input::record;
+    record::run(&record::RecordArgs {
+        from: c.from.clone(),
+        organ: c.organ.clone(),
+        out: c.out.clone(),
+        split: c.split.then(|| c.silence.unwrap_or(std::time::Duration::from_secs(5))),
+        bpm: c.bpm,
+        meter: c.meter.clone(),
+        quiet: c.quiet,
+    })
+    .map_err(|e| app::Error::Other(e.to_string()))
+}
+
+fn learn(c: &organ::cli::LearnCmd) -> Result<i32, organ::input::ConsoleError> {
+    use organ::input::learn::{self, verify};
+    if !c.verify && (!c.to.is_empty() || c.pace_ms.is_some()) {
+        return Err(organ::input::ConsoleError::Usage(
+            "--to and --pace-ms go with --verify (learning sends nothing)".into(),
+        ));
+    }
+    if c.verify {
+        return verify::run(&verify::VerifyArgs {
+            organ: c.organ.clone(),
+            to: c.to.clone(),
+            pace_ms: c.pace_ms,
+            only: c.only.clone(),
+        });
+    }
+    learn::run(&learn::LearnArgs {
+        from: c.from.clone().unwrap_or_default(),
+        organ: c.organ.clone(),
+        all: c.all,
+        only: c.only.clone(),
+        divisions: c.divisions.clone(),
+        controls: c.stops.clone(),
+        name: c.name.clone(),
+        quiet: c.quiet,
+        wait: c.wait,
+    })
 }

@@ -1,4 +1,4 @@
-//! `organ play`, `organ ports` and `organ panic`: outputs opened, the engine started on its own
+//! `organ play` and `organ panic`: outputs opened, the engine started on its own
 //! thread, and the control thread drawing the status line, reading keys and handling signals.
 //!
 //! Every way out releases the keys: the end of the plan (its own tail), q/Esc (Stop command),
@@ -339,6 +339,25 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
             }
         );
     }
+    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
+    // input, journal thread and files; finished after the engine).
+    let recorder = match &c.record {
+        Some(src) => {
+            let (r, recovered) = crate::input::record::start_for_play(
+                src,
+                c.record_out.as_deref(),
+                &inputs.organ,
+                c.plan.organ.as_deref(),
+                &timeline.score_name,
+            )
+            .map_err(|e| Error::Other(e.to_string()))?;
+            for line in recovered {
+                eprintln!("organ: record: {line}");
+            }
+            Some(r)
+        }
+        None => None,
+    };
     let config = engine::Config { on_disconnect: inputs.organ.on_disconnect, ..engine::Config::default() };
     let clock = SystemClock::new();
     let clock_epoch = Instant::now();
@@ -436,6 +455,13 @@ pub fn cmd_play(c: &PlayCmd) -> Result<Status, Error> {
     if last_len > 0 {
         eprintln!();
     }
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(_) => {}
+            Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
+        }
+    }
     let mut report = report;
     let mut outputs = std::mem::take(&mut report.outputs);
     let mut finish_errors = Vec::new();
@@ -493,21 +519,6 @@ fn handle_first_sent(report: &engine::Report, clock_epoch: Instant) -> Option<Du
     let first = report.first_sent?;
     let at = clock_epoch + Duration::from_micros(first.0);
     Some(at.saturating_duration_since(*crate::PROCESS_START.get()?))
-}
-
-/// `organ ports`.
-///
-/// # Errors
-/// No MIDI system.
-pub fn cmd_ports() -> Result<Status, Error> {
-    let ports = output::port::list().map_err(Error::Other)?;
-    if ports.is_empty() {
-        println!("no MIDI output ports (is the interface plugged in and switched on?)");
-    }
-    for (i, name) in ports {
-        println!("{i}: {name}");
-    }
-    Ok(0)
 }
 
 /// `organ panic`: every key of every division channel off, CC 123, then the cancel.

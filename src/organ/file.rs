@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use toml::Spanned;
 
-use super::{ConfigError, Control, ControlKind, CouplerAction, DisconnectPolicy, Division, Location, Organ, Preset};
+use super::{
+    ConfigError, Control, ControlKind, CouplerAction, DisconnectPolicy, Division, Expression, Location, Organ, Preset,
+};
 use crate::midi::{Channel, Message, Micros, ShortMsg, parse_hex};
 use crate::text::{did_you_mean, line_col, normalize_name};
 
@@ -61,6 +63,15 @@ struct DivisionFile {
     channel: Spanned<i64>,
     compass: Option<Spanned<Vec<i64>>>,
     grandorgue: Option<String>,
+    expression: Option<Spanned<ExpressionFile>>,
+}
+
+/// `expression = { cc = 11 }` or `{ cc = 11, channel = 16 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpressionFile {
+    cc: i64,
+    channel: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +280,25 @@ fn message(ctx: &Ctx, m: &Spanned<MsgFile>) -> Result<(Form, Vec<Message>), Conf
     }
 }
 
+/// One message form written as a TOML inline table (`{ note = 36, channel = 16 }`), checked as
+/// in an organ definition: its messages, and the off an organ definition infers from it (none
+/// for program changes, SysEx and raw).
+///
+/// # Errors
+/// As for a message in an organ definition.
+pub(crate) fn parse_message_text(text: &str) -> Result<(Vec<Message>, Option<Vec<Message>>), ConfigError> {
+    #[derive(Deserialize)]
+    struct One {
+        m: Spanned<MsgFile>,
+    }
+    let doc = format!("m = {text}");
+    let ctx = Ctx { text: &doc, file: "(message)" };
+    let one: One = toml::from_str(&doc).map_err(|e| ctx.toml_err(&e))?;
+    let (form, msgs) = message(&ctx, &one.m)?;
+    let name = Spanned::new(0..0, String::new());
+    Ok((msgs, off_messages(&ctx, "", &name, &form, None).ok()))
+}
+
 /// The off messages: as written, or inferred from the on form.
 fn off_messages(
     ctx: &Ctx,
@@ -350,12 +380,14 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 }
             },
         };
+        let expression = d.expression.as_ref().map(|e| expression(&ctx, e, channel)).transpose()?;
         divisions.push(Division {
             name: key.get_ref().clone(),
             code,
             channel,
             compass,
             grandorgue: d.grandorgue.clone(),
+            expression,
         });
     }
 
@@ -636,6 +668,32 @@ fn distinct_messages(
     Ok(())
 }
 
+/// A division's expression controller. Controllers that GrandOrgue and MIDI give another meaning
+/// are refused: bank select (0, 32), data entry and parameter numbers (6, 38, 98-101) and the
+/// channel-mode messages (120-127, e.g. 123 all notes off).
+fn expression(ctx: &Ctx, e: &Spanned<ExpressionFile>, division_channel: Channel) -> Result<Expression, ConfigError> {
+    let f = e.get_ref();
+    let cc = match f.cc {
+        0 | 32 | 6 | 38 | 98..=101 => {
+            return Err(ctx.err(
+                e.span(),
+                format!(
+                    "expression cc = {}: that controller selects banks or parameters; use e.g. cc = 11 (Expression)",
+                    f.cc
+                ),
+            ));
+        }
+        cc @ 1..=119 => cc as u8,
+        cc => return Err(ctx.err(e.span(), format!("expression cc = {cc} is out of range (1-119; 11 is Expression)"))),
+    };
+    let channel = match f.channel {
+        None => division_channel,
+        Some(c) => Channel::from_user(c)
+            .ok_or_else(|| ctx.err(e.span(), format!("channel = {c} is out of range (MIDI channels are 1-16)")))?,
+    };
+    Ok(Expression { cc, channel })
+}
+
 /// A stop given as a note on a division's own channel, inside its compass, would collide with
 /// the keys played on that division.
 fn check_not_a_key(ctx: &Ctx, divisions: &[Division], m: &Spanned<MsgFile>, form: &Form) -> Result<(), ConfigError> {
@@ -829,6 +887,30 @@ stop_pace_ms = 0
         assert!(e.starts_with("t.toml:25:10: action = \"4 foot\": write \"unison\""), "{e}");
         let e = err(&MIN.replace("name = \"Sw to Ped\"", "name = \"Sw Unison Off\""));
         assert!(e.contains("is a unison off, which acts on its own division"), "{e}");
+    }
+
+    #[test]
+    fn expression_controller() {
+        let o = Organ::from_toml(
+            &MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 11 }"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(o.divisions[0].expression, Some(Expression { cc: 11, channel: Channel::from_user(1).unwrap() }));
+        assert_eq!(o.divisions[1].expression, None);
+        let o = Organ::from_toml(
+            &MIN.replace(
+                "code = \"S\"\nchannel = 1",
+                "code = \"S\"\nchannel = 1\nexpression = { cc = 7, channel = 16 }",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(o.divisions[0].expression.unwrap().channel.user(), 16);
+        let e = err(&MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 123 }"));
+        assert!(e.starts_with("t.toml:6:14: expression cc = 123 is out of range"), "{e}");
+        let e = err(&MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 99 }"));
+        assert!(e.contains("selects banks or parameters"), "{e}");
     }
 
     #[test]

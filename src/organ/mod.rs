@@ -7,6 +7,7 @@
 //! loading, every message is a checked [`Message`], so the planner cannot produce an invalid byte.
 //! Runs on the control thread; never on the real-time path.
 
+pub mod decode;
 mod file;
 pub mod registration;
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
-pub(crate) use file::Ctx;
+pub(crate) use file::{Ctx, parse_message_text};
 pub use registration::Registration;
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.
@@ -74,6 +75,17 @@ pub struct Division {
     pub compass: (u8, u8),
     /// Name of the matching manual in a GrandOrgue organ, when it differs.
     pub grandorgue: Option<String>,
+    /// The controller that moves this division's swell shutters (`expression = { cc = 11 }`),
+    /// if it has one.
+    pub expression: Option<Expression>,
+}
+
+/// A division's expression (swell pedal) controller: `cc` on `channel` (by default the
+/// division's own), 0 = shutters closed, 127 = open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expression {
+    pub cc: u8,
+    pub channel: Channel,
 }
 
 /// Index of a control in [`Organ::controls`].

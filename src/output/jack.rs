@@ -204,17 +204,26 @@ fn midi_inputs(client: &Client) -> Vec<String> {
 /// # Errors
 /// None or several match; the message lists the MIDI inputs that exist.
 pub fn find_input(inputs: &[String], wanted: &str) -> Result<String, String> {
-    if let Some(p) = inputs.iter().find(|p| p.as_str() == wanted) {
+    find_port(inputs, wanted, "input")
+}
+
+/// The port `wanted` names among `ports` (JACK MIDI ports of one direction, `what` = `input` or
+/// `output`): its full name, else the only one containing it (case-insensitive).
+///
+/// # Errors
+/// None or several match; the message lists the ports that exist.
+pub fn find_port(ports: &[String], wanted: &str, what: &str) -> Result<String, String> {
+    if let Some(p) = ports.iter().find(|p| p.as_str() == wanted) {
         return Ok(p.clone());
     }
     let w = wanted.to_lowercase();
-    let hits: Vec<&String> = inputs.iter().filter(|p| p.to_lowercase().contains(&w)).collect();
-    let list = if inputs.is_empty() { "none".to_string() } else { inputs.join(", ") };
+    let hits: Vec<&String> = ports.iter().filter(|p| p.to_lowercase().contains(&w)).collect();
+    let list = if ports.is_empty() { "none".to_string() } else { ports.join(", ") };
     match hits.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(format!("no JACK MIDI input port matches \"{wanted}\" (MIDI inputs: {list})")),
+        [] => Err(format!("no JACK MIDI {what} port matches \"{wanted}\" (MIDI {what}s: {list})")),
         _ => Err(format!(
-            "\"{wanted}\" matches several JACK MIDI inputs ({}); give more of the name",
+            "\"{wanted}\" matches several JACK MIDI {what}s ({}); give more of the name",
             hits.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         )),
     }

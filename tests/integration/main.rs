@@ -12,13 +12,18 @@
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
+//! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
 
 mod cli;
 mod corpus;
 mod damaged;
+#[allow(dead_code)] // parse_plan is for the JACK test
+#[path = "../support/performance.rs"]
+mod performance;
 mod plan_pin;
 mod planner;
 mod play;
 mod props;
+mod record;
 mod support;
 mod tempo;

@@ -203,6 +203,24 @@ fn missing_midi_system_or_port_is_one_clear_line() {
     let o = organ_bin(&["play", "scores/bwv643.mid", "--to", "port:WIDI Bud Pro"]);
     assert_one_line_error(&o, "port:WIDI Bud Pro: this machine has no ALSA sequencer");
     assert!(text(&o.stderr).contains("--to file:out.mid"), "suggests playing to a file");
+    let o = organ_bin(&["monitor", "--from", "port:Rodgers"]);
+    assert_one_line_error(&o, "--from port:Rodgers: this machine has no ALSA sequencer");
+}
+
+#[test]
+fn console_commands_explain_bad_sources_and_files() {
+    let o = organ_bin(&["monitor", "--from", "usb:console"]);
+    assert_one_line_error(&o, "--from usb:console: not a MIDI source; use port:NAME or port:N");
+    let o = organ_bin(&["learn", "--organ", "no-such-organ.toml", "--from", "jack"]);
+    assert_one_line_error(&o, "no-such-organ.toml: no such file; to start a new organ give --divisions");
+    let o = organ_bin(&["learn", "--organ", "organs/st-marys.toml", "--from", "jack", "--to", "null"]);
+    assert_one_line_error(&o, "--to and --pace-ms go with --verify");
+    // Everything in st-marys is known: nothing to ask, and no input is opened.
+    let o = organ_bin(&["learn", "--organ", "organs/st-marys.toml", "--from", "port:none"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("nothing left to learn in organs/st-marys.toml"), "{}", text(&o.stdout));
+    let o = organ_bin(&["monitor", "--from", "port:x", "--organ", "no-such-organ"]);
+    assert_one_line_error(&o, "no organ definition named \"no-such-organ\"");
 }
 
 #[test]

@@ -1,8 +1,13 @@
-//! The test harness for GrandOrgue end-to-end tests: processes (JACK dummy server, Xvfb,
-//! GrandOrgue), a generated test organ, a JACK recorder and the audio analysis.
+//! The test harness for the JACK end-to-end tests: processes (JACK dummy server, Xvfb,
+//! GrandOrgue), a generated test organ, a JACK recorder and the audio analysis, and a scripted
+//! organ console on JACK (`organ learn`, `monitor`, `--verify`, `record`), and performances for
+//! the recording tests.
 #![allow(dead_code)]
 
 pub mod analysis;
+#[cfg(feature = "jack")]
+pub mod console;
+pub mod performance;
 #[cfg(feature = "jack")]
 pub mod procs;
 #[cfg(feature = "jack")]
