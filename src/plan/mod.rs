@@ -43,6 +43,7 @@ pub mod range;
 pub mod report;
 mod sections;
 mod stops;
+mod suggest;
 mod time;
 mod timeline;
 mod warning;
