@@ -343,6 +343,9 @@ pub fn stripped_summary(score: &Score) -> Option<String> {
 /// # Errors
 /// As [`make_plan`].
 pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
+    if c.plan.score.extension().is_some_and(|x| x == "toml") {
+        return check_order_of_service(c);
+    }
     let (inputs, timeline) = make_plan(&c.plan)?;
     let score = &inputs.score;
     let mut out = String::new();
@@ -387,6 +390,42 @@ pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
     }
     write_out(|o| o.write_all(out.as_bytes()))?;
     Ok(if c.deny_warnings && !warnings.is_empty() { 1 } else { 0 })
+}
+
+/// `organ check ORDER.toml`: every item of an order of service planned as `organ service` plays
+/// it, with its warnings (the item's number before each).
+fn check_order_of_service(c: &CheckCmd) -> Result<Status, Error> {
+    let order = crate::service::order::load(&c.plan.score, c.plan.organ.as_deref())?;
+    let mut out = format!("{} ({}): {} item(s)\n", order.title, order.source, order.items.len());
+    let mut count = 0;
+    for (i, item) in order.items.iter().enumerate() {
+        let t = item.plan(item.transpose, None, &[]).map_err(|e| Error::Other(format!("{}: {e}", item.title)))?;
+        out.push_str(&format!(
+            "{}. {}: {} on {} ({}), {} messages, {} long\n",
+            i + 1,
+            item.title,
+            item.score.name,
+            item.organ.name,
+            item.summary(),
+            t.events.len(),
+            t.duration
+        ));
+        for n in t.warnings.iter().filter(|w| w.kind.is_note()) {
+            out.push_str(&format!("note: {}. {n}\n", i + 1));
+        }
+        let warnings = all_warnings(&item.score, &t);
+        for w in &warnings {
+            out.push_str(&format!("warning: {}. {w}\n", i + 1));
+        }
+        count += warnings.len();
+    }
+    out.push_str(&if count == 0 {
+        "ok: no problems found\n".to_string()
+    } else {
+        format!("ok with {count} warning(s)\n")
+    });
+    write_out(|o| o.write_all(out.as_bytes()))?;
+    Ok(if c.deny_warnings && count > 0 { 1 } else { 0 })
 }
 
 fn plan_assignment(inputs: &Inputs) -> Result<Vec<Option<usize>>, Error> {

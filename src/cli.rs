@@ -29,7 +29,11 @@ pub struct Cli {
 pub enum Command {
     /// Show the exact plan: every message that would be sent, when, and why.
     Plan(PlanCmd),
-    /// Check a score, organ and registration together; print warnings. Exit 0 when it can be played.
+    /// Check a score, organ and registration together (or every item of an order of service,
+    /// ORDER.toml); print warnings: notes on a division where no stop sounds, registration
+    /// changes under held keys, changes after the end or without effect, notes folded into the
+    /// compass, a breath too short for a verse's registration. Exit 0 when it can be played (1
+    /// with --deny-warnings and a warning).
     Check(CheckCmd),
     /// Describe a MIDI file: parts, tempo and time signatures, length, a suggested layout.
     Info(InfoCmd),

@@ -370,11 +370,11 @@ pub fn plan_hymn(
     for v in &hymn.verse_registrations {
         if v.number > verses {
             let text = format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number);
-            t.warnings.push(PlanWarning::new(WarningKind::Ignored, text));
+            t.warnings.push(PlanWarning::new(WarningKind::NotPlayed, text));
         }
         if v.number == 0 && unroll.bars.play_over.is_none() {
             let text = "the registration for the play-over (verse 0) is not used: there is no play-over";
-            t.warnings.push(PlanWarning::new(WarningKind::Ignored, text));
+            t.warnings.push(PlanWarning::new(WarningKind::NotPlayed, text));
         }
     }
     Ok(t)

@@ -40,6 +40,9 @@ pub enum WarningKind {
     Ignored,
     /// Sections of a hymn that `--from`/`--until` leave out, as asked. A note.
     LeftOut,
+    /// A verse's own registration for a verse (or play-over) that is not played, as when an
+    /// order of service plays fewer verses than the registration file has. A note.
+    NotPlayed,
 }
 
 /// A remark about the plan and where it applies.
@@ -65,7 +68,7 @@ impl WarningKind {
     /// True for remarks that say what `organ` does with the score as an organist would, where
     /// nothing is wrong: printed as `note:`, not counted by `check --deny-warnings`.
     pub fn is_note(self) -> bool {
-        matches!(self, WarningKind::MovedPart | WarningKind::Merged | WarningKind::LeftOut)
+        matches!(self, WarningKind::MovedPart | WarningKind::Merged | WarningKind::LeftOut | WarningKind::NotPlayed)
     }
 
     /// `note` or `warning`, for the line printed.
