@@ -267,8 +267,7 @@ impl Organ {
 
     /// Finds a stop, coupler or tremulant by name (case-insensitive, whitespace-normalised).
     pub fn control(&self, name: &str) -> Option<ControlId> {
-        let n = normalize_name(name);
-        self.controls.iter().position(|c| normalize_name(&c.name) == n)
+        self.controls.iter().position(|c| crate::text::same_name(&c.name, name))
     }
 
     /// `; did you mean "…"?` for an unknown control name.

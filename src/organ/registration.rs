@@ -168,13 +168,19 @@ struct ChangeFile {
 }
 
 /// The `organ = "…"` line of a registration file, read without checking the rest (the organ is
-/// needed before the file can be checked).
+/// needed before the file can be checked). Top-level keys come before the first table, so only
+/// that part is read (the whole file when that part alone does not parse).
 pub fn organ_hint(text: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Hint {
         organ: Option<String>,
     }
-    toml::from_str::<Hint>(text).ok().and_then(|h| h.organ)
+    let head = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| text[i..].trim_start_matches([' ', '\t']).starts_with('['))
+        .map_or(text, |i| &text[..i]);
+    toml::from_str::<Hint>(head).or_else(|_| toml::from_str::<Hint>(text)).ok().and_then(|h| h.organ)
 }
 
 impl Registration {
@@ -206,10 +212,13 @@ impl Registration {
                     )
                 })
         };
+        // Names looked up once per change: a map, not a scan of the organ's names.
+        let by_name: std::collections::HashMap<String, ControlId> =
+            organ.controls.iter().enumerate().map(|(i, c)| (crate::text::normalize_name(&c.name), i)).collect();
         let ids = |list: &[Spanned<String>]| -> Result<Vec<ControlId>, ConfigError> {
             list.iter()
                 .map(|s| {
-                    organ.control(s.get_ref()).ok_or_else(|| {
+                    by_name.get(&crate::text::normalize_name(s.get_ref())).copied().ok_or_else(|| {
                         ctx.err(
                             s.span(),
                             format!(
@@ -316,6 +325,15 @@ fn hymn_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_organ_is_read_from_the_top_level_keys() {
+        assert_eq!(organ_hint("organ = \"st-marys\"\n[[change]]\nat = \"1\"\n").as_deref(), Some("st-marys"));
+        assert_eq!(organ_hint("layout = \"GP\"\n  [hymn]\nverses = 2\n"), None);
+        // A multi-line string with a line that starts with [ still reads.
+        let text = "layout = \"\"\"\n[x\n\"\"\"\norgan = \"o\"\n[hymn]\n";
+        assert_eq!(organ_hint(text).as_deref(), Some("o"));
+    }
 
     #[test]
     fn positions() {

@@ -303,9 +303,12 @@ pub(crate) fn held_across_changes(
         }
         let (s, tick) = (after.segment, after.tick);
         let seg = &segments[s];
+        held.iter_mut().for_each(|h| h.advance_to(s as u16, tick));
+        if held.iter().all(|h| h.count == 0) {
+            continue;
+        }
         let changes = changes_per_division(organ, &before.drawn, &after.drawn);
         for (d, h) in held.iter_mut().enumerate() {
-            h.advance_to(s as u16, tick);
             let Some(change) = &changes[d] else { continue };
             if h.count == 0 {
                 continue;
