@@ -519,10 +519,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
     };
     let everything_in_at_start = f.cancel.as_ref().and_then(|c| c.everything_in_at_start).unwrap_or(false);
-    let spans = f.stop.iter().map(|s| (&s.on, s.off.as_ref()));
-    let spans = spans.chain(f.coupler.iter().map(|c| (&c.on, c.off.as_ref())));
-    let spans: Vec<_> = spans.chain(f.tremulant.iter().map(|t| (&t.on, t.off.as_ref()))).collect();
-    distinct_messages(&ctx, &mut controls, &spans, cancel.as_deref())?;
+    distinct_messages(&ctx, &mut controls, (&f.stop, &f.coupler, &f.tremulant), cancel.as_deref())?;
     let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
         match v {
             None => Ok(Micros::ZERO),
@@ -612,9 +609,14 @@ fn console_form(msgs: &[Message]) -> Vec<Vec<u8>> {
 fn distinct_messages(
     ctx: &Ctx,
     controls: &mut [Control],
-    spans: &[(&Spanned<MsgFile>, Option<&Spanned<MsgFile>>)],
+    (stops, couplers, tremulants): (&[StopFile], &[CouplerFile], &[TremulantFile]),
     cancel: Option<&[Message]>,
 ) -> Result<(), ConfigError> {
+    // Where each control's on and off are written: the controls are the stops, couplers and
+    // tremulants in file order.
+    let spans = stops.iter().map(|s| (&s.on, s.off.as_ref()));
+    let spans = spans.chain(couplers.iter().map(|c| (&c.on, c.off.as_ref())));
+    let spans: Vec<_> = spans.chain(tremulants.iter().map(|t| (&t.on, t.off.as_ref()))).collect();
     for c in controls.iter_mut() {
         c.toggle = console_form(&c.on) == console_form(&c.off);
     }
