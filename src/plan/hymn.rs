@@ -1129,6 +1129,25 @@ mod tests {
     }
 
     #[test]
+    fn a_fermata_given_twice_is_held_once_with_a_warning() {
+        let once = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        // 2:3 twice, and 2:3.1 on the same chord (E4, struck at 2:3).
+        let thrice = HymnOptions { fermatas: Some(vec![(2, 3.0), (2, 3.0), (2, 3.1)]), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &thrice, &PlanOptions::default());
+        let spans = |t: &Timeline| t.sections.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>();
+        assert_eq!(spans(&t), spans(&once), "held once: the verses last as long as with one fermata");
+        let texts: Vec<String> =
+            t.warnings.iter().filter(|w| w.kind == WarningKind::NoEffect).map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "fermata 2:3 is given twice: its chord is held once",
+                "fermata 2:3.1 is on the chord of fermata 2:3: the chord is held once"
+            ]
+        );
+    }
+
+    #[test]
     fn command_line_values_override_the_file() {
         let over = HymnOptions {
             verses: Some(2),
