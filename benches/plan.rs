@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{self, PlanOptions};
+use organ::registration::Registration;
 use organ::score;
 
 /// Counts heap bytes in use and their peak.

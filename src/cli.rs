@@ -1,4 +1,7 @@
-//! Command-line interface (clap derive). The doc comments here are the `--help` text.
+//! Command-line interface (clap derive), part of the binary. The doc comments here are the
+//! `--help` text. Each command's flags are mapped onto the library's plain argument structs
+//! (`organ::inputs::PlanArgs`, `organ::play::PlayArgs`, …), so nothing below the binary knows
+//! clap.
 
 use std::path::PathBuf;
 
@@ -202,12 +205,64 @@ pub struct HymnArgs {
     pub no_hymn: bool,
 }
 
+impl From<&HymnArgs> for organ::registration::HymnArgs {
+    fn from(h: &HymnArgs) -> Self {
+        organ::registration::HymnArgs {
+            verses: h.verses,
+            play_over: h.play_over.clone(),
+            gap: h.gap.clone(),
+            amen: h.amen.clone(),
+            fermatas: h.fermatas.clone(),
+            fermata: h.fermata.clone(),
+            verse_preset: h.verse_preset.clone(),
+            no_hymn: h.no_hymn,
+        }
+    }
+}
+
+impl From<&PlanArgs> for organ::inputs::PlanArgs {
+    fn from(a: &PlanArgs) -> Self {
+        organ::inputs::PlanArgs {
+            score: a.score.clone(),
+            organ: a.organ.clone(),
+            registration: a.registration.clone(),
+            no_registration: a.no_registration,
+            layout: a.layout.clone(),
+            map: a.map.clone(),
+            tempo: a.tempo.clone(),
+            bpm: a.bpm,
+            transpose: a.transpose,
+            from: a.from.clone(),
+            until: a.until.clone(),
+            stops: a.stops.clone(),
+            keep_stops: a.keep_stops,
+            hymn: (&a.hymn).into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum PlanFormat {
     /// An aligned table for reading.
     Text,
     /// One JSON object per message (t_us, bytes, kind, division, name, part, bar, beat, tick).
     Jsonl,
+    /// A picture (SVG): one lane of notes per division, a band of the stops drawn, bars, time,
+    /// and markers for verses, fermatas, wait points and warnings.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
+}
+
+impl From<PlanFormat> for organ::app::PlanFormat {
+    fn from(f: PlanFormat) -> Self {
+        match f {
+            PlanFormat::Text => organ::app::PlanFormat::Text,
+            PlanFormat::Jsonl => organ::app::PlanFormat::Jsonl,
+            PlanFormat::Svg => organ::app::PlanFormat::Svg,
+            PlanFormat::Html => organ::app::PlanFormat::Html,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -248,8 +303,10 @@ pub struct PlayCmd {
     /// Where to play; may be given several times (e.g. the organ and a file record of what was
     /// sent). port:NAME is a MIDI port by name (case-insensitive part of it) or number, see
     /// `organ ports`; file:PATH.mid records what was sent with the real send times; grandorgue
-    /// creates a MIDI port for GrandOrgue; null sends nowhere. Default: the organ file's
-    /// `output = "…"`.
+    /// creates a MIDI port for GrandOrgue; wav:PATH.wav renders the piece with the built-in organ
+    /// voice into a WAV file, offline and much faster than real time; audio plays the built-in
+    /// organ voice on the sound device (audio:jack through a running JACK server); null sends
+    /// nowhere. Default: the organ file's `output = "…"`.
     #[arg(long, value_name = "OUTPUT")]
     pub to: Vec<String>,
 
@@ -269,6 +326,19 @@ pub struct PlayCmd {
     /// With --record: the folder for the take (default: the current folder).
     #[arg(long, value_name = "DIR", requires = "record")]
     pub record_out: Option<PathBuf>,
+}
+
+impl From<&PlayCmd> for organ::play::PlayArgs {
+    fn from(c: &PlayCmd) -> Self {
+        organ::play::PlayArgs {
+            plan: (&c.plan).into(),
+            to: c.to.clone(),
+            stats: c.stats,
+            quiet: c.quiet,
+            record: c.record.clone(),
+            record_out: c.record_out.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -353,6 +423,17 @@ pub struct GrandorgueConfigCmd {
     pub force: bool,
 }
 
+impl From<&GrandorgueConfigCmd> for organ::app::GrandorgueConfigArgs {
+    fn from(c: &GrandorgueConfigCmd) -> Self {
+        organ::app::GrandorgueConfigArgs {
+            organ: c.organ.clone(),
+            odf: c.odf.clone(),
+            out: c.out.clone(),
+            force: c.force,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct GrandorgueOrganCmd {
     /// The GrandOrgue organ definition file (.organ), or an organ package (.orgue).
@@ -366,6 +447,12 @@ pub struct GrandorgueOrganCmd {
     /// Replace an existing --out file.
     #[arg(long)]
     pub force: bool,
+}
+
+impl From<&GrandorgueOrganCmd> for organ::app::GrandorgueOrganArgs {
+    fn from(c: &GrandorgueOrganCmd) -> Self {
+        organ::app::GrandorgueOrganArgs { odf: c.odf.clone(), out: c.out.clone(), force: c.force }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -391,6 +478,12 @@ pub struct ServiceCmd {
     /// The organ, overriding the order of service's `organ = "…"`.
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
+}
+
+impl From<&ServiceCmd> for organ::service::ServiceArgs {
+    fn from(c: &ServiceCmd) -> Self {
+        organ::service::ServiceArgs { file: c.file.clone(), to: c.to.clone(), organ: c.organ.clone() }
+    }
 }
 
 // --- organ monitor, organ learn ------------------------------------------------------------------

@@ -14,7 +14,7 @@ use support::Scratch;
 use support::test_organ;
 
 fn organ_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_organ"))
+    support::organ_command(&[])
 }
 
 /// The installed GrandOrgue demo sample set (Debian package `grandorgue-demo`), if any.
@@ -305,7 +305,7 @@ mod e2e {
         let go_in = go.register_port("GrandOrgue Input", jack::MidiIn::default()).unwrap();
         let go = go.activate_async((), ()).unwrap();
 
-        let lb = organ::grandorgue::loopback::open_grandorgue(&Default::default(), &Default::default()).unwrap();
+        let lb = organ::output::grandorgue::open(&Default::default(), &Default::default()).unwrap();
         assert_eq!(lb.output.name(), "grandorgue");
         assert!(
             lb.message.contains("connected") && lb.message.contains("GrandOrgue:GrandOrgue Input"),
@@ -409,7 +409,7 @@ mod e2e {
         let mut titles_after = Vec::new();
         let outcome = (|| -> Result<(), Unavailable> {
             let stage = Stage::start(&dir.path, &odf, CHURCH, "grandorgue_end_to_end", start)?;
-            let probe = organ::output::jack::open(&format!("jack:{}", stage.go_input)).map_err(fail)?;
+            let probe = organ::output::jack::open(Some(stage.go_input.as_str())).map_err(|e| fail(e.to_string()))?;
             let go_input = stage.go_input.clone();
             let mut rig = Rig { dir: dir.path.clone(), score, toml, plan, go_input, probe, start };
 
@@ -636,7 +636,7 @@ mod e2e {
             r.client().connect_ports_by_name(src, &r.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
         }
         let rec_midi = r.port("midi_in");
-        rig.probe.connect(&rec_midi).map_err(fail)?;
+        rig.probe.connect(&rec_midi).map_err(|e| fail(e.to_string()))?;
         std::thread::sleep(Duration::from_millis(500));
         r.start();
         std::thread::sleep(Duration::from_millis(300));

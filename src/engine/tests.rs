@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::organ::{Organ, Registration};
+use crate::organ::Organ;
 use crate::output::record::{MemoryOutput, Recording};
 use crate::plan::{Kind, PlanOptions, plan};
+use crate::registration::Registration;
 
 // ---- a counting allocator for this test binary ------------------------------------------------
 
@@ -442,7 +443,7 @@ fn the_stop_flag_stops_the_engine() {
 
 // ---- hymns: wait points and swapped plans ------------------------------------------------------
 
-fn hymn_timeline(over: crate::plan::hymn::HymnOptions) -> Arc<Timeline> {
+fn hymn_timeline(over: crate::registration::HymnOptions) -> Arc<Timeline> {
     use crate::plan::hymn::{fixture, plan_hymn};
     let organ = fixture::organ();
     let score = fixture::score();
@@ -452,9 +453,9 @@ fn hymn_timeline(over: crate::plan::hymn::HymnOptions) -> Arc<Timeline> {
     )
 }
 
-fn wait_fermatas() -> crate::plan::hymn::HymnOptions {
-    crate::plan::hymn::HymnOptions {
-        fermata: Some(crate::plan::hymn::Fermata { hold: None, wait: true }),
+fn wait_fermatas() -> crate::registration::HymnOptions {
+    crate::registration::HymnOptions {
+        fermata: Some(crate::registration::hymn::Fermata { hold: None, wait: true }),
         ..Default::default()
     }
 }
@@ -593,7 +594,7 @@ fn pause_at_section_end_waits_once_in_silence() {
 
 #[test]
 fn a_swapped_plan_is_taken_before_it_differs_and_refused_after() {
-    use crate::plan::hymn::{HymnOptions, VerseRegistration};
+    use crate::registration::hymn::{HymnOptions, VerseRegistration};
     let t = hymn_timeline(Default::default());
     // The same hymn with verse 2 on preset p.
     let organ = crate::plan::hymn::fixture::organ();

@@ -18,7 +18,6 @@ pub mod drive;
 pub mod events;
 pub mod files;
 pub mod generate;
-pub mod loopback;
 pub mod matching;
 pub mod names;
 pub mod odf;

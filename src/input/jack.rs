@@ -20,7 +20,7 @@ use super::{InputError, Received, split_messages};
 use crate::midi::Micros;
 
 fn find_output(outputs: &[String], wanted: &str) -> Result<String, String> {
-    crate::output::jack::find_port(outputs, wanted, "output")
+    crate::output::jack::find_port(outputs, wanted, "output").map_err(|e| e.to_string())
 }
 
 /// The JACK client name (the port is `organ-in:in`, or `organ-in-01:in` if the name is taken).
@@ -46,7 +46,7 @@ impl jack::ProcessHandler for Process {
         for ev in self.port.iter(ps) {
             let at = match times {
                 Some(t) if t.next_usecs > t.current_usecs => {
-                    t.current_usecs + (t.next_usecs - t.current_usecs) * u64::from(ev.time) / u64::from(n)
+                    t.current_usecs + t.next_usecs.saturating_sub(t.current_usecs) * u64::from(ev.time) / u64::from(n)
                 }
                 Some(t) => t.current_usecs,
                 None => 0,

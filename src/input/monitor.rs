@@ -85,7 +85,7 @@ impl Monitor {
 /// # Errors
 /// The organ definition or the input cannot be opened.
 pub fn run(a: &MonitorArgs) -> Result<i32, ConsoleError> {
-    crate::play::install_signal_handling();
+    crate::session::install_signal_handling();
     let organ = a.organ.as_deref().map(Organ::find).transpose()?;
     let input = super::open(&a.from)?;
     eprintln!(
@@ -97,7 +97,7 @@ pub fn run(a: &MonitorArgs) -> Result<i32, ConsoleError> {
     let end = a.seconds.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut out = std::io::stdout();
     loop {
-        if crate::play::signal_received() != 0 || end.is_some_and(|e| Instant::now() >= e) {
+        if crate::session::signal_received() != 0 || end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
         match input.messages().recv_timeout(Duration::from_millis(50)) {

@@ -13,7 +13,7 @@ use super::InputError;
 /// No MIDI system (no ALSA sequencer …), or built without the `midi-ports` feature.
 pub fn list() -> Result<Vec<(usize, String)>, InputError> {
     if let Some(why) = crate::output::port::unavailable_reason() {
-        return Err(InputError::Unavailable { spec: "port".into(), why });
+        return Err(InputError::Unavailable { spec: "port".into(), why: why.to_string() });
     }
     imp::list()
 }
@@ -62,7 +62,7 @@ mod imp {
             opened: Instant,
         ) -> Result<PortInput, InputError> {
             if let Some(why) = crate::output::port::unavailable_reason() {
-                return Err(InputError::Unavailable { spec: spec.into(), why });
+                return Err(InputError::Unavailable { spec: spec.into(), why: why.to_string() });
             }
             let mut inp = client(spec)?;
             // Everything, SysEx included (midir ignores SysEx by default); real-time messages are

@@ -37,7 +37,7 @@ pub fn report() -> Result<String, ConsoleError> {
             );
             None
         }
-        (Err(e), _) => Some(e),
+        (Err(e), _) => Some(e.to_string()),
         (_, Err(e)) => Some(e.to_string()),
     };
     let jack = jack_ports();

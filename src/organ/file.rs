@@ -82,6 +82,8 @@ struct StopFile {
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
     grandorgue: Option<String>,
+    /// How the built-in organ voice sounds it (see [`super::voice`]).
+    voice: Option<super::voice::VoiceFile>,
 }
 
 #[derive(Deserialize)]
@@ -331,189 +333,12 @@ fn off_messages(
 pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     let ctx = Ctx { text, file: source };
     let f: OrganFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
-    let Some(division_table) = f.division else {
+    let Some(division_table) = &f.division else {
         return Err(ctx.err(0..0, "no divisions: add at least one [division.<name>] with code and channel"));
     };
-
-    let mut divisions: Vec<Division> = Vec::new();
-    for (key, d) in &division_table.0 {
-        let code_str = d.code.get_ref().trim();
-        let mut chars = code_str.chars();
-        let code = match (chars.next(), chars.next()) {
-            (Some(c), None) if c.is_ascii_alphabetic() => c.to_ascii_uppercase(),
-            _ => {
-                return Err(
-                    ctx.err(d.code.span(), format!("code = \"{code_str}\": a division code is one letter, e.g. \"S\""))
-                );
-            }
-        };
-        if let Some(other) = divisions.iter().find(|o| o.code == code) {
-            return Err(ctx.err(d.code.span(), format!("code \"{code}\" is already used by division {}", other.name)));
-        }
-        let channel = Channel::from_user(*d.channel.get_ref()).ok_or_else(|| {
-            ctx.err(
-                d.channel.span(),
-                format!("channel = {} is out of range (MIDI channels are 1-16)", d.channel.get_ref()),
-            )
-        })?;
-        if let Some(other) = divisions.iter().find(|o| o.channel == channel) {
-            return Err(ctx.err(
-                d.channel.span(),
-                format!(
-                    "channel {} is already used by division {}; each division needs its own channel",
-                    channel.user(),
-                    other.name
-                ),
-            ));
-        }
-        let compass = match &d.compass {
-            None => (36, 96),
-            Some(c) => match c.get_ref().as_slice() {
-                &[lo, hi] if (0..=127).contains(&lo) && (0..=127).contains(&hi) && hi - lo >= 11 => {
-                    (lo as u8, hi as u8)
-                }
-                _ => {
-                    return Err(ctx.err(
-                        c.span(),
-                        "compass = [lowest, highest]: two MIDI keys 0-127, at least an octave apart (e.g. [36, 96])",
-                    ));
-                }
-            },
-        };
-        let expression = d.expression.as_ref().map(|e| expression(&ctx, e, channel)).transpose()?;
-        divisions.push(Division {
-            name: key.get_ref().clone(),
-            code,
-            channel,
-            compass,
-            grandorgue: d.grandorgue.clone(),
-            expression,
-        });
-    }
-
-    let division_index = |s: &Spanned<String>| -> Result<usize, ConfigError> {
-        let n = normalize_name(s.get_ref());
-        divisions.iter().position(|d| normalize_name(&d.name) == n).ok_or_else(|| {
-            let names: Vec<&str> = divisions.iter().map(|d| d.name.as_str()).collect();
-            let hint = did_you_mean(s.get_ref(), names.iter().copied());
-            ctx.err(
-                s.span(),
-                format!(
-                    "unknown division \"{}\"{}",
-                    s.get_ref(),
-                    if hint.is_empty() { format!("; the divisions are {}", names.join(", ")) } else { hint }
-                ),
-            )
-        })
-    };
-
-    let mut controls: Vec<Control> = Vec::new();
-    let mut names: HashSet<String> = HashSet::new();
-    let mut add = |ctx: &Ctx, name: &Spanned<String>, control: Control| -> Result<(), ConfigError> {
-        if name.get_ref().trim().is_empty() {
-            return Err(ctx.err(name.span(), "empty name"));
-        }
-        if !names.insert(normalize_name(name.get_ref())) {
-            return Err(ctx.err(
-                name.span(),
-                format!("\"{}\" is defined twice (names are compared ignoring case and spacing)", name.get_ref()),
-            ));
-        }
-        controls.push(control);
-        Ok(())
-    };
-
-    for s in &f.stop {
-        let division = division_index(&s.division)?;
-        let (form, on) = message(&ctx, &s.on)?;
-        let off = off_messages(&ctx, "stop", &s.name, &form, s.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &s.on, &form)?;
-        add(
-            &ctx,
-            &s.name,
-            Control {
-                name: s.name.get_ref().trim().to_string(),
-                kind: ControlKind::Stop,
-                division: Some(division),
-                on,
-                off,
-                toggle: false,
-                action: None,
-                grandorgue: s.grandorgue.clone(),
-            },
-        )?;
-    }
-    for c in &f.coupler {
-        let from = division_index(&c.from)?;
-        let to = division_index(&c.to)?;
-        let (form, on) = message(&ctx, &c.on)?;
-        let off = off_messages(&ctx, "coupler", &c.name, &form, c.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &c.on, &form)?;
-        let action = coupler_action(&ctx, c, from == to)?;
-        add(
-            &ctx,
-            &c.name,
-            Control {
-                name: c.name.get_ref().trim().to_string(),
-                kind: ControlKind::Coupler { from, to },
-                division: Some(to),
-                on,
-                off,
-                toggle: false,
-                action: Some(action),
-                grandorgue: c.grandorgue.clone(),
-            },
-        )?;
-    }
-    for t in &f.tremulant {
-        let division = t.division.as_ref().map(&division_index).transpose()?;
-        let (form, on) = message(&ctx, &t.on)?;
-        let off = off_messages(&ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &t.on, &form)?;
-        add(
-            &ctx,
-            &t.name,
-            Control {
-                name: t.name.get_ref().trim().to_string(),
-                kind: ControlKind::Tremulant,
-                division,
-                on,
-                off,
-                toggle: false,
-                action: None,
-                grandorgue: t.grandorgue.clone(),
-            },
-        )?;
-    }
-
-    let find = |s: &Spanned<String>| -> Result<usize, ConfigError> {
-        let n = normalize_name(s.get_ref());
-        controls.iter().position(|c| normalize_name(&c.name) == n).ok_or_else(|| {
-            ctx.err(
-                s.span(),
-                format!(
-                    "unknown stop, coupler or tremulant \"{}\"{}",
-                    s.get_ref(),
-                    did_you_mean(s.get_ref(), controls.iter().map(|c| c.name.as_str()))
-                ),
-            )
-        })
-    };
-    let mut presets: Vec<Preset> = Vec::new();
-    for (name, list) in f.preset.map(|p| p.0).unwrap_or_default() {
-        if presets.iter().any(|p| normalize_name(&p.name) == normalize_name(name.get_ref())) {
-            return Err(ctx.err(name.span(), format!("preset \"{}\" is defined twice", name.get_ref())));
-        }
-        let mut ids = Vec::new();
-        for s in &list {
-            let id = find(s)?;
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        presets.push(Preset { name: name.get_ref().clone(), controls: ids });
-    }
-
+    let divisions = parse_divisions(&ctx, division_table)?;
+    let mut controls = parse_controls(&ctx, &f, &divisions)?;
+    let presets = parse_presets(&ctx, f.preset.as_ref(), &controls)?;
     let (cancel, cancel_at_end) = match &f.cancel {
         None => (None, true),
         Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
@@ -562,6 +387,207 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         output,
         on_disconnect,
     })
+}
+
+/// `[division.<name>]`: one letter code, a channel of its own, the compass.
+fn parse_divisions(ctx: &Ctx, table: &Ordered<DivisionFile>) -> Result<Vec<Division>, ConfigError> {
+    let mut divisions: Vec<Division> = Vec::new();
+    for (key, d) in &table.0 {
+        let code_str = d.code.get_ref().trim();
+        let mut chars = code_str.chars();
+        let code = match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_alphabetic() => c.to_ascii_uppercase(),
+            _ => {
+                return Err(
+                    ctx.err(d.code.span(), format!("code = \"{code_str}\": a division code is one letter, e.g. \"S\""))
+                );
+            }
+        };
+        if let Some(other) = divisions.iter().find(|o| o.code == code) {
+            return Err(ctx.err(d.code.span(), format!("code \"{code}\" is already used by division {}", other.name)));
+        }
+        let channel = Channel::from_user(*d.channel.get_ref()).ok_or_else(|| {
+            ctx.err(
+                d.channel.span(),
+                format!("channel = {} is out of range (MIDI channels are 1-16)", d.channel.get_ref()),
+            )
+        })?;
+        if let Some(other) = divisions.iter().find(|o| o.channel == channel) {
+            return Err(ctx.err(
+                d.channel.span(),
+                format!(
+                    "channel {} is already used by division {}; each division needs its own channel",
+                    channel.user(),
+                    other.name
+                ),
+            ));
+        }
+        let compass = match &d.compass {
+            None => (36, 96),
+            Some(c) => match c.get_ref().as_slice() {
+                &[lo, hi] if (0..=127).contains(&lo) && (0..=127).contains(&hi) && hi - lo >= 11 => {
+                    (lo as u8, hi as u8)
+                }
+                _ => {
+                    return Err(ctx.err(
+                        c.span(),
+                        "compass = [lowest, highest]: two MIDI keys 0-127, at least an octave apart (e.g. [36, 96])",
+                    ));
+                }
+            },
+        };
+        let expression = d.expression.as_ref().map(|e| expression(ctx, e, channel)).transpose()?;
+        divisions.push(Division {
+            name: key.get_ref().clone(),
+            code,
+            channel,
+            compass,
+            grandorgue: d.grandorgue.clone(),
+            expression,
+        });
+    }
+    Ok(divisions)
+}
+
+/// `[[stop]]`, `[[coupler]]`, `[[tremulant]]`: names unique, divisions known, messages checked
+/// and their `off` inferred where it can be.
+fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Vec<Control>, ConfigError> {
+    let division_index = |s: &Spanned<String>| -> Result<usize, ConfigError> {
+        let n = normalize_name(s.get_ref());
+        divisions.iter().position(|d| normalize_name(&d.name) == n).ok_or_else(|| {
+            let names: Vec<&str> = divisions.iter().map(|d| d.name.as_str()).collect();
+            let hint = did_you_mean(s.get_ref(), names.iter().copied());
+            ctx.err(
+                s.span(),
+                format!(
+                    "unknown division \"{}\"{}",
+                    s.get_ref(),
+                    if hint.is_empty() { format!("; the divisions are {}", names.join(", ")) } else { hint }
+                ),
+            )
+        })
+    };
+
+    let mut controls: Vec<Control> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut add = |ctx: &Ctx, name: &Spanned<String>, control: Control| -> Result<(), ConfigError> {
+        if name.get_ref().trim().is_empty() {
+            return Err(ctx.err(name.span(), "empty name"));
+        }
+        if !names.insert(normalize_name(name.get_ref())) {
+            return Err(ctx.err(
+                name.span(),
+                format!("\"{}\" is defined twice (names are compared ignoring case and spacing)", name.get_ref()),
+            ));
+        }
+        controls.push(control);
+        Ok(())
+    };
+
+    for s in &f.stop {
+        let division = division_index(&s.division)?;
+        let (form, on) = message(ctx, &s.on)?;
+        let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &s.on, &form)?;
+        let voice = s.voice.as_ref().map(|v| super::voice::check(ctx, v)).transpose()?;
+        add(
+            ctx,
+            &s.name,
+            Control {
+                name: s.name.get_ref().trim().to_string(),
+                kind: ControlKind::Stop,
+                division: Some(division),
+                on,
+                off,
+                toggle: false,
+                action: None,
+                grandorgue: s.grandorgue.clone(),
+                voice,
+            },
+        )?;
+    }
+    for c in &f.coupler {
+        let from = division_index(&c.from)?;
+        let to = division_index(&c.to)?;
+        let (form, on) = message(ctx, &c.on)?;
+        let off = off_messages(ctx, "coupler", &c.name, &form, c.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &c.on, &form)?;
+        let action = coupler_action(ctx, c, from == to)?;
+        add(
+            ctx,
+            &c.name,
+            Control {
+                name: c.name.get_ref().trim().to_string(),
+                kind: ControlKind::Coupler { from, to },
+                division: Some(to),
+                on,
+                off,
+                toggle: false,
+                action: Some(action),
+                grandorgue: c.grandorgue.clone(),
+                voice: None,
+            },
+        )?;
+    }
+    for t in &f.tremulant {
+        let division = t.division.as_ref().map(&division_index).transpose()?;
+        let (form, on) = message(ctx, &t.on)?;
+        let off = off_messages(ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &t.on, &form)?;
+        add(
+            ctx,
+            &t.name,
+            Control {
+                name: t.name.get_ref().trim().to_string(),
+                kind: ControlKind::Tremulant,
+                division,
+                on,
+                off,
+                toggle: false,
+                action: None,
+                grandorgue: t.grandorgue.clone(),
+                voice: None,
+            },
+        )?;
+    }
+
+    Ok(controls)
+}
+
+/// `[preset]`: named lists of controls.
+fn parse_presets(
+    ctx: &Ctx,
+    table: Option<&Ordered<Vec<Spanned<String>>>>,
+    controls: &[Control],
+) -> Result<Vec<Preset>, ConfigError> {
+    let find = |s: &Spanned<String>| -> Result<usize, ConfigError> {
+        let n = normalize_name(s.get_ref());
+        controls.iter().position(|c| normalize_name(&c.name) == n).ok_or_else(|| {
+            ctx.err(
+                s.span(),
+                format!(
+                    "unknown stop, coupler or tremulant \"{}\"{}",
+                    s.get_ref(),
+                    did_you_mean(s.get_ref(), controls.iter().map(|c| c.name.as_str()))
+                ),
+            )
+        })
+    };
+    let mut presets: Vec<Preset> = Vec::new();
+    for (name, list) in table.map(|p| p.0.as_slice()).unwrap_or_default() {
+        if presets.iter().any(|p| normalize_name(&p.name) == normalize_name(name.get_ref())) {
+            return Err(ctx.err(name.span(), format!("preset \"{}\" is defined twice", name.get_ref())));
+        }
+        let mut ids = Vec::new();
+        for s in list {
+            let id = find(s)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        presets.push(Preset { name: name.get_ref().clone(), controls: ids });
+    }
+    Ok(presets)
 }
 
 /// What a coupler does: its `action`, else what its name says. A unison-off acts on its own

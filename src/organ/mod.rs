@@ -9,7 +9,7 @@
 
 pub mod decode;
 mod file;
-pub mod registration;
+pub mod voice;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,6 @@ use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
 pub(crate) use file::{Ctx, parse_message_text};
-pub use registration::Registration;
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.
 pub const BUILTIN_ORGANS: &[(&str, &str)] = &[("st-marys", include_str!("../../organs/st-marys.toml"))];
@@ -158,6 +157,8 @@ pub struct Control {
     /// What a coupler does (couplers only).
     pub action: Option<CouplerAction>,
     pub grandorgue: Option<String>,
+    /// A stop's `voice = { … }` for the built-in organ voice (`None`: voiced from its name).
+    pub voice: Option<voice::VoiceSpec>,
 }
 
 /// A named registration (`[preset] mf = [...]`).
@@ -275,9 +276,16 @@ impl Organ {
         did_you_mean(name, self.controls.iter().map(|c| c.name.as_str()))
     }
 
+    /// A preset by name (case-insensitive, whitespace-normalised).
     pub fn preset(&self, name: &str) -> Option<&Preset> {
+        self.preset_id(name).map(|i| &self.presets[i])
+    }
+
+    /// A preset's index in [`Organ::presets`], by name as for [`Organ::preset`]. Every lookup of
+    /// a preset by name goes through here.
+    pub fn preset_id(&self, name: &str) -> Option<usize> {
         let n = normalize_name(name);
-        self.presets.iter().find(|p| normalize_name(&p.name) == n)
+        self.presets.iter().position(|p| normalize_name(&p.name) == n)
     }
 
     /// A division by name or code letter (case-insensitive).

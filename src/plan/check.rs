@@ -19,8 +19,8 @@ use super::drawn::{Drawn, DrawnSchedule};
 use super::keys::{KeyEvent, Keys};
 use super::time::TimeMap;
 use super::{Event, Kind, PlanWarning, Segment, WarningKind, key_name};
-use crate::organ::registration::Change;
 use crate::organ::{ControlKind, CouplerAction, Organ};
+use crate::registration::Change;
 use crate::score::Score;
 
 /// Whether a stop is drawn on division `d` itself.
@@ -401,7 +401,8 @@ mod tests {
     fn plan_gp(changes: &str) -> Timeline {
         let organ = st_marys();
         let reg =
-            crate::organ::Registration::from_toml(&format!("layout = \"GP\"\n{changes}"), "x.toml", &organ).unwrap();
+            crate::registration::Registration::from_toml(&format!("layout = \"GP\"\n{changes}"), "x.toml", &organ)
+                .unwrap();
         plan(&fixture::score(), &organ, Some(&reg), &PlanOptions::default()).unwrap()
     }
 
@@ -502,16 +503,14 @@ mod tests {
         );
         // With --until a change after the range is simply not played.
         let organ = st_marys();
-        let reg = crate::organ::Registration::from_toml(
+        let reg = crate::registration::Registration::from_toml(
             "layout = \"GP\"\n[[change]]\nat = \"1\"\npreset = \"mf\"\n[[change]]\nat = \"5\"\npreset = \"f\"\n",
             "x.toml",
             &organ,
         )
         .unwrap();
-        let until = PlanOptions {
-            until: Some(crate::organ::registration::At::Bar { bar: 3, beat: 1.0 }),
-            ..PlanOptions::default()
-        };
+        let until =
+            PlanOptions { until: Some(crate::registration::At::Bar { bar: 3, beat: 1.0 }), ..PlanOptions::default() };
         let t = plan(&fixture::score(), &organ, Some(&reg), &until).unwrap();
         assert!(t.warnings.iter().all(|w| !matches!(w.kind, WarningKind::ChangeAfterTheEnd | WarningKind::NoEffect)));
     }

@@ -33,6 +33,7 @@ impl OrganMessages {
                 on: c.on.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
                 off: c.off.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
                 toggle: c.toggle,
+                voice: c.voice.clone(),
             })
             .collect();
         let cancel = organ.cancel_messages().iter().map(|m| Timeline::intern(&mut long, m)).collect();

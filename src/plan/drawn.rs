@@ -10,8 +10,8 @@
 //! division at any point. Pure; runs on the control thread while planning.
 
 use super::{PlanError, Segment};
-use crate::organ::registration::{At, Change};
 use crate::organ::{ControlId, Organ};
+use crate::registration::{At, Change};
 
 /// The controls drawn at one moment, by [`ControlId`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,7 +215,11 @@ mod tests {
     use crate::plan::hymn::fixture::{self, at};
     use crate::plan::{Gap, SectionKind, StartOverride};
 
-    fn segment<'a>(score: &'a crate::score::Score, reg: &'a crate::organ::Registration, from: u64) -> Segment<'a> {
+    fn segment<'a>(
+        score: &'a crate::score::Score,
+        reg: &'a crate::registration::Registration,
+        from: u64,
+    ) -> Segment<'a> {
         Segment {
             score,
             assignment: vec![Some(0), Some(1)],

@@ -73,7 +73,7 @@ pub enum PlanError {
     },
     /// `--from`/`--until` at a bar the section does not play.
     NotInSection { what: &'static str, position: String, first: u32, last: u32 },
-    /// A verse count outside 1..=[`super::hymn::MAX_VERSES`].
+    /// A verse count outside 1..=[`crate::registration::hymn::MAX_VERSES`].
     Verses { verses: u16 },
     /// A hymn's amen or play-over bars after the end of the score (the play-over: of a verse).
     BarsPastTheEnd { what: &'static str, first: u32, last: u32, score: String, bars: u32 },
@@ -135,7 +135,7 @@ impl fmt::Display for PlanError {
                 write!(f, "{what} {position}: that section plays bars {first}-{last}")
             }
             E::Verses { verses } => {
-                write!(f, "verses = {verses}: a hymn has 1 to {} verses", super::hymn::MAX_VERSES)
+                write!(f, "verses = {verses}: a hymn has 1 to {} verses", crate::registration::hymn::MAX_VERSES)
             }
             E::BarsPastTheEnd { what, first, last, score, bars } => write!(
                 f,

@@ -21,251 +21,15 @@
 //!   then the item's `preset`, then its own `[[verse]]` registration; the amen carries on with
 //!   the registration of the last verse.
 
-use std::path::PathBuf;
-
 use super::{
     EXACT_ZERO, Gap, PlanError, PlanOptions, PlanWarning, SectionKind, Segment, StartOverride, Timeline, WarningKind,
     assignment, exact_add, no_such_beat, past_the_end, plan_segments,
 };
 use crate::midi::Micros;
-use crate::organ::registration::At;
-use crate::organ::{ControlId, Organ, Registration};
+use crate::organ::Organ;
+use crate::registration::Registration;
+use crate::registration::hymn::{Amen, Bars, DEFAULT_FERMATA, DEFAULT_GAP, HymnOptions, Length, MAX_VERSES};
 use crate::score::{ExactTime, Score, Timing};
-
-/// Bars of the score: none, all of it, or a range `first-last` (inclusive, from 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bars {
-    None,
-    All,
-    Range(u32, u32),
-}
-
-/// A length in beats (of the time signature in force) or in clock time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Length {
-    Beats(f64),
-    Time(Micros),
-}
-
-/// Where the amen comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Amen {
-    None,
-    /// Bars at the end of the score (not part of the verse).
-    Bars(u32, u32),
-    /// A separate MIDI file with the same parts, played with the same layout.
-    File(PathBuf),
-}
-
-/// What a fermata does.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fermata {
-    /// Extend the chord by this much.
-    pub hold: Option<Length>,
-    /// Wait for the operator at the end of the chord (keys held).
-    pub wait: bool,
-}
-
-/// The breath between sections when the hymn options give no `gap`: one beat.
-pub const DEFAULT_GAP: Length = Length::Beats(1.0);
-
-/// The default fermata: one beat longer.
-pub const DEFAULT_FERMATA: Fermata = Fermata { hold: Some(Length::Beats(1.0)), wait: false };
-
-/// One verse's own registration (`[[verse]]`); verse 0 is the play-over.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct VerseRegistration {
-    pub number: u16,
-    /// Index into the organ's presets: the registration becomes exactly this preset…
-    pub preset: Option<usize>,
-    /// …then these are put in…
-    pub off: Vec<ControlId>,
-    /// …and these drawn.
-    pub on: Vec<ControlId>,
-}
-
-/// Hymn options: from the registration file's `[hymn]`/`[[verse]]`, overridden by the command
-/// line or an order of service. `None` = not given here.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HymnOptions {
-    pub verses: Option<u16>,
-    pub play_over: Option<Bars>,
-    pub gap: Option<Length>,
-    pub amen: Option<Amen>,
-    /// Fermata positions (bar, beat) in the score.
-    pub fermatas: Option<Vec<(u32, f64)>>,
-    pub fermata: Option<Fermata>,
-    /// Every verse and the play-over start from this preset (an order of service's `preset`).
-    pub preset: Option<usize>,
-    pub verse_registrations: Vec<VerseRegistration>,
-}
-
-/// The most verses a hymn may have.
-pub const MAX_VERSES: u16 = 99;
-
-impl HymnOptions {
-    /// True when nothing is set: the score is played once, as a piece.
-    pub fn is_empty(&self) -> bool {
-        *self == HymnOptions::default()
-    }
-
-    /// What is set, for people: "4 verses, play-over 5-8, gap, fermatas 4:2, amen, verse 0's
-    /// registration".
-    pub fn describe(&self) -> String {
-        let mut items: Vec<String> = Vec::new();
-        if let Some(v) = self.verses {
-            items.push(format!("{v} verse{}", if v == 1 { "" } else { "s" }));
-        }
-        match self.play_over {
-            Some(Bars::Range(a, b)) => items.push(format!("play-over {a}-{b}")),
-            Some(Bars::All) => items.push("play-over".into()),
-            _ => {}
-        }
-        if self.gap.is_some() {
-            items.push("gap".into());
-        }
-        if let Some(f) = self.fermatas.as_ref().filter(|f| !f.is_empty()) {
-            let list: Vec<String> = f.iter().map(|(bar, beat)| format!("{bar}:{beat}")).collect();
-            items.push(format!("fermatas {}", list.join(",")));
-        }
-        if matches!(self.amen, Some(Amen::Bars(..) | Amen::File(_))) {
-            items.push("amen".into());
-        }
-        for v in &self.verse_registrations {
-            items.push(format!("verse {}'s registration", v.number));
-        }
-        items.join(", ")
-    }
-
-    /// These options with every value `over` gives replacing this one's (verse registrations
-    /// are replaced verse by verse).
-    pub fn overridden_by(&self, over: &HymnOptions) -> HymnOptions {
-        let mut verse_registrations: Vec<VerseRegistration> = self
-            .verse_registrations
-            .iter()
-            .filter(|v| !over.verse_registrations.iter().any(|o| o.number == v.number))
-            .cloned()
-            .collect();
-        verse_registrations.extend(over.verse_registrations.iter().cloned());
-        verse_registrations.sort_by_key(|v| v.number);
-        HymnOptions {
-            verses: over.verses.or(self.verses),
-            play_over: over.play_over.or(self.play_over),
-            gap: over.gap.or(self.gap),
-            amen: over.amen.clone().or_else(|| self.amen.clone()),
-            fermatas: over.fermatas.clone().or_else(|| self.fermatas.clone()),
-            fermata: over.fermata.or(self.fermata),
-            preset: over.preset.or(self.preset),
-            verse_registrations,
-        }
-    }
-}
-
-// --- parsing (shared by the TOML file, the command line and the order of service) -----------
-
-/// Parses `"13-16"`, `"13"`, `"all"` or `"none"`.
-///
-/// # Errors
-/// A sentence naming the accepted forms.
-pub fn parse_bars(s: &str) -> Result<Bars, String> {
-    let t = s.trim();
-    let bad = || format!("\"{s}\" is not a range of bars: write \"13-16\", \"13\", \"all\" or \"none\"");
-    match t.to_ascii_lowercase().as_str() {
-        "all" => return Ok(Bars::All),
-        "none" | "no" | "" => return Ok(Bars::None),
-        _ => {}
-    }
-    let (a, b) = t.split_once('-').unwrap_or((t, t));
-    let a: u32 = a.trim().parse().map_err(|_| bad())?;
-    let b: u32 = b.trim().parse().map_err(|_| bad())?;
-    if a == 0 || b < a {
-        return Err(format!("\"{s}\": bars count from 1 and the range goes forwards (\"13-16\")"));
-    }
-    Ok(Bars::Range(a, b))
-}
-
-/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"`, `"800ms"` or `"0"`.
-///
-/// # Errors
-/// A sentence naming the accepted forms and limits (up to 32 beats or 60 seconds).
-pub fn parse_length(s: &str) -> Result<Length, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let bad = || format!("\"{s}\" is not a length: write beats (\"2 beats\", \"2beats\") or seconds (\"1.5s\")");
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(bad());
-    }
-    match unit.trim() {
-        "" if v == 0.0 => Ok(Length::Time(Micros::ZERO)),
-        "beat" | "beats" | "b" => {
-            if v > 32.0 {
-                return Err(format!("\"{s}\": at most 32 beats"));
-            }
-            Ok(Length::Beats(v))
-        }
-        "s" | "sec" | "secs" | "second" | "seconds" | "ms" => {
-            let us = if unit.trim() == "ms" { v * 1e3 } else { v * 1e6 };
-            if us > 60e6 {
-                return Err(format!("\"{s}\": at most 60 seconds"));
-            }
-            Ok(Length::Time(Micros(us.round() as u64)))
-        }
-        _ => Err(bad()),
-    }
-}
-
-/// Parses an amen: bars (`"17-18"`), a MIDI file (`"amen.mid"`) or `"none"`.
-///
-/// # Errors
-/// Neither bars nor a `.mid` file.
-pub fn parse_amen(s: &str) -> Result<Amen, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    if lower.ends_with(".mid") || lower.ends_with(".midi") || lower.ends_with(".smf") {
-        return Ok(Amen::File(PathBuf::from(t)));
-    }
-    match parse_bars(t) {
-        Ok(Bars::None) => Ok(Amen::None),
-        Ok(Bars::Range(a, b)) => Ok(Amen::Bars(a, b)),
-        Ok(Bars::All) | Err(_) => Err(format!(
-            "\"{s}\" is not an amen: write the bars at the end of the score (\"17-18\"), a file (\"amen.mid\") or \"none\""
-        )),
-    }
-}
-
-/// Parses a fermata position `"4:3"` (bar:beat) or `"4"` (beat 1).
-///
-/// # Errors
-/// Not a bar:beat position.
-pub fn parse_fermata_at(s: &str) -> Result<(u32, f64), String> {
-    match At::parse(s) {
-        Ok(At::Bar { bar, beat }) => Ok((bar, beat)),
-        _ => Err(format!("fermata \"{s}\": write bar:beat, e.g. \"4:3\"")),
-    }
-}
-
-/// Parses the command line's `--fermata`: `wait`, a hold length (`1beat`, `2s`), or both
-/// (`wait+1beat`).
-///
-/// # Errors
-/// Anything else.
-pub fn parse_fermata(s: &str) -> Result<Fermata, String> {
-    let mut f = Fermata { hold: None, wait: false };
-    for part in s.split('+').map(str::trim).filter(|p| !p.is_empty()) {
-        if part.eq_ignore_ascii_case("wait") {
-            f.wait = true;
-        } else {
-            let p = part.strip_prefix("hold").map(str::trim).unwrap_or(part);
-            f.hold = Some(parse_length(p).map_err(|e| format!("--fermata {s}: {e}, or \"wait\""))?);
-        }
-    }
-    if f.hold.is_none() && !f.wait {
-        return Err(format!("--fermata {s}: write a hold (\"1beat\", \"2s\") or \"wait\""));
-    }
-    Ok(f)
-}
 
 // --- planning ----------------------------------------------------------------------------------
 
@@ -644,7 +408,8 @@ pub(crate) mod fixture {
     use midly::num::{u4, u7, u15, u24, u28};
     use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
-    use crate::organ::{Organ, Registration};
+    use crate::organ::Organ;
+    use crate::registration::Registration;
     use crate::score::Score;
 
     pub const ORGAN: &str = r#"
@@ -779,6 +544,8 @@ mod tests {
     use super::fixture::{self, at};
     use super::*;
     use crate::plan::{Event, Kind, WaitKind};
+    use crate::registration::At;
+    use crate::registration::hymn::Fermata;
 
     fn plan_fixture(reg_text: &str, over: &HymnOptions, opts: &PlanOptions) -> Timeline {
         let organ = fixture::organ();
@@ -812,54 +579,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn parses_lengths_bars_and_amens() {
-        assert_eq!(parse_length("2 beats").unwrap(), Length::Beats(2.0));
-        assert_eq!(parse_length("2beats").unwrap(), Length::Beats(2.0));
-        assert_eq!(parse_length("0.5b").unwrap(), Length::Beats(0.5));
-        assert_eq!(parse_length("1.5s").unwrap(), Length::Time(Micros(1_500_000)));
-        assert_eq!(parse_length("800 ms").unwrap(), Length::Time(Micros(800_000)));
-        assert!(parse_length("2 bars").is_err());
-        assert_eq!(parse_length("0").unwrap(), Length::Time(Micros::ZERO));
-        assert!(parse_length("2").is_err(), "a length other than 0 needs its unit");
-        assert!(parse_length("-1s").is_err());
-        assert!(parse_length("61s").is_err());
-        assert_eq!(parse_bars("13-16").unwrap(), Bars::Range(13, 16));
-        assert_eq!(parse_bars(" 7 ").unwrap(), Bars::Range(7, 7));
-        assert_eq!(parse_bars("all").unwrap(), Bars::All);
-        assert_eq!(parse_bars("none").unwrap(), Bars::None);
-        assert!(parse_bars("16-13").is_err());
-        assert!(parse_bars("0-2").is_err());
-        assert_eq!(parse_amen("17-18").unwrap(), Amen::Bars(17, 18));
-        assert_eq!(parse_amen("amen.mid").unwrap(), Amen::File("amen.mid".into()));
-        assert_eq!(parse_amen("none").unwrap(), Amen::None);
-        assert!(parse_amen("all").is_err());
-        assert_eq!(parse_fermata("wait").unwrap(), Fermata { hold: None, wait: true });
-        assert_eq!(parse_fermata("1beat").unwrap(), Fermata { hold: Some(Length::Beats(1.0)), wait: false });
-        assert_eq!(
-            parse_fermata("wait+2s").unwrap(),
-            Fermata { hold: Some(Length::Time(Micros(2_000_000))), wait: true }
-        );
-        assert!(parse_fermata("forever").is_err());
-        assert_eq!(parse_fermata_at("4:3").unwrap(), (4, 3.0));
-    }
-
-    #[test]
-    fn toml_errors_name_the_line() {
-        let organ = fixture::organ();
-        let bad = "[hymn]\nverses = 4\ngap = \"2 bars\"\n";
-        let e = Registration::from_toml(bad, "x.toml", &organ).unwrap_err().to_string();
-        assert!(e.starts_with("x.toml:3:"), "{e}");
-        let unknown = "[hymn]\nverse = 4\n";
-        let e = Registration::from_toml(unknown, "x.toml", &organ).unwrap_err().to_string();
-        assert!(e.contains("x.toml:2:") && e.contains("verse"), "{e}");
-        let preset = "[[verse]]\nnumber = 2\npreset = \"mff\"\n";
-        let e = Registration::from_toml(preset, "x.toml", &organ).unwrap_err().to_string();
-        assert!(e.contains("x.toml:3:") && e.contains("mf"), "{e}");
-        let twice = "[[verse]]\nnumber = 2\npreset = \"p\"\n[[verse]]\nnumber = 2\npreset = \"mf\"\n";
-        assert!(Registration::from_toml(twice, "x.toml", &organ).unwrap_err().to_string().contains("two"));
     }
 
     /// The worked example: every time below is computed by hand from 120 bpm (a quarter is
@@ -1049,7 +768,8 @@ mod tests {
         for pair in t.sections.windows(2) {
             assert_eq!(pair[1].start.0 - pair[0].end.0, 500_000, "one beat at 120 bpm");
         }
-        let zero = HymnOptions { gap: Some(parse_length("0").unwrap()), ..HymnOptions::default() };
+        let zero =
+            HymnOptions { gap: Some(crate::registration::hymn::parse_length("0").unwrap()), ..HymnOptions::default() };
         let t = plan_fixture(&none, &zero, &PlanOptions::default());
         for pair in t.sections.windows(2) {
             assert_eq!(pair[1].start, pair[0].end);
@@ -1075,7 +795,7 @@ mod tests {
 
     #[test]
     fn from_inside_a_hymn_keeps_its_structure_and_registration() {
-        use crate::plan::range::HymnAt;
+        use crate::registration::HymnAt;
         let whole = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
         let from = |s: &str| PlanOptions { hymn_from: HymnAt::parse(s).unwrap(), ..PlanOptions::default() };
         // Verse 3 from bar 3: verse 3 (its own p, then bar 3's Trumpet), verse 4, the amen.

@@ -49,8 +49,8 @@ mod timeline;
 mod warning;
 
 use crate::midi::{Channel, Micros};
-use crate::organ::registration::At;
-use crate::organ::{ControlId, Organ, Registration};
+use crate::organ::{ControlId, Organ};
+use crate::registration::{At, Registration};
 use crate::score::{ExactTime, Score};
 
 pub use error::{PlanError, TempoError};
@@ -112,9 +112,9 @@ pub struct PlanOptions {
     /// Stop at the end of this bar (or at this exact position for bar:beat and seconds).
     pub until: Option<At>,
     /// `--from verse:3` and the like: start inside a hymn, keeping its structure.
-    pub hymn_from: Option<range::HymnAt>,
+    pub hymn_from: Option<crate::registration::HymnAt>,
     /// `--until verse:3` and the like: end inside a hymn.
-    pub hymn_until: Option<range::HymnAt>,
+    pub hymn_until: Option<crate::registration::HymnAt>,
     /// `--stops`: drawn at the start, on top of the registration.
     pub stops: Vec<String>,
     /// Leave the stops drawn at the end (overrides the organ's `cancel.at_end`).

@@ -1,93 +1,18 @@
 //! `--from` and `--until` inside a hymn: a position that names a section of the unrolled hymn
-//! (`verse:3`, `verse:3:5` for verse 3 from bar 5, `verse:3:5:2` from its beat 2, `play-over`,
-//! `play-over:14`, `amen`, `amen:17`), so that rehearsing or resuming keeps the hymn's
-//! structure: the verses after it, their registrations, fermatas and breaths, the amen. Bars are
-//! the score's own numbers (as the play-over's and amen's bars are written); an amen file's bars
-//! are that file's.
+//! ([`HymnAt`]: `verse:3`, `verse:3:5` for verse 3 from bar 5, `verse:3:5:2` from its beat 2,
+//! `play-over`, `play-over:14`, `amen`, `amen:17`), so that rehearsing or resuming keeps the
+//! hymn's structure: the verses after it, their registrations, fermatas and breaths, the amen.
+//! Bars are the score's own numbers (as the play-over's and amen's bars are written); an amen
+//! file's bars are that file's.
 //!
 //! [`trim`] cuts the unrolled hymn's segments to the range and starts the first one with
 //! exactly the registration it has there in the whole hymn. Pure; runs on the control thread
 //! while planning.
 
-use std::fmt;
-
 use super::drawn::{DrawnSchedule, changes_by_segment};
 use super::{PlanError, PlanWarning, SectionKind, Segment, StartOverride, WarningKind};
-use crate::organ::registration::At;
 use crate::organ::{ControlId, Organ};
-
-/// A section of an unrolled hymn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HymnSection {
-    PlayOver,
-    /// Verse number, from 1.
-    Verse(u16),
-    Amen,
-}
-
-/// A position in an unrolled hymn: a section, and a bar (and beat) of its score, or its start.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HymnAt {
-    pub section: HymnSection,
-    /// `At::Bar` only; `None` = the section's start (`--from`) or end (`--until`).
-    pub at: Option<At>,
-}
-
-impl fmt::Display for HymnAt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.section {
-            HymnSection::PlayOver => f.write_str("play-over")?,
-            HymnSection::Verse(n) => write!(f, "verse:{n}")?,
-            HymnSection::Amen => f.write_str("amen")?,
-        }
-        match self.at {
-            Some(At::Bar { bar, beat: 1.0 }) => write!(f, ":{bar}"),
-            Some(At::Bar { bar, beat }) => write!(f, ":{bar}:{beat}"),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl HymnAt {
-    /// Parses `verse:3`, `verse:3:5`, `verse:3:5:2.5`, `play-over[:BAR[:BEAT]]`,
-    /// `amen[:BAR[:BEAT]]`. `Ok(None)` when `s` does not name a section (a plain position).
-    ///
-    /// # Errors
-    /// A section name with a bad verse number or bar.
-    pub fn parse(s: &str) -> Result<Option<HymnAt>, String> {
-        let t = s.trim().to_ascii_lowercase();
-        let mut parts = t.split(':');
-        let head = parts.next().unwrap_or("");
-        let bad = || {
-            format!(
-                "\"{s}\": write verse:N (verse N from its start), verse:N:BAR or verse:N:BAR:BEAT (bars as in the \
-                 score), play-over[:BAR] or amen[:BAR]"
-            )
-        };
-        let section = match head {
-            "verse" | "v" => {
-                let n: u16 = parts.next().and_then(|n| n.trim().parse().ok()).filter(|&n| n >= 1).ok_or_else(bad)?;
-                HymnSection::Verse(n)
-            }
-            "play-over" | "playover" => HymnSection::PlayOver,
-            "amen" => HymnSection::Amen,
-            _ => return Ok(None),
-        };
-        let rest: Vec<&str> = parts.collect();
-        let at = match rest.as_slice() {
-            [] => None,
-            [bar] | [bar, _] => {
-                let text = rest.join(":");
-                match At::parse(&text) {
-                    Ok(a @ At::Bar { .. }) => Some(a),
-                    _ => return Err(format!("{}; not \"{bar}\"", bad())),
-                }
-            }
-            _ => return Err(bad()),
-        };
-        Ok(Some(HymnAt { section, at }))
-    }
-}
+use crate::registration::{At, HymnAt, HymnSection};
 
 /// The index of the segment playing `section`.
 fn find(segments: &[Segment], at: &HymnAt, what: &'static str) -> Result<usize, PlanError> {
@@ -198,28 +123,5 @@ fn section_label(s: &Segment) -> String {
         SectionKind::Verse => format!("verse {}", s.verse),
         SectionKind::Amen => "the amen".into(),
         SectionKind::Piece => "the piece".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn positions_in_a_hymn() {
-        let p = |s: &str| HymnAt::parse(s).unwrap().unwrap();
-        assert_eq!(p("verse:3"), HymnAt { section: HymnSection::Verse(3), at: None });
-        assert_eq!(p("Verse:3:5"), HymnAt { section: HymnSection::Verse(3), at: Some(At::Bar { bar: 5, beat: 1.0 }) });
-        assert_eq!(p("verse:3:5:2.5").at, Some(At::Bar { bar: 5, beat: 2.5 }));
-        assert_eq!(p("play-over").section, HymnSection::PlayOver);
-        assert_eq!(p("amen:17").at, Some(At::Bar { bar: 17, beat: 1.0 }));
-        assert_eq!(p("verse:3:5").to_string(), "verse:3:5");
-        assert_eq!(HymnAt::parse("5").unwrap(), None);
-        assert_eq!(HymnAt::parse("3:5").unwrap(), None, "bar:beat stays a plain position");
-        assert!(HymnAt::parse("verse").is_err());
-        assert!(HymnAt::parse("verse:0").is_err());
-        assert!(HymnAt::parse("verse:2:x").is_err());
-        assert!(HymnAt::parse("verse:2:1:2:3").is_err());
-        assert!(HymnAt::parse("verse:2:12.5s").is_err());
     }
 }

@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn from_a_bar_the_chased_registration_is_drawn() {
         let organ = toggle_organ("everything_in_at_start = true");
-        let from = crate::organ::registration::At::Bar { bar: 3, beat: 1.0 };
+        let from = crate::registration::At::Bar { bar: 3, beat: 1.0 };
         let t = plan_on(&organ, &PlanOptions { from: Some(from), ..PlanOptions::default() }).unwrap();
         let mut console = Console::new(&organ, vec![false; organ.controls.len()]);
         let (first, end) = play(&t, &organ, &mut console);

@@ -213,6 +213,8 @@ pub struct ControlInfo {
     /// `on` and `off` are one message that flips the control: send it only to change a state
     /// known to be the other one.
     pub toggle: bool,
+    /// A stop's `voice = { … }`, for the built-in organ voice.
+    pub voice: Option<crate::organ::voice::VoiceSpec>,
 }
 
 /// A registration and when it takes over (for the status line, seeking, and re-sending it after

@@ -177,7 +177,7 @@ fn run(dir: &Path, pkg: &Path) -> Result<(), Unavailable> {
     let mut titles_after = Vec::new();
     let outcome = (|| -> Result<(), Unavailable> {
         let stage = Stage::start(dir, &odf, CHURCH, TEST, t0)?;
-        let mut probe = organ::output::jack::open(&format!("jack:{}", stage.go_input)).map_err(fail)?;
+        let mut probe = organ::output::jack::open(Some(stage.go_input.as_str())).map_err(|e| fail(e.to_string()))?;
         let v = retrying("SIGINT after a registration change", t0, |attempt| {
             let run = play_once(dir, &score, &organ, &plan, &mut probe, attempt)?;
             Ok((run.rec.gaps.clone(), check(&run, &plan)))
@@ -234,7 +234,7 @@ fn play_once(
         r.client().connect_ports_by_name(src, &r.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
     }
     let rec_midi = r.port("midi_in");
-    probe.connect(&rec_midi).map_err(fail)?;
+    probe.connect(&rec_midi).map_err(|e| fail(e.to_string()))?;
     std::thread::sleep(Duration::from_millis(500));
     r.start();
     std::thread::sleep(Duration::from_millis(300));

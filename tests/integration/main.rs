@@ -15,18 +15,30 @@
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
 //! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
+//! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
+//! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
+//! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
+//! - [`voice`]: the built-in organ voice rendered to WAV and analysed (pitches, footages,
+//!   couplers, registration changes, silence, no clipping).
+//! - [`picture`]: `organ plan --format svg|html` parsed as XML (lanes, stop rows, markers).
+//!
+//! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs,
+//! tests/grandorgue.rs and tests/record.rs.
 
 mod check;
 mod cli;
 mod corpus;
 mod damaged;
-#[allow(dead_code)] // parse_plan is for the JACK test
-#[path = "../support/performance.rs"]
-mod performance;
+mod house;
+mod hymn_cli;
+mod picture;
 mod plan_pin;
 mod planner;
 mod play;
 mod props;
 mod record;
+mod service;
+#[path = "../support/mod.rs"]
 mod support;
 mod tempo;
+mod voice;

@@ -3,63 +3,21 @@
 //! Fixtures are PPQ 480 at the default 120 bpm in 4/4: a quarter is 500 000 µs, a bar (1920
 //! ticks) is 2 s. Velocity 80 is 0x50. Channels on the wire: Swell 0, Great 1, Pedal 2, stops 15.
 
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{self, PlanOptions, Speed};
+use organ::registration::Registration;
 use organ::score::{self, Score};
 
 use crate::support::*;
-use crate::tempo::BARE_ORGAN;
 
-const SYSEX_CANCEL: &str = "F0 00 4A 4F 48 41 53 7F F7";
-
-/// A small organ: three stops (note, CC and note on channel 16), one coupler (program changes),
-/// an optional General Cancel, and the given stop lead and pace in ms.
+/// The test organ with stop lead and pace in ms and an optional General Cancel (see
+/// support::organs).
 fn test_organ(lead_ms: u32, pace_ms: u32, cancel: bool) -> Organ {
-    let text = format!(
-        r#"
-name = "Test Organ"
-[division.swell]
-code = "S"
-channel = 1
-[division.great]
-code = "G"
-channel = 2
-[division.pedal]
-code = "P"
-channel = 3
-compass = [36, 67]
-[[stop]]
-name = "Sw Flute 8"
-division = "swell"
-on = {{ note = 36, channel = 16 }}
-[[stop]]
-name = "Gt Diapason 8"
-division = "great"
-on = {{ cc = 20, value = 127, channel = 16 }}
-[[stop]]
-name = "Ped Bourdon 16"
-division = "pedal"
-on = {{ note = 60, channel = 16 }}
-[[coupler]]
-name = "Sw to Ped"
-from = "swell"
-to = "pedal"
-on = {{ program = 5, channel = 16 }}
-off = {{ program = 6, channel = 16 }}
-[preset]
-mf = ["Sw Flute 8", "Gt Diapason 8", "Ped Bourdon 16"]
-{}
-[timing]
-stop_lead_ms = {lead_ms}
-stop_pace_ms = {pace_ms}
-"#,
-        if cancel { format!("[cancel]\nmessage = {{ sysex = \"{SYSEX_CANCEL}\" }}") } else { String::new() }
-    );
-    Organ::from_toml(&text, "test-organ.toml").unwrap()
+    TestOrgan::new(lead_ms, pace_ms, cancel).organ()
 }
 
 fn bare() -> Organ {
-    Organ::from_toml(BARE_ORGAN, "bare.toml").unwrap()
+    TestOrgan::bare().organ()
 }
 
 fn registration(organ: &Organ, text: &str) -> Registration {
@@ -179,7 +137,7 @@ fn from_bar_chases_the_registration() {
     let s = four_bars();
     // From bar 3: every change up to and including bar 3 is chased: mf − Gt Diapason + Sw to Ped
     // + Gt Diapason, drawn in organ order after the cancel; then bars 3 and 4 from time 0.
-    let opts = PlanOptions { from: Some(organ::organ::registration::At::parse("3").unwrap()), ..Default::default() };
+    let opts = PlanOptions { from: Some(organ::registration::At::parse("3").unwrap()), ..Default::default() };
     let got = run(&s, &organ, Some(&reg), &opts);
     let mut want = vec![
         (0, SYSEX_CANCEL, "cancel"),
@@ -197,7 +155,7 @@ fn from_bar_chases_the_registration() {
 
     // From bar 2: the bar-3 change happens during the performance, between the note-off and
     // the note-on of that instant (no lead, no pace).
-    let opts = PlanOptions { from: Some(organ::organ::registration::At::parse("2").unwrap()), ..Default::default() };
+    let opts = PlanOptions { from: Some(organ::registration::At::parse("2").unwrap()), ..Default::default() };
     let got = run(&s, &organ, Some(&reg), &opts);
     let mut want = vec![
         (0, SYSEX_CANCEL, "cancel"),
@@ -220,7 +178,7 @@ fn from_bar_chases_the_registration() {
 fn until_ends_at_the_end_of_the_bar_or_at_the_position() {
     // A long note through four bars, a short one in bar 2 and one in bar 3.
     let s = load(&[notes_track(1, &[(0, 7680, 60), (1920, 2400, 62), (3840, 4320, 64)])]);
-    let at = |s: &str| Some(organ::organ::registration::At::parse(s).unwrap());
+    let at = |s: &str| Some(organ::registration::At::parse(s).unwrap());
     let notes = |opts: &PlanOptions| -> Vec<(u64, String)> {
         run(&s, &bare(), None, opts).into_iter().filter(|e| e.2.starts_with("note")).map(|e| (e.0, e.1)).collect()
     };

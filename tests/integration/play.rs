@@ -223,6 +223,34 @@ fn console_commands_explain_bad_sources_and_files() {
     assert_one_line_error(&o, "no organ definition named \"no-such-organ\"");
 }
 
+/// `organ grandorgue port` where no JACK server answers takes the virtual-port path: here (no
+/// ALSA sequencer) it says why that cannot work either, and what would; with a sequencer it
+/// creates the port and keeps it open.
+#[test]
+fn grandorgue_port_without_jack_takes_the_virtual_port_path() {
+    // A JACK server by this name never runs, whatever else runs on the machine.
+    let server = format!("organ-test-no-such-server-{}", std::process::id());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_organ"));
+    cmd.args(["grandorgue", "port"]).current_dir(repo_dir()).env("JACK_DEFAULT_SERVER", &server);
+    if !Path::new("/dev/snd/seq").exists() {
+        let o = cmd.output().unwrap();
+        assert_one_line_error(&o, "no virtual MIDI port can be created: this machine has no ALSA sequencer");
+        let e = text(&o.stderr);
+        assert!(e.contains("no JACK server is running") || e.contains("JACK is not installed"), "{e}");
+        assert!(e.contains("sudo modprobe snd-seq") && e.contains("start a JACK server"), "{e}");
+        assert!(!e.contains("this build does not have"), "the build has MIDI port output: {e}");
+        return;
+    }
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // SAFETY: kill(2) on our own child, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    assert!(first.contains("created the virtual MIDI port \"organ\""), "{first}");
+}
+
 #[test]
 fn bad_outputs_are_one_clear_line() {
     let o = organ_bin(&["play", "scores/bwv643.mid", "--to", "speaker"]);

@@ -4,24 +4,20 @@
 //! The same with positions in bars, and split into three pieces. (tests/record.rs does this
 //! through the real binary and JACK.)
 
-use clap::Parser;
-use organ::cli::{Cli, Command};
 use organ::input::record::{Finished, RecordSettings, Recorder, Timebase};
 use organ::input::{Input, Received};
 use organ::midi::Micros;
 
-use super::performance::{self, Msg, REGISTRATION, compare};
-use super::support::{data_dir, scratch, st_marys, st_marys_path};
+use super::support::performance::{self, Msg, REGISTRATION, compare};
+use super::support::{data_dir, organ_bin, parse_jsonl, scratch, st_marys, st_marys_path, text};
 
-/// `organ plan` through the library (the CLI's own parsing and loading).
+/// `organ plan` through the binary (the CLI's own parsing and loading), read back from its
+/// JSON lines.
 fn plan(args: &[&str]) -> Vec<Msg> {
-    let cli = Cli::try_parse_from([&["organ", "plan"], args].concat()).expect("plan arguments");
-    let Command::Plan(p) = cli.command else { unreachable!("a plan command") };
-    let (_, t) = organ::app::make_plan(&p.plan).unwrap_or_else(|e| panic!("organ plan {args:?}: {e}"));
-    t.events
-        .iter()
-        .map(|e| Msg { t: e.t.0, bytes: t.bytes(&e.msg).to_vec(), kind: e.kind.as_str().to_string(), tick: e.tick })
-        .collect()
+    let out = organ_bin(&[&["plan"], args, &["--format", "jsonl"]].concat());
+    assert!(out.status.success(), "organ plan {args:?}: {}", text(&out.stderr));
+    let events = parse_jsonl(&text(&out.stdout)).unwrap_or_else(|e| panic!("organ plan {args:?}: {e}"));
+    events.into_iter().map(|e| Msg { t: e.t_us, bytes: e.bytes, kind: e.kind, tick: e.tick }).collect()
 }
 
 fn score_plan(registration: &std::path::Path, extra: &[&str]) -> Vec<Msg> {

@@ -37,7 +37,7 @@ fn send_timed(
 ) {
     let Ok(t) = ps.cycle_times() else { return };
     let n = ps.n_frames().max(1);
-    let span = (t.next_usecs - t.current_usecs).max(1);
+    let span = t.next_usecs.saturating_sub(t.current_usecs).max(1);
     while let Some((due, _)) = timed.first() {
         if *due >= t.next_usecs {
             break;
@@ -57,7 +57,8 @@ impl jack::ProcessHandler for Proc {
         let times = ps.cycle_times().ok();
         let n = u64::from(ps.n_frames().max(1));
         for ev in self.inp.iter(ps) {
-            let at = times.map_or(0, |t| t.current_usecs + (t.next_usecs - t.current_usecs) * u64::from(ev.time) / n);
+            let at = times
+                .map_or(0, |t| t.current_usecs + t.next_usecs.saturating_sub(t.current_usecs) * u64::from(ev.time) / n);
             let _ = self.heard.try_push((at, ev.bytes.to_vec()));
         }
         let mut w = self.out.writer(ps);

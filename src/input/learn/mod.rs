@@ -442,7 +442,7 @@ fn open_doc(a: &LearnArgs) -> Result<OrganDoc, LearnError> {
 /// # Errors
 /// The organ file cannot be read or written, or the input cannot be opened.
 pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
-    crate::play::install_signal_handling();
+    crate::session::install_signal_handling();
     let doc = open_doc(a)?;
     let items = doc.items(a.all, &a.only);
     if items.is_empty() {
@@ -459,7 +459,7 @@ pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
         a.organ.display(),
         super::printable(input.name())
     );
-    let interrupted = || crate::play::signal_received() != 0;
+    let interrupted = || crate::session::signal_received() != 0;
     let mut s = Session {
         doc,
         rx: input.messages().clone(),
@@ -488,7 +488,7 @@ pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
         ),
         Err(e) => println!("not complete yet: {e}"),
     }
-    Ok(if was_interrupted { 128 + crate::play::signal_received().max(2) } else { 0 })
+    Ok(if was_interrupted { 128 + crate::session::signal_received().max(2) } else { 0 })
 }
 
 #[cfg(test)]

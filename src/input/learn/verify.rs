@@ -9,17 +9,17 @@
 //! 250 ms. The console is cancelled first and on every way out: the end, `q`, the end of
 //! input, Ctrl-C, an error, a panic (the [`Sender`]'s `Drop`).
 //!
-//! Runs on the control thread (outputs are sent to from here, not from an engine).
+//! Runs on the control thread: the outputs are the [`Session`]'s, sent to from here (no engine
+//! plays), and finished by it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::LearnError;
 use super::doc::OrganDoc;
-use crate::engine::{Clock, SystemClock};
-use crate::midi::Message;
+use crate::midi::{Message, Micros};
 use crate::organ::Organ;
-use crate::output::{Output, Stamp};
+use crate::session::{self, Session};
 
 /// The shortest time between two control changes `--verify` ever sends.
 pub const SAFE_PACE: Duration = Duration::from_millis(250);
@@ -36,20 +36,19 @@ pub struct VerifyArgs {
     pub only: Vec<String>,
 }
 
-/// The outputs, paced, cancelling on drop.
+/// The session's outputs, paced, cancelling on drop.
 pub struct Sender {
-    outputs: Vec<Box<dyn Output>>,
+    session: Session,
     cancel: Vec<Vec<u8>>,
     pace: Duration,
     last: Option<Instant>,
-    clock: SystemClock,
     failed: Option<String>,
     finished: bool,
 }
 
 impl Sender {
-    pub fn new(outputs: Vec<Box<dyn Output>>, cancel: Vec<Vec<u8>>, pace: Duration) -> Sender {
-        Sender { outputs, cancel, pace, last: None, clock: SystemClock::new(), failed: None, finished: false }
+    pub fn new(session: Session, cancel: Vec<Vec<u8>>, pace: Duration) -> Sender {
+        Sender { session, cancel, pace, last: None, failed: None, finished: false }
     }
 
     /// Sends one change (all its messages back to back), at least `pace` after the last.
@@ -61,13 +60,8 @@ impl Sender {
                 std::thread::sleep(due - now);
             }
         }
-        for o in &mut self.outputs {
-            for m in msgs {
-                let now = self.clock.now();
-                if let Err(e) = o.send(m, Stamp { plan: now, due: now, now }) {
-                    self.failed.get_or_insert_with(|| format!("{}: {e}", o.name()));
-                }
-            }
+        if let Some((name, e)) = self.session.send_now(msgs, &[], Micros::ZERO).into_iter().next() {
+            self.failed.get_or_insert_with(|| format!("{name}: {e}"));
         }
         self.last = Some(Instant::now());
     }
@@ -83,10 +77,8 @@ impl Sender {
         self.finished = true;
         let cancel = self.cancel.clone();
         self.change(&cancel);
-        for o in &mut self.outputs {
-            if let Err(e) = o.finish() {
-                self.failed.get_or_insert(e);
-            }
+        if let Some(e) = self.session.finish().errors.into_iter().next() {
+            self.failed.get_or_insert(e.to_string());
         }
         self.failed.take().map_or(Ok(()), Err)
     }
@@ -112,7 +104,7 @@ enum Answer {
 
 fn answer(lines: &crossbeam_channel::Receiver<String>) -> Answer {
     loop {
-        if crate::play::signal_received() != 0 {
+        if session::signal_received() != 0 {
             return Answer::Interrupted;
         }
         match lines.recv_timeout(Duration::from_millis(50)) {
@@ -134,7 +126,7 @@ fn answer(lines: &crossbeam_channel::Receiver<String>) -> Answer {
 /// The organ definition is not valid, an output cannot be opened, a send fails, or the organ
 /// file cannot be written.
 pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
-    crate::play::install_signal_handling();
+    session::install_signal_handling();
     let organ = Organ::load(&a.organ)?;
     let mut doc = OrganDoc::load(&a.organ)?;
     let pace =
@@ -147,9 +139,11 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
     // A toggle cannot be put into a known state without a General Cancel: every off would flip it
     // (the organ's cancel leaves toggles out).
     let cancel: Vec<Vec<u8>> = bytes(&organ.cancel_messages());
-    let mut notes = Vec::new();
-    let outputs = crate::play::open_outputs(&a.to, &organ, &mut notes).map_err(LearnError::Output)?;
-    let names: Vec<String> = outputs.iter().map(|o| o.name().to_string()).collect();
+    let open = |e: crate::output::OpenError| LearnError::Output(e.into());
+    let specs = session::output_specs(&a.to, organ.output.as_deref(), &organ.source).map_err(open)?;
+    let mut outputs = Session::new(specs, organ.on_disconnect);
+    let notes = outputs.open_outputs(false).map_err(open)?;
+    let names = outputs.output_names();
     for n in &notes {
         eprintln!("organ: {n}");
     }
@@ -210,7 +204,7 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
         if skipped.is_empty() { String::new() } else { format!(", {} skipped", skipped.len()) }
     );
     sent.map_err(|e| LearnError::Output(crate::app::Error::Other(e)))?;
-    let sig = crate::play::signal_received();
+    let sig = session::signal_received();
     Ok(if interrupted {
         128 + sig.max(2)
     } else if rejected.is_empty() {

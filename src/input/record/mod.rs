@@ -494,7 +494,7 @@ pub struct RecordArgs {
 /// # Errors
 /// The organ, the input or the folder cannot be used; the journal cannot be written.
 pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
-    crate::play::install_signal_handling();
+    crate::session::install_signal_handling();
     let organ = Organ::find(&a.organ)?;
     let mut settings = RecordSettings::new(&a.from, &a.organ, &a.out);
     settings.split = a.split.map(|d| Micros(d.as_micros() as u64));
@@ -518,7 +518,7 @@ pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
     let interactive = !a.quiet && std::io::stderr().is_terminal();
     let mut last_len = 0usize;
     let mut failed = None;
-    while crate::play::signal_received() == 0 {
+    while crate::session::signal_received() == 0 {
         let s = rec.status();
         if let Some(e) = s.error {
             failed = Some(e);

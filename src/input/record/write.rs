@@ -369,7 +369,7 @@ pub fn sync_dir(dir: &Path) {
 mod tests {
     use super::super::take::{Note, TakeChange, Unrecognised};
     use super::*;
-    use crate::organ::Registration;
+    use crate::registration::Registration;
     use crate::score;
 
     fn take(organ: &Organ) -> Take {

@@ -69,7 +69,7 @@ mod link;
 mod worker;
 
 #[cfg(feature = "ble")]
-pub use link::{BleDevice, MIDI_CHARACTERISTIC, MIDI_SERVICE, Target, scan};
+pub use link::{BleDevice, BleError, MIDI_CHARACTERISTIC, MIDI_SERVICE, Target, scan};
 
 #[cfg(feature = "ble")]
 pub use output::{BleOutput, BleStats, open};
@@ -84,11 +84,11 @@ mod output {
     use ringbuf::HeapRb;
     use ringbuf::traits::{Observer, Producer, Split};
 
-    use super::link::{BleDevice, Target};
+    use super::link::{BleDevice, BleError, Target};
     use super::state::{ALL_CHANNELS, division_mask};
     use super::worker::{self, Inbox, Record};
     use crate::organ::DisconnectPolicy;
-    use crate::output::{Link, Output, OutputError, OutputErrorKind, Stamp};
+    use crate::output::{FinishError, Link, Output, OutputError, OutputErrorKind, Stamp};
     use crate::plan::Timeline;
 
     /// Messages that can wait in the ring.
@@ -209,7 +209,7 @@ mod output {
     /// # Errors
     /// No BlueZ or adapter; no matching device (the message lists the BLE-MIDI devices found
     /// instead); several match; the connection or service discovery failed or timed out.
-    pub fn open(spec_name: &str, policy: DisconnectPolicy, timeout: Duration) -> Result<BleOutput, String> {
+    pub fn open(spec_name: &str, policy: DisconnectPolicy, timeout: Duration) -> Result<BleOutput, BleError> {
         let target = Target::parse(spec_name);
         let (records, rec_cons) = HeapRb::<Record>::new(RECORDS).split();
         let (bytes, byte_cons) = HeapRb::<u8>::new(SYSEX_BYTES).split();
@@ -220,7 +220,7 @@ mod output {
         let handle = thread::Builder::new()
             .name("organ-ble".into())
             .spawn(move || worker::run(target, timeout, policy, inbox, sh, tx))
-            .map_err(|e| format!("cannot start the BLE worker thread: {e}"))?;
+            .map_err(|e| BleError::Thread(e.to_string()))?;
         // Link::open is bounded by `timeout` plus a connect and a few D-Bus calls.
         match rx.recv_timeout(timeout + Duration::from_secs(20)) {
             Ok(Ok(device)) => Ok(BleOutput {
@@ -239,7 +239,7 @@ mod output {
             Err(_) => {
                 shared.shutdown.store(true, Ordering::Release);
                 shared.wake.notify_one();
-                Err(format!("connecting to the BLE-MIDI device '{spec_name}' did not finish in time"))
+                Err(BleError::NotInTime { name: spec_name.to_string() })
             }
         }
     }
@@ -277,7 +277,7 @@ mod output {
             self.shared.last_event.lock().map(|e| e.clone()).unwrap_or_default()
         }
 
-        fn stop_worker(&mut self) -> Result<(), String> {
+        fn stop_worker(&mut self) -> Result<(), FinishError> {
             let Some(handle) = self.worker.take() else { return Ok(()) };
             self.shared.shutdown.store(true, Ordering::Release);
             self.shared.wake.notify_one();
@@ -286,11 +286,11 @@ mod output {
             let deadline = Instant::now() + grace + Duration::from_secs(5);
             while !handle.is_finished() {
                 if Instant::now() > deadline {
-                    return Err(format!("{}: the BLE worker did not stop in time; leaving it behind", self.name));
+                    return Err(FinishError::WorkerStuck { output: self.name.clone() });
                 }
                 thread::sleep(Duration::from_millis(5));
             }
-            handle.join().map_err(|_| format!("{}: the BLE worker panicked", self.name))
+            handle.join().map_err(|_| FinishError::WorkerPanicked { output: self.name.clone() })
         }
     }
 
@@ -338,7 +338,7 @@ mod output {
             self.shared.link()
         }
 
-        fn finish(&mut self) -> Result<(), String> {
+        fn finish(&mut self) -> Result<(), FinishError> {
             self.stop_worker()
         }
 

@@ -176,7 +176,7 @@ mod tests {
             crate::score::load_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.mid")))
                 .unwrap();
         let reg_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.toml")).unwrap();
-        let reg = crate::organ::Registration::from_toml(&reg_text, "bwv643.toml", &organ).unwrap();
+        let reg = crate::registration::Registration::from_toml(&reg_text, "bwv643.toml", &organ).unwrap();
         let t = plan::plan(&score, &organ, Some(&reg), &PlanOptions::default()).unwrap();
         (organ, t)
     }

@@ -1,30 +1,18 @@
-//! Telling the user about link losses while `organ play` runs (wireless outputs). Runs on the
-//! control thread: it only reads the engine's atomics ([`Shared::link_down`], the position) each
-//! time the control loop turns, so nothing is added to the real-time thread.
+//! Telling the user about link losses (wireless outputs). Runs on the control thread: it only
+//! follows [`Progress::link_down`] and the position each time the session is polled, so nothing
+//! is added to the real-time thread.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::engine::Shared;
+use super::Progress;
 use crate::organ::DisconnectPolicy;
-use crate::plan::Timeline;
 
-/// Follows [`Shared::link_down`] and turns its changes into lines for the user.
+/// Follows the link and turns its changes into lines for the user.
 #[derive(Debug)]
 pub struct LinkWatch {
     policy: DisconnectPolicy,
     /// Since when the link has been down, and the position then.
     down: Option<(Instant, String)>,
-}
-
-/// Where the engine is, as `bar:beat` of the last message sent.
-fn position(t: &Timeline, shared: &Shared) -> String {
-    let next = shared.next.load(Ordering::Relaxed).min(t.events.len());
-    let pos = match next {
-        0 => t.meter.position(t.events.first().map_or(0, |e| e.tick)),
-        n => t.position(&t.events[n - 1]),
-    };
-    format!("{}:{}", pos.bar, pos.beat)
 }
 
 impl LinkWatch {
@@ -33,11 +21,10 @@ impl LinkWatch {
     }
 
     /// Looks at the link; returns a line to print when it was lost or came back.
-    pub fn poll(&mut self, t: &Timeline, shared: &Shared) -> Option<String> {
-        let down = shared.link_down.load(Ordering::Relaxed);
-        match (&self.down, down) {
+    pub fn poll(&mut self, p: &Progress) -> Option<String> {
+        match (&self.down, p.link_down) {
             (None, true) => {
-                let at = position(t, shared);
+                let at = p.bar_beat();
                 let what = match self.policy {
                     DisconnectPolicy::Pause => "paused until it comes back (on_disconnect = \"pause\")",
                     DisconnectPolicy::Continue => {
@@ -52,7 +39,7 @@ impl LinkWatch {
                 let after = since.elapsed();
                 let then = match self.policy {
                     DisconnectPolicy::Pause => format!("resuming at bar {at}"),
-                    DisconnectPolicy::Continue => format!("playing on at bar {}", position(t, shared)),
+                    DisconnectPolicy::Continue => format!("playing on at bar {}", p.bar_beat()),
                 };
                 self.down = None;
                 Some(format!(
@@ -72,7 +59,10 @@ impl LinkWatch {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
+    use crate::engine::Shared;
     use crate::organ::Organ;
     use crate::plan::{self, PlanOptions};
 
@@ -84,32 +74,37 @@ mod tests {
                 .unwrap();
         let t = plan::plan(&score, &organ, None, &PlanOptions::default()).unwrap();
         let shared = Shared::default();
+        let progress = |shared: &Shared| {
+            let mut p = Progress::default();
+            p.read(&t, shared);
+            p
+        };
         // Somewhere in bar 3.
         let i = t.events.iter().position(|e| t.position(e).bar == 3 && t.position(e).beat == 2).unwrap();
         shared.next.store(i + 1, Ordering::Relaxed);
         let mut w = LinkWatch::new(DisconnectPolicy::Pause);
-        assert_eq!(w.poll(&t, &shared), None);
+        assert_eq!(w.poll(&progress(&shared)), None);
         shared.link_down.store(true, Ordering::Relaxed);
-        let lost = w.poll(&t, &shared).unwrap();
+        let lost = w.poll(&progress(&shared)).unwrap();
         assert_eq!(lost, "link lost at bar 3:2; reconnecting; paused until it comes back (on_disconnect = \"pause\")");
-        assert_eq!(w.poll(&t, &shared), None, "once");
+        assert_eq!(w.poll(&progress(&shared)), None, "once");
         assert!(w.down_for().is_some());
         shared.link_down.store(false, Ordering::Relaxed);
-        let back = w.poll(&t, &shared).unwrap();
+        let back = w.poll(&progress(&shared)).unwrap();
         assert!(back.starts_with("link back after 0.0 s: keys released, registration restored; resuming at bar 3:2"));
-        assert_eq!(w.poll(&t, &shared), None);
+        assert_eq!(w.poll(&progress(&shared)), None);
         assert_eq!(w.down_for(), None);
 
         let mut w = LinkWatch::new(DisconnectPolicy::Continue);
         shared.link_down.store(true, Ordering::Relaxed);
         assert!(
-            w.poll(&t, &shared)
+            w.poll(&progress(&shared))
                 .unwrap()
                 .ends_with("playing on; what falls in the gap is dropped (on_disconnect = \"continue\")")
         );
         shared.next.store(t.events.len(), Ordering::Relaxed);
         shared.link_down.store(false, Ordering::Relaxed);
-        let back = w.poll(&t, &shared).unwrap();
-        assert!(back.ends_with(&format!("playing on at bar {}", position(&t, &shared))), "{back}");
+        let back = w.poll(&progress(&shared)).unwrap();
+        assert!(back.ends_with(&format!("playing on at bar {}", progress(&shared).bar_beat())), "{back}");
     }
 }

@@ -2,11 +2,13 @@
 //! server), keys are pressed with `send-keys`, the screen is read with `capture-pane`, and what
 //! was sent is read back from the file output with midly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use midly::{MidiMessage, Smf, TrackEventKind};
+
+use crate::support::scratch;
 
 /// A private tmux server, killed on drop.
 struct Tmux {
@@ -55,13 +57,6 @@ fn tmux_available() -> Option<String> {
         Ok(o) => Some(format!("tmux -V failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
         Err(e) => Some(format!("tmux is not installed ({e}); .ci/setup installs it")),
     }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("organ-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// (time in µs, bytes) of every MIDI and SysEx message in a file written by `--to file:`.
