@@ -9,6 +9,8 @@
 //!   combinations); regenerate with `ORGAN_PIN_REGENERATE=1` when a change is intended.
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
+//! - [`check`]: `organ check` as an organist meets it: the shipped files pass, a silent manual
+//!   fails, `play` warns the same, a toggle console simulated from the messages sent.
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
@@ -23,6 +25,7 @@
 //! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs,
 //! tests/grandorgue.rs and tests/record.rs.
 
+mod check;
 mod cli;
 mod corpus;
 mod damaged;
