@@ -126,7 +126,8 @@ pub enum PlanFormat {
     Html,
 }
 
-fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+/// Writes to stdout; a closed pipe (`organ plan … | head`) is not an error.
+pub(crate) fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match f(&mut out).and_then(|()| out.flush()) {
@@ -160,12 +161,13 @@ pub fn cmd_plan(a: &PlanArgs, format: PlanFormat) -> Result<Status, Error> {
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: warning: {}", shown(&format!("{}: {w}", timeline.score_name)));
+        eprintln!("organ: {}", shown(&format!("{}: {}: {w}", w.kind.label(), timeline.score_name)));
     }
     Ok(0)
 }
 
-/// Every warning about a score and its plan, one line each, with positions.
+/// Every warning about a score and its plan, one line each, with positions (the plan's notes,
+/// [`plan::WarningKind::is_note`], are not warnings).
 pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
     let mut w: Vec<String> = score
         .warnings
@@ -176,7 +178,7 @@ pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
             format!("{part}{}{at}", x.message)
         })
         .collect();
-    w.extend(timeline.warnings.iter().cloned());
+    w.extend(timeline.warnings.iter().filter(|x| !x.kind.is_note()).map(ToString::to_string));
     w
 }
 
@@ -237,6 +239,9 @@ pub fn cmd_check(a: &PlanArgs, deny_warnings: bool) -> Result<Status, Error> {
     ));
     if let Some(s) = stripped_summary(score) {
         out.push_str(&format!("note: {s}\n"));
+    }
+    for n in timeline.warnings.iter().filter(|w| w.kind.is_note()) {
+        out.push_str(&format!("note: {n}\n"));
     }
     let warnings = all_warnings(score, &timeline);
     for w in &warnings {

@@ -118,8 +118,8 @@ pub fn plan_markers(t: &Timeline) -> Vec<Marker> {
     m
 }
 
-/// The warnings that have no place on the picture: the plan's, and the score's without a
-/// position.
+/// The warnings that have no place on the picture: the plan's without a time (and its notes),
+/// and the score's without a position.
 pub fn unplaced_warnings(t: &Timeline, score: &Score) -> Vec<String> {
     let mut w: Vec<String> = score
         .warnings
@@ -127,12 +127,13 @@ pub fn unplaced_warnings(t: &Timeline, score: &Score) -> Vec<String> {
         .filter(|w| w.tick.is_none())
         .map(|w| format!("{}{}", w.part.map(|p| format!("part {p}: ")).unwrap_or_default(), w.message))
         .collect();
-    w.extend(t.warnings.iter().cloned());
+    w.extend(t.warnings.iter().filter(|w| w.t.is_none()).map(|w| format!("{}: {w}", w.kind.label())));
     w
 }
 
-/// Markers from the inputs: fermatas (each section that plays the bar), and the score's warnings
-/// that carry a position (at each place the main score is played).
+/// Markers from the inputs: fermatas (each section that plays the bar), the plan's warnings at
+/// their time and division ([`crate::plan::PlanWarning`]), and the score's warnings that carry a
+/// position (at each place the main score is played).
 pub fn markers_for(t: &Timeline, score: &Score, hymn: &HymnOptions) -> Vec<Marker> {
     let mut m = plan_markers(t);
     let clock = TickClock::new(t);
@@ -151,6 +152,13 @@ pub fn markers_for(t: &Timeline, score: &Score, hymn: &HymnOptions) -> Vec<Marke
                 let text = format!("fermata {bar}:{beat}");
                 m.push(Marker { t: at, division: None, kind: MarkerKind::Fermata, text });
             }
+        }
+    }
+    // The plan's warnings (and notes) that have a time: at it, on their division's lane.
+    for w in &t.warnings {
+        if let Some(at) = w.t {
+            let text = if w.kind.is_note() { format!("note: {w}") } else { w.to_string() };
+            m.push(Marker { t: at, division: w.division, kind: MarkerKind::Warning, text });
         }
     }
     for w in &score.warnings {

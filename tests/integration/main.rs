@@ -9,6 +9,8 @@
 //!   combinations); regenerate with `ORGAN_PIN_REGENERATE=1` when a change is intended.
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
+//! - [`check`]: `organ check` as an organist meets it: the shipped files pass, a silent manual
+//!   fails, `play` warns the same, a toggle console simulated from the messages sent.
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`hostile`]: hostile input through the binary (special and oversize files, key-striking
 //!   organ files, records aimed at inputs or through links, escape sequences, absurd numbers),
@@ -28,6 +30,7 @@
 //! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs,
 //! tests/grandorgue.rs and tests/record.rs.
 
+mod check;
 mod cli;
 mod corpus;
 mod damaged;

@@ -63,6 +63,23 @@ fn the_picture_of_a_hymn_has_lanes_stop_rows_and_markers() {
 }
 
 #[test]
+fn check_warnings_are_markers_at_their_place() {
+    // The play-over on pp alone leaves the Great melody silent: one warning, at bar 5's first
+    // note, on the Great.
+    let svg = plan(&["plan", "scores/hymn-tallis-ordinal.mid", "--verse-preset", "0=pp", "--format", "svg"]);
+    let doc = Document::parse(&svg).expect("well-formed SVG");
+    let warnings: Vec<String> = with_class(&doc, "warning")
+        .iter()
+        .filter(|n| n.attribute("class").is_some_and(|c| c.contains("marker")))
+        .filter_map(|n| n.descendants().find(|c| c.has_tag_name("title")).and_then(|t| t.text()).map(String::from))
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("play-over, bar 5:1: great: 14 notes (to bar 8:2) sound no stop")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn the_picture_of_bwv643() {
     let svg = plan(&["plan", "scores/bwv643.mid", "--format", "svg"]);
     let doc = Document::parse(&svg).expect("well-formed SVG");
