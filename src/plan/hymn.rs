@@ -311,13 +311,14 @@ impl<'a> Unroll<'a> {
     /// waits, their own registrations), each after the gap.
     fn play_over_and_verses(&self) -> Vec<Segment<'a>> {
         let mut segments = Vec::new();
-        if let Some(range) = self.bars.play_over {
+        let first = self.hymn.first_verse.unwrap_or(1).clamp(1, self.verses);
+        if let Some(range) = self.bars.play_over.filter(|_| first == 1) {
             let mut s = self.section(SectionKind::PlayOver, 0, range, Gap::default());
             s.start_override = self.override_for(0);
             segments.push(s);
         }
         let verse_until = self.bars.verse_until;
-        for v in 1..=self.verses {
+        for v in first..=self.verses {
             let gap_before = match segments.last() {
                 Some(previous) => self.gap_after(self.score, previous.until),
                 None => Gap::default(),
@@ -716,6 +717,24 @@ mod tests {
         assert_eq!(t.sections[0].end.0 - t.sections[0].start.0, 12_000_000);
         assert_eq!(t.sections[0].last_bar, 6);
         assert!(t.warnings.iter().any(|w| w.contains("verse 3")), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn a_hymn_resumed_at_a_verse_leaves_out_what_came_before() {
+        let over = HymnOptions { first_verse: Some(3), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &over, &PlanOptions::default());
+        let kinds: Vec<(SectionKind, u16, u16)> = t.sections.iter().map(|s| (s.kind, s.verse, s.verses)).collect();
+        assert_eq!(kinds, vec![(SectionKind::Verse, 3, 4), (SectionKind::Verse, 4, 4), (SectionKind::Amen, 0, 4)]);
+        // Verse 3 keeps its own registration (preset p) and starts as soon as the stops are set.
+        let full = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        assert!(t.sections[0].start.0 < 1_000_000, "{:?}", t.sections[0].start);
+        let drawn = |t: &Timeline| t.registration_at(t.sections[0].start).map(|r| r.drawn.clone());
+        let v3 = full.sections.iter().position(|s| s.verse == 3).unwrap();
+        assert_eq!(drawn(&t), full.registration_at(full.sections[v3].start).map(|r| r.drawn.clone()));
+        // Past the last verse: the last verse.
+        let late =
+            plan_fixture(fixture::REGISTRATION, &HymnOptions { first_verse: Some(9), ..over }, &PlanOptions::default());
+        assert_eq!(late.sections[0].verse, 4);
     }
 
     #[test]

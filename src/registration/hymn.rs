@@ -83,6 +83,9 @@ pub struct HymnOptions {
     /// Every verse and the play-over start from this preset (an order of service's `preset`).
     pub preset: Option<usize>,
     pub verse_registrations: Vec<VerseRegistration>,
+    /// Start at this verse (1-based): the play-over and the verses before it are left out
+    /// (`organ service` resuming a hymn). Not a file key; `None` = from the beginning.
+    pub first_verse: Option<u16>,
 }
 
 /// The most verses a hymn may have.
@@ -114,6 +117,7 @@ impl HymnOptions {
             fermata: over.fermata.or(self.fermata),
             preset: over.preset.or(self.preset),
             verse_registrations,
+            first_verse: over.first_verse.or(self.first_verse),
         }
     }
 
