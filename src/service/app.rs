@@ -606,14 +606,15 @@ pub(super) mod tests {
     #[test]
     fn panic_while_idle_releases_every_key_and_cancels() {
         let mut s = test_service();
-        let (memory, recording) = MemoryOutput::new();
+        let (memory, recording) = MemoryOutput::with_capacity(2000);
         s.session.insert_output(0, Box::new(memory));
         s.act(Action::Panic);
         assert!(s.message.starts_with("PANIC"), "{}", s.message);
         s.session.finish();
         let sent = recording.lock().unwrap().clone();
         let organ = &s.order.items[0].organ;
-        let offs = sent.iter().filter(|(_, b)| b[0] & 0xF0 == 0x80).count();
+        let keys: Vec<u8> = organ.divisions.iter().map(|d| d.channel.wire()).collect();
+        let offs = sent.iter().filter(|(_, b)| b[0] & 0xF0 == 0x80 && keys.contains(&(b[0] & 0x0F))).count();
         assert_eq!(offs, 128 * organ.divisions.len());
         let cancel: Vec<Vec<u8>> = organ.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect();
         let tail: Vec<Vec<u8>> = sent[sent.len() - cancel.len()..].iter().map(|x| x.1.clone()).collect();

@@ -235,6 +235,12 @@ mod tests {
         assert_eq!(s.playing_item(), Some(0));
         press(&mut k, &mut s, KeyCode::Char('b'));
         assert!(s.message().contains("will pause at the end"), "{}", s.message());
+        let start = std::time::Instant::now();
+        while !s.session.progress().pause_at_section_end {
+            assert!(start.elapsed() < std::time::Duration::from_secs(5), "the engine took the hold");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            s.poll();
+        }
         press(&mut k, &mut s, KeyCode::Char('.'));
         assert!(s.message().contains("will not pause"), "{}", s.message());
         press(&mut k, &mut s, KeyCode::Char('q'));

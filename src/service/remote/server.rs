@@ -364,7 +364,8 @@ mod tests {
         assert_eq!(parse(r#"{"cmd":"pause_after_verse"}"#).unwrap().1, Action::PauseAfterVerse(None));
         assert!(parse(r#"{"cmd":"shell","line":"rm -rf /"}"#).is_err());
         assert!(parse(r#"{"cmd":"start"}"#).is_err());
-        assert_eq!(pin_of(b"pin=12%2034&x=1"), "1234");
+        assert_eq!(pin_of(b"pin=1234&x=1"), "1234");
+        assert_eq!(pin_of(b"x=9&pin=12a34"), "1234");
         assert_eq!(pin_of(b"nopin"), "");
     }
 }
