@@ -11,26 +11,26 @@ use midly::{MidiMessage, Smf, TrackEventKind};
 use crate::support::scratch;
 
 /// A private tmux server, killed on drop.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "svc"]).stdout).into_owned()
     }
 
-    fn keys(&self, keys: &str) {
+    pub(crate) fn keys(&self, keys: &str) {
         let out = self.run(&["send-keys", "-t", "svc", keys]);
         assert!(out.status.success(), "send-keys {keys}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Waits until the screen satisfies `ok`, or fails with the last screen.
-    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let s = self.screen();
@@ -51,7 +51,7 @@ impl Drop for Tmux {
     }
 }
 
-fn tmux_available() -> Option<String> {
+pub(crate) fn tmux_available() -> Option<String> {
     match Command::new("tmux").arg("-V").output() {
         Ok(o) if o.status.success() => None,
         Ok(o) => Some(format!("tmux -V failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
@@ -60,7 +60,7 @@ fn tmux_available() -> Option<String> {
 }
 
 /// (time in µs, bytes) of every MIDI and SysEx message in a file written by `--to file:`.
-fn read_sent(path: &Path) -> Vec<(u64, Vec<u8>)> {
+pub(crate) fn read_sent(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let smf = Smf::parse(&bytes).unwrap();
     let tick_us = organ::output::record::FILE_TICK_US;
@@ -207,7 +207,7 @@ verses = 1
 /// Every note-on has its note-off, no key is struck twice, and after the last note message come
 /// CC 123 on every division channel, then the organ's cancel. Returns the longest time keys
 /// were held with nothing sent, and the number of note-ons.
-fn assert_released(sent: &[(u64, Vec<u8>)]) -> (u64, usize) {
+pub(crate) fn assert_released(sent: &[(u64, Vec<u8>)]) -> (u64, usize) {
     let organ = organ::organ::Organ::find("st-marys").unwrap();
     let key_channels: Vec<u8> = organ.divisions.iter().map(|d| d.channel.wire()).collect();
     let mut down = std::collections::BTreeSet::new();
