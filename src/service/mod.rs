@@ -89,17 +89,25 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     svc.open_missing_outputs();
     let remote = listen.as_ref().map(Remote::start).transpose().map_err(|e| Error::Io(e.to_string()))?;
 
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (&remote, terminal) {
-        (Some(r), false) => {
+    // The terminal outlives the view: it is restored only once every key is released and the
+    // files are written (restoring a terminal that is gone may fail, even panic).
+    let mut screen = if terminal { Some(open_terminal()?) } else { None };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (&remote, &mut screen) {
+        (Some(r), None) => {
             print_remote(r, &svc);
             serve_headless(&mut svc, r, &AtomicBool::new(false));
             Ok(())
         }
-        _ => run_terminal(&mut svc, remote.as_ref()),
+        (_, Some((_, t))) => run_terminal(&mut svc, remote.as_ref(), t),
+        (None, None) => Ok(()),
     }));
     // Whatever happened, nothing may keep sounding: stop and join the engine, then write files.
     let finished = svc.finish();
     drop(remote);
+    if let Some((guard, t)) = screen {
+        drop(t);
+        drop(guard);
+    }
     let sig = session::signal_received();
     let played = svc.played().iter().filter(|p| **p == Played::Finished).count();
     let specs: Vec<String> = svc.session_mut().specs().iter().map(|s| s.to_string()).collect();
@@ -155,13 +163,20 @@ fn remote_action(svc: &mut Service, a: Action) {
     }
 }
 
-fn run_terminal(svc: &mut Service, remote: Option<&Remote>) -> Result<(), Error> {
+type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// Raw mode and the alternate screen, restored when the guard is dropped.
+fn open_terminal() -> Result<(TerminalGuard, Term), Error> {
     let terminal_error = |e: std::io::Error| Error::Io(format!("cannot use the terminal: {e}"));
     crossterm::terminal::enable_raw_mode().map_err(terminal_error)?;
-    let _guard = TerminalGuard;
+    let guard = TerminalGuard;
     crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen, crossterm::cursor::Hide)
         .map_err(terminal_error)?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(terminal_error)?;
+    let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(terminal_error)?;
+    Ok((guard, terminal))
+}
+
+fn run_terminal(svc: &mut Service, remote: Option<&Remote>, terminal: &mut Term) -> Result<(), Error> {
     let mut keys = Keys::default();
     let mut remote_line = String::new();
     if let Some(r) = remote {
@@ -171,7 +186,7 @@ fn run_terminal(svc: &mut Service, remote: Option<&Remote>) -> Result<(), Error>
         remote_line = format!("remote: {} · PIN {} · w: QR code", r.url, r.pin);
         keys.show_remote();
     }
-    terminal_loop(svc, remote, &mut keys, &remote_line, &mut terminal)
+    terminal_loop(svc, remote, &mut keys, &remote_line, terminal)
 }
 
 fn terminal_loop(
@@ -179,7 +194,7 @@ fn terminal_loop(
     remote: Option<&Remote>,
     keys: &mut Keys,
     remote_line: &str,
-    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    terminal: &mut Term,
 ) -> Result<(), Error> {
     let io = |e: std::io::Error| Error::Io(format!("terminal: {e}"));
     let key_rx = crate::term::key_reader();
