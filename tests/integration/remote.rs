@@ -69,6 +69,10 @@ fn without_the_pin_cookie_host_or_origin_everything_is_refused_and_the_music_goe
         is_state(v).is_some_and(|s| s["state"] == "playing" && s["bar"].as_u64() > Some(0))
     });
     let bar_before = s["state"]["bar"].as_u64().unwrap();
+    // A second phone sees the same state, then drops (sleeps, leaves the Wi-Fi): nothing changes.
+    let mut second = organ.socket(&organ.login());
+    second.wait_for("the same state", T, |v| is_state(v).is_some_and(|s| s["state"] == "playing" && s["playing"] == 0));
+    drop(second);
 
     // No cookie: no page, no script, no WebSocket.
     let a = http(addr, "GET", "/", &[("Host", &host)], "");
