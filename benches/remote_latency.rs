@@ -66,6 +66,22 @@ fn wait_stamp(a: &AtomicU64) -> u64 {
     }
 }
 
+/// CPU time the hypervisor took from this virtual machine ("steal", /proc/stat), in ms: a
+/// stalled virtual CPU delays every thread and explains outliers no program can avoid.
+fn steal_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: u64 = stat.lines().next()?.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks * 10) // USER_HZ = 100
+}
+
+/// The 1-minute load average (other work on the machine).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn percentiles(name: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     let at = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
@@ -106,6 +122,7 @@ fn main() {
     let idle = |v: &serde_json::Value| web::is_state(v).is_some_and(|s| s["state"] == "idle");
     ws.wait_for("idle", Duration::from_secs(10), idle);
     let (mut starts, mut stops) = (Vec::new(), Vec::new());
+    let (steal, load_before) = (steal_ms(), load());
     for i in 0..n {
         first.store(0, Ordering::SeqCst);
         let t0 = base.elapsed().as_nanos() as u64;
@@ -122,7 +139,11 @@ fn main() {
     }
     stop.store(true, Ordering::SeqCst);
     driver.join().expect("the service thread");
-    println!("command-to-organ latency of the remote over loopback ({n} rounds):");
+    let steal = steal.zip(steal_ms()).map_or("?".into(), |(a, b)| (b - a).to_string());
+    println!(
+        "command-to-organ latency of the remote over loopback ({n} rounds; load average {load_before} → {}; steal {steal} ms):",
+        load()
+    );
     percentiles("start", starts);
     percentiles("stop", stops);
 }
