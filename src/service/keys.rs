@@ -91,10 +91,8 @@ impl Keys {
                     self.ask = Some(Ask::StartOther(i));
                 }
             }
-            KeyCode::Char('s') | KeyCode::Char('S') | KeyCode::Esc => {
-                if svc.playing_item().is_some() {
-                    self.ask = Some(Ask::Stop);
-                }
+            KeyCode::Char('s') | KeyCode::Char('S') | KeyCode::Esc if svc.playing_item().is_some() => {
+                self.ask = Some(Ask::Stop);
             }
             KeyCode::Char('x') | KeyCode::Char('X') => act(svc, Action::Panic),
             KeyCode::Char('p') | KeyCode::Char('P') | KeyCode::Char('b') | KeyCode::Char('B') | KeyCode::Char('.') => {
@@ -137,8 +135,8 @@ impl Keys {
                 svc.act(Action::Panic);
             }
             Ask::StartOther(i) if yes => svc.stop_then_start(i, None),
-            Ask::Verse => match code {
-                KeyCode::Char(c @ '1'..='9') => {
+            Ask::Verse => {
+                if let KeyCode::Char(c @ '1'..='9') = code {
                     let verse = c.to_digit(10).map(|d| d as u16);
                     let item = svc.selected();
                     if svc.playing_item().is_some() {
@@ -147,8 +145,7 @@ impl Keys {
                         svc.act(Action::Start { item, verse });
                     }
                 }
-                _ => {}
-            },
+            }
             Ask::Help | Ask::Remote => {}
             Ask::Quit | Ask::Stop | Ask::StartOther(_) => {}
         }

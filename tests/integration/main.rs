@@ -32,6 +32,7 @@ mod planner;
 mod play;
 mod props;
 mod record;
+#[cfg(feature = "remote")]
 mod remote;
 mod service;
 #[path = "../support/mod.rs"]

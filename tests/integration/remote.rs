@@ -127,16 +127,16 @@ fn without_the_pin_cookie_host_or_origin_everything_is_refused_and_the_music_goe
 
     // Wrong PINs: refused, then locked (even the right PIN), and the phone already in stays in.
     let wrong = if organ.pin == "000000" { "111111" } else { "000000" };
-    let a = web::login(addr, &host, wrong).err().expect("a wrong PIN is refused");
+    let a = web::login(addr, &host, wrong).expect_err("a wrong PIN is refused");
     assert_eq!(a.status, 403);
     assert!(a.body.contains("Wrong PIN (4 tries left)"), "{}", a.body);
     for _ in 0..3 {
         assert_eq!(web::login(addr, &host, wrong).err().map(|a| a.status), Some(403));
     }
-    let a = web::login(addr, &host, wrong).err().expect("locked");
+    let a = web::login(addr, &host, wrong).expect_err("locked");
     assert_eq!(a.status, 429);
     assert!(a.body.contains("Too many wrong PINs: wait 30 s"), "{}", a.body);
-    let a = web::login(addr, &host, &organ.pin).err().expect("even the right PIN waits");
+    let a = web::login(addr, &host, &organ.pin).expect_err("even the right PIN waits");
     assert_eq!(a.status, 429);
 
     // The performance went on untouched: still playing, further on, stopped only by its phone.

@@ -129,7 +129,7 @@ fn router(shared: S) -> Router {
         .with_state(shared)
 }
 
-fn header<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
