@@ -16,6 +16,34 @@ pub(crate) struct Tmux {
 }
 
 impl Tmux {
+    /// `organ service ORDER --to file:OUT` in a 100×30 pane of a private tmux server; its exit
+    /// status goes to `exit` ("EXIT=N").
+    pub(crate) fn service(name: &str, order: &Path, out: &Path, exit: &Path) -> Tmux {
+        let tmux = Tmux { socket: format!("organ-test-{name}-{}", std::process::id()) };
+        let command = format!(
+            "{} service {} --to file:{}; echo EXIT=$? > {}",
+            env!("CARGO_BIN_EXE_organ"),
+            order.display(),
+            out.display(),
+            exit.display()
+        );
+        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
+        assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+        tmux
+    }
+
+    /// Waits for the "EXIT=N" line `organ service` left when it quit.
+    pub(crate) fn exit_status(&self, exit: &Path, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(e) = std::fs::read_to_string(exit) {
+                return e.trim().to_string();
+            }
+            assert!(start.elapsed() < timeout, "organ service did not quit; the screen was:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
     }
@@ -129,16 +157,7 @@ verses = 1
         ),
     )
     .unwrap();
-    let tmux = Tmux { socket: format!("organ-test-{}", std::process::id()) };
-    let command = format!(
-        "{} service {} --to file:{}; echo EXIT=$? > {}",
-        env!("CARGO_BIN_EXE_organ"),
-        order.display(),
-        out.display(),
-        dir.join("exit").display()
-    );
-    let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
-    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    let tmux = Tmux::service("plain", &order, &out, &dir.join("exit"));
     let t = Duration::from_secs(10);
 
     // The order of service, nothing playing, what Enter will do.
@@ -180,15 +199,7 @@ verses = 1
 
     // q quits at once when nothing plays.
     tmux.keys("q");
-    let start = Instant::now();
-    let exit = loop {
-        if let Ok(e) = std::fs::read_to_string(dir.join("exit")) {
-            break e;
-        }
-        assert!(start.elapsed() < t, "organ service did not quit; the screen was:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.trim(), "EXIT=0");
+    assert_eq!(tmux.exit_status(&dir.join("exit"), t), "EXIT=0");
 
     // What was sent: every note-on has its note-off, nothing struck twice, and the fermata
     // chord stayed down (no release, no re-strike) through the 1.5 s wait.
@@ -347,16 +358,7 @@ verses = 2
         ),
     )
     .unwrap();
-    let tmux = Tmux { socket: format!("organ-test-verger-{}", std::process::id()) };
-    let command = format!(
-        "{} service {} --to file:{}; echo EXIT=$? > {}",
-        env!("CARGO_BIN_EXE_organ"),
-        order.display(),
-        out.display(),
-        dir.join("exit").display()
-    );
-    let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
-    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    let tmux = Tmux::service("verger", &order, &out, &dir.join("exit"));
     let t = Duration::from_secs(10);
     tmux.wait_for("the view", t, |s| s.contains("READY"));
 
@@ -414,8 +416,10 @@ verses = 2
     tmux.keys("v");
     tmux.wait_for("the verse question", t, |s| s.contains("Start 1. First hymn at verse: 1-3"));
     tmux.keys("2");
-    // No play-over when resuming: verse 2 from its first bar, at the start of the plan.
-    tmux.wait_for("verse 2", t, |s| s.contains("│verse 2 of 3, bar 1 of 14    0:00"));
+    // No play-over and no verse 1 when resuming: the plan is two verses of three long.
+    let s = tmux.wait_for("verse 2", t, |s| s.contains("│verse 2 of 3, bar "));
+    let (_, resumed) = times_on(&s).expect("times on the screen");
+    assert!(resumed < faster * 3 / 4, "resumed at verse 2: {resumed} tenths of {faster}: {s}");
 
     // A phone-sized terminal: the compact layout, titles whole where they matter, notes wrapped.
     tmux.run(&["resize-window", "-t", "svc", "-x", "50", "-y", "20"]);
@@ -429,15 +433,7 @@ verses = 2
     tmux.keys("x");
     tmux.wait_for("the panic", t, |s| s.contains("PANIC") && s.contains("READY"));
     tmux.keys("q");
-    let start = Instant::now();
-    let exit = loop {
-        if let Ok(e) = std::fs::read_to_string(dir.join("exit")) {
-            break e;
-        }
-        assert!(start.elapsed() < t, "organ service did not quit; the screen was:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.trim(), "EXIT=0");
+    assert_eq!(tmux.exit_status(&dir.join("exit"), t), "EXIT=0");
 
     // Three performances, each released; then the panic's note-off for every key and cancel.
     let sent = read_sent(&out);
