@@ -35,6 +35,8 @@ pub enum Error {
     Loopback(Box<LoopbackError>),
     /// No MIDI ports (`organ ports`).
     Port(Box<PortError>),
+    /// A `--to wav:FILE` that could not be written.
+    Wav(crate::voice::WavError),
     /// A bad command-line value.
     Usage(String),
     Io(String),
@@ -54,6 +56,7 @@ impl fmt::Display for Error {
             Error::Loopback(e) => e.fmt(f),
             Error::Start(e) => e.fmt(f),
             Error::Port(e) => e.fmt(f),
+            Error::Wav(e) => e.fmt(f),
             Error::Usage(s) | Error::Io(s) | Error::Other(s) => f.write_str(s),
         }
     }
@@ -94,6 +97,11 @@ impl From<StartError> for Error {
         }
     }
 }
+impl From<crate::voice::WavError> for Error {
+    fn from(e: crate::voice::WavError) -> Self {
+        Error::Wav(e)
+    }
+}
 impl From<InputError> for Error {
     fn from(e: InputError) -> Self {
         Error::Input(Box::new(e))
@@ -110,9 +118,14 @@ pub enum PlanFormat {
     Text,
     /// One JSON object per message (the documented jsonl contract).
     Jsonl,
+    /// A picture ([`crate::picture`]): a piano roll per division under a band of the stops.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
 }
 
-fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+/// Writes to stdout; a closed pipe (`organ plan … | head`) is not an error.
+pub(crate) fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match f(&mut out).and_then(|()| out.flush()) {
@@ -128,21 +141,31 @@ fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Err
 /// # Errors
 /// As [`inputs::load_and_plan`], and write errors.
 pub fn cmd_plan(a: &PlanArgs, format: PlanFormat) -> Result<Status, Error> {
-    let (_, timeline) = inputs::load_and_plan(a)?;
+    let (inputs, timeline) = inputs::load_and_plan(a)?;
     write_out(|out| {
         let mut out = out;
         match format {
             PlanFormat::Text => timeline.write_text(&mut out),
             PlanFormat::Jsonl => timeline.write_jsonl(&mut out),
+            PlanFormat::Svg | PlanFormat::Html => {
+                let markers = crate::picture::markers_for(&timeline, &inputs.score, &inputs.hymn);
+                let unplaced = crate::picture::unplaced_warnings(&timeline, &inputs.score);
+                if format == PlanFormat::Svg {
+                    crate::picture::write_svg(&timeline, &markers, &unplaced, out)
+                } else {
+                    crate::picture::write_html(&timeline, &markers, &unplaced, out)
+                }
+            }
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: warning: {}: {w}", timeline.score_name);
+        eprintln!("organ: {}: {}: {w}", w.kind.label(), timeline.score_name);
     }
     Ok(0)
 }
 
-/// Every warning about a score and its plan, one line each, with positions.
+/// Every warning about a score and its plan, one line each, with positions (the plan's notes,
+/// [`plan::WarningKind::is_note`], are not warnings).
 pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
     let mut w: Vec<String> = score
         .warnings
@@ -153,7 +176,7 @@ pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
             format!("{part}{}{at}", x.message)
         })
         .collect();
-    w.extend(timeline.warnings.iter().cloned());
+    w.extend(timeline.warnings.iter().filter(|x| !x.kind.is_note()).map(ToString::to_string));
     w
 }
 
@@ -214,6 +237,9 @@ pub fn cmd_check(a: &PlanArgs, deny_warnings: bool) -> Result<Status, Error> {
     ));
     if let Some(s) = stripped_summary(score) {
         out.push_str(&format!("note: {s}\n"));
+    }
+    for n in timeline.warnings.iter().filter(|w| w.kind.is_note()) {
+        out.push_str(&format!("note: {n}\n"));
     }
     let warnings = all_warnings(score, &timeline);
     for w in &warnings {

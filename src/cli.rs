@@ -32,7 +32,11 @@ pub struct Cli {
 pub enum Command {
     /// Show the exact plan: every message that would be sent, when, and why.
     Plan(PlanCmd),
-    /// Check a score, organ and registration together; print warnings. Exit 0 when it can be played.
+    /// Check a score, organ and registration together (or every item of an order of service,
+    /// ORDER.toml); print warnings: notes on a division where no stop sounds, registration
+    /// changes under held keys, changes after the end or without effect, notes folded into the
+    /// compass, a breath too short for a verse's registration. Exit 0 when it can be played (1
+    /// with --deny-warnings and a warning).
     Check(CheckCmd),
     /// Describe a MIDI file: parts, tempo and time signatures, length, a suggested layout.
     Info(InfoCmd),
@@ -133,11 +137,14 @@ pub struct PlanArgs {
     pub transpose: i32,
 
     /// Start at this bar (or bar:beat, or seconds like 12.5s). The registration in force there is
-    /// drawn first.
+    /// drawn first. Inside a hymn, name the section: verse:3 (verse 3 from its start), verse:3:5
+    /// (verse 3 from bar 5), verse:3:5:2, play-over, amen; the verses after it follow as usual.
+    /// A plain bar plays those bars of the score once, without the hymn's settings.
     #[arg(long, value_name = "BAR")]
     pub from: Option<String>,
 
-    /// Stop at the end of this bar (or at bar:beat, or seconds).
+    /// Stop at the end of this bar (or at bar:beat, or seconds); inside a hymn, at the end of a
+    /// section or of a bar of it: verse:2, verse:2:8, play-over, amen.
     #[arg(long, value_name = "BAR")]
     pub until: Option<String>,
 
@@ -171,7 +178,7 @@ pub struct HymnArgs {
     pub play_over: Option<String>,
 
     /// Silence between the play-over, the verses and the amen: beats (2beats, "2 beats") or
-    /// seconds (1.5s).
+    /// seconds (1.5s); default one beat; 0 for none. A verse's own registration is drawn in it.
     #[arg(long, value_name = "LENGTH")]
     pub gap: Option<String>,
 
@@ -240,6 +247,11 @@ pub enum PlanFormat {
     Text,
     /// One JSON object per message (t_us, bytes, kind, division, name, part, bar, beat, tick).
     Jsonl,
+    /// A picture (SVG): one lane of notes per division, a band of the stops drawn, bars, time,
+    /// and markers for verses, fermatas, wait points and warnings.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
 }
 
 impl From<PlanFormat> for organ::app::PlanFormat {
@@ -247,6 +259,8 @@ impl From<PlanFormat> for organ::app::PlanFormat {
         match f {
             PlanFormat::Text => organ::app::PlanFormat::Text,
             PlanFormat::Jsonl => organ::app::PlanFormat::Jsonl,
+            PlanFormat::Svg => organ::app::PlanFormat::Svg,
+            PlanFormat::Html => organ::app::PlanFormat::Html,
         }
     }
 }
@@ -289,8 +303,10 @@ pub struct PlayCmd {
     /// Where to play; may be given several times (e.g. the organ and a file record of what was
     /// sent). port:NAME is a MIDI port by name (case-insensitive part of it) or number, see
     /// `organ ports`; file:PATH.mid records what was sent with the real send times; grandorgue
-    /// creates a MIDI port for GrandOrgue; null sends nowhere. Default: the organ file's
-    /// `output = "…"`.
+    /// creates a MIDI port for GrandOrgue; wav:PATH.wav renders the piece with the built-in organ
+    /// voice into a WAV file, offline and much faster than real time; audio plays the built-in
+    /// organ voice on the sound device (audio:jack through a running JACK server); null sends
+    /// nowhere. Default: the organ file's `output = "…"`.
     #[arg(long, value_name = "OUTPUT")]
     pub to: Vec<String>,
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::organ::{ConfigError, Organ};
 use crate::plan::{self, PlanError, PlanOptions, Speed, Timeline, hymn};
 use crate::registration::hymn::{Amen, ArgError};
-use crate::registration::{At, HymnArgs, HymnOptions, Registration, ValueError, organ_hint};
+use crate::registration::{At, HymnArgs, HymnAt, HymnOptions, Registration, ValueError, organ_hint};
 use crate::score::{self, Score, ScoreFileError};
 
 /// How to read the score and what to play of it, as given on a command line (`organ plan`,
@@ -305,9 +305,11 @@ pub fn load(a: &PlanArgs) -> Result<Inputs, InputError> {
     let mut notes = Vec::new();
     let hymn = if (options.from.is_some() || options.until.is_some()) && cli.is_empty() && !file.is_empty() {
         // Rehearsing bars of a hymn: play them once, as written.
-        notes.push(
-            "the registration file's [hymn] section is not used with --from/--until: the bars are played once".into(),
-        );
+        notes.push(format!(
+            "the registration file's [hymn] section ({}) is not used with --from/--until at a bar: the bars are played \
+             once; to start inside the hymn, write --from verse:N or verse:N:BAR",
+            file.describe()
+        ));
         HymnOptions::default()
     } else {
         file.overridden_by(&cli)
@@ -323,16 +325,26 @@ pub fn load(a: &PlanArgs) -> Result<Inputs, InputError> {
 pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, InputError> {
     let speed = speed(a.tempo.as_deref(), a.bpm).map_err(InputError::Setting)?;
     let transpose = transpose(i64::from(a.transpose)).map_err(InputError::Setting)?;
-    let at = |s: &Option<String>, flag: &'static str| -> Result<Option<At>, InputError> {
-        s.as_deref().map(|s| At::parse(s).map_err(|error| InputError::Position { flag, error })).transpose()
+    // A bar, bar:beat or time of the score, or a section of a hymn (verse:3, verse:3:5, amen).
+    type Position = (Option<At>, Option<HymnAt>);
+    let at = |s: &Option<String>, flag: &'static str| -> Result<Position, InputError> {
+        let Some(s) = s.as_deref() else { return Ok((None, None)) };
+        let position = |error| InputError::Position { flag, error };
+        match HymnAt::parse(s).map_err(position)? {
+            Some(h) => Ok((None, Some(h))),
+            None => Ok((Some(At::parse(s).map_err(position)?), None)),
+        }
     };
+    let ((from, hymn_from), (until, hymn_until)) = (at(&a.from, "--from")?, at(&a.until, "--until")?);
     Ok(PlanOptions {
         layout: a.layout.clone(),
         map: a.map.clone(),
         speed,
         transpose,
-        from: at(&a.from, "--from")?,
-        until: at(&a.until, "--until")?,
+        from,
+        until,
+        hymn_from,
+        hymn_until,
         stops: a.stops.clone(),
         keep_stops: a.keep_stops,
     })
@@ -365,6 +377,6 @@ pub fn plan(inputs: &Inputs) -> Result<Timeline, PlanError> {
 pub fn load_and_plan(a: &PlanArgs) -> Result<(Inputs, Timeline), InputError> {
     let inputs = load(a)?;
     let mut timeline = plan(&inputs)?;
-    timeline.warnings.extend(inputs.notes.iter().cloned());
+    timeline.warnings.extend(inputs.notes.iter().map(|n| plan::PlanWarning::new(plan::WarningKind::Ignored, n)));
     Ok((inputs, timeline))
 }

@@ -36,6 +36,8 @@
 //! - [`app`]: the other commands (`plan`, `check`, `info`, `ble scan`, `grandorgue …`) and the
 //!   command-level error.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
+//! - [`voice`]: the built-in organ voice (`--to wav:FILE`, `--to audio`).
+//! - [`picture`]: the plan as a picture (`organ plan --format svg|html`).
 //! - [`input`]: MIDI from the console (midir ports, JACK) on its own thread, timestamped on
 //!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`, and `organ record`
 //!   (a journal written as it goes, takes made from it, recovered after a crash).
@@ -48,6 +50,7 @@ pub mod inputs;
 pub mod midi;
 pub mod organ;
 pub mod output;
+pub mod picture;
 pub mod plan;
 pub mod play;
 pub mod registration;
@@ -56,6 +59,7 @@ pub mod service;
 pub mod session;
 pub mod term;
 pub mod text;
+pub mod voice;
 
 /// When the program started (set first thing in `main`), for the start-up time report.
 pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

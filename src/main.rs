@@ -18,6 +18,10 @@ fn main() {
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Plan(c) => app::cmd_plan(&(&c.plan).into(), c.format.into()),
+        // An order of service is checked item by item.
+        Command::Check(c) if c.plan.score.extension().is_some_and(|x| x == "toml") => {
+            organ::service::order::cmd_check(&c.plan.score, c.plan.organ.as_deref(), c.deny_warnings)
+        }
         Command::Check(c) => app::cmd_check(&(&c.plan).into(), c.deny_warnings),
         Command::Info(c) => app::cmd_info(&c.score, c.organ.as_deref()),
         Command::Play(c) => organ::play::cmd_play(&c.into()),

@@ -19,7 +19,8 @@ use crate::engine::{self, End, LatenessStats};
 use crate::inputs::PlanArgs;
 use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::{DisconnectPolicy, Organ};
-use crate::plan::WaitKind;
+use crate::output::OutputSpec;
+use crate::plan::{Timeline, WaitKind};
 use crate::session::{self, Command, Ending, Event, Performance, PlayState, Progress, Session, short_time};
 use crate::term::{self, RawMode};
 
@@ -153,6 +154,21 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let (inputs, timeline) = crate::inputs::load_and_plan(&c.plan)?;
     let organ = &inputs.organ;
     let specs = session::output_specs(&c.to, organ.output.as_deref(), &organ.source)?;
+    // `--to wav:FILE` on the command line is rendered offline by the built-in voice, before any
+    // real-time output opens; with no other `--to`, that is all. (An organ's `output = "wav:…"`
+    // is not rendered: the session refuses to open it.)
+    let (wavs, specs): (Vec<OutputSpec>, Vec<OutputSpec>) = match c.to.is_empty() {
+        true => (Vec::new(), specs),
+        false => specs.into_iter().partition(|s| matches!(s, OutputSpec::Wav(_))),
+    };
+    if !wavs.is_empty() {
+        if let Some(status) = render_wavs(&wavs, specs.is_empty(), &inputs.score, &timeline, c.quiet)? {
+            return Ok(status);
+        }
+        if specs.is_empty() {
+            return Ok(0);
+        }
+    }
     let mut session = Session::new(specs, organ.on_disconnect);
     let notes = session.open_outputs(false)?;
     let names = session.output_names();
@@ -314,6 +330,55 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
         End::Stopped => Ok(0),
         End::Finished => Ok(0),
     }
+}
+
+/// Renders each `--to wav:FILE` with the built-in organ voice, offline. `alone`: no real-time
+/// output follows (so the plan's warnings are told here). Ctrl-C stops it, leaving a valid file
+/// of what was rendered; then it returns the exit status.
+///
+/// # Errors
+/// A WAV file that cannot be written.
+fn render_wavs(
+    wavs: &[OutputSpec],
+    alone: bool,
+    score: &crate::score::Score,
+    timeline: &Timeline,
+    quiet: bool,
+) -> Result<Option<Status>, Error> {
+    if !quiet && alone {
+        for w in crate::app::all_warnings(score, timeline) {
+            eprintln!("organ: warning: {w}");
+        }
+    }
+    for spec in wavs {
+        let OutputSpec::Wav(path) = spec else { continue };
+        let started = Instant::now();
+        let r = crate::voice::render_wav(timeline, path, || session::signal_received() != 0)?;
+        if !r.complete {
+            if !quiet {
+                eprintln!(
+                    "organ: interrupted: {} holds the first {:.1} s of {}",
+                    path.display(),
+                    r.seconds(),
+                    timeline.duration
+                );
+            }
+            return Ok(Some(128 + session::signal_received()));
+        }
+        if !quiet {
+            let took = started.elapsed().as_secs_f64();
+            eprintln!(
+                "organ: rendered {} on {} with the built-in organ voice → {} ({:.1} s of audio in {:.2} s, {:.0}× real time)",
+                timeline.score_name,
+                timeline.organ_name,
+                path.display(),
+                r.seconds(),
+                took,
+                r.seconds() / took.max(1e-6)
+            );
+        }
+    }
+    Ok(None)
 }
 
 /// `organ panic`: every key of every division channel off, CC 123, then the cancel.

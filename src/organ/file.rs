@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use toml::Spanned;
 
-use super::{ConfigError, Control, ControlKind, DisconnectPolicy, Division, Expression, Location, Organ, Preset};
+use super::{
+    ConfigError, Control, ControlKind, CouplerAction, DisconnectPolicy, Division, Expression, Location, Organ, Preset,
+};
 use crate::midi::{Channel, Message, Micros, ShortMsg, parse_hex};
 use crate::text::{did_you_mean, line_col, normalize_name};
 
@@ -80,6 +82,8 @@ struct StopFile {
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
     grandorgue: Option<String>,
+    /// How the built-in organ voice sounds it (see [`super::voice`]).
+    voice: Option<super::voice::VoiceFile>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +94,8 @@ struct CouplerFile {
     to: Spanned<String>,
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
+    /// `unison`, `octave`, `sub-octave` or `unison-off`; default: from the name.
+    action: Option<Spanned<String>>,
     grandorgue: Option<String>,
 }
 
@@ -108,6 +114,7 @@ struct TremulantFile {
 struct CancelFile {
     message: Option<Spanned<MsgFile>>,
     at_end: Option<bool>,
+    everything_in_at_start: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -330,12 +337,14 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         return Err(ctx.err(0..0, "no divisions: add at least one [division.<name>] with code and channel"));
     };
     let divisions = parse_divisions(&ctx, division_table)?;
-    let controls = parse_controls(&ctx, &f, &divisions)?;
+    let mut controls = parse_controls(&ctx, &f, &divisions)?;
     let presets = parse_presets(&ctx, f.preset.as_ref(), &controls)?;
     let (cancel, cancel_at_end) = match &f.cancel {
         None => (None, true),
         Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
     };
+    let everything_in_at_start = f.cancel.as_ref().and_then(|c| c.everything_in_at_start).unwrap_or(false);
+    distinct_messages(&ctx, &mut controls, (&f.stop, &f.coupler, &f.tremulant), cancel.as_deref())?;
     let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
         match v {
             None => Ok(Micros::ZERO),
@@ -371,6 +380,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         controls,
         presets,
         cancel,
+        everything_in_at_start,
         cancel_at_end,
         stop_lead,
         stop_pace,
@@ -479,6 +489,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
         let (form, on) = message(ctx, &s.on)?;
         let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
         check_not_a_key(ctx, divisions, &s.on, &form)?;
+        let voice = s.voice.as_ref().map(|v| super::voice::check(ctx, v)).transpose()?;
         add(
             ctx,
             &s.name,
@@ -488,7 +499,10 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 division: Some(division),
                 on,
                 off,
+                toggle: false,
+                action: None,
                 grandorgue: s.grandorgue.clone(),
+                voice,
             },
         )?;
     }
@@ -498,6 +512,7 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
         let (form, on) = message(ctx, &c.on)?;
         let off = off_messages(ctx, "coupler", &c.name, &form, c.off.as_ref())?;
         check_not_a_key(ctx, divisions, &c.on, &form)?;
+        let action = coupler_action(ctx, c, from == to)?;
         add(
             ctx,
             &c.name,
@@ -507,7 +522,10 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 division: Some(to),
                 on,
                 off,
+                toggle: false,
+                action: Some(action),
                 grandorgue: c.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
@@ -525,7 +543,10 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
                 division,
                 on,
                 off,
+                toggle: false,
+                action: None,
                 grandorgue: t.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
@@ -567,6 +588,112 @@ fn parse_presets(
         presets.push(Preset { name: name.get_ref().clone(), controls: ids });
     }
     Ok(presets)
+}
+
+/// What a coupler does: its `action`, else what its name says. A unison-off acts on its own
+/// division, so it needs `from` = `to`.
+fn coupler_action(ctx: &Ctx, c: &CouplerFile, same_division: bool) -> Result<CouplerAction, ConfigError> {
+    let action = match &c.action {
+        None => CouplerAction::from_name(c.name.get_ref()),
+        Some(a) => CouplerAction::parse(a.get_ref()).ok_or_else(|| {
+            ctx.err(
+                a.span(),
+                format!("action = \"{}\": write \"unison\", \"octave\", \"sub-octave\" or \"unison-off\"", a.get_ref()),
+            )
+        })?,
+    };
+    if action == CouplerAction::UnisonOff && !same_division {
+        let at = c.action.as_ref().map_or(c.name.span(), |a| a.span());
+        return Err(ctx.err(
+            at,
+            format!(
+                "coupler \"{}\" is a unison off, which acts on its own division: give it the same `from` and `to` \
+                 (or `action = \"unison\"` if it is not one)",
+                c.name.get_ref()
+            ),
+        ));
+    }
+    Ok(action)
+}
+
+/// A message sequence in the form the console tells apart: a note-on's velocity does not
+/// matter, and a note-on of velocity 0 is a note-off.
+fn console_form(msgs: &[Message]) -> Vec<Vec<u8>> {
+    msgs.iter()
+        .map(|m| match m.as_bytes() {
+            [s, k, v] if s & 0xF0 == 0x90 && *v > 0 => vec![*s, *k, 1],
+            [s, k, _] if s & 0xF0 == 0x90 || s & 0xF0 == 0x80 => vec![0x80 | (s & 0x0F), *k, 0],
+            b => b.to_vec(),
+        })
+        .collect()
+}
+
+/// Marks the toggles (the same message draws and puts in) and refuses two controls that share a
+/// message (drawing one would move the other on the console; a toggle would flip it) or a
+/// control that sends the General Cancel. Two state controls may share their `off` (some
+/// consoles put a group of stops in with one message). The error is at the later message.
+fn distinct_messages(
+    ctx: &Ctx,
+    controls: &mut [Control],
+    (stops, couplers, tremulants): (&[StopFile], &[CouplerFile], &[TremulantFile]),
+    cancel: Option<&[Message]>,
+) -> Result<(), ConfigError> {
+    // Where each control's on and off are written: the controls are the stops, couplers and
+    // tremulants in file order.
+    let spans = stops.iter().map(|s| (&s.on, s.off.as_ref()));
+    let spans = spans.chain(couplers.iter().map(|c| (&c.on, c.off.as_ref())));
+    let spans: Vec<_> = spans.chain(tremulants.iter().map(|t| (&t.on, t.off.as_ref()))).collect();
+    for c in controls.iter_mut() {
+        c.toggle = console_form(&c.on) == console_form(&c.off);
+    }
+    // (form, control, is an off of a state control)
+    let mut seen: std::collections::HashMap<Vec<Vec<u8>>, (usize, bool)> = std::collections::HashMap::new();
+    let what = |c: &Control| match c.kind {
+        ControlKind::Stop => "stop",
+        ControlKind::Coupler { .. } => "coupler",
+        ControlKind::Tremulant => "tremulant",
+    };
+    for (i, c) in controls.iter().enumerate() {
+        let (on_span, off_span) = spans[i];
+        let messages: &[(&[Message], bool, std::ops::Range<usize>)] =
+            &[(&c.on, false, on_span.span()), (&c.off, !c.toggle, off_span.map_or(on_span.span(), |o| o.span()))];
+        for (msgs, state_off, span) in messages.iter().take(if c.toggle { 1 } else { 2 }) {
+            let form = console_form(msgs);
+            if let Some(cancel) = cancel
+                && console_form(cancel) == form
+            {
+                return Err(ctx.err(
+                    span.clone(),
+                    format!(
+                        "{} \"{}\" sends the General Cancel's message ([cancel] message); give it its own message",
+                        what(c),
+                        c.name
+                    ),
+                ));
+            }
+            match seen.get(&form) {
+                Some(&(j, other_off)) if j != i && !(other_off && *state_off) => {
+                    let other = &controls[j];
+                    return Err(ctx.err(
+                        span.clone(),
+                        format!(
+                            "{} \"{}\" sends the same message as {} \"{}\": on the console one would move the other; \
+                             give each its own message",
+                            what(c),
+                            c.name,
+                            what(other),
+                            other.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(form, (i, *state_off));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A division's expression controller. Controllers that GrandOrgue and MIDI give another meaning
@@ -725,6 +852,69 @@ stop_pace_ms = 0
         assert!(e.contains("already used by division swell"), "{e}");
         let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 40, channel = 1 }"));
         assert!(e.contains("is a key of the swell division"), "{e}");
+    }
+
+    #[test]
+    fn toggles_and_shared_messages() {
+        let toggles = MIN
+            .replace(
+                "on = { note = 36, channel = 16 }",
+                "on = { program = 1, channel = 12 }\noff = { program = 1, channel = 12 }",
+            )
+            .replace("[cancel]\nmessage = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }", "[cancel]");
+        let o = Organ::from_toml(&toggles, "t.toml").unwrap();
+        assert!(o.controls[0].toggle && !o.controls[1].toggle && !o.controls[2].toggle);
+        assert!(!o.start_is_known(), "a toggle and no General Cancel");
+        // Without a General Cancel, the safe cancel leaves the toggle alone.
+        let cancel: Vec<Vec<u8>> = o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect();
+        assert_eq!(cancel, [vec![0xBF, 20, 0], vec![0xCF, 6]]);
+        let vouched = toggles.replace("[cancel]", "[cancel]\neverything_in_at_start = true");
+        assert!(Organ::from_toml(&vouched, "t.toml").unwrap().start_is_known());
+
+        // The same message for two controls, wherever it is written.
+        let e = err(&MIN
+            .replace("on = { cc = 20, value = 127, channel = 16 }", "on = { note = 36, channel = 16, velocity = 90 }"));
+        assert!(
+            e.starts_with("t.toml:20:6: stop \"Gt Principal 4\" sends the same message as stop \"Sw Open Diapason 8\""),
+            "{e}"
+        );
+        let e =
+            err(&MIN.replace("off = { program = 6, channel = 16 }", "off = { cc = 20, value = 127, channel = 16 }"));
+        assert!(e.contains("coupler \"Sw to Ped\" sends the same message as stop \"Gt Principal 4\""), "{e}");
+        let e = err(&toggles.replace("on = { program = 5, channel = 16 }", "on = { program = 1, channel = 12 }"));
+        assert!(e.contains("coupler \"Sw to Ped\" sends the same message as stop \"Sw Open Diapason 8\""), "{e}");
+        let e =
+            err(&MIN.replace("on = { program = 5, channel = 16 }", "on = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }"));
+        assert!(e.contains("sends the General Cancel's message"), "{e}");
+        // Two state controls may share their off.
+        let shared_off =
+            MIN.replace("off = { program = 6, channel = 16 }", "off = { cc = 20, value = 0, channel = 16 }");
+        assert!(Organ::from_toml(&shared_off, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn what_a_coupler_does() {
+        use crate::organ::CouplerAction as A;
+        for (name, action) in [
+            ("Sw to Gt", A::Unison),
+            ("Sw Octave", A::Octave),
+            ("Swell Super", A::Octave),
+            ("Sw to Gt 4", A::Octave),
+            ("Sw Sub Octave", A::SubOctave),
+            ("Sw Suboctave to Gt", A::SubOctave),
+            ("Sw Unison Off", A::UnisonOff),
+            ("Great Unison off", A::UnisonOff),
+        ] {
+            assert_eq!(A::from_name(name), action, "{name}");
+        }
+        let o = Organ::from_toml(MIN, "t.toml").unwrap();
+        assert_eq!(o.controls[2].action, Some(A::Unison));
+        let octave = MIN.replace("to = \"pedal\"\n", "to = \"pedal\"\naction = \"octave\"\n");
+        assert_eq!(Organ::from_toml(&octave, "t.toml").unwrap().controls[2].action, Some(A::Octave));
+        let e = err(&MIN.replace("to = \"pedal\"\n", "to = \"pedal\"\naction = \"4 foot\"\n"));
+        assert!(e.starts_with("t.toml:25:10: action = \"4 foot\": write \"unison\""), "{e}");
+        let e = err(&MIN.replace("name = \"Sw to Ped\"", "name = \"Sw Unison Off\""));
+        assert!(e.contains("is a unison off, which acts on its own division"), "{e}");
     }
 
     #[test]

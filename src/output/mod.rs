@@ -6,12 +6,16 @@
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 //!
 //! Where things are: [`spec`] parses `--to` once into an [`OutputSpec`] and opens it; one file
-//! per transport ([`port`] midir ports, [`record`] file/null/memory, [`ble`], [`jack`]);
-//! [`grandorgue`] is the policy that picks the loopback to GrandOrgue. Errors of opening and
+//! per transport ([`port`] midir ports, [`record`] file/null/memory, [`ble`], [`jack`], `audio`
+//! the built-in organ voice on the sound device, feature `audio`; `wav:` is no transport: `organ
+//! play` renders it offline, [`crate::voice`]); [`grandorgue`] is the policy that picks the
+//! loopback to GrandOrgue. Errors of opening and
 //! finishing are typed ([`OpenError`], [`FinishError`]); the engine thread's [`OutputError`] is
 //! `Copy` with static text. A new transport is a new file here: an [`Output`] impl, a variant
 //! of [`OutputSpec`] and its arm in [`OutputSpec::open`].
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod ble;
 pub mod grandorgue;
 #[cfg(feature = "jack")]

@@ -9,7 +9,8 @@ use crate::organ::DisconnectPolicy;
 
 /// The forms `--to` accepts, for help and error messages.
 pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), ble:NAME (Bluetooth LE MIDI, see `organ ble scan`), \
-     grandorgue, jack[:PORT], file:PATH.mid, null";
+     grandorgue, jack[:PORT], file:PATH.mid, wav:PATH.wav (the built-in organ voice, rendered offline), \
+     audio (the built-in organ voice on the sound device), null";
 
 /// How long connecting to a Bluetooth LE MIDI device may take before `--to ble:` gives up.
 pub const BLE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -30,6 +31,13 @@ pub enum OutputSpec {
     /// `grandorgue` or `grandorgue:NAME`: the loopback to GrandOrgue that this machine allows
     /// (see [`super::grandorgue`]); NAME names the virtual port, or on Windows the loopback port.
     GrandOrgue(Option<String>),
+    /// `wav:PATH.wav`: the built-in organ voice rendered offline into a WAV file. Only `organ
+    /// play`'s command line renders it (before any real-time output opens); opened anywhere
+    /// else (an organ's `output`, an order of service) it is refused.
+    Wav(PathBuf),
+    /// `audio` (the default sound device) or `audio:HOST` (`audio:jack`): the built-in organ
+    /// voice played in real time.
+    Audio(Option<String>),
 }
 
 /// A `--to` value that is not an output.
@@ -74,6 +82,8 @@ impl OutputSpec {
             "port" => named(OutputSpec::Port),
             "ble" => named(OutputSpec::Ble),
             "grandorgue" => Ok(OutputSpec::GrandOrgue(Some(arg_text.to_string()).filter(|a| !a.is_empty()))),
+            "wav" => named(|a| OutputSpec::Wav(PathBuf::from(a))),
+            "audio" => Ok(OutputSpec::Audio(Some(arg_text.trim().to_string()).filter(|a| !a.is_empty()))),
             "jack" => match arg {
                 None if kind == "jack" => Ok(OutputSpec::Jack(None)),
                 Some(t) if kind == "jack" && !t.trim().is_empty() => Ok(OutputSpec::Jack(Some(t.trim().to_string()))),
@@ -116,6 +126,13 @@ impl OutputSpec {
             OutputSpec::Jack(target) => Ok(Box::new(super::jack::open(target.as_deref())?)),
             #[cfg(not(feature = "jack"))]
             OutputSpec::Jack(_) => Err(OpenError::NotBuilt { spec: self.to_string(), what: "JACK", feature: "jack" }),
+            OutputSpec::Wav(_) => Err(OpenError::OfflineOnly { spec: self.to_string() }),
+            #[cfg(feature = "audio")]
+            OutputSpec::Audio(host) => Ok(Box::new(super::audio::open(host.as_deref().unwrap_or(""))?)),
+            #[cfg(not(feature = "audio"))]
+            OutputSpec::Audio(_) => {
+                Err(OpenError::NotBuilt { spec: self.to_string(), what: "sound output", feature: "audio" })
+            }
         }
     }
 }
@@ -131,6 +148,9 @@ impl fmt::Display for OutputSpec {
             OutputSpec::Jack(Some(t)) => write!(f, "jack:{t}"),
             OutputSpec::GrandOrgue(None) => f.write_str("grandorgue"),
             OutputSpec::GrandOrgue(Some(n)) => write!(f, "grandorgue:{n}"),
+            OutputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
+            OutputSpec::Audio(None) => f.write_str("audio"),
+            OutputSpec::Audio(Some(h)) => write!(f, "audio:{h}"),
         }
     }
 }
@@ -163,6 +183,13 @@ pub enum OpenError {
         spec: String,
         error: super::grandorgue::LoopbackError,
     },
+    /// `wav:` named where nothing renders it (only `organ play --to wav:FILE` does).
+    OfflineOnly {
+        spec: String,
+    },
+    /// No sound device for `--to audio`.
+    #[cfg(feature = "audio")]
+    Audio(super::audio::AudioError),
     /// More outputs than one engine drives.
     TooMany(usize),
     /// No `--to`, and no default `output = "…"` in `source` (an organ definition or an order of
@@ -189,6 +216,12 @@ impl fmt::Display for OpenError {
             #[cfg(feature = "jack")]
             OpenError::Jack(e) => e.fmt(f),
             OpenError::GrandOrgue { spec, error } => write!(f, "--to {spec}: {error}"),
+            OpenError::OfflineOnly { spec } => write!(
+                f,
+                "--to {spec}: a WAV file is rendered offline by `organ play --to wav:FILE` on the command line, not here"
+            ),
+            #[cfg(feature = "audio")]
+            OpenError::Audio(e) => e.fmt(f),
             OpenError::TooMany(n) => write!(f, "at most {n} outputs at once"),
             OpenError::NoOutput { source } => {
                 write!(f, "no output: add --to {SPEC_FORMS} (or set output = \"…\" in {source})")
@@ -226,6 +259,12 @@ impl From<super::jack::JackError> for OpenError {
         OpenError::Jack(e)
     }
 }
+#[cfg(feature = "audio")]
+impl From<super::audio::AudioError> for OpenError {
+    fn from(e: super::audio::AudioError) -> Self {
+        OpenError::Audio(e)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -243,6 +282,9 @@ mod tests {
             "jack:GrandOrgue",
             "grandorgue",
             "grandorgue:organ",
+            "wav:out.wav",
+            "audio",
+            "audio:jack",
         ] {
             assert_eq!(OutputSpec::parse(s).unwrap().to_string(), s);
         }
@@ -252,9 +294,20 @@ mod tests {
             OutputSpec::parse("speaker").unwrap_err().to_string().split(';').next(),
             Some("--to speaker: not an output")
         );
-        for bad in ["port:", "file:", "ble:", "jack:", "JACK"] {
+        assert_eq!(OutputSpec::parse("WAV:x.wav").unwrap(), OutputSpec::Wav("x.wav".into()));
+        assert_eq!(OutputSpec::parse("audio:").unwrap(), OutputSpec::Audio(None));
+        for bad in ["port:", "file:", "ble:", "jack:", "JACK", "wav:"] {
             assert!(OutputSpec::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(OutputSpec::parse("jack:").unwrap_err(), SpecError::Jack("jack:".into()));
+    }
+
+    #[test]
+    fn wav_is_refused_where_nothing_renders_it() {
+        let mut notes = Vec::new();
+        let e = OutputSpec::parse("wav:x.wav").unwrap().open(DisconnectPolicy::Pause, &mut notes).err().unwrap();
+        assert_eq!(e, OpenError::OfflineOnly { spec: "wav:x.wav".into() });
+        assert!(e.to_string().starts_with("--to wav:x.wav: a WAV file is rendered offline by `organ play"), "{e}");
+        assert!(!std::path::Path::new("x.wav").exists());
     }
 }

@@ -3,6 +3,7 @@
 //! paced after the last stop message, unless the stops are to stay drawn (`--keep-stops`,
 //! `cancel.at_end = false`). Pure; runs on the control thread while planning.
 
+use super::drawn::Drawn;
 use super::messages::{Messages, Order};
 use super::stops::StopScheduler;
 use super::{DivisionInfo, Event, Kind, Msg, NONE_U16, RegistrationState};
@@ -17,11 +18,11 @@ pub(crate) struct End {
 }
 
 /// Adds the closing sequence; with `cancel`, `registrations` gets the empty state from the
-/// moment the cancel begins.
+/// moment the cancel begins. `drawn` is the registration at the end (the toggles to put in).
 pub(crate) fn close(
     divisions: &[DivisionInfo],
     stops: &mut StopScheduler,
-    cancel: bool,
+    (cancel, drawn): (bool, &Drawn),
     end: &End,
     out: &mut Messages,
     registrations: &mut Vec<RegistrationState>,
@@ -42,7 +43,7 @@ pub(crate) fn close(
         );
     }
     if cancel {
-        let cancel_start = stops.cancel_at_end(out, end.t, end.tick, end.section);
+        let cancel_start = stops.cancel_at_end(out, end.t, (end.tick, end.section), drawn);
         registrations.push(RegistrationState { t: Micros(cancel_start), drawn: Vec::new(), preset: None });
     }
 }

@@ -9,7 +9,7 @@ use crate::organ::{ControlId, Organ};
 pub(crate) struct OrganMessages {
     pub divisions: Vec<DivisionInfo>,
     pub controls: Vec<ControlInfo>,
-    /// The General Cancel, or every control's off.
+    /// The General Cancel, or every control's off but the toggles'.
     pub cancel: Vec<Msg>,
     /// The SysEx pool that [`Msg::Long`] indexes.
     pub long: Vec<Box<[u8]>>,
@@ -32,6 +32,8 @@ impl OrganMessages {
                 division: c.division,
                 on: c.on.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
                 off: c.off.iter().map(|m| Timeline::intern(&mut long, m)).collect(),
+                toggle: c.toggle,
+                voice: c.voice.clone(),
             })
             .collect();
         let cancel = organ.cancel_messages().iter().map(|m| Timeline::intern(&mut long, m)).collect();

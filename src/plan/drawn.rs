@@ -25,25 +25,40 @@ impl Drawn {
         Drawn { drawn: vec![false; controls] }
     }
 
-    /// `preset` replaces everything, then `off` are put in, then `on` drawn.
-    pub fn apply(&mut self, organ: &Organ, preset: Option<usize>, off: &[ControlId], on: &[ControlId]) {
-        if let Some(p) = preset {
-            self.drawn.iter_mut().for_each(|s| *s = false);
-            for &id in &organ.presets[p].controls {
-                self.drawn[id] = true;
+    /// `preset` replaces everything, then `off` are put in, then `on` drawn. True when that
+    /// changed anything.
+    pub fn apply(&mut self, organ: &Organ, preset: Option<usize>, off: &[ControlId], on: &[ControlId]) -> bool {
+        let touched: Vec<(ControlId, bool)> = match preset {
+            Some(p) => {
+                let mut after = vec![false; self.drawn.len()];
+                for &id in &organ.presets[p].controls {
+                    after[id] = true;
+                }
+                for &id in off {
+                    after[id] = false;
+                }
+                for &id in on {
+                    after[id] = true;
+                }
+                after.into_iter().enumerate().collect()
             }
+            None => off.iter().map(|&id| (id, false)).chain(on.iter().map(|&id| (id, true))).collect(),
+        };
+        let before = touched.iter().map(|&(id, _)| (id, self.drawn[id])).collect::<Vec<_>>();
+        for &(id, state) in &touched {
+            self.drawn[id] = state;
         }
-        for &id in off {
-            self.drawn[id] = false;
-        }
-        for &id in on {
-            self.drawn[id] = true;
-        }
+        before.iter().any(|&(id, was)| self.drawn[id] != was)
     }
 
-    /// A registration file's change.
-    pub fn apply_change(&mut self, organ: &Organ, c: &Change) {
-        self.apply(organ, c.preset, &c.off, &c.on);
+    /// A registration file's change; true when it changed anything.
+    pub fn apply_change(&mut self, organ: &Organ, c: &Change) -> bool {
+        self.apply(organ, c.preset, &c.off, &c.on)
+    }
+
+    /// Whether control `id` is drawn.
+    pub fn is_drawn(&self, id: ControlId) -> bool {
+        self.drawn[id]
     }
 
     /// The drawn controls, in organ order.
@@ -53,7 +68,6 @@ impl Drawn {
 
     /// The drawn controls that belong to division `d`: its stops and tremulants, and the
     /// couplers into it.
-    #[cfg_attr(not(test), expect(dead_code, reason = "for checks on what sounds where (issue 11); tested below"))]
     pub fn on_division<'a>(&'a self, organ: &'a Organ, d: usize) -> impl Iterator<Item = ControlId> + 'a {
         (0..self.drawn.len()).filter(move |&i| self.drawn[i] && organ.controls[i].division == Some(d))
     }
@@ -90,21 +104,30 @@ pub(crate) struct DrawnPoint {
 
 /// The registration states of the whole performance, in order.
 #[derive(Debug, Clone)]
-pub(crate) struct DrawnSchedule {
+pub(crate) struct DrawnSchedule<'a> {
     points: Vec<DrawnPoint>,
+    /// The registration file's changes that changed nothing wherever they applied (the
+    /// registration was already so), in file order.
+    pub no_effect: Vec<&'a Change>,
 }
 
-impl DrawnSchedule {
+impl<'a> DrawnSchedule<'a> {
     /// Follows the registration through the segments. `changes` are each segment's registration
     /// changes (as [`changes_by_segment`] gives them); `extra` are drawn at the start of every
     /// segment that does not carry on the registration before it (`--stops`).
     pub fn new(
         organ: &Organ,
         segments: &[Segment],
-        changes: &[Vec<(u64, &Change)>],
+        changes: &[Vec<(u64, &'a Change)>],
         extra: &[ControlId],
-    ) -> DrawnSchedule {
+    ) -> DrawnSchedule<'a> {
         let mut points: Vec<DrawnPoint> = Vec::new();
+        // Whether each change applied changed anything somewhere (by address: a hymn applies
+        // the same change in every verse).
+        let mut effect: std::collections::HashMap<*const Change, (bool, &'a Change)> = Default::default();
+        let mut applied = |c: &'a Change, changed: bool| {
+            effect.entry(c as *const Change).or_insert((false, c)).0 |= changed;
+        };
         for (s, seg) in segments.iter().enumerate() {
             // The registration at the start of the segment, given the state at the end of the
             // one before.
@@ -112,8 +135,8 @@ impl DrawnSchedule {
                 Some(before) if seg.carry_registration => before.drawn.clone(),
                 _ => {
                     let mut st = Drawn::none(organ.controls.len());
-                    for (_, c) in changes[s].iter().filter(|c| c.0 <= seg.from) {
-                        st.apply_change(organ, c);
+                    for &(_, c) in changes[s].iter().filter(|c| c.0 <= seg.from) {
+                        applied(c, st.apply_change(organ, c));
                     }
                     for &id in extra {
                         st.drawn[id] = true;
@@ -132,13 +155,15 @@ impl DrawnSchedule {
             while i < inside.len() {
                 let tick = inside[i].0;
                 while i < inside.len() && inside[i].0 == tick {
-                    state.apply_change(organ, inside[i].1);
+                    applied(inside[i].1, state.apply_change(organ, inside[i].1));
                     i += 1;
                 }
                 points.push(DrawnPoint { segment: s, tick, drawn: state.clone() });
             }
         }
-        DrawnSchedule { points }
+        let mut no_effect: Vec<&Change> = effect.into_values().filter(|e| !e.0).map(|e| e.1).collect();
+        no_effect.sort_by_key(|c| (c.location.line, c.location.column));
+        DrawnSchedule { points, no_effect }
     }
 
     /// Every state in performance order; the first is the registration the setup draws.
@@ -148,10 +173,13 @@ impl DrawnSchedule {
 
     /// The state in force at `tick` of segment `segment` (the one the stops are drawn for when
     /// that tick's notes sound).
-    #[cfg_attr(not(test), expect(dead_code, reason = "for checks on what sounds where (issue 11); tested below"))]
     pub fn at(&self, segment: usize, tick: u64) -> &Drawn {
-        let i = self.points.partition_point(|p| (p.segment, p.tick) <= (segment, tick));
-        &self.points[i.saturating_sub(1)].drawn
+        &self.points[self.index_at(segment, tick)].drawn
+    }
+
+    /// The index in [`DrawnSchedule::points`] of the state in force at `tick` of `segment`.
+    pub fn index_at(&self, segment: usize, tick: u64) -> usize {
+        self.points.partition_point(|p| (p.segment, p.tick) <= (segment, tick)).saturating_sub(1)
     }
 }
 

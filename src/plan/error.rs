@@ -16,6 +16,15 @@ pub enum PlanError {
         /// The organ file.
         organ: String,
     },
+    /// The console has toggles (one message flips a control) but no General Cancel, and the
+    /// organ file does not say that it starts with everything in: its state cannot be known.
+    TogglesWithoutCancel {
+        /// The organ file.
+        organ: String,
+        /// How many controls toggle, and the first of them.
+        count: usize,
+        first: String,
+    },
     /// There is no stretch of music to plan.
     NothingToPlay,
     /// A hymn unrolled into more sections than a plan can number.
@@ -51,8 +60,19 @@ pub enum PlanError {
     TooLong { score: String, length: Micros },
     /// The layout or `--map` does not fit the score and the organ.
     Layout(Box<LayoutError>),
-    /// `--from`/`--until` together with hymn options.
+    /// `--from`/`--until` at a plain bar together with hymn options.
     HymnWithRange,
+    /// `--from verse:N` and the like on a score not played as a hymn.
+    NotAHymn { what: &'static str, position: String },
+    /// `--from`/`--until` naming a section the hymn does not have.
+    NoSuchSection {
+        what: &'static str,
+        position: String,
+        /// What the hymn has: `a play-over, 4 verse(s) and an amen`.
+        sections: String,
+    },
+    /// `--from`/`--until` at a bar the section does not play.
+    NotInSection { what: &'static str, position: String, first: u32, last: u32 },
     /// A verse count outside 1..=[`crate::registration::hymn::MAX_VERSES`].
     Verses { verses: u16 },
     /// A hymn's amen or play-over bars after the end of the score (the play-over: of a verse).
@@ -74,6 +94,16 @@ impl fmt::Display for PlanError {
         use PlanError as E;
         match self {
             E::OrganTooLarge { organ } => write!(f, "{organ}: too many divisions or controls"),
+            E::TogglesWithoutCancel { organ, count, first } => write!(
+                f,
+                "{organ}: {} toggle{} (the same message draws and puts in, e.g. \"{first}\") and the console has no \
+                 General Cancel, so organ cannot know how the console stands and sending the toggles would flip them \
+                 from whatever they are; either add the console's General Cancel ([cancel] message = {{ … }}), or, if \
+                 the console is known to start with every stop in (switched on just before, nothing drawn by hand), \
+                 say so with [cancel] everything_in_at_start = true",
+                if *count == 1 { "1 control".to_string() } else { format!("{count} controls") },
+                if *count == 1 { "s" } else { "" }
+            ),
             E::NothingToPlay => f.write_str("nothing to play"),
             E::TooManySections => f.write_str("too many sections"),
             E::PastTheEnd { what, position, score, bars } => write!(f, "{what} {position}: {score} has {bars} bars"),
@@ -92,8 +122,18 @@ impl fmt::Display for PlanError {
             ),
             E::Layout(e) => e.fmt(f),
             E::HymnWithRange => f.write_str(
-                "--from and --until play part of a score once; they cannot be combined with hymn options (verses, play-over, amen…)",
+                "--from BAR and --until BAR play bars of a score once; they cannot be combined with hymn options (verses, play-over, amen…); inside a hymn write --from verse:N or verse:N:BAR (also play-over, amen)",
             ),
+            E::NotAHymn { what, position } => write!(
+                f,
+                "{what} {position}: the score is not played as a hymn here (no [hymn] section or hymn options); give a bar instead, e.g. {what} 5"
+            ),
+            E::NoSuchSection { what, position, sections } => {
+                write!(f, "{what} {position}: the hymn has {sections}")
+            }
+            E::NotInSection { what, position, first, last } => {
+                write!(f, "{what} {position}: that section plays bars {first}-{last}")
+            }
             E::Verses { verses } => {
                 write!(f, "verses = {verses}: a hymn has 1 to {} verses", crate::registration::hymn::MAX_VERSES)
             }

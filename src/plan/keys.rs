@@ -2,42 +2,66 @@
 //! division, transposed and brought into the keyboard's compass, and the keys of each division
 //! are merged so that the organ gets one note-on and one note-off per pipe.
 //!
-//! Compass: a part written an octave (or more) outside the compass, as a 16' pedal line often
-//! is, moves as a whole (decided once per score and part), so that its line is kept; only the
-//! notes that still stick out are folded by octaves. One pipe per key: when parts of one
-//! division hold the same key, the key goes down with the first and up with the last. Pure;
-//! runs on the control thread while planning.
+//! Compass: a part written in another octave than the keyboard's, as a 16' pedal line written
+//! an octave low is, moves as a whole (decided once per score and part), so that its line is
+//! kept. That is a part with at least [`MOVE_WHOLE_SHARE`] (a tenth) of its notes outside the
+//! compass: BWV 643's pedal, written D1-A2, has 38 % below C2 (and still 10-82 % transposed by
+//! -6 to +5 semitones, so transposing does not break its line). With fewer, the notes outside
+//! are strays (a hymn's bass going once below C2): the part stays where it is written and only
+//! they are folded by octaves into the compass, each with a warning that says where (at most
+//! [`FOLD_WARNINGS`] per part, then how many more). One pipe per key: when parts of one division
+//! hold the same key, the key goes down with the first and up with the last. Pure; runs on the
+//! control thread while planning.
 
 use super::messages::{Messages, Order};
 use super::time::TimeMap;
-use super::{Event, Kind, Msg, NONE_U16, Segment, key_name};
+use super::{Event, Kind, Msg, NONE_U16, PlanWarning, Segment, WarningKind, key_name};
 use crate::midi::{Micros, ShortMsg};
 use crate::organ::Organ;
 use crate::score::{Part, Score};
 
 /// One key event of a division before merging.
 #[derive(Clone, Copy)]
-struct KeyEvent {
+pub(crate) struct KeyEvent {
     /// The segment it belongs to (segments follow each other in time).
-    seg: u16,
-    tick: u64,
-    on: bool,
-    key: u8,
-    velocity: u8,
-    part: u16,
+    pub seg: u16,
+    pub tick: u64,
+    pub on: bool,
+    pub key: u8,
+    pub velocity: u8,
+    pub part: u16,
 }
 
 /// The key events of every division, before merging.
 pub(crate) struct Keys {
     per_division: Vec<Vec<KeyEvent>>,
-    /// Notes folded into the compass, per division.
-    folded: Vec<usize>,
+    /// Notes folded into the compass, where first played (a hymn repeats them in every verse).
+    folded: Vec<Fold>,
     /// Notes on and off at the same tick, left out.
     zero_length: usize,
 }
 
-/// How many semitones a part moves so that as many of its notes as possible (the fewest octaves
-/// away, on a tie) lie in the compass `lo..=hi` after `transpose`.
+/// A note folded into its division's compass.
+struct Fold {
+    seg: u16,
+    tick: u64,
+    division: usize,
+    part: usize,
+    /// The key as written (transposed), and the key played.
+    written: i32,
+    played: u8,
+}
+
+/// How many folded notes of one part get a warning each; the rest are counted in one more.
+pub const FOLD_WARNINGS: usize = 10;
+
+/// The share of a part's notes outside the compass (numerator, denominator) from which the part
+/// is taken to be written in another octave and moves as a whole.
+pub const MOVE_WHOLE_SHARE: (usize, usize) = (1, 10);
+
+/// How many semitones a part moves: none unless at least [`MOVE_WHOLE_SHARE`] of its notes lie
+/// outside the compass `lo..=hi` after `transpose`; then the octaves that bring the most notes
+/// in (the fewest octaves away, on a tie).
 fn octave_shift(part: &Part, (lo, hi): (u8, u8), transpose: i32) -> i32 {
     let outside = |shift: i32| {
         part.notes
@@ -45,6 +69,10 @@ fn octave_shift(part: &Part, (lo, hi): (u8, u8), transpose: i32) -> i32 {
             .filter(|n| !(i32::from(lo)..=i32::from(hi)).contains(&(i32::from(n.key) + transpose + shift)))
             .count()
     };
+    let (num, den) = MOVE_WHOLE_SHARE;
+    if outside(0) * den < part.notes.len() * num {
+        return 0;
+    }
     [0, 12, -12, 24, -24, 36, -36].into_iter().min_by_key(|&s| (outside(s), s.abs())).unwrap_or(0)
 }
 
@@ -61,19 +89,17 @@ fn fold(mut key: i32, (lo, hi): (u8, u8)) -> i32 {
 
 impl Keys {
     /// The keys of every segment's played parts, transposed by `transpose` semitones. A part
-    /// moved by octaves adds a warning (naming the file when it is not `main`).
+    /// moved by octaves adds a note (naming the file when it is not `main`), a folded note a
+    /// warning at its place (`time` gives its time).
     pub fn collect(
         organ: &Organ,
-        segments: &[Segment],
+        (segments, time): (&[Segment], &TimeMap),
         transpose: i32,
         main: &Score,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<PlanWarning>,
     ) -> Keys {
-        let mut keys = Keys {
-            per_division: vec![Vec::new(); organ.divisions.len()],
-            folded: vec![0; organ.divisions.len()],
-            zero_length: 0,
-        };
+        let mut keys =
+            Keys { per_division: vec![Vec::new(); organ.divisions.len()], folded: Vec::new(), zero_length: 0 };
         // Octave shifts are decided once per score and part.
         let mut seen_scores: Vec<*const Score> = Vec::new();
         let mut shifts: Vec<(*const Score, usize, i32)> = Vec::new();
@@ -95,20 +121,84 @@ impl Keys {
                     None => {
                         let shift = octave_shift(part, compass, transpose);
                         if shift != 0 {
-                            warnings.push(moved_part_warning(score, main, part, &organ.divisions[d].name, shift));
+                            let text = moved_part_warning(score, main, part, &organ.divisions[d].name, shift);
+                            let w = PlanWarning::new(WarningKind::MovedPart, text);
+                            warnings.push(w.in_division(d));
                         }
                         shifts.push((score as *const Score, p, shift));
                         shift
                     }
                 };
-                keys.add_part(s, seg, part, d, compass, transpose + shift);
+                keys.add_part(s, seg, (part, d), compass, (transpose + shift, first_time));
             }
         }
+        for evs in &mut keys.per_division {
+            evs.sort_unstable_by_key(|e| (e.seg, e.tick, e.on, e.key, e.part));
+        }
+        keys.fold_warnings(organ, (segments, time), warnings);
         keys
     }
 
-    /// The notes of `part` inside segment `s`, on division `d`.
-    fn add_part(&mut self, s: usize, seg: &Segment, part: &Part, d: usize, compass: (u8, u8), transpose: i32) {
+    /// A warning for each folded note, at its place; past [`FOLD_WARNINGS`] for a part, one
+    /// more that counts the rest.
+    fn fold_warnings(
+        &mut self,
+        organ: &Organ,
+        (segments, time): (&[Segment], &TimeMap),
+        warnings: &mut Vec<PlanWarning>,
+    ) {
+        self.folded.sort_by_key(|f| (f.division, f.part, f.seg, f.tick, f.written));
+        for group in self.folded.chunk_by(|a, b| (a.division, a.part) == (b.division, b.part)) {
+            let first = &group[0];
+            let division = &organ.divisions[first.division];
+            let (lo, hi) = division.compass;
+            let compass = format!("{}-{}", key_name(lo), key_name(hi));
+            for (i, f) in group.iter().enumerate() {
+                let (s, seg) = (usize::from(f.seg), &segments[usize::from(f.seg)]);
+                let text = if i < FOLD_WARNINGS {
+                    let octaves = (f.written - i32::from(f.played)).abs() / 12;
+                    format!(
+                        "part {}: {} lies {} the compass {compass}; it is played {octaves} octave{} {} ({})",
+                        f.part,
+                        note_name(f.written),
+                        if f.written < i32::from(lo) { "below" } else { "above" },
+                        if octaves == 1 { "" } else { "s" },
+                        if f.written < i32::from(lo) { "higher" } else { "lower" },
+                        key_name(f.played)
+                    )
+                } else {
+                    let last = &group[group.len() - 1];
+                    let to = segments[usize::from(last.seg)].score.meter.position(last.tick);
+                    format!(
+                        "part {}: {} more note(s) outside the compass {compass} (to bar {to}) are folded by octaves into it",
+                        f.part,
+                        group.len() - FOLD_WARNINGS
+                    )
+                };
+                let w = seg.locate(PlanWarning::new(WarningKind::Folded, text), s, time.time(s, f.tick), f.tick);
+                warnings.push(w.on(f.division, &division.name));
+                if i == FOLD_WARNINGS {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The key events of division `d`, in performance order (at one tick, releases first).
+    pub fn of_division(&self, d: usize) -> &[KeyEvent] {
+        &self.per_division[d]
+    }
+
+    /// The notes of `part` inside segment `s`, on division `d`; with `record`, the notes folded
+    /// into the compass are remembered for their warnings.
+    fn add_part(
+        &mut self,
+        s: usize,
+        seg: &Segment,
+        (part, d): (&Part, usize),
+        compass: (u8, u8),
+        (transpose, record): (i32, bool),
+    ) {
         let out = &mut self.per_division[d];
         for n in &part.notes {
             let start = n.start.max(seg.from);
@@ -116,12 +206,12 @@ impl Keys {
             if n.start == n.end || start >= end {
                 continue;
             }
-            let mut key = i32::from(n.key) + transpose;
-            if key < i32::from(compass.0) || key > i32::from(compass.1) {
-                self.folded[d] += 1;
-                key = fold(key, compass);
+            let written = i32::from(n.key) + transpose;
+            let key = fold(written, compass) as u8;
+            if record && i32::from(key) != written {
+                let (tick, part) = (start, part.number);
+                self.folded.push(Fold { seg: s as u16, tick, division: d, part, written, played: key });
             }
-            let key = key as u8;
             let (seg, part) = (s as u16, part.number as u16);
             out.push(KeyEvent { seg, tick: start, on: true, key, velocity: n.velocity, part });
             out.push(KeyEvent { seg, tick: end, on: false, key, velocity: 0, part });
@@ -137,11 +227,10 @@ impl Keys {
         time: &TimeMap,
         origin: u64,
         out: &mut Messages,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<PlanWarning>,
     ) -> u64 {
         let mut last_note_t = origin;
         for (d, evs) in self.per_division.iter_mut().enumerate() {
-            evs.sort_unstable_by_key(|e| (e.seg, e.tick, e.on, e.key, e.part));
             let division = &organ.divisions[d];
             let ch = division.channel;
             let mut depth = [0u32; 128];
@@ -167,27 +256,25 @@ impl Keys {
             }
             debug_assert!(depth.iter().all(|&x| x == 0));
             if merged > 0 {
-                warnings.push(format!(
-                    "{}: {merged} note(s) struck while the same key was already down were merged (one pipe per key)",
-                    division.name
-                ));
-            }
-            if self.folded[d] > 0 {
-                let (lo, hi) = division.compass;
-                warnings.push(format!(
-                    "{}: {} note(s) outside the compass {}-{} were folded by octaves into it",
-                    division.name,
-                    self.folded[d],
-                    key_name(lo),
-                    key_name(hi)
-                ));
+                let text = format!(
+                    "{merged} note(s) struck while the same key was already down were merged (one pipe per key)"
+                );
+                warnings.push(PlanWarning::new(WarningKind::Merged, text).on(d, &division.name));
             }
         }
         if self.zero_length > 0 {
-            warnings
-                .push(format!("{} zero-length note(s) (on and off at the same tick) were left out", self.zero_length));
+            let text = format!("{} zero-length note(s) (on and off at the same tick) were left out", self.zero_length);
+            warnings.push(PlanWarning::new(WarningKind::ZeroLength, text));
         }
         last_note_t
+    }
+}
+
+/// A key as a note name, also outside MIDI's range (a part transposed far down).
+fn note_name(key: i32) -> String {
+    match u8::try_from(key) {
+        Ok(k) if k < 128 => key_name(k),
+        _ => format!("key {key}"),
     }
 }
 

@@ -112,53 +112,7 @@ fn describe_parts(score: &Score) -> String {
     score.parts.iter().map(describe_part).collect::<Vec<_>>().join("; ")
 }
 
-/// A plausible layout for the score on this organ: part names that name a division win; else the
-/// lowest-sounding last part goes to the pedal (the division with the shortest compass, when it is
-/// shorter than a manual's) and the others to the Great (code G) or the first manual.
-pub fn suggest_layout(score: &Score, organ: &Organ) -> String {
-    let pedal = organ
-        .divisions
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.compass.1 - d.compass.0 < 60)
-        .min_by_key(|(_, d)| d.compass.1 - d.compass.0)
-        .map(|(i, _)| i);
-    let manual = organ
-        .divisions
-        .iter()
-        .position(|d| d.code == 'G')
-        .or_else(|| (0..organ.divisions.len()).find(|&i| Some(i) != pedal))
-        .unwrap_or(0);
-    let n = score.parts.len();
-    // Five parts with no names that say otherwise: the MuseScore SSGGP layout, if this organ
-    // has those divisions.
-    let codes: String = organ.divisions.iter().map(|d| d.code).collect();
-    if n == 5 && score.parts.iter().all(|p| p.name.is_none()) && ['S', 'G', 'P'].iter().all(|c| codes.contains(*c)) {
-        return "SSGGP".to_string();
-    }
-    let mean = |p: &Part| p.notes.iter().map(|x| f64::from(x.key)).sum::<f64>() / p.notes.len().max(1) as f64;
-    let lowest = score.parts.iter().enumerate().min_by(|a, b| mean(a.1).total_cmp(&mean(b.1))).map(|x| x.0);
-    score
-        .parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let by_name = p.name.as_deref().and_then(|name| {
-                let name = normalize_name(name);
-                organ.divisions.iter().position(|d| {
-                    let dn = normalize_name(&d.name);
-                    name == dn || name.starts_with(&dn) || (name.len() >= 2 && dn.starts_with(&name))
-                })
-            });
-            let d = by_name.unwrap_or(if n > 1 && i == n - 1 && Some(i) == lowest && pedal.is_some() {
-                pedal.unwrap_or(manual)
-            } else {
-                manual
-            });
-            organ.divisions[d].code
-        })
-        .collect()
-}
+pub use super::suggest::suggest_layout;
 
 /// Resolves the division of every part (`None` = part not played).
 ///

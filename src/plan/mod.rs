@@ -28,7 +28,10 @@
 //! segments, `timeline` is the result the engine walks, [`report`] writes it as text or JSON
 //! lines, and `error` says why a plan cannot be made.
 
+mod check;
 mod closing;
+#[cfg(test)]
+pub(crate) mod console_sim;
 mod controls;
 mod drawn;
 mod error;
@@ -36,11 +39,14 @@ pub mod hymn;
 mod keys;
 pub mod layout;
 mod messages;
+pub mod range;
 pub mod report;
 mod sections;
 mod stops;
+mod suggest;
 mod time;
 mod timeline;
+mod warning;
 
 use crate::midi::{Channel, Micros};
 use crate::organ::{ControlId, Organ};
@@ -54,6 +60,7 @@ pub use timeline::{
     ControlInfo, DivisionInfo, Event, Kind, Msg, NONE_U8, NONE_U16, RegistrationState, Section, SectionKind, Timeline,
     WaitKind, WaitPoint,
 };
+pub use warning::{PlanWarning, WarningKind};
 
 /// The layout used when neither `--layout` nor the registration file gives one.
 pub const DEFAULT_LAYOUT: &str = "SSGGP";
@@ -104,6 +111,10 @@ pub struct PlanOptions {
     pub from: Option<At>,
     /// Stop at the end of this bar (or at this exact position for bar:beat and seconds).
     pub until: Option<At>,
+    /// `--from verse:3` and the like: start inside a hymn, keeping its structure.
+    pub hymn_from: Option<crate::registration::HymnAt>,
+    /// `--until verse:3` and the like: end inside a hymn.
+    pub hymn_until: Option<crate::registration::HymnAt>,
     /// `--stops`: drawn at the start, on top of the registration.
     pub stops: Vec<String>,
     /// Leave the stops drawn at the end (overrides the organ's `cancel.at_end`).
@@ -146,6 +157,11 @@ pub fn plan(
     opts: &PlanOptions,
 ) -> Result<Timeline, PlanError> {
     check_organ(organ)?;
+    for (what, at) in [("--from", &opts.hymn_from), ("--until", &opts.hymn_until)] {
+        if let Some(at) = at {
+            return Err(PlanError::NotAHymn { what, position: at.to_string() });
+        }
+    }
     let assignment = assignment(score, organ, registration, opts)?;
     let (from, until) = performed_range(score, opts)?;
     let segment = Segment {
@@ -212,9 +228,18 @@ pub(crate) fn no_such_beat(score: &Score, what: &'static str, position: String, 
     PlanError::NoSuchBeat { what, position, bar, beats }
 }
 
+/// An organ the planner can number, and whose registration it can start from a known state.
 fn check_organ(organ: &Organ) -> Result<(), PlanError> {
     if organ.divisions.len() >= usize::from(NONE_U8) || organ.controls.len() >= usize::from(NONE_U16) {
         return Err(PlanError::OrganTooLarge { organ: organ.source.clone() });
+    }
+    if !organ.start_is_known() {
+        let toggles: Vec<&str> = organ.toggles().map(|c| c.name.as_str()).collect();
+        return Err(PlanError::TogglesWithoutCancel {
+            organ: organ.source.clone(),
+            count: toggles.len(),
+            first: toggles[0].to_string(),
+        });
     }
     Ok(())
 }
@@ -268,6 +293,11 @@ pub(crate) struct Segment<'a> {
 }
 
 impl Segment<'_> {
+    /// `w` placed at `tick` of this segment (segment `s`), at plan time `t`.
+    pub fn locate(&self, w: PlanWarning, s: usize, t: u64, tick: u64) -> PlanWarning {
+        w.at(Micros(t), s, self.score.meter.position(tick), self.place(tick))
+    }
+
     /// A tick of this segment for people: `bar 3:2`, `verse 2, bar 3:2`, `amen, bar 17`.
     pub fn place(&self, tick: u64) -> String {
         let pos = self.score.meter.position(tick);
@@ -299,6 +329,8 @@ pub(crate) fn plan_segments(
     let changes = drawn::changes_by_segment(segments)?;
     let extra = controls::extra_stops(organ, &opts.stops)?;
     let schedule = drawn::DrawnSchedule::new(organ, segments, &changes, &extra);
+    let mut warnings: Vec<PlanWarning> = Vec::new();
+    check::changes_without_effect(segments, &changes, &schedule, &mut warnings);
 
     let mut out = messages::Messages::default();
     let mut stops = stops::StopScheduler::new(organ, &organ_messages);
@@ -307,20 +339,32 @@ pub(crate) fn plan_segments(
     let mut registrations =
         vec![RegistrationState { t: Micros(0), drawn: start.controls(), preset: start.preset_name(organ) }];
     let time = time::TimeMap::new(segments, opts.speed, origin)?;
-    let mut warnings: Vec<String> = Vec::new();
     stops::schedule_changes(&mut stops, &schedule, (segments, &time), &mut out, &mut registrations, &mut warnings);
 
-    let keys = keys::Keys::collect(organ, segments, opts.transpose, main, &mut warnings);
+    let keys = keys::Keys::collect(organ, (segments, &time), opts.transpose, main, &mut warnings);
+    check::held_across_changes(organ, &schedule, (segments, &time), &keys, &mut warnings);
     let last_note_t = keys.merge(organ, &time, origin, &mut out, &mut warnings);
 
     let last = segments.len() - 1;
     let end = closing::End { t: last_note_t.max(out.latest()), tick: segments[last].until, section: last as u16 };
     let cancel_at_end = organ.cancel_at_end && !opts.keep_stops;
-    closing::close(&organ_messages.divisions, &mut stops, cancel_at_end, &end, &mut out, &mut registrations);
+    let drawn_at_end = &schedule.points()[schedule.points().len() - 1].drawn;
+    closing::close(
+        &organ_messages.divisions,
+        &mut stops,
+        (cancel_at_end, drawn_at_end),
+        &end,
+        &mut out,
+        &mut registrations,
+    );
     let events = out.into_events();
+    check::silent_notes(organ, &schedule, segments, &events, &mut warnings);
+    // Warnings about the files first, then in performance order.
+    warnings.sort_by_key(|w| w.t);
 
     let waits = if hymn { sections::waits(segments, &events, &end) } else { Vec::new() };
     let controls::OrganMessages { divisions, controls, cancel, long } = organ_messages;
+    let general_cancel = organ.cancel.is_some();
     Ok(Timeline {
         score_name: main.name.clone(),
         organ_name: organ.name.clone(),
@@ -329,6 +373,7 @@ pub(crate) fn plan_segments(
         controls,
         presets: organ.presets.iter().map(|p| (p.name.clone(), p.controls.clone())).collect(),
         cancel,
+        general_cancel,
         cancel_at_end,
         stop_pace: organ.stop_pace,
         registrations,

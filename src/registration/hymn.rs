@@ -54,6 +54,9 @@ pub struct Fermata {
     pub wait: bool,
 }
 
+/// The breath between sections when the hymn options give no `gap`: one beat.
+pub const DEFAULT_GAP: Length = Length::Beats(1.0);
+
 /// The default fermata: one beat longer.
 pub const DEFAULT_FERMATA: Fermata = Fermata { hold: Some(Length::Beats(1.0)), wait: false };
 
@@ -83,9 +86,6 @@ pub struct HymnOptions {
     /// Every verse and the play-over start from this preset (an order of service's `preset`).
     pub preset: Option<usize>,
     pub verse_registrations: Vec<VerseRegistration>,
-    /// Start at this verse (1-based): the play-over and the verses before it are left out
-    /// (`organ service` resuming a hymn). Not a file key; `None` = from the beginning.
-    pub first_verse: Option<u16>,
 }
 
 /// The most verses a hymn may have.
@@ -95,6 +95,34 @@ impl HymnOptions {
     /// True when nothing is set: the score is played once, as a piece.
     pub fn is_empty(&self) -> bool {
         *self == HymnOptions::default()
+    }
+
+    /// What is set, for people: "4 verses, play-over 5-8, gap, fermatas 4:2, amen, verse 0's
+    /// registration".
+    pub fn describe(&self) -> String {
+        let mut items: Vec<String> = Vec::new();
+        if let Some(v) = self.verses {
+            items.push(format!("{v} verse{}", if v == 1 { "" } else { "s" }));
+        }
+        match self.play_over {
+            Some(Bars::Range(a, b)) => items.push(format!("play-over {a}-{b}")),
+            Some(Bars::All) => items.push("play-over".into()),
+            _ => {}
+        }
+        if self.gap.is_some() {
+            items.push("gap".into());
+        }
+        if let Some(f) = self.fermatas.as_ref().filter(|f| !f.is_empty()) {
+            let list: Vec<String> = f.iter().map(|(bar, beat)| format!("{bar}:{beat}")).collect();
+            items.push(format!("fermatas {}", list.join(",")));
+        }
+        if matches!(self.amen, Some(Amen::Bars(..) | Amen::File(_))) {
+            items.push("amen".into());
+        }
+        for v in &self.verse_registrations {
+            items.push(format!("verse {}'s registration", v.number));
+        }
+        items.join(", ")
     }
 
     /// These options with every value `over` gives replacing this one's (verse registrations
@@ -117,7 +145,6 @@ impl HymnOptions {
             fermata: over.fermata.or(self.fermata),
             preset: over.preset.or(self.preset),
             verse_registrations,
-            first_verse: over.first_verse.or(self.first_verse),
         }
     }
 
@@ -161,7 +188,7 @@ pub fn parse_bars(s: &str) -> Result<Bars, ValueError> {
     Ok(Bars::Range(a, b))
 }
 
-/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"` or `"800ms"`.
+/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"`, `"800ms"` or `"0"`.
 ///
 /// # Errors
 /// Not a length, or over the limits (32 beats, 60 seconds).
@@ -175,6 +202,7 @@ pub fn parse_length(s: &str) -> Result<Length, ValueError> {
         return Err(bad());
     }
     match unit.trim() {
+        "" if v == 0.0 => Ok(Length::Time(Micros::ZERO)),
         "beat" | "beats" | "b" => {
             if v > 32.0 {
                 return Err(ValueError::TooManyBeats(s.to_string()));
@@ -447,6 +475,8 @@ mod tests {
         assert_eq!(parse_length("1.5s").unwrap(), Length::Time(Micros(1_500_000)));
         assert_eq!(parse_length("800 ms").unwrap(), Length::Time(Micros(800_000)));
         assert!(parse_length("2 bars").is_err());
+        assert_eq!(parse_length("0").unwrap(), Length::Time(Micros::ZERO));
+        assert!(parse_length("2").is_err(), "a length other than 0 needs its unit");
         assert!(parse_length("-1s").is_err());
         assert!(parse_length("61s").is_err());
         assert_eq!(parse_bars("13-16").unwrap(), Bars::Range(13, 16));

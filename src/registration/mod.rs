@@ -15,7 +15,7 @@
 //! [hymn]                  # optional: how the score (one verse) is played as a hymn
 //! verses = 4
 //! play_over = "13-16"     # bars, "all" or "none"; played before verse 1
-//! gap = "2 beats"         # breath between sections; "1.5s" also accepted
+//! gap = "2 beats"         # breath between sections (default 1 beat); "1.5s", "0" also accepted
 //! amen = "17-18"          # bars at the end of the score, or a file ("amen.mid"), or "none"
 //! fermatas = ["4:3", "8:3"]
 //! fermata = { hold = "1 beat" }     # or { wait = true }
@@ -39,7 +39,7 @@ use toml::Spanned;
 use crate::organ::{ConfigError, ControlId, Ctx, Location, Organ};
 use crate::text::did_you_mean;
 
-pub use at::At;
+pub use at::{At, HymnAt, HymnSection};
 pub use hymn::{HymnArgs, HymnOptions};
 
 /// A single value that does not parse: a position, bars, a length, an amen, a fermata. The
@@ -57,6 +57,8 @@ pub enum ValueError {
     TooManySeconds(String),
     NotAnAmen(String),
     NotAFermataPosition(String),
+    /// A `--from`/`--until` that names a section of a hymn badly (`verse:0`, `verse:2:x`).
+    NotAHymnPosition(String),
     /// `--fermata VALUE` whose hold is not a length.
     FermataHold {
         value: String,
@@ -89,6 +91,10 @@ impl fmt::Display for ValueError {
                 "\"{s}\" is not an amen: write the bars at the end of the score (\"17-18\"), a file (\"amen.mid\") or \"none\""
             ),
             ValueError::NotAFermataPosition(s) => write!(f, "fermata \"{s}\": write bar:beat, e.g. \"4:3\""),
+            ValueError::NotAHymnPosition(s) => write!(
+                f,
+                "\"{s}\": write verse:N (verse N from its start), verse:N:BAR or verse:N:BAR:BEAT (bars as in the score), play-over[:BAR] or amen[:BAR]"
+            ),
             ValueError::FermataHold { value, error } => write!(f, "--fermata {value}: {error}, or \"wait\""),
             ValueError::FermataForm(s) => write!(f, "--fermata {s}: write a hold (\"1beat\", \"2s\") or \"wait\""),
         }
@@ -155,13 +161,19 @@ struct ChangeFile {
 }
 
 /// The `organ = "…"` line of a registration file, read without checking the rest (the organ is
-/// needed before the file can be checked).
+/// needed before the file can be checked). Top-level keys come before the first table, so only
+/// that part is read (the whole file when that part alone does not parse).
 pub fn organ_hint(text: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Hint {
         organ: Option<String>,
     }
-    toml::from_str::<Hint>(text).ok().and_then(|h| h.organ)
+    let head = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| text[i..].trim_start_matches([' ', '\t']).starts_with('['))
+        .map_or(text, |i| &text[..i]);
+    toml::from_str::<Hint>(head).or_else(|_| toml::from_str::<Hint>(text)).ok().and_then(|h| h.organ)
 }
 
 /// A preset named in a TOML file, as an index into [`Organ::presets`].
@@ -214,7 +226,8 @@ impl Registration {
     pub fn from_toml(text: &str, source: &str, organ: &Organ) -> Result<Registration, ConfigError> {
         let ctx = Ctx { text, file: source };
         let f: RegFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
-        let mut changes = Vec::new();
+        let lines = crate::text::LineIndex::new(text);
+        let mut changes = Vec::with_capacity(f.change.len());
         for c in &f.change {
             let at = match c.at.get_ref() {
                 AtValue::Int(b) if *b >= 1 && *b <= i64::from(u32::MAX) => At::Bar { bar: *b as u32, beat: 1.0 },
@@ -222,7 +235,7 @@ impl Registration {
                 AtValue::Str(s) => At::parse(s).map_err(|e| ctx.err(c.at.span(), e.to_string()))?,
             };
             let preset = c.preset.as_ref().map(|p| preset_id(&ctx, organ, p)).transpose()?;
-            let (line, column) = crate::text::line_col(text, c.at.span().start);
+            let (line, column) = lines.line_col(c.at.span().start);
             changes.push(Change {
                 at,
                 preset,
@@ -244,5 +257,19 @@ impl Registration {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { file: source.clone(), error: e.to_string() })?;
         Registration::from_toml(&text, &source, organ)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_organ_is_read_from_the_top_level_keys() {
+        assert_eq!(organ_hint("organ = \"st-marys\"\n[[change]]\nat = \"1\"\n").as_deref(), Some("st-marys"));
+        assert_eq!(organ_hint("layout = \"GP\"\n  [hymn]\nverses = 2\n"), None);
+        // A multi-line string with a line that starts with [ still reads.
+        let text = "layout = \"\"\"\n[x\n\"\"\"\norgan = \"o\"\n[hymn]\n";
+        assert_eq!(organ_hint(text).as_deref(), Some("o"));
     }
 }

@@ -27,12 +27,12 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::app::Error;
+use crate::app::{Error, Status};
 use crate::inputs::{self, FindError, Inputs, RegistrationChoice};
 use crate::organ::{Ctx, Organ};
 use crate::plan::{PlanOptions, Speed, Timeline};
-use crate::registration::Registration;
 use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
+use crate::registration::{HymnAt, HymnSection, Registration};
 use crate::score::{self, Score};
 
 #[derive(Deserialize)]
@@ -117,7 +117,6 @@ impl Item {
         first_verse: Option<u16>,
     ) -> Result<Timeline, Error> {
         let mut hymn = self.hymn.clone();
-        hymn.first_verse = first_verse;
         if preset.is_some() {
             hymn.preset = preset;
         }
@@ -128,7 +127,13 @@ impl Item {
             score: self.score.clone(),
             organ: self.organ.clone(),
             registration: self.registration.clone(),
-            options: PlanOptions { speed: self.speed, transpose, ..PlanOptions::default() },
+            options: PlanOptions {
+                speed: self.speed,
+                transpose,
+                // Resumed: verse N with its breath, fermatas and registration, no play-over.
+                hymn_from: first_verse.map(|v| HymnAt { section: HymnSection::Verse(v), at: None }),
+                ..PlanOptions::default()
+            },
             hymn,
             amen: self.amen.clone(),
             notes: Vec::new(),
@@ -252,6 +257,45 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
     let planned =
         item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
     Ok(Item { duration: planned.duration, ..item })
+}
+
+/// `organ check ORDER.toml`: every item of an order of service planned as `organ service` plays
+/// it, with its warnings (the item's number before each). `organ` is `--organ`.
+///
+/// # Errors
+/// As [`load`], and an item that cannot be planned.
+pub fn cmd_check(path: &Path, organ: Option<&str>, deny_warnings: bool) -> Result<Status, Error> {
+    let order = load(path, organ)?;
+    let mut out = format!("{} ({}): {} item(s)\n", order.title, order.source, order.items.len());
+    let mut count = 0;
+    for (i, item) in order.items.iter().enumerate() {
+        let t = item.plan(item.transpose, None, &[]).map_err(|e| Error::Other(format!("{}: {e}", item.title)))?;
+        out.push_str(&format!(
+            "{}. {}: {} on {} ({}), {} messages, {} long\n",
+            i + 1,
+            item.title,
+            item.score.name,
+            item.organ.name,
+            item.summary(),
+            t.events.len(),
+            t.duration
+        ));
+        for n in t.warnings.iter().filter(|w| w.kind.is_note()) {
+            out.push_str(&format!("note: {}. {n}\n", i + 1));
+        }
+        let warnings = crate::app::all_warnings(&item.score, &t);
+        for w in &warnings {
+            out.push_str(&format!("warning: {}. {w}\n", i + 1));
+        }
+        count += warnings.len();
+    }
+    out.push_str(&if count == 0 {
+        "ok: no problems found\n".to_string()
+    } else {
+        format!("ok with {count} warning(s)\n")
+    });
+    crate::app::write_out(|o| o.write_all(out.as_bytes()))?;
+    Ok(if deny_warnings && count > 0 { 1 } else { 0 })
 }
 
 #[cfg(test)]

@@ -140,8 +140,42 @@ fn bad_hymn_flags_are_refused_with_reasons() {
     // --from alone rehearses bars of a hymn once, and says so.
     let (code, out, err) = organ(&["plan", "scores/hymn-tallis-ordinal.mid", "--from", "3", "--format", "jsonl"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("[hymn] section is not used with --from/--until"), "{err}");
+    assert!(
+        err.contains("[hymn] section (4 verses, play-over 5-8, gap, fermatas 4:2, verse 0's registration) is not used with --from/--until at a bar")
+            && err.contains("write --from verse:N or verse:N:BAR"),
+        "{err}"
+    );
     assert!(jsonl(&out).iter().all(|e| e["section"].is_null()));
+}
+
+#[test]
+fn from_and_until_inside_a_hymn_keep_its_verses() {
+    let base = ["plan", "scores/hymn-tallis-ordinal.mid", "--format", "jsonl"];
+    let (code, out, err) = organ(&base);
+    assert_eq!(code, 0, "{err}");
+    let whole = jsonl(&out);
+    let (code, out, err) = organ(&[&base[..], &["--from", "verse:3:5", "--until", "verse:4:4"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: hymn-tallis-ordinal.mid: the play-over, verse 1 and verse 2 left out"), "{err}");
+    let part = jsonl(&out);
+    let notes = |v: &[serde_json::Value], from: (u64, u64)| -> Vec<(u64, u64, String)> {
+        v.iter()
+            .filter(|e| e["kind"] == "note_on")
+            .map(|e| {
+                (e["verse"].as_u64().unwrap_or(0), e["bar"].as_u64().unwrap(), e["bytes"].as_str().unwrap().to_string())
+            })
+            .filter(|n| (n.0, n.1) >= from && (n.0, n.1) <= (4, 4))
+            .collect()
+    };
+    // Verse 3 from bar 5 to verse 4's bar 4, note for note as in the whole hymn.
+    let got = notes(&part, (3, 5));
+    assert_eq!(got, notes(&whole, (3, 5)));
+    assert_eq!((got[0].0, got[0].1), (3, 5));
+    assert_eq!(got.last().map(|n| (n.0, n.1)), Some((4, 4)));
+    assert!(part.iter().filter(|e| e["kind"] == "note_on").all(|e| e["section"] == "verse"));
+    let (code, _, err) = organ(&[&base[..], &["--from", "verse:5"]].concat());
+    assert_eq!(code, 2);
+    assert!(err.contains("--from verse:5: the hymn has a play-over, 4 verse(s)"), "{err}");
 }
 
 #[test]

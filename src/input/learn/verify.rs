@@ -136,11 +136,9 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
         a.only.is_empty() || a.only.iter().any(|o| crate::text::normalize_name(o) == crate::text::normalize_name(n))
     };
     let controls: Vec<usize> = (0..organ.controls.len()).filter(|&i| wanted(&organ.controls[i].name)).collect();
-    // A toggle cannot be put into a known state without a General Cancel: every off would flip it.
-    let cancel: Vec<Vec<u8>> = match &organ.cancel {
-        Some(c) => bytes(c),
-        None => organ.controls.iter().filter(|c| c.on != c.off).flat_map(|c| bytes(&c.off)).collect(),
-    };
+    // A toggle cannot be put into a known state without a General Cancel: every off would flip it
+    // (the organ's cancel leaves toggles out).
+    let cancel: Vec<Vec<u8>> = bytes(&organ.cancel_messages());
     let open = |e: crate::output::OpenError| LearnError::Output(e.into());
     let specs = session::output_specs(&a.to, organ.output.as_deref(), &organ.source).map_err(open)?;
     let mut outputs = Session::new(specs, organ.on_disconnect);

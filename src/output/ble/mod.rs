@@ -22,7 +22,8 @@
 //!    division channels), then CC 123 on every division channel;
 //! 2. the registration from a known state: the plan's cancel, then the `on` messages of every
 //!    control drawn once all the plan's registration messages up to the current plan position
-//!    have played (`stop_pace` apart);
+//!    have played (`stop_pace` apart); on a console with toggles and no General Cancel the
+//!    toggles are left as they are (what reached the console before the drop is not known);
 //!
 //! and only then reports [`Link::Up`](crate::output::Link::Up). The current plan position is the largest `Stamp::plan`
 //! handed over so far (under `continue`, including the messages dropped during the gap).
