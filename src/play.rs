@@ -402,22 +402,7 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
     };
     let mut session = Session::new(session::output_specs(to, default, source)?, policy);
     session.open_outputs(false)?;
-    let channels: Vec<Channel> = match &organ {
-        Some(o) => o.divisions.iter().map(|d| d.channel).collect(),
-        None => (0..16).filter_map(Channel::new).collect(),
-    };
-    let mut keys_off: Vec<Vec<u8>> = Vec::new();
-    for &ch in &channels {
-        for key in 0..128u8 {
-            keys_off.push(ShortMsg::note_off(ch, key).as_bytes().to_vec());
-        }
-    }
-    for &ch in &channels {
-        keys_off.push(ShortMsg::all_notes_off(ch).as_bytes().to_vec());
-    }
-    let pace = organ.as_ref().map_or(Micros::ZERO, |o| o.stop_pace);
-    let cancel: Vec<Vec<u8>> =
-        organ.as_ref().map(|o| o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect()).unwrap_or_default();
+    let PanicMessages { keys_off, cancel, pace, channels } = panic_messages(organ.as_ref());
     let failed = session.send_now(&keys_off, &cancel, pace);
     let finished = session.finish();
     if let Some((name, e)) = failed.into_iter().next() {
@@ -432,4 +417,35 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
         if cancel.is_empty() { String::new() } else { ", cancel".into() }
     );
     Ok(0)
+}
+
+/// What a panic sends ([`cmd_panic`], and the panic button of `organ service`): a note-off for
+/// every key and all-notes-off on each division channel (every channel without an organ), then
+/// the organ's cancel, paced as its stops are.
+#[derive(Debug, Clone)]
+pub struct PanicMessages {
+    pub keys_off: Vec<Vec<u8>>,
+    pub cancel: Vec<Vec<u8>>,
+    pub pace: Micros,
+    pub channels: Vec<Channel>,
+}
+
+/// The panic messages for `organ` (or for any organ: all 16 channels, no cancel).
+pub fn panic_messages(organ: Option<&Organ>) -> PanicMessages {
+    let channels: Vec<Channel> = match organ {
+        Some(o) => o.divisions.iter().map(|d| d.channel).collect(),
+        None => (0..16).filter_map(Channel::new).collect(),
+    };
+    let mut keys_off: Vec<Vec<u8>> = Vec::new();
+    for &ch in &channels {
+        for key in 0..128u8 {
+            keys_off.push(ShortMsg::note_off(ch, key).as_bytes().to_vec());
+        }
+    }
+    for &ch in &channels {
+        keys_off.push(ShortMsg::all_notes_off(ch).as_bytes().to_vec());
+    }
+    let pace = organ.map_or(Micros::ZERO, |o| o.stop_pace);
+    let cancel = organ.map(|o| o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect()).unwrap_or_default();
+    PanicMessages { keys_off, cancel, pace, channels }
 }

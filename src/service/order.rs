@@ -32,8 +32,8 @@ use crate::files::{FileKind, read_user_text};
 use crate::inputs::{self, FindError, Inputs, RegistrationChoice};
 use crate::organ::{Ctx, Organ, check_default_output};
 use crate::plan::{PlanOptions, Speed, Timeline};
-use crate::registration::Registration;
 use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
+use crate::registration::{HymnAt, HymnSection, Registration};
 use crate::score::{self, Score};
 
 #[derive(Deserialize)]
@@ -77,6 +77,8 @@ pub struct Item {
     pub amen: Option<Score>,
     pub speed: Speed,
     pub transpose: i32,
+    /// How long it lasts as written (planned once at load), at its own tempo.
+    pub duration: crate::midi::Micros,
 }
 
 /// A loaded order of service.
@@ -100,6 +102,21 @@ impl Item {
         preset: Option<usize>,
         verse_presets: &[(u16, usize)],
     ) -> Result<Timeline, Error> {
+        self.plan_from(transpose, preset, verse_presets, None)
+    }
+
+    /// As [`Item::plan`], starting at verse `first_verse` (a hymn resumed; `None`: from the
+    /// beginning, with its play-over).
+    ///
+    /// # Errors
+    /// As [`inputs::plan`].
+    pub fn plan_from(
+        &self,
+        transpose: i32,
+        preset: Option<usize>,
+        verse_presets: &[(u16, usize)],
+        first_verse: Option<u16>,
+    ) -> Result<Timeline, Error> {
         let mut hymn = self.hymn.clone();
         if preset.is_some() {
             hymn.preset = preset;
@@ -111,12 +128,23 @@ impl Item {
             score: self.score.clone(),
             organ: self.organ.clone(),
             registration: self.registration.clone(),
-            options: PlanOptions { speed: self.speed, transpose, ..PlanOptions::default() },
+            options: PlanOptions {
+                speed: self.speed,
+                transpose,
+                // Resumed: verse N with its breath, fermatas and registration, no play-over.
+                hymn_from: first_verse.map(|v| HymnAt { section: HymnSection::Verse(v), at: None }),
+                ..PlanOptions::default()
+            },
             hymn,
             amen: self.amen.clone(),
             notes: Vec::new(),
         };
         Ok(inputs::plan(&inputs)?)
+    }
+
+    /// How many verses it has (0 when it is played once, as a piece).
+    pub fn verses(&self) -> u16 {
+        if self.hymn.is_empty() { 0 } else { self.hymn.verses.unwrap_or(1) }
     }
 
     /// What the item is, in a few words: "hymn, 3 verses, play-over 11-14" or "piece".
@@ -227,10 +255,12 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
         amen,
         speed,
         transpose,
+        duration: crate::midi::Micros::ZERO,
     };
     // Plan it once now, so that a bad option shows before the service.
-    item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
-    Ok(item)
+    let planned =
+        item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
+    Ok(Item { duration: planned.duration, ..item })
 }
 
 /// `organ check ORDER.toml`: every item of an order of service planned as `organ service` plays

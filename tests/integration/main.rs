@@ -22,6 +22,8 @@
 //! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
 //! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
 //! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
+//! - [`remote`]: `organ service --remote`: its security through the real server, a real
+//!   Chromium driving the phone page, and a request from another network namespace.
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
 //! - [`voice`]: the built-in organ voice rendered to WAV and analysed (pitches, footages,
 //!   couplers, registration changes, silence, no clipping).
@@ -44,6 +46,8 @@ mod planner;
 mod play;
 mod props;
 mod record;
+#[cfg(feature = "remote")]
+mod remote;
 mod service;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,6 +1,6 @@
-//! `organ service` (and `organ play`'s keys) for real: the binary runs in a pseudo-terminal (a
-//! tmux pane on a private tmux server), keys are pressed with `send-keys`, the screen is read
-//! with `capture-pane`, and what was sent is read back from the file output with midly.
+//! `organ service` for real: the binary runs in a pseudo-terminal (a tmux pane on a private tmux
+//! server), keys are pressed with `send-keys`, the screen is read with `capture-pane`, and what
+//! was sent is read back from the file output with midly.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,26 +11,54 @@ use midly::{MidiMessage, Smf, TrackEventKind};
 use crate::support::scratch;
 
 /// A private tmux server, killed on drop.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    /// `organ service ORDER --to file:OUT` in a 100×30 pane of a private tmux server; its exit
+    /// status goes to `exit` ("EXIT=N").
+    pub(crate) fn service(name: &str, order: &Path, out: &Path, exit: &Path) -> Tmux {
+        let tmux = Tmux { socket: format!("organ-test-{name}-{}", std::process::id()) };
+        let command = format!(
+            "{} service {} --to file:{}; echo EXIT=$? > {}",
+            env!("CARGO_BIN_EXE_organ"),
+            order.display(),
+            out.display(),
+            exit.display()
+        );
+        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
+        assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+        tmux
+    }
+
+    /// Waits for the "EXIT=N" line `organ service` left when it quit.
+    pub(crate) fn exit_status(&self, exit: &Path, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(e) = std::fs::read_to_string(exit) {
+                return e.trim().to_string();
+            }
+            assert!(start.elapsed() < timeout, "organ service did not quit; the screen was:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "svc"]).stdout).into_owned()
     }
 
-    fn keys(&self, keys: &str) {
+    pub(crate) fn keys(&self, keys: &str) {
         let out = self.run(&["send-keys", "-t", "svc", keys]);
         assert!(out.status.success(), "send-keys {keys}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Waits until the screen satisfies `ok`, or fails with the last screen.
-    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let s = self.screen();
@@ -51,7 +79,7 @@ impl Drop for Tmux {
     }
 }
 
-fn tmux_available() -> Option<String> {
+pub(crate) fn tmux_available() -> Option<String> {
     match Command::new("tmux").arg("-V").output() {
         Ok(o) if o.status.success() => None,
         Ok(o) => Some(format!("tmux -V failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
@@ -60,7 +88,7 @@ fn tmux_available() -> Option<String> {
 }
 
 /// (time in µs, bytes) of every MIDI and SysEx message in a file written by `--to file:`.
-fn read_sent(path: &Path) -> Vec<(u64, Vec<u8>)> {
+pub(crate) fn read_sent(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let smf = Smf::parse(&bytes).unwrap();
     let tick_us = organ::output::record::FILE_TICK_US;
@@ -129,24 +157,15 @@ verses = 1
         ),
     )
     .unwrap();
-    let tmux = Tmux { socket: format!("organ-test-{}", std::process::id()) };
-    let command = format!(
-        "{} service {} --to file:{}; echo EXIT=$? > {}",
-        env!("CARGO_BIN_EXE_organ"),
-        order.display(),
-        out.display(),
-        dir.join("exit").display()
-    );
-    let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
-    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    let tmux = Tmux::service("plain", &order, &out, &dir.join("exit"));
     let t = Duration::from_secs(10);
 
     // The order of service, nothing playing, what Enter will do.
     let s = tmux.wait_for("the view", t, |s| s.contains("READY"));
     assert!(s.contains("Test service — St Mary's Church, Fishponds → file:"), "{s}");
-    assert!(s.contains("1. Fast hymn  (2 verses, play-over 13-14)"), "{s}");
+    assert!(s.contains("1. Fast hymn  (2 verses, play-over 13-14, 0:"), "{s}");
     // The item sets the verses; the play-over comes from the score's own [hymn].
-    assert!(s.contains("2. Second hymn  (1 verse, play-over 5-8)"), "{s}");
+    assert!(s.contains("2. Second hymn  (1 verse, play-over 5-8, 1:"), "{s}");
     assert!(s.contains("Enter starts 1. Fast hymn"), "{s}");
     assert!(s.contains("note: Wait for the procession."), "{s}");
     assert!(s.contains("Enter start/continue · s stop"), "{s}");
@@ -172,21 +191,15 @@ verses = 1
     assert!(s.contains("verse 1 of 2"), "{s}");
     std::thread::sleep(Duration::from_millis(300));
     tmux.keys("s");
+    tmux.wait_for("the question", t, |s| s.contains("Stop now? s again stops"));
+    tmux.keys("s");
     let s = tmux.wait_for("the stop", t, |s| s.contains("READY"));
     assert!(s.contains("stopped: every key released"), "{s}");
     assert!(s.contains("Enter starts 1. Fast hymn"), "stopped, not finished: the selection stays: {s}");
 
     // q quits at once when nothing plays.
     tmux.keys("q");
-    let start = Instant::now();
-    let exit = loop {
-        if let Ok(e) = std::fs::read_to_string(dir.join("exit")) {
-            break e;
-        }
-        assert!(start.elapsed() < t, "organ service did not quit; the screen was:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(exit.trim(), "EXIT=0");
+    assert_eq!(tmux.exit_status(&dir.join("exit"), t), "EXIT=0");
 
     // What was sent: every note-on has its note-off, nothing struck twice, and the fermata
     // chord stayed down (no release, no re-strike) through the 1.5 s wait.
@@ -207,7 +220,7 @@ verses = 1
 /// Every note-on has its note-off, no key is struck twice, and after the last note message come
 /// CC 123 on every division channel, then the organ's cancel. Returns the longest time keys
 /// were held with nothing sent, and the number of note-ons.
-fn assert_released(sent: &[(u64, Vec<u8>)]) -> (u64, usize) {
+pub(crate) fn assert_released(sent: &[(u64, Vec<u8>)]) -> (u64, usize) {
     let organ = organ::organ::Organ::find("st-marys").unwrap();
     let key_channels: Vec<u8> = organ.divisions.iter().map(|d| d.channel.wire()).collect();
     let mut down = std::collections::BTreeSet::new();
@@ -257,7 +270,7 @@ fn closing_the_terminal_while_playing_releases_every_key() {
     assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
     let t = Duration::from_secs(10);
     let s = tmux.wait_for("the view", t, |s| s.contains("READY"));
-    assert!(s.contains("1. Entrance hymn: Guide me, O thou great Redeemer  (3 verses, play-over 13-14)"), "{s}");
+    assert!(s.contains("1. Entrance hymn: Guide me, O thou great Redeemer  (3 verses, play-over 13-14, 1:31)"), "{s}");
     tmux.keys("Enter");
     tmux.wait_for("the music", t, |s| s.contains("play-over, bar 14"));
     // Closing the terminal: SIGHUP to organ, in the middle of a chord.
@@ -289,6 +302,157 @@ fn process_with_arg(arg: &str) -> Option<u32> {
         }
     }
     None
+}
+
+/// The "m:ss.s / m:ss.s" times of the Now playing box: (played, total) in tenths of a second.
+fn times_on(screen: &str) -> Option<(u64, u64)> {
+    let tenths = |t: &str| {
+        let (m, s) = t.split_once(':')?;
+        let (s, d) = s.split_once('.')?;
+        Some(m.parse::<u64>().ok()? * 600 + s.parse::<u64>().ok()? * 10 + d.parse::<u64>().ok()?)
+    };
+    screen.lines().find_map(|l| {
+        let (a, b) = l.split_once(" / ")?;
+        let played = tenths(a.split_whitespace().last()?)?;
+        let total = tenths(b.split(|c: char| c.is_whitespace() || c == '│').next()?)?;
+        Some((played, total))
+    })
+}
+
+#[test]
+fn the_service_view_does_what_a_verger_expects() {
+    if let Some(why) = tmux_available() {
+        println!("SKIPPED: the terminal-view test needs tmux: {why}");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("service-verger");
+    let out = dir.join("sent.mid");
+    let order = dir.join("verger.toml");
+    std::fs::write(
+        &order,
+        format!(
+            r#"title = "Verger test"
+organ = "st-marys"
+[[item]]
+title = "First hymn"
+score = "{root}/scores/hymn-cwm-rhondda.mid"
+verses = 3
+play_over = "13-14"
+tempo = "200%"
+note = "A note long enough to need wrapping on a phone-sized terminal: start when the procession has reached the chancel step."
+[[item]]
+title = "Second hymn"
+score = "{root}/scores/hymn-tallis-ordinal.mid"
+verses = 2
+"#,
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::service("verger", &order, &out, &dir.join("exit"));
+    let t = Duration::from_secs(10);
+    tmux.wait_for("the view", t, |s| s.contains("READY"));
+
+    // ? shows every key, clickers included; any key closes it and does nothing else.
+    tmux.keys("?");
+    let s = tmux.wait_for("the help", t, |s| s.contains("any key closes this help"));
+    for key in ["PageDown, →", "PageUp, ←", "B, .", "x                panic", "v then 1-9"] {
+        assert!(s.contains(key), "{key} in the help: {s}");
+    }
+    tmux.keys("Enter");
+    let s = tmux.wait_for("the help to close", t, |s| !s.contains("any key closes") && s.contains("READY"));
+    assert!(!s.contains("▶"), "the key that closed the help started nothing: {s}");
+
+    // A clicker: PageDown starts the chosen item; B holds at the end of the verse, . lets go.
+    tmux.keys("PageDown");
+    tmux.wait_for("the first hymn", t, |s| s.contains("▶ 1. First hymn"));
+    tmux.keys("b");
+    tmux.wait_for("the hold", t, |s| s.contains("will pause at the end of this verse"));
+    tmux.keys(".");
+    tmux.wait_for("the hold undone", t, |s| s.contains("will not pause at the end of this verse"));
+
+    // The total time follows the tempo.
+    let (_, total) = times_on(&tmux.screen()).expect("times on the screen");
+    tmux.keys("+");
+    tmux.keys("+");
+    let s = tmux.wait_for("the faster tempo", t, |s| s.contains("tempo 220%"));
+    let (_, faster) = times_on(&s).unwrap();
+    assert!(faster.abs_diff(total * 10 / 11) <= 1, "total {total} → {faster} tenths at 110 %");
+
+    // Another item chosen: Enter asks first; n keeps playing; y stops and starts it.
+    tmux.keys("Down");
+    tmux.keys("Enter");
+    tmux.wait_for("the question", t, |s| s.contains("Music is playing. Stop it and start 2. Second hymn? y / n"));
+    tmux.keys("n");
+    let s = tmux.wait_for("no", t, |s| !s.contains("Stop it and start"));
+    assert!(s.contains("▶ 1. First hymn"), "{s}");
+    tmux.keys("Enter");
+    tmux.wait_for("the question", t, |s| s.contains("Stop it and start 2. Second hymn?"));
+    tmux.keys("y");
+    let s = tmux.wait_for("the second hymn", t, |s| s.contains("▶ 2. Second hymn"));
+    assert!(s.contains("◐ 1. First hymn") && s.contains("stopped at "), "played in part, marked: {s}");
+
+    // Stop asks for a second key; any other key keeps playing.
+    tmux.keys("s");
+    tmux.wait_for("the stop question", t, |s| s.contains("Stop now? s again stops"));
+    tmux.keys("n");
+    tmux.wait_for("no", t, |s| !s.contains("Stop now?") && s.contains("▶ 2. Second hymn"));
+    tmux.keys("Escape");
+    tmux.wait_for("the stop question", t, |s| s.contains("Stop now?"));
+    tmux.keys("Escape");
+    tmux.wait_for("the stop", t, |s| s.contains("READY") && s.contains("◐ 2. Second hymn"));
+
+    // Resume the first hymn at verse 2.
+    tmux.keys("Up");
+    tmux.keys("v");
+    tmux.wait_for("the verse question", t, |s| s.contains("Start 1. First hymn at verse: 1-3"));
+    tmux.keys("2");
+    // No play-over and no verse 1 when resuming: the plan is two verses of three long.
+    let s = tmux.wait_for("verse 2", t, |s| s.contains("│verse 2 of 3, bar "));
+    let (_, resumed) = times_on(&s).expect("times on the screen");
+    assert!(resumed < faster * 3 / 4, "resumed at verse 2: {resumed} tenths of {faster}: {s}");
+
+    // A phone-sized terminal: the compact layout, titles whole where they matter, notes wrapped.
+    tmux.run(&["resize-window", "-t", "svc", "-x", "50", "-y", "20"]);
+    let s = tmux.wait_for("the compact layout", t, |s| s.contains(" Order of service "));
+    assert!(s.contains("? keys"), "{s}");
+    assert!(s.contains("1. First hymn") && s.contains("chancel step."), "the note wraps, whole: {s}");
+    assert!(s.lines().all(|l| l.chars().count() <= 50), "{s}");
+
+    // x: panic, no question (once verse 2 is under way).
+    tmux.wait_for("verse 2 playing", t, |s| s.contains("verse 2 of 3, bar 2"));
+    tmux.keys("x");
+    tmux.wait_for("the panic", t, |s| s.contains("PANIC") && s.contains("READY"));
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status(&dir.join("exit"), t), "EXIT=0");
+
+    // Three performances, each released; then the panic's note-off for every key and cancel.
+    let sent = read_sent(&out);
+    let organ = organ::organ::Organ::find("st-marys").unwrap();
+    let (divisions, cancel) = (organ.divisions.len(), organ.cancel_messages().len());
+    let panic_len = divisions * 128 + divisions + cancel;
+    let (performances, panic) = sent.split_at(sent.len() - panic_len);
+    let key_channels: Vec<u8> = organ.divisions.iter().map(|d| d.channel.wire()).collect();
+    let mut down = std::collections::BTreeSet::new();
+    let mut ons = 0;
+    for (_, b) in performances.iter().filter(|(_, b)| b[0] < 0xF0 && key_channels.contains(&(b[0] & 0x0F))) {
+        match b[0] & 0xF0 {
+            0x90 if b[2] > 0 => {
+                ons += 1;
+                assert!(down.insert((b[0], b[1])), "struck twice: {b:?}");
+            }
+            0x80 | 0x90 => assert!(down.remove(&(b[0] & 0x0F | 0x90, b[1])), "released but not down: {b:?}"),
+            _ => {}
+        }
+    }
+    assert!(down.is_empty(), "keys left down: {down:?}");
+    assert!(ons > 10, "three performances played something ({ons} note-ons)");
+    let releases = performances.iter().filter(|(_, b)| b.len() == 3 && b[0] & 0xF0 == 0xB0 && b[1] == 123).count();
+    assert_eq!(releases, 3 * divisions, "three performances, each stopped with CC 123");
+    assert_eq!(panic[divisions * 128..divisions * 129].iter().filter(|(_, b)| b[1] == 123).count(), divisions);
+    assert!(panic[..divisions * 128].iter().all(|(_, b)| b[0] & 0xF0 == 0x80), "the panic's note-offs");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `command` in a fresh tmux pane (100×30) on its own server; the pane stays after the
