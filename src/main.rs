@@ -5,7 +5,11 @@
 //! Thin: clap parses (src/cli.rs), the flags become the library's plain argument structs, and
 //! the library does the work.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cli;
+
+use std::io::Write as _;
 
 use clap::Parser;
 use cli::{BleCmd, Cli, Command, GrandorgueCommand};
@@ -46,7 +50,8 @@ fn main() {
         Ok(Ok(status)) => std::process::exit(status),
         Ok(Err(e)) => {
             // One line, whatever names from files the message quotes.
-            eprintln!("organ: error: {}", organ::text::shown(&e.to_string()));
+            // Never a panic over a message: stderr may be a closed pipe or a terminal gone away.
+            let _ = writeln!(std::io::stderr(), "organ: error: {}", organ::text::shown(&e.to_string()));
             std::process::exit(2);
         }
         // The panic hook has already said what happened.
