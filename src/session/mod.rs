@@ -44,7 +44,10 @@ use crate::plan::Timeline;
 pub use link::LinkWatch;
 pub use outputs::specs as output_specs;
 pub use progress::{PlayState, Progress, SectionInfo, registration_name, short_time};
-pub use signals::{install_panic_hook, install_signal_handling, signal_received};
+pub use signals::{
+    HURRY_EXIT, STOPPING, install_panic_hook, install_signal_handling, interrupt, signal_received, suspend_key,
+    terminal_lost,
+};
 
 /// A tempo step (+/-): 5 % of the planned speed, in ‰.
 pub const SPEED_STEP: u32 = 50;
@@ -314,6 +317,8 @@ impl Session {
             speed: p.speed,
             start_delay: Micros::ZERO,
             stop_flag: &engine::STOP_ALL,
+            suspend_flag: &engine::SUSPEND_ALL,
+            hurry_flag: &engine::HURRY_ALL,
         };
         let (eng, handle) = engine::new(p.timeline.clone(), lent, self.clock, config);
         let handle = match engine::spawn(eng, handle) {
