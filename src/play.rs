@@ -322,6 +322,12 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
         };
         err!("organ: {how}: {} messages sent to {}", ending.sent, shown(&names));
     }
+    if !c.quiet && !ending.held_up.is_zero() {
+        err!(
+            "organ: the music stood still for {:.1} s while organ was held up (stopped with SIGSTOP, or starved of CPU), and went on from where it stood",
+            ending.held_up.as_secs_f64()
+        );
+    }
     // Link losses, drops, keys that may still sound: shown even with --quiet when the link was
     // down at the end.
     if !c.quiet || ending.link_down_at_end {

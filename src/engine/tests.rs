@@ -829,7 +829,8 @@ fn suspension_releases_cancels_and_goes_on_as_from_a_pause() {
     assert_eq!(at_suspension, expected, "release, all-notes-off, cancel");
     let resumed = played + expected.len();
     let drawn = t.registration_at(Micros(at)).unwrap().drawn.clone();
-    let mut again: Vec<Vec<u8>> = drawn.iter().flat_map(|&c| t.controls[c].on.iter().map(|m| t.bytes(m).to_vec())).collect();
+    let mut again: Vec<Vec<u8>> =
+        drawn.iter().flat_map(|&c| t.controls[c].on.iter().map(|m| t.bytes(m).to_vec())).collect();
     again.extend(down.iter().map(|(c, k, v)| ShortMsg::note_on(c, k, v.max(1)).as_bytes().to_vec()));
     let sent: Vec<Vec<u8>> = rec[resumed..resumed + again.len()].iter().map(|(_, b)| b.clone()).collect();
     assert_eq!(sent, again, "the registration drawn again, then the keys struck again");

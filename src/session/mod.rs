@@ -141,6 +141,9 @@ pub struct Ending {
     pub first_sent: Option<Instant>,
     /// A link was down when the engine sent its release (it may not have arrived).
     pub link_down_at_end: bool,
+    /// How long the engine thread was held up (the process stopped with SIGSTOP, or starved),
+    /// the music going on from where it stood afterwards ([`engine::HELD_UP`]).
+    pub held_up: Duration,
 }
 
 /// Why a performance could not start.
@@ -481,6 +484,7 @@ impl Session {
         let Some(r) = self.running.take() else { return };
         // Final once the engine has ended: whether a link was down when it sent its release.
         let link_down_at_end = r.handle.shared.link_down.load(Ordering::SeqCst);
+        let held_up = Duration::from_micros(r.handle.shared.held_up_us.load(Ordering::SeqCst));
         let mut report = r.handle.join();
         let outputs = std::mem::take(&mut report.outputs);
         let failed = match report.end {
@@ -509,6 +513,7 @@ impl Session {
             stats: report.stats,
             first_sent,
             link_down_at_end,
+            held_up,
         })));
     }
 
