@@ -1,6 +1,7 @@
 //! The `organ` binary: parse the command line, run the command, print any error as one line.
 //! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings,
-//! 2 error (an internal error too), 130 interrupted (128 + the signal number for others).
+//! 2 error (an internal error too), 130 interrupted (Ctrl-C), 129 the terminal closed or lost,
+//! 128 + N for another signal N (README: "What organ guarantees on each way out").
 //!
 //! Thin: clap parses (src/cli.rs), the flags become the library's plain argument structs, and
 //! the library does the work.

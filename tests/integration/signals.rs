@@ -116,7 +116,7 @@ fn closing_the_terminal_stops_play_and_service() {
 
 /// Ctrl-Z, `fg` and Ctrl-C as keys (raw mode: the terminal sends no signal) under a shell with
 /// job control: suspended with the keys released and the record holding it, going on after
-/// `fg`, interrupted with status 130.
+/// `fg`, interrupted with status 130; and q, status 0.
 #[test]
 fn ctrl_z_fg_and_ctrl_c_under_a_job_control_shell() {
     if skip_without_tmux("ctrl_z_fg_and_ctrl_c_under_a_job_control_shell") {
@@ -155,6 +155,25 @@ fn ctrl_z_fg_and_ctrl_c_under_a_job_control_shell() {
     let sent = read_sent(&out);
     let (_, after) = assert_released(&sent);
     assert!(after > ons, "keys struck again after fg ({ons} notes, then {after})");
+
+    // q stops too: every key released, status 0.
+    let out = dir.join("q.mid");
+    tmux.keys("clear");
+    tmux.keys("Enter");
+    tmux.keys(&format!(
+        "{ORGAN} play {}/scores/bwv643.mid --tempo 200% --to file:{}",
+        repo_dir().display(),
+        out.display()
+    ));
+    tmux.keys("Enter");
+    tmux.wait_for("the status line", t, |s| s.contains("bar 2:"));
+    tmux.keys("q");
+    tmux.wait_for("the end", t, |s| s.contains("organ: stopped; every key released"));
+    tmux.keys("echo EXIT=$?");
+    tmux.keys("Enter");
+    tmux.wait_for("the exit status", t, |s| s.contains("EXIT=0"));
+    let (_, ons) = assert_released(&read_sent(&out));
+    assert!(ons > 10, "it was playing");
 }
 
 /// `bash -c SCRIPT`: (status, stdout, stderr).
