@@ -411,6 +411,34 @@ mod wire {
         assert_eq!(release_len(&heard[b..], &end_held, &cancel), Some(heard.len() - b), "released at the end");
     }
 
+    /// A shell's `kill %1` on a suspended organ (SIGTERM while it is stopped, then SIGCONT): it
+    /// ends without striking anything again.
+    fn suspended_then_killed(dir: &Path, plan: &[PlanEvent]) {
+        let mut p = Player::start("kill-job", "st-marys", dir);
+        std::thread::sleep(INTO_THE_PIECE + Duration::from_millis(71));
+        p.signal(libc::SIGTSTP);
+        p.wait_stopped();
+        std::thread::sleep(Duration::from_millis(300));
+        p.signal(libc::SIGTERM);
+        p.signal(libc::SIGCONT);
+        let e = p.wait(Duration::from_secs(5));
+        e.assert_common(128 + libc::SIGTERM);
+        let (heard, cancel) = (e.bytes(), cancel_bytes());
+        let common = heard.iter().zip(plan).take_while(|(h, p)| **h == p.bytes).count();
+        let a = (common.saturating_sub(8)..=common)
+            .rev()
+            .find(|&a| {
+                release_len(&heard[a..], &held_after(plan, a), &cancel).is_some_and(|n| {
+                    release_len(&heard[a + n..], &BTreeSet::new(), &cancel) == Some(heard.len() - a - n)
+                })
+            })
+            .unwrap_or_else(|| panic!("kill-job: not a release, then a stop: {:02X?}", &heard[common..]));
+        assert!(
+            !heard[a..].iter().any(|b| b[0] & 0xF0 == 0x90 && b[2] > 0 && KEY_CHANNELS.contains(&(b[0] & 0x0F))),
+            "no key struck again"
+        );
+    }
+
     /// SIGSTOP (not caught): the keys sound on while stopped; after SIGCONT the music goes on
     /// from where it stood (no burst), and Ctrl-C then ends it at once.
     fn stopped_outright(dir: &Path, plan: &[PlanEvent]) {
@@ -464,6 +492,7 @@ mod wire {
                 s.spawn(move || twice(dir)),
                 s.spawn(move || sigpipe(dir, plan)),
                 s.spawn(move || suspended(dir, plan)),
+                s.spawn(move || suspended_then_killed(dir, plan)),
                 s.spawn(move || stopped_outright(dir, plan)),
             ];
             let why = |p: Box<dyn std::any::Any + Send>| {
@@ -485,7 +514,7 @@ mod wire {
         });
         say(&format!(
             "every_way_out_on_the_wire: {} ways out checked in {:.1} s",
-            stopping.len() + 4,
+            stopping.len() + 5,
             started.elapsed().as_secs_f64()
         ));
     }

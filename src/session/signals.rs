@@ -127,16 +127,14 @@ pub fn install_signal_handling() {
         let ours: Vec<libc::c_int> = handled().into_iter().filter(|&s| has_default_action(s)).collect();
         let Ok(mut signals) = signal_hook::iterator::Signals::new(&ours) else { return };
         let _ = std::thread::Builder::new().name("organ-signals".into()).spawn(move || {
-            let mut resumed = false;
-            for sig in signals.forever() {
-                match sig {
-                    libc::SIGCONT if std::mem::take(&mut resumed) => {}
-                    libc::SIGCONT => term::take_back(),
-                    libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
-                        suspend(sig);
-                        resumed = true;
+            loop {
+                let batch: Vec<libc::c_int> = signals.wait().collect();
+                for sig in batch {
+                    match sig {
+                        libc::SIGCONT => term::take_back(),
+                        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => suspend(sig, &mut signals),
+                        _ => stop(sig),
                     }
-                    _ => stop(sig),
                 }
             }
         });
@@ -192,7 +190,7 @@ fn stop(sig: libc::c_int) {
 
 /// Job control: release and cancel (delivered), give the terminal back, stop; on SIGCONT, take
 /// it back and go on.
-fn suspend(sig: libc::c_int) {
+fn suspend(sig: libc::c_int, signals: &mut signal_hook::iterator::Signals) {
     engine::SUSPEND_ALL.store(true, Ordering::SeqCst);
     wake_engine();
     let start = Instant::now();
@@ -207,8 +205,21 @@ fn suspend(sig: libc::c_int) {
         std::thread::sleep(Duration::from_millis(2));
     }
     term::give_back();
-    // Stops the process here (SIGSTOP) until SIGCONT.
-    let _ = signal_hook::low_level::emulate_default_handler(sig);
+    loop {
+        // Stops the process here (SIGSTOP) until SIGCONT.
+        let _ = signal_hook::low_level::emulate_default_handler(sig);
+        // A signal sent while stopped (a shell's `kill %1` sends SIGTERM, then SIGCONT) is
+        // taken before going on, so that a stop never strikes the keys again first.
+        std::thread::sleep(Duration::from_millis(20));
+        let pending: Vec<libc::c_int> = signals.pending().collect();
+        let again = pending.iter().any(|s| JOB_CONTROL.contains(s));
+        for s in pending.into_iter().filter(|s| !JOB_CONTROL.contains(s) && *s != libc::SIGCONT) {
+            stop(s);
+        }
+        if !again || signal_received() != 0 {
+            break;
+        }
+    }
     term::take_back();
     engine::SUSPEND_ALL.store(false, Ordering::SeqCst);
     wake_engine();
