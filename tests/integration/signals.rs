@@ -43,10 +43,11 @@ fn exit_status(tmux: &Tmux, file: &Path) -> String {
 
 /// Closing the terminal: a stop with every key released, never an abort (it once aborted with
 /// status 134 and an empty record). When the shell keeps SIGHUP to itself (here `trap : HUP`)
-/// organ only sees the terminal fail (EIO) and stops all the same, with status 129.
+/// organ only sees the terminal fail (EIO) and stops all the same, with status 129. And Ctrl-C
+/// in the service view: status 130 (it was 0).
 #[test]
-fn closing_the_terminal_stops_play_and_service() {
-    if skip_without_tmux("closing_the_terminal_stops_play_and_service") {
+fn the_terminal_closed_or_ctrl_c_stops_play_and_service() {
+    if skip_without_tmux("the_terminal_closed_or_ctrl_c_stops_play_and_service") {
         return;
     }
     let dir = scratch("terminal-closed");
@@ -103,8 +104,23 @@ fn closing_the_terminal_stops_play_and_service() {
         }
         out
     };
+    let service_ctrl_c = |d: &Path| {
+        let (out, exit) = (d.join("service-ctrl-c.mid"), d.join("service-ctrl-c.exit"));
+        let tmux = Tmux::service("service-ctrl-c", &order, &out, &exit);
+        tmux.wait_for("the view", Duration::from_secs(10), |s| s.contains("READY"));
+        tmux.keys("Enter");
+        tmux.wait_for("the music", Duration::from_secs(10), |s| s.contains("play-over, bar 14"));
+        tmux.keys("C-c");
+        assert_eq!(tmux.exit_status(&exit, Duration::from_secs(10)), "EXIT=130");
+        out
+    };
     let records = std::thread::scope(|s| {
-        let runs = [s.spawn(|| play_eio(&dir)), s.spawn(|| service_eio(&dir)), s.spawn(|| play_hup(&dir))];
+        let runs = [
+            s.spawn(|| play_eio(&dir)),
+            s.spawn(|| service_eio(&dir)),
+            s.spawn(|| play_hup(&dir)),
+            s.spawn(|| service_ctrl_c(&dir)),
+        ];
         runs.map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     for out in records {
