@@ -76,7 +76,7 @@ impl Drop for FullScreen {
 /// Whether this process may change the terminal now: it is in the terminal's foreground
 /// process group. (A background process that changes it is stopped by SIGTTOU, and one that
 /// handles SIGTTOU would retry for ever.)
-fn in_foreground() -> bool {
+pub fn in_foreground() -> bool {
     if !std::io::stdin().is_terminal() {
         return false;
     }

@@ -132,6 +132,8 @@ pub fn install_signal_handling() {
                 for sig in batch {
                     match sig {
                         libc::SIGCONT => term::take_back(),
+                        // Sent while in the background; stale once in the foreground again.
+                        libc::SIGTTIN | libc::SIGTTOU if term::in_foreground() => {}
                         libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => suspend(sig, &mut signals),
                         _ => stop(sig),
                     }
@@ -212,7 +214,8 @@ fn suspend(sig: libc::c_int, signals: &mut signal_hook::iterator::Signals) {
         // taken before going on, so that a stop never strikes the keys again first.
         std::thread::sleep(Duration::from_millis(20));
         let pending: Vec<libc::c_int> = signals.pending().collect();
-        let again = pending.iter().any(|s| JOB_CONTROL.contains(s));
+        // Suspended again: Ctrl-Z, or still in the background and touching the terminal.
+        let again = pending.iter().any(|&s| s == libc::SIGTSTP || (JOB_CONTROL.contains(&s) && !term::in_foreground()));
         for s in pending.into_iter().filter(|s| !JOB_CONTROL.contains(s) && *s != libc::SIGCONT) {
             stop(s);
         }
