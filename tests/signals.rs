@@ -453,6 +453,7 @@ mod wire {
         let e = p.wait(Duration::from_secs(10));
         e.assert_common(130);
         assert!(e.took < Duration::from_secs(2), "ended {:?} after SIGCONT + Ctrl-C", e.took);
+        assert!(e.stderr.contains("organ: the music stood still for "), "says it stood still: {}", e.stderr);
         let a = assert_stopped("sigstop", &e.bytes(), plan, &cancel_bytes());
         assert!(!e.heard.iter().any(|(t, _)| *t > stop + 100_000 && *t < cont), "nothing heard while stopped");
         let after: Vec<usize> = (0..a).filter(|&n| e.heard[n].0 > cont).collect();
