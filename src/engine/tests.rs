@@ -91,7 +91,7 @@ impl Clock for GatedClock {
     fn now(&self) -> Micros {
         Micros(self.now.load(Ordering::SeqCst))
     }
-    fn wait_until(&self, deadline: Micros) {
+    fn wait_until(&mut self, deadline: Micros) {
         let gate = self.gate.load(Ordering::SeqCst);
         if deadline.0 <= gate {
             self.now.fetch_max(deadline.0, Ordering::SeqCst);
