@@ -258,10 +258,10 @@ pub fn registration_name(t: &Timeline, drawn: &[usize]) -> String {
     }
 }
 
-/// The `--stats` report.
+/// The `--stats` report: lateness, then what the engine thread cost and how it waited.
 pub fn stats_report(r: &engine::Report) -> String {
     let s = &r.stats;
-    format!(
+    let mut out = format!(
         "timing: {} messages; lateness p50 {} µs, p99 {} µs, max {} µs, mean {:.1} µs; {} later than 1 ms; {} dropped",
         s.count(),
         s.percentile(50.0),
@@ -270,7 +270,33 @@ pub fn stats_report(r: &engine::Report) -> String {
         s.mean(),
         s.count_above(engine::LATE.0),
         r.dropped
-    )
+    );
+    if let Some(line) = cost_line(&r.cost, r.wake.as_ref()) {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    out
+}
+
+/// `engine: 2.1 s CPU per minute of music (3.5 %), 1.9 s of it spinning; wake margin 0.3 ms
+/// (0.1-1.0 ms), 2 of 412 wake-ups later than it`, or `None` when the OS gives no CPU time.
+pub fn cost_line(cost: &engine::Cost, wake: Option<&engine::WakeStats>) -> Option<String> {
+    let per_min = cost.cpu_per_minute()?;
+    let ms = |m: Micros| m.0 as f64 / 1000.0;
+    let mut line = format!("engine: {per_min:.2} s CPU per minute of music ({:.1} %)", per_min / 60.0 * 100.0);
+    if let Some(w) = wake.filter(|_| cost.wall.0 > 0) {
+        let spin_per_min = w.spun.0 as f64 / 1e6 * 60e6 / cost.wall.0 as f64;
+        line.push_str(&format!(
+            ", {spin_per_min:.2} s of it spinning before deadlines; wake margin {:.2} ms ({:.2}-{:.2} ms), \
+             {} of {} wake-ups later than it",
+            ms(w.margin),
+            ms(w.margin_min),
+            ms(w.margin_max),
+            w.late_wakes,
+            w.parks
+        ));
+    }
+    Some(line)
 }
 
 /// Opens the outputs named by `--to`, or the organ's default output.
