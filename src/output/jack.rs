@@ -12,9 +12,11 @@
 //!   lock, bounded time.
 //! - The JACK process callback drains the ring and writes each message at its exact frame: the
 //!   frame its time falls on, one period later (a fixed lookahead of one period, so the latency
-//!   is constant instead of jittering by up to a period). A message whose frame has already gone
-//!   by is written at frame 0 of the cycle and counted as late, with its lateness in frames.
-//!   Counters leave through atomics ([`JackStats`]).
+//!   is constant instead of jittering by up to a period). Time is mapped to frames by a
+//!   [`FrameClock`] that follows the earliest wake-ups of the cycles, so a cycle that wakes late
+//!   does not move the messages around it. A message whose frame has already gone by is written
+//!   at frame 0 of the cycle and counted as late, with its lateness in frames. Counters leave
+//!   through atomics ([`JackStats`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -26,6 +28,7 @@ use jack::{
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
+use super::frame_clock::FrameClock;
 use super::{Link, Output, OutputError, OutputErrorKind, Stamp};
 
 /// The longest message one record carries (SysEx included).
@@ -84,30 +87,62 @@ impl JackStats {
     }
 }
 
+/// A JACK output's counters, kept by whoever handed the output on (see
+/// [`JackOutput::stats_handle`]).
+#[derive(Debug, Clone)]
+pub struct JackStatsHandle {
+    counters: Arc<JackCounters>,
+    sample_rate: u32,
+    period: u32,
+}
+
+impl JackStatsHandle {
+    pub fn stats(&self) -> JackStats {
+        let c = &self.counters;
+        JackStats {
+            written: c.written.load(Ordering::Relaxed),
+            late: c.late.load(Ordering::Relaxed),
+            late_frames_max: c.late_frames_max.load(Ordering::Relaxed),
+            late_frames_sum: c.late_frames_sum.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            cycles: c.cycles.load(Ordering::Relaxed),
+            sample_rate: self.sample_rate,
+            period: self.period,
+        }
+    }
+}
+
 struct Process {
     port: Port<MidiOut>,
     rx: HeapCons<Record>,
     counters: Arc<JackCounters>,
+    /// System time → frames, from the earliest wake-ups (see [`FrameClock`]).
+    clock: FrameClock,
+    /// The client, for `jack_get_time` (a clock read; any client will do).
+    time: fn() -> u64,
+}
+
+/// The offset in this cycle of a message due at `at` (JACK µs): the frame its time falls on,
+/// one period later, relative to the cycle's first frame `cycle`. Negative: that frame has gone
+/// by; `>= n`: a later cycle's. `None` before the clock has seen a cycle.
+fn placement(clock: &FrameClock, at: u64, cycle: u32, n: u32) -> Option<i64> {
+    let f = clock.frame_at(at)?;
+    let start = clock.unwrap(cycle)?;
+    Some((f - start).floor() as i64 + i64::from(n))
 }
 
 impl jack::ProcessHandler for Process {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let now = (self.time)();
         let n = ps.n_frames();
+        let cycle = ps.last_frame_time();
+        self.clock.observe(cycle, now);
         let c = &self.counters;
         c.cycles.fetch_add(1, Ordering::Relaxed);
-        let times = ps.cycle_times().ok();
         let mut w = self.port.writer(ps);
         let mut last_offset = 0u32;
         while let Some(r) = self.rx.try_peek() {
-            // Frame of `r.at` relative to this cycle's first frame, plus one period.
-            let rel: i64 = match times {
-                Some(t) if t.next_usecs > t.current_usecs => {
-                    let span = (t.next_usecs - t.current_usecs) as f64;
-                    let d = r.at as f64 - t.current_usecs as f64;
-                    (d * f64::from(n) / span).floor() as i64 + i64::from(n)
-                }
-                _ => 0,
-            };
+            let rel = placement(&self.clock, r.at, cycle, n).unwrap_or(0);
             if rel >= i64::from(n) {
                 break; // due in a later cycle
             }
@@ -133,6 +168,12 @@ impl jack::ProcessHandler for Process {
         }
         Control::Continue
     }
+}
+
+/// `jack_get_time`: the system's monotonic clock in µs, the clock [`Record::at`] is on.
+fn jack_time() -> u64 {
+    // SAFETY: a plain clock read; libjack is loaded before any client exists.
+    unsafe { jack::jack_sys::jack_get_time() }
 }
 
 struct Notifications {
@@ -255,7 +296,8 @@ pub fn open_port(spec: &str) -> Result<JackOutput, String> {
     let (tx, rx) = HeapRb::<Record>::new(RING_RECORDS).split();
     let counters = Arc::new(JackCounters::default());
     let down = Arc::new(AtomicBool::new(false));
-    let process = Process { port, rx, counters: Arc::clone(&counters) };
+    let clock = FrameClock::new(sample_rate, period);
+    let process = Process { port, rx, counters: Arc::clone(&counters), clock, time: jack_time };
     let active = client
         .activate_async(Notifications { down: Arc::clone(&down) }, process)
         .map_err(|e| format!("JACK: cannot activate the client: {e}"))?;
@@ -310,17 +352,12 @@ impl JackOutput {
 
     /// Counters so far (atomics; cheap).
     pub fn stats(&self) -> JackStats {
-        let c = &self.counters;
-        JackStats {
-            written: c.written.load(Ordering::Relaxed),
-            late: c.late.load(Ordering::Relaxed),
-            late_frames_max: c.late_frames_max.load(Ordering::Relaxed),
-            late_frames_sum: c.late_frames_sum.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            cycles: c.cycles.load(Ordering::Relaxed),
-            sample_rate: self.sample_rate,
-            period: self.period,
-        }
+        self.stats_handle().stats()
+    }
+
+    /// The counters, readable after the output has been handed to the engine (and finished).
+    pub fn stats_handle(&self) -> JackStatsHandle {
+        JackStatsHandle { counters: Arc::clone(&self.counters), sample_rate: self.sample_rate, period: self.period }
     }
 
     /// JACK's clock now, in microseconds.

@@ -6,6 +6,8 @@
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
 
 pub mod ble;
+#[cfg_attr(not(feature = "jack"), allow(dead_code))]
+pub mod frame_clock;
 #[cfg(feature = "jack")]
 pub mod jack;
 pub mod port;
