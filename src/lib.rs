@@ -23,6 +23,7 @@
 //! - [`engine`]: the real-time thread; [`output`]: where messages go (ports, files, BLE, JACK).
 //! - [`play`]: `organ play`, `ports` and `panic`: the control thread around the engine.
 //! - [`service`]: `organ service`, the full-screen view for playing during a service.
+//! - [`selftest`]: `organ selftest`, the timing of an output measured before a service.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 
 pub mod app;
@@ -35,6 +36,7 @@ pub mod output;
 pub mod plan;
 pub mod play;
 pub mod score;
+pub mod selftest;
 pub mod service;
 pub mod text;
 

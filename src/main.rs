@@ -25,6 +25,11 @@ fn main() {
             to: c.to.clone(),
             organ: c.organ.clone(),
         }),
+        Command::Selftest(c) => organ::selftest::cmd_selftest(&organ::selftest::SelftestArgs {
+            to: c.to.clone(),
+            organ: c.organ.clone(),
+            seconds: c.seconds,
+        }),
     });
     match result {
         Ok(Ok(status)) => std::process::exit(status),
