@@ -218,6 +218,22 @@ fn plays_the_whole_plan_on_time_without_allocating() {
 }
 
 #[test]
+fn learning_the_wake_margin_does_not_allocate() {
+    let mut w = clock::WakeMargin::new();
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ARMED.with(|a| a.set(true));
+    let mut widest = Micros::ZERO;
+    for i in 0..3 * clock::WINDOW as u64 {
+        w.record(Micros(40 + (i * 7919) % 900));
+        widest = widest.max(w.margin());
+    }
+    ARMED.with(|a| a.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "recording and recomputing the margin allocated");
+    assert_eq!(w.stats().parks, 3 * clock::WINDOW as u64);
+    assert!(widest >= Micros(900), "{widest:?}");
+}
+
+#[test]
 fn stop_mid_piece_releases_exactly_the_keys_down_then_cancels() {
     let t = shipped_timeline(PlanOptions::default());
     let (out, h) = memory(&t);
