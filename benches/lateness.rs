@@ -200,16 +200,24 @@ fn row(label: &str, organ: &Run, sleeper: &Run) {
         steal(sleeper)
     );
     if let Some(w) = organ.wake {
+        let (a, s) = (&w.approach, &w.spin);
+        let ms = |m: Micros| m.0 as f64 / 1e3;
         println!(
-            "  {:<22} organ's wake margin {:.2} ms at the end ({:.2}-{:.2} ms), {} of {} wake-ups later than it \
-             (worst {:.2} ms); spinning {:.2} s/min",
+            "  {:<22} organ's margins: parks end {:.2} ms before a deadline ({:.2}-{:.2}), naps {:.2} ms ({:.2}-{:.2}); \
+             late: {} of {} parks (worst {:.2} ms), {} of {} naps (worst {:.2} ms); spinning {:.2} s/min",
             "",
-            w.margin.0 as f64 / 1e3,
-            w.margin_min.0 as f64 / 1e3,
-            w.margin_max.0 as f64 / 1e3,
-            w.late_wakes,
-            w.parks,
-            w.worst_overshoot.0 as f64 / 1e3,
+            ms(a.margin),
+            ms(a.min),
+            ms(a.max),
+            ms(s.margin),
+            ms(s.min),
+            ms(s.max),
+            a.late,
+            a.sleeps,
+            ms(a.worst_overshoot),
+            s.late,
+            s.sleeps,
+            ms(s.worst_overshoot),
             w.spun.0 as f64 / 1e6 * 60e6 / organ.cost.wall.0.max(1) as f64
         );
     }
