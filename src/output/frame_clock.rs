@@ -7,8 +7,8 @@
 //! wake-up pulls the loop off by a frame or more for a second or so, which moves every message
 //! placed meanwhile. This map instead follows the *earliest* wake-ups, which are the ones that
 //! show the clock: the frame count against the time the callback ran, over blocks of about half
-//! a second; the line through the best point of the latest blocks is the map, its slope (the
-//! sample rate as the system clock sees it) measured over the last few seconds.
+//! a second; the line through the best point of the last two seconds is the map, its slope (the
+//! sample rate as the system clock sees it) measured over the last four.
 //!
 //! Runs on JACK's process thread: fixed size, no allocation, no lock; a few floating-point
 //! operations per cycle and per message.
@@ -17,6 +17,10 @@
 const BLOCKS: usize = 8;
 /// A block spans about this long (µs), whatever the period.
 const BLOCK_US: f64 = 500_000.0;
+/// The map goes through the best wake-up of this many latest complete blocks (and the current
+/// one): long enough for a good wake-up to be among them, short enough to follow a clock that
+/// moved by less than [`JUMP_FRAMES`] within a couple of seconds.
+const ANCHOR_BLOCKS: usize = 3;
 /// The slope is trusted within this share of the nominal rate (sound cards are within 100 ppm
 /// of theirs); beyond it the nominal rate is used.
 const MAX_DRIFT: f64 = 5e-4;
@@ -142,18 +146,13 @@ impl FrameClock {
     /// `None` before the first cycle.
     pub fn frame_at(&self, us: u64) -> Option<f64> {
         let (_, t0) = self.origin?;
-        // The best of the last complete block and the current one.
-        let last = (self.nblocks > 0).then(|| self.blocks[self.nblocks - 1]);
-        let best = match (last, self.current) {
-            (Some(a), Some(b)) => {
-                if Self::score(a, self.slope) >= Self::score(b, self.slope) {
-                    a
-                } else {
-                    b
-                }
-            }
-            (a, b) => a.or(b)?,
-        };
+        // The best wake-up of the last few blocks and the current one.
+        let recent = &self.blocks[self.nblocks.saturating_sub(ANCHOR_BLOCKS)..self.nblocks];
+        let best = recent
+            .iter()
+            .chain(self.current.as_ref())
+            .copied()
+            .max_by(|a, b| Self::score(*a, self.slope).total_cmp(&Self::score(*b, self.slope)))?;
         let t = us as f64 - t0 as f64;
         Some(best.frames + (t - best.us) * self.slope)
     }
@@ -242,6 +241,21 @@ mod tests {
         let e = c2.frame_at(probe as u64).unwrap() - true_frame;
         assert!((-1.5..=0.0).contains(&e), "{e} frames off after the jump");
         assert_eq!(c2.slope, c2.nominal);
+    }
+
+    #[test]
+    fn a_small_shift_is_followed_within_two_seconds() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        let truth = run(&mut c, 200, 1e6, 0.0, |_| 20.0);
+        // The clock moves 0.5 ms later (24 frames: less than a jump), and stays there.
+        for i in 200..320u32 {
+            let t = truth[0] + f64::from(i) * PERIOD_US + 500.0;
+            c.observe(i * PERIOD + 7, (t + 20.0) as u64);
+        }
+        let probe = truth[0] + 319.5 * PERIOD_US + 500.0;
+        let true_frame = (probe - truth[0] - 500.0) * f64::from(RATE) / 1e6;
+        let e = c.frame_at(probe as u64).unwrap() - true_frame;
+        assert!((-1.5..=0.0).contains(&e), "{e} frames off 2.6 s after the shift");
     }
 
     #[test]
