@@ -99,6 +99,16 @@ fn selftest_without_an_output_says_how_to_give_one() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+#[test]
+fn selftest_of_an_output_that_cannot_be_opened_fails_before_measuring() {
+    let out = organ_bin().args(["selftest", "--to", "null", "--to", "bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing measured: {}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("organ: error: --to bogus: not an output; use port:NAME"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 #[cfg(feature = "jack")]
 mod jack_server {
     use std::sync::mpsc;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::{BLE_INTERVAL, Check, Probe, SelftestError, short};
 use crate::midi::Micros;
 use crate::organ::Organ;
+use crate::output::ble::BleOutput;
 use crate::output::ble::codec::payload_for_mtu;
 
 /// The connection interval range Linux asks for, from debugfs (units of 1.25 ms), when readable
@@ -22,13 +23,11 @@ fn requested_interval() -> Option<(Micros, Micros)> {
     Some((Micros(lo * 1250), Micros(hi * 1250)))
 }
 
-/// Connects to `name` and sends the probes with their planned timing.
+/// Sends the probes through the connected output `out` with their planned timing.
 ///
 /// # Errors
-/// The device cannot be found or connected.
-pub fn checks(name: &str, spec: &str, organ: &Organ, probes: &[Probe]) -> Result<Vec<Check>, SelftestError> {
-    let out = crate::output::ble::open(name, organ.on_disconnect, crate::output::BLE_CONNECT_TIMEOUT)
-        .map_err(|detail| SelftestError::Output { spec: spec.to_string(), detail })?;
+/// The engine cannot start.
+pub fn checks(out: BleOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Check>, SelftestError> {
     let (device, handle) = (out.device().to_string(), out.stats_handle());
     let report = super::play(vec![Box::new(out)], super::probe_timeline(organ, probes)?)?;
     let deadline = Instant::now() + Duration::from_secs(5);

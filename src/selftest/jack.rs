@@ -165,15 +165,11 @@ fn schedule(probes: &[Probe]) -> Vec<Probe> {
     s
 }
 
-/// Placement and period latency of a JACK output (`jack` or `jack:PORT`).
+/// Placement and period latency of an opened JACK output (`jack` or `jack:PORT`).
 ///
 /// # Errors
-/// The output or the capture client cannot be opened.
-pub fn checks(spec: &str, organ: &Organ, probes: &[Probe]) -> Result<Vec<Check>, SelftestError> {
-    if probes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let out = crate::output::jack::open(spec).map_err(|e| jack_err(spec, e))?;
+/// The capture client cannot be opened.
+pub fn checks(out: JackOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Check>, SelftestError> {
     let p = placement_run(out, organ, &schedule(probes))?;
     let s = p.stats;
     let period = Micros(s.period as u64 * 1_000_000 / u64::from(s.sample_rate.max(1)));

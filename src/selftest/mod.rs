@@ -81,6 +81,8 @@ pub enum SelftestError {
         spec: String,
         detail: String,
     },
+    /// An output could not be opened (the message names it).
+    Open(String),
     /// A thread could not be started.
     Thread(std::io::Error),
 }
@@ -94,6 +96,7 @@ impl fmt::Display for SelftestError {
                 write!(f, "no output: add --to {} (or set output = \"…\" in {source})", crate::output::SPEC_FORMS)
             }
             SelftestError::Output { spec, detail } => write!(f, "{spec}: {detail}"),
+            SelftestError::Open(detail) => f.write_str(detail),
             SelftestError::Thread(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
@@ -268,35 +271,69 @@ fn specs(args: &SelftestArgs, organ: &Organ) -> Result<Vec<String>, SelftestErro
     organ.output.clone().map(|o| vec![o]).ok_or_else(|| SelftestError::NoOutput(organ.source.clone()))
 }
 
-/// The checks of one output (beyond the engine).
-fn output_checks(spec: &str, organ: &Organ, burst: &Burst) -> Result<Vec<Check>, SelftestError> {
-    let (kind, arg) = spec.split_once(':').map_or((spec, ""), |(k, a)| (k, a));
+/// An output opened for the self-test (a file deliberately not).
+enum Target {
+    File(String),
+    #[cfg(feature = "jack")]
+    Jack(crate::output::jack::JackOutput),
+    #[cfg(feature = "ble")]
+    Ble(crate::output::ble::BleOutput),
+    /// A MIDI port, GrandOrgue's loopback, `null`: opened as `organ play` opens them.
+    Other {
+        null: bool,
+        outputs: Vec<Box<dyn Output>>,
+    },
+}
+
+/// Opens the output `spec` names, before anything is measured (so a typo fails at once).
+fn open_target(spec: &str, organ: &Organ) -> Result<Target, SelftestError> {
+    let kind = spec.split_once(':').map_or(spec, |(k, _)| k).trim().to_ascii_lowercase();
+    let err = |detail: String| SelftestError::Output { spec: spec.to_string(), detail };
+    match kind.as_str() {
+        "file" => Ok(Target::File(spec.to_string())),
+        #[cfg(feature = "jack")]
+        "jack" => Ok(Target::Jack(crate::output::jack::open(spec).map_err(err)?)),
+        #[cfg(feature = "ble")]
+        "ble" if spec.split_once(':').is_some_and(|(_, n)| !n.trim().is_empty()) => {
+            let name = spec.split_once(':').map_or("", |(_, n)| n.trim());
+            let out =
+                crate::output::ble::open(name, organ.on_disconnect, crate::output::BLE_CONNECT_TIMEOUT).map_err(err)?;
+            Ok(Target::Ble(out))
+        }
+        _ => {
+            let mut notes = Vec::new();
+            let outputs = crate::play::open_outputs(&[spec.to_string()], organ, &mut notes)
+                .map_err(|e| SelftestError::Open(e.to_string()))?;
+            Ok(Target::Other { null: kind == "null", outputs })
+        }
+    }
+}
+
+/// The checks of one opened output (beyond the engine).
+fn target_checks(target: Target, organ: &Organ, burst: &Burst) -> Result<Vec<Check>, SelftestError> {
     let probes = probe::probes(burst);
     let mut checks = Vec::new();
-    match kind.trim().to_ascii_lowercase().as_str() {
-        "file" => checks.push(Check::new(
+    match target {
+        Target::File(spec) => checks.push(Check::new(
             "file",
             true,
             format!("{spec}: a file records the engine's send times; not opened, nothing written"),
         )),
         #[cfg(feature = "jack")]
-        "jack" => {
+        Target::Jack(out) => {
             checks.push(wire_check(burst, organ));
-            checks.extend(jack::checks(spec, organ, &probes)?);
+            checks.extend(jack::checks(out, organ, &probes)?);
         }
         #[cfg(feature = "ble")]
-        "ble" if !arg.trim().is_empty() => {
+        Target::Ble(out) => {
             checks.push(wire_check(burst, organ));
-            checks.extend(ble::checks(arg.trim(), spec, organ, &probes)?);
+            checks.extend(ble::checks(out, organ, &probes)?);
         }
-        _ => {
-            let mut notes = Vec::new();
-            let mut outs = crate::play::open_outputs(&[spec.to_string()], organ, &mut notes)
-                .map_err(|e| SelftestError::Output { spec: spec.to_string(), detail: e.to_string() })?;
-            if kind != "null" {
+        Target::Other { null, mut outputs } => {
+            if !null {
                 checks.push(wire_check(burst, organ));
             }
-            for o in &mut outs {
+            for o in &mut outputs {
                 checks.push(send_check(o.as_mut(), &probes));
                 if let Err(e) = o.finish() {
                     checks.push(Check::new("send", false, format!("closing {}: {e}", o.name())));
@@ -304,7 +341,6 @@ fn output_checks(spec: &str, organ: &Organ, burst: &Burst) -> Result<Vec<Check>,
             }
         }
     }
-    let _ = arg;
     Ok(checks)
 }
 
@@ -332,14 +368,15 @@ pub fn verdict(checks: &[Check]) -> (bool, String) {
 pub fn cmd_selftest(args: &SelftestArgs) -> Result<Status, Error> {
     let organ = Organ::find(args.organ.as_deref().unwrap_or("st-marys")).map_err(SelftestError::Organ)?;
     let specs = specs(args, &organ)?;
+    let burst = probe::burst(&organ)?;
+    let targets = specs.iter().map(|s| open_target(s, &organ)).collect::<Result<Vec<Target>, _>>()?;
     println!("organ selftest on {} → {}", organ.name, specs.join(", "));
     println!("sends {PROBE}");
-    let burst = probe::burst(&organ)?;
     println!("burst: {}", burst.describe(&organ));
     let mut checks = vec![engine_check(&organ, args.seconds)?];
     print_check(&checks[0]);
-    for spec in &specs {
-        for c in output_checks(spec, &organ, &burst)? {
+    for t in targets {
+        for c in target_checks(t, &organ, &burst)? {
             print_check(&c);
             checks.push(c);
         }
