@@ -32,7 +32,7 @@ fn main() {
         return;
     }
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(12_000);
-    let out = match organ::output::jack::open("jack") {
+    let out = match organ::output::jack::open(None) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("jack_lateness: {e}");

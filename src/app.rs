@@ -1,16 +1,22 @@
-//! Orchestration for the binary: files → plan → output. Each command is a function from parsed
-//! arguments to an exit status; every failure is an [`Error`] with a one-line `Display`.
+//! The commands that read, plan and print (`organ plan`, `check`, `info`, `ble scan`,
+//! `grandorgue config|port`): each is a function from plain arguments (no clap: the binary maps
+//! its flags) to an exit status; every failure is an [`Error`] with a one-line `Display`, the
+//! error type of every command (the playing ones, in [`crate::play`] and [`crate::service`],
+//! too). Control thread; prints to stdout and stderr.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CheckCmd, HymnArgs, InfoCmd, PlanArgs, PlanCmd, PlanFormat};
-use crate::organ::registration::{At, organ_hint};
-use crate::organ::{ConfigError, Organ, Registration};
-use crate::plan::hymn::{self, HymnOptions};
-use crate::plan::{self, PlanError, PlanOptions, Speed, Timeline, layout};
+use crate::inputs::{self, InputError, Inputs, PlanArgs, registration_beside};
+use crate::organ::{ConfigError, Organ};
+use crate::output::grandorgue::LoopbackError;
+use crate::output::port::PortError;
+use crate::output::{FinishError, OpenError};
+use crate::plan::{self, PlanError, Timeline, layout};
+use crate::registration::organ_hint;
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
+use crate::session::StartError;
 
 /// Any failure of a command, printed as `organ: <message>`.
 #[derive(Debug)]
@@ -18,6 +24,19 @@ pub enum Error {
     Score(ScoreFileError),
     Config(ConfigError),
     Plan(PlanError),
+    Input(Box<InputError>),
+    /// An output could not be opened.
+    Open(Box<OpenError>),
+    /// An output could not complete (a file not written, messages not delivered).
+    Finish(FinishError),
+    /// A performance could not start.
+    Start(Box<StartError>),
+    /// No loopback to GrandOrgue (`organ grandorgue port`).
+    Loopback(Box<LoopbackError>),
+    /// No MIDI ports (`organ ports`).
+    Port(Box<PortError>),
+    /// A `--to wav:FILE` that could not be written.
+    Wav(crate::voice::WavError),
     /// A bad command-line value.
     Usage(String),
     Io(String),
@@ -31,6 +50,13 @@ impl fmt::Display for Error {
             Error::Score(e) => e.fmt(f),
             Error::Config(e) => e.fmt(f),
             Error::Plan(e) => e.fmt(f),
+            Error::Input(e) => e.fmt(f),
+            Error::Open(e) => e.fmt(f),
+            Error::Finish(e) => e.fmt(f),
+            Error::Loopback(e) => e.fmt(f),
+            Error::Start(e) => e.fmt(f),
+            Error::Port(e) => e.fmt(f),
+            Error::Wav(e) => e.fmt(f),
             Error::Usage(s) | Error::Io(s) | Error::Other(s) => f.write_str(s),
         }
     }
@@ -53,211 +79,53 @@ impl From<PlanError> for Error {
         Error::Plan(e)
     }
 }
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        Error::Open(Box::new(e))
+    }
+}
+impl From<FinishError> for Error {
+    fn from(e: FinishError) -> Self {
+        Error::Finish(e)
+    }
+}
+impl From<StartError> for Error {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Outputs(e) => Error::Open(Box::new(e)),
+            e => Error::Start(Box::new(e)),
+        }
+    }
+}
+impl From<crate::voice::WavError> for Error {
+    fn from(e: crate::voice::WavError) -> Self {
+        Error::Wav(e)
+    }
+}
+impl From<InputError> for Error {
+    fn from(e: InputError) -> Self {
+        Error::Input(Box::new(e))
+    }
+}
 
 /// Exit status of a command that did its job (warnings may still make `check` fail).
 pub type Status = i32;
 
-/// The loaded inputs of a plan.
-pub struct Inputs {
-    pub score: Score,
-    pub organ: Organ,
-    pub registration: Option<Registration>,
-    pub options: PlanOptions,
-    /// Hymn options: the registration file's `[hymn]` with the command line's on top (empty:
-    /// the score is played once).
-    pub hymn: HymnOptions,
-    /// The amen file, when the hymn options name one.
-    pub amen: Option<Score>,
-    /// Things to tell the user about how the inputs were read (printed as warnings).
-    pub notes: Vec<String>,
+/// What `organ plan` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// An aligned table for reading.
+    Text,
+    /// One JSON object per message (the documented jsonl contract).
+    Jsonl,
+    /// A picture ([`crate::picture`]): a piano roll per division under a band of the stops.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
 }
 
-/// The registration file beside a score: `x.mid` → `x.toml`.
-pub fn registration_beside(score: &Path) -> PathBuf {
-    score.with_extension("toml")
-}
-
-/// Loads score, organ and registration and turns the flags into [`PlanOptions`].
-///
-/// # Errors
-/// Any file or flag problem, as a one-line message.
-pub fn load_inputs(a: &PlanArgs) -> Result<Inputs, Error> {
-    let score = score::load_file(&a.score)?;
-    let reg_path = match (&a.registration, a.no_registration) {
-        (_, true) => None,
-        (Some(p), false) => {
-            if !p.is_file() {
-                return Err(Error::Usage(format!("{}: no such registration file", p.display())));
-            }
-            Some(p.clone())
-        }
-        (None, false) => Some(registration_beside(&a.score)).filter(|p| p.is_file()),
-    };
-    let reg_text = reg_path
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
-        .transpose()?;
-    let organ_name = match (&a.organ, reg_text.as_deref().and_then(organ_hint)) {
-        (Some(o), _) => o.clone(),
-        (None, Some(o)) => o,
-        (None, None) => {
-            return Err(Error::Usage(format!(
-                "no organ given: add --organ NAME (available: {}), or `organ = \"NAME\"` in the registration file",
-                crate::organ::available_organs().join(", ")
-            )));
-        }
-    };
-    let organ = Organ::find(&organ_name)?;
-    let registration = match (&reg_path, &reg_text) {
-        (Some(p), Some(t)) => Some(Registration::from_toml(t, &p.display().to_string(), &organ)?),
-        _ => None,
-    };
-    let options = plan_options(a)?;
-    let mut inputs =
-        Inputs { score, organ, registration, options, hymn: HymnOptions::default(), amen: None, notes: Vec::new() };
-    let cli = hymn_options(&a.hymn, &inputs.organ)?;
-    let file = if a.hymn.no_hymn {
-        HymnOptions::default()
-    } else {
-        let mut file = inputs.registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
-        // An amen file named in the registration file is found beside it.
-        if let (Some(hymn::Amen::File(p)), Some(rp)) = (&mut file.amen, &reg_path)
-            && p.is_relative()
-        {
-            *p = rp.parent().unwrap_or(Path::new("")).join(&*p);
-        }
-        file
-    };
-    if (inputs.options.from.is_some() || inputs.options.until.is_some()) && cli.is_empty() && !file.is_empty() {
-        // Rehearsing bars of a hymn: play them once, as written.
-        inputs.hymn = HymnOptions::default();
-        inputs.notes.push(
-            "the registration file's [hymn] section is not used with --from/--until: the bars are played once".into(),
-        );
-    } else {
-        inputs.hymn = file.overridden_by(&cli);
-    }
-    load_amen(&mut inputs)?;
-    Ok(inputs)
-}
-
-/// Loads the amen file the hymn options name, if any.
-///
-/// # Errors
-/// The file cannot be loaded.
-pub fn load_amen(inputs: &mut Inputs) -> Result<(), Error> {
-    inputs.amen = match &inputs.hymn.amen {
-        Some(hymn::Amen::File(p)) => Some(score::load_file(p)?),
-        _ => None,
-    };
-    Ok(())
-}
-
-/// The command line's hymn options.
-///
-/// # Errors
-/// Values that do not parse; unknown presets.
-pub fn hymn_options(h: &HymnArgs, organ: &Organ) -> Result<HymnOptions, Error> {
-    let usage = |flag: &str, e: String| Error::Usage(format!("{flag}: {e}"));
-    let mut o = HymnOptions {
-        verses: h.verses,
-        play_over: h.play_over.as_deref().map(hymn::parse_bars).transpose().map_err(|e| usage("--play-over", e))?,
-        gap: h.gap.as_deref().map(hymn::parse_length).transpose().map_err(|e| usage("--gap", e))?,
-        amen: h.amen.as_deref().map(hymn::parse_amen).transpose().map_err(|e| usage("--amen", e))?,
-        fermata: h.fermata.as_deref().map(hymn::parse_fermata).transpose().map_err(Error::Usage)?,
-        ..HymnOptions::default()
-    };
-    if let Some(v) = h.verses
-        && (v == 0 || v > hymn::MAX_VERSES)
-    {
-        return Err(Error::Usage(format!("--verses {v}: a hymn has 1 to {} verses", hymn::MAX_VERSES)));
-    }
-    if !h.fermatas.is_empty() {
-        let f: Result<Vec<_>, _> = h.fermatas.iter().map(|s| hymn::parse_fermata_at(s)).collect();
-        o.fermatas = Some(f.map_err(|e| usage("--fermatas", e))?);
-    }
-    for entry in h.verse_preset.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let bad = || Error::Usage(format!("--verse-preset {entry}: write VERSE=PRESET, e.g. 3=p (0 is the play-over)"));
-        let (n, p) = entry.split_once('=').ok_or_else(bad)?;
-        let number: u16 = n.trim().parse().map_err(|_| bad())?;
-        let preset = organ
-            .presets
-            .iter()
-            .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p))
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "--verse-preset {entry}: {} has no preset \"{}\" (it has {})",
-                    organ.name,
-                    p.trim(),
-                    organ.presets.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-        o.verse_registrations.retain(|v| v.number != number);
-        o.verse_registrations.push(hymn::VerseRegistration { number, preset: Some(preset), ..Default::default() });
-    }
-    Ok(o)
-}
-
-/// Plans loaded inputs: a hymn unrolled when there are hymn options, else the score once.
-///
-/// # Errors
-/// As [`plan::plan`] and [`hymn::plan_hymn`].
-pub fn plan_inputs(inputs: &Inputs) -> Result<Timeline, Error> {
-    if inputs.hymn.is_empty() {
-        Ok(plan::plan(&inputs.score, &inputs.organ, inputs.registration.as_ref(), &inputs.options)?)
-    } else {
-        Ok(hymn::plan_hymn(
-            &inputs.score,
-            inputs.amen.as_ref(),
-            &inputs.organ,
-            inputs.registration.as_ref(),
-            &inputs.options,
-            &inputs.hymn,
-        )?)
-    }
-}
-
-/// The flags as [`PlanOptions`].
-///
-/// # Errors
-/// Unparsable values.
-pub fn plan_options(a: &PlanArgs) -> Result<PlanOptions, Error> {
-    let speed = match (&a.tempo, a.bpm) {
-        (Some(t), _) => Speed::parse_tempo(t).map_err(Error::Usage)?,
-        (None, Some(b)) if (10.0..=400.0).contains(&b) => Speed::Bpm(b),
-        (None, Some(b)) => return Err(Error::Usage(format!("--bpm {b}: use 10 to 400 beats per minute"))),
-        (None, None) => Speed::AsWritten,
-    };
-    if a.transpose.abs() > 24 {
-        return Err(Error::Usage(format!("--transpose {}: use -24 to 24 semitones", a.transpose)));
-    }
-    let at = |s: &Option<String>, flag: &str| -> Result<Option<At>, Error> {
-        s.as_deref().map(|s| At::parse(s).map_err(|e| Error::Usage(format!("{flag} {e}")))).transpose()
-    };
-    Ok(PlanOptions {
-        layout: a.layout.clone(),
-        map: a.map.clone(),
-        speed,
-        transpose: a.transpose,
-        from: at(&a.from, "--from")?,
-        until: at(&a.until, "--until")?,
-        stops: a.stops.clone(),
-        keep_stops: a.keep_stops,
-    })
-}
-
-/// Loads everything and plans.
-///
-/// # Errors
-/// As [`load_inputs`] and [`plan::plan`].
-pub fn make_plan(a: &PlanArgs) -> Result<(Inputs, Timeline), Error> {
-    let inputs = load_inputs(a)?;
-    let mut timeline = plan_inputs(&inputs)?;
-    timeline.warnings.extend(inputs.notes.iter().cloned());
-    Ok((inputs, timeline))
-}
-
-fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+/// Writes to stdout; a closed pipe (`organ plan … | head`) is not an error.
+pub(crate) fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match f(&mut out).and_then(|()| out.flush()) {
@@ -271,23 +139,33 @@ fn write_out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Err
 /// `organ plan`.
 ///
 /// # Errors
-/// As [`make_plan`], and write errors.
-pub fn cmd_plan(c: &PlanCmd) -> Result<Status, Error> {
-    let (_, timeline) = make_plan(&c.plan)?;
+/// As [`inputs::load_and_plan`], and write errors.
+pub fn cmd_plan(a: &PlanArgs, format: PlanFormat) -> Result<Status, Error> {
+    let (inputs, timeline) = inputs::load_and_plan(a)?;
     write_out(|out| {
         let mut out = out;
-        match c.format {
+        match format {
             PlanFormat::Text => timeline.write_text(&mut out),
             PlanFormat::Jsonl => timeline.write_jsonl(&mut out),
+            PlanFormat::Svg | PlanFormat::Html => {
+                let markers = crate::picture::markers_for(&timeline, &inputs.score, &inputs.hymn);
+                let unplaced = crate::picture::unplaced_warnings(&timeline, &inputs.score);
+                if format == PlanFormat::Svg {
+                    crate::picture::write_svg(&timeline, &markers, &unplaced, out)
+                } else {
+                    crate::picture::write_html(&timeline, &markers, &unplaced, out)
+                }
+            }
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: warning: {}: {w}", timeline.score_name);
+        eprintln!("organ: {}: {}: {w}", w.kind.label(), timeline.score_name);
     }
     Ok(0)
 }
 
-/// Every warning about a score and its plan, one line each, with positions.
+/// Every warning about a score and its plan, one line each, with positions (the plan's notes,
+/// [`plan::WarningKind::is_note`], are not warnings).
 pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
     let mut w: Vec<String> = score
         .warnings
@@ -298,7 +176,7 @@ pub fn all_warnings(score: &Score, timeline: &Timeline) -> Vec<String> {
             format!("{part}{}{at}", x.message)
         })
         .collect();
-    w.extend(timeline.warnings.iter().cloned());
+    w.extend(timeline.warnings.iter().filter(|x| !x.kind.is_note()).map(ToString::to_string));
     w
 }
 
@@ -328,9 +206,9 @@ pub fn stripped_summary(score: &Score) -> Option<String> {
 /// `organ check`.
 ///
 /// # Errors
-/// As [`make_plan`].
-pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
-    let (inputs, timeline) = make_plan(&c.plan)?;
+/// As [`inputs::load_and_plan`].
+pub fn cmd_check(a: &PlanArgs, deny_warnings: bool) -> Result<Status, Error> {
+    let (inputs, timeline) = inputs::load_and_plan(a)?;
     let score = &inputs.score;
     let mut out = String::new();
     let assignment = plan_assignment(&inputs)?;
@@ -360,6 +238,9 @@ pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
     if let Some(s) = stripped_summary(score) {
         out.push_str(&format!("note: {s}\n"));
     }
+    for n in timeline.warnings.iter().filter(|w| w.kind.is_note()) {
+        out.push_str(&format!("note: {n}\n"));
+    }
     let warnings = all_warnings(score, &timeline);
     for w in &warnings {
         out.push_str(&format!("warning: {w}\n"));
@@ -370,7 +251,7 @@ pub fn cmd_check(c: &CheckCmd) -> Result<Status, Error> {
         out.push_str(&format!("ok with {} warning(s)\n", warnings.len()));
     }
     write_out(|o| o.write_all(out.as_bytes()))?;
-    Ok(if c.deny_warnings && !warnings.is_empty() { 1 } else { 0 })
+    Ok(if deny_warnings && !warnings.is_empty() { 1 } else { 0 })
 }
 
 fn plan_assignment(inputs: &Inputs) -> Result<Vec<Option<usize>>, Error> {
@@ -381,19 +262,19 @@ fn plan_assignment(inputs: &Inputs) -> Result<Vec<Option<usize>>, Error> {
         _ => (plan::DEFAULT_LAYOUT.to_string(), "the default".to_string()),
     };
     let map = inputs.options.map.as_deref().or(reg.and_then(|r| r.map.as_deref()));
-    Ok(layout::resolve(&inputs.score, &inputs.organ, layout::LayoutSource { layout: &l, from: &from }, map)?)
+    Ok(layout::resolve(&inputs.score, &inputs.organ, layout::LayoutSource { layout: &l, from: &from }, map)
+        .map_err(PlanError::from)?)
 }
 
 /// `organ info`.
 ///
 /// # Errors
 /// An unloadable score or organ.
-pub fn cmd_info(c: &InfoCmd) -> Result<Status, Error> {
-    let score = score::load_file(&c.score)?;
-    let reg = registration_beside(&c.score);
-    let organ_name = c
-        .organ
-        .clone()
+pub fn cmd_info(path: &Path, organ: Option<&str>) -> Result<Status, Error> {
+    let score = score::load_file(path)?;
+    let reg = registration_beside(path);
+    let organ_name = organ
+        .map(str::to_string)
         .or_else(|| std::fs::read_to_string(&reg).ok().and_then(|t| organ_hint(&t)))
         .unwrap_or_else(|| "st-marys".to_string());
     let organ = Organ::find(&organ_name)?;
@@ -459,14 +340,8 @@ pub fn cmd_info(c: &InfoCmd) -> Result<Status, Error> {
 ///
 /// # Errors
 /// Built without the `ble` feature; no Bluetooth (no BlueZ, no adapter, adapter off).
-pub fn cmd_ble(c: &crate::cli::BleCmd) -> Result<Status, Error> {
-    match c {
-        crate::cli::BleCmd::Scan(s) => ble_scan(s.seconds),
-    }
-}
-
 #[cfg(feature = "ble")]
-fn ble_scan(seconds: f64) -> Result<Status, Error> {
+pub fn cmd_ble_scan(seconds: f64) -> Result<Status, Error> {
     if !(seconds.is_finite() && (0.1..=600.0).contains(&seconds)) {
         return Err(Error::Usage(format!("--seconds {seconds}: use 0.1 to 600 seconds")));
     }
@@ -491,66 +366,65 @@ fn ble_scan(seconds: f64) -> Result<Status, Error> {
     Ok(0)
 }
 
+/// `organ ble scan` in a build without Bluetooth.
+///
+/// # Errors
+/// Always: the build has no Bluetooth LE MIDI.
 #[cfg(not(feature = "ble"))]
-fn ble_scan(_seconds: f64) -> Result<Status, Error> {
+pub fn cmd_ble_scan(_seconds: f64) -> Result<Status, Error> {
     Err(Error::Other("this organ was built without Bluetooth LE MIDI (cargo feature `ble`)".into()))
 }
 
 // --- organ grandorgue … -----------------------------------------------------------------------
 // (kept in one block so that it merges easily with other commands)
 
-/// `organ grandorgue config|port`.
-///
-/// # Errors
-/// As the subcommands.
-pub fn cmd_grandorgue(c: &crate::cli::GrandorgueCmd) -> Result<Status, Error> {
-    match &c.command {
-        crate::cli::GrandorgueCommand::Config(c) => cmd_grandorgue_config(c),
-        crate::cli::GrandorgueCommand::Port(c) => cmd_grandorgue_port(c),
-    }
+/// What `organ grandorgue config` was asked.
+#[derive(Debug, Clone)]
+pub struct GrandorgueConfigArgs {
+    /// The organ definition (name or path).
+    pub organ: String,
+    /// GrandOrgue's organ definition file (.organ), or an organ package (.orgue).
+    pub odf: PathBuf,
+    /// Where to write the settings (default: beside the ODF, .cmb).
+    pub out: Option<PathBuf>,
+    /// Overwrite a .cmb that `organ` did not write.
+    pub force: bool,
 }
 
-/// The first line of every settings file `organ` writes (after the BOM), to recognise its own.
-const CMB_MARK: &str = "organ grandorgue config";
+/// What `organ grandorgue organ` was asked.
+#[derive(Debug, Clone)]
+pub struct GrandorgueOrganArgs {
+    /// GrandOrgue's organ definition file (.organ), or an organ package (.orgue).
+    pub odf: PathBuf,
+    /// Where to write the organ definition (default: standard output).
+    pub out: Option<PathBuf>,
+    /// Replace an existing file.
+    pub force: bool,
+}
 
 /// `organ grandorgue config`: match, bind, report, write the .cmb.
 ///
 /// # Errors
 /// Unreadable organ definition or ODF; an existing foreign .cmb without `--force`; write errors.
-pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Status, Error> {
-    use crate::grandorgue::{configure, odf::Odf};
+pub fn cmd_grandorgue_config(c: &GrandorgueConfigArgs) -> Result<Status, Error> {
     let organ = Organ::find(&c.organ)?;
-    let odf = Odf::load(&c.odf).map_err(|e| Error::Other(e.to_string()))?;
-    let out = c.out.clone().unwrap_or_else(|| c.odf.with_extension("cmb"));
-    if out.exists() && !c.force {
-        let existing = std::fs::read(&out).unwrap_or_default();
-        if !String::from_utf8_lossy(&existing[..existing.len().min(400)]).contains(CMB_MARK) {
-            return Err(Error::Usage(format!(
-                "{} exists and was not written by `organ`; use --force to replace it, or --out to write elsewhere",
-                out.display()
-            )));
-        }
+    let done = crate::grandorgue::files::write_config(&organ, &c.odf, c.out.as_deref(), c.force)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    write_out(|o| o.write_all(done.report.as_bytes()))?;
+    Ok(0)
+}
+
+/// `organ grandorgue organ`: an organ definition from a GrandOrgue organ, to a file or stdout.
+///
+/// # Errors
+/// Unreadable ODF; an existing file without `--force`; write errors.
+pub fn cmd_grandorgue_organ(c: &GrandorgueOrganArgs) -> Result<Status, Error> {
+    let done = crate::grandorgue::files::write_organ(&c.odf, c.out.as_deref(), c.force)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    if done.wrote.is_none() {
+        write_out(|o| o.write_all(done.toml.as_bytes()))?;
     }
-    let settings = configure(&organ, &odf);
-    let bytes = settings.to_cmb(&organ, &odf, &organ.source).to_bytes();
-    std::fs::write(&out, bytes).map_err(|e| Error::Io(format!("{}: cannot write: {e}", out.display())))?;
-    let mut text = settings.report(&organ, &odf);
-    text.push_str(&format!("wrote {}\n", out.display()));
-    let beside = c.odf.with_extension("cmb");
-    if out == beside {
-        text.push_str(
-            "GrandOrgue uses it when it loads this organ and has no stored settings of its own for it; \
-             if you have played this organ in GrandOrgue before, load it and choose File > Import Settings instead.\n",
-        );
-    } else {
-        text.push_str("In GrandOrgue, load the organ and choose File > Import Settings, then pick this file.\n");
-    }
-    if !settings.complete() {
-        text.push_str(
-            "note: some of the organ definition is not matched (see above); GrandOrgue will not follow those parts.\n",
-        );
-    }
-    write_out(|o| o.write_all(text.as_bytes()))?;
+    eprintln!("organ: {}", done.summary);
     Ok(0)
 }
 
@@ -559,30 +433,16 @@ pub fn cmd_grandorgue_config(c: &crate::cli::GrandorgueConfigCmd) -> Result<Stat
 /// # Errors
 /// No way to open a port here (no JACK server and no virtual-port backend), with what to do; the
 /// JACK server shutting down while the port is open.
-pub fn cmd_grandorgue_port(c: &crate::cli::GrandorguePortCmd) -> Result<Status, Error> {
-    use crate::grandorgue::loopback::{Backends, LoopbackOptions, open_grandorgue};
+pub fn cmd_grandorgue_port(via: &str) -> Result<Status, Error> {
     use crate::output::Link;
-    let opts = match c.via.as_str() {
-        "auto" => LoopbackOptions::default(),
+    use crate::output::grandorgue::{self, Backends, LoopbackOptions};
+    let lb = match via {
+        "auto" => grandorgue::open(&LoopbackOptions::default(), &Backends::default()),
         #[cfg(feature = "jack")]
-        "jack" => LoopbackOptions::default(),
+        "jack" => grandorgue::open_jack_port(),
         other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
-    };
-    let lb = if c.via == "jack" {
-        #[cfg(feature = "jack")]
-        {
-            let out = crate::output::jack::open_port("jack").map_err(Error::Other)?;
-            let message = format!(
-                "created the JACK MIDI port {}; start GrandOrgue now (with JACK MIDI enabled): it connects to the MIDI sources it finds at start-up",
-                out.port_name()
-            );
-            crate::grandorgue::loopback::Loopback { output: Box::new(out), message }
-        }
-        #[cfg(not(feature = "jack"))]
-        unreachable!("--via jack is rejected above without the jack feature")
-    } else {
-        open_grandorgue(&opts, &Backends::default()).map_err(Error::Other)?
-    };
+    }
+    .map_err(|e| Error::Loopback(Box::new(e)))?;
     println!("{}", lb.message);
     println!("keeping it open; press Ctrl-C to close it");
     loop {

@@ -1,4 +1,7 @@
-//! Command-line interface (clap derive). The doc comments here are the `--help` text.
+//! Command-line interface (clap derive), part of the binary. The doc comments here are the
+//! `--help` text. Each command's flags are mapped onto the library's plain argument structs
+//! (`organ::inputs::PlanArgs`, `organ::play::PlayArgs`, …), so nothing below the binary knows
+//! clap.
 
 use std::path::PathBuf;
 
@@ -29,7 +32,11 @@ pub struct Cli {
 pub enum Command {
     /// Show the exact plan: every message that would be sent, when, and why.
     Plan(PlanCmd),
-    /// Check a score, organ and registration together; print warnings. Exit 0 when it can be played.
+    /// Check a score, organ and registration together (or every item of an order of service,
+    /// ORDER.toml); print warnings: notes on a division where no stop sounds, registration
+    /// changes under held keys, changes after the end or without effect, notes folded into the
+    /// compass, a breath too short for a verse's registration. Exit 0 when it can be played (1
+    /// with --deny-warnings and a warning).
     Check(CheckCmd),
     /// Describe a MIDI file: parts, tempo and time signatures, length, a suggested layout.
     Info(InfoCmd),
@@ -39,14 +46,38 @@ pub enum Command {
     /// released and the stops are cancelled), + and - change the tempo in 5% steps, Enter goes
     /// on from a fermata that waits (--fermata wait).
     Play(PlayCmd),
-    /// List the MIDI output ports (for --to port:NAME or port:NUMBER).
+    /// List the MIDI ports: outputs (for --to port:NAME or port:NUMBER), inputs (for --from),
+    /// and, when a JACK server runs, the JACK MIDI ports of other programs.
     Ports,
+    /// Show what the console sends: one line per message (time, bytes, and what it means on the
+    /// organ given with --organ); a summary of unknown messages at the end. Ctrl-C ends it.
+    Monitor(MonitorCmd),
+    /// Learn the console's messages into an organ file: asks for each division's lowest and
+    /// highest key, and for each stop, coupler and tremulant to be drawn and put in, then the
+    /// General Cancel; writes what it learned, keeping the file's comments.
+    ///
+    /// Prompts are one line each on stdout (`draw: Gt Principal 4`, `put in: …`, `press lowest
+    /// key: great`, `press: General Cancel`); after acting at the console, just wait (a quiet
+    /// window ends each action). Type r (ask again), s (skip), u (back to the previous one) or q
+    /// (stop) and Enter at any time. With --verify, draws each learned control through an output
+    /// and asks whether it moved.
+    Learn(LearnCmd),
+    /// Record what the console plays: keys per division and stops by name, into a MIDI file
+    /// (one track per division) and a registration file that `organ play` plays back exactly.
+    ///
+    /// Records until Ctrl-C, then writes the take. While recording, every message goes to a
+    /// journal in the folder (synced at least every second): if organ, the laptop or the power
+    /// dies, the next `organ record` (or `organ play --record`) in that folder makes the takes
+    /// from it. A take starts at its first note; with --split, each silence (every key up for
+    /// --silence) starts a new one, and stops drawn in a silence belong to the next take.
+    Record(RecordCmd),
     /// Silence the organ: note-off for every key of every division, all-notes-off, cancel.
     Panic(PanicCmd),
     /// Bluetooth LE MIDI devices (e.g. a CME WIDI Jack at the organ).
     #[command(subcommand)]
     Ble(BleCmd),
-    /// Rehearse with GrandOrgue: write its settings from an organ definition, keep a port open.
+    /// Rehearse with GrandOrgue: write its settings from an organ definition (or an organ
+    /// definition from a GrandOrgue organ), keep a port open.
     #[command(name = "grandorgue", subcommand_required = true)]
     Grandorgue(GrandorgueCmd),
     /// Play for a service: a full-screen view of an order of service (scores/services/NAME.toml).
@@ -120,11 +151,14 @@ pub struct PlanArgs {
     pub transpose: i32,
 
     /// Start at this bar (or bar:beat, or seconds like 12.5s). The registration in force there is
-    /// drawn first.
+    /// drawn first. Inside a hymn, name the section: verse:3 (verse 3 from its start), verse:3:5
+    /// (verse 3 from bar 5), verse:3:5:2, play-over, amen; the verses after it follow as usual.
+    /// A plain bar plays those bars of the score once, without the hymn's settings.
     #[arg(long, value_name = "BAR")]
     pub from: Option<String>,
 
-    /// Stop at the end of this bar (or at bar:beat, or seconds).
+    /// Stop at the end of this bar (or at bar:beat, or seconds); inside a hymn, at the end of a
+    /// section or of a bar of it: verse:2, verse:2:8, play-over, amen.
     #[arg(long, value_name = "BAR")]
     pub until: Option<String>,
 
@@ -158,7 +192,7 @@ pub struct HymnArgs {
     pub play_over: Option<String>,
 
     /// Silence between the play-over, the verses and the amen: beats (2beats, "2 beats") or
-    /// seconds (1.5s).
+    /// seconds (1.5s); default one beat; 0 for none. A verse's own registration is drawn in it.
     #[arg(long, value_name = "LENGTH")]
     pub gap: Option<String>,
 
@@ -185,12 +219,64 @@ pub struct HymnArgs {
     pub no_hymn: bool,
 }
 
+impl From<&HymnArgs> for organ::registration::HymnArgs {
+    fn from(h: &HymnArgs) -> Self {
+        organ::registration::HymnArgs {
+            verses: h.verses,
+            play_over: h.play_over.clone(),
+            gap: h.gap.clone(),
+            amen: h.amen.clone(),
+            fermatas: h.fermatas.clone(),
+            fermata: h.fermata.clone(),
+            verse_preset: h.verse_preset.clone(),
+            no_hymn: h.no_hymn,
+        }
+    }
+}
+
+impl From<&PlanArgs> for organ::inputs::PlanArgs {
+    fn from(a: &PlanArgs) -> Self {
+        organ::inputs::PlanArgs {
+            score: a.score.clone(),
+            organ: a.organ.clone(),
+            registration: a.registration.clone(),
+            no_registration: a.no_registration,
+            layout: a.layout.clone(),
+            map: a.map.clone(),
+            tempo: a.tempo.clone(),
+            bpm: a.bpm,
+            transpose: a.transpose,
+            from: a.from.clone(),
+            until: a.until.clone(),
+            stops: a.stops.clone(),
+            keep_stops: a.keep_stops,
+            hymn: (&a.hymn).into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum PlanFormat {
     /// An aligned table for reading.
     Text,
     /// One JSON object per message (t_us, bytes, kind, division, name, part, bar, beat, tick).
     Jsonl,
+    /// A picture (SVG): one lane of notes per division, a band of the stops drawn, bars, time,
+    /// and markers for verses, fermatas, wait points and warnings.
+    Svg,
+    /// The same picture in one self-contained HTML page.
+    Html,
+}
+
+impl From<PlanFormat> for organ::app::PlanFormat {
+    fn from(f: PlanFormat) -> Self {
+        match f {
+            PlanFormat::Text => organ::app::PlanFormat::Text,
+            PlanFormat::Jsonl => organ::app::PlanFormat::Jsonl,
+            PlanFormat::Svg => organ::app::PlanFormat::Svg,
+            PlanFormat::Html => organ::app::PlanFormat::Html,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -231,8 +317,10 @@ pub struct PlayCmd {
     /// Where to play; may be given several times (e.g. the organ and a file record of what was
     /// sent). port:NAME is a MIDI port by name (case-insensitive part of it) or number, see
     /// `organ ports`; file:PATH.mid records what was sent with the real send times; grandorgue
-    /// creates a MIDI port for GrandOrgue; null sends nowhere. Default: the organ file's
-    /// `output = "…"`.
+    /// creates a MIDI port for GrandOrgue; wav:PATH.wav renders the piece with the built-in organ
+    /// voice into a WAV file, offline and much faster than real time; audio plays the built-in
+    /// organ voice on the sound device (audio:jack through a running JACK server); null sends
+    /// nowhere. Default: the organ file's `output = "…"`.
     #[arg(long, value_name = "OUTPUT")]
     pub to: Vec<String>,
 
@@ -243,6 +331,28 @@ pub struct PlayCmd {
     /// Print nothing but errors (no status line, no summary).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Also record what the console sends while playing (an organist joining in), as a take of
+    /// its own named after the score: port:NAME, port:N or jack[:PORT] (as for organ record).
+    #[arg(long, value_name = "SOURCE")]
+    pub record: Option<String>,
+
+    /// With --record: the folder for the take (default: the current folder).
+    #[arg(long, value_name = "DIR", requires = "record")]
+    pub record_out: Option<PathBuf>,
+}
+
+impl From<&PlayCmd> for organ::play::PlayArgs {
+    fn from(c: &PlayCmd) -> Self {
+        organ::play::PlayArgs {
+            plan: (&c.plan).into(),
+            to: c.to.clone(),
+            stats: c.stats,
+            quiet: c.quiet,
+            record: c.record.clone(),
+            record_out: c.record_out.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -290,8 +400,16 @@ pub enum GrandorgueCommand {
     /// Manuals are matched to divisions and stops to stops by name (case, spacing and foot marks
     /// ignored; a leading division abbreviation such as "Sw", "Gt" or "Ped" dropped); add
     /// `grandorgue = "…"` to a division, stop, coupler or tremulant in the organ definition where
-    /// the names differ. Everything that could not be matched is reported.
+    /// the names differ. A stop that GrandOrgue computes from a switch (Function=And …) is bound
+    /// through that switch; a division's `expression` controller drives its manual's enclosure.
+    /// Everything that could not be matched is reported.
     Config(GrandorgueConfigCmd),
+    /// Write an organ definition (TOML) for a GrandOrgue organ.
+    ///
+    /// A division per manual (channels 1, 2, …), every speaking stop, coupler and tremulant with
+    /// a note of its own on channel 16 (note-on draws, note-off puts in), the generals as
+    /// commented-out presets. Then `organ grandorgue config` binds all of it in GrandOrgue.
+    Organ(GrandorgueOrganCmd),
     /// Keep a MIDI port open for GrandOrgue until Ctrl-C: GrandOrgue only sees MIDI sources that
     /// exist when it starts, so start this, then GrandOrgue, then play with --to grandorgue.
     Port(GrandorguePortCmd),
@@ -303,18 +421,52 @@ pub struct GrandorgueConfigCmd {
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: String,
 
-    /// The GrandOrgue organ definition file (.organ).
-    #[arg(long, value_name = "FILE.organ")]
+    /// The GrandOrgue organ definition file (.organ), or an organ package (.orgue;
+    /// PACKAGE.orgue:NAME.organ for a package with several organs).
+    #[arg(long, value_name = "FILE.organ|FILE.orgue")]
     pub odf: PathBuf,
 
     /// Where to write the settings. Default: beside the .organ file with the extension .cmb,
-    /// where GrandOrgue looks when it loads the organ without settings of its own.
+    /// where GrandOrgue looks when it loads the organ without settings of its own (for a package,
+    /// GrandOrgue reads settings only through File > Import Settings).
     #[arg(long, value_name = "FILE.cmb")]
     pub out: Option<PathBuf>,
 
     /// Overwrite an existing .cmb that `organ` did not write.
     #[arg(long)]
     pub force: bool,
+}
+
+impl From<&GrandorgueConfigCmd> for organ::app::GrandorgueConfigArgs {
+    fn from(c: &GrandorgueConfigCmd) -> Self {
+        organ::app::GrandorgueConfigArgs {
+            organ: c.organ.clone(),
+            odf: c.odf.clone(),
+            out: c.out.clone(),
+            force: c.force,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GrandorgueOrganCmd {
+    /// The GrandOrgue organ definition file (.organ), or an organ package (.orgue).
+    #[arg(long, value_name = "FILE.organ|FILE.orgue")]
+    pub odf: PathBuf,
+
+    /// Where to write the organ definition (e.g. organs/my-organ.toml). Default: standard output.
+    #[arg(long, value_name = "FILE.toml")]
+    pub out: Option<PathBuf>,
+
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl From<&GrandorgueOrganCmd> for organ::app::GrandorgueOrganArgs {
+    fn from(c: &GrandorgueOrganCmd) -> Self {
+        organ::app::GrandorgueOrganArgs { odf: c.odf.clone(), out: c.out.clone(), force: c.force }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +494,141 @@ pub struct ServiceCmd {
     pub organ: Option<String>,
 }
 
+impl From<&ServiceCmd> for organ::service::ServiceArgs {
+    fn from(c: &ServiceCmd) -> Self {
+        organ::service::ServiceArgs { file: c.file.clone(), to: c.to.clone(), organ: c.organ.clone() }
+    }
+}
+
+// --- organ monitor, organ learn ------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct MonitorCmd {
+    /// The console's MIDI source: port:NAME or port:N (see `organ ports`), or jack[:PORT] (a
+    /// JACK MIDI input organ-in:in, connected to the JACK MIDI output PORT).
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+
+    /// Name each message through this organ definition (NAME or FILE).
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
+
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LearnCmd {
+    /// The organ file to write (a path). Created when --divisions and --stops are given.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub organ: PathBuf,
+
+    /// The console's MIDI source: port:NAME, port:N or jack[:PORT] (as for monitor).
+    #[arg(long, value_name = "SOURCE", required_unless_present = "verify")]
+    pub from: Option<String>,
+
+    /// Learn everything again, not only what the file does not have yet (divisions without a
+    /// channel, controls without `on`, the General Cancel when there is no [cancel] table).
+    #[arg(long, conflicts_with = "only")]
+    pub all: bool,
+
+    /// Learn (or verify) only these: division, stop, coupler or tremulant names, or "General
+    /// Cancel", comma-separated.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// For a new organ file: its divisions, e.g. --divisions great,swell,pedal.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub divisions: Vec<String>,
+
+    /// For a new organ file: its stops, couplers and tremulants, e.g. --stops "Gt Principal
+    /// 8,swell:Gedackt 8,Sw to Gt,Sw Tremulant" (a first word such as Gt or Sw, or DIVISION:,
+    /// says the division; "A to B" is a coupler; a name with "trem" a tremulant).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub stops: Vec<String>,
+
+    /// For a new organ file: the organ's name (default: the file's name).
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+
+    /// The quiet window that ends an action at the console: 1s, 500ms.
+    #[arg(long, value_name = "TIME", default_value = "1s", value_parser = parse_time)]
+    pub quiet: std::time::Duration,
+
+    /// How long to wait for the console after a prompt before skipping the item.
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_time)]
+    pub wait: std::time::Duration,
+
+    /// Instead of learning: draw each learned control through an output (one change at least
+    /// every 250 ms, or the organ's stop_pace_ms if longer), ask y/n, and mark what was rejected
+    /// in the organ file. Only control messages and the cancel are sent.
+    #[arg(long, conflicts_with_all = ["all", "divisions", "stops", "from"])]
+    pub verify: bool,
+
+    /// With --verify: where to send (as for play); default: the organ file's `output`.
+    #[arg(long, value_name = "OUTPUT")]
+    pub to: Vec<String>,
+
+    /// With --verify: a slower pace than the safe minimum, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub pace_ms: Option<u64>,
+}
+
+// --- organ record ---------------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct RecordCmd {
+    /// The console's MIDI source: port:NAME or port:N (see `organ ports`), or jack[:PORT] (a
+    /// JACK MIDI input organ-in:in, connected to the JACK MIDI output PORT).
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+
+    /// The organ definition the console is read through (NAME or FILE): keys by division,
+    /// stops, couplers and tremulants by name.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: String,
+
+    /// The folder for the takes (created if needed). Unfinished recordings found there are
+    /// made into takes first.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// Cut the recording into takes at silences, e.g. one per piece of a service.
+    #[arg(long)]
+    pub split: bool,
+
+    /// With --split: how long every key must be up to end a take (default 5s).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "split")]
+    pub silence: Option<std::time::Duration>,
+
+    /// The tempo played at, in quarter notes a minute: the MIDI file gets it, and the
+    /// registration file gives positions in bars instead of seconds.
+    #[arg(long, value_name = "BPM")]
+    pub bpm: Option<f64>,
+
+    /// With --bpm: the time signature, e.g. 3/4 (default 4/4).
+    #[arg(long, value_name = "N/D", requires = "bpm")]
+    pub meter: Option<String>,
+
+    /// No status line (the files written are still reported).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// `1s`, `1.5s`, `500ms`, or plain seconds.
+fn parse_time(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, scale) = match t.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (t.strip_suffix('s').unwrap_or(t), 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * scale <= 3600.0 => Ok(std::time::Duration::from_secs_f64(v * scale)),
+        _ => Err(format!("{s:?}: write a time such as 1s, 1.5s or 300ms")),
+    }
+}
+
 // --- organ selftest -----------------------------------------------------------------------------
 
 #[derive(Debug, Args)]
@@ -361,6 +648,12 @@ pub struct SelftestCmd {
     pub seconds: f64,
 }
 
+impl From<&SelftestCmd> for organ::selftest::SelftestArgs {
+    fn from(c: &SelftestCmd) -> Self {
+        organ::selftest::SelftestArgs { to: c.to.clone(), organ: c.organ.clone(), seconds: c.seconds }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +667,18 @@ mod tests {
         let cli = Cli::try_parse_from(["organ", "check", "hymn.mid", "-l", "--P", "--organ", "st-marys"]).unwrap();
         let Command::Check(c) = cli.command else { panic!("check") };
         assert_eq!((c.plan.layout.as_deref(), c.plan.organ.as_deref()), (Some("--P"), Some("st-marys")));
+    }
+
+    #[test]
+    fn learn_options() {
+        let cli =
+            Cli::try_parse_from(["organ", "learn", "--organ", "a.toml", "--from", "jack", "--quiet", "300ms"]).unwrap();
+        let Command::Learn(l) = cli.command else { panic!("learn") };
+        assert_eq!(l.quiet, std::time::Duration::from_millis(300));
+        assert_eq!(l.wait, std::time::Duration::from_secs(60));
+        assert!(Cli::try_parse_from(["organ", "learn", "--organ", "a.toml"]).is_err(), "--from is needed to learn");
+        assert!(Cli::try_parse_from(["organ", "learn", "--organ", "a.toml", "--verify", "--to", "null"]).is_ok());
+        assert!(parse_time("0s").is_err() && parse_time("abc").is_err());
+        assert_eq!(parse_time("1.5").unwrap(), std::time::Duration::from_millis(1500));
     }
 }

@@ -20,21 +20,20 @@
 
 #![cfg(feature = "ble")]
 
-#[path = "support/bluez.rs"]
-mod bluez;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bluez::{Captured, Params, SimBluez, Start};
 use organ::output::ble::codec::Decoder;
 use serde_json::Value;
+use support::bluez::{self, Captured, Params, SimBluez, Start};
+use support::organ_command;
 
-const ORGAN: &str = env!("CARGO_BIN_EXE_organ");
 /// How long one `organ play` may run before the test kills it and fails.
 const RUN_LIMIT: Duration = Duration::from_secs(40);
 
@@ -88,7 +87,7 @@ struct Planned {
 
 /// The plan of scores/bwv643.mid on `organ` with `options`, from the binary under test.
 fn plan(organ: &Path, options: &[&str]) -> Vec<Planned> {
-    let out = Command::new(ORGAN)
+    let out = organ_command(&[])
         .current_dir(root())
         .args(["plan", "scores/bwv643.mid", "--organ"])
         .arg(organ)
@@ -165,7 +164,7 @@ fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 impl Play {
     /// `organ play scores/bwv643.mid ARGS` on the simulated BlueZ's bus.
     fn start(sim: &SimBluez, args: &[&str]) -> Play {
-        let mut child = Command::new(ORGAN)
+        let mut child = organ_command(&[])
             .current_dir(root())
             .args(["play", "scores/bwv643.mid"])
             .args(args)
@@ -368,7 +367,7 @@ fn check_registration(msgs: &[Got], cancel: &[Vec<u8>], drawn: &BTreeSet<Vec<u8>
 #[test]
 fn ble_scan_lists_the_simulated_device() {
     let Some(sim) = start(Params::default()) else { return };
-    let out = Command::new(ORGAN)
+    let out = organ_command(&[])
         .args(["ble", "scan", "--seconds", "0.5"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
         .output()
@@ -745,9 +744,7 @@ fn ble_ctrl_c_while_disconnected_releases_when_the_link_comes_back() {
 fn ble_selftest_reports_the_link_and_sends_only_note_offs() {
     let Some(sim) = start(Params::default()) else { return };
     let organ = organ_file(&sim, "pause", None);
-    let mut child = Command::new(ORGAN)
-        .current_dir(root())
-        .args(["selftest", "--to", "ble:WIDI Jack", "--seconds", "0.5", "--organ"])
+    let mut child = organ_command(&["selftest", "--to", "ble:WIDI Jack", "--seconds", "0.5", "--organ"])
         .arg(&organ)
         .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
         .stdin(Stdio::null())

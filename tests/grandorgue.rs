@@ -14,7 +14,114 @@ use support::Scratch;
 use support::test_organ;
 
 fn organ_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_organ"))
+    support::organ_command(&[])
+}
+
+/// The installed GrandOrgue demo sample set (Debian package `grandorgue-demo`), if any.
+fn demo_package() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/usr/share/GrandOrgue/packages").ok()?.flatten().map(|e| e.path()).find(|p| {
+        p.extension().is_some_and(|x| x == "orgue")
+            && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("demo-"))
+    })
+}
+
+/// The demo package, or `None` after saying why the test is skipped (failing where the
+/// GrandOrgue packages are required).
+fn demo_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let p = demo_package();
+    if p.is_none() {
+        assert!(
+            std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(),
+            "ORGAN_REQUIRE_GRANDORGUE is set, but the demo sample set is not installed (grandorgue-demo)"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {test}: the demo sample set is not installed (Debian package grandorgue-demo)"
+        );
+    }
+    p
+}
+
+fn shipped_demo_organ() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("organs/grandorgue-demo.toml")
+}
+
+/// `organ grandorgue config` with the shipped demo organ definition on the real demo package:
+/// every speaking stop, coupler and tremulant bound, each through the switch GrandOrgue draws it
+/// with (the demo computes all of them: `Function=And` of a switch).
+#[test]
+fn config_binds_every_control_of_the_demo_organ() {
+    let Some(pkg) = demo_or_skip("config_binds_every_control_of_the_demo_organ") else { return };
+    let dir = Scratch::new("go-demo-config");
+    let out = dir.path.join("demo.cmb");
+    let mut run = organ_bin();
+    run.args(["grandorgue", "config", "--organ"]).arg(shipped_demo_organ()).arg("--odf").arg(&pkg);
+    let run = run.arg("--out").arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(!stdout.contains("not matched") && !stdout.contains("not driven"), "{stdout}");
+    let via_switch = stdout.lines().filter(|l| l.contains(" → Switch") && l.contains("(for ")).count();
+    assert_eq!(via_switch, 26, "{stdout}");
+    assert!(stdout.contains("speaking stops, couplers and tremulants: 26 of 26 driven"), "{stdout}");
+    for line in [
+        "Gt Montre 8'             → Switch007 \"Montre 8'\" (for Stop101 \"Montre 8'\"; by name;",
+        "Ped Sousbasse 16'        → Switch001 \"Sousbasse 16'\" (for Stop002 \"Sous- basse 16'\"; by name;",
+        "Sw Trompette 8'          → Switch020 \"Trumpette 8'\" (for Stop206 \"Trompette 8'\"; by name;",
+        "II/P                     → Switch024 \"II/P\" (for Coupler002 \"II/P\"; by name;",
+        "Tremblant                → Switch027 \"Tremblant\" (for Tremulant001 \"Tremblant\"; by name;",
+        "swell expression         → Enclosure001 \"Recit\"",
+        "great expression         → Enclosure002 \"Grandorgue\"",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    assert!(stdout.contains("File > Import Settings"), "{stdout}");
+    let cmb = std::fs::read_to_string(&out).unwrap();
+    // computed elements get no MIDI settings (GrandOrgue would warn about them)
+    assert!(!cmb.contains("[Stop101]") && !cmb.contains("[Coupler002]") && cmb.contains("[Switch007]"));
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "config_binds_every_control_of_the_demo_organ: {via_switch} of 26 controls bound through their switches\n"
+        )
+        .as_bytes(),
+    );
+}
+
+/// `organ grandorgue organ` then `organ grandorgue config`: every speaking stop, coupler and
+/// tremulant of the organ bound, on the generated test organ and on the demo sample set.
+#[test]
+fn organ_from_odf_round_trips() {
+    let dir = Scratch::new("go-round-trip");
+    let mut odfs = vec![("test organ", test_organ::generate(&dir.path).unwrap(), 8)];
+    if let Some(pkg) = demo_or_skip("organ_from_odf_round_trips (demo part)") {
+        odfs.push(("demo", pkg, 26));
+    }
+    for (what, odf, n) in odfs {
+        let toml = dir.path.join(format!("{}.toml", what.replace(' ', "-")));
+        let out =
+            organ_bin().args(["grandorgue", "organ", "--odf"]).arg(&odf).arg("--out").arg(&toml).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: {err}");
+        assert!(err.contains(&format!("{n} stops, couplers and tremulants")), "{what}: {err}");
+        let mut cfg = organ_bin();
+        cfg.args(["grandorgue", "config", "--organ"]).arg(&toml).arg("--odf").arg(&odf);
+        let cfg = cfg.arg("--out").arg(dir.path.join("rt.cmb")).output().unwrap();
+        let stdout = String::from_utf8_lossy(&cfg.stdout);
+        assert!(cfg.status.success(), "{what}: {stdout}");
+        assert!(!stdout.contains("not matched") && !stdout.contains("not driven"), "{what}: {stdout}");
+        assert!(
+            stdout.contains(&format!("speaking stops, couplers and tremulants: {n} of {n} driven")),
+            "{what}: {stdout}"
+        );
+        // without --out the definition goes to standard output, and an existing file stays
+        let again = organ_bin().args(["grandorgue", "organ", "--odf"]).arg(&odf).output().unwrap();
+        assert_eq!(again.stdout, std::fs::read(&toml).unwrap(), "{what}");
+        let refused =
+            organ_bin().args(["grandorgue", "organ", "--odf"]).arg(&odf).arg("--out").arg(&toml).output().unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{what}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"), "{what}");
+    }
 }
 
 /// `organ grandorgue config` on the generated organ: everything matches, the right receiver
@@ -86,6 +193,18 @@ fn grandorgue_end_to_end() {
     let _ = writeln!(std::io::stderr(), "SKIPPED: grandorgue_end_to_end: built without the `jack` feature");
 }
 
+#[cfg(not(feature = "jack"))]
+#[test]
+fn grandorgue_demo_end_to_end() {
+    use std::io::Write;
+    assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "built without the jack feature");
+    let _ = writeln!(std::io::stderr(), "SKIPPED: grandorgue_demo_end_to_end: built without the `jack` feature");
+}
+
+#[cfg(feature = "jack")]
+#[path = "grandorgue/demo.rs"]
+mod demo;
+
 #[cfg(feature = "jack")]
 mod e2e {
     use std::path::{Path, PathBuf};
@@ -105,19 +224,19 @@ mod e2e {
     use super::{Scratch, organ_bin};
 
     /// A skip that is visible (stderr, not captured) and fails where the packages are required.
-    fn skip(test: &str, reason: &str) {
+    pub(crate) fn skip(test: &str, reason: &str) {
         assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "ORGAN_REQUIRE_GRANDORGUE is set, but {reason}");
         say(&format!("SKIPPED: {test}: {reason}"));
     }
 
-    fn fail(s: impl Into<String>) -> Unavailable {
+    pub(crate) fn fail(s: impl Into<String>) -> Unavailable {
         Unavailable::Fail(s.into())
     }
 
     /// The outcome of one check in one run: `None` when the recording cannot tell (a missed JACK
     /// cycle before the stretch it needs), else passed (with a detail to print) or failed.
-    type Verdict = Option<Result<String, String>>;
-    type Checks = Vec<(String, Verdict)>;
+    pub(crate) type Verdict = Option<Result<String, String>>;
+    pub(crate) type Checks = Vec<(String, Verdict)>;
 
     /// The end-to-end test through the real binary. One GrandOrgue serves two scenarios:
     ///
@@ -150,13 +269,13 @@ mod e2e {
 
     /// A GrandOrgue window that means it complained: its "Log messages" window (warnings such as
     /// "Unused CMB entry", a settings file made for another organ) or a message box.
-    fn is_dialog(title: &str) -> bool {
+    pub(crate) fn is_dialog(title: &str) -> bool {
         let t = title.to_lowercase();
         ["log messages", "warning", "error", "import", "question"].iter().any(|w| t.contains(w))
     }
 
     /// Points this process's JACK clients (and children) at the test server.
-    fn use_test_server() {
+    pub(crate) fn use_test_server() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         // SAFETY: called with the run lock held, before this test opens JACK clients; the only
         // other reader in this process is the other JACK test, which waits for the same lock.
@@ -186,7 +305,7 @@ mod e2e {
         let go_in = go.register_port("GrandOrgue Input", jack::MidiIn::default()).unwrap();
         let go = go.activate_async((), ()).unwrap();
 
-        let lb = organ::grandorgue::loopback::open_grandorgue(&Default::default(), &Default::default()).unwrap();
+        let lb = organ::output::grandorgue::open(&Default::default(), &Default::default()).unwrap();
         assert_eq!(lb.output.name(), "grandorgue");
         assert!(
             lb.message.contains("connected") && lb.message.contains("GrandOrgue:GrandOrgue Input"),
@@ -232,7 +351,7 @@ mod e2e {
         name: Option<String>,
     }
 
-    fn hex(s: &str) -> Vec<u8> {
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace().map(|h| u8::from_str_radix(h, 16).unwrap()).collect()
     }
 
@@ -271,7 +390,7 @@ mod e2e {
     }
 
     /// Budget for retries after missed JACK cycles: no new run starts after this.
-    const RETRY_BUDGET: Duration = Duration::from_secs(150);
+    pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(150);
 
     fn run(dir: &Scratch) -> Result<(), Unavailable> {
         let start = Instant::now();
@@ -289,10 +408,82 @@ mod e2e {
         let mut checks: Vec<(String, Checks)> = Vec::new();
         let mut titles_after = Vec::new();
         let outcome = (|| -> Result<(), Unavailable> {
+            let stage = Stage::start(&dir.path, &odf, CHURCH, "grandorgue_end_to_end", start)?;
+            let probe = organ::output::jack::open(Some(stage.go_input.as_str())).map_err(|e| fail(e.to_string()))?;
+            let go_input = stage.go_input.clone();
+            let mut rig = Rig { dir: dir.path.clone(), score, toml, plan, go_input, probe, start };
+
+            for scenario in [Scenario::ToTheEnd, Scenario::Interrupted] {
+                let v = retrying(scenario.name(), rig.start, |attempt| {
+                    let run = play_once(&mut rig, scenario, attempt)?;
+                    Ok((
+                        run.rec.gaps.clone(),
+                        match scenario {
+                            Scenario::ToTheEnd => check_to_the_end(&run, &rig.plan, &rig.go_input),
+                            Scenario::Interrupted => check_interrupted(&run, &rig.plan),
+                        },
+                    ))
+                })?;
+                checks.push((scenario.name().to_string(), v));
+            }
+            titles_after = stage.xvfb.window_titles();
+            if rig.probe.finish().is_err() {
+                say("grandorgue_end_to_end: the probe output did not drain");
+            }
+            stage.stop();
+            Ok(())
+        })();
+        jackd.stop();
+        outcome?;
+
+        verdict("grandorgue_end_to_end", &titles_after, &checks)
+    }
+
+    /// The test's verdict: no GrandOrgue dialog, every check passed in some run and failed in
+    /// none. Prints each check's detail.
+    pub(crate) fn verdict(test: &str, titles_after: &[String], checks: &[(String, Checks)]) -> Result<(), Unavailable> {
+        if let Some(d) = titles_after.iter().find(|t| is_dialog(t)) {
+            return Err(fail(format!("GrandOrgue showed a dialog \"{d}\" while playing")));
+        }
+        let mut problems = Vec::new();
+        for (scenario, list) in checks {
+            for (name, v) in list {
+                match v {
+                    Some(Ok(detail)) if !detail.is_empty() => say(&format!("{test}: {scenario}: {name}: {detail}")),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => problems.push(format!("{scenario}: {name}: {e}")),
+                    None => problems.push(format!(
+                        "{scenario}: {name}: not verified: missed JACK cycles in every run (machine too busy)"
+                    )),
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(fail(problems.join("\n"))) }
+    }
+
+    /// `organ grandorgue port`, Xvfb and GrandOrgue with an organ loaded, its MIDI input
+    /// listening to the port: what both end-to-end tests start from.
+    pub(crate) struct Stage {
+        pub port: Proc,
+        pub xvfb: Xvfb,
+        pub go: GrandOrgue,
+        /// GrandOrgue's JACK MIDI input (found connected to `organ grandorgue port`'s port).
+        pub go_input: String,
+    }
+
+    impl Stage {
+        /// Starts everything on the running test JACK server and waits (60 s at most) until
+        /// GrandOrgue shows `church` and listens; fails if it shows a dialog.
+        pub(crate) fn start(
+            dir: &Path,
+            odf: &Path,
+            church: &str,
+            test: &str,
+            t0: Instant,
+        ) -> Result<Stage, Unavailable> {
             // The loopback as a user starts it: `organ grandorgue port` keeps a MIDI source open
             // so that GrandOrgue, which scans for sources only at start-up, connects to it.
-            let port_log =
-                std::fs::File::create(dir.path.join("grandorgue-port.log")).map_err(|e| fail(e.to_string()))?;
+            let port_log = std::fs::File::create(dir.join("grandorgue-port.log")).map_err(|e| fail(e.to_string()))?;
             let mut port = Proc::spawn(
                 "organ grandorgue port",
                 organ_bin()
@@ -312,11 +503,11 @@ mod e2e {
                 fail(format!(
                     "organ grandorgue port created no JACK port within 15 s (exited: {:?}): {}",
                     port.exited(),
-                    std::fs::read_to_string(dir.path.join("grandorgue-port.log")).unwrap_or_default()
+                    std::fs::read_to_string(dir.join("grandorgue-port.log")).unwrap_or_default()
                 ))
             })?;
             let xvfb = Xvfb::start().map_err(fail)?;
-            let mut go = GrandOrgue::start(&dir.path, &xvfb.display, &odf).map_err(fail)?;
+            let mut go = GrandOrgue::start(dir, &xvfb.display, odf).map_err(fail)?;
 
             // Ready: GrandOrgue's MIDI input listens to the port, its audio ports exist, and its
             // main window shows the organ.
@@ -333,7 +524,7 @@ mod e2e {
                 let titled = xvfb
                     .window_titles()
                     .iter()
-                    .any(|t| t.starts_with("GrandOrgue v") && t.ends_with(&format!("- {CHURCH}")));
+                    .any(|t| t.starts_with("GrandOrgue v") && t.ends_with(&format!("- {church}")));
                 match input {
                     Some(i) if audio && titled => Some(Some(i)),
                     _ => None,
@@ -349,8 +540,8 @@ mod e2e {
             };
             drop(watch);
             say(&format!(
-                "grandorgue_end_to_end: GrandOrgue ready after {:.1} s, its input {go_input} listening to {source}",
-                start.elapsed().as_secs_f64()
+                "{test}: GrandOrgue ready after {:.1} s, its input {go_input} listening to {source}",
+                t0.elapsed().as_secs_f64()
             ));
             let titles = xvfb.window_titles();
             if let Some(d) = titles.iter().find(|t| is_dialog(t)) {
@@ -359,44 +550,13 @@ mod e2e {
                     go.log_tail()
                 )));
             }
-            let probe = organ::output::jack::open(&format!("jack:{go_input}")).map_err(fail)?;
-            let mut rig = Rig { dir: dir.path.clone(), score, toml, plan, go_input, probe, start };
-
-            for scenario in [Scenario::ToTheEnd, Scenario::Interrupted] {
-                let v = scenario_with_retries(&mut rig, scenario)?;
-                checks.push((scenario.name().to_string(), v));
-            }
-            titles_after = xvfb.window_titles();
-            if rig.probe.finish().is_err() {
-                say("grandorgue_end_to_end: the probe output did not drain");
-            }
-            go.proc.stop(Duration::from_secs(3));
-            port.stop(Duration::from_secs(3));
-            drop(xvfb);
-            Ok(())
-        })();
-        jackd.stop();
-        outcome?;
-
-        if let Some(d) = titles_after.iter().find(|t| is_dialog(t)) {
-            return Err(fail(format!("GrandOrgue showed a dialog \"{d}\" while playing")));
+            Ok(Stage { port, xvfb, go, go_input })
         }
-        let mut problems = Vec::new();
-        for (scenario, list) in &checks {
-            for (name, v) in list {
-                match v {
-                    Some(Ok(detail)) if !detail.is_empty() => {
-                        say(&format!("grandorgue_end_to_end: {scenario}: {name}: {detail}"))
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => problems.push(format!("{scenario}: {name}: {e}")),
-                    None => problems.push(format!(
-                        "{scenario}: {name}: not verified: missed JACK cycles in every run (machine too busy)"
-                    )),
-                }
-            }
+
+        pub(crate) fn stop(mut self) {
+            self.go.proc.stop(Duration::from_secs(3));
+            self.port.stop(Duration::from_secs(3));
         }
-        if problems.is_empty() { Ok(()) } else { Err(fail(problems.join("\n"))) }
     }
 
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -416,22 +576,22 @@ mod e2e {
 
     /// Runs a scenario until every check has a verdict (up to three runs): a missed JACK cycle
     /// (an xrun on a busy machine) leaves a gap in the recording, and checks after the first gap
-    /// are repeated in another run. A failure in any run fails.
-    fn scenario_with_retries(rig: &mut Rig, scenario: Scenario) -> Result<Checks, Unavailable> {
+    /// are repeated in another run. A failure in any run fails. `run` plays once and returns the
+    /// recording's gaps and the checks.
+    pub(crate) fn retrying(
+        name: &str,
+        t0: Instant,
+        mut run: impl FnMut(u32) -> Result<(Vec<String>, Checks), Unavailable>,
+    ) -> Result<Checks, Unavailable> {
         let mut verdicts: Checks = Vec::new();
         for attempt in 1..=3 {
-            let run = play_once(rig, scenario, attempt)?;
-            if !run.rec.gaps.is_empty() {
+            let (gaps, outcome) = run(attempt)?;
+            if !gaps.is_empty() {
                 say(&format!(
-                    "grandorgue_end_to_end: {}: run {attempt}: JACK frame clock jumps or losses ({}); checks they leave undecided are repeated",
-                    scenario.name(),
-                    run.rec.gaps.join("; ")
+                    "{name}: run {attempt}: JACK frame clock jumps or losses ({}); checks they leave undecided are repeated",
+                    gaps.join("; ")
                 ));
             }
-            let outcome = match scenario {
-                Scenario::ToTheEnd => check_to_the_end(&run, &rig.plan, &rig.go_input),
-                Scenario::Interrupted => check_interrupted(&run, &rig.plan),
-            };
             for (name, o) in outcome {
                 match verdicts.iter_mut().find(|(n, _)| *n == name) {
                     Some((_, v)) => {
@@ -442,7 +602,7 @@ mod e2e {
                     None => verdicts.push((name, o)),
                 }
             }
-            if verdicts.iter().all(|(_, v)| v.is_some()) || rig.start.elapsed() > RETRY_BUDGET {
+            if verdicts.iter().all(|(_, v)| v.is_some()) || t0.elapsed() > RETRY_BUDGET {
                 break;
             }
         }
@@ -476,7 +636,7 @@ mod e2e {
             r.client().connect_ports_by_name(src, &r.port(dst)).map_err(|e| fail(format!("{src}: {e}")))?;
         }
         let rec_midi = r.port("midi_in");
-        rig.probe.connect(&rec_midi).map_err(fail)?;
+        rig.probe.connect(&rec_midi).map_err(|e| fail(e.to_string()))?;
         std::thread::sleep(Duration::from_millis(500));
         r.start();
         std::thread::sleep(Duration::from_millis(300));
@@ -559,27 +719,27 @@ mod e2e {
     }
 
     /// The recording read by stream position (sample index), up to its first loss.
-    struct View<'a> {
-        audio: &'a [f32],
+    pub(crate) struct View<'a> {
+        pub(crate) audio: &'a [f32],
         /// The MIDI events within `audio`, in order.
-        midi: Vec<&'a MidiEvent>,
+        pub(crate) midi: Vec<&'a MidiEvent>,
         /// Where JACK's frame clock jumped (see [`Recording::breaks`]).
-        breaks: &'a [usize],
+        pub(crate) breaks: &'a [usize],
         /// Whether anything may be missing (a break or a loss): then missing data means "cannot
         /// tell" rather than a failure.
-        gapped: bool,
+        pub(crate) gapped: bool,
         /// The first message that arrived within two periods of a break: GrandOrgue's input may
         /// have missed that cycle (the recorder's copy came through), so what sounds from there on
         /// cannot be trusted.
-        trusted: usize,
+        pub(crate) trusted: usize,
     }
 
-    const SETTLE: f64 = 0.25;
+    pub(crate) const SETTLE: f64 = 0.25;
     /// Allowance for GrandOrgue's release tails after keys or stops go off.
-    const RELEASE: f64 = 0.4;
+    pub(crate) const RELEASE: f64 = 0.4;
 
     impl<'a> View<'a> {
-        fn new(rec: &'a Recording) -> View<'a> {
+        pub(crate) fn new(rec: &'a Recording) -> View<'a> {
             let audio = &rec.mono[..rec.clean_len.min(rec.mono.len())];
             let midi: Vec<&MidiEvent> = rec.midi.iter().filter(|m| m.pos < audio.len()).collect();
             let near = 2 * PERIOD as usize;
@@ -598,7 +758,7 @@ mod e2e {
 
         /// Like [`after`](Self::after), for the start of a stretch whose sound depends on the
         /// messages up to the `i`-th: `None` when one of them may not have reached GrandOrgue.
-        fn from(&self, i: usize, secs: f64) -> Option<usize> {
+        pub(crate) fn from(&self, i: usize, secs: f64) -> Option<usize> {
             if i >= self.trusted {
                 return None;
             }
@@ -606,7 +766,7 @@ mod e2e {
         }
 
         /// Sample index `secs` after the `i`-th recorded message.
-        fn after(&self, i: usize, secs: f64) -> Option<usize> {
+        pub(crate) fn after(&self, i: usize, secs: f64) -> Option<usize> {
             let p = self.midi.get(i)?.pos as f64 + secs * f64::from(RATE);
             (p >= 0.0 && (p as usize) <= self.audio.len()).then_some(p as usize)
         }
@@ -617,7 +777,7 @@ mod e2e {
         }
 
         /// Silence (RMS below −70 dBFS: a stuck pipe is near −20, a release tail dies below).
-        fn silence(&self, a: Option<usize>, b: Option<usize>) -> Verdict {
+        pub(crate) fn silence(&self, a: Option<usize>, b: Option<usize>) -> Verdict {
             let x = match self.stretch(a, b)? {
                 Ok(x) => x,
                 Err(e) => return Some(Err(e)),
@@ -656,7 +816,7 @@ mod e2e {
         /// jumped, GrandOrgue's output jumps too (a click that would smear every pitch). `None`
         /// (cannot tell) when the stretch is cut off by a loss or left too short by breaks; an
         /// error when it is too short without them.
-        fn stretch(&self, a: Option<usize>, b: Option<usize>) -> Option<Result<&[f32], String>> {
+        pub(crate) fn stretch(&self, a: Option<usize>, b: Option<usize>) -> Option<Result<&[f32], String>> {
             let (a, b) = match (a, b) {
                 (Some(a), Some(b)) => (a, b.max(a)),
                 _ if self.gapped => return None,
@@ -718,7 +878,7 @@ mod e2e {
         all_pitches().into_iter().filter(|f| !present.contains(f)).collect()
     }
 
-    fn show(v: &[&[u8]]) -> String {
+    pub(crate) fn show(v: &[&[u8]]) -> String {
         v.iter().map(|b| format!("{b:02X?}")).collect::<Vec<_>>().join(" ")
     }
 
@@ -855,8 +1015,25 @@ mod e2e {
         out
     }
 
+    /// What the release after an interruption lacks: a note-off for each key in `held`
+    /// (channel, key), all-notes-off (CC 123) on channels 1-3.
+    pub(crate) fn keys_not_released(held: &[(u8, u8)], release: &[&[u8]]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for &(ch, key) in held {
+            if !release.iter().any(|b| note_off(b) == Some((ch, key))) {
+                problems.push(format!("no note-off for key {key} on channel {}", ch + 1));
+            }
+        }
+        for ch in 0..3u8 {
+            if !release.contains(&[0xB0 | ch, 123, 0].as_slice()) {
+                problems.push(format!("no all-notes-off (CC 123) on channel {}", ch + 1));
+            }
+        }
+        problems
+    }
+
     /// Whether a message is a note-off (or a note-on with velocity 0).
-    fn note_off(b: &[u8]) -> Option<(u8, u8)> {
+    pub(crate) fn note_off(b: &[u8]) -> Option<(u8, u8)> {
         match b {
             [s, k, _] if s & 0xF0 == 0x80 => Some((s & 0x0F, *k)),
             [s, k, 0] if s & 0xF0 == 0x90 => Some((s & 0x0F, *k)),
@@ -909,16 +1086,7 @@ mod e2e {
                 plan.len()
             ));
         }
-        for &(ch, key) in &held {
-            if !release.iter().any(|b| note_off(b) == Some((ch, key))) {
-                problems.push(format!("no note-off for key {key} on channel {}", ch + 1));
-            }
-        }
-        for ch in 0..3u8 {
-            if !release.contains(&[0xB0 | ch, 123, 0].as_slice()) {
-                problems.push(format!("no all-notes-off (CC 123) on channel {}", ch + 1));
-            }
-        }
+        problems.extend(keys_not_released(&held, release));
         if !release.contains(&cancel.as_slice()) {
             problems.push("no cancel".into());
         }

@@ -14,9 +14,7 @@ mod support;
 use std::process::{Command, Output};
 
 fn organ_bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_organ"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
+    support::organ_command(&[])
 }
 
 fn text(b: &[u8]) -> String {

@@ -343,6 +343,33 @@ pub struct Engine<C: Clock> {
     /// never frees one.
     swaps: ringbuf::HeapCons<(Arc<Timeline>, usize)>,
     returns: ringbuf::HeapProd<Arc<Timeline>>,
+    /// What the console has been told, per control: drawn or in, from the registration messages
+    /// sent so far. A toggle is only ever sent to change this, so stop and seek put in exactly
+    /// the toggles that were drawn.
+    drawn: ControlSet,
+}
+
+/// One bit per control (a plan numbers fewer than 65,535), inline so that the engine thread
+/// never allocates or frees it.
+#[derive(Clone)]
+struct ControlSet([u64; 1024]);
+
+impl ControlSet {
+    fn get(&self, c: usize) -> bool {
+        self.0.get(c / 64).is_some_and(|w| w & (1 << (c % 64)) != 0)
+    }
+    fn set(&mut self, c: usize, on: bool) {
+        if let Some(w) = self.0.get_mut(c / 64) {
+            if on {
+                *w |= 1 << (c % 64);
+            } else {
+                *w &= !(1 << (c % 64));
+            }
+        }
+    }
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
 }
 
 /// The control thread's side of an engine: commands in, telemetry out.
@@ -463,6 +490,7 @@ pub fn new<C: Clock>(
         stop_at_section_end: false,
         swaps: swap_cons,
         returns: ret_prod,
+        drawn: ControlSet([0; 1024]),
     };
     let handle = EngineHandle { commands: prod, swaps: swap_prod, returns: ret_cons, thread: None, join: None, shared };
     (engine, handle)
@@ -650,6 +678,7 @@ impl<C: Clock> Engine<C> {
                 }
                 self.next += 1;
                 self.sink.emit(self.timeline.bytes(&e.msg), Stamp { plan: e.t, due, now });
+                self.follow_registration(&e);
                 if let Some((output, error)) = self.sink.failure {
                     self.release(true);
                     return End::OutputFailed { output, error };
@@ -800,8 +829,21 @@ impl<C: Clock> Engine<C> {
         self.shared.set_state(if self.waiting { State::Waiting } else { State::Playing });
     }
 
-    /// Jump: release the keys, then re-send the registration of the new position from a cancel.
-    /// Notes that began before the new position are not struck again.
+    /// Keeps [`Engine::drawn`] up to date with a planned message just sent.
+    fn follow_registration(&mut self, e: &crate::plan::Event) {
+        use crate::plan::Kind;
+        match (e.kind, e.control()) {
+            (Kind::Cancel, None) => self.drawn.clear(),
+            (kind, Some(c)) if kind.is_registration() => {
+                self.drawn.set(c, matches!(kind, Kind::StopOn | Kind::CouplerOn | Kind::TremulantOn));
+            }
+            _ => {}
+        }
+    }
+
+    /// Jump: release the keys, then re-send the registration of the new position from a cancel
+    /// (toggles: flipped where they differ from what was sent). Notes that began before the new
+    /// position are not struck again.
     fn seek(&mut self, t: Micros) {
         let now = self.clock.now();
         self.sink.release_keys(self.plan_at(now), now);
@@ -811,11 +853,17 @@ impl<C: Clock> Engine<C> {
         for m in &tl.cancel {
             self.sink.emit(tl.bytes(m), stamp);
         }
-        if let Some(reg) = tl.registration_at(t) {
-            for &id in &reg.drawn {
-                for m in &tl.controls[id].on {
+        let target = tl.registration_at(t).map_or(&[][..], |r| r.drawn.as_slice());
+        for (c, control) in tl.controls.iter().enumerate() {
+            if tl.general_cancel || !control.toggle {
+                self.drawn.set(c, false);
+            }
+            let want = target.binary_search(&c).is_ok();
+            if want != self.drawn.get(c) {
+                for m in if want { &control.on } else { &control.off } {
                     self.sink.emit(tl.bytes(m), stamp);
                 }
+                self.drawn.set(c, want);
             }
         }
         self.next = tl.events.partition_point(|e| e.t < t);
@@ -838,7 +886,8 @@ impl<C: Clock> Engine<C> {
     }
 
     /// The release sequence: the keys that are down, CC 123 on every division channel, then
-    /// (with `cancel`, when the organ asks for it) the cancel, paced like the plan's.
+    /// (with `cancel`, when the organ asks for it) the cancel, paced like the plan's: without a
+    /// General Cancel, that is every control's off and the message of each toggle drawn.
     fn release(&mut self, cancel: bool) {
         let now = self.clock.now();
         let plan = self.plan_at(now);
@@ -848,7 +897,11 @@ impl<C: Clock> Engine<C> {
             self.sink.emit(ShortMsg::all_notes_off(d.channel).as_bytes(), Stamp { plan, due: now, now });
         }
         if cancel && tl.cancel_at_end {
-            for (i, m) in tl.cancel.iter().enumerate() {
+            let drawn = &self.drawn;
+            let toggles =
+                tl.controls.iter().enumerate().filter(|(i, c)| !tl.general_cancel && c.toggle && drawn.get(*i));
+            let messages = tl.cancel.iter().chain(toggles.flat_map(|(_, c)| c.off.iter()));
+            for (i, m) in messages.enumerate() {
                 if i > 0 && tl.stop_pace > Micros::ZERO {
                     let until = self.clock.now() + tl.stop_pace;
                     while self.clock.now() < until {
@@ -858,6 +911,7 @@ impl<C: Clock> Engine<C> {
                 let now = self.clock.now();
                 self.sink.emit(tl.bytes(m), Stamp { plan, due: now, now });
             }
+            self.drawn.clear();
         }
         self.shared.released.store(true, Ordering::SeqCst);
     }

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::organ::{Organ, Registration};
+use crate::organ::Organ;
 use crate::output::record::{MemoryOutput, Recording};
 use crate::plan::{Kind, PlanOptions, plan};
+use crate::registration::Registration;
 
 // ---- a counting allocator for this test binary ------------------------------------------------
 
@@ -475,7 +476,7 @@ fn the_stop_flag_stops_the_engine() {
 
 // ---- hymns: wait points and swapped plans ------------------------------------------------------
 
-fn hymn_timeline(over: crate::plan::hymn::HymnOptions) -> Arc<Timeline> {
+fn hymn_timeline(over: crate::registration::HymnOptions) -> Arc<Timeline> {
     use crate::plan::hymn::{fixture, plan_hymn};
     let organ = fixture::organ();
     let score = fixture::score();
@@ -485,9 +486,9 @@ fn hymn_timeline(over: crate::plan::hymn::HymnOptions) -> Arc<Timeline> {
     )
 }
 
-fn wait_fermatas() -> crate::plan::hymn::HymnOptions {
-    crate::plan::hymn::HymnOptions {
-        fermata: Some(crate::plan::hymn::Fermata { hold: None, wait: true }),
+fn wait_fermatas() -> crate::registration::HymnOptions {
+    crate::registration::HymnOptions {
+        fermata: Some(crate::registration::hymn::Fermata { hold: None, wait: true }),
         ..Default::default()
     }
 }
@@ -626,7 +627,7 @@ fn pause_at_section_end_waits_once_in_silence() {
 
 #[test]
 fn a_swapped_plan_is_taken_before_it_differs_and_refused_after() {
-    use crate::plan::hymn::{HymnOptions, VerseRegistration};
+    use crate::registration::hymn::{HymnOptions, VerseRegistration};
     let t = hymn_timeline(Default::default());
     // The same hymn with verse 2 on preset p.
     let organ = crate::plan::hymn::fixture::organ();
@@ -671,4 +672,83 @@ fn a_swapped_plan_is_taken_before_it_differs_and_refused_after() {
     for ((_, b), e) in rec.iter().zip(&t2.events) {
         assert_eq!(b.as_slice(), t2.bytes(&e.msg), "what was sent is the new plan");
     }
+}
+
+// ---- a console whose stops toggle ------------------------------------------------------------
+
+/// The toggle organ (no General Cancel; it starts with everything in) and its console.
+fn toggle_timeline() -> (crate::organ::Organ, Arc<Timeline>) {
+    use crate::plan::console_sim::{TOGGLE_REGISTRATION, toggle_organ};
+    use crate::plan::hymn::fixture;
+    let organ = toggle_organ("everything_in_at_start = true");
+    let reg = fixture::registration(&organ, TOGGLE_REGISTRATION);
+    let t = Arc::new(plan(&fixture::score(), &organ, Some(&reg), &PlanOptions::default()).unwrap());
+    (organ, t)
+}
+
+/// The console after the messages recorded from the engine.
+fn console_after(organ: &crate::organ::Organ, rec: &[(Stamp, Vec<u8>)]) -> Vec<String> {
+    let mut console = crate::plan::console_sim::Console::new(organ, vec![false; organ.controls.len()]);
+    for (_, b) in rec {
+        console.receive(b);
+    }
+    console.names(organ).into_iter().map(String::from).collect()
+}
+
+#[test]
+fn stopping_puts_in_exactly_the_toggles_that_were_drawn() {
+    let (organ, t) = toggle_timeline();
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    // Into bar 3: the Trumpet drawn instead of the Flute.
+    let bar3 = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 3).unwrap().t.0;
+    let stop_at = bar3 + 100_000;
+    clock.play_to(&handle.shared, stop_at);
+    handle.send(Command::Stop);
+    clock.open();
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    finish(&mut report);
+    let rec = recording(&h);
+    let played = t.events.iter().take_while(|e| e.t.0 <= stop_at).count();
+    assert_eq!(
+        console_after(&organ, &rec[..played]),
+        ["Gt Principal 8", "Gt Trumpet 8", "Ped Subbass 16", "Ped Octave 8", "Gt to Ped"]
+    );
+    assert!(console_after(&organ, &rec).is_empty(), "everything in after the stop");
+    // After the keys: the state stop's off (the cancel), then exactly the four toggles drawn.
+    let toggles = rec[played..].iter().filter(|(_, b)| b[0] == 0xCB).count();
+    assert_eq!(toggles, 4);
+}
+
+#[test]
+fn seeking_on_a_toggle_console_flips_only_what_differs() {
+    let (organ, t) = toggle_timeline();
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let mut handle = spawn(engine, handle).unwrap();
+    let bar = |n: u32| t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == n).unwrap().t;
+    let seek_at = bar(4).0 + 100_000;
+    clock.play_to(&handle.shared, seek_at);
+    // Back to bar 3: the Trumpet and the coupler again, and the state stop.
+    handle.send(Command::Seek(bar(3)));
+    clock.open();
+    let mut report = handle.join();
+    finish(&mut report);
+    let rec = recording(&h);
+    let played = t.events.iter().take_while(|e| e.t.0 <= seek_at).count();
+    assert_eq!(console_after(&organ, &rec[..played]), ["Gt Principal 8", "Ped Subbass 16"]);
+    // The jump's messages are stamped with the new position, before bar 3's first note (a
+    // note-on on the Great's or the Pedal's channel).
+    let from = played + rec[played..].iter().position(|(s, _)| s.plan == bar(3)).unwrap();
+    let jumped =
+        from + rec[from..].iter().take_while(|(s, b)| s.plan == bar(3) && !matches!(b[0], 0x91 | 0x92)).count();
+    assert_eq!(
+        console_after(&organ, &rec[..jumped]),
+        ["Gt Principal 8", "Gt Trumpet 8", "Ped Subbass 16", "Ped Octave 8", "Gt to Ped"]
+    );
+    assert!(console_after(&organ, &rec).is_empty(), "everything in at the end");
 }

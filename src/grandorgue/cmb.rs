@@ -24,9 +24,22 @@
 //! MIDIKey001=36
 //! MIDILowerLimit001=0
 //! MIDIUpperLimit001=127
+//! [Switch007]                          ; a switch, where the stop follows one (Function=And …)
+//! …
+//! [Enclosure001]                       ; a division's expression controller
+//! NumberOfMIDIEvents=1
+//! MIDIDevice001=
+//! MIDIEventType001=ControlChange
+//! MIDIChannel001=1
+//! MIDIKey001=11
+//! MIDILowerLimit001=0
+//! MIDIUpperLimit001=127
 //! ```
 //!
-//! Elements without a binding get `NumberOfMIDIEvents=0`, so that nothing else drives them. No
+//! Elements that take MIDI (`Function=Input`) but have no binding get `NumberOfMIDIEvents=0`, so
+//! that nothing else drives them; computed elements get no section (GrandOrgue does not read one
+//! and would warn), nor do enclosures without an expression controller (GrandOrgue's own
+//! settings for them stay). No
 //! `ODFHash` is written (GrandOrgue would ask in a modal dialog whether to import when the ODF
 //! changes), and no key that GrandOrgue does not read for the event type (it warns about unused
 //! entries).
@@ -92,6 +105,22 @@ impl Cmb {
             ("MIDIUpperKey001", "127".into()),
             ("MIDIKeyShift001", "0".into()),
             ("MIDILowerLimit001", "1".into()),
+            ("MIDIUpperLimit001", "127".into()),
+        ] {
+            self.entry(k, &v);
+        }
+    }
+
+    /// An enclosure following controller `cc` on `channel` (1-16): value 0 closes the shutters,
+    /// 127 opens them (`ControlChange`, the keys `GOMidiReceiverBase` reads for an enclosure).
+    pub fn enclosure_receiver(&mut self, channel: u8, cc: u8) {
+        self.entry("NumberOfMIDIEvents", "1");
+        for (k, v) in [
+            ("MIDIDevice001", String::new()),
+            ("MIDIEventType001", "ControlChange".to_string()),
+            ("MIDIChannel001", channel.to_string()),
+            ("MIDIKey001", cc.to_string()),
+            ("MIDILowerLimit001", "0".into()),
             ("MIDIUpperLimit001", "127".into()),
         ] {
             self.entry(k, &v);

@@ -1,25 +1,34 @@
-//! GrandOrgue configured from the organ definition: `organ grandorgue config`.
+//! GrandOrgue configured from the organ definition (`organ grandorgue config`), and an organ
+//! definition written from a GrandOrgue organ (`organ grandorgue organ`).
 //!
-//! Reads a GrandOrgue organ definition file ([`odf`]), matches its manuals, stops, couplers and
-//! tremulants to the organ definition's divisions and controls by name ([`names`] states the
-//! rule; `grandorgue = "…"` overrides it), chooses for each control the GrandOrgue receiver
-//! patterns that react to exactly the messages `organ` sends ([`events`], proved on a model of
-//! GrandOrgue's MIDI input), and writes the per-organ settings file ([`cmb`]).
+//! Reads a GrandOrgue organ definition file or organ package ([`odf`], [`package`]), works out
+//! which element really takes the MIDI for each stop, coupler and tremulant ([`drive`]: the
+//! element itself when it is a plain drawstop, else the switch it follows), matches them to the
+//! organ definition's divisions and controls by name ([`matching`], [`names`] states the rule;
+//! `grandorgue = "…"` overrides it), chooses for each control the GrandOrgue receiver patterns
+//! that react to exactly the messages `organ` sends ([`events`], proved on a model of
+//! GrandOrgue's MIDI input), and writes the per-organ settings file ([`cmb`]). [`generate`] goes
+//! the other way.
 //!
-//! Everything here is pure and runs on the control thread; the caller reads and writes files.
+//! Everything here is pure and runs on the control thread; the caller reads and writes files
+//! ([`files`] has the command-level steps).
 
 pub mod cmb;
+pub mod drive;
 pub mod events;
-pub mod loopback;
+pub mod files;
+pub mod generate;
+pub mod matching;
 pub mod names;
 pub mod odf;
+pub mod package;
 
 use std::fmt::Write as _;
 
 use crate::midi::HexBytes;
-use crate::organ::{Control, ControlKind, Organ};
-use crate::text::closest;
+use crate::organ::{Control, ControlKind, Expression, Organ};
 use events::{Binding, Pattern};
+use names::printable;
 use odf::{ElementKind, Odf};
 
 /// A division played on a GrandOrgue manual.
@@ -36,11 +45,26 @@ pub struct ManualLink {
 pub struct ControlLink {
     /// Index into `Organ::controls`.
     pub control: usize,
-    /// Index into `Odf::elements`.
+    /// Index into `Odf::elements` of the element that receives the MIDI: the matched element
+    /// itself when it is a plain drawstop, else the switch it follows.
     pub element: usize,
+    /// Index into `Odf::elements` of the stop, coupler or tremulant the control was matched to
+    /// (the same as `element` for a plain drawstop or a switch named directly).
+    pub target: usize,
     pub binding: Binding,
     /// How the names were matched, for the report (e.g. `by name`, `grandorgue = "…"`).
     pub how: String,
+}
+
+/// A division's expression controller bound to a GrandOrgue enclosure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnclosureLink {
+    /// Index into `Organ::divisions`.
+    pub division: usize,
+    /// Index into `Odf::enclosures`.
+    pub enclosure: usize,
+    pub expression: Expression,
+    pub how: &'static str,
 }
 
 /// The result of matching an organ definition to an ODF: what to write and what to report.
@@ -48,20 +72,30 @@ pub struct ControlLink {
 pub struct Settings {
     pub manuals: Vec<ManualLink>,
     pub controls: Vec<ControlLink>,
+    pub enclosures: Vec<EnclosureLink>,
     /// The General Cancel message bound to GrandOrgue's General Cancel button (`[SetterGC]`).
     pub cancel: Option<Pattern>,
-    /// Divisions without a manual, with the reason.
+    /// Divisions without a manual (or whose expression has no enclosure), with the reason.
     pub unmatched_divisions: Vec<(usize, String)>,
     /// Controls without a GrandOrgue element (or whose messages GrandOrgue cannot receive).
     pub unmatched_controls: Vec<(usize, String)>,
+    /// Controls whose GrandOrgue element follows the same switch as an earlier control's: the
+    /// switch is bound once, to the earlier control. (control, matched element, note)
+    pub shared: Vec<(usize, usize, String)>,
     /// ODF manuals no division plays.
     pub unused_manuals: Vec<u32>,
-    /// ODF elements no control drives (indices into `Odf::elements`).
+    /// ODF stops (speaking ones), couplers and tremulants that no control drives (indices into
+    /// `Odf::elements`).
     pub unused_elements: Vec<usize>,
+    /// Enclosures of played manuals whose division has no expression controller: (manual,
+    /// index into `Odf::enclosures`).
+    pub unused_enclosures: Vec<(u32, usize)>,
+    /// Things worth knowing that need no change.
+    pub notes: Vec<String>,
     pub warnings: Vec<String>,
 }
 
-fn kind_of(c: &Control) -> ElementKind {
+pub(crate) fn kind_of(c: &Control) -> ElementKind {
     match c.kind {
         ControlKind::Stop => ElementKind::Stop,
         ControlKind::Coupler { .. } => ElementKind::Coupler,
@@ -73,256 +107,29 @@ fn control_noun(c: &Control) -> &'static str {
     kind_of(c).noun()
 }
 
-/// Canonical word list of a coupler name: filler words dropped, division / manual abbreviations
-/// replaced by the manual's name key.
-fn coupler_words(name: &str, vocab: &[(String, Option<char>, String)]) -> Vec<String> {
-    names::normalize(&name.replace(['/', '-', '>'], " "))
-        .split(' ')
-        .filter(|w| !w.is_empty() && !matches!(*w, "to" | "coupler" | "coupl" | "cpl"))
-        .map(|w| {
-            vocab
-                .iter()
-                .find(|(n, code, _)| names::abbreviates(w, n, *code))
-                .map_or_else(|| w.to_string(), |(_, _, key)| key.clone())
-        })
-        .collect()
+/// `Stop003 "Principal 8'"`, printable.
+fn element_ref(odf: &Odf, i: usize) -> String {
+    let e = &odf.elements[i];
+    format!("{} \"{}\"", e.section(), printable(&e.name))
 }
 
 /// Matches `organ` to `odf` and binds every matched control.
 pub fn configure(organ: &Organ, odf: &Odf) -> Settings {
     let mut s = Settings::default();
-
-    // --- divisions → manuals --------------------------------------------------------------
-    for (di, d) in organ.divisions.iter().enumerate() {
-        let wanted = d.grandorgue.as_deref().unwrap_or(&d.name);
-        let key = names::manual_key(wanted);
-        let hits: Vec<u32> = odf
-            .manuals
-            .iter()
-            .filter(|m| names::manual_key(&m.name) == key || m.section().eq_ignore_ascii_case(wanted.trim()))
-            .map(|m| m.number)
-            .collect();
-        let taken = |m: u32| s.manuals.iter().find(|l| l.manual == m).map(|l| organ.divisions[l.division].name.clone());
-        match hits.as_slice() {
-            [m] if taken(*m).is_none() => s.manuals.push(ManualLink { division: di, manual: *m }),
-            [m] => s.unmatched_divisions.push((
-                di,
-                format!(
-                    "GrandOrgue manual \"{}\" is already played by division {}",
-                    odf.manual(*m).map_or("", |x| &x.name),
-                    taken(*m).unwrap_or_default()
-                ),
-            )),
-            _ => {
-                let all: Vec<&str> = odf.manuals.iter().map(|m| m.name.as_str()).collect();
-                let hint = closest(wanted, all.iter().copied())
-                    .map(|c| format!("; did you mean \"{c}\"?"))
-                    .unwrap_or_default();
-                let what = if d.grandorgue.is_some() { format!("grandorgue = \"{wanted}\": ") } else { String::new() };
-                let problem = if hits.is_empty() {
-                    "no GrandOrgue manual of that name"
-                } else {
-                    "several GrandOrgue manuals of that name"
-                };
-                s.unmatched_divisions.push((
-                    di,
-                    format!(
-                        "{what}{problem} (its manuals: {}){hint}; add grandorgue = \"<manual name>\" to [division.{}]",
-                        all.join(", "),
-                        d.name
-                    ),
-                ));
-            }
-        }
-    }
+    (s.manuals, s.unmatched_divisions) = matching::manuals(organ, odf);
     let manual_links = s.manuals.clone();
-    let manual_of = |division: usize| manual_links.iter().find(|l| l.division == division).map(|l| l.manual);
-
-    // Vocabulary for coupler names: our division names and codes, and GrandOrgue's manual names,
-    // each mapped to the GrandOrgue manual's key.
-    let mut vocab: Vec<(String, Option<char>, String)> = Vec::new();
-    for m in &odf.manuals {
-        vocab.push((names::normalize(&m.name), None, names::manual_key(&m.name)));
-    }
-    for (di, d) in organ.divisions.iter().enumerate() {
-        let key = manual_of(di)
-            .and_then(|m| odf.manual(m))
-            .map_or_else(|| names::manual_key(&d.name), |m| names::manual_key(&m.name));
-        vocab.push((names::normalize(&d.name), Some(d.code), key));
-    }
-
-    // --- controls → elements --------------------------------------------------------------
-    let mut linked: Vec<usize> = Vec::new();
-    for (ci, c) in organ.controls.iter().enumerate() {
-        let kind = kind_of(c);
-        let home = c.division.and_then(manual_of);
-        let candidates: Vec<usize> =
-            (0..odf.elements.len()).filter(|&i| odf.elements[i].kind == kind && !linked.contains(&i)).collect();
-        let on_home = |i: &usize| home.is_some_and(|h| odf.elements[*i].manuals.contains(&h));
-        // Names of the division and its manual, for prefix stripping.
-        let mut prefixes: Vec<String> = Vec::new();
-        if let Some(d) = c.division {
-            prefixes.push(names::normalize(&organ.divisions[d].name));
-        }
-        if let Some(m) = home.and_then(|h| odf.manual(h)) {
-            prefixes.push(names::normalize(&m.name));
-        }
-        let pref: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-        let code = c.division.map(|d| organ.divisions[d].code);
-        let forms = |name: &str| -> Vec<String> {
-            let n = names::normalize(name);
-            let mut v = vec![n.clone()];
-            if let Some(st) = names::strip_division(&n, &pref, code) {
-                v.push(st.to_string());
-            }
-            v
-        };
-        let element_forms = |i: usize| -> Vec<String> {
-            let e = &odf.elements[i];
-            let n = names::normalize(&e.name);
-            let mut v = vec![n.clone()];
-            // GrandOrgue names may carry their own manual prefix.
-            let mnames: Vec<String> =
-                e.manuals.iter().filter_map(|m| odf.manual(*m)).map(|m| names::normalize(&m.name)).collect();
-            let mrefs: Vec<&str> = mnames.iter().map(String::as_str).collect();
-            if let Some(st) = names::strip_division(&n, &mrefs, None) {
-                v.push(st.to_string());
-            }
-            v
-        };
-        let wanted: Vec<String> = match &c.grandorgue {
-            Some(o) => vec![names::normalize(o)],
-            None => forms(&c.name),
-        };
-        let name_hit = |i: &usize| {
-            let ef = element_forms(*i);
-            if kind == ElementKind::Coupler && c.grandorgue.is_none() {
-                coupler_words(&c.name, &vocab) == coupler_words(&odf.elements[*i].name, &vocab)
-                    || wanted.iter().any(|w| ef.contains(w))
-            } else {
-                wanted.iter().any(|w| ef.contains(w))
-            }
-        };
-        if let (Some(d), None, None) = (c.division, home, &c.grandorgue) {
-            let d = &organ.divisions[d];
-            s.unmatched_controls.push((ci, format!("its division {} has no GrandOrgue manual (see above)", d.name)));
-            continue;
-        }
-        let by_name_home: Vec<usize> = candidates.iter().copied().filter(|i| on_home(i) && name_hit(i)).collect();
-        // Other manuals only for an explicit override or a control without a division.
-        let by_name_all: Vec<usize> = if home.is_none() || c.grandorgue.is_some() {
-            candidates.iter().copied().filter(name_hit).collect()
-        } else {
-            Vec::new()
-        };
-        let mut how =
-            if c.grandorgue.is_some() { "by grandorgue = \"…\"".to_string() } else { "by name".to_string() };
-        let found: Option<usize> = match (by_name_home.as_slice(), by_name_all.as_slice()) {
-            ([one], _) => Some(*one),
-            ([], [one]) => Some(*one),
-            _ if c.grandorgue.is_some() => None,
-            _ => {
-                // Structural fallbacks when names do not match.
-                match (kind, c.kind) {
-                    (ElementKind::Coupler, ControlKind::Coupler { from, to }) => {
-                        let (Some(fm), Some(tm)) = (manual_of(from), manual_of(to)) else {
-                            let d = if manual_of(from).is_none() { from } else { to };
-                            let why = format!(
-                                "its division {} has no GrandOrgue manual (see above)",
-                                organ.divisions[d].name
-                            );
-                            s.unmatched_controls.push((ci, why));
-                            continue;
-                        };
-                        let n = names::normalize(&c.name);
-                        let shift = if n.contains("sub") {
-                            -12
-                        } else if n.contains("octave") || n.contains("super") {
-                            12
-                        } else {
-                            0
-                        };
-                        let hits: Vec<usize> = candidates
-                            .iter()
-                            .copied()
-                            .filter(|&i| {
-                                let e = &odf.elements[i];
-                                e.manuals.contains(&tm)
-                                    && e.destination == Some(fm)
-                                    && !e.unison_off
-                                    && e.keyshift == shift
-                            })
-                            .collect();
-                        how = "by its manuals and key shift".into();
-                        if let [one] = hits.as_slice() { Some(*one) } else { None }
-                    }
-                    (ElementKind::Tremulant, _) => {
-                        let on_manual: Vec<usize> = candidates.iter().copied().filter(on_home).collect();
-                        how = "as the only tremulant of its manual".into();
-                        match on_manual.as_slice() {
-                            [one] if names::normalize(&c.name).contains("trem") => Some(*one),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                }
-            }
-        };
-        let Some(ei) = found else {
-            let names_of_kind: Vec<&str> =
-                odf.elements.iter().filter(|e| e.kind == kind).map(|e| e.name.as_str()).collect();
-            let target = c.grandorgue.as_deref().unwrap_or(&c.name);
-            let hint = closest(wanted.last().map_or(target, String::as_str), names_of_kind.iter().copied())
-                .map(|n| format!("; did you mean \"{n}\"?"))
-                .unwrap_or_default();
-            let where_ = home.and_then(|h| odf.manual(h)).map(|m| format!(" on {}", m.name)).unwrap_or_default();
-            let ambiguous = by_name_home.len() > 1 || by_name_all.len() > 1;
-            let why = if ambiguous {
-                format!(
-                    "several GrandOrgue {}s are named \"{target}\"; add grandorgue = \"…\" with the exact one",
-                    kind.noun()
-                )
-            } else if c.grandorgue.is_some() {
-                format!("grandorgue = \"{target}\": no GrandOrgue {} of that name{where_}{hint}", kind.noun())
-            } else {
-                format!(
-                    "no GrandOrgue {} named like \"{target}\"{where_}{hint}; add grandorgue = \"<its name in GrandOrgue>\"",
-                    kind.noun()
-                )
-            };
-            s.unmatched_controls.push((ci, why));
-            continue;
-        };
-        let e = &odf.elements[ei];
-        if e.read_only {
-            s.unmatched_controls.push((
-                ci,
-                format!(
-                    "GrandOrgue {} \"{}\" ({}) is computed by its ODF (Function=…) and takes no MIDI",
-                    kind.noun(),
-                    e.name,
-                    e.section()
-                ),
-            ));
-            linked.push(ei);
-            continue;
-        }
-        match events::bind(&c.on, &c.off) {
-            Ok(binding) => {
-                linked.push(ei);
-                s.controls.push(ControlLink { control: ci, element: ei, binding, how });
-            }
-            Err(why) => {
-                linked.push(ei);
-                s.unmatched_controls.push((
-                    ci,
-                    format!("matched GrandOrgue {} \"{}\" ({}), but {why}", kind.noun(), e.name, e.section()),
-                ));
+    let matcher = matching::Matcher::new(organ, odf, &manual_links);
+    let mut taken: Vec<usize> = Vec::new();
+    for ci in 0..organ.controls.len() {
+        match matcher.find(ci, &taken) {
+            Err(why) => s.unmatched_controls.push((ci, why.to_string())),
+            Ok(found) => {
+                taken.push(found.element);
+                bind_control(&mut s, organ, odf, ci, found);
             }
         }
     }
-
-    // --- General Cancel -------------------------------------------------------------------
+    bind_enclosures(&mut s, organ, odf);
     if let Some(cancel) = &organ.cancel {
         match events::bind_push(cancel) {
             Ok(p) => s.cancel = Some(p),
@@ -331,8 +138,79 @@ pub fn configure(organ: &Organ, odf: &Odf) -> Settings {
             )),
         }
     }
+    check_cross_talk(&mut s, organ, odf);
+    follow_ups(&mut s, organ, odf);
+    s
+}
 
-    // --- cross-talk: does an element react to another control's messages? --------------------
+/// Binds control `ci` to the element that takes the MIDI for `found`.
+fn bind_control(s: &mut Settings, organ: &Organ, odf: &Odf, ci: usize, found: matching::Found) {
+    let c = &organ.controls[ci];
+    let t = found.element;
+    let noun = odf.elements[t].kind.noun();
+    let input = if odf.elements[t].kind == ElementKind::Switch { Ok(t) } else { odf.drive(t).map(|d| d.input) };
+    let input = match input {
+        Ok(i) => i,
+        Err(why) => {
+            let why = format!("matched GrandOrgue {noun} {}, but {why}", element_ref(odf, t));
+            s.unmatched_controls.push((ci, why));
+            return;
+        }
+    };
+    if let Some(first) = s.controls.iter().find(|l| l.element == input) {
+        let note = format!(
+            "GrandOrgue's {noun} {} follows {}, which already carries \"{}\": one drawknob in GrandOrgue for both, bound once, to \"{}\"",
+            element_ref(odf, t),
+            element_ref(odf, input),
+            organ.controls[first.control].name,
+            organ.controls[first.control].name
+        );
+        s.shared.push((ci, t, note));
+        return;
+    }
+    match events::bind(&c.on, &c.off) {
+        Ok(binding) => s.controls.push(ControlLink { control: ci, element: input, target: t, binding, how: found.how }),
+        Err(why) => {
+            let why = format!("matched GrandOrgue {noun} {}, but {why}", element_ref(odf, t));
+            s.unmatched_controls.push((ci, why));
+        }
+    }
+}
+
+/// Each played manual's enclosure to its division's expression controller.
+fn bind_enclosures(s: &mut Settings, organ: &Organ, odf: &Odf) {
+    let enclosures = odf.manual_enclosures();
+    for l in &s.manuals {
+        let d = &organ.divisions[l.division];
+        let enclosure = enclosures.iter().find(|x| x.0 == l.manual);
+        match (d.expression, enclosure) {
+            (Some(expression), Some(&(_, ei, by_name))) => s.enclosures.push(EnclosureLink {
+                division: l.division,
+                enclosure: ei,
+                expression,
+                how: if by_name { "by name" } else { "it encloses most of the manual's stops" },
+            }),
+            (Some(x), None) => s.unmatched_divisions.push((
+                l.division,
+                format!(
+                    "expression (CC {} ch {}): GrandOrgue manual \"{}\" has no enclosure (swell box)",
+                    x.cc,
+                    x.channel.user(),
+                    odf.manual(l.manual).map_or(String::new(), |m| printable(&m.name))
+                ),
+            )),
+            (None, Some(&(m, ei, _))) => s.unused_enclosures.push((m, ei)),
+            (None, None) => {}
+        }
+    }
+}
+
+/// Warnings where a GrandOrgue element reacts to another control's messages, where a binding
+/// toggles, and where an expression controller shares a control's controller.
+fn check_cross_talk(s: &mut Settings, organ: &Organ, odf: &Odf) {
+    let shown = |msgs: &[crate::midi::Message]| {
+        msgs.iter().map(|m| HexBytes(m.as_bytes()).to_string()).collect::<Vec<_>>().join(", ")
+    };
     for l in &s.controls {
         for (oi, other) in organ.controls.iter().enumerate() {
             if oi == l.control {
@@ -345,9 +223,9 @@ pub fn configure(organ: &Organ, odf: &Odf) -> Settings {
                 {
                     s.warnings.push(format!(
                         "GrandOrgue's \"{}\" also reacts to the {which} message of \"{}\" ({})",
-                        odf.elements[l.element].name,
+                        printable(&odf.elements[l.element].name),
                         other.name,
-                        msgs.iter().map(|m| HexBytes(m.as_bytes()).to_string()).collect::<Vec<_>>().join(", ")
+                        shown(msgs)
                     ));
                 }
             }
@@ -359,11 +237,59 @@ pub fn configure(organ: &Organ, odf: &Odf) -> Settings {
             ));
         }
     }
+    for x in &s.enclosures {
+        let (ch, cc) = (x.expression.channel.user(), x.expression.cc);
+        for c in &organ.controls {
+            let hit = |msgs: &[crate::midi::Message]| {
+                events::events(msgs)
+                    .iter()
+                    .any(|e| matches!(e, events::Event::Ctrl { channel, key, .. } if *channel == ch && *key == cc))
+            };
+            if hit(&c.on) || hit(&c.off) {
+                s.warnings.push(format!(
+                    "the expression controller of division {} (CC {cc} ch {ch}) is also a message of \"{}\": GrandOrgue's enclosure moves with it",
+                    organ.divisions[x.division].name, c.name
+                ));
+            }
+        }
+    }
+}
 
+/// What no control drives, what a bound switch draws besides, and switches a computed element
+/// also needs.
+fn follow_ups(s: &mut Settings, organ: &Organ, odf: &Odf) {
+    let inputs: Vec<usize> = s.controls.iter().map(|l| l.element).collect();
+    let targets: Vec<usize> = s.controls.iter().map(|l| l.target).chain(s.shared.iter().map(|x| x.1)).collect();
+    for l in &s.controls {
+        let extra: Vec<String> = odf
+            .followers(l.element)
+            .into_iter()
+            .filter(|&i| odf.is_control(i) && !targets.contains(&i))
+            .map(|i| element_ref(odf, i))
+            .collect();
+        if !extra.is_empty() {
+            s.notes.push(format!(
+                "\"{}\" also draws GrandOrgue's {} (they follow the same {})",
+                organ.controls[l.control].name,
+                extra.join(", "),
+                element_ref(odf, l.element)
+            ));
+        }
+        if let Ok(d) = odf.drive(l.target) {
+            for n in d.also_needs.iter().filter(|n| !odf.elements[**n].default_on && !inputs.contains(n)) {
+                s.warnings.push(format!(
+                    "GrandOrgue's {} sounds only while {} is also on, which is off by default and no control draws it",
+                    element_ref(odf, l.target),
+                    element_ref(odf, *n)
+                ));
+            }
+        }
+    }
     s.unused_manuals =
         odf.manuals.iter().map(|m| m.number).filter(|n| !s.manuals.iter().any(|l| l.manual == *n)).collect();
-    s.unused_elements = (0..odf.elements.len()).filter(|i| !linked.contains(i)).collect();
-    s
+    s.unused_elements = (0..odf.elements.len())
+        .filter(|&i| odf.is_control(i) && !odf.leaves(i).is_ok_and(|l| l.iter().any(|x| inputs.contains(x))))
+        .collect();
 }
 
 /// A short description of a pattern for the report, e.g. `note 36 ch 16`.
@@ -413,10 +339,9 @@ impl Settings {
                 }
             }
         }
-        for (i, e) in odf.elements.iter().enumerate() {
-            if e.read_only {
-                continue;
-            }
+        // Only elements that take MIDI: GrandOrgue does not read MIDI settings of computed ones
+        // and would warn about them.
+        for (i, e) in odf.elements.iter().enumerate().filter(|(_, e)| e.takes_midi()) {
             match self.controls.iter().find(|l| l.element == i) {
                 Some(l) => {
                     c.section(&e.section(), Some(format!("{} ← {}", e.name, organ.controls[l.control].name)));
@@ -427,6 +352,11 @@ impl Settings {
                     c.entry("NumberOfMIDIEvents", "0");
                 }
             }
+        }
+        for x in &self.enclosures {
+            let (e, d) = (&odf.enclosures[x.enclosure], &organ.divisions[x.division]);
+            c.section(&e.section(), Some(format!("{} ← expression of division {}", e.name, d.name)));
+            c.enclosure_receiver(x.expression.channel.user(), x.expression.cc);
         }
         if let Some(p) = &self.cancel {
             c.section("SetterGC", Some("General Cancel ← the organ's [cancel] message".into()));
@@ -441,23 +371,72 @@ impl Settings {
         let _ = writeln!(
             r,
             "GrandOrgue organ \"{}\" ({}) ← {} ({})",
-            odf.church_name, odf.source, organ.name, organ.source
+            printable(&odf.church_name),
+            printable(&odf.source),
+            organ.name,
+            organ.source
         );
         let _ = writeln!(r, "manuals:");
         for l in &self.manuals {
             let d = &organ.divisions[l.division];
             let m = odf.manual(l.manual).expect("linked manual exists");
-            let _ = writeln!(r, "  {:<24} channel {:>2} → {} \"{}\"", d.name, d.channel.user(), m.section(), m.name);
+            let _ = writeln!(
+                r,
+                "  {:<24} channel {:>2} → {} \"{}\"",
+                d.name,
+                d.channel.user(),
+                m.section(),
+                printable(&m.name)
+            );
         }
         let _ = writeln!(r, "stops, couplers, tremulants:");
         for l in &self.controls {
             let c = &organ.controls[l.control];
-            let e = &odf.elements[l.element];
             let how: Vec<String> = l.binding.patterns.iter().map(describe).collect();
-            let _ = writeln!(r, "  {:<24} → {} \"{}\" ({}; {})", c.name, e.section(), e.name, l.how, how.join(" + "));
+            let via =
+                if l.element == l.target { String::new() } else { format!("for {}; ", element_ref(odf, l.target)) };
+            let _ =
+                writeln!(r, "  {:<24} → {} ({via}{}; {})", c.name, element_ref(odf, l.element), l.how, how.join(" + "));
         }
         if let Some(p) = &self.cancel {
             let _ = writeln!(r, "  {:<24} → SetterGC (General Cancel; {})", "[cancel] message", describe(p));
+        }
+        if !self.enclosures.is_empty() {
+            let _ = writeln!(r, "enclosures:");
+        }
+        for x in &self.enclosures {
+            let e = &odf.enclosures[x.enclosure];
+            let _ = writeln!(
+                r,
+                "  {:<24} → {} \"{}\" ({}; CC {} ch {}, 0 closed … 127 open)",
+                format!("{} expression", organ.divisions[x.division].name),
+                e.section(),
+                printable(&e.name),
+                x.how,
+                x.expression.cc,
+                x.expression.channel.user()
+            );
+        }
+        self.report_problems(&mut r, organ, odf);
+        let total = (0..odf.elements.len()).filter(|&i| odf.is_control(i)).count();
+        let _ = writeln!(
+            r,
+            "GrandOrgue's speaking stops, couplers and tremulants: {} of {total} driven",
+            total - self.unused_elements.len()
+        );
+        r
+    }
+
+    fn report_problems(&self, r: &mut String, organ: &Organ, odf: &Odf) {
+        if !self.shared.is_empty() || !self.notes.is_empty() {
+            let _ = writeln!(r, "notes:");
+            for (ci, _, note) in &self.shared {
+                let c = &organ.controls[*ci];
+                let _ = writeln!(r, "  {} \"{}\": {note}", control_noun(c), c.name);
+            }
+            for n in &self.notes {
+                let _ = writeln!(r, "  {n}");
+            }
         }
         if !self.unmatched_divisions.is_empty() || !self.unmatched_controls.is_empty() {
             let _ = writeln!(r, "not matched in {} (GrandOrgue will not follow these):", organ.name);
@@ -469,22 +448,32 @@ impl Settings {
                 let _ = writeln!(r, "  {} \"{}\": {why}", control_noun(c), c.name);
             }
         }
-        if !self.unused_manuals.is_empty() || !self.unused_elements.is_empty() {
+        if !self.unused_manuals.is_empty() || !self.unused_elements.is_empty() || !self.unused_enclosures.is_empty() {
             let _ = writeln!(r, "not driven in GrandOrgue (no MIDI binding written):");
             for m in &self.unused_manuals {
                 let m = odf.manual(*m).expect("listed manual exists");
-                let _ = writeln!(r, "  {} \"{}\"", m.section(), m.name);
+                let _ = writeln!(r, "  {} \"{}\"", m.section(), printable(&m.name));
             }
             for i in &self.unused_elements {
                 let e = &odf.elements[*i];
-                let on: Vec<&str> = e.manuals.iter().filter_map(|m| odf.manual(*m)).map(|m| m.name.as_str()).collect();
-                let _ = writeln!(r, "  {} \"{}\" ({} on {})", e.section(), e.name, e.kind.noun(), on.join(", "));
+                let on: Vec<String> =
+                    e.manuals.iter().filter_map(|m| odf.manual(*m)).map(|m| printable(&m.name)).collect();
+                let _ = writeln!(r, "  {} ({} on {})", element_ref(odf, *i), e.kind.noun(), on.join(", "));
+            }
+            for (m, ei) in &self.unused_enclosures {
+                let (e, m) = (&odf.enclosures[*ei], odf.manual(*m).expect("listed manual exists"));
+                let _ = writeln!(
+                    r,
+                    "  {} \"{}\" (the enclosure of {}; add expression = {{ cc = 11 }} to its division)",
+                    e.section(),
+                    printable(&e.name),
+                    printable(&m.name)
+                );
             }
         }
         for w in &self.warnings {
             let _ = writeln!(r, "warning: {w}");
         }
-        r
     }
 
     /// Whether everything in the organ definition found its GrandOrgue counterpart.
@@ -494,7 +483,7 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const ORGAN: &str = r#"
@@ -554,7 +543,7 @@ on = { note = 80, channel = 16 }
 message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
 "#;
 
-    const ODF: &str = "[Organ]\nChurchName=Test Church\nNumberOfManuals=2\nHasPedals=Y\nNumberOfTremulants=1\n\
+    pub(crate) const ODF: &str = "[Organ]\nChurchName=Test Church\nNumberOfManuals=2\nHasPedals=Y\nNumberOfTremulants=1\n\
 [Manual000]\nName=Pedal\nNumberOfStops=2\nStop001=4\nStop002=5\nNumberOfCouplers=1\nCoupler001=1\n\
 [Manual001]\nName=Great Organ\nNumberOfStops=2\nStop001=2\nStop002=3\n\
 [Manual002]\nName=Swell\nNumberOfStops=1\nStop001=1\nNumberOfCouplers=1\nCoupler001=2\nNumberOfTremulants=1\nTremulant001=1\n\
@@ -636,5 +625,218 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         assert_eq!(s.unmatched_divisions.len(), 1);
         assert!(s.unmatched_divisions[0].1.contains("grandorgue = \"Pedalwerk\""), "{:?}", s.unmatched_divisions);
         assert_eq!(s.unused_manuals, [0]);
+    }
+
+    /// An organ definition for the switch-driven ODF of `drive::tests::SWITCHED`.
+    const SWITCHED_ORGAN: &str = r#"
+name = "Switched test"
+[division.pedal]
+code = "P"
+channel = 3
+compass = [36, 67]
+[division.great]
+code = "G"
+channel = 2
+[division.swell]
+code = "S"
+channel = 1
+expression = { cc = 11 }
+[[stop]]
+name = "Ped Subbass 16"
+division = "pedal"
+on = { note = 30, channel = 16 }
+[[stop]]
+name = "Gt Principal 8"
+division = "great"
+on = { note = 31, channel = 16 }
+[[stop]]
+name = "Gt Bourdon 8"
+division = "great"
+on = { note = 32, channel = 16 }
+[[stop]]
+name = "Sw Bourdon 8"
+division = "swell"
+on = { note = 33, channel = 16 }
+[[coupler]]
+name = "Sw to Ped"
+from = "swell"
+to = "pedal"
+on = { note = 34, channel = 16 }
+[[tremulant]]
+name = "Sw Tremolo"
+division = "swell"
+on = { note = 35, channel = 16 }
+"#;
+
+    pub(crate) fn switched_organ() -> String {
+        SWITCHED_ORGAN.to_string()
+    }
+
+    fn switched(odf: Odf) -> (Organ, Odf, Settings) {
+        let organ = Organ::from_toml(SWITCHED_ORGAN, "switched.toml").unwrap();
+        let s = configure(&organ, &odf);
+        (organ, odf, s)
+    }
+
+    /// (control, element bound, element matched)
+    fn bound_via(organ: &Organ, odf: &Odf, s: &Settings) -> Vec<(String, String, String)> {
+        s.controls
+            .iter()
+            .map(|l| {
+                let c = organ.controls[l.control].name.clone();
+                (c, odf.elements[l.element].section(), odf.elements[l.target].section())
+            })
+            .collect()
+    }
+
+    fn switched_expectations(organ: &Organ, odf: &Odf, s: &Settings) {
+        let want = [
+            ("Ped Subbass 16", "Stop001", "Stop001"),   // a plain drawstop: itself
+            ("Gt Principal 8", "Switch002", "Stop002"), // one switch: the switch
+            ("Gt Bourdon 8", "Switch003", "Stop004"),   // a switch shared with Sw Bourdon 8
+            ("Sw to Ped", "Switch004", "Coupler001"),   // the coupler's own switch, not "Wind"
+        ];
+        let want: Vec<(String, String, String)> =
+            want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+        assert_eq!(bound_via(organ, odf, s), want);
+    }
+
+    #[test]
+    fn a_stop_computed_from_a_switch_is_bound_through_the_switch() {
+        let (organ, odf, s) = switched(Odf::parse(drive::tests::SWITCHED, "s.organ").unwrap());
+        switched_expectations(&organ, &odf, &s);
+        let text = String::from_utf8(s.to_cmb(&organ, &odf, "switched.toml").to_bytes()).unwrap();
+        let ini = odf::Ini::parse(&text);
+        assert_eq!(ini.get("Switch002", "MIDIEventType001"), Some("Note"));
+        assert_eq!(ini.get("Switch002", "MIDIKey001"), Some("31"));
+        // computed elements get no MIDI section (GrandOrgue would warn), idle inputs get none
+        assert!(!text.contains("[Stop002]") && !text.contains("[Coupler001]") && !text.contains("[Tremulant001]"));
+        assert_eq!(ini.get("Switch005", "NumberOfMIDIEvents"), Some("0"));
+        assert_eq!(ini.get("Stop001", "MIDIKey001"), Some("30"));
+        let report = s.report(&organ, &odf);
+        assert!(
+            report.contains(
+                "Gt Principal 8           → Switch002 \"Principal 8'\" (for Stop002 \"Principal 8'\"; by name;"
+            ),
+            "{report}"
+        );
+        // the inverted tremulant is reported, and left undriven
+        let why = &s.unmatched_controls.iter().find(|(c, _)| organ.controls[*c].name == "Sw Tremolo").unwrap().1;
+        assert!(why.contains("Function=Not"), "{why}");
+        assert_eq!(s.unused_elements.iter().map(|&i| odf.elements[i].section()).collect::<Vec<_>>(), ["Tremulant001"]);
+        assert!(report.contains("speaking stops, couplers and tremulants: 5 of 6 driven"), "{report}");
+    }
+
+    #[test]
+    fn stops_sharing_a_switch_are_bound_once_with_a_note() {
+        let (organ, odf, s) = switched(Odf::parse(drive::tests::SWITCHED, "s.organ").unwrap());
+        assert_eq!(s.shared.len(), 1);
+        let (ci, target, note) = &s.shared[0];
+        assert_eq!(
+            (organ.controls[*ci].name.as_str(), odf.elements[*target].section()),
+            ("Sw Bourdon 8", "Stop005".into())
+        );
+        assert!(note.contains("Switch003") && note.contains("bound once, to \"Gt Bourdon 8\""), "{note}");
+        assert!(s.controls.iter().filter(|l| odf.elements[l.element].section() == "Switch003").count() == 1);
+        // with only the great's Bourdon in the organ definition, the report says what else it draws
+        let text =
+            SWITCHED_ORGAN.replace("name = \"Sw Bourdon 8\"", "name = \"Sw Bourdon 8\"\ngrandorgue = \"nothing\"");
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let s = configure(&organ, &odf);
+        assert!(
+            s.notes.iter().any(|n| n.contains("\"Gt Bourdon 8\" also draws GrandOrgue's Stop005")),
+            "{:?}",
+            s.notes
+        );
+    }
+
+    #[test]
+    fn an_override_may_name_a_switch_or_a_section() {
+        let odf = Odf::parse(drive::tests::SWITCHED, "s.organ").unwrap();
+        let text = SWITCHED_ORGAN
+            .replace("name = \"Gt Principal 8\"", "name = \"Gt Principal 8\"\ngrandorgue = \"Switch002\"")
+            .replace("name = \"Ped Subbass 16\"", "name = \"Ped Subbass 16\"\ngrandorgue = \"Noises\"");
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let s = configure(&organ, &odf);
+        let b = bound_via(&organ, &odf, &s);
+        assert!(b.contains(&("Gt Principal 8".into(), "Switch002".into(), "Switch002".into())), "{b:?}");
+        assert!(
+            b.contains(&("Ped Subbass 16".into(), "Switch005".into(), "Switch005".into())),
+            "{b:?} {:?}",
+            s.unmatched_controls
+        );
+        assert!(s.report(&organ, &odf).contains("→ Switch005 \"Noises\" (by grandorgue = \"…\";"));
+    }
+
+    #[test]
+    fn an_organ_package_binds_like_its_odf() {
+        let index = b"[General]\nOrganCount=1\n[Organ001]\nFilename=Switched\\switched.organ\nChurchName=Switched\n";
+        let zip = package::tests::zip(
+            &[("organindex.ini", index), ("Switched/switched.organ", drive::tests::SWITCHED.as_bytes())],
+            true,
+        );
+        let p = std::env::temp_dir().join(format!("organ-switched-{}.orgue", std::process::id()));
+        std::fs::write(&p, zip).unwrap();
+        let odf = Odf::load(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert!(odf.from_package);
+        let (organ, odf, s) = switched(odf);
+        switched_expectations(&organ, &odf, &s);
+    }
+
+    #[test]
+    fn suggestions_come_from_the_same_manual_and_never_from_effects() {
+        let odf = Odf::parse(drive::tests::SWITCHED, "s.organ").unwrap();
+        let text = SWITCHED_ORGAN.replace("name = \"Gt Principal 8\"", "name = \"Gt Principal 8 drawknob\"").replace(
+            "name = \"Ped Subbass 16\"\ndivision = \"pedal\"",
+            "name = \"Gt Subbass 16\"\ndivision = \"great\"",
+        );
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let s = configure(&organ, &odf);
+        let why =
+            |name: &str| s.unmatched_controls.iter().find(|(c, _)| organ.controls[*c].name == name).unwrap().1.clone();
+        // the stop noise "Principal 8' drawknob" is never a candidate nor a suggestion
+        let w = why("Gt Principal 8 drawknob");
+        assert!(w.contains("did you mean \"Principal 8'\"?") && !w.contains("drawknob'"), "{w}");
+        // the pedal's Subbass is not suggested for the great
+        let w = why("Gt Subbass 16");
+        assert!(w.contains("on Great") && !w.contains("did you mean"), "{w}");
+    }
+
+    #[test]
+    fn expression_drives_the_enclosure_of_its_manual() {
+        let (organ, odf, s) = switched(Odf::parse(drive::tests::SWITCHED, "s.organ").unwrap());
+        assert_eq!(s.enclosures.len(), 1);
+        let x = &s.enclosures[0];
+        assert_eq!(
+            (organ.divisions[x.division].name.as_str(), odf.enclosures[x.enclosure].section()),
+            ("swell", "Enclosure001".into())
+        );
+        let text = String::from_utf8(s.to_cmb(&organ, &odf, "switched.toml").to_bytes()).unwrap();
+        let ini = odf::Ini::parse(&text);
+        for (k, v) in [
+            ("MIDIEventType001", "ControlChange"),
+            ("MIDIChannel001", "1"),
+            ("MIDIKey001", "11"),
+            ("MIDIUpperLimit001", "127"),
+        ] {
+            assert_eq!(ini.get("Enclosure001", k), Some(v), "{k}");
+        }
+        assert!(!text.contains("[Enclosure002]"));
+        // the pedal's enclosure is reported as not driven, with the key to add
+        assert_eq!(s.unused_enclosures, [(0, 1)]);
+        assert!(s.report(&organ, &odf).contains("Enclosure002 \"Pedal\" (the enclosure of Pedal; add expression"));
+        // an expression on a manual without an enclosure is reported
+        let organ = Organ::from_toml(
+            &SWITCHED_ORGAN.replace("code = \"G\"", "code = \"G\"\nexpression = { cc = 11 }"),
+            "t.toml",
+        )
+        .unwrap();
+        let s = configure(&organ, &odf);
+        assert!(
+            s.unmatched_divisions.iter().any(|(_, w)| w.contains("\"Great\" has no enclosure")),
+            "{:?}",
+            s.unmatched_divisions
+        );
     }
 }

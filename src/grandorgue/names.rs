@@ -3,7 +3,8 @@
 //! The rule (also in README):
 //! 1. Both names are normalised: lower case; foot marks and quotes (`'` `’` `′` `″` `"`) removed;
 //!    `.` and `_` read as spaces; a `ft` after a number dropped (`8ft`, `8 ft` → `8`); runs of
-//!    whitespace collapsed. So `Principal 8'` = `principal 8` = `Principal  8 ft`.
+//!    whitespace collapsed; a word broken with a hyphen for the console label joined again
+//!    (`Contre- basse` → `contrebasse`). So `Principal 8'` = `principal 8` = `Principal  8 ft`.
 //! 2. A first word that abbreviates the division is dropped: the division's name or code letter,
 //!    or any word of two or more letters that starts with the division name's first letter and
 //!    whose letters appear in order in it (`Sw`, `Gt`, `Ped`, `Ch`, `Pos` …). `Sw Open Diapason 8`
@@ -22,7 +23,21 @@ pub fn normalize(s: &str) -> String {
         .collect::<String>()
         .to_lowercase();
     let mut words: Vec<String> = Vec::new();
+    let mut broken = false;
     for w in cleaned.split_whitespace() {
+        if std::mem::take(&mut broken)
+            && let Some(last) = words.last_mut()
+        {
+            last.pop();
+            last.push_str(w);
+            broken = last.ends_with('-') && last.len() > 1;
+            continue;
+        }
+        if w.len() > 1 && w.ends_with('-') {
+            words.push(w.to_string());
+            broken = true;
+            continue;
+        }
         if w == "ft" && words.last().is_some_and(|p| p.chars().last().is_some_and(|c| c.is_ascii_digit())) {
             continue;
         }
@@ -34,6 +49,12 @@ pub fn normalize(s: &str) -> String {
         }
     }
     words.join(" ")
+}
+
+/// A name from a file as it may be shown on a terminal: control characters (which could move
+/// the cursor or change colours) replaced by `�`.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 /// Whether `word` (normalised) abbreviates the division `name` (normalised) with code `code`.
@@ -80,6 +101,10 @@ mod tests {
         assert_eq!(normalize("Twelfth 2 2/3’"), "twelfth 2 2/3");
         assert_eq!(normalize("Sw. Oboe"), "sw oboe");
         assert_eq!(normalize("Left"), "left");
+        assert_eq!(normalize("Contre- basse 16'"), "contrebasse 16");
+        assert_eq!(normalize("Sous- basse 16'"), normalize("Sousbasse 16'"));
+        assert_eq!(normalize("Flute - 4"), "flute - 4");
+        assert_eq!(printable("a\x1b[2Jb\n"), "a\u{FFFD}[2Jb\u{FFFD}");
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Reading a GrandOrgue organ definition file (ODF, `*.organ`): an INI file.
+//! Reading a GrandOrgue organ definition file (ODF, `*.organ`, an INI file), directly or from an
+//! organ package (`*.orgue`, see [`super::package`]).
 //!
-//! Only what `organ grandorgue config` needs is modelled: the church name (GrandOrgue compares it
-//! with the settings file's), the manuals with the stops, couplers and tremulants each lists, and
-//! the names and a few properties of those elements.
+//! What `organ` uses is modelled the way GrandOrgue 3.9 reads it (`GOOrganModel::Load`,
+//! `GOManual::Load`, `GODrawstop::Load`): the church name (GrandOrgue compares it with the
+//! settings file's); the manuals with the stops, couplers, tremulants and switches each lists;
+//! the organ-wide tremulants, switches and divisional couplers; each element's name, console
+//! label, `Function` and the switches it is computed from; enclosures, windchest groups and the
+//! ranks' windchests (which enclosure a stop sits in); and the generals. Which element takes a
+//! control's MIDI is worked out in [`super::drive`].
 //!
 //! The INI dialect is GrandOrgue's own (`GOConfigFileReader`): a UTF-8 BOM means UTF-8, anything
 //! else is ISO-8859-1; `;` starts a comment line; `[Section]`; `Key=Value` with the key up to the
@@ -105,12 +110,16 @@ impl fmt::Display for OdfError {
 
 impl std::error::Error for OdfError {}
 
-/// What kind of GrandOrgue element a section is.
+/// What kind of GrandOrgue element a section is. All of them are drawstops in GrandOrgue
+/// (`GODrawstop`): on or off, set by MIDI when their `Function` is `Input`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ElementKind {
     Stop,
     Coupler,
     Tremulant,
+    /// `[SwitchNNN]`: a drawknob with no sound of its own that other elements follow.
+    Switch,
+    DivisionalCoupler,
 }
 
 impl ElementKind {
@@ -120,6 +129,8 @@ impl ElementKind {
             ElementKind::Stop => "Stop",
             ElementKind::Coupler => "Coupler",
             ElementKind::Tremulant => "Tremulant",
+            ElementKind::Switch => "Switch",
+            ElementKind::DivisionalCoupler => "DivisionalCoupler",
         }
     }
     pub fn noun(self) -> &'static str {
@@ -127,19 +138,69 @@ impl ElementKind {
             ElementKind::Stop => "stop",
             ElementKind::Coupler => "coupler",
             ElementKind::Tremulant => "tremulant",
+            ElementKind::Switch => "switch",
+            ElementKind::DivisionalCoupler => "divisional coupler",
         }
     }
 }
 
-/// A stop, coupler or tremulant of the ODF.
+/// A drawstop's `Function` (GrandOrgue 3.x): `Input` takes MIDI and the mouse; the others are
+/// computed from the switches the element lists and take no MIDI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Input,
+    And,
+    Or,
+    Not,
+    Nand,
+    Nor,
+    Xor,
+}
+
+impl Function {
+    fn parse(v: &str) -> Option<Function> {
+        const ALL: [(&str, Function); 7] = [
+            ("input", Function::Input),
+            ("and", Function::And),
+            ("or", Function::Or),
+            ("not", Function::Not),
+            ("nand", Function::Nand),
+            ("nor", Function::Nor),
+            ("xor", Function::Xor),
+        ];
+        ALL.iter().find(|(n, _)| v.trim().eq_ignore_ascii_case(n)).map(|(_, f)| *f)
+    }
+
+    /// Whether an element computed this way is on exactly when its switches are (`And`, `Or`);
+    /// the others invert.
+    pub fn follows(self) -> bool {
+        matches!(self, Function::And | Function::Or)
+    }
+}
+
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Function::Input => "Input",
+            Function::And => "And",
+            Function::Or => "Or",
+            Function::Not => "Not",
+            Function::Nand => "Nand",
+            Function::Nor => "Nor",
+            Function::Xor => "Xor",
+        })
+    }
+}
+
+/// A stop, coupler, tremulant, switch or divisional coupler of the ODF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     pub kind: ElementKind,
     /// The ODF number: `[Stop003]` → 3. The settings file uses the same section name.
     pub number: u32,
     pub name: String,
-    /// The ODF manual numbers that list this element (a stop or coupler usually has one;
-    /// tremulants are organ-wide and listed by the manuals they belong to).
+    /// The ODF manual numbers that list this element (stops and couplers: the manual they belong
+    /// to; tremulants and switches: the manuals that list them for their divisionals).
     pub manuals: Vec<u32>,
     /// Couplers: the manual whose pipes are played (`DestinationManual`).
     pub destination: Option<u32>,
@@ -147,15 +208,29 @@ pub struct Element {
     pub keyshift: i32,
     /// Couplers: `UnisonOff=Y`.
     pub unison_off: bool,
-    /// GrandOrgue ignores MIDI for drawstops whose state is computed (`Function` other than
-    /// `Input`, GrandOrgue 3.x switches logic); those cannot be bound.
-    pub read_only: bool,
+    /// `Input` takes MIDI; any other function is computed from `switches` and takes none.
+    pub function: Function,
+    /// The switch numbers a computed element is computed from (`Switch001=…`), in order.
+    pub switches: Vec<u32>,
+    /// `DefaultToEngaged=Y`.
+    pub default_on: bool,
+    /// `DispLabelText`, when it differs from the name (the label on the console).
+    pub label: Option<String>,
+    /// Stops: the windchest groups of its pipes (its own `WindchestGroup` and its ranks').
+    pub windchests: Vec<u32>,
+    /// Stops: `NumberOfAccessiblePipes` (one pipe: a sound effect such as a stop noise).
+    pub pipes: Option<u32>,
 }
 
 impl Element {
     /// The settings-file section, e.g. `Stop003`.
     pub fn section(&self) -> String {
         format!("{}{:03}", self.kind.section_prefix(), self.number)
+    }
+
+    /// Whether GrandOrgue reads MIDI settings for it (`Function=Input`).
+    pub fn takes_midi(&self) -> bool {
+        self.function == Function::Input
     }
 }
 
@@ -165,9 +240,12 @@ pub struct Manual {
     /// `[Manual000]` is the pedal when `HasPedals=Y`.
     pub number: u32,
     pub name: String,
-    /// MIDI note of the first key and number of keys (for the report).
+    /// MIDI note of the first key and number of keys.
     pub first_note: u8,
     pub keys: u32,
+    /// The stop and coupler numbers it lists, in order (generals refer to them by position).
+    pub stops: Vec<u32>,
+    pub couplers: Vec<u32>,
 }
 
 impl Manual {
@@ -176,133 +254,415 @@ impl Manual {
     }
 }
 
-/// The parts of an ODF that the settings file refers to.
+/// A swell box (`[EnclosureNNN]`): its shutters follow a MIDI controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enclosure {
+    pub number: u32,
+    pub name: String,
+}
+
+impl Enclosure {
+    pub fn section(&self) -> String {
+        format!("Enclosure{:03}", self.number)
+    }
+}
+
+/// A windchest group: which enclosures its pipes sit in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Windchest {
+    pub number: u32,
+    pub name: String,
+    pub enclosures: Vec<u32>,
+}
+
+/// A general combination (`[GeneralNNN]`) of the ODF: the elements it draws.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct General {
+    pub number: u32,
+    pub name: String,
+    /// Indices into `Odf::elements` of the elements it draws (its positive entries).
+    pub draws: Vec<usize>,
+}
+
+/// The parts of an ODF that `organ` uses.
 #[derive(Debug, Clone)]
 pub struct Odf {
-    /// Where it was read from, for messages.
+    /// Where it was read from, for messages (`pkg.orgue:demo.organ` inside a package).
     pub source: String,
+    /// Whether it came from an organ package (`.orgue`): GrandOrgue then never reads a `.cmb`
+    /// beside it, only imported settings.
+    pub from_package: bool,
     /// `[Organ] ChurchName` exactly as GrandOrgue compares it with the settings file's (its exact
     /// spelling of the key, trailing whitespace removed).
     pub church_name: String,
     pub manuals: Vec<Manual>,
     pub elements: Vec<Element>,
+    pub enclosures: Vec<Enclosure>,
+    pub windchests: Vec<Windchest>,
+    pub generals: Vec<General>,
+    /// How the elements are wired (see [`super::drive`]), worked out when parsed.
+    pub(super) wiring: super::drive::Wiring,
 }
 
 fn yes(v: Option<&str>) -> bool {
     v.is_some_and(|v| matches!(v.trim().chars().next(), Some('Y' | 'y')))
 }
 
-fn number(ini: &Ini, file: &str, section: &str, key: &str) -> Result<Option<i64>, OdfError> {
-    match ini.get_trimmed(section, key) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| OdfError { file: file.to_string(), message: format!("[{section}] {key}={v}: not a number") }),
+/// Typed access to the INI with errors that name the file.
+struct Reader<'a> {
+    ini: &'a Ini,
+    source: &'a str,
+}
+
+impl Reader<'_> {
+    fn err(&self, message: String) -> OdfError {
+        OdfError { file: self.source.to_string(), message }
+    }
+
+    fn int(&self, section: &str, key: &str) -> Result<Option<i64>, OdfError> {
+        match self.ini.get_trimmed(section, key) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| self.err(format!("[{section}] {key}={v}: not a number"))),
+        }
+    }
+
+    /// A count or element number: missing → 0; negative or huge → an error.
+    fn count(&self, section: &str, key: &str) -> Result<u32, OdfError> {
+        let v = self.int(section, key)?.unwrap_or(0);
+        u32::try_from(v)
+            .ok()
+            .filter(|n| *n < 100_000)
+            .ok_or_else(|| self.err(format!("[{section}] {key}={v}: out of range")))
+    }
+
+    /// `key001`…`keyNNN` for `n` entries, each a number.
+    fn list(&self, section: &str, key: &str, n: u32, count_key: &str) -> Result<Vec<u32>, OdfError> {
+        (1..=n)
+            .map(|i| {
+                let k = format!("{key}{i:03}");
+                if self.ini.get_trimmed(section, &k).is_none() {
+                    return Err(self.err(format!("[{section}] {count_key}={n} but {k} is missing")));
+                }
+                self.count(section, &k)
+            })
+            .collect()
+    }
+
+    fn text(&self, section: &str, key: &str) -> Option<&str> {
+        self.ini.get_trimmed(section, key)
     }
 }
 
+/// What the manuals list, gathered before the elements are read.
+#[derive(Default)]
+struct Listing {
+    /// (kind, number, manual) in file order.
+    refs: Vec<(ElementKind, u32, u32)>,
+}
+
 impl Odf {
-    /// Reads and parses an ODF file.
+    /// Reads and parses an ODF file, or the organ in an organ package (`.orgue`; a package with
+    /// several organs: `PACKAGE.orgue:NAME.organ`).
     ///
     /// # Errors
-    /// Unreadable file, or not an organ definition (see [`Odf::parse`]).
+    /// Unreadable file, a package GrandOrgue could not read either, or not an organ definition
+    /// (see [`Odf::parse`]).
     pub fn load(path: &Path) -> Result<Odf, OdfError> {
         let file = path.display().to_string();
+        if let Some((pkg, entry)) = split_package_path(path) {
+            return Odf::load_package(&pkg, entry.as_deref());
+        }
         let bytes =
             std::fs::read(path).map_err(|e| OdfError { file: file.clone(), message: format!("cannot read: {e}") })?;
+        if bytes.starts_with(b"PK\x03\x04") {
+            return Odf::load_package(path, None);
+        }
         Odf::parse(&Ini::decode(&bytes), &file)
+    }
+
+    fn load_package(path: &Path, entry: Option<&str>) -> Result<Odf, OdfError> {
+        let mut pkg = super::package::Package::open(path)?;
+        let organs = pkg.organs()?;
+        let listed = || organs.iter().map(|o| format!("{} (\"{}\")", o.odf, o.church_name)).collect::<Vec<_>>();
+        let odf = match (entry, organs.as_slice()) {
+            (Some(e), _) => organs
+                .iter()
+                .find(|o| o.odf.replace('\\', "/").eq_ignore_ascii_case(&e.replace('\\', "/")))
+                .ok_or_else(|| OdfError {
+                    file: pkg.path.clone(),
+                    message: format!("the package has no organ {e}; it has {}", listed().join(", ")),
+                })?,
+            (None, [one]) => one,
+            (None, _) => {
+                return Err(OdfError {
+                    file: pkg.path.clone(),
+                    message: format!(
+                        "the package holds {} organs: {}; name one as {}:NAME.organ",
+                        organs.len(),
+                        listed().join(", "),
+                        pkg.path
+                    ),
+                });
+            }
+        };
+        let bytes = pkg.read(&odf.odf)?;
+        let mut parsed = Odf::parse(&Ini::decode(&bytes), &format!("{}:{}", pkg.path, odf.odf))?;
+        parsed.from_package = true;
+        Ok(parsed)
     }
 
     /// Parses ODF text. `source` names the file in messages.
     ///
     /// # Errors
-    /// No `[Organ]` section, no `NumberOfManuals`, or a manual/element reference that is not a
-    /// number.
+    /// No `[Organ]` section, no `NumberOfManuals`, a reference to a section or switch that does
+    /// not exist, or a number that is not one.
     pub fn parse(text: &str, source: &str) -> Result<Odf, OdfError> {
         let ini = Ini::parse(text);
-        let err = |message: String| OdfError { file: source.to_string(), message };
+        let r = Reader { ini: &ini, source };
         if !ini.has_section("Organ") {
-            return Err(err("no [Organ] section: this is not a GrandOrgue organ definition (.organ) file".into()));
+            return Err(r.err("no [Organ] section: this is not a GrandOrgue organ definition (.organ) file".into()));
         }
         let church_name = ini.church_name_exact.clone().unwrap_or_default().trim_end().to_string();
-        let n_manuals = number(&ini, source, "Organ", "NumberOfManuals")?
-            .ok_or_else(|| err("[Organ] has no NumberOfManuals".into()))?;
+        let n_manuals =
+            r.int("Organ", "NumberOfManuals")?.ok_or_else(|| r.err("[Organ] has no NumberOfManuals".into()))?;
         let first = if yes(ini.get("Organ", "HasPedals")) { 0 } else { 1 };
+        let n_switches = r.count("Organ", "NumberOfSwitches")?;
+        let n_tremulants = r.count("Organ", "NumberOfTremulants")?;
+        let enclosures = (1..=r.count("Organ", "NumberOfEnclosures")?)
+            .map(|n| {
+                let s = format!("Enclosure{n:03}");
+                Enclosure { number: n, name: r.text(&s, "Name").unwrap_or(&s).to_string() }
+            })
+            .collect();
+        let mut windchests = Vec::new();
+        for n in 1..=r.count("Organ", "NumberOfWindchestGroups")? {
+            let s = format!("WindchestGroup{n:03}");
+            let count = r.count(&s, "NumberOfEnclosures")?;
+            let enclosures = r.list(&s, "Enclosure", count, "NumberOfEnclosures")?;
+            windchests.push(Windchest {
+                number: n,
+                name: r.text(&s, "Name").unwrap_or_default().to_string(),
+                enclosures,
+            });
+        }
         let mut manuals = Vec::new();
-        let mut elements: Vec<Element> = Vec::new();
-        let add = |kind: ElementKind, no: i64, manual: u32, elements: &mut Vec<Element>| -> Result<(), OdfError> {
-            let no = u32::try_from(no).map_err(|_| err(format!("{} number {no} is invalid", kind.noun())))?;
-            if let Some(e) = elements.iter_mut().find(|e| e.kind == kind && e.number == no) {
-                if !e.manuals.contains(&manual) {
-                    e.manuals.push(manual);
-                }
-                return Ok(());
-            }
-            let section = format!("{}{no:03}", kind.section_prefix());
-            if !ini.has_section(&section) {
-                return Err(err(format!("Manual{manual:03} refers to [{section}], which does not exist")));
-            }
-            let name = ini.get_trimmed(&section, "Name").unwrap_or(&section).to_string();
-            let function = ini.get_trimmed(&section, "Function");
-            elements.push(Element {
-                kind,
-                number: no,
-                name,
-                manuals: vec![manual],
-                destination: number(&ini, source, &section, "DestinationManual")?.and_then(|d| u32::try_from(d).ok()),
-                keyshift: number(&ini, source, &section, "DestinationKeyshift")?.unwrap_or(0) as i32,
-                unison_off: yes(ini.get(&section, "UnisonOff")),
-                read_only: function.is_some_and(|f| !f.eq_ignore_ascii_case("input")),
-            });
-            Ok(())
-        };
+        let mut listing = Listing::default();
         for m in first..=n_manuals.max(0) {
-            let m = m as u32;
-            let section = format!("Manual{m:03}");
-            if !ini.has_section(&section) {
-                return Err(err(format!("[{section}] is missing (NumberOfManuals={n_manuals})")));
-            }
-            manuals.push(Manual {
-                number: m,
-                name: ini.get_trimmed(&section, "Name").unwrap_or(&section).to_string(),
-                first_note: number(&ini, source, &section, "FirstAccessibleKeyMIDINoteNumber")?
-                    .unwrap_or(36)
-                    .clamp(0, 127) as u8,
-                keys: number(&ini, source, &section, "NumberOfAccessibleKeys")?.unwrap_or(0).max(0) as u32,
-            });
-            for (kind, count_key) in [
-                (ElementKind::Stop, "NumberOfStops"),
-                (ElementKind::Coupler, "NumberOfCouplers"),
-                (ElementKind::Tremulant, "NumberOfTremulants"),
-            ] {
-                let count = number(&ini, source, &section, count_key)?.unwrap_or(0);
-                for i in 1..=count.max(0) {
-                    let key = format!("{}{i:03}", kind.section_prefix());
-                    let Some(no) = number(&ini, source, &section, &key)? else {
-                        return Err(err(format!("[{section}] {count_key}={count} but {key} is missing")));
-                    };
-                    add(kind, no, m, &mut elements)?;
+            manuals.push(read_manual(&r, m as u32, n_manuals, &mut listing)?);
+        }
+        let mut elements: Vec<Element> = Vec::new();
+        for &(kind, no, manual) in &listing.refs {
+            if matches!(kind, ElementKind::Tremulant | ElementKind::Switch) {
+                let (max, what) = if kind == ElementKind::Switch {
+                    (n_switches, "NumberOfSwitches")
+                } else {
+                    (n_tremulants, "NumberOfTremulants")
+                };
+                if no == 0 || no > max {
+                    return Err(r.err(format!(
+                        "Manual{manual:03} refers to {}{no:03}, but [Organ] {what}={max}",
+                        kind.section_prefix()
+                    )));
                 }
+                continue; // read below, organ-wide
+            }
+            match elements.iter_mut().find(|e| e.kind == kind && e.number == no) {
+                Some(e) if !e.manuals.contains(&manual) => e.manuals.push(manual),
+                Some(_) => {}
+                None => elements.push(read_element(&r, kind, no, Some(manual))?),
             }
         }
-        Ok(Odf { source: source.to_string(), church_name, manuals, elements })
+        let organ_wide = [
+            (ElementKind::Tremulant, n_tremulants),
+            (ElementKind::Switch, n_switches),
+            (ElementKind::DivisionalCoupler, r.count("Organ", "NumberOfDivisionalCouplers")?),
+        ];
+        for (kind, n) in organ_wide {
+            for no in 1..=n {
+                let mut e = read_element(&r, kind, no, None)?;
+                e.manuals = listing.refs.iter().filter(|x| x.0 == kind && x.1 == no).map(|x| x.2).collect();
+                e.manuals.dedup();
+                elements.push(e);
+            }
+        }
+        for e in &elements {
+            if let Some(bad) = e.switches.iter().find(|&&s| s == 0 || s > n_switches) {
+                return Err(r.err(format!(
+                    "[{}] refers to Switch{bad:03}, but [Organ] NumberOfSwitches={n_switches}",
+                    e.section()
+                )));
+            }
+        }
+        let generals = read_generals(&r, &manuals, &elements)?;
+        let source = source.to_string();
+        let wiring = super::drive::Wiring::default();
+        let mut odf = Odf {
+            source,
+            from_package: false,
+            church_name,
+            manuals,
+            elements,
+            enclosures,
+            windchests,
+            generals,
+            wiring,
+        };
+        odf.wire();
+        Ok(odf)
     }
 
     pub fn manual(&self, number: u32) -> Option<&Manual> {
         self.manuals.iter().find(|m| m.number == number)
     }
+
+    /// The index in `elements` of `[<Kind><number>]`.
+    pub fn index_of(&self, kind: ElementKind, number: u32) -> Option<usize> {
+        self.elements.iter().position(|e| e.kind == kind && e.number == number)
+    }
+}
+
+/// `PACKAGE.orgue:ENTRY` (when that file does not exist but the package does): the package and
+/// the entry; a path ending in `.orgue`: the package alone.
+fn split_package_path(path: &Path) -> Option<(std::path::PathBuf, Option<String>)> {
+    if super::package::is_package(path) {
+        return Some((path.to_path_buf(), None));
+    }
+    let s = path.to_str()?;
+    let at = s.to_ascii_lowercase().rfind(".orgue:")? + ".orgue".len();
+    let pkg = Path::new(&s[..at]);
+    (!path.exists() && pkg.is_file()).then(|| (pkg.to_path_buf(), Some(s[at + 1..].to_string())))
+}
+
+fn read_manual(r: &Reader, m: u32, n_manuals: i64, listing: &mut Listing) -> Result<Manual, OdfError> {
+    let section = format!("Manual{m:03}");
+    if !r.ini.has_section(&section) {
+        return Err(r.err(format!("[{section}] is missing (NumberOfManuals={n_manuals})")));
+    }
+    let mut lists: Vec<Vec<u32>> = Vec::new();
+    for (kind, count_key) in [
+        (ElementKind::Stop, "NumberOfStops"),
+        (ElementKind::Coupler, "NumberOfCouplers"),
+        (ElementKind::Tremulant, "NumberOfTremulants"),
+        (ElementKind::Switch, "NumberOfSwitches"),
+    ] {
+        let count = r.count(&section, count_key)?;
+        let numbers = r.list(&section, kind.section_prefix(), count, count_key)?;
+        listing.refs.extend(numbers.iter().map(|&n| (kind, n, m)));
+        lists.push(numbers);
+    }
+    Ok(Manual {
+        number: m,
+        name: r.text(&section, "Name").unwrap_or(&section).to_string(),
+        first_note: r.int(&section, "FirstAccessibleKeyMIDINoteNumber")?.unwrap_or(36).clamp(0, 127) as u8,
+        keys: r.int(&section, "NumberOfAccessibleKeys")?.unwrap_or(0).max(0) as u32,
+        stops: std::mem::take(&mut lists[0]),
+        couplers: std::mem::take(&mut lists[1]),
+    })
+}
+
+/// Reads `[<Kind><no>]`, listed by `manual` (organ-wide elements: `None`).
+fn read_element(r: &Reader, kind: ElementKind, no: u32, manual: Option<u32>) -> Result<Element, OdfError> {
+    let section = format!("{}{no:03}", kind.section_prefix());
+    if !r.ini.has_section(&section) {
+        let by = manual.map_or_else(|| "[Organ]".to_string(), |m| format!("Manual{m:03}"));
+        return Err(r.err(format!("{by} refers to [{section}], which does not exist")));
+    }
+    let function = match r.text(&section, "Function") {
+        None => Function::Input,
+        Some(f) => Function::parse(f).ok_or_else(|| {
+            r.err(format!("[{section}] Function={f}: expected Input, And, Or, Not, Nand, Nor or Xor"))
+        })?,
+    };
+    let switches = match function {
+        Function::Input => Vec::new(),
+        Function::Not => match r.text(&section, "Switch001") {
+            Some(_) => vec![r.count(&section, "Switch001")?],
+            None => return Err(r.err(format!("[{section}] Function=Not needs Switch001"))),
+        },
+        _ => {
+            let n = r.count(&section, "SwitchCount")?;
+            if n == 0 {
+                return Err(r.err(format!("[{section}] Function={function} needs SwitchCount (1 or more)")));
+            }
+            r.list(&section, "Switch", n, "SwitchCount")?
+        }
+    };
+    let name = r.text(&section, "Name").unwrap_or(&section).to_string();
+    let label = r.text(&section, "DispLabelText").filter(|l| *l != name).map(str::to_string);
+    let mut windchests: Vec<u32> = r.count(&section, "WindchestGroup").map(|w| vec![w]).unwrap_or_default();
+    if kind == ElementKind::Stop {
+        let n = r.count(&section, "NumberOfRanks")?;
+        for rank in r.list(&section, "Rank", n, "NumberOfRanks")? {
+            let w = r.count(&format!("Rank{rank:03}"), "WindchestGroup")?;
+            windchests.push(w);
+        }
+    }
+    windchests.retain(|w| *w != 0);
+    windchests.dedup();
+    Ok(Element {
+        kind,
+        number: no,
+        name,
+        manuals: manual.into_iter().collect(),
+        destination: r.int(&section, "DestinationManual")?.and_then(|d| u32::try_from(d).ok()),
+        keyshift: r.int(&section, "DestinationKeyshift")?.unwrap_or(0).clamp(-128, 128) as i32,
+        unison_off: yes(r.ini.get(&section, "UnisonOff")),
+        function,
+        switches,
+        default_on: yes(r.ini.get(&section, "DefaultToEngaged")),
+        label,
+        windchests,
+        pipes: r.int(&section, "NumberOfAccessiblePipes")?.and_then(|p| u32::try_from(p).ok()),
+    })
+}
+
+/// The generals' positive entries (what each draws). Entries that do not resolve are skipped:
+/// generals only become comments in a generated organ definition.
+fn read_generals(r: &Reader, manuals: &[Manual], elements: &[Element]) -> Result<Vec<General>, OdfError> {
+    let find = |kind: ElementKind, no: u32| elements.iter().position(|e| e.kind == kind && e.number == no);
+    let positive = |s: &str, k: &str| r.int(s, k).ok().flatten().filter(|v| *v > 0).map(|v| v as u32);
+    let mut generals = Vec::new();
+    for n in 1..=r.count("Organ", "NumberOfGenerals")? {
+        let s = format!("General{n:03}");
+        let mut draws = Vec::new();
+        for (kind, count_key, manual_key, number_key) in [
+            (ElementKind::Stop, "NumberOfStops", Some("StopManual"), "StopNumber"),
+            (ElementKind::Coupler, "NumberOfCouplers", Some("CouplerManual"), "CouplerNumber"),
+            (ElementKind::Tremulant, "NumberOfTremulants", None, "TremulantNumber"),
+            (ElementKind::Switch, "NumberOfSwitches", None, "SwitchNumber"),
+            (ElementKind::DivisionalCoupler, "NumberOfDivisionalCouplers", None, "DivisionalCouplerNumber"),
+        ] {
+            for i in 1..=r.count(&s, count_key).unwrap_or(0) {
+                let Some(pos) = positive(&s, &format!("{number_key}{i:03}")) else { continue };
+                let no = match manual_key {
+                    // Stops and couplers are numbered by their position in the manual's list.
+                    Some(mk) => {
+                        let m = r.int(&s, &format!("{mk}{i:03}")).ok().flatten().unwrap_or(-1);
+                        let list = manuals.iter().find(|x| i64::from(x.number) == m);
+                        let list = list.map(|x| if kind == ElementKind::Stop { &x.stops } else { &x.couplers });
+                        list.and_then(|l| l.get(pos as usize - 1)).copied()
+                    }
+                    None => Some(pos),
+                };
+                if let Some(i) = no.and_then(|no| find(kind, no)) {
+                    draws.push(i);
+                }
+            }
+        }
+        generals.push(General { number: n, name: r.text(&s, "Name").unwrap_or(&s).to_string(), draws });
+    }
+    Ok(generals)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ODF: &str = "\u{feff}; comment\r\n[Organ]\r\nChurchName=Test Church  \r\nNumberOfManuals=2\r\nHasPedals=Y\r\nNumberOfTremulants=1\r\n\
+    const ODF: &str = "\u{feff}; comment\r\n[Organ]\r\nChurchName=Test Church  \r\nNumberOfManuals=2\r\nHasPedals=Y\r\nNumberOfTremulants=1\r\nNumberOfSwitches=1\r\n\
 [Manual000]\nName=Pedal\nNumberOfStops=1\nStop001=3\nnumberofcouplers=1\nCoupler001=1\n\
 [Manual001]\nName=Great\nNumberOfStops=1\nStop001=1\nFirstAccessibleKeyMIDINoteNumber=36\nNumberOfAccessibleKeys=61\n\
 [Manual002]\nName=Swell\nNumberOfStops=1\nStop001=2\nNumberOfTremulants=1\nTremulant001=1\n\
-[Stop001]\nName=Principal 8'\n[Stop002]\nName= Gedackt 8 \n[Stop003]\nName=Subbass 16\nFunction=And\n\
+[Stop001]\nName=Principal 8'\n[Stop002]\nName= Gedackt 8 \n[Stop003]\nName=Subbass 16\nFunction=And\nSwitchCount=1\nSwitch001=1\n[Switch001]\nName=Subbass\n\
 [Coupler001]\nName=Swell to Pedal\nDestinationManual=2\nDestinationKeyshift=0\n[Tremulant001]\nName=Tremulant\n";
 
     #[test]
@@ -321,9 +681,12 @@ mod tests {
                 ("Stop001".to_string(), "Principal 8'", vec![1]),
                 ("Stop002".to_string(), "Gedackt 8", vec![2]),
                 ("Tremulant001".to_string(), "Tremulant", vec![2]),
+                ("Switch001".to_string(), "Subbass", vec![]),
             ]
         );
-        assert!(odf.elements[0].read_only);
+        assert!(!odf.elements[0].takes_midi());
+        assert_eq!((odf.elements[0].function, odf.elements[0].switches.clone()), (Function::And, vec![1]));
+        assert!(odf.elements[1].takes_midi());
         assert_eq!(odf.elements[1].destination, Some(2));
         assert_eq!(odf.manual(1).unwrap().keys, 61);
     }
@@ -343,5 +706,35 @@ mod tests {
         assert!(e.message.contains("[Stop009]"), "{e}");
         let e = Odf::parse("[Organ]\nNumberOfManuals=1\n", "x").unwrap_err();
         assert!(e.message.contains("[Manual001] is missing"), "{e}");
+        let bad_switch = ODF.replace("Switch001=1\n[Switch001]", "Switch001=2\n[Switch001]");
+        let e = Odf::parse(&bad_switch, "x").unwrap_err();
+        assert!(e.message.contains("[Stop003] refers to Switch002, but [Organ] NumberOfSwitches=1"), "{e}");
+        let e = Odf::parse(&ODF.replace("Function=And", "Function=Maybe"), "x").unwrap_err();
+        assert!(e.message.contains("Function=Maybe"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_organ_in_a_package() {
+        let index = b"[General]\nOrganCount=1\n[Organ001]\nFilename=test.organ\nChurchName=Test Church\n";
+        let zip =
+            crate::grandorgue::package::tests::zip(&[("organindex.ini", index), ("test.organ", ODF.as_bytes())], false);
+        let dir = std::env::temp_dir().join(format!("organ-odf-pkg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("test.orgue");
+        std::fs::write(&p, &zip).unwrap();
+        let odf = Odf::load(&p).unwrap();
+        assert!(odf.from_package);
+        assert_eq!(odf.church_name, "Test Church");
+        assert!(odf.source.ends_with("test.orgue:test.organ"), "{}", odf.source);
+        assert_eq!(odf.elements.len(), 6);
+        // the same with the organ named, and a wrong name listing the right one
+        assert_eq!(Odf::load(&dir.join("test.orgue:test.organ")).unwrap().elements.len(), 6);
+        let e = Odf::load(&dir.join("test.orgue:other.organ")).unwrap_err();
+        assert!(e.message.contains("no organ other.organ; it has test.organ (\"Test Church\")"), "{e}");
+        // a package by its content, whatever its name
+        let renamed = dir.join("test.zip");
+        std::fs::write(&renamed, &zip).unwrap();
+        assert!(Odf::load(&renamed).unwrap().from_package);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use toml::Spanned;
 
-use super::{ConfigError, Control, ControlKind, DisconnectPolicy, Division, Location, Organ, Preset};
+use super::{
+    ConfigError, Control, ControlKind, CouplerAction, DisconnectPolicy, Division, Expression, Location, Organ, Preset,
+};
 use crate::midi::{Channel, Message, Micros, ShortMsg, parse_hex};
 use crate::text::{did_you_mean, line_col, normalize_name};
 
@@ -61,6 +63,15 @@ struct DivisionFile {
     channel: Spanned<i64>,
     compass: Option<Spanned<Vec<i64>>>,
     grandorgue: Option<String>,
+    expression: Option<Spanned<ExpressionFile>>,
+}
+
+/// `expression = { cc = 11 }` or `{ cc = 11, channel = 16 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpressionFile {
+    cc: i64,
+    channel: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +82,8 @@ struct StopFile {
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
     grandorgue: Option<String>,
+    /// How the built-in organ voice sounds it (see [`super::voice`]).
+    voice: Option<super::voice::VoiceFile>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +94,8 @@ struct CouplerFile {
     to: Spanned<String>,
     on: Spanned<MsgFile>,
     off: Option<Spanned<MsgFile>>,
+    /// `unison`, `octave`, `sub-octave` or `unison-off`; default: from the name.
+    action: Option<Spanned<String>>,
     grandorgue: Option<String>,
 }
 
@@ -99,6 +114,7 @@ struct TremulantFile {
 struct CancelFile {
     message: Option<Spanned<MsgFile>>,
     at_end: Option<bool>,
+    everything_in_at_start: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +282,25 @@ fn message(ctx: &Ctx, m: &Spanned<MsgFile>) -> Result<(Form, Vec<Message>), Conf
     }
 }
 
+/// One message form written as a TOML inline table (`{ note = 36, channel = 16 }`), checked as
+/// in an organ definition: its messages, and the off an organ definition infers from it (none
+/// for program changes, SysEx and raw).
+///
+/// # Errors
+/// As for a message in an organ definition.
+pub(crate) fn parse_message_text(text: &str) -> Result<(Vec<Message>, Option<Vec<Message>>), ConfigError> {
+    #[derive(Deserialize)]
+    struct One {
+        m: Spanned<MsgFile>,
+    }
+    let doc = format!("m = {text}");
+    let ctx = Ctx { text: &doc, file: "(message)" };
+    let one: One = toml::from_str(&doc).map_err(|e| ctx.toml_err(&e))?;
+    let (form, msgs) = message(&ctx, &one.m)?;
+    let name = Spanned::new(0..0, String::new());
+    Ok((msgs, off_messages(&ctx, "", &name, &form, None).ok()))
+}
+
 /// The off messages: as written, or inferred from the on form.
 fn off_messages(
     ctx: &Ctx,
@@ -298,12 +333,66 @@ fn off_messages(
 pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     let ctx = Ctx { text, file: source };
     let f: OrganFile = toml::from_str(text).map_err(|e| ctx.toml_err(&e))?;
-    let Some(division_table) = f.division else {
+    let Some(division_table) = &f.division else {
         return Err(ctx.err(0..0, "no divisions: add at least one [division.<name>] with code and channel"));
     };
+    let divisions = parse_divisions(&ctx, division_table)?;
+    let mut controls = parse_controls(&ctx, &f, &divisions)?;
+    let presets = parse_presets(&ctx, f.preset.as_ref(), &controls)?;
+    let (cancel, cancel_at_end) = match &f.cancel {
+        None => (None, true),
+        Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
+    };
+    let everything_in_at_start = f.cancel.as_ref().and_then(|c| c.everything_in_at_start).unwrap_or(false);
+    distinct_messages(&ctx, &mut controls, (&f.stop, &f.coupler, &f.tremulant), cancel.as_deref())?;
+    let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
+        match v {
+            None => Ok(Micros::ZERO),
+            Some(s) if (0..=10_000).contains(s.get_ref()) => Ok(Micros::from_millis(*s.get_ref() as u64)),
+            Some(s) => Err(ctx.err(s.span(), format!("{what} = {} is out of range (0-10000 ms)", s.get_ref()))),
+        }
+    };
+    let (stop_lead, stop_pace) = match &f.timing {
+        None => (Micros::ZERO, Micros::ZERO),
+        Some(t) => (ms(&t.stop_lead_ms, "stop_lead_ms")?, ms(&t.stop_pace_ms, "stop_pace_ms")?),
+    };
+    let on_disconnect = match &f.on_disconnect {
+        None => DisconnectPolicy::Pause,
+        Some(s) => match s.get_ref().as_str() {
+            "pause" => DisconnectPolicy::Pause,
+            "continue" => DisconnectPolicy::Continue,
+            other => {
+                return Err(
+                    ctx.err(s.span(), format!("on_disconnect = \"{other}\": expected \"pause\" or \"continue\""))
+                );
+            }
+        },
+    };
+    let output = f.output.map(|o| o.into_inner());
+    let name = f.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        return Err(ctx.err(f.name.span(), "name must not be empty"));
+    }
+    Ok(Organ {
+        name,
+        source: source.to_string(),
+        divisions,
+        controls,
+        presets,
+        cancel,
+        everything_in_at_start,
+        cancel_at_end,
+        stop_lead,
+        stop_pace,
+        output,
+        on_disconnect,
+    })
+}
 
+/// `[division.<name>]`: one letter code, a channel of its own, the compass.
+fn parse_divisions(ctx: &Ctx, table: &Ordered<DivisionFile>) -> Result<Vec<Division>, ConfigError> {
     let mut divisions: Vec<Division> = Vec::new();
-    for (key, d) in &division_table.0 {
+    for (key, d) in &table.0 {
         let code_str = d.code.get_ref().trim();
         let mut chars = code_str.chars();
         let code = match (chars.next(), chars.next()) {
@@ -347,15 +436,22 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 }
             },
         };
+        let expression = d.expression.as_ref().map(|e| expression(ctx, e, channel)).transpose()?;
         divisions.push(Division {
             name: key.get_ref().clone(),
             code,
             channel,
             compass,
             grandorgue: d.grandorgue.clone(),
+            expression,
         });
     }
+    Ok(divisions)
+}
 
+/// `[[stop]]`, `[[coupler]]`, `[[tremulant]]`: names unique, divisions known, messages checked
+/// and their `off` inferred where it can be.
+fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Vec<Control>, ConfigError> {
     let division_index = |s: &Spanned<String>| -> Result<usize, ConfigError> {
         let n = normalize_name(s.get_ref());
         divisions.iter().position(|d| normalize_name(&d.name) == n).ok_or_else(|| {
@@ -390,11 +486,12 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
 
     for s in &f.stop {
         let division = division_index(&s.division)?;
-        let (form, on) = message(&ctx, &s.on)?;
-        let off = off_messages(&ctx, "stop", &s.name, &form, s.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &s.on, &form)?;
+        let (form, on) = message(ctx, &s.on)?;
+        let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &s.on, &form)?;
+        let voice = s.voice.as_ref().map(|v| super::voice::check(ctx, v)).transpose()?;
         add(
-            &ctx,
+            ctx,
             &s.name,
             Control {
                 name: s.name.get_ref().trim().to_string(),
@@ -402,18 +499,22 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 division: Some(division),
                 on,
                 off,
+                toggle: false,
+                action: None,
                 grandorgue: s.grandorgue.clone(),
+                voice,
             },
         )?;
     }
     for c in &f.coupler {
         let from = division_index(&c.from)?;
         let to = division_index(&c.to)?;
-        let (form, on) = message(&ctx, &c.on)?;
-        let off = off_messages(&ctx, "coupler", &c.name, &form, c.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &c.on, &form)?;
+        let (form, on) = message(ctx, &c.on)?;
+        let off = off_messages(ctx, "coupler", &c.name, &form, c.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &c.on, &form)?;
+        let action = coupler_action(ctx, c, from == to)?;
         add(
-            &ctx,
+            ctx,
             &c.name,
             Control {
                 name: c.name.get_ref().trim().to_string(),
@@ -421,17 +522,20 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 division: Some(to),
                 on,
                 off,
+                toggle: false,
+                action: Some(action),
                 grandorgue: c.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
     for t in &f.tremulant {
         let division = t.division.as_ref().map(&division_index).transpose()?;
-        let (form, on) = message(&ctx, &t.on)?;
-        let off = off_messages(&ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
-        check_not_a_key(&ctx, &divisions, &t.on, &form)?;
+        let (form, on) = message(ctx, &t.on)?;
+        let off = off_messages(ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
+        check_not_a_key(ctx, divisions, &t.on, &form)?;
         add(
-            &ctx,
+            ctx,
             &t.name,
             Control {
                 name: t.name.get_ref().trim().to_string(),
@@ -439,11 +543,23 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
                 division,
                 on,
                 off,
+                toggle: false,
+                action: None,
                 grandorgue: t.grandorgue.clone(),
+                voice: None,
             },
         )?;
     }
 
+    Ok(controls)
+}
+
+/// `[preset]`: named lists of controls.
+fn parse_presets(
+    ctx: &Ctx,
+    table: Option<&Ordered<Vec<Spanned<String>>>>,
+    controls: &[Control],
+) -> Result<Vec<Preset>, ConfigError> {
     let find = |s: &Spanned<String>| -> Result<usize, ConfigError> {
         let n = normalize_name(s.get_ref());
         controls.iter().position(|c| normalize_name(&c.name) == n).ok_or_else(|| {
@@ -458,12 +574,12 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         })
     };
     let mut presets: Vec<Preset> = Vec::new();
-    for (name, list) in f.preset.map(|p| p.0).unwrap_or_default() {
+    for (name, list) in table.map(|p| p.0.as_slice()).unwrap_or_default() {
         if presets.iter().any(|p| normalize_name(&p.name) == normalize_name(name.get_ref())) {
             return Err(ctx.err(name.span(), format!("preset \"{}\" is defined twice", name.get_ref())));
         }
         let mut ids = Vec::new();
-        for s in &list {
+        for s in list {
             let id = find(s)?;
             if !ids.contains(&id) {
                 ids.push(id);
@@ -471,52 +587,139 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         }
         presets.push(Preset { name: name.get_ref().clone(), controls: ids });
     }
+    Ok(presets)
+}
 
-    let (cancel, cancel_at_end) = match &f.cancel {
-        None => (None, true),
-        Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
+/// What a coupler does: its `action`, else what its name says. A unison-off acts on its own
+/// division, so it needs `from` = `to`.
+fn coupler_action(ctx: &Ctx, c: &CouplerFile, same_division: bool) -> Result<CouplerAction, ConfigError> {
+    let action = match &c.action {
+        None => CouplerAction::from_name(c.name.get_ref()),
+        Some(a) => CouplerAction::parse(a.get_ref()).ok_or_else(|| {
+            ctx.err(
+                a.span(),
+                format!("action = \"{}\": write \"unison\", \"octave\", \"sub-octave\" or \"unison-off\"", a.get_ref()),
+            )
+        })?,
     };
-    let ms = |v: &Option<Spanned<i64>>, what: &str| -> Result<Micros, ConfigError> {
-        match v {
-            None => Ok(Micros::ZERO),
-            Some(s) if (0..=10_000).contains(s.get_ref()) => Ok(Micros::from_millis(*s.get_ref() as u64)),
-            Some(s) => Err(ctx.err(s.span(), format!("{what} = {} is out of range (0-10000 ms)", s.get_ref()))),
-        }
-    };
-    let (stop_lead, stop_pace) = match &f.timing {
-        None => (Micros::ZERO, Micros::ZERO),
-        Some(t) => (ms(&t.stop_lead_ms, "stop_lead_ms")?, ms(&t.stop_pace_ms, "stop_pace_ms")?),
-    };
-    let on_disconnect = match &f.on_disconnect {
-        None => DisconnectPolicy::Pause,
-        Some(s) => match s.get_ref().as_str() {
-            "pause" => DisconnectPolicy::Pause,
-            "continue" => DisconnectPolicy::Continue,
-            other => {
-                return Err(
-                    ctx.err(s.span(), format!("on_disconnect = \"{other}\": expected \"pause\" or \"continue\""))
-                );
-            }
-        },
-    };
-    let output = f.output.map(|o| o.into_inner());
-    let name = f.name.get_ref().trim().to_string();
-    if name.is_empty() {
-        return Err(ctx.err(f.name.span(), "name must not be empty"));
+    if action == CouplerAction::UnisonOff && !same_division {
+        let at = c.action.as_ref().map_or(c.name.span(), |a| a.span());
+        return Err(ctx.err(
+            at,
+            format!(
+                "coupler \"{}\" is a unison off, which acts on its own division: give it the same `from` and `to` \
+                 (or `action = \"unison\"` if it is not one)",
+                c.name.get_ref()
+            ),
+        ));
     }
-    Ok(Organ {
-        name,
-        source: source.to_string(),
-        divisions,
-        controls,
-        presets,
-        cancel,
-        cancel_at_end,
-        stop_lead,
-        stop_pace,
-        output,
-        on_disconnect,
-    })
+    Ok(action)
+}
+
+/// A message sequence in the form the console tells apart: a note-on's velocity does not
+/// matter, and a note-on of velocity 0 is a note-off.
+fn console_form(msgs: &[Message]) -> Vec<Vec<u8>> {
+    msgs.iter()
+        .map(|m| match m.as_bytes() {
+            [s, k, v] if s & 0xF0 == 0x90 && *v > 0 => vec![*s, *k, 1],
+            [s, k, _] if s & 0xF0 == 0x90 || s & 0xF0 == 0x80 => vec![0x80 | (s & 0x0F), *k, 0],
+            b => b.to_vec(),
+        })
+        .collect()
+}
+
+/// Marks the toggles (the same message draws and puts in) and refuses two controls that share a
+/// message (drawing one would move the other on the console; a toggle would flip it) or a
+/// control that sends the General Cancel. Two state controls may share their `off` (some
+/// consoles put a group of stops in with one message). The error is at the later message.
+fn distinct_messages(
+    ctx: &Ctx,
+    controls: &mut [Control],
+    (stops, couplers, tremulants): (&[StopFile], &[CouplerFile], &[TremulantFile]),
+    cancel: Option<&[Message]>,
+) -> Result<(), ConfigError> {
+    // Where each control's on and off are written: the controls are the stops, couplers and
+    // tremulants in file order.
+    let spans = stops.iter().map(|s| (&s.on, s.off.as_ref()));
+    let spans = spans.chain(couplers.iter().map(|c| (&c.on, c.off.as_ref())));
+    let spans: Vec<_> = spans.chain(tremulants.iter().map(|t| (&t.on, t.off.as_ref()))).collect();
+    for c in controls.iter_mut() {
+        c.toggle = console_form(&c.on) == console_form(&c.off);
+    }
+    // (form, control, is an off of a state control)
+    let mut seen: std::collections::HashMap<Vec<Vec<u8>>, (usize, bool)> = std::collections::HashMap::new();
+    let what = |c: &Control| match c.kind {
+        ControlKind::Stop => "stop",
+        ControlKind::Coupler { .. } => "coupler",
+        ControlKind::Tremulant => "tremulant",
+    };
+    for (i, c) in controls.iter().enumerate() {
+        let (on_span, off_span) = spans[i];
+        let messages: &[(&[Message], bool, std::ops::Range<usize>)] =
+            &[(&c.on, false, on_span.span()), (&c.off, !c.toggle, off_span.map_or(on_span.span(), |o| o.span()))];
+        for (msgs, state_off, span) in messages.iter().take(if c.toggle { 1 } else { 2 }) {
+            let form = console_form(msgs);
+            if let Some(cancel) = cancel
+                && console_form(cancel) == form
+            {
+                return Err(ctx.err(
+                    span.clone(),
+                    format!(
+                        "{} \"{}\" sends the General Cancel's message ([cancel] message); give it its own message",
+                        what(c),
+                        c.name
+                    ),
+                ));
+            }
+            match seen.get(&form) {
+                Some(&(j, other_off)) if j != i && !(other_off && *state_off) => {
+                    let other = &controls[j];
+                    return Err(ctx.err(
+                        span.clone(),
+                        format!(
+                            "{} \"{}\" sends the same message as {} \"{}\": on the console one would move the other; \
+                             give each its own message",
+                            what(c),
+                            c.name,
+                            what(other),
+                            other.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(form, (i, *state_off));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A division's expression controller. Controllers that GrandOrgue and MIDI give another meaning
+/// are refused: bank select (0, 32), data entry and parameter numbers (6, 38, 98-101) and the
+/// channel-mode messages (120-127, e.g. 123 all notes off).
+fn expression(ctx: &Ctx, e: &Spanned<ExpressionFile>, division_channel: Channel) -> Result<Expression, ConfigError> {
+    let f = e.get_ref();
+    let cc = match f.cc {
+        0 | 32 | 6 | 38 | 98..=101 => {
+            return Err(ctx.err(
+                e.span(),
+                format!(
+                    "expression cc = {}: that controller selects banks or parameters; use e.g. cc = 11 (Expression)",
+                    f.cc
+                ),
+            ));
+        }
+        cc @ 1..=119 => cc as u8,
+        cc => return Err(ctx.err(e.span(), format!("expression cc = {cc} is out of range (1-119; 11 is Expression)"))),
+    };
+    let channel = match f.channel {
+        None => division_channel,
+        Some(c) => Channel::from_user(c)
+            .ok_or_else(|| ctx.err(e.span(), format!("channel = {c} is out of range (MIDI channels are 1-16)")))?,
+    };
+    Ok(Expression { cc, channel })
 }
 
 /// A stop given as a note on a division's own channel, inside its compass, would collide with
@@ -649,6 +852,93 @@ stop_pace_ms = 0
         assert!(e.contains("already used by division swell"), "{e}");
         let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 40, channel = 1 }"));
         assert!(e.contains("is a key of the swell division"), "{e}");
+    }
+
+    #[test]
+    fn toggles_and_shared_messages() {
+        let toggles = MIN
+            .replace(
+                "on = { note = 36, channel = 16 }",
+                "on = { program = 1, channel = 12 }\noff = { program = 1, channel = 12 }",
+            )
+            .replace("[cancel]\nmessage = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }", "[cancel]");
+        let o = Organ::from_toml(&toggles, "t.toml").unwrap();
+        assert!(o.controls[0].toggle && !o.controls[1].toggle && !o.controls[2].toggle);
+        assert!(!o.start_is_known(), "a toggle and no General Cancel");
+        // Without a General Cancel, the safe cancel leaves the toggle alone.
+        let cancel: Vec<Vec<u8>> = o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect();
+        assert_eq!(cancel, [vec![0xBF, 20, 0], vec![0xCF, 6]]);
+        let vouched = toggles.replace("[cancel]", "[cancel]\neverything_in_at_start = true");
+        assert!(Organ::from_toml(&vouched, "t.toml").unwrap().start_is_known());
+
+        // The same message for two controls, wherever it is written.
+        let e = err(&MIN
+            .replace("on = { cc = 20, value = 127, channel = 16 }", "on = { note = 36, channel = 16, velocity = 90 }"));
+        assert!(
+            e.starts_with("t.toml:20:6: stop \"Gt Principal 4\" sends the same message as stop \"Sw Open Diapason 8\""),
+            "{e}"
+        );
+        let e =
+            err(&MIN.replace("off = { program = 6, channel = 16 }", "off = { cc = 20, value = 127, channel = 16 }"));
+        assert!(e.contains("coupler \"Sw to Ped\" sends the same message as stop \"Gt Principal 4\""), "{e}");
+        let e = err(&toggles.replace("on = { program = 5, channel = 16 }", "on = { program = 1, channel = 12 }"));
+        assert!(e.contains("coupler \"Sw to Ped\" sends the same message as stop \"Sw Open Diapason 8\""), "{e}");
+        let e =
+            err(&MIN.replace("on = { program = 5, channel = 16 }", "on = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }"));
+        assert!(e.contains("sends the General Cancel's message"), "{e}");
+        // Two state controls may share their off.
+        let shared_off =
+            MIN.replace("off = { program = 6, channel = 16 }", "off = { cc = 20, value = 0, channel = 16 }");
+        assert!(Organ::from_toml(&shared_off, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn what_a_coupler_does() {
+        use crate::organ::CouplerAction as A;
+        for (name, action) in [
+            ("Sw to Gt", A::Unison),
+            ("Sw Octave", A::Octave),
+            ("Swell Super", A::Octave),
+            ("Sw to Gt 4", A::Octave),
+            ("Sw Sub Octave", A::SubOctave),
+            ("Sw Suboctave to Gt", A::SubOctave),
+            ("Sw Unison Off", A::UnisonOff),
+            ("Great Unison off", A::UnisonOff),
+        ] {
+            assert_eq!(A::from_name(name), action, "{name}");
+        }
+        let o = Organ::from_toml(MIN, "t.toml").unwrap();
+        assert_eq!(o.controls[2].action, Some(A::Unison));
+        let octave = MIN.replace("to = \"pedal\"\n", "to = \"pedal\"\naction = \"octave\"\n");
+        assert_eq!(Organ::from_toml(&octave, "t.toml").unwrap().controls[2].action, Some(A::Octave));
+        let e = err(&MIN.replace("to = \"pedal\"\n", "to = \"pedal\"\naction = \"4 foot\"\n"));
+        assert!(e.starts_with("t.toml:25:10: action = \"4 foot\": write \"unison\""), "{e}");
+        let e = err(&MIN.replace("name = \"Sw to Ped\"", "name = \"Sw Unison Off\""));
+        assert!(e.contains("is a unison off, which acts on its own division"), "{e}");
+    }
+
+    #[test]
+    fn expression_controller() {
+        let o = Organ::from_toml(
+            &MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 11 }"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(o.divisions[0].expression, Some(Expression { cc: 11, channel: Channel::from_user(1).unwrap() }));
+        assert_eq!(o.divisions[1].expression, None);
+        let o = Organ::from_toml(
+            &MIN.replace(
+                "code = \"S\"\nchannel = 1",
+                "code = \"S\"\nchannel = 1\nexpression = { cc = 7, channel = 16 }",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(o.divisions[0].expression.unwrap().channel.user(), 16);
+        let e = err(&MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 123 }"));
+        assert!(e.starts_with("t.toml:6:14: expression cc = 123 is out of range"), "{e}");
+        let e = err(&MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 99 }"));
+        assert!(e.contains("selects banks or parameters"), "{e}");
     }
 
     #[test]

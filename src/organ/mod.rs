@@ -7,8 +7,9 @@
 //! loading, every message is a checked [`Message`], so the planner cannot produce an invalid byte.
 //! Runs on the control thread; never on the real-time path.
 
+pub mod decode;
 mod file;
-pub mod registration;
+pub mod voice;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
-pub(crate) use file::Ctx;
-pub use registration::Registration;
+pub(crate) use file::{Ctx, parse_message_text};
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.
 pub const BUILTIN_ORGANS: &[(&str, &str)] = &[("st-marys", include_str!("../../organs/st-marys.toml"))];
@@ -33,8 +33,13 @@ pub struct Organ {
     /// Stops, couplers and tremulants, in file order (stops, then couplers, then tremulants).
     pub controls: Vec<Control>,
     pub presets: Vec<Preset>,
-    /// The General Cancel message(s); `None` = cancel by sending every control's off.
+    /// The General Cancel message(s); `None` = cancel by sending every control's off (toggles
+    /// excepted: see [`Organ::cancel_messages`]).
     pub cancel: Option<Vec<Message>>,
+    /// `[cancel] everything_in_at_start = true`: the organist vouches that the console starts
+    /// with every stop, coupler and tremulant in, so toggles need no cancel to start from a
+    /// known state (without a General Cancel, a console with toggles needs this to be played).
+    pub everything_in_at_start: bool,
     /// Cancel the registration when the performance ends or is stopped (default true).
     pub cancel_at_end: bool,
     /// Stop/coupler messages go this long before the notes at the same instant.
@@ -69,6 +74,17 @@ pub struct Division {
     pub compass: (u8, u8),
     /// Name of the matching manual in a GrandOrgue organ, when it differs.
     pub grandorgue: Option<String>,
+    /// The controller that moves this division's swell shutters (`expression = { cc = 11 }`),
+    /// if it has one.
+    pub expression: Option<Expression>,
+}
+
+/// A division's expression (swell pedal) controller: `cc` on `channel` (by default the
+/// division's own), 0 = shutters closed, 127 = open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expression {
+    pub cc: u8,
+    pub channel: Channel,
 }
 
 /// Index of a control in [`Organ::controls`].
@@ -81,6 +97,51 @@ pub enum ControlKind {
     Tremulant,
 }
 
+/// What a coupler does to the division it is drawn on (`action = "…"` in the organ
+/// definition, else read from its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouplerAction {
+    /// The `from` division's stops sound at pitch on the `to` division's keys ("Sw to Gt").
+    Unison,
+    /// …an octave higher ("Sw Octave", "Swell Super", "Sw to Gt 4").
+    Octave,
+    /// …an octave lower ("Sw Sub Octave", "Sw to Gt 16").
+    SubOctave,
+    /// The division's own stops no longer sound at pitch on its keys ("Sw Unison Off"); only its
+    /// octave couplers still bring them (`from` = `to`).
+    UnisonOff,
+}
+
+impl CouplerAction {
+    /// What a coupler's name says it does: "unison" with "off" → unison off; a word starting with
+    /// "sub" (or a 16) → sub-octave; "octave", "super" (or a 4) → octave; otherwise unison.
+    pub fn from_name(name: &str) -> CouplerAction {
+        let lower = name.to_lowercase();
+        let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        let has = |w: &str| words.contains(&w);
+        if has("unison") && has("off") {
+            CouplerAction::UnisonOff
+        } else if words.iter().any(|w| w.starts_with("sub")) || has("16") {
+            CouplerAction::SubOctave
+        } else if words.iter().any(|w| w.starts_with("super") || *w == "octave") || has("4") {
+            CouplerAction::Octave
+        } else {
+            CouplerAction::Unison
+        }
+    }
+
+    /// The value of `action = "…"`.
+    pub fn parse(s: &str) -> Option<CouplerAction> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "unison" => Some(CouplerAction::Unison),
+            "octave" | "super-octave" | "superoctave" => Some(CouplerAction::Octave),
+            "sub-octave" | "suboctave" => Some(CouplerAction::SubOctave),
+            "unison-off" | "unison off" => Some(CouplerAction::UnisonOff),
+            _ => None,
+        }
+    }
+}
+
 /// A stop, coupler or tremulant: a name and the messages that draw it on and off.
 #[derive(Debug, Clone)]
 pub struct Control {
@@ -90,7 +151,14 @@ pub struct Control {
     pub division: Option<usize>,
     pub on: Vec<Message>,
     pub off: Vec<Message>,
+    /// A toggle: `on` and `off` are the same message, which flips the control whichever way it
+    /// stands. `organ` only sends it to change what it knows the state to be.
+    pub toggle: bool,
+    /// What a coupler does (couplers only).
+    pub action: Option<CouplerAction>,
     pub grandorgue: Option<String>,
+    /// A stop's `voice = { … }` for the built-in organ voice (`None`: voiced from its name).
+    pub voice: Option<voice::VoiceSpec>,
 }
 
 /// A named registration (`[preset] mf = [...]`).
@@ -200,8 +268,7 @@ impl Organ {
 
     /// Finds a stop, coupler or tremulant by name (case-insensitive, whitespace-normalised).
     pub fn control(&self, name: &str) -> Option<ControlId> {
-        let n = normalize_name(name);
-        self.controls.iter().position(|c| normalize_name(&c.name) == n)
+        self.controls.iter().position(|c| crate::text::same_name(&c.name, name))
     }
 
     /// `; did you mean "…"?` for an unknown control name.
@@ -209,9 +276,16 @@ impl Organ {
         did_you_mean(name, self.controls.iter().map(|c| c.name.as_str()))
     }
 
+    /// A preset by name (case-insensitive, whitespace-normalised).
     pub fn preset(&self, name: &str) -> Option<&Preset> {
+        self.preset_id(name).map(|i| &self.presets[i])
+    }
+
+    /// A preset's index in [`Organ::presets`], by name as for [`Organ::preset`]. Every lookup of
+    /// a preset by name goes through here.
+    pub fn preset_id(&self, name: &str) -> Option<usize> {
         let n = normalize_name(name);
-        self.presets.iter().find(|p| normalize_name(&p.name) == n)
+        self.presets.iter().position(|p| normalize_name(&p.name) == n)
     }
 
     /// A division by name or code letter (case-insensitive).
@@ -222,13 +296,27 @@ impl Organ {
         })
     }
 
-    /// The messages that cancel every control: the General Cancel if defined, else every
-    /// control's off, in definition order.
+    /// The messages that cancel whatever the console's state: the General Cancel if defined,
+    /// else every control's off in definition order, toggles excepted (a toggle's message flips
+    /// it from whatever it was, so it cannot cancel; putting in the toggles `organ` drew is the
+    /// planner's and the engine's job).
     pub fn cancel_messages(&self) -> Vec<Message> {
         match &self.cancel {
             Some(m) => m.clone(),
-            None => self.controls.iter().flat_map(|c| c.off.iter().cloned()).collect(),
+            None => self.controls.iter().filter(|c| !c.toggle).flat_map(|c| c.off.iter().cloned()).collect(),
         }
+    }
+
+    /// The toggles (controls whose one message flips them), in definition order.
+    pub fn toggles(&self) -> impl Iterator<Item = &Control> {
+        self.controls.iter().filter(|c| c.toggle)
+    }
+
+    /// True when `organ` can bring the console into a known state before playing: it has a
+    /// General Cancel, or no toggles, or the organ file says the console starts with everything
+    /// in ([`Organ::everything_in_at_start`]).
+    pub fn start_is_known(&self) -> bool {
+        self.cancel.is_some() || self.everything_in_at_start || self.toggles().next().is_none()
     }
 }
 

@@ -4,21 +4,35 @@
 //! the control thread; [`Output::send`] runs on the real-time engine thread and must return in
 //! bounded time without blocking on anything of unbounded duration. Slow or asynchronous
 //! transports (BLE, JACK) hand messages to their own worker through a lock-free ring.
+//!
+//! Where things are: [`spec`] parses `--to` once into an [`OutputSpec`] and opens it; one file
+//! per transport ([`port`] midir ports, [`record`] file/null/memory, [`ble`], [`jack`], `audio`
+//! the built-in organ voice on the sound device, feature `audio`; `wav:` is no transport: `organ
+//! play` renders it offline, [`crate::voice`]); [`grandorgue`] is the policy that picks the
+//! loopback to GrandOrgue. Errors of opening and
+//! finishing are typed ([`OpenError`], [`FinishError`]); the engine thread's [`OutputError`] is
+//! `Copy` with static text. A new transport is a new file here: an [`Output`] impl, a variant
+//! of [`OutputSpec`] and its arm in [`OutputSpec::open`].
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod ble;
 #[cfg_attr(not(feature = "jack"), allow(dead_code))]
 pub mod frame_clock;
+pub mod grandorgue;
 #[cfg(feature = "jack")]
 pub mod jack;
 pub mod port;
 pub mod record;
+pub mod spec;
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::midi::Micros;
 use crate::plan::Timeline;
+
+pub use spec::{BLE_CONNECT_TIMEOUT, OpenError, OutputSpec, SPEC_FORMS, SpecError};
 
 /// When a message is sent: its plan time, and engine-clock times (µs since playback started on
 /// the engine's monotonic clock) of its deadline and of the actual send.
@@ -71,6 +85,45 @@ impl fmt::Display for OutputError {
 
 impl std::error::Error for OutputError {}
 
+/// Why an output could not complete in [`Output::finish`] (control thread).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishError {
+    /// The recording could not be encoded as a MIDI file.
+    Encode { output: String, error: String },
+    /// The file could not be written.
+    Write { output: String, error: String },
+    /// Messages were still queued when the output closed.
+    Undelivered { output: String, queued: usize },
+    /// Messages were dropped on the way.
+    Dropped { output: String, count: u64 },
+    /// The output's worker thread did not stop in time (it is left behind).
+    WorkerStuck { output: String },
+    /// The output's worker thread panicked.
+    WorkerPanicked { output: String },
+    /// A lock was poisoned (a panic elsewhere).
+    Poisoned { output: String },
+}
+
+impl fmt::Display for FinishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FinishError::Encode { output, error } => write!(f, "{output}: cannot encode: {error}"),
+            FinishError::Write { output, error } => write!(f, "{output}: cannot write: {error}"),
+            FinishError::Undelivered { output, queued } => {
+                write!(f, "{output}: {queued} message(s) were still queued when the output closed")
+            }
+            FinishError::Dropped { output, count } => write!(f, "{output}: {count} message(s) were dropped"),
+            FinishError::WorkerStuck { output } => {
+                write!(f, "{output}: the BLE worker did not stop in time; leaving it behind")
+            }
+            FinishError::WorkerPanicked { output } => write!(f, "{output}: the BLE worker panicked"),
+            FinishError::Poisoned { output } => write!(f, "{output} output poisoned"),
+        }
+    }
+}
+
+impl std::error::Error for FinishError {}
+
 /// A destination for MIDI messages.
 pub trait Output: Send {
     /// How the user named it, e.g. `port:WIDI Bud Pro` or `file:out.mid`.
@@ -110,7 +163,7 @@ pub trait Output: Send {
     ///
     /// # Errors
     /// Anything that prevents the output from completing (e.g. the file cannot be written).
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), FinishError> {
         Ok(())
     }
 
@@ -121,66 +174,5 @@ pub trait Output: Send {
     /// the output's name.
     fn report(&self) -> Option<String> {
         None
-    }
-}
-
-/// The forms `--to` accepts, for help and error messages.
-pub const SPEC_FORMS: &str = "port:NAME (a MIDI port, see `organ ports`), ble:NAME (Bluetooth LE MIDI, see `organ ble scan`), \
-     grandorgue, jack[:PORT], file:PATH.mid, null";
-
-fn open_virtual_port(name: &str) -> Result<Box<dyn Output>, String> {
-    Ok(Box::new(port::PortOutput::create_virtual(name)?))
-}
-
-fn open_named_port(name: &str) -> Result<Box<dyn Output>, String> {
-    Ok(Box::new(port::PortOutput::open(name)?))
-}
-
-/// How long connecting to a Bluetooth LE MIDI device may take before `--to ble:` gives up.
-pub const BLE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Opens an output from its `--to` form. Runs on the control thread. `notes` receives lines to
-/// tell the user (e.g. that GrandOrgue must be restarted to see a new port).
-///
-/// # Errors
-/// An unknown form, or the output cannot be opened (the message says why and what exists).
-pub fn open(
-    spec: &str,
-    policy: crate::organ::DisconnectPolicy,
-    notes: &mut Vec<String>,
-) -> Result<Box<dyn Output>, String> {
-    let spec = spec.trim();
-    let (kind, arg) = spec.split_once(':').map_or((spec, ""), |(k, a)| (k, a));
-    match kind.to_ascii_lowercase().as_str() {
-        "null" => Ok(Box::new(record::NullOutput)),
-        "file" if !arg.is_empty() => Ok(Box::new(record::FileOutput::create(PathBuf::from(arg))?)),
-        "port" if !arg.is_empty() => Ok(Box::new(port::PortOutput::open(arg)?)),
-        #[cfg(feature = "ble")]
-        "ble" if !arg.is_empty() => Ok(Box::new(ble::open(arg, policy, BLE_CONNECT_TIMEOUT)?)),
-        #[cfg(not(feature = "ble"))]
-        "ble" => {
-            Err(format!("--to {spec}: this build of organ has no Bluetooth support (built without the ble feature)"))
-        }
-        "grandorgue" => {
-            use crate::grandorgue::loopback::{Backends, LoopbackOptions, open_grandorgue};
-            let mut opts = LoopbackOptions::default();
-            if !arg.is_empty() {
-                // The virtual port's name; on Windows, the loopback port (loopMIDI) to use.
-                opts.virtual_name = arg.to_string();
-                opts.loopback_port = Some(arg.to_string());
-            }
-            let backends = Backends { virtual_port: Some(open_virtual_port), named_port: Some(open_named_port) };
-            let lb = open_grandorgue(&opts, &backends).map_err(|e| format!("--to {spec}: {e}"))?;
-            notes.push(lb.message);
-            Ok(lb.output)
-        }
-        #[cfg(feature = "jack")]
-        "jack" => Ok(Box::new(jack::open(spec)?)),
-        #[cfg(not(feature = "jack"))]
-        "jack" => Err(format!("--to {spec}: this build of organ has no JACK support (built without the jack feature)")),
-        _ => {
-            let _ = policy;
-            Err(format!("--to {spec}: not an output; use {SPEC_FORMS}"))
-        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use midly::num::{u15, u24, u28};
 use midly::{Format, Header, MetaMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
-use super::{Output, OutputError, OutputErrorKind, Stamp};
+use super::{FinishError, Output, OutputError, OutputErrorKind, Stamp};
 use crate::midi::Micros;
 use crate::plan::Timeline;
 
@@ -141,12 +141,27 @@ impl Output for MemoryOutput {
     fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError> {
         self.recorder.push(bytes, at)
     }
-    fn finish(&mut self) -> Result<(), String> {
-        let mut v = self.shared.lock().map_err(|_| "memory output poisoned".to_string())?;
+    fn finish(&mut self) -> Result<(), FinishError> {
+        let mut v = self.shared.lock().map_err(|_| FinishError::Poisoned { output: "memory".into() })?;
         *v = self.recorder.to_vec();
         Ok(())
     }
 }
+
+/// Why the file output could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "file:{}: cannot create the file: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for FileError {}
 
 /// `file:PATH.mid`: records what was sent and writes it as a Standard MIDI File in `finish`.
 #[derive(Debug)]
@@ -167,8 +182,10 @@ impl FileOutput {
     ///
     /// # Errors
     /// The file cannot be created.
-    pub fn create(path: PathBuf) -> Result<FileOutput, String> {
-        std::fs::File::create(&path).map_err(|e| format!("file:{}: cannot create the file: {e}", path.display()))?;
+    pub fn create(path: PathBuf) -> Result<FileOutput, FileError> {
+        if let Err(e) = std::fs::File::create(&path) {
+            return Err(FileError { path, error: e.to_string() });
+        }
         let mut recorder = Recorder::default();
         recorder.reserve(0, 0); // room for what is sent without a plan (organ panic)
         Ok(FileOutput { name: format!("file:{}", path.display()), path, recorder })
@@ -230,10 +247,40 @@ impl Output for FileOutput {
     fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError> {
         self.recorder.push(bytes, at)
     }
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), FinishError> {
         let bytes = FileOutput::smf_bytes(&self.recorder, "organ: what was sent")
-            .map_err(|e| format!("{}: cannot encode: {e}", self.name))?;
-        std::fs::write(&self.path, bytes).map_err(|e| format!("{}: cannot write: {e}", self.name))
+            .map_err(|e| FinishError::Encode { output: self.name.clone(), error: e.to_string() })?;
+        std::fs::write(&self.path, bytes)
+            .map_err(|e| FinishError::Write { output: self.name.clone(), error: e.to_string() })
+    }
+}
+
+/// For tests: a port whose cable is pulled after a number of messages (`Disconnected`).
+#[cfg(test)]
+pub(crate) struct PulledCable {
+    n: usize,
+    seen: usize,
+}
+
+#[cfg(test)]
+impl PulledCable {
+    /// Fails the `n`th message and every one after it.
+    pub(crate) fn after(n: usize) -> PulledCable {
+        PulledCable { n, seen: 0 }
+    }
+}
+
+#[cfg(test)]
+impl Output for PulledCable {
+    fn name(&self) -> &str {
+        "port:test"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        self.seen += 1;
+        if self.seen >= self.n {
+            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
+        }
+        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Timing rules (all exact, at the plan's speed):
 //! - every section ends at its last note-off (a trailing rest is not played); the next starts
-//!   `gap` later (the gap also comes after the play-over and before the amen);
+//!   `gap` later (the gap also comes after the play-over and before the amen): by default
+//!   [`DEFAULT_GAP`], one beat, the breath an organist takes; `gap = "0"` runs them together;
 //! - a gap in beats uses the beat and tempo at the end of the section before it; in seconds it
 //!   is clock time and does not change with `--tempo`;
 //! - a fermata at bar:beat holds the chord struck there (or sounding there): everything from the
@@ -20,219 +21,15 @@
 //!   then the item's `preset`, then its own `[[verse]]` registration; the amen carries on with
 //!   the registration of the last verse.
 
-use std::path::PathBuf;
-
 use super::{
-    EXACT_ZERO, Gap, PlanError, PlanOptions, SectionKind, Segment, StartOverride, Timeline, assignment, exact_add,
-    plan_segments,
+    EXACT_ZERO, Gap, PlanError, PlanOptions, PlanWarning, SectionKind, Segment, StartOverride, Timeline, WarningKind,
+    assignment, exact_add, no_such_beat, past_the_end, plan_segments,
 };
 use crate::midi::Micros;
-use crate::organ::registration::At;
-use crate::organ::{ControlId, Organ, Registration};
+use crate::organ::Organ;
+use crate::registration::Registration;
+use crate::registration::hymn::{Amen, Bars, DEFAULT_FERMATA, DEFAULT_GAP, HymnOptions, Length, MAX_VERSES};
 use crate::score::{ExactTime, Score, Timing};
-
-/// Bars of the score: none, all of it, or a range `first-last` (inclusive, from 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bars {
-    None,
-    All,
-    Range(u32, u32),
-}
-
-/// A length in beats (of the time signature in force) or in clock time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Length {
-    Beats(f64),
-    Time(Micros),
-}
-
-/// Where the amen comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Amen {
-    None,
-    /// Bars at the end of the score (not part of the verse).
-    Bars(u32, u32),
-    /// A separate MIDI file with the same parts, played with the same layout.
-    File(PathBuf),
-}
-
-/// What a fermata does.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fermata {
-    /// Extend the chord by this much.
-    pub hold: Option<Length>,
-    /// Wait for the operator at the end of the chord (keys held).
-    pub wait: bool,
-}
-
-/// The default fermata: one beat longer.
-pub const DEFAULT_FERMATA: Fermata = Fermata { hold: Some(Length::Beats(1.0)), wait: false };
-
-/// One verse's own registration (`[[verse]]`); verse 0 is the play-over.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct VerseRegistration {
-    pub number: u16,
-    /// Index into the organ's presets: the registration becomes exactly this preset…
-    pub preset: Option<usize>,
-    /// …then these are put in…
-    pub off: Vec<ControlId>,
-    /// …and these drawn.
-    pub on: Vec<ControlId>,
-}
-
-/// Hymn options: from the registration file's `[hymn]`/`[[verse]]`, overridden by the command
-/// line or an order of service. `None` = not given here.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HymnOptions {
-    pub verses: Option<u16>,
-    pub play_over: Option<Bars>,
-    pub gap: Option<Length>,
-    pub amen: Option<Amen>,
-    /// Fermata positions (bar, beat) in the score.
-    pub fermatas: Option<Vec<(u32, f64)>>,
-    pub fermata: Option<Fermata>,
-    /// Every verse and the play-over start from this preset (an order of service's `preset`).
-    pub preset: Option<usize>,
-    pub verse_registrations: Vec<VerseRegistration>,
-}
-
-/// The most verses a hymn may have.
-pub const MAX_VERSES: u16 = 99;
-
-impl HymnOptions {
-    /// True when nothing is set: the score is played once, as a piece.
-    pub fn is_empty(&self) -> bool {
-        *self == HymnOptions::default()
-    }
-
-    /// These options with every value `over` gives replacing this one's (verse registrations
-    /// are replaced verse by verse).
-    pub fn overridden_by(&self, over: &HymnOptions) -> HymnOptions {
-        let mut verse_registrations: Vec<VerseRegistration> = self
-            .verse_registrations
-            .iter()
-            .filter(|v| !over.verse_registrations.iter().any(|o| o.number == v.number))
-            .cloned()
-            .collect();
-        verse_registrations.extend(over.verse_registrations.iter().cloned());
-        verse_registrations.sort_by_key(|v| v.number);
-        HymnOptions {
-            verses: over.verses.or(self.verses),
-            play_over: over.play_over.or(self.play_over),
-            gap: over.gap.or(self.gap),
-            amen: over.amen.clone().or_else(|| self.amen.clone()),
-            fermatas: over.fermatas.clone().or_else(|| self.fermatas.clone()),
-            fermata: over.fermata.or(self.fermata),
-            preset: over.preset.or(self.preset),
-            verse_registrations,
-        }
-    }
-}
-
-// --- parsing (shared by the TOML file, the command line and the order of service) -----------
-
-/// Parses `"13-16"`, `"13"`, `"all"` or `"none"`.
-///
-/// # Errors
-/// A sentence naming the accepted forms.
-pub fn parse_bars(s: &str) -> Result<Bars, String> {
-    let t = s.trim();
-    let bad = || format!("\"{s}\" is not a range of bars: write \"13-16\", \"13\", \"all\" or \"none\"");
-    match t.to_ascii_lowercase().as_str() {
-        "all" => return Ok(Bars::All),
-        "none" | "no" | "" => return Ok(Bars::None),
-        _ => {}
-    }
-    let (a, b) = t.split_once('-').unwrap_or((t, t));
-    let a: u32 = a.trim().parse().map_err(|_| bad())?;
-    let b: u32 = b.trim().parse().map_err(|_| bad())?;
-    if a == 0 || b < a {
-        return Err(format!("\"{s}\": bars count from 1 and the range goes forwards (\"13-16\")"));
-    }
-    Ok(Bars::Range(a, b))
-}
-
-/// Parses `"2 beats"`, `"2beats"`, `"1 beat"`, `"0.5b"`, `"1.5s"`, `"1.5 s"` or `"800ms"`.
-///
-/// # Errors
-/// A sentence naming the accepted forms and limits (up to 32 beats or 60 seconds).
-pub fn parse_length(s: &str) -> Result<Length, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let bad = || format!("\"{s}\" is not a length: write beats (\"2 beats\", \"2beats\") or seconds (\"1.5s\")");
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(bad());
-    }
-    match unit.trim() {
-        "beat" | "beats" | "b" => {
-            if v > 32.0 {
-                return Err(format!("\"{s}\": at most 32 beats"));
-            }
-            Ok(Length::Beats(v))
-        }
-        "s" | "sec" | "secs" | "second" | "seconds" | "ms" => {
-            let us = if unit.trim() == "ms" { v * 1e3 } else { v * 1e6 };
-            if us > 60e6 {
-                return Err(format!("\"{s}\": at most 60 seconds"));
-            }
-            Ok(Length::Time(Micros(us.round() as u64)))
-        }
-        _ => Err(bad()),
-    }
-}
-
-/// Parses an amen: bars (`"17-18"`), a MIDI file (`"amen.mid"`) or `"none"`.
-///
-/// # Errors
-/// Neither bars nor a `.mid` file.
-pub fn parse_amen(s: &str) -> Result<Amen, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    if lower.ends_with(".mid") || lower.ends_with(".midi") || lower.ends_with(".smf") {
-        return Ok(Amen::File(PathBuf::from(t)));
-    }
-    match parse_bars(t) {
-        Ok(Bars::None) => Ok(Amen::None),
-        Ok(Bars::Range(a, b)) => Ok(Amen::Bars(a, b)),
-        Ok(Bars::All) | Err(_) => Err(format!(
-            "\"{s}\" is not an amen: write the bars at the end of the score (\"17-18\"), a file (\"amen.mid\") or \"none\""
-        )),
-    }
-}
-
-/// Parses a fermata position `"4:3"` (bar:beat) or `"4"` (beat 1).
-///
-/// # Errors
-/// Not a bar:beat position.
-pub fn parse_fermata_at(s: &str) -> Result<(u32, f64), String> {
-    match At::parse(s) {
-        Ok(At::Bar { bar, beat }) => Ok((bar, beat)),
-        _ => Err(format!("fermata \"{s}\": write bar:beat, e.g. \"4:3\"")),
-    }
-}
-
-/// Parses the command line's `--fermata`: `wait`, a hold length (`1beat`, `2s`), or both
-/// (`wait+1beat`).
-///
-/// # Errors
-/// Anything else.
-pub fn parse_fermata(s: &str) -> Result<Fermata, String> {
-    let mut f = Fermata { hold: None, wait: false };
-    for part in s.split('+').map(str::trim).filter(|p| !p.is_empty()) {
-        if part.eq_ignore_ascii_case("wait") {
-            f.wait = true;
-        } else {
-            let p = part.strip_prefix("hold").map(str::trim).unwrap_or(part);
-            f.hold = Some(parse_length(p).map_err(|e| format!("--fermata {s}: {e}, or \"wait\""))?);
-        }
-    }
-    if f.hold.is_none() && !f.wait {
-        return Err(format!("--fermata {s}: write a hold (\"1beat\", \"2s\") or \"wait\""));
-    }
-    Ok(f)
-}
 
 // --- planning ----------------------------------------------------------------------------------
 
@@ -300,8 +97,9 @@ fn fermata_end(score: &Score, assignment: &[Option<usize>], f: u64) -> u64 {
 /// registration and amen. `amen_score` is the loaded amen file when `hymn.amen` names one.
 ///
 /// # Errors
-/// Bars or fermatas outside the score, an amen that leaves no verse, `--from`/`--until`
-/// (which apply to a piece, not to an unrolled hymn), and everything [`super::plan`] refuses.
+/// Bars or fermatas outside the score, an amen that leaves no verse, `--from`/`--until` at a
+/// plain bar (which apply to a piece; inside a hymn they name a section, [`super::range`]), and
+/// everything [`super::plan`] refuses.
 pub fn plan_hymn(
     score: &Score,
     amen_score: Option<&Score>,
@@ -311,210 +109,295 @@ pub fn plan_hymn(
     hymn: &HymnOptions,
 ) -> Result<Timeline, PlanError> {
     if opts.from.is_some() || opts.until.is_some() {
-        return Err(PlanError::new(
-            "--from and --until play part of a score once; they cannot be combined with hymn options (verses, play-over, amen…)",
-        ));
+        return Err(PlanError::HymnWithRange);
     }
     let verses = hymn.verses.unwrap_or(1);
     if verses == 0 || verses > MAX_VERSES {
-        return Err(PlanError::new(format!("verses = {verses}: a hymn has 1 to {MAX_VERSES} verses")));
+        return Err(PlanError::Verses { verses });
     }
     let assign = assignment(score, organ, registration, opts)?;
-    let music_end = score.last_note_end();
-    let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
-    let bar_start = |bar: u32| -> u64 { score.meter.bar_start(bar).unwrap_or(music_end).min(music_end) };
-    let check_bars = |what: &str, a: u32, b: u32, last: u32| -> Result<(), PlanError> {
-        if b > last {
-            return Err(PlanError::new(format!(
-                "{what} {a}-{b}: {} has {last} bar(s){}",
-                score.name,
-                if what == "play-over" { " in a verse" } else { "" }
-            )));
-        }
-        Ok(())
-    };
-
-    // The verse: the whole score, or up to the amen's first bar.
-    let (verse_limit, amen_in_file) = match &hymn.amen {
-        Some(Amen::Bars(a, b)) => {
-            check_bars("amen", *a, *b, last_bar)?;
-            if *a < 2 {
-                return Err(PlanError::new(format!(
-                    "amen {a}-{b}: the amen comes after the verse, so it starts at bar 2 or later"
-                )));
-            }
-            let from = bar_start(*a);
-            let until = if *b >= last_bar { music_end } else { bar_start(b + 1) };
-            (from, Some((from, last_sound(score, &assign, from, until))))
-        }
-        _ => (music_end, None),
-    };
-    let verse_until = last_sound(score, &assign, 0, verse_limit);
-    if verse_until == 0 {
-        return Err(PlanError::new(format!("{}: no notes before the amen", score.name)));
+    let bars = HymnBars::new(score, &assign, hymn)?;
+    let fermatas = Fermatas::new(score, &assign, hymn, opts)?;
+    let unroll = Unroll { score, assign, registration, hymn, verses, bars, fermatas };
+    let mut segments = unroll.play_over_and_verses();
+    if let Some(amen) = unroll.amen(amen_score, organ, opts)? {
+        segments.push(amen);
     }
-    let verse_last_bar = score.meter.position(verse_limit.saturating_sub(1)).bar;
-    let play_over = match hymn.play_over.unwrap_or(Bars::None) {
-        Bars::None => None,
-        Bars::All => Some((0, verse_until)),
-        Bars::Range(a, b) => {
-            check_bars("play-over", a, b, verse_last_bar)?;
-            let from = bar_start(a);
-            let to = if b >= verse_last_bar { verse_limit } else { bar_start(b + 1) };
-            let until = last_sound(score, &assign, from, to);
-            if until <= from {
-                return Err(PlanError::new(format!("play-over {a}-{b}: no notes in those bars")));
-            }
-            Some((from, until))
+    let mut notes = Vec::new();
+    if opts.hymn_from.is_some() || opts.hymn_until.is_some() {
+        let extra = super::controls::extra_stops(organ, &opts.stops)?;
+        let range = (opts.hymn_from.as_ref(), opts.hymn_until.as_ref());
+        (segments, notes) = super::range::trim(organ, segments, range, &extra)?;
+    }
+    let mut t = plan_segments(organ, opts, &segments, score)?;
+    t.warnings.splice(0..0, unroll.fermatas.warnings.iter().cloned().chain(notes));
+    for v in &hymn.verse_registrations {
+        if v.number > verses {
+            let text = format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number);
+            t.warnings.push(PlanWarning::new(WarningKind::NotPlayed, text));
         }
-    };
-
-    // The speed factor on times (as the segment planner computes it), for holds in seconds.
-    let factor = opts.speed.time_factor(score.tempo.us_per_quarter_at(0));
-
-    // Fermatas: (tick where the delay goes, hold as score time, wait).
-    let fermata = hymn.fermata.unwrap_or(DEFAULT_FERMATA);
-    let mut fermatas: Vec<(u64, ExactTime)> = Vec::new();
-    let mut fermata_waits: Vec<u64> = Vec::new();
-    for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
-        if bar > last_bar {
-            return Err(PlanError::new(format!("fermata {bar}:{beat}: {} has {last_bar} bars", score.name)));
-        }
-        let f = score.meter.tick_of(bar, beat).ok_or_else(|| {
-            let (n, _) = score.meter.signature_at(score.meter.bar_start(bar).unwrap_or(0));
-            PlanError::new(format!("fermata {bar}:{beat}: bar {bar} has {n} beats"))
-        })?;
-        let at = fermata_end(score, &assign, f);
-        if let Some(h) = fermata.hold {
-            let g = length_at(score, f, h);
-            // A hold in seconds is clock time: turn it into the score time the speed maps onto it.
-            let t = exact_add(g.scaled, ExactTime { num: u128::from(g.fixed.0) * factor.1, den: factor.0 });
-            fermatas.push((at, t));
-        }
-        if fermata.wait {
-            fermata_waits.push(at);
+        if v.number == 0 && unroll.bars.play_over.is_none() {
+            let text = "the registration for the play-over (verse 0) is not used: there is no play-over";
+            t.warnings.push(PlanWarning::new(WarningKind::NotPlayed, text));
         }
     }
-    fermatas.sort_by_key(|f| f.0);
-    fermata_waits.sort_unstable();
-    fermata_waits.dedup();
+    Ok(t)
+}
 
-    let gap_after = |sc: &Score, until: u64| -> Gap {
-        match hymn.gap {
-            None => Gap::default(),
-            Some(len) => length_at(sc, until.saturating_sub(1), len),
+/// The stretches of the score a hymn plays, in ticks.
+struct HymnBars {
+    /// The verse ends here: its last sound before the amen's bars (or the end of the score).
+    verse_until: u64,
+    /// The play-over's first tick and last sound.
+    play_over: Option<(u64, u64)>,
+    /// The amen's bars at the end of the score: first tick and last sound.
+    amen: Option<(u64, u64)>,
+}
+
+impl HymnBars {
+    /// The verse is the whole score, or the score up to the amen's first bar.
+    ///
+    /// # Errors
+    /// Bars after the end of the score (the play-over: of the verse), amen bars that leave no
+    /// verse, play-over bars without notes.
+    fn new(score: &Score, assign: &[Option<usize>], hymn: &HymnOptions) -> Result<HymnBars, PlanError> {
+        let music_end = score.last_note_end();
+        let last_bar = score.meter.position(music_end.saturating_sub(1)).bar;
+        let bar_start = |bar: u32| -> u64 { score.meter.bar_start(bar).unwrap_or(music_end).min(music_end) };
+        let check_bars = |what: &'static str, first: u32, last: u32, bars: u32| -> Result<(), PlanError> {
+            if last > bars {
+                return Err(PlanError::BarsPastTheEnd { what, first, last, score: score.name.clone(), bars });
+            }
+            Ok(())
+        };
+        let (verse_limit, amen) = match &hymn.amen {
+            Some(Amen::Bars(a, b)) => {
+                check_bars("amen", *a, *b, last_bar)?;
+                if *a < 2 {
+                    return Err(PlanError::AmenAtStart { first: *a, last: *b });
+                }
+                let from = bar_start(*a);
+                let until = if *b >= last_bar { music_end } else { bar_start(b + 1) };
+                (from, Some((from, last_sound(score, assign, from, until))))
+            }
+            _ => (music_end, None),
+        };
+        let verse_until = last_sound(score, assign, 0, verse_limit);
+        if verse_until == 0 {
+            return Err(PlanError::NoVerse { score: score.name.clone() });
         }
-    };
-    let override_for = |number: u16| -> Option<StartOverride> {
-        let v = hymn.verse_registrations.iter().find(|v| v.number == number);
+        let verse_last_bar = score.meter.position(verse_limit.saturating_sub(1)).bar;
+        let play_over = match hymn.play_over.unwrap_or(Bars::None) {
+            Bars::None => None,
+            Bars::All => Some((0, verse_until)),
+            Bars::Range(a, b) => {
+                check_bars("play-over", a, b, verse_last_bar)?;
+                let from = bar_start(a);
+                let to = if b >= verse_last_bar { verse_limit } else { bar_start(b + 1) };
+                let until = last_sound(score, assign, from, to);
+                if until <= from {
+                    return Err(PlanError::EmptyPlayOver { first: a, last: b });
+                }
+                Some((from, until))
+            }
+        };
+        Ok(HymnBars { verse_until, play_over, amen })
+    }
+}
+
+/// The hymn's fermatas: where a hold delays the rest, and where the plan waits.
+struct Fermatas {
+    /// (tick where the delay goes, hold as score time), sorted by tick.
+    holds: Vec<(u64, ExactTime)>,
+    /// Ticks where the plan waits for the operator, sorted, once each.
+    waits: Vec<u64>,
+    /// Fermatas given twice, or on the chord of another one: each chord is held once.
+    warnings: Vec<PlanWarning>,
+}
+
+impl Fermatas {
+    /// Each fermata takes effect at the end of the chord it is over ([`fermata_end`]); a hold in
+    /// seconds becomes the score time the plan's speed maps onto it.
+    ///
+    /// # Errors
+    /// A fermata after the last bar, or on a beat its bar does not have.
+    fn new(
+        score: &Score,
+        assign: &[Option<usize>],
+        hymn: &HymnOptions,
+        opts: &PlanOptions,
+    ) -> Result<Fermatas, PlanError> {
+        let last_bar = score.meter.position(score.last_note_end().saturating_sub(1)).bar;
+        // The speed factor on times (as the segment planner computes it), for holds in seconds.
+        let factor = opts.speed.time_factor(score.tempo.us_per_quarter_at(0));
+        let fermata = hymn.fermata.unwrap_or(DEFAULT_FERMATA);
+        let mut holds: Vec<(u64, ExactTime)> = Vec::new();
+        let mut waits: Vec<u64> = Vec::new();
+        let mut warnings: Vec<PlanWarning> = Vec::new();
+        // (chord end, the fermata as written) of each fermata taken.
+        let mut taken: Vec<(u64, String)> = Vec::new();
+        for &(bar, beat) in hymn.fermatas.as_deref().unwrap_or(&[]) {
+            if bar > last_bar {
+                return Err(past_the_end(score, "fermata", format!("{bar}:{beat}"), last_bar));
+            }
+            let f = score
+                .meter
+                .tick_of(bar, beat)
+                .ok_or_else(|| no_such_beat(score, "fermata", format!("{bar}:{beat}"), bar))?;
+            let at = fermata_end(score, assign, f);
+            let written = format!("{bar}:{beat}");
+            if let Some((_, other)) = taken.iter().find(|t| t.0 == at) {
+                let text = if *other == written {
+                    format!("fermata {written} is given twice: its chord is held once")
+                } else {
+                    format!("fermata {written} is on the chord of fermata {other}: the chord is held once")
+                };
+                let mut w = PlanWarning::new(WarningKind::NoEffect, text);
+                w.position = Some(score.meter.position(f));
+                warnings.push(w);
+                continue;
+            }
+            taken.push((at, written));
+            if let Some(h) = fermata.hold {
+                let g = length_at(score, f, h);
+                let t = exact_add(g.scaled, ExactTime { num: u128::from(g.fixed.0) * factor.1, den: factor.0 });
+                holds.push((at, t));
+            }
+            if fermata.wait {
+                waits.push(at);
+            }
+        }
+        holds.sort_by_key(|f| f.0);
+        waits.sort_unstable();
+        waits.dedup();
+        Ok(Fermatas { holds, waits, warnings })
+    }
+
+    /// The holds in `(from, until]`.
+    fn holds_in(&self, from: u64, until: u64) -> Vec<(u64, ExactTime)> {
+        self.holds.iter().filter(|h| h.0 > from && h.0 <= until).copied().collect()
+    }
+
+    /// The waits in `(from, until]`.
+    fn waits_in(&self, from: u64, until: u64) -> Vec<u64> {
+        self.waits.iter().copied().filter(|&w| w > from && w <= until).collect()
+    }
+}
+
+/// Everything needed to lay a hymn out as segments.
+struct Unroll<'a> {
+    score: &'a Score,
+    assign: Vec<Option<usize>>,
+    registration: Option<&'a Registration>,
+    hymn: &'a HymnOptions,
+    verses: u16,
+    bars: HymnBars,
+    fermatas: Fermatas,
+}
+
+impl<'a> Unroll<'a> {
+    /// The gap after a section of `score` that ends at `until` (the hymn's, else
+    /// [`DEFAULT_GAP`]): in the beats there, or clock time.
+    fn gap_after(&self, score: &Score, until: u64) -> Gap {
+        length_at(score, until.saturating_sub(1), self.hymn.gap.unwrap_or(DEFAULT_GAP))
+    }
+
+    /// The registration verse `number` (0: the play-over) starts with on top of the chased one:
+    /// its `[[verse]]` entry, else the hymn's preset.
+    fn override_for(&self, number: u16) -> Option<StartOverride> {
+        let v = self.hymn.verse_registrations.iter().find(|v| v.number == number);
         let o = StartOverride {
-            preset: v.and_then(|v| v.preset).or(hymn.preset),
+            preset: v.and_then(|v| v.preset).or(self.hymn.preset),
             on: v.map(|v| v.on.clone()).unwrap_or_default(),
             off: v.map(|v| v.off.clone()).unwrap_or_default(),
         };
         (o != StartOverride::default()).then_some(o)
-    };
-    let in_range = |ticks: &[(u64, ExactTime)], from: u64, until: u64| -> Vec<(u64, ExactTime)> {
-        ticks.iter().filter(|h| h.0 > from && h.0 <= until).copied().collect()
-    };
+    }
 
-    let mut segments: Vec<Segment> = Vec::new();
-    // (score, tick) where the previous section ended: the gap is measured in its beats.
-    let mut prev_end: Option<(&Score, u64)> = None;
-    if let Some((from, until)) = play_over {
-        segments.push(Segment {
-            score,
-            assignment: assign.clone(),
-            registration,
+    /// A section of the hymn's own score, from `from` to `until`.
+    fn section(&self, kind: SectionKind, verse: u16, (from, until): (u64, u64), gap_before: Gap) -> Segment<'a> {
+        Segment {
+            score: self.score,
+            assignment: self.assign.clone(),
+            registration: self.registration,
             from,
             until,
-            gap_before: Gap::default(),
-            holds: in_range(&fermatas, from, until),
+            gap_before,
+            holds: self.fermatas.holds_in(from, until),
             waits: Vec::new(),
             carry_registration: false,
-            start_override: override_for(0),
-            kind: SectionKind::PlayOver,
-            verse: 0,
-            verses,
-        });
-        prev_end = Some((score, until));
-    }
-    for v in 1..=verses {
-        let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
-        segments.push(Segment {
-            score,
-            assignment: assign.clone(),
-            registration,
-            from: 0,
-            until: verse_until,
-            gap_before,
-            holds: in_range(&fermatas, 0, verse_until),
-            waits: fermata_waits.iter().copied().filter(|&w| w > 0 && w <= verse_until).collect(),
-            carry_registration: false,
-            start_override: override_for(v),
-            kind: SectionKind::Verse,
-            verse: v,
-            verses,
-        });
-        prev_end = Some((score, verse_until));
-    }
-    let amen_assign;
-    match (&hymn.amen, amen_in_file, amen_score) {
-        (Some(Amen::Bars(..)), Some((from, until)), _) => {
-            let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
-            segments.push(Segment {
-                score,
-                assignment: assign.clone(),
-                registration,
-                from,
-                until,
-                gap_before,
-                holds: in_range(&fermatas, from, until),
-                waits: fermata_waits.iter().copied().filter(|&w| w > from && w <= until).collect(),
-                carry_registration: true,
-                start_override: None,
-                kind: SectionKind::Amen,
-                verse: 0,
-                verses,
-            });
-        }
-        (Some(Amen::File(path)), _, amen) => {
-            let amen = amen.ok_or_else(|| {
-                PlanError::new(format!("amen = \"{}\": the amen file was not loaded", path.display()))
-            })?;
-            amen_assign = assignment(amen, organ, registration, opts)
-                .map_err(|e| PlanError::new(format!("amen file {}: {e}", amen.name)))?;
-            let gap_before = prev_end.map_or_else(Gap::default, |(sc, u)| gap_after(sc, u));
-            let until = amen.last_note_end();
-            segments.push(Segment {
-                score: amen,
-                assignment: amen_assign.clone(),
-                registration: None,
-                from: 0,
-                until,
-                gap_before,
-                holds: Vec::new(),
-                waits: Vec::new(),
-                carry_registration: true,
-                start_override: None,
-                kind: SectionKind::Amen,
-                verse: 0,
-                verses,
-            });
-        }
-        _ => {}
-    }
-    let mut t = plan_segments(organ, opts, &segments, score)?;
-    for v in &hymn.verse_registrations {
-        if v.number > verses {
-            t.warnings
-                .push(format!("the registration for verse {} is not used: the hymn has {verses} verse(s)", v.number));
-        }
-        if v.number == 0 && play_over.is_none() {
-            t.warnings.push("the registration for the play-over (verse 0) is not used: there is no play-over".into());
+            start_override: None,
+            kind,
+            verse,
+            verses: self.verses,
         }
     }
-    Ok(t)
+
+    /// The play-over (holds, no waits, its own registration as verse 0), then the verses (holds,
+    /// waits, their own registrations), each after the gap.
+    fn play_over_and_verses(&self) -> Vec<Segment<'a>> {
+        let mut segments = Vec::new();
+        if let Some(range) = self.bars.play_over {
+            let mut s = self.section(SectionKind::PlayOver, 0, range, Gap::default());
+            s.start_override = self.override_for(0);
+            segments.push(s);
+        }
+        let verse_until = self.bars.verse_until;
+        for v in 1..=self.verses {
+            let gap_before = match segments.last() {
+                Some(previous) => self.gap_after(self.score, previous.until),
+                None => Gap::default(),
+            };
+            let mut s = self.section(SectionKind::Verse, v, (0, verse_until), gap_before);
+            s.waits = self.fermatas.waits_in(0, verse_until);
+            s.start_override = self.override_for(v);
+            segments.push(s);
+        }
+        segments
+    }
+
+    /// The amen after the last verse, carrying on its registration: bars at the end of the
+    /// score (with their fermatas), or a file played whole with the hymn's layout.
+    ///
+    /// # Errors
+    /// An amen file that was not loaded, or whose parts the layout does not fit.
+    fn amen(
+        &self,
+        amen_score: Option<&'a Score>,
+        organ: &Organ,
+        opts: &PlanOptions,
+    ) -> Result<Option<Segment<'a>>, PlanError> {
+        let gap_before = self.gap_after(self.score, self.bars.verse_until);
+        match (&self.hymn.amen, self.bars.amen) {
+            (Some(Amen::Bars(..)), Some((from, until))) => {
+                let mut s = self.section(SectionKind::Amen, 0, (from, until), gap_before);
+                s.waits = self.fermatas.waits_in(from, until);
+                s.carry_registration = true;
+                Ok(Some(s))
+            }
+            (Some(Amen::File(path)), _) => {
+                let amen = amen_score.ok_or_else(|| PlanError::AmenNotLoaded { path: path.clone() })?;
+                let assignment = assignment(amen, organ, self.registration, opts)
+                    .map_err(|e| PlanError::AmenFile { score: amen.name.clone(), error: Box::new(e) })?;
+                Ok(Some(Segment {
+                    score: amen,
+                    assignment,
+                    registration: None,
+                    from: 0,
+                    until: amen.last_note_end(),
+                    gap_before,
+                    holds: Vec::new(),
+                    waits: Vec::new(),
+                    carry_registration: true,
+                    start_override: None,
+                    kind: SectionKind::Amen,
+                    verse: 0,
+                    verses: self.verses,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A small hymn made for tests (engine tests use it too): 4/4 at 120 bpm, PPQ 480, verse bars
@@ -525,7 +408,8 @@ pub(crate) mod fixture {
     use midly::num::{u4, u7, u15, u24, u28};
     use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
-    use crate::organ::{Organ, Registration};
+    use crate::organ::Organ;
+    use crate::registration::Registration;
     use crate::score::Score;
 
     pub const ORGAN: &str = r#"
@@ -660,6 +544,8 @@ mod tests {
     use super::fixture::{self, at};
     use super::*;
     use crate::plan::{Event, Kind, WaitKind};
+    use crate::registration::At;
+    use crate::registration::hymn::Fermata;
 
     fn plan_fixture(reg_text: &str, over: &HymnOptions, opts: &PlanOptions) -> Timeline {
         let organ = fixture::organ();
@@ -693,52 +579,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn parses_lengths_bars_and_amens() {
-        assert_eq!(parse_length("2 beats").unwrap(), Length::Beats(2.0));
-        assert_eq!(parse_length("2beats").unwrap(), Length::Beats(2.0));
-        assert_eq!(parse_length("0.5b").unwrap(), Length::Beats(0.5));
-        assert_eq!(parse_length("1.5s").unwrap(), Length::Time(Micros(1_500_000)));
-        assert_eq!(parse_length("800 ms").unwrap(), Length::Time(Micros(800_000)));
-        assert!(parse_length("2 bars").is_err());
-        assert!(parse_length("-1s").is_err());
-        assert!(parse_length("61s").is_err());
-        assert_eq!(parse_bars("13-16").unwrap(), Bars::Range(13, 16));
-        assert_eq!(parse_bars(" 7 ").unwrap(), Bars::Range(7, 7));
-        assert_eq!(parse_bars("all").unwrap(), Bars::All);
-        assert_eq!(parse_bars("none").unwrap(), Bars::None);
-        assert!(parse_bars("16-13").is_err());
-        assert!(parse_bars("0-2").is_err());
-        assert_eq!(parse_amen("17-18").unwrap(), Amen::Bars(17, 18));
-        assert_eq!(parse_amen("amen.mid").unwrap(), Amen::File("amen.mid".into()));
-        assert_eq!(parse_amen("none").unwrap(), Amen::None);
-        assert!(parse_amen("all").is_err());
-        assert_eq!(parse_fermata("wait").unwrap(), Fermata { hold: None, wait: true });
-        assert_eq!(parse_fermata("1beat").unwrap(), Fermata { hold: Some(Length::Beats(1.0)), wait: false });
-        assert_eq!(
-            parse_fermata("wait+2s").unwrap(),
-            Fermata { hold: Some(Length::Time(Micros(2_000_000))), wait: true }
-        );
-        assert!(parse_fermata("forever").is_err());
-        assert_eq!(parse_fermata_at("4:3").unwrap(), (4, 3.0));
-    }
-
-    #[test]
-    fn toml_errors_name_the_line() {
-        let organ = fixture::organ();
-        let bad = "[hymn]\nverses = 4\ngap = \"2 bars\"\n";
-        let e = Registration::from_toml(bad, "x.toml", &organ).unwrap_err().to_string();
-        assert!(e.starts_with("x.toml:3:"), "{e}");
-        let unknown = "[hymn]\nverse = 4\n";
-        let e = Registration::from_toml(unknown, "x.toml", &organ).unwrap_err().to_string();
-        assert!(e.contains("x.toml:2:") && e.contains("verse"), "{e}");
-        let preset = "[[verse]]\nnumber = 2\npreset = \"mff\"\n";
-        let e = Registration::from_toml(preset, "x.toml", &organ).unwrap_err().to_string();
-        assert!(e.contains("x.toml:3:") && e.contains("mf"), "{e}");
-        let twice = "[[verse]]\nnumber = 2\npreset = \"p\"\n[[verse]]\nnumber = 2\npreset = \"mf\"\n";
-        assert!(Registration::from_toml(twice, "x.toml", &organ).unwrap_err().to_string().contains("two"));
     }
 
     /// The worked example: every time below is computed by hand from 120 bpm (a quarter is
@@ -886,6 +726,147 @@ mod tests {
         assert_eq!(beats.sections[1].start.0 - beats.sections[0].end.0, 2_000_000);
     }
 
+    /// The registration messages between the end of section `s - 1` and the first note of `s`.
+    fn breath_changes(t: &Timeline, s: usize) -> Vec<u64> {
+        t.events.iter().filter(|e| e.kind.is_registration() && usize::from(e.section) == s).map(|e| e.t.0).collect()
+    }
+
+    #[test]
+    fn a_verse_registration_is_drawn_in_the_breath_before_it() {
+        // Verse 3 has its own preset (p: three controls change). A gap of 2 beats (1 s): the
+        // change ends stop_lead_ms (40 ms) before the verse, well after verse 2's last release.
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        let (end2, start3) = (t.sections[2].end.0, t.sections[3].start.0);
+        let v3: Vec<u64> = breath_changes(&t, 3).into_iter().filter(|&x| x < start3).collect();
+        assert_eq!(v3, [start3 - 48_000, start3 - 44_000, start3 - 40_000]);
+        assert!(v3[0] > end2);
+        assert!(t.warnings.iter().all(|w| w.kind != WarningKind::ShortBreath), "{:?}", t.warnings);
+
+        // A 10 ms breath: the change starts at verse 2's last release, after its last chord,
+        // and is late, with a warning.
+        let short = HymnOptions { gap: Some(Length::Time(Micros(10_000))), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &short, &PlanOptions::default());
+        let (end2, start3) = (t.sections[2].end.0, t.sections[3].start.0);
+        assert_eq!(start3 - end2, 10_000);
+        let v3: Vec<u64> = breath_changes(&t, 3).into_iter().filter(|&x| x < start3 + 10_000).collect();
+        assert_eq!(v3, [end2, end2 + 4_000, end2 + 8_000]);
+        // Every verse starts with a change here (verses 1, 2 and 4 put the Trumpet in).
+        let short: Vec<&PlanWarning> = t.warnings.iter().filter(|w| w.kind == WarningKind::ShortBreath).collect();
+        assert_eq!(short.iter().map(|w| w.section).collect::<Vec<_>>(), [Some(1), Some(2), Some(3), Some(4)]);
+        let w = short[2];
+        assert_eq!(
+            w.to_string(),
+            "verse 3, bar 1:1: the breath before it (10 ms) is too short for its registration change (3 stop message(s)) and stop_lead_ms: it finishes 38.0 ms later than stop_lead_ms asks; lengthen the gap"
+        );
+        assert_eq!(w.t, Some(Micros(end2)));
+    }
+
+    #[test]
+    fn without_a_gap_sections_breathe_one_beat_and_gap_0_runs_them_together() {
+        let none = fixture::REGISTRATION.replace("gap = \"2 beats\"\n", "");
+        let t = plan_fixture(&none, &HymnOptions::default(), &PlanOptions::default());
+        for pair in t.sections.windows(2) {
+            assert_eq!(pair[1].start.0 - pair[0].end.0, 500_000, "one beat at 120 bpm");
+        }
+        let zero =
+            HymnOptions { gap: Some(crate::registration::hymn::parse_length("0").unwrap()), ..HymnOptions::default() };
+        let t = plan_fixture(&none, &zero, &PlanOptions::default());
+        for pair in t.sections.windows(2) {
+            assert_eq!(pair[1].start, pair[0].end);
+        }
+    }
+
+    /// Note events as (section kind, verse, tick, bytes) from the first note-on at or after
+    /// (`verse`, `tick`).
+    fn notes_from(t: &Timeline, verse: u16, tick: u64) -> Vec<(SectionKind, u16, u64, Vec<u8>)> {
+        let all: Vec<(SectionKind, u16, u64, Vec<u8>)> = t
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::NoteOn | Kind::NoteOff))
+            .map(|e| {
+                let s = t.section_of(e).unwrap();
+                (s.kind, s.verse, e.tick, t.bytes(&e.msg).to_vec())
+            })
+            .collect();
+        let i =
+            all.iter().position(|n| n.0 == SectionKind::Verse && n.1 == verse && n.2 >= tick && n.3[0] & 0xF0 == 0x90);
+        all[i.unwrap()..].to_vec()
+    }
+
+    #[test]
+    fn from_inside_a_hymn_keeps_its_structure_and_registration() {
+        use crate::registration::HymnAt;
+        let whole = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        let from = |s: &str| PlanOptions { hymn_from: HymnAt::parse(s).unwrap(), ..PlanOptions::default() };
+        // Verse 3 from bar 3: verse 3 (its own p, then bar 3's Trumpet), verse 4, the amen.
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &from("verse:3:3"));
+        let kinds: Vec<(SectionKind, u16, u32)> = t.sections.iter().map(|s| (s.kind, s.verse, s.first_bar)).collect();
+        assert_eq!(kinds, [(SectionKind::Verse, 3, 3), (SectionKind::Verse, 4, 1), (SectionKind::Amen, 0, 5)]);
+        assert_eq!(t.sections[0].label(), "verse 3 of 4");
+        let first_note = t.events.iter().find(|e| e.kind == Kind::NoteOn).unwrap().t;
+        let names = |r: &crate::plan::RegistrationState| -> Vec<String> {
+            r.drawn.iter().map(|&c| t.controls[c].name.clone()).collect()
+        };
+        assert_eq!(
+            names(t.registration_at(first_note).unwrap()),
+            ["Gt Open Diapason 8", "Gt Trumpet 8", "Ped Bourdon 16"]
+        );
+        // From there on the notes are the whole hymn's, section by section.
+        assert_eq!(notes_from(&t, 3, at(3, 1)), notes_from(&whole, 3, at(3, 1)));
+        let note = t.warnings.iter().find(|w| w.kind == WarningKind::LeftOut).unwrap();
+        assert_eq!(note.to_string(), "the play-over, verse 1 and verse 2 left out (--from/--until)");
+
+        // --until verse:4:2: to the end of verse 4's bar 2; the amen is left out.
+        let range = PlanOptions { hymn_until: HymnAt::parse("verse:4:2").unwrap(), ..from("verse:3:3") };
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &range);
+        assert_eq!(t.sections.len(), 2);
+        assert_eq!((t.sections[1].verse, t.sections[1].last_bar), (4, 2));
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.text == "the play-over, verse 1, verse 2 and the amen left out (--from/--until)")
+        );
+
+        // The amen alone carries verse 4's registration (mf, and bar 3's Trumpet).
+        let t = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &from("amen"));
+        assert_eq!(t.sections.iter().map(|s| s.kind).collect::<Vec<_>>(), [SectionKind::Amen]);
+        let first_note = t.events.iter().find(|e| e.kind == Kind::NoteOn).unwrap().t;
+        assert_eq!(
+            t.registration_at(first_note).unwrap().drawn,
+            whole.registration_at(whole.sections[5].start).unwrap().drawn
+        );
+
+        // Mistakes name what the hymn has.
+        let organ = fixture::organ();
+        let reg = fixture::registration(&organ, fixture::REGISTRATION);
+        let err = |opts: PlanOptions| {
+            plan_hymn(&fixture::score(), None, &organ, Some(&reg), &opts, &reg.hymn).unwrap_err().to_string()
+        };
+        assert_eq!(err(from("verse:7")), "--from verse:7: the hymn has a play-over, 4 verse(s) and an amen");
+        assert_eq!(err(from("verse:2:6")), "--from verse:2:6: that section plays bars 1-4");
+        let backwards = PlanOptions { hymn_until: HymnAt::parse("verse:2").unwrap(), ..from("verse:3") };
+        assert!(err(backwards).contains("nothing to play"));
+    }
+
+    #[test]
+    fn a_fermata_given_twice_is_held_once_with_a_warning() {
+        let once = plan_fixture(fixture::REGISTRATION, &HymnOptions::default(), &PlanOptions::default());
+        // 2:3 twice, and 2:3.1 on the same chord (E4, struck at 2:3).
+        let thrice = HymnOptions { fermatas: Some(vec![(2, 3.0), (2, 3.0), (2, 3.1)]), ..HymnOptions::default() };
+        let t = plan_fixture(fixture::REGISTRATION, &thrice, &PlanOptions::default());
+        let spans = |t: &Timeline| t.sections.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>();
+        assert_eq!(spans(&t), spans(&once), "held once: the verses last as long as with one fermata");
+        let texts: Vec<String> =
+            t.warnings.iter().filter(|w| w.kind == WarningKind::NoEffect).map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "fermata 2:3 is given twice: its chord is held once",
+                "fermata 2:3.1 is on the chord of fermata 2:3: the chord is held once"
+            ]
+        );
+    }
+
     #[test]
     fn command_line_values_override_the_file() {
         let over = HymnOptions {
@@ -901,7 +882,7 @@ mod tests {
         // No amen: the verse is the whole score, bars 1-6; no fermata: 12 s.
         assert_eq!(t.sections[0].end.0 - t.sections[0].start.0, 12_000_000);
         assert_eq!(t.sections[0].last_bar, 6);
-        assert!(t.warnings.iter().any(|w| w.contains("verse 3")), "{:?}", t.warnings);
+        assert!(t.warnings.iter().any(|w| w.text.contains("verse 3")), "{:?}", t.warnings);
     }
 
     #[test]

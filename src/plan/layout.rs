@@ -1,11 +1,88 @@
 //! Assigning the score's parts to the organ's divisions: a layout string (`SSGGP`, one letter per
 //! part, `-` to leave a part out) and `--map 1=swell,…` overrides.
 
+use std::fmt;
+
 use crate::organ::Organ;
 use crate::score::{Part, Score};
 use crate::text::normalize_name;
 
-use super::PlanError;
+/// Why parts cannot be given divisions: a layout or `--map` that does not fit the score or the
+/// organ. Each message names the score, the layout and where it comes from, and what would fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutError {
+    /// A layout letter that is no division's code.
+    UnknownDivisionCode {
+        score: String,
+        layout: String,
+        /// Where the layout comes from (`--layout`, the registration file, the default).
+        from: String,
+        organ: String,
+        organ_source: String,
+        code: char,
+        /// The organ's codes, for the message: `G (great), P (pedal)`.
+        codes: String,
+    },
+    /// A `--map` entry that is not `PART=DIVISION`.
+    MapEntrySyntax { entry: String },
+    /// A `--map` entry whose part is not a number from 1.
+    MapPartNumber { entry: String },
+    /// A `--map` entry for a part the score does not have.
+    MapNoSuchPart {
+        part: usize,
+        score: String,
+        parts: usize,
+        /// The parts, described for the user.
+        described: String,
+    },
+    /// A `--map` entry naming a division the organ does not have.
+    MapUnknownDivision { entry: String, organ: String, division: String, codes: String },
+    /// A layout with a letter count different from the score's parts.
+    LayoutLength {
+        score: String,
+        parts: usize,
+        layout: String,
+        from: String,
+        letters: usize,
+        described: String,
+        /// A layout that would fit.
+        suggestion: String,
+    },
+    /// A layout (with `--map`) that plays no part at all.
+    EveryPartLeftOut,
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use LayoutError as E;
+        match self {
+            E::UnknownDivisionCode { score, layout, from, organ, organ_source, code, codes } => write!(
+                f,
+                "{score}: layout \"{layout}\" ({from}): {organ} ({organ_source}) has no division with code {code}; its codes are {codes} (use - to leave a part out)"
+            ),
+            E::MapEntrySyntax { entry } => {
+                write!(f, "--map entry \"{entry}\": write PART=DIVISION, e.g. --map 1=swell,2=swell,3=great")
+            }
+            E::MapPartNumber { entry } => {
+                write!(f, "--map entry \"{entry}\": part numbers are 1, 2, 3… as `organ info` prints them")
+            }
+            E::MapNoSuchPart { part, score, parts, described } => {
+                write!(f, "--map names part {part}, but {score} has {parts} part(s): {described}")
+            }
+            E::MapUnknownDivision { entry, organ, division, codes } => write!(
+                f,
+                "--map entry \"{entry}\": {organ} has no division \"{division}\"; its divisions are {codes} (or none)"
+            ),
+            E::LayoutLength { score, parts, layout, from, letters, described, suggestion } => write!(
+                f,
+                "{score} has {parts} part(s) but the layout \"{layout}\" ({from}) names {letters}: {described}; try --layout {suggestion}"
+            ),
+            E::EveryPartLeftOut => f.write_str("the layout leaves every part out; nothing would be played"),
+        }
+    }
+}
+
+impl std::error::Error for LayoutError {}
 
 /// Where the layout came from, for messages.
 #[derive(Debug, Clone)]
@@ -30,65 +107,25 @@ pub fn describe_part(p: &Part) -> String {
     )
 }
 
-/// A plausible layout for the score on this organ: part names that name a division win; else the
-/// lowest-sounding last part goes to the pedal (the division with the shortest compass, when it is
-/// shorter than a manual's) and the others to the Great (code G) or the first manual.
-pub fn suggest_layout(score: &Score, organ: &Organ) -> String {
-    let pedal = organ
-        .divisions
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.compass.1 - d.compass.0 < 60)
-        .min_by_key(|(_, d)| d.compass.1 - d.compass.0)
-        .map(|(i, _)| i);
-    let manual = organ
-        .divisions
-        .iter()
-        .position(|d| d.code == 'G')
-        .or_else(|| (0..organ.divisions.len()).find(|&i| Some(i) != pedal))
-        .unwrap_or(0);
-    let n = score.parts.len();
-    // Five parts with no names that say otherwise: the MuseScore SSGGP layout, if this organ
-    // has those divisions.
-    let codes: String = organ.divisions.iter().map(|d| d.code).collect();
-    if n == 5 && score.parts.iter().all(|p| p.name.is_none()) && ['S', 'G', 'P'].iter().all(|c| codes.contains(*c)) {
-        return "SSGGP".to_string();
-    }
-    let mean = |p: &Part| p.notes.iter().map(|x| f64::from(x.key)).sum::<f64>() / p.notes.len().max(1) as f64;
-    let lowest = score.parts.iter().enumerate().min_by(|a, b| mean(a.1).total_cmp(&mean(b.1))).map(|x| x.0);
-    score
-        .parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let by_name = p.name.as_deref().and_then(|name| {
-                let name = normalize_name(name);
-                organ.divisions.iter().position(|d| {
-                    let dn = normalize_name(&d.name);
-                    name == dn || name.starts_with(&dn) || (name.len() >= 2 && dn.starts_with(&name))
-                })
-            });
-            let d = by_name.unwrap_or(if n > 1 && i == n - 1 && Some(i) == lowest && pedal.is_some() {
-                pedal.unwrap_or(manual)
-            } else {
-                manual
-            });
-            organ.divisions[d].code
-        })
-        .collect()
+/// Every part of `score`, described, separated by `; `.
+fn describe_parts(score: &Score) -> String {
+    score.parts.iter().map(describe_part).collect::<Vec<_>>().join("; ")
 }
+
+pub use super::suggest::suggest_layout;
 
 /// Resolves the division of every part (`None` = part not played).
 ///
 /// # Errors
 /// Unknown letters or division names, a layout whose length does not match the parts (with the
-/// parts found and a suggested layout), map entries for parts that do not exist.
+/// parts found and a suggested layout), map entries for parts that do not exist. (Boxed: the
+/// messages carry several names and the parts' descriptions.)
 pub fn resolve(
     score: &Score,
     organ: &Organ,
     layout: LayoutSource,
     map: Option<&str>,
-) -> Result<Vec<Option<usize>>, PlanError> {
+) -> Result<Vec<Option<usize>>, Box<LayoutError>> {
     let codes = || organ.divisions.iter().map(|d| format!("{} ({})", d.code, d.name)).collect::<Vec<_>>().join(", ");
     let letters: Vec<char> = layout.layout.chars().filter(|c| !c.is_whitespace()).collect();
     let mut by_letter = Vec::with_capacity(letters.len());
@@ -98,15 +135,15 @@ pub fn resolve(
             continue;
         }
         let d = organ.divisions.iter().position(|d| d.code == c.to_ascii_uppercase()).ok_or_else(|| {
-            PlanError::new(format!(
-                "{}: layout \"{}\" ({}): {} ({}) has no division with code {c}; its codes are {} (use - to leave a part out)",
-                score.name,
-                layout.layout,
-                layout.from,
-                organ.name,
-                organ.source,
-                codes()
-            ))
+            LayoutError::UnknownDivisionCode {
+                score: score.name.clone(),
+                layout: layout.layout.to_string(),
+                from: layout.from.to_string(),
+                organ: organ.name.clone(),
+                organ_source: organ.source.clone(),
+                code: c,
+                codes: codes(),
+            }
         })?;
         by_letter.push(Some(d));
     }
@@ -114,34 +151,31 @@ pub fn resolve(
     let mut overrides: Vec<(usize, Option<usize>)> = Vec::new();
     if let Some(map) = map {
         for entry in map.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (num, div) = entry.split_once('=').ok_or_else(|| {
-                PlanError::new(format!(
-                    "--map entry \"{entry}\": write PART=DIVISION, e.g. --map 1=swell,2=swell,3=great"
-                ))
-            })?;
-            let num: usize = num.trim().parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
-                PlanError::new(format!(
-                    "--map entry \"{entry}\": part numbers are 1, 2, 3… as `organ info` prints them"
-                ))
-            })?;
+            let (num, div) =
+                entry.split_once('=').ok_or_else(|| LayoutError::MapEntrySyntax { entry: entry.to_string() })?;
+            let num: usize = num
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| LayoutError::MapPartNumber { entry: entry.to_string() })?;
             if num > score.parts.len() {
-                return Err(PlanError::new(format!(
-                    "--map names part {num}, but {} has {} part(s): {}",
-                    score.name,
-                    score.parts.len(),
-                    score.parts.iter().map(describe_part).collect::<Vec<_>>().join("; ")
-                )));
+                return Err(Box::new(LayoutError::MapNoSuchPart {
+                    part: num,
+                    score: score.name.clone(),
+                    parts: score.parts.len(),
+                    described: describe_parts(score),
+                }));
             }
             let div = div.trim();
             let d = if matches!(normalize_name(div).as_str(), "none" | "-" | "off") {
                 None
             } else {
-                Some(organ.division(div).ok_or_else(|| {
-                    PlanError::new(format!(
-                        "--map entry \"{entry}\": {} has no division \"{div}\"; its divisions are {} (or none)",
-                        organ.name,
-                        codes()
-                    ))
+                Some(organ.division(div).ok_or_else(|| LayoutError::MapUnknownDivision {
+                    entry: entry.to_string(),
+                    organ: organ.name.clone(),
+                    division: div.to_string(),
+                    codes: codes(),
                 })?)
             };
             overrides.push((num - 1, d));
@@ -155,21 +189,21 @@ pub fn resolve(
     } else if covered {
         vec![None; n]
     } else {
-        return Err(PlanError::new(format!(
-            "{} has {n} part(s) but the layout \"{}\" ({}) names {}: {}; try --layout {}",
-            score.name,
-            layout.layout,
-            layout.from,
-            letters.len(),
-            score.parts.iter().map(describe_part).collect::<Vec<_>>().join("; "),
-            suggest_layout(score, organ)
-        )));
+        return Err(Box::new(LayoutError::LayoutLength {
+            score: score.name.clone(),
+            parts: n,
+            layout: layout.layout.to_string(),
+            from: layout.from.to_string(),
+            letters: letters.len(),
+            described: describe_parts(score),
+            suggestion: suggest_layout(score, organ),
+        }));
     };
     for (i, d) in overrides {
         result[i] = d;
     }
     if result.iter().all(Option::is_none) {
-        return Err(PlanError::new("the layout leaves every part out; nothing would be played"));
+        return Err(Box::new(LayoutError::EveryPartLeftOut));
     }
     Ok(result)
 }
@@ -198,11 +232,11 @@ mod tests {
         let organ = Organ::from_toml(ORGAN, "organs/two.toml").unwrap();
         let e = resolve(&score(), &organ, LayoutSource { layout: "GX", from: "--layout" }, None).unwrap_err();
         assert!(
-            e.message
+            e.to_string()
                 .starts_with("two.mid: layout \"GX\" (--layout): Two (organs/two.toml) has no division with code X"),
             "{e}"
         );
-        assert!(e.message.contains("G (great), P (pedal)"), "{e}");
+        assert!(e.to_string().contains("G (great), P (pedal)"), "{e}");
     }
 
     #[test]
@@ -213,7 +247,7 @@ mod tests {
         assert_eq!(resolve(&score(), &organ, src("-P"), None).unwrap(), [None, Some(1)]);
         assert_eq!(resolve(&score(), &organ, src("G"), Some("1=pedal,2=great")).unwrap(), [Some(1), Some(0)]);
         assert!(resolve(&score(), &organ, src("--"), None).is_err());
-        let e = resolve(&score(), &organ, src("G"), None).unwrap_err().message;
+        let e = resolve(&score(), &organ, src("G"), None).unwrap_err().to_string();
         assert!(
             e.contains("has 2 part(s) but the layout \"G\" (--layout) names 1") && e.contains("try --layout"),
             "{e}"

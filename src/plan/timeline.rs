@@ -210,6 +210,11 @@ pub struct ControlInfo {
     pub division: Option<usize>,
     pub on: Vec<Msg>,
     pub off: Vec<Msg>,
+    /// `on` and `off` are one message that flips the control: send it only to change a state
+    /// known to be the other one.
+    pub toggle: bool,
+    /// A stop's `voice = { … }`, for the built-in organ voice.
+    pub voice: Option<crate::organ::voice::VoiceSpec>,
 }
 
 /// A registration and when it takes over (for the status line, seeking, and re-sending it after
@@ -240,8 +245,12 @@ pub struct Timeline {
     pub controls: Vec<ControlInfo>,
     /// The organ's presets (name, controls), for naming registrations on the status line.
     pub presets: Vec<(String, Vec<ControlId>)>,
-    /// The General Cancel (or every control's off).
+    /// The messages that cancel whatever the console's state: the General Cancel, or every
+    /// control's off except the toggles' (a toggle is put in by sending its message when it is
+    /// known to be drawn; see [`Timeline::general_cancel`]).
     pub cancel: Vec<Msg>,
+    /// `cancel` is the console's General Cancel, which puts in every control, toggles too.
+    pub general_cancel: bool,
     /// Cancel the registration when playback stops or ends.
     pub cancel_at_end: bool,
     pub stop_pace: Micros,
@@ -254,7 +263,8 @@ pub struct Timeline {
     pub duration: Micros,
     /// The speed factor applied to the score (100 = as written), for display.
     pub speed_percent: f64,
-    pub warnings: Vec<String>,
+    /// What `organ check` and `organ play` tell the organist about this plan, positioned.
+    pub warnings: Vec<super::PlanWarning>,
     /// The play-over, verses and amen of a hymn, in order (one [`SectionKind::Piece`] section
     /// otherwise). Every event's `section` indexes this.
     pub sections: Vec<Section>,

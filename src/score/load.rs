@@ -157,6 +157,15 @@ struct RawTrack {
     end_tick: u64,
 }
 
+/// What reading the tracks collects besides their notes.
+#[derive(Default)]
+struct Collected {
+    warnings: Vec<ScoreWarning>,
+    stripped: Stripped,
+    tempo_changes: Vec<TempoChange>,
+    meter_changes: Vec<MeterChange>,
+}
+
 /// Parses a Standard MIDI File. `name` is only used in warnings.
 ///
 /// # Errors
@@ -170,102 +179,125 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> Result<Score, ScoreError> {
         midly::Timing::Metrical(ppq) => Timing::Metrical { ppq: ppq.as_int() },
         midly::Timing::Timecode(fps, sub) => Timing::Timecode { fps: fps.as_int(), subframes: sub },
     };
-    let mut warnings = Vec::new();
-    let mut stripped = Stripped::default();
-    let mut tempo_changes = Vec::new();
-    let mut meter_changes = Vec::new();
+    let mut c = Collected::default();
     let mut raw_tracks = Vec::with_capacity(chunks.len());
-    let mut end_tick = 0u64;
-
     for (ti, chunk) in chunks.iter().enumerate() {
-        let mut iter = midly::EventIter::new(chunk.data);
-        let mut tick = 0u64;
-        let mut track = RawTrack { name: None, notes: Vec::new(), end_tick: 0 };
-        let mut saw_end = false;
-        loop {
-            let unread_before = iter.unread().len();
-            let Some(ev) = iter.next() else {
-                if unread_before != 0 {
-                    let offset = chunk.offset + chunk.data.len() - unread_before;
-                    return Err(ScoreError::Malformed {
-                        offset: Some(offset),
-                        detail: format!("unreadable event in track {}", ti + 1),
-                    });
-                }
-                break;
-            };
-            let ev = ev.map_err(|e| ScoreError::Malformed {
-                offset: Some(chunk.offset + chunk.data.len() - unread_before),
-                detail: format!("track {}: {e}", ti + 1),
-            })?;
-            if saw_end {
-                // Events after end-of-track: ignore them but say so once.
-                warnings.push(ScoreWarning {
-                    part: None,
-                    tick: Some(tick),
-                    kind: WarningKind::Other,
-                    message: format!("track {} has events after its end-of-track; they were ignored", ti + 1),
-                });
-                break;
-            }
-            tick += u64::from(ev.delta.as_int());
-            match ev.kind {
-                TrackEventKind::Midi { channel, message } => {
-                    let ch = channel.as_int();
-                    match message {
-                        MidiMessage::NoteOn { key, vel } => track.notes.push((tick, ch, key.as_int(), vel.as_int())),
-                        MidiMessage::NoteOff { key, .. } => track.notes.push((tick, ch, key.as_int(), 0)),
-                        MidiMessage::ProgramChange { .. } => stripped.program_changes += 1,
-                        MidiMessage::Controller { .. } => stripped.controllers += 1,
-                        MidiMessage::PitchBend { .. } => stripped.pitch_bends += 1,
-                        MidiMessage::Aftertouch { .. } | MidiMessage::ChannelAftertouch { .. } => {
-                            stripped.aftertouch += 1
-                        }
-                    }
-                }
-                TrackEventKind::SysEx(_) | TrackEventKind::Escape(_) => stripped.sysex += 1,
-                TrackEventKind::Meta(meta) => match meta {
-                    MetaMessage::Tempo(t) => {
-                        let us = t.as_int();
-                        if us == 0 {
-                            return Err(ScoreError::Malformed {
-                                offset: Some(chunk.offset + chunk.data.len() - unread_before),
-                                detail: format!("track {}: a tempo of 0 µs per quarter note", ti + 1),
-                            });
-                        }
-                        tempo_changes.push(TempoChange { tick, us_per_quarter: us });
-                    }
-                    MetaMessage::TimeSignature(n, d, _, _) => {
-                        meter_changes.push(MeterChange { tick, numerator: n, denominator_pow2: d })
-                    }
-                    MetaMessage::TrackName(n) if track.name.is_none() => {
-                        let s = String::from_utf8_lossy(n);
-                        let s = s.trim_end_matches('\0').trim();
-                        if !s.is_empty() {
-                            track.name = Some(s.to_string());
-                        }
-                    }
-                    MetaMessage::EndOfTrack => saw_end = true,
-                    _ => {}
-                },
-            }
-        }
-        track.end_tick = tick;
-        end_tick = end_tick.max(tick);
-        raw_tracks.push(track);
+        raw_tracks.push(read_track(ti, chunk, &mut c)?);
     }
+    let end_tick = raw_tracks.iter().map(|t| t.end_tick).max().unwrap_or(0);
 
     // Later same-tick tempo / time signatures win; say so when they disagree.
-    note_conflicts(&mut warnings, tempo_changes.iter().map(|c| (c.tick, u64::from(c.us_per_quarter))), "tempo");
+    let mut warnings = c.warnings;
+    note_conflicts(&mut warnings, c.tempo_changes.iter().map(|c| (c.tick, u64::from(c.us_per_quarter))), "tempo");
     note_conflicts(
         &mut warnings,
-        meter_changes.iter().map(|c| (c.tick, u64::from(c.numerator) << 8 | u64::from(c.denominator_pow2))),
+        c.meter_changes.iter().map(|c| (c.tick, u64::from(c.numerator) << 8 | u64::from(c.denominator_pow2))),
         "time signature",
     );
 
-    let tempo = TempoMap::new(timing, &tempo_changes);
-    let meter = MeterMap::new(timing.quarter_ticks(), &meter_changes);
+    let tempo = TempoMap::new(timing, &c.tempo_changes);
+    let meter = MeterMap::new(timing.quarter_ticks(), &c.meter_changes);
+    let parts = parts_of(&raw_tracks, &mut warnings);
+    if parts.is_empty() {
+        return Err(ScoreError::NoNotes);
+    }
+    Ok(Score {
+        name: name.to_string(),
+        format: if raw_tracks.len() == 1 { 0 } else { 1 },
+        timing,
+        tracks: raw_tracks.len(),
+        tempo,
+        meter,
+        parts,
+        end_tick,
+        stripped: c.stripped,
+        warnings,
+    })
+}
 
+/// The events of track `ti` (from 0): its notes and name, with tempo and time signatures,
+/// stripped events and warnings going to `c`.
+///
+/// # Errors
+/// An unreadable event or a tempo of 0, with its byte offset.
+fn read_track(ti: usize, chunk: &TrackChunk, c: &mut Collected) -> Result<RawTrack, ScoreError> {
+    let mut iter = midly::EventIter::new(chunk.data);
+    let mut tick = 0u64;
+    let mut track = RawTrack { name: None, notes: Vec::new(), end_tick: 0 };
+    let mut saw_end = false;
+    loop {
+        let unread_before = iter.unread().len();
+        let offset = chunk.offset + chunk.data.len() - unread_before;
+        let Some(ev) = iter.next() else {
+            if unread_before != 0 {
+                return Err(ScoreError::Malformed {
+                    offset: Some(offset),
+                    detail: format!("unreadable event in track {}", ti + 1),
+                });
+            }
+            break;
+        };
+        let ev =
+            ev.map_err(|e| ScoreError::Malformed { offset: Some(offset), detail: format!("track {}: {e}", ti + 1) })?;
+        if saw_end {
+            // Events after end-of-track: ignore them but say so once.
+            c.warnings.push(ScoreWarning {
+                part: None,
+                tick: Some(tick),
+                kind: WarningKind::Other,
+                message: format!("track {} has events after its end-of-track; they were ignored", ti + 1),
+            });
+            break;
+        }
+        tick += u64::from(ev.delta.as_int());
+        match ev.kind {
+            TrackEventKind::Midi { channel, message } => {
+                let ch = channel.as_int();
+                match message {
+                    MidiMessage::NoteOn { key, vel } => track.notes.push((tick, ch, key.as_int(), vel.as_int())),
+                    MidiMessage::NoteOff { key, .. } => track.notes.push((tick, ch, key.as_int(), 0)),
+                    MidiMessage::ProgramChange { .. } => c.stripped.program_changes += 1,
+                    MidiMessage::Controller { .. } => c.stripped.controllers += 1,
+                    MidiMessage::PitchBend { .. } => c.stripped.pitch_bends += 1,
+                    MidiMessage::Aftertouch { .. } | MidiMessage::ChannelAftertouch { .. } => {
+                        c.stripped.aftertouch += 1
+                    }
+                }
+            }
+            TrackEventKind::SysEx(_) | TrackEventKind::Escape(_) => c.stripped.sysex += 1,
+            TrackEventKind::Meta(meta) => match meta {
+                MetaMessage::Tempo(t) => {
+                    let us = t.as_int();
+                    if us == 0 {
+                        return Err(ScoreError::Malformed {
+                            offset: Some(offset),
+                            detail: format!("track {}: a tempo of 0 µs per quarter note", ti + 1),
+                        });
+                    }
+                    c.tempo_changes.push(TempoChange { tick, us_per_quarter: us });
+                }
+                MetaMessage::TimeSignature(n, d, _, _) => {
+                    c.meter_changes.push(MeterChange { tick, numerator: n, denominator_pow2: d })
+                }
+                MetaMessage::TrackName(n) if track.name.is_none() => {
+                    let s = String::from_utf8_lossy(n);
+                    let s = s.trim_end_matches('\0').trim();
+                    if !s.is_empty() {
+                        track.name = Some(s.to_string());
+                    }
+                }
+                MetaMessage::EndOfTrack => saw_end = true,
+                _ => {}
+            },
+        }
+    }
+    track.end_tick = tick;
+    Ok(track)
+}
+
+/// The parts: the notes of each track that has any, in file order, except that the one track of
+/// a format-0 file is split by channel (ordered by channel). Numbered from 1.
+fn parts_of(raw_tracks: &[RawTrack], warnings: &mut Vec<ScoreWarning>) -> Vec<Part> {
     let single = raw_tracks.len() == 1;
     let mut parts = Vec::new();
     for (ti, track) in raw_tracks.iter().enumerate() {
@@ -273,7 +305,6 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> Result<Score, ScoreError> {
             continue;
         }
         let groups: Vec<Vec<RawNote>> = if single {
-            // Format 0: split the one track by channel, ordered by channel.
             (0u8..16)
                 .map(|ch| track.notes.iter().copied().filter(|n| n.1 == ch).collect::<Vec<_>>())
                 .filter(|v| !v.is_empty())
@@ -283,7 +314,7 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> Result<Score, ScoreError> {
         };
         for events in groups {
             let number = parts.len() + 1;
-            let notes = pair_notes(&events, track.end_tick, number, &mut warnings);
+            let notes = pair_notes(&events, track.end_tick, number, warnings);
             if notes.is_empty() {
                 continue;
             }
@@ -297,22 +328,7 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> Result<Score, ScoreError> {
             parts.push(Part { number, track: ti, name: track.name.clone(), channels, notes });
         }
     }
-    let _ = name;
-    if parts.is_empty() {
-        return Err(ScoreError::NoNotes);
-    }
-    Ok(Score {
-        name: name.to_string(),
-        format: if single { 0 } else { 1 },
-        timing,
-        tracks: raw_tracks.len(),
-        tempo,
-        meter,
-        parts,
-        end_tick,
-        stripped,
-        warnings,
-    })
+    parts
 }
 
 fn note_conflicts(warnings: &mut Vec<ScoreWarning>, items: impl Iterator<Item = (u64, u64)>, what: &str) {

@@ -36,8 +36,7 @@ pub fn checks(out: BleOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Che
     }
     let s = handle.stats();
     // Writes what is left and disconnects.
-    let finished: Vec<Result<(), String>> = report.outputs.into_iter().map(|mut o| o.finish()).collect();
-    let finished = finished.into_iter().collect::<Result<(), String>>();
+    let finished = report.outputs.into_iter().map(|mut o| o.finish()).collect::<Result<Vec<()>, _>>();
     let delivered = s.messages == probes.len() as u64 && s.dropped == 0 && s.link_losses == 0;
     let ok = delivered && Micros(s.write_us_max) <= BLE_INTERVAL && finished.is_ok();
     let interval = match requested_interval() {

@@ -37,8 +37,7 @@ use crate::midi::Micros;
 use crate::organ::{ConfigError, Organ};
 use crate::output::Output;
 use crate::output::record::NullOutput;
-use crate::plan::PlanError;
-use crate::score::ScoreError;
+use crate::output::{OpenError, OutputSpec};
 
 pub use probe::{Burst, Probe, Wire, din_wire, probe_timeline};
 
@@ -74,15 +73,13 @@ pub enum SelftestError {
     Organ(ConfigError),
     /// The generated probe piece could not be read or planned on this organ.
     Probe(String),
-    /// No output given and none in the organ file.
-    NoOutput(String),
-    /// An output could not be opened or failed while it was probed.
+    /// No output, a form that is not one, or one that cannot be opened (the message names it).
+    Open(OpenError),
+    /// An output failed while it was probed.
     Output {
         spec: String,
         detail: String,
     },
-    /// An output could not be opened (the message names it).
-    Open(String),
     /// A thread could not be started.
     Thread(std::io::Error),
 }
@@ -92,11 +89,8 @@ impl fmt::Display for SelftestError {
         match self {
             SelftestError::Organ(e) => e.fmt(f),
             SelftestError::Probe(e) => write!(f, "selftest: the probe piece cannot be planned on this organ: {e}"),
-            SelftestError::NoOutput(source) => {
-                write!(f, "no output: add --to {} (or set output = \"…\" in {source})", crate::output::SPEC_FORMS)
-            }
+            SelftestError::Open(e) => e.fmt(f),
             SelftestError::Output { spec, detail } => write!(f, "{spec}: {detail}"),
-            SelftestError::Open(detail) => f.write_str(detail),
             SelftestError::Thread(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
@@ -104,15 +98,9 @@ impl fmt::Display for SelftestError {
 
 impl std::error::Error for SelftestError {}
 
-impl From<ScoreError> for SelftestError {
-    fn from(e: ScoreError) -> Self {
-        SelftestError::Probe(e.to_string())
-    }
-}
-
-impl From<PlanError> for SelftestError {
-    fn from(e: PlanError) -> Self {
-        SelftestError::Probe(e.to_string())
+impl<E: Into<OpenError>> From<E> for SelftestError {
+    fn from(e: E) -> Self {
+        SelftestError::Open(e.into())
     }
 }
 
@@ -120,7 +108,7 @@ impl From<SelftestError> for Error {
     fn from(e: SelftestError) -> Self {
         match e {
             SelftestError::Organ(c) => Error::Config(c),
-            SelftestError::NoOutput(_) => Error::Usage(e.to_string()),
+            SelftestError::Open(o) => Error::Open(Box::new(o)),
             other => Error::Other(other.to_string()),
         }
     }
@@ -264,11 +252,8 @@ pub fn send_check(out: &mut dyn Output, probes: &[Probe]) -> Check {
 }
 
 /// The outputs to test: `--to`, else the organ's default.
-fn specs(args: &SelftestArgs, organ: &Organ) -> Result<Vec<String>, SelftestError> {
-    if !args.to.is_empty() {
-        return Ok(args.to.clone());
-    }
-    organ.output.clone().map(|o| vec![o]).ok_or_else(|| SelftestError::NoOutput(organ.source.clone()))
+fn specs(args: &SelftestArgs, organ: &Organ) -> Result<Vec<OutputSpec>, SelftestError> {
+    Ok(crate::session::output_specs(&args.to, organ.output.as_deref(), &organ.source)?)
 }
 
 /// An output opened for the self-test (a file deliberately not).
@@ -286,25 +271,19 @@ enum Target {
 }
 
 /// Opens the output `spec` names, before anything is measured (so a typo fails at once).
-fn open_target(spec: &str, organ: &Organ) -> Result<Target, SelftestError> {
-    let kind = spec.split_once(':').map_or(spec, |(k, _)| k).trim().to_ascii_lowercase();
-    let err = |detail: String| SelftestError::Output { spec: spec.to_string(), detail };
-    match kind.as_str() {
-        "file" => Ok(Target::File(spec.to_string())),
+fn open_target(spec: &OutputSpec, organ: &Organ) -> Result<Target, SelftestError> {
+    match spec {
+        OutputSpec::File(_) => Ok(Target::File(spec.to_string())),
         #[cfg(feature = "jack")]
-        "jack" => Ok(Target::Jack(crate::output::jack::open(spec).map_err(err)?)),
+        OutputSpec::Jack(target) => Ok(Target::Jack(crate::output::jack::open(target.as_deref())?)),
         #[cfg(feature = "ble")]
-        "ble" if spec.split_once(':').is_some_and(|(_, n)| !n.trim().is_empty()) => {
-            let name = spec.split_once(':').map_or("", |(_, n)| n.trim());
-            let out =
-                crate::output::ble::open(name, organ.on_disconnect, crate::output::BLE_CONNECT_TIMEOUT).map_err(err)?;
-            Ok(Target::Ble(out))
+        OutputSpec::Ble(name) => {
+            Ok(Target::Ble(crate::output::ble::open(name, organ.on_disconnect, crate::output::BLE_CONNECT_TIMEOUT)?))
         }
         _ => {
             let mut notes = Vec::new();
-            let outputs = crate::play::open_outputs(&[spec.to_string()], organ, &mut notes)
-                .map_err(|e| SelftestError::Open(e.to_string()))?;
-            Ok(Target::Other { null: kind == "null", outputs })
+            let output = spec.open(organ.on_disconnect, &mut notes)?;
+            Ok(Target::Other { null: *spec == OutputSpec::Null, outputs: vec![output] })
         }
     }
 }
@@ -370,7 +349,8 @@ pub fn cmd_selftest(args: &SelftestArgs) -> Result<Status, Error> {
     let specs = specs(args, &organ)?;
     let burst = probe::burst(&organ)?;
     let targets = specs.iter().map(|s| open_target(s, &organ)).collect::<Result<Vec<Target>, _>>()?;
-    println!("organ selftest on {} → {}", organ.name, specs.join(", "));
+    let names: Vec<String> = specs.iter().map(OutputSpec::to_string).collect();
+    println!("organ selftest on {} → {}", organ.name, names.join(", "));
     println!("sends {PROBE}");
     println!("burst: {}", burst.describe(&organ));
     let mut checks = vec![engine_check(&organ, args.seconds)?];
@@ -450,7 +430,7 @@ mod tests {
     fn no_output_is_a_usage_error() {
         let organ = Organ::find("st-marys").unwrap();
         let args = SelftestArgs { to: vec![], organ: None, seconds: 1.0 };
-        let e = specs(&args, &organ).unwrap_err();
-        assert!(matches!(Error::from(e), Error::Usage(m) if m.contains("no output: add --to")));
+        let e = Error::from(specs(&args, &organ).unwrap_err());
+        assert!(e.to_string().starts_with("no output: add --to"), "{e}");
     }
 }

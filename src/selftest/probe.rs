@@ -94,10 +94,11 @@ fn chord_plan(
     if parts.is_empty() {
         return Err(SelftestError::Probe(format!("{} has no keyboard division", organ.name)));
     }
-    let score = crate::score::load_bytes(&chord_smf(&parts, chords, step_ms, hold_ms), "selftest.mid")?;
+    let score = crate::score::load_bytes(&chord_smf(&parts, chords, step_ms, hold_ms), "selftest.mid")
+        .map_err(|e| SelftestError::Probe(e.to_string()))?;
     let layout: String = parts.iter().map(|(c, _)| *c).collect();
     let opts = PlanOptions { layout: Some(layout), stops, ..PlanOptions::default() };
-    Ok(plan(&score, organ, None, &opts)?)
+    plan(&score, organ, None, &opts).map_err(|e| SelftestError::Probe(e.to_string()))
 }
 
 /// The engine's silent run: a full chord every [`DENSE_STEP_MS`], no stops drawn.

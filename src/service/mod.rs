@@ -4,16 +4,17 @@
 //! the current item highlighted, what is playing (verse, bar, tempo, registration), what comes
 //! next, and one help line; Enter starts the selected item or goes on from a wait, s stops now.
 //!
-//! Threads: this module runs on the control thread — it reads keys, plans items as they are
-//! started (pure planning, allocation allowed), and draws. Each item is played by its own
-//! engine thread ([`crate::engine`]); the outputs are handed to it and come back in its report,
-//! so one set of outputs (and one clock, so a file record is one continuous take) serves the
-//! whole service.
+//! A frontend over the [`session`]: this module reads keys, keeps the operator's choices per
+//! item (tempo, transposition, registration), plans an item when it is started (pure planning,
+//! allocation allowed), hands it to the session as a [`Performance`] and draws the session's
+//! [`Progress`]. One session — one set of outputs, one clock, so a file record is one
+//! continuous take — serves the whole service; the outputs, the engine of each item, signals,
+//! the panic hook and releasing the keys on every way out are the session's. Control thread.
 //!
 //! Every way out leaves no key down: s/Esc and quitting stop the engine (exact release, CC 123,
 //! cancel); Ctrl-C, SIGTERM and SIGHUP set the global stop flag, which the engine obeys; a
-//! panic in the view is caught here, the engine is stopped and joined, and the terminal is
-//! restored by a guard that also runs while unwinding.
+//! panic in the view is caught here and the session is finished (stopped and its outputs
+//! written), and the terminal is restored by a guard that also runs while unwinding.
 
 pub mod order;
 pub mod view;
@@ -22,18 +23,17 @@ use std::io::{IsTerminal, Stdout, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
 use crate::app::{Error, Status};
-use crate::engine::{self, Command, End, EngineHandle, State, SystemClock};
-use crate::midi::Micros;
-use crate::output::{self, Output};
-use crate::plan::{SectionKind, Timeline, WaitKind};
+use crate::engine::{self, End};
+use crate::plan::{SectionKind, WaitKind};
 use crate::score::tempo::bpm;
+use crate::session::{self, Command, Event, Performance, PlayState, Progress, Session, StartError};
 use order::Order;
 use view::{Row, Screen, Tone};
 
@@ -48,17 +48,15 @@ pub struct ServiceArgs {
 /// The help line.
 pub const HELP: &str = "Enter start/continue · s stop · p pause after verse · ↑↓ choose · +/- tempo · [ ] transpose next · r registration · q quit";
 
-/// The item being played.
+/// The item being played, and the operator's choices for this performance of it.
 struct Playing {
     item: usize,
-    handle: EngineHandle,
-    timeline: Arc<Timeline>,
     transpose: i32,
     preset: Option<usize>,
     /// Presets chosen with r for verses of this performance.
     verse_presets: Vec<(u16, usize)>,
-    /// A re-planned timeline offered to the engine, with the verse and preset it is for.
-    offered: Option<(Arc<Timeline>, u16, Option<usize>)>,
+    /// A re-planned timeline offered to the session: its tag, the verse and preset it is for.
+    offered: Option<(u64, u16, Option<usize>)>,
 }
 
 /// The control loop's state.
@@ -70,11 +68,7 @@ struct App {
     preset: Vec<Option<usize>>,
     speed: Vec<u32>,
     done: Vec<bool>,
-    specs: Vec<String>,
-    /// The outputs while no engine holds them; `None` where one was lost (reopened on retry).
-    outputs: Vec<Option<Box<dyn Output>>>,
-    output_error: Option<String>,
-    clock: SystemClock,
+    session: Session,
     playing: Option<Playing>,
     message: String,
     confirm_quit: bool,
@@ -95,10 +89,11 @@ impl Drop for TerminalGuard {
 /// `organ service`.
 ///
 /// # Errors
-/// The order of service or its scores cannot be loaded; no terminal; the terminal fails.
+/// The order of service or its scores cannot be loaded; no terminal; no output; the terminal
+/// fails.
 pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
-    crate::play::install_panic_hook();
-    crate::play::install_signal_handling();
+    session::install_panic_hook();
+    session::install_signal_handling();
     let order = order::load(&a.file, a.organ.as_deref())?;
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         return Err(Error::Usage(
@@ -107,55 +102,48 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
         ));
     }
     let first_organ = &order.items[0].organ;
-    let specs: Vec<String> = if !a.to.is_empty() {
-        a.to.clone()
-    } else if let Some(o) = order.output.clone().or_else(|| first_organ.output.clone()) {
-        vec![o]
-    } else {
-        return Err(Error::Usage(format!(
-            "no output: add --to {} (or output = \"…\" in {})",
-            output::SPEC_FORMS,
-            order.source
-        )));
-    };
-    let mut app = App::new(order, specs);
+    let default = order.output.as_deref().or(first_organ.output.as_deref());
+    let specs = session::output_specs(&a.to, default, &order.source)?;
+    let session = Session::new(specs, first_organ.on_disconnect);
+    let mut app = App::new(order, session);
     app.open_missing_outputs();
 
-    crossterm::terminal::enable_raw_mode().map_err(|e| Error::Io(format!("cannot use the terminal: {e}")))?;
+    let terminal_error = |e: std::io::Error| Error::Io(format!("cannot use the terminal: {e}"));
+    crossterm::terminal::enable_raw_mode().map_err(terminal_error)?;
     let guard = TerminalGuard;
     crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen, crossterm::cursor::Hide)
-        .map_err(|e| Error::Io(format!("cannot use the terminal: {e}")))?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))
-        .map_err(|e| Error::Io(format!("cannot use the terminal: {e}")))?;
+        .map_err(terminal_error)?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(terminal_error)?;
 
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.run(&mut terminal)));
     // Whatever happened, nothing may keep sounding: stop and join the engine, then write files.
     app.stop_and_join();
-    let finish = app.finish_outputs();
+    let finished = app.session.finish();
     drop(terminal);
     drop(guard);
-    let sig = crate::play::signal_received();
+    let sig = session::signal_received();
     let played = app.done.iter().filter(|d| **d).count();
+    let specs: Vec<String> = app.session.specs().iter().map(|s| s.to_string()).collect();
     // The terminal may be gone (SIGHUP): never panic over a message.
     let _ = writeln!(
         std::io::stderr(),
         "organ: service ended ({played} of {} item(s) played); every key released → {}",
         app.order.items.len(),
-        app.specs.join(", ")
+        specs.join(", ")
     );
     match result {
         Err(_) => Err(Error::Other("the service view stopped on an internal error; the keys were released".into())),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => {
-            finish?;
-            Ok(if sig != 0 { 128 + sig } else { 0 })
-        }
+        Ok(Ok(())) => match finished.errors.into_iter().next() {
+            Some(e) => Err(Error::Finish(e)),
+            None => Ok(if sig != 0 { 128 + sig } else { 0 }),
+        },
     }
 }
 
 impl App {
     /// The state before anything is played; the outputs are not open yet.
-    fn new(order: Order, specs: Vec<String>) -> App {
+    fn new(order: Order, session: Session) -> App {
         let n = order.items.len();
         App {
             selected: 0,
@@ -163,10 +151,7 @@ impl App {
             preset: vec![None; n],
             speed: vec![1000; n],
             done: vec![false; n],
-            outputs: specs.iter().map(|_| None).collect(),
-            output_error: None,
-            specs,
-            clock: SystemClock::new(),
+            session,
             playing: None,
             message: String::new(),
             confirm_quit: false,
@@ -177,7 +162,7 @@ impl App {
 
     fn run(&mut self, terminal: &mut Terminal<CrosstermBackend<Stdout>>) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Io(format!("terminal: {e}"));
-        let keys = key_reader();
+        let keys = crate::term::key_reader();
         while !self.quit {
             if engine::STOP_ALL.load(Ordering::SeqCst) {
                 // A signal (the terminal closed, say): the engine stops by itself; leave.
@@ -216,20 +201,20 @@ impl App {
                 self.quit = true;
             }
             // Plain keys only: a stray NUL byte reads as Ctrl+Space and must not start a hymn.
-            _ if mods.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SUPER) => {}
+            _ if !crate::term::plain(mods) => {}
             KeyCode::Enter | KeyCode::Char(' ') => self.enter(),
             KeyCode::Char('s') | KeyCode::Char('S') | KeyCode::Esc => self.stop(),
             KeyCode::Char('p') | KeyCode::Char('P') => self.pause_after_verse(),
             KeyCode::Up => self.selected = self.selected.saturating_sub(1),
             KeyCode::Down => self.selected = (self.selected + 1).min(self.order.items.len() - 1),
-            KeyCode::Char('+') | KeyCode::Char('=') => self.tempo(50),
-            KeyCode::Char('-') | KeyCode::Char('_') => self.tempo(-50),
+            KeyCode::Char('+') | KeyCode::Char('=') => self.tempo(1),
+            KeyCode::Char('-') | KeyCode::Char('_') => self.tempo(-1),
             KeyCode::Char('[') => self.transpose(-1),
             KeyCode::Char(']') => self.transpose(1),
             KeyCode::Char('r') | KeyCode::Char('R') => self.cycle_registration(),
             KeyCode::Char('o') | KeyCode::Char('O') => {
                 self.open_missing_outputs();
-                if self.output_error.is_none() {
+                if self.session.output_error().is_none() {
                     self.message = "outputs open".into();
                 }
             }
@@ -246,15 +231,13 @@ impl App {
 
     /// Enter: go on from a wait, or start the selected item.
     fn enter(&mut self) {
-        if let Some(p) = &mut self.playing {
-            match p.handle.shared.state() {
-                State::Waiting => {
-                    p.handle.send(Command::Continue);
+        if self.playing.is_some() {
+            match self.session.progress().state {
+                PlayState::Waiting(_) => {
+                    self.session.send(Command::Continue);
                     self.message = "continuing".into();
                 }
-                State::Paused => {
-                    p.handle.send(Command::Resume);
-                }
+                PlayState::Paused => self.session.send(Command::Resume),
                 _ => self.message = "already playing: s stops it".into(),
             }
             return;
@@ -264,7 +247,7 @@ impl App {
 
     fn start(&mut self, i: usize) {
         self.open_missing_outputs();
-        if let Some(e) = &self.output_error {
+        if let Some(e) = self.session.output_error() {
             self.message = format!("cannot start: {e} (o retries)");
             return;
         }
@@ -277,52 +260,34 @@ impl App {
                 return;
             }
         };
-        let mut outputs: Vec<Box<dyn Output>> = self.outputs.iter_mut().filter_map(Option::take).collect();
-        for o in &mut outputs {
-            if let Err(e) = o.prepare(&timeline) {
-                self.message = format!("{}: {e}", o.name());
-            }
-        }
-        let config = engine::Config {
-            on_disconnect: item.organ.on_disconnect,
+        let performance = Performance {
+            timeline,
+            title: item.title.clone(),
             speed: self.speed[i],
-            start_delay: Micros::ZERO,
-            stop_flag: &engine::STOP_ALL,
+            on_disconnect: item.organ.on_disconnect,
         };
-        let (eng, handle) = engine::new(timeline.clone(), outputs, self.clock, config);
-        match engine::spawn(eng, handle) {
-            Ok(handle) => {
-                crate::play::register_engine(&handle);
-                self.playing = Some(Playing {
-                    item: i,
-                    handle,
-                    timeline,
-                    transpose,
-                    preset,
-                    verse_presets: Vec::new(),
-                    offered: None,
-                });
+        match self.session.start(performance) {
+            Ok(()) => {
+                self.playing = Some(Playing { item: i, transpose, preset, verse_presets: Vec::new(), offered: None });
                 self.message = format!("started {}", self.order.items[i].title);
             }
-            Err(e) => {
-                // The outputs went into the engine that could not start: open them again.
-                self.message = format!("cannot start the engine thread: {e}");
-            }
+            Err(StartError::Outputs(e)) => self.message = format!("cannot start: {e} (o retries)"),
+            Err(e) => self.message = e.to_string(),
         }
     }
 
     /// s/Esc: silence now.
     fn stop(&mut self) {
-        if let Some(p) = &mut self.playing {
-            p.handle.send(Command::Stop);
+        if self.playing.is_some() {
+            self.session.send(Command::Stop);
             self.message = "stopped: every key released".into();
         }
     }
 
     fn pause_after_verse(&mut self) {
-        if let Some(p) = &mut self.playing {
-            let on = !p.handle.shared.pause_at_section_end.load(Ordering::Relaxed);
-            p.handle.send(Command::PauseAtSectionEnd(on));
+        if self.playing.is_some() {
+            let on = !self.session.progress().pause_at_section_end;
+            self.session.send(Command::PauseAtSectionEnd(on));
             self.message = if on {
                 "will pause at the end of this verse (Enter goes on)".into()
             } else {
@@ -333,12 +298,13 @@ impl App {
         }
     }
 
-    fn tempo(&mut self, step: i32) {
+    /// +/-: a tempo step for the item playing (live), else for the selected one.
+    fn tempo(&mut self, steps: i32) {
         let i = self.playing.as_ref().map_or(self.selected, |p| p.item);
-        let s = (self.speed[i] as i32 + step).clamp(100, 4000) as u32;
+        let s = session::nudge_speed(self.speed[i], steps);
         self.speed[i] = s;
-        if let Some(p) = &mut self.playing {
-            p.handle.send(Command::Speed(s));
+        if self.playing.is_some() {
+            self.session.send(Command::SetSpeed(s));
         }
         self.message = format!("tempo {}% for {}", s / 10, self.order.items[i].title);
     }
@@ -363,9 +329,9 @@ impl App {
         self.message = format!("{}: transposed {:+}", self.order.items[i].title, self.transpose[i]);
     }
 
-    /// r: while playing, the next verse's preset (the engine is handed a re-planned timeline);
-    /// idle, the preset of every verse of the selected item. Cycles through the organ's presets
-    /// and back to the registration as written.
+    /// r: while playing, the next verse's preset (the session is offered a re-planned
+    /// timeline); idle, the preset of every verse of the selected item. Cycles through the
+    /// organ's presets and back to the registration as written.
     fn cycle_registration(&mut self) {
         let Some(p) = &mut self.playing else {
             let Some(i) = self.next_item() else { return };
@@ -386,10 +352,8 @@ impl App {
             return;
         }
         let item = &self.order.items[p.item];
-        let t = &p.timeline;
-        let next = p.handle.shared.next.load(Ordering::Relaxed).min(t.events.len());
-        let section = t.events.get(next.saturating_sub(1)).and_then(|e| t.section_of(e));
-        let verse = match section.map(|s| (s.kind, s.verse, s.verses)) {
+        let section = self.session.progress().section.as_ref().map(|s| (s.kind, s.verse, s.verses));
+        let verse = match section {
             Some((SectionKind::PlayOver, _, _)) => 1,
             Some((SectionKind::Verse, v, n)) if v < n => v + 1,
             _ => {
@@ -406,15 +370,8 @@ impl App {
         }
         match item.plan(p.transpose, p.preset, &wanted) {
             Ok(new) => {
-                let new = Arc::new(new);
-                let first_diff = t
-                    .events
-                    .iter()
-                    .zip(&new.events)
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(t.events.len().min(new.events.len()));
-                if p.handle.swap_timeline(new.clone(), first_diff) {
-                    p.offered = Some((new, verse, choice));
+                if let Some(tag) = self.session.offer(Arc::new(new)) {
+                    p.offered = Some((tag, verse, choice));
                     p.verse_presets = wanted;
                 }
             }
@@ -422,103 +379,67 @@ impl App {
         }
     }
 
-    // --- the engine ---------------------------------------------------------------------------
+    // --- the session ---------------------------------------------------------------------------
 
-    /// Takes back swapped plans; when the engine has ended, takes back the outputs.
+    /// Follows the session: registration changes taken or too late; the end of an item.
     fn poll_engine(&mut self) {
-        let Some(p) = &mut self.playing else { return };
-        while let Some(back) = p.handle.returned() {
-            if let Some((offered, verse, choice)) = p.offered.take() {
-                let name = |c: Option<usize>| {
-                    c.map_or("as written".to_string(), |c| self.order.items[p.item].organ.presets[c].name.clone())
-                };
-                if Arc::ptr_eq(&back, &p.timeline) {
-                    p.timeline = offered;
-                    self.message = format!("verse {verse}: registration {}", name(choice));
-                } else {
-                    p.verse_presets.retain(|x| x.0 != verse);
-                    self.message = format!("too late to change verse {verse}");
+        let events = self.session.poll();
+        self.handle(events);
+    }
+
+    fn handle(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::Swapped { tag, taken } => self.swapped(tag, taken),
+                Event::Ended(ending) => {
+                    let Some(p) = self.playing.take() else { continue };
+                    match ending.end {
+                        End::OutputFailed { .. } => {
+                            let name = ending.failed_output.unwrap_or_default();
+                            self.message = format!("OUTPUT LOST ({name}): every key was released; o reconnects");
+                        }
+                        End::Finished => {
+                            self.done[p.item] = true;
+                            self.message = format!("finished {}", self.order.items[p.item].title);
+                            if self.selected == p.item && p.item + 1 < self.order.items.len() {
+                                self.selected = p.item + 1;
+                            }
+                        }
+                        End::Stopped | End::Panicked => {}
+                    }
                 }
+                Event::Refused(why) => self.message = why,
+                Event::RealtimeRefused | Event::LinkLost(_) | Event::LinkBack(_) => {}
             }
         }
-        if !p.handle.is_finished() {
+    }
+
+    fn swapped(&mut self, tag: u64, taken: bool) {
+        let Some(p) = &mut self.playing else { return };
+        let Some((offered, verse, choice)) = p.offered else { return };
+        if offered != tag {
             return;
         }
-        let p = self.playing.take().expect("checked above");
-        let item = p.item;
-        let mut report = p.handle.join();
-        let outputs = std::mem::take(&mut report.outputs);
-        let lost_all = outputs.is_empty();
-        let mut outputs = outputs.into_iter();
-        match report.end {
-            End::OutputFailed { output, error } => {
-                for (i, slot) in self.outputs.iter_mut().enumerate() {
-                    let o = outputs.next();
-                    if i != output {
-                        *slot = o;
-                    } else if let Some(mut dead) = o {
-                        let _ = dead.finish();
-                    }
-                }
-                self.output_error = Some(format!("{}: {error}", self.specs[output]));
-                self.message = format!("OUTPUT LOST ({}): every key was released; o reconnects", self.specs[output]);
-            }
-            End::Panicked if lost_all => {
-                self.output_error = Some("the engine stopped on an internal error".into());
-            }
-            end => {
-                for slot in &mut self.outputs {
-                    *slot = outputs.next();
-                }
-                if end == End::Finished {
-                    self.done[item] = true;
-                    self.message = format!("finished {}", self.order.items[item].title);
-                    if self.selected == item && item + 1 < self.order.items.len() {
-                        self.selected = item + 1;
-                    }
-                }
-            }
+        p.offered = None;
+        let presets = &self.order.items[p.item].organ.presets;
+        if taken {
+            let name = choice.map_or("as written".to_string(), |c| presets[c].name.clone());
+            self.message = format!("verse {verse}: registration {name}");
+        } else {
+            p.verse_presets.retain(|x| x.0 != verse);
+            self.message = format!("too late to change verse {verse}");
         }
     }
 
     /// Stops the engine (if any) and waits for it to release every key.
     fn stop_and_join(&mut self) {
-        if let Some(p) = &mut self.playing {
-            p.handle.send(Command::Stop);
-            let start = Instant::now();
-            while !p.handle.is_finished() && start.elapsed() < Duration::from_secs(5) {
-                p.handle.wake();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        if self.playing.is_some() {
-            self.poll_engine();
-        }
+        let events = self.session.stop_and_wait(Duration::from_secs(5));
+        self.handle(events);
     }
 
     fn open_missing_outputs(&mut self) {
-        let policy = self.order.items[0].organ.on_disconnect;
-        let mut errors = Vec::new();
-        for (i, slot) in self.outputs.iter_mut().enumerate() {
-            if slot.is_none() {
-                let mut notes = Vec::new();
-                match output::open(&self.specs[i], policy, &mut notes) {
-                    Ok(o) => *slot = Some(o),
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        self.output_error = if errors.is_empty() { None } else { Some(errors.join("; ")) };
-    }
-
-    fn finish_outputs(&mut self) -> Result<(), Error> {
-        let mut first = None;
-        for o in self.outputs.iter_mut().flatten() {
-            if let Err(e) = o.finish() {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), |e| Err(Error::Other(e)))
+        // Errors show in the view (the session keeps them); notes are for the command line.
+        let _ = self.session.open_outputs(true);
     }
 
     // --- what the view shows ----------------------------------------------------------------
@@ -526,7 +447,48 @@ impl App {
     fn screen(&self) -> Screen {
         let order = &self.order;
         let organ = &order.items[self.playing.as_ref().map_or(self.selected, |p| p.item)].organ;
-        let rows = order
+        let specs: Vec<String> = self.session.specs().iter().map(|s| s.to_string()).collect();
+        let mut s = Screen {
+            header: format!("{} — {} → {}", order.title, organ.name, specs.join(", ")),
+            rows: self.rows(),
+            selected: self.selected,
+            help: HELP.into(),
+            message: self.message.clone(),
+            ..Screen::default()
+        };
+        match &self.playing {
+            None => {
+                let it = &order.items[self.selected];
+                s.now = vec!["nothing is playing".into()];
+                s.state = match self.session.output_error() {
+                    Some(e) => {
+                        s.tone = Tone::Alarm;
+                        format!("OUTPUT NOT AVAILABLE: {e} — o retries")
+                    }
+                    None => "READY".into(),
+                };
+                s.next = vec![format!("Enter starts {}. {} ({})", self.selected + 1, it.title, it.summary())];
+                if let Some(n) = &it.note {
+                    s.next.push(format!("note: {n}"));
+                }
+            }
+            Some(p) => {
+                let progress = self.session.progress();
+                s.now = self.now_playing(p, progress);
+                (s.tone, s.state) = state_line(progress);
+                if self.confirm_quit {
+                    s.tone = Tone::Attention;
+                    s.state = "Music is playing. Stop it and quit? y / n".into();
+                }
+                s.next = self.what_next(p, progress);
+            }
+        }
+        s
+    }
+
+    /// The order of service, with each item's changes.
+    fn rows(&self) -> Vec<Row> {
+        self.order
             .items
             .iter()
             .enumerate()
@@ -549,173 +511,71 @@ impl App {
                     done: self.done[i],
                 }
             })
-            .collect();
-        let mut s = Screen {
-            header: format!("{} — {} → {}", order.title, organ.name, self.specs.join(", ")),
-            rows,
-            selected: self.selected,
-            help: HELP.into(),
-            message: self.message.clone(),
-            ..Screen::default()
+            .collect()
+    }
+
+    /// The "Now playing" lines: what, where, tempo, registration.
+    fn now_playing(&self, p: &Playing, progress: &Progress) -> Vec<String> {
+        let it = &self.order.items[p.item];
+        let quarter = bpm(it.score.tempo.us_per_quarter_at(progress.tick)) * progress.tempo_percent / 100.0;
+        let where_ = match &progress.section {
+            Some(sec) if sec.kind != SectionKind::Piece => {
+                format!("{}, bar {} of {}", sec.label, progress.bar.min(sec.last_bar), sec.last_bar)
+            }
+            Some(_) => format!("bar {} of {}", progress.bar.min(progress.last_bar), progress.last_bar),
+            None => "starting".into(),
         };
-        match &self.playing {
-            None => {
-                let it = &order.items[self.selected];
-                s.now = vec!["nothing is playing".into()];
-                s.state = match &self.output_error {
-                    Some(e) => {
-                        s.tone = Tone::Alarm;
-                        format!("OUTPUT NOT AVAILABLE: {e} — o retries")
-                    }
-                    None => "READY".into(),
-                };
-                s.next = vec![format!("Enter starts {}. {} ({})", self.selected + 1, it.title, it.summary())];
-                if let Some(n) = &it.note {
-                    s.next.push(format!("note: {n}"));
-                }
-            }
-            Some(p) => {
-                let it = &order.items[p.item];
-                let t = &p.timeline;
-                let sh = &p.handle.shared;
-                let next = sh.next.load(Ordering::Relaxed).min(t.events.len());
-                let plan_time = Micros(sh.plan_time.load(Ordering::Relaxed)).min(t.duration);
-                let last = t.events.get(next.saturating_sub(1));
-                let section = last.and_then(|e| t.section_of(e));
-                let pos = last.map(|e| t.position(e));
-                let speed = f64::from(sh.speed.load(Ordering::Relaxed)) / 1000.0;
-                let quarter =
-                    bpm(it.score.tempo.us_per_quarter_at(last.map_or(0, |e| e.tick))) * t.speed_percent / 100.0 * speed;
-                let reg = t
-                    .registration_at(plan_time)
-                    .map(|r| describe_registration(&it.organ, t, &r.drawn))
-                    .unwrap_or_default();
-                let where_ = match (section, pos) {
-                    (Some(sec), Some(pos)) if sec.kind != SectionKind::Piece => {
-                        format!("{}, bar {} of {}", sec.label(), pos.bar.min(sec.last_bar), sec.last_bar)
-                    }
-                    (_, Some(pos)) => format!("bar {} of {}", pos.bar.min(t.last_bar), t.last_bar),
-                    _ => "starting".into(),
-                };
-                s.now = vec![
-                    format!("{}. {}", p.item + 1, it.title),
-                    format!("{where_}    {} / {}", plan_time, t.duration),
-                    format!("tempo {:.0}% (♩ = {:.0})    registration: {reg}", t.speed_percent * speed, quarter),
-                ];
-                let waiting = sh.wait.load(Ordering::Relaxed);
-                s.state = match sh.state() {
-                    State::Waiting => {
-                        s.tone = Tone::Attention;
-                        match t.waits.get(waiting.wrapping_sub(1)).map(|w| w.kind) {
-                            Some(WaitKind::Fermata) => "WAITING AT A FERMATA — Enter continues".into(),
-                            _ => "PAUSED AT THE END OF THE VERSE — Enter goes on".into(),
-                        }
-                    }
-                    State::WaitingForLink => {
-                        s.tone = Tone::Alarm;
-                        "LINK TO THE ORGAN LOST — waiting for it to come back (s stops)".into()
-                    }
-                    State::Paused => "PAUSED — Enter resumes".into(),
-                    State::Finished | State::Stopped | State::Failed => "ENDING".into(),
-                    _ if sh.link_down.load(Ordering::Relaxed) => {
-                        s.tone = Tone::Alarm;
-                        "PLAYING — link to the organ down".into()
-                    }
-                    _ if sh.pause_at_section_end.load(Ordering::Relaxed) => {
-                        "PLAYING — will pause at the end of this verse".into()
-                    }
-                    _ => "PLAYING".into(),
-                };
-                if self.confirm_quit {
-                    s.tone = Tone::Attention;
-                    s.state = "Music is playing. Stop it and quit? y / n".into();
-                }
-                // What comes next: the next section of this item, then the next item.
-                let next_section = section.and_then(|sec| {
-                    let i = t.sections.iter().position(|x| std::ptr::eq(x, sec))?;
-                    t.sections.get(i + 1)
-                });
-                let mut next_lines = Vec::new();
-                if let Some(ns) = next_section {
-                    let chosen = p.verse_presets.iter().find(|x| x.0 == ns.verse && ns.kind == SectionKind::Verse);
-                    next_lines.push(format!(
-                        "{}{}",
-                        ns.label(),
-                        chosen.map_or(String::new(), |c| format!(" (preset {})", it.organ.presets[c.1].name))
-                    ));
-                } else {
-                    next_lines.push(format!("end of {}", it.title));
-                }
-                match self.next_item().filter(|&n| n != p.item) {
-                    Some(n) => next_lines.push(format!("then: {}. {}", n + 1, order.items[n].title)),
-                    None => next_lines.push("then: end of the service".into()),
-                }
-                if let Some(n) = &it.note {
-                    next_lines.push(format!("note: {n}"));
-                }
-                s.next = next_lines;
-            }
+        vec![
+            format!("{}. {}", p.item + 1, it.title),
+            format!("{where_}    {} / {}", progress.played, progress.duration),
+            format!(
+                "tempo {:.0}% (♩ = {:.0})    registration: {}",
+                progress.tempo_percent, quarter, progress.registration
+            ),
+        ]
+    }
+
+    /// What comes next: the next section of this item, then the next item, and the note.
+    fn what_next(&self, p: &Playing, progress: &Progress) -> Vec<String> {
+        let it = &self.order.items[p.item];
+        let mut lines = Vec::new();
+        if let Some(ns) = &progress.next_section {
+            let chosen = p.verse_presets.iter().find(|x| x.0 == ns.verse && ns.kind == SectionKind::Verse);
+            lines.push(format!(
+                "{}{}",
+                ns.label,
+                chosen.map_or(String::new(), |c| format!(" (preset {})", it.organ.presets[c.1].name))
+            ));
+        } else {
+            lines.push(format!("end of {}", it.title));
         }
-        s
+        match self.next_item().filter(|&n| n != p.item) {
+            Some(n) => lines.push(format!("then: {}. {}", n + 1, self.order.items[n].title)),
+            None => lines.push("then: end of the service".into()),
+        }
+        if let Some(n) = &it.note {
+            lines.push(format!("note: {n}"));
+        }
+        lines
     }
 }
 
-/// A registration in a few words: "mf", "mf + Sw to Gt", "no stops", or the stops themselves.
-fn describe_registration(organ: &crate::organ::Organ, t: &Timeline, drawn: &[usize]) -> String {
-    if drawn.is_empty() {
-        return "no stops".into();
-    }
-    let name = |c: usize| t.controls[c].name.as_str();
-    // The preset it is closest to, with what differs.
-    let best = organ
-        .presets
-        .iter()
-        .map(|p| {
-            let plus: Vec<usize> = drawn.iter().copied().filter(|c| !p.controls.contains(c)).collect();
-            let minus: Vec<usize> = p.controls.iter().copied().filter(|c| !drawn.contains(c)).collect();
-            (plus.len() + minus.len(), p, plus, minus)
-        })
-        .min_by_key(|x| x.0);
-    match best {
-        Some((d, p, plus, minus)) if d <= 3 => {
-            let mut s = p.name.clone();
-            for c in plus {
-                s.push_str(&format!(" + {}", name(c)));
-            }
-            for c in minus {
-                s.push_str(&format!(" − {}", name(c)));
-            }
-            s
+/// The state line under "Now playing", and how loud it is.
+fn state_line(p: &Progress) -> (Tone, String) {
+    match p.state {
+        PlayState::Waiting(WaitKind::Fermata) => (Tone::Attention, "WAITING AT A FERMATA — Enter continues".into()),
+        PlayState::Waiting(WaitKind::SectionEnd) => {
+            (Tone::Attention, "PAUSED AT THE END OF THE VERSE — Enter goes on".into())
         }
-        _ if drawn.len() <= 4 => drawn.iter().map(|&c| name(c)).collect::<Vec<_>>().join(", "),
-        _ => format!("{} stops", drawn.len()),
-    }
-}
-
-/// Reads keys on a thread of its own. crossterm's `poll` can spin without returning once the
-/// terminal is gone (SIGHUP), so the control loop never calls it: it waits on this channel with
-/// a timeout and so always gets to check the stop flag.
-fn key_reader() -> crossbeam_channel::Receiver<(KeyCode, KeyModifiers)> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let _ = std::thread::Builder::new().name("organ-keys".into()).spawn(move || {
-        while !engine::STOP_ALL.load(Ordering::SeqCst) {
-            match event::poll(Duration::from_millis(100)) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => return,
-            }
-            match event::read() {
-                Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => {
-                    if tx.send((k.code, k.modifiers)).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
+        PlayState::WaitingForLink => {
+            (Tone::Alarm, "LINK TO THE ORGAN LOST — waiting for it to come back (s stops)".into())
         }
-    });
-    rx
+        PlayState::Paused => (Tone::Normal, "PAUSED — Enter resumes".into()),
+        PlayState::Ending => (Tone::Normal, "ENDING".into()),
+        _ if p.link_down => (Tone::Alarm, "PLAYING — link to the organ down".into()),
+        _ if p.pause_at_section_end => (Tone::Normal, "PLAYING — will pause at the end of this verse".into()),
+        _ => (Tone::Normal, "PLAYING".into()),
+    }
 }
 
 /// The next choice in `None, Some(0), …, Some(n - 1), None`.
@@ -729,27 +589,12 @@ fn cycle(current: Option<usize>, n: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
-    use crate::output::{OutputError, OutputErrorKind, Stamp};
-
-    /// An output whose cable is pulled after `n` messages.
-    struct PulledCable {
-        n: usize,
-        seen: usize,
-    }
-
-    impl Output for PulledCable {
-        fn name(&self) -> &str {
-            "port:test"
-        }
-        fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
-            self.seen += 1;
-            if self.seen >= self.n {
-                return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "cable pulled" });
-            }
-            Ok(())
-        }
-    }
+    use crate::organ::DisconnectPolicy;
+    use crate::output::OutputSpec;
+    use crate::output::record::PulledCable;
 
     fn test_app() -> App {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -766,7 +611,7 @@ mod tests {
         )
         .unwrap();
         let order = order::load(&path, None).unwrap();
-        App::new(order, vec!["null".into()])
+        App::new(order, Session::new(vec![OutputSpec::Null], DisconnectPolicy::Pause))
     }
 
     fn wait_until_ended(app: &mut App) {
@@ -781,11 +626,12 @@ mod tests {
     #[test]
     fn a_lost_output_is_shown_and_can_be_reopened() {
         let mut app = test_app();
-        app.outputs = vec![Some(Box::new(PulledCable { n: 20, seen: 0 }))];
+        app.session.insert_output(0, Box::new(PulledCable::after(20)));
         app.start(0);
         assert!(app.playing.is_some());
         wait_until_ended(&mut app);
-        assert!(app.output_error.as_deref().unwrap().contains("cable pulled"), "{:?}", app.output_error);
+        let error = app.session.output_error();
+        assert!(error.as_deref().unwrap().contains("cable pulled"), "{error:?}");
         assert!(app.message.contains("OUTPUT LOST"), "{}", app.message);
         let s = app.screen();
         assert_eq!(s.tone, Tone::Alarm);
@@ -793,12 +639,12 @@ mod tests {
         assert!(!app.done[0], "an item cut short is not done");
         // Enter tries again at once (here the spec, null, opens); so does o.
         app.key(KeyCode::Char('o'), KeyModifiers::NONE);
-        assert!(app.output_error.is_none());
+        assert!(app.session.output_error().is_none());
         assert_eq!(app.screen().state, "READY");
         app.key(KeyCode::Enter, KeyModifiers::NONE);
         assert!(app.playing.is_some());
         app.stop_and_join();
-        assert!(app.playing.is_none() && app.outputs[0].is_some());
+        assert!(app.playing.is_none() && app.session.is_output_open(0));
     }
 
     #[test]

@@ -22,16 +22,17 @@
 //! Loading is pure apart from reading the files; planning an item happens when it is started
 //! (with the operator's live changes), on the control thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::app::{Error, Inputs, plan_inputs, registration_beside};
-use crate::organ::registration::organ_hint;
-use crate::organ::{Ctx, Organ, Registration};
-use crate::plan::hymn::{self, HymnOptions};
+use crate::app::{Error, Status};
+use crate::inputs::{self, FindError, Inputs, RegistrationChoice};
+use crate::organ::{Ctx, Organ};
 use crate::plan::{PlanOptions, Speed, Timeline};
+use crate::registration::Registration;
+use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
 use crate::score::{self, Score};
 
 #[derive(Deserialize)]
@@ -55,20 +56,12 @@ struct ItemFile {
     gap: Option<Spanned<String>>,
     amen: Option<Spanned<String>>,
     fermatas: Option<Vec<Spanned<String>>>,
-    fermata: Option<Spanned<FermataFile>>,
+    fermata: Option<Spanned<FermataToml>>,
     tempo: Option<Spanned<String>>,
     bpm: Option<Spanned<f64>>,
     transpose: Option<Spanned<i64>>,
     preset: Option<Spanned<String>>,
     note: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FermataFile {
-    hold: Option<String>,
-    #[serde(default)]
-    wait: bool,
 }
 
 /// One item of the service, loaded and checked (planned when it is played).
@@ -99,7 +92,7 @@ impl Item {
     /// verse, and per-verse presets (verse number, preset index).
     ///
     /// # Errors
-    /// As [`plan_inputs`].
+    /// As [`inputs::plan`].
     pub fn plan(
         &self,
         transpose: i32,
@@ -111,8 +104,7 @@ impl Item {
             hymn.preset = preset;
         }
         for &(v, p) in verse_presets {
-            hymn.verse_registrations.retain(|x| x.number != v);
-            hymn.verse_registrations.push(hymn::VerseRegistration { number: v, preset: Some(p), ..Default::default() });
+            hymn.set_verse_preset(v, p);
         }
         let inputs = Inputs {
             score: self.score.clone(),
@@ -123,7 +115,7 @@ impl Item {
             amen: self.amen.clone(),
             notes: Vec::new(),
         };
-        plan_inputs(&inputs)
+        Ok(inputs::plan(&inputs)?)
     }
 
     /// What the item is, in a few words: "hymn, 3 verses, play-over 11-14" or "piece".
@@ -134,12 +126,12 @@ impl Item {
         let verses = self.hymn.verses.unwrap_or(1);
         let mut s = format!("{verses} verse{}", if verses == 1 { "" } else { "s" });
         match self.hymn.play_over {
-            Some(hymn::Bars::All) => s.push_str(", play-over: all"),
-            Some(hymn::Bars::Range(a, b)) => s.push_str(&format!(", play-over {a}-{b}")),
+            Some(Bars::All) => s.push_str(", play-over: all"),
+            Some(Bars::Range(a, b)) => s.push_str(&format!(", play-over {a}-{b}")),
             _ => {}
         }
         match &self.hymn.amen {
-            Some(hymn::Amen::Bars(..)) | Some(hymn::Amen::File(_)) => s.push_str(", amen"),
+            Some(Amen::Bars(..)) | Some(Amen::File(_)) => s.push_str(", amen"),
             _ => {}
         }
         s
@@ -161,8 +153,9 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
         return Err(Error::Usage(format!("{source}: the order of service has no [[item]]")));
     }
     let mut items = Vec::new();
-    for it in &f.item {
-        items.push(load_item(&ctx, &dir, it, organ_override.or(f.organ.as_ref().map(|o| o.get_ref().as_str())))?);
+    let organ_name = organ_override.or(f.organ.as_ref().map(|o| o.get_ref().as_str()));
+    for it in f.item {
+        items.push(load_item(&ctx, &dir, it, organ_name)?);
     }
     Ok(Order {
         title: f.title.clone().unwrap_or_else(|| {
@@ -174,121 +167,52 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     })
 }
 
-fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {
+fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {
     let cfg = |span: std::ops::Range<usize>, m: String| Error::Config(ctx.err(span, m));
     let score_path = dir.join(it.score.get_ref());
     let score = score::load_file(&score_path).map_err(|e| cfg(it.score.span(), e.to_string()))?;
-    let reg_path: Option<PathBuf> = match &it.registration {
-        Some(r) => Some(dir.join(r.get_ref())),
-        None => Some(registration_beside(&score_path)).filter(|p| p.is_file()),
-    };
-    let reg_text = reg_path
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: cannot read: {e}", p.display()))))
-        .transpose()?;
-    let organ_name = match (organ_name, reg_text.as_deref().and_then(organ_hint)) {
-        (Some(o), _) => o.to_string(),
-        (None, Some(o)) => o,
-        (None, None) => {
-            return Err(cfg(
-                it.score.span(),
-                "no organ: add organ = \"NAME\" at the top of the order of service (or in the score's registration file)"
-                    .into(),
-            ));
-        }
-    };
-    let organ = Organ::find(&organ_name)?;
-    let registration = match (&reg_path, &reg_text) {
-        (Some(p), Some(t)) => Some(Registration::from_toml(t, &p.display().to_string(), &organ)?),
-        _ => None,
-    };
+    let reg_path = it.registration.as_ref().map(|r| dir.join(r.get_ref()));
+    let choice = reg_path.as_deref().map_or(RegistrationChoice::Beside, RegistrationChoice::File);
+    let found = inputs::find(&score_path, choice, organ_name).map_err(|e| match e {
+        FindError::Read { path, error } => Error::Io(format!("{}: cannot read: {error}", path.display())),
+        FindError::NoOrgan => cfg(
+            it.score.span(),
+            "no organ: add organ = \"NAME\" at the top of the order of service (or in the score's registration file)"
+                .into(),
+        ),
+        FindError::Config(e) => Error::Config(e),
+    })?;
     // The score's own hymn options (an amen file there is found beside the registration)…
-    let mut base = registration.as_ref().map(|r| r.hymn.clone()).unwrap_or_default();
-    if let (Some(hymn::Amen::File(p)), Some(rp)) = (&mut base.amen, &reg_path)
-        && p.is_relative()
-    {
-        *p = rp.parent().unwrap_or(Path::new("")).join(&*p);
-    }
-    // …and the item's on top.
-    fn parsed<T>(ctx: &Ctx, v: &Spanned<String>, f: fn(&str) -> Result<T, String>) -> Result<T, Error> {
-        f(v.get_ref()).map_err(|e| Error::Config(ctx.err(v.span(), e)))
-    }
-    let mut over = HymnOptions {
-        verses: it
-            .verses
-            .as_ref()
-            .map(|v| {
-                let n = *v.get_ref();
-                if (1..=i64::from(hymn::MAX_VERSES)).contains(&n) {
-                    Ok(n as u16)
-                } else {
-                    Err(cfg(v.span(), format!("verses = {n}: a hymn has 1 to {} verses", hymn::MAX_VERSES)))
-                }
-            })
-            .transpose()?,
-        play_over: it.play_over.as_ref().map(|v| parsed(ctx, v, hymn::parse_bars)).transpose()?,
-        gap: it.gap.as_ref().map(|v| parsed(ctx, v, hymn::parse_length)).transpose()?,
-        amen: it.amen.as_ref().map(|v| parsed(ctx, v, hymn::parse_amen)).transpose()?,
-        fermatas: it
-            .fermatas
-            .as_ref()
-            .map(|l| l.iter().map(|v| parsed(ctx, v, hymn::parse_fermata_at)).collect::<Result<Vec<_>, _>>())
-            .transpose()?,
-        ..HymnOptions::default()
+    let base = found.file_hymn();
+    let (organ, registration) = (found.organ, found.registration);
+    // …and the item's on top (an amen file here is found beside the order of service).
+    let keys = HymnToml {
+        verses: it.verses,
+        play_over: it.play_over,
+        gap: it.gap,
+        amen: it.amen,
+        fermatas: it.fermatas,
+        fermata: it.fermata,
     };
-    if let Some(hymn::Amen::File(p)) = &mut over.amen {
-        *p = dir.join(&*p);
-    }
-    if let Some(f) = &it.fermata {
-        let hold = f
-            .get_ref()
-            .hold
-            .as_deref()
-            .map(hymn::parse_length)
-            .transpose()
-            .map_err(|e| cfg(f.span(), format!("fermata: {e}")))?;
-        if hold.is_none() && !f.get_ref().wait {
-            return Err(cfg(f.span(), "fermata: write { hold = \"1 beat\" } or { wait = true }".into()));
-        }
-        over.fermata = Some(hymn::Fermata { hold, wait: f.get_ref().wait });
-    }
-    if let Some(p) = &it.preset {
-        over.preset = Some(
-            organ
-                .presets
-                .iter()
-                .position(|x| crate::text::normalize_name(&x.name) == crate::text::normalize_name(p.get_ref()))
-                .ok_or_else(|| {
-                    cfg(
-                        p.span(),
-                        format!(
-                            "unknown preset \"{}\"; {} has {}",
-                            p.get_ref(),
-                            organ.name,
-                            organ.presets.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                })?,
-        );
-    }
+    let mut over = hymn::check_toml(ctx, &keys, &[], &organ)?.amen_beside(dir);
+    over.preset = it.preset.as_ref().map(|p| crate::registration::preset_id(ctx, &organ, p)).transpose()?;
     let hymn = base.overridden_by(&over);
-    let amen = match &hymn.amen {
-        Some(hymn::Amen::File(p)) => Some(score::load_file(p)?),
-        _ => None,
+    let amen = inputs::load_amen(&hymn)?;
+    let speed = inputs::speed(it.tempo.as_ref().map(|t| t.get_ref().as_str()), it.bpm.as_ref().map(|b| *b.get_ref()))
+        .map_err(|e| {
+        // Where it went wrong: the bpm when both or it are given, else the tempo.
+        let span = match (&e, &it.tempo, &it.bpm) {
+            (inputs::SettingError::Tempo(_), Some(t), _) => t.span(),
+            (_, _, Some(b)) => b.span(),
+            (_, Some(t), None) => t.span(),
+            (_, None, None) => it.score.span(),
+        };
+        cfg(span, e.in_file())
+    })?;
+    let transpose = match &it.transpose {
+        Some(t) => inputs::transpose(*t.get_ref()).map_err(|e| cfg(t.span(), e.in_file()))?,
+        None => 0,
     };
-    let speed = match (&it.tempo, &it.bpm) {
-        (Some(_), Some(b)) => return Err(cfg(b.span(), "give tempo or bpm, not both".into())),
-        (Some(t), None) => Speed::parse_tempo(t.get_ref()).map_err(|e| cfg(t.span(), e))?,
-        (None, Some(b)) if (10.0..=400.0).contains(b.get_ref()) => Speed::Bpm(*b.get_ref()),
-        (None, Some(b)) => return Err(cfg(b.span(), format!("bpm = {}: use 10 to 400", b.get_ref()))),
-        (None, None) => Speed::AsWritten,
-    };
-    let transpose = it.transpose.as_ref().map_or(0, |t| *t.get_ref());
-    if let Some(t) = &it.transpose
-        && transpose.abs() > 24
-    {
-        return Err(cfg(t.span(), format!("transpose = {transpose}: use -24 to 24 semitones")));
-    }
     let item = Item {
         title: it.title.clone().unwrap_or_else(|| score.name.clone()),
         note: it.note.clone(),
@@ -298,11 +222,50 @@ fn load_item(ctx: &Ctx, dir: &Path, it: &ItemFile, organ_name: Option<&str>) -> 
         hymn,
         amen,
         speed,
-        transpose: transpose as i32,
+        transpose,
     };
     // Plan it once now, so that a bad option shows before the service.
     item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
     Ok(item)
+}
+
+/// `organ check ORDER.toml`: every item of an order of service planned as `organ service` plays
+/// it, with its warnings (the item's number before each). `organ` is `--organ`.
+///
+/// # Errors
+/// As [`load`], and an item that cannot be planned.
+pub fn cmd_check(path: &Path, organ: Option<&str>, deny_warnings: bool) -> Result<Status, Error> {
+    let order = load(path, organ)?;
+    let mut out = format!("{} ({}): {} item(s)\n", order.title, order.source, order.items.len());
+    let mut count = 0;
+    for (i, item) in order.items.iter().enumerate() {
+        let t = item.plan(item.transpose, None, &[]).map_err(|e| Error::Other(format!("{}: {e}", item.title)))?;
+        out.push_str(&format!(
+            "{}. {}: {} on {} ({}), {} messages, {} long\n",
+            i + 1,
+            item.title,
+            item.score.name,
+            item.organ.name,
+            item.summary(),
+            t.events.len(),
+            t.duration
+        ));
+        for n in t.warnings.iter().filter(|w| w.kind.is_note()) {
+            out.push_str(&format!("note: {}. {n}\n", i + 1));
+        }
+        let warnings = crate::app::all_warnings(&item.score, &t);
+        for w in &warnings {
+            out.push_str(&format!("warning: {}. {w}\n", i + 1));
+        }
+        count += warnings.len();
+    }
+    out.push_str(&if count == 0 {
+        "ok: no problems found\n".to_string()
+    } else {
+        format!("ok with {count} warning(s)\n")
+    });
+    crate::app::write_out(|o| o.write_all(out.as_bytes()))?;
+    Ok(if deny_warnings && count > 0 { 1 } else { 0 })
 }
 
 #[cfg(test)]
@@ -327,7 +290,7 @@ mod tests {
         let titles: Vec<&str> = o.items.iter().map(|i| i.title.as_str()).collect();
         assert!(titles[0].starts_with("Entrance hymn"));
         // Item options override the score's [hymn]: CWM RHONDDA's file says play_over 11-14.
-        assert_eq!(o.items[0].hymn.play_over, Some(hymn::Bars::Range(13, 14)));
+        assert_eq!(o.items[0].hymn.play_over, Some(Bars::Range(13, 14)));
         assert_eq!(o.items[0].hymn.verses, Some(3));
         assert_eq!(o.items[1].hymn.fermata, Some(hymn::Fermata { hold: None, wait: true }));
         assert_eq!(o.items[1].speed, Speed::Percent(130.0));

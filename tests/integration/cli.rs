@@ -191,7 +191,9 @@ fn check_and_info() {
     let out = organ_bin(&["info", p(&f0)]);
     let o = text(&out.stdout);
     assert!(o.contains("SMF format 0, 120 ticks per quarter note, 1 track(s), 2 part(s), 130 notes"), "{o}");
-    assert!(o.contains("--layout GP"), "{o}");
+    // The lower channel holds tenor and bass together: not a line for the feet (corpus.rs has
+    // the suggestion for every file).
+    assert!(o.contains("--layout GG"), "{o}");
 }
 
 /// Writes the bad-input fixtures and returns their paths.

@@ -43,6 +43,85 @@ pub const LAYOUTS: &[(&str, &str)] = &[
     ("hymn-st-anne-ssggp-musescore323", "SSGGP"),
 ];
 
+/// The layout `organ info --organ st-marys` suggests for each corpus file, written down by hand
+/// from what an organist would do with its parts (tracks, names, ranges and onsets as
+/// tests/data/SOURCES.md and `organ info` describe them), and why.
+pub const SUGGESTED: &[(&str, &str, &str)] = &[
+    ("abc2midi-hymn-adeste-fideles", "GGGP", "SATB, one voice a track: the bass to the pedal"),
+    ("abc2midi-hymn-holy-holy-holy", "GGGP", "SATB, one voice a track: the bass to the pedal"),
+    ("abc2midi-hymn-strife-is-oer", "GGGP", "SATB, one voice a track: the bass to the pedal"),
+    ("lily-bwv565-toccata-fugue", "GGP", "RH, LH (names say nothing), the pedal line lowest"),
+    (
+        "lily-bwv582-passacaglia",
+        "GGGG-P-",
+        "the pedal theme is written three times an octave apart (16', 8', 4'): the lowest to the pedal, its doublings left out",
+    ),
+    ("lily-bwv608-in-dulci-jubilo", "GGPG", "the third voice (E2-E4, one note at a time) is the lowest: the pedal"),
+    ("lily-bwv643-alle-menschen", "GGP", "named right, left, pedal"),
+    (
+        "lily-bwv656-o-lamm-gottes",
+        "GG-P",
+        "the cantus firmus of verse 3 is written at 8' and 16': the lower to the pedal, the other left out",
+    ),
+    ("lily-hymn-constance", "GG", "two staves, the lower holds tenor and bass together: not a line for the feet"),
+    (
+        "lily-hymn-cwm-rhondda",
+        "-GG",
+        "a chord-names track (block chords) left out; two staves of two voices on the Great",
+    ),
+    ("lily-hymn-diademata", "-GG", "a chord-names track left out; two staves of two voices on the Great"),
+    ("lily-hymn-old100", "GG", "two staves of two voices each: no line for the feet"),
+    ("lily-mendelssohn-wedding-march", "GGP", "the third track is the bass line (one note at a time, lowest)"),
+    ("lily-tallis-ordinal", "GP", "melody and figured bass: the bass to the pedal"),
+    ("mido-ppq960-lift-high-the-cross", "GGGP", "SATB, one voice a track: the bass to the pedal"),
+    ("mido-type0-ppq120-old100", "GG", "format 0, two channels of two voices each"),
+    ("mido-type0-ppq96-first-noel", "GGGP", "format 0, four single voices by channel: the bass to the pedal"),
+    ("musescore-bwv643-alle-menschen", "GGP", "MuseScore dropped the names; the pedal line is the lowest"),
+    (
+        "musescore-hymn-diademata",
+        "--GGP",
+        "MuseScore split the chord names over two staves of one channel: both left out; the bass to the pedal",
+    ),
+    ("musescore-hymn-holy-holy-holy", "GGGP", "SATB, one voice a track: the bass to the pedal"),
+    (
+        "music21-bwv656-o-lamm-gottes",
+        "GG-P",
+        "as the LilyPond file: the 16' cantus firmus to the pedal, its 8' copy left out",
+    ),
+    ("noteedit-jesu-joy", "GGGPGGG", "the fourth track is the bass line (one note at a time, lowest)"),
+    ("bwv643", "SSGGP", "named Swell, Swell, Great, Great, Pedal"),
+    ("hymn-nicaea-ssggp", "SSGGP", "named Swell, Swell, Great, Great, Pedal"),
+    ("hymn-old100-gt-gt-ped", "GGP", "named Great, Great, Pedal"),
+    ("hymn-st-anne-ssggp-musescore323", "SSGGP", "five unnamed staves: MuseScore's SSGGP"),
+];
+
+/// `organ info`'s suggestion for every corpus file is the one written down above, and for every
+/// shipped score the layout its registration file uses.
+#[test]
+fn organ_info_suggests_the_layout_an_organist_would_choose() {
+    let suggested = |path: &Path| -> String {
+        let out = organ_bin(&["info", &path.to_string_lossy(), "--organ", "st-marys"]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out.stderr));
+        let o = text(&out.stdout);
+        let line = o.lines().find(|l| l.starts_with("suggested layout")).unwrap_or_else(|| panic!("{o}"));
+        line.rsplit(' ').next().unwrap().to_string()
+    };
+    let files = corpus_files();
+    assert_eq!(SUGGESTED.len(), files.len());
+    for f in &files {
+        let (_, want, why) = SUGGESTED.iter().find(|s| s.0 == stem(f)).unwrap_or_else(|| panic!("{}", f.display()));
+        assert_eq!(suggested(f), *want, "{}: {why}", f.display());
+    }
+    for e in std::fs::read_dir(repo_dir().join("scores")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "mid") {
+            let reg = std::fs::read_to_string(p.with_extension("toml")).unwrap();
+            let layout = reg.lines().find_map(|l| l.strip_prefix("layout = ")).unwrap().trim_matches('"');
+            assert_eq!(suggested(&p), layout, "{}", p.display());
+        }
+    }
+}
+
 fn layout_of(p: &Path) -> &'static str {
     let s = stem(p);
     LAYOUTS.iter().find(|l| l.0 == s).map(|l| l.1).unwrap_or_else(|| panic!("no layout for corpus file {s}"))

@@ -5,17 +5,40 @@
 //!   independent tempo-map computation, and plans without a broken invariant.
 //! - [`tempo`]: exactness over two hours of odd tempi, SMPTE divisions.
 //! - [`damaged`]: damaged files are refused with the right error and never panic.
+//! - [`plan_pin`]: `organ plan` byte for byte against golden files (every score, a few option
+//!   combinations); regenerate with `ORGAN_PIN_REGENERATE=1` when a change is intended.
 //! - [`planner`]: planner behaviours with hand-computed expectations.
 //! - [`cli`]: the binary (jsonl contract, exit codes, one-line errors).
+//! - [`check`]: `organ check` as an organist meets it: the shipped files pass, a silent manual
+//!   fails, `play` warns the same, a toggle console simulated from the messages sent.
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
+//! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
+//! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
+//! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
+//! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
+//! - [`voice`]: the built-in organ voice rendered to WAV and analysed (pitches, footages,
+//!   couplers, registration changes, silence, no clipping).
+//! - [`picture`]: `organ plan --format svg|html` parsed as XML (lanes, stop rows, markers).
+//!
+//! The harness is tests/support/, shared with tests/ble.rs, tests/console.rs,
+//! tests/grandorgue.rs and tests/record.rs.
 
+mod check;
 mod cli;
 mod corpus;
 mod damaged;
+mod house;
+mod hymn_cli;
+mod picture;
+mod plan_pin;
 mod planner;
 mod play;
 mod props;
+mod record;
+mod service;
+#[path = "../support/mod.rs"]
 mod support;
 mod tempo;
+mod voice;

@@ -3,63 +3,21 @@
 //! Fixtures are PPQ 480 at the default 120 bpm in 4/4: a quarter is 500 000 µs, a bar (1920
 //! ticks) is 2 s. Velocity 80 is 0x50. Channels on the wire: Swell 0, Great 1, Pedal 2, stops 15.
 
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{self, PlanOptions, Speed};
+use organ::registration::Registration;
 use organ::score::{self, Score};
 
 use crate::support::*;
-use crate::tempo::BARE_ORGAN;
 
-const SYSEX_CANCEL: &str = "F0 00 4A 4F 48 41 53 7F F7";
-
-/// A small organ: three stops (note, CC and note on channel 16), one coupler (program changes),
-/// an optional General Cancel, and the given stop lead and pace in ms.
+/// The test organ with stop lead and pace in ms and an optional General Cancel (see
+/// support::organs).
 fn test_organ(lead_ms: u32, pace_ms: u32, cancel: bool) -> Organ {
-    let text = format!(
-        r#"
-name = "Test Organ"
-[division.swell]
-code = "S"
-channel = 1
-[division.great]
-code = "G"
-channel = 2
-[division.pedal]
-code = "P"
-channel = 3
-compass = [36, 67]
-[[stop]]
-name = "Sw Flute 8"
-division = "swell"
-on = {{ note = 36, channel = 16 }}
-[[stop]]
-name = "Gt Diapason 8"
-division = "great"
-on = {{ cc = 20, value = 127, channel = 16 }}
-[[stop]]
-name = "Ped Bourdon 16"
-division = "pedal"
-on = {{ note = 60, channel = 16 }}
-[[coupler]]
-name = "Sw to Ped"
-from = "swell"
-to = "pedal"
-on = {{ program = 5, channel = 16 }}
-off = {{ program = 6, channel = 16 }}
-[preset]
-mf = ["Sw Flute 8", "Gt Diapason 8", "Ped Bourdon 16"]
-{}
-[timing]
-stop_lead_ms = {lead_ms}
-stop_pace_ms = {pace_ms}
-"#,
-        if cancel { format!("[cancel]\nmessage = {{ sysex = \"{SYSEX_CANCEL}\" }}") } else { String::new() }
-    );
-    Organ::from_toml(&text, "test-organ.toml").unwrap()
+    TestOrgan::new(lead_ms, pace_ms, cancel).organ()
 }
 
 fn bare() -> Organ {
-    Organ::from_toml(BARE_ORGAN, "bare.toml").unwrap()
+    TestOrgan::bare().organ()
 }
 
 fn registration(organ: &Organ, text: &str) -> Registration {
@@ -90,7 +48,10 @@ fn run_full(
     let events = from_timeline(&t);
     check_plan(&events, &OrganFacts::of(organ)).unwrap_or_else(|e| panic!("{e}\n{events:#?}"));
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(" ");
-    (events.iter().map(|e| (e.t_us, hex(&e.bytes), e.kind.clone())).collect(), t.warnings.clone())
+    (
+        events.iter().map(|e| (e.t_us, hex(&e.bytes), e.kind.clone())).collect(),
+        t.warnings.iter().map(ToString::to_string).collect(),
+    )
 }
 
 fn ev(list: &[(u64, &str, &str)]) -> Vec<(u64, String, String)> {
@@ -176,7 +137,7 @@ fn from_bar_chases_the_registration() {
     let s = four_bars();
     // From bar 3: every change up to and including bar 3 is chased: mf − Gt Diapason + Sw to Ped
     // + Gt Diapason, drawn in organ order after the cancel; then bars 3 and 4 from time 0.
-    let opts = PlanOptions { from: Some(organ::organ::registration::At::parse("3").unwrap()), ..Default::default() };
+    let opts = PlanOptions { from: Some(organ::registration::At::parse("3").unwrap()), ..Default::default() };
     let got = run(&s, &organ, Some(&reg), &opts);
     let mut want = vec![
         (0, SYSEX_CANCEL, "cancel"),
@@ -194,7 +155,7 @@ fn from_bar_chases_the_registration() {
 
     // From bar 2: the bar-3 change happens during the performance, between the note-off and
     // the note-on of that instant (no lead, no pace).
-    let opts = PlanOptions { from: Some(organ::organ::registration::At::parse("2").unwrap()), ..Default::default() };
+    let opts = PlanOptions { from: Some(organ::registration::At::parse("2").unwrap()), ..Default::default() };
     let got = run(&s, &organ, Some(&reg), &opts);
     let mut want = vec![
         (0, SYSEX_CANCEL, "cancel"),
@@ -217,7 +178,7 @@ fn from_bar_chases_the_registration() {
 fn until_ends_at_the_end_of_the_bar_or_at_the_position() {
     // A long note through four bars, a short one in bar 2 and one in bar 3.
     let s = load(&[notes_track(1, &[(0, 7680, 60), (1920, 2400, 62), (3840, 4320, 64)])]);
-    let at = |s: &str| Some(organ::organ::registration::At::parse(s).unwrap());
+    let at = |s: &str| Some(organ::registration::At::parse(s).unwrap());
     let notes = |opts: &PlanOptions| -> Vec<(u64, String)> {
         run(&s, &bare(), None, opts).into_iter().filter(|e| e.2.starts_with("note")).map(|e| (e.0, e.1)).collect()
     };
@@ -269,8 +230,44 @@ fn transpose_and_compass_folding() {
     let ons: Vec<&str> = got.iter().filter(|e| e.2 == "note_on").map(|e| e.1.as_str()).collect();
     assert_eq!(ons, ["92 24 50", "92 28 50", "92 2B 50", "92 3C 50"]);
     assert!(
-        warnings.iter().any(|w| w == "pedal: 1 note(s) outside the compass C2-G4 were folded by octaves into it"),
+        warnings
+            .iter()
+            .any(|w| w == "bar 1:4: pedal: part 1: C5 lies above the compass C2-G4; it is played 1 octave lower (C4)"),
         "{warnings:?}"
+    );
+
+    // A hymn's left hand that goes once below C2 (the Great's compass C2-C7): only that note
+    // is folded, with a warning that says where; the rest is played as written (moving the part
+    // an octave up would have brought every note in, and the whole part with it).
+    let mut lh: Vec<(u64, u64, u8)> =
+        (0..12).map(|i| (i * 480, i * 480 + 480, [43, 48, 52, 55][i as usize % 4])).collect();
+    lh.push((12 * 480, 13 * 480, 33));
+    let s = load(&[notes_track(1, &lh)]);
+    let (got, warnings) = run_full(&s, &organ, None, &layout("G"));
+    let ons: Vec<u8> =
+        got.iter().filter(|e| e.2 == "note_on").map(|e| u8::from_str_radix(&e.1[3..5], 16).unwrap()).collect();
+    let mut want: Vec<u8> = lh.iter().map(|n| n.2).collect();
+    want[12] = 45;
+    assert_eq!(ons, want);
+    assert_eq!(
+        warnings.iter().filter(|w| w.contains("compass")).collect::<Vec<_>>(),
+        ["bar 4:1: great: part 1: A1 lies below the compass C2-C7; it is played 1 octave higher (A2)"]
+    );
+    // Thirteen strays in 150 notes (every twelfth note, from the sixth): ten warnings, then one
+    // for the other three.
+    let many: Vec<(u64, u64, u8)> =
+        (0..150).map(|i| (i * 240, i * 240 + 240, if i % 12 == 5 { 30 } else { 60 })).collect();
+    let (_, warnings) = run_full(&load(&[notes_track(1, &many)]), &organ, None, &layout("G"));
+    let folded: Vec<&String> = warnings.iter().filter(|w| w.contains("compass")).collect();
+    assert_eq!(folded.len(), 11, "{folded:?}");
+    assert_eq!(
+        folded[0],
+        "bar 1:3.50: great: part 1: F#1 lies below the compass C2-C7; it is played 1 octave higher (F#2)"
+    );
+    assert!(folded[9].starts_with("bar 15:1.50: great: part 1: F#1 lies below"), "{folded:?}");
+    assert_eq!(
+        folded[10],
+        "bar 16:3.50: great: part 1: 3 more note(s) outside the compass C2-C7 (to bar 19:3.50) are folded by octaves into it"
     );
 
     // A 16' pedal line written an octave below the compass (D1-A2, as LilyPond writes BWV 643)
@@ -289,7 +286,13 @@ fn transpose_and_compass_folding() {
     let (got, warnings) = run_full(&s, &organ, None, &opts);
     let ons: Vec<&str> = got.iter().filter(|e| e.2 == "note_on").map(|e| e.1.as_str()).collect();
     assert_eq!(ons, ["92 2B 50", "92 2D 50", "92 37 50", "92 3B 50", "92 3E 50"]);
-    assert!(warnings.iter().any(|w| w.starts_with("pedal: 2 note(s) outside the compass")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w == "bar 1:1: pedal: part 1: G1 lies below the compass C2-G4; it is played 1 octave higher (G2)"),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().any(|w| w.starts_with("bar 1:2: pedal: part 1: A1 lies below")), "{warnings:?}");
 
     // When moving the whole part an octave leaves fewer notes outside, it moves: 36 40 60 65
     // down 5 is 31 35 55 60 (two below C2); an octave up, 43 47 67 72 (one above G4, folded to 60).
@@ -298,7 +301,12 @@ fn transpose_and_compass_folding() {
     let ons: Vec<&str> = got.iter().filter(|e| e.2 == "note_on").map(|e| e.1.as_str()).collect();
     assert_eq!(ons, ["92 2B 50", "92 2F 50", "92 43 50", "92 3C 50"]);
     assert!(warnings.iter().any(|w| w.contains("part 1 lies below the pedal compass; it is played 1 octave higher")));
-    assert!(warnings.iter().any(|w| w.starts_with("pedal: 1 note(s) outside the compass")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w == "bar 1:4: pedal: part 1: C5 lies above the compass C2-G4; it is played 1 octave lower (C4)"),
+        "{warnings:?}"
+    );
 }
 
 #[test]
@@ -361,7 +369,13 @@ fn stop_lead_and_pace() {
     ];
     want.extend(tail(4_052_000));
     assert_eq!(got, ev(&want));
-    assert!(warnings.is_empty(), "{warnings:?}");
+    // Bar 2 puts in the Great's only stop: its note is silent, and check says so.
+    assert_eq!(
+        warnings,
+        [
+            "bar 2:1: great: 1 note sounds no stop: no great stop is drawn and no coupler brings another division's stops to it"
+        ]
+    );
 
     // A slow action (pace 500 ms) cannot keep up: the setup ends at 1.5 s, music at 1.54 s; a
     // change at beat 1.5 (music 1.79 s) should go at 1.75 s but cannot before 2.0 s: warned.

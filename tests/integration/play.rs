@@ -203,6 +203,52 @@ fn missing_midi_system_or_port_is_one_clear_line() {
     let o = organ_bin(&["play", "scores/bwv643.mid", "--to", "port:WIDI Bud Pro"]);
     assert_one_line_error(&o, "port:WIDI Bud Pro: this machine has no ALSA sequencer");
     assert!(text(&o.stderr).contains("--to file:out.mid"), "suggests playing to a file");
+    let o = organ_bin(&["monitor", "--from", "port:Rodgers"]);
+    assert_one_line_error(&o, "--from port:Rodgers: this machine has no ALSA sequencer");
+}
+
+#[test]
+fn console_commands_explain_bad_sources_and_files() {
+    let o = organ_bin(&["monitor", "--from", "usb:console"]);
+    assert_one_line_error(&o, "--from usb:console: not a MIDI source; use port:NAME or port:N");
+    let o = organ_bin(&["learn", "--organ", "no-such-organ.toml", "--from", "jack"]);
+    assert_one_line_error(&o, "no-such-organ.toml: no such file; to start a new organ give --divisions");
+    let o = organ_bin(&["learn", "--organ", "organs/st-marys.toml", "--from", "jack", "--to", "null"]);
+    assert_one_line_error(&o, "--to and --pace-ms go with --verify");
+    // Everything in st-marys is known: nothing to ask, and no input is opened.
+    let o = organ_bin(&["learn", "--organ", "organs/st-marys.toml", "--from", "port:none"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("nothing left to learn in organs/st-marys.toml"), "{}", text(&o.stdout));
+    let o = organ_bin(&["monitor", "--from", "port:x", "--organ", "no-such-organ"]);
+    assert_one_line_error(&o, "no organ definition named \"no-such-organ\"");
+}
+
+/// `organ grandorgue port` where no JACK server answers takes the virtual-port path: here (no
+/// ALSA sequencer) it says why that cannot work either, and what would; with a sequencer it
+/// creates the port and keeps it open.
+#[test]
+fn grandorgue_port_without_jack_takes_the_virtual_port_path() {
+    // A JACK server by this name never runs, whatever else runs on the machine.
+    let server = format!("organ-test-no-such-server-{}", std::process::id());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_organ"));
+    cmd.args(["grandorgue", "port"]).current_dir(repo_dir()).env("JACK_DEFAULT_SERVER", &server);
+    if !Path::new("/dev/snd/seq").exists() {
+        let o = cmd.output().unwrap();
+        assert_one_line_error(&o, "no virtual MIDI port can be created: this machine has no ALSA sequencer");
+        let e = text(&o.stderr);
+        assert!(e.contains("no JACK server is running") || e.contains("JACK is not installed"), "{e}");
+        assert!(e.contains("sudo modprobe snd-seq") && e.contains("start a JACK server"), "{e}");
+        assert!(!e.contains("this build does not have"), "the build has MIDI port output: {e}");
+        return;
+    }
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // SAFETY: kill(2) on our own child, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    assert!(first.contains("created the virtual MIDI port \"organ\""), "{first}");
 }
 
 #[test]

@@ -4,9 +4,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use organ::organ::registration::At;
-use organ::organ::{Organ, Registration};
+use organ::organ::Organ;
 use organ::plan::{self, PlanOptions, Speed};
+use organ::registration::At;
+use organ::registration::Registration;
 use organ::score;
 use proptest::prelude::*;
 

@@ -69,7 +69,7 @@ fn two_hours_of_odd_tempi_end_within_a_microsecond() {
 
     // Through the planner: with no stops drawn and an organ with no controls the music starts
     // at 0, so the last note-off is the closed-form end time.
-    let organ = organ::organ::Organ::from_toml(BARE_ORGAN, "bare.toml").unwrap();
+    let organ = TestOrgan::bare().organ();
     let opts = PlanOptions { layout: Some("GP".into()), ..PlanOptions::default() };
     let t = plan::plan(&score, &organ, None, &opts).unwrap();
     let events = from_timeline(&t);
@@ -77,21 +77,6 @@ fn two_hours_of_odd_tempi_end_within_a_microsecond() {
     let last_off = events.iter().filter(|e| e.kind == "note_off").map(|e| e.t_us).max().unwrap();
     assert_eq!(u128::from(last_off), (2 * num + den) / (2 * den));
 }
-
-/// Two manuals and a pedal, no stops, no timing: notes start at 0.
-pub const BARE_ORGAN: &str = r#"
-name = "Bare"
-[division.swell]
-code = "S"
-channel = 1
-[division.great]
-code = "G"
-channel = 2
-[division.pedal]
-code = "P"
-channel = 3
-compass = [36, 67]
-"#;
 
 #[test]
 fn smpte_divisions_ignore_tempo() {
@@ -117,7 +102,7 @@ fn smpte_divisions_ignore_tempo() {
     assert_eq!(s.tempo.micros(1).0, 334);
 
     // And through the planner.
-    let organ = organ::organ::Organ::from_toml(BARE_ORGAN, "bare.toml").unwrap();
+    let organ = TestOrgan::bare().organ();
     let t = plan::plan(&s, &organ, None, &PlanOptions { layout: Some("G".into()), ..Default::default() }).unwrap();
     let ev = from_timeline(&t);
     check_plan(&ev, &OrganFacts::of(&organ)).unwrap();

@@ -234,6 +234,30 @@ impl Drop for Jackd {
     }
 }
 
+/// A JACK end-to-end test's server and its run lock (the server stops first).
+pub struct JackSession {
+    pub jackd: Jackd,
+    _lock: RunLock,
+}
+
+/// The start of a JACK end-to-end test: checks that `jackd` and libjack are here (`Skip` with
+/// the package to install), takes the run lock, points this process and its children at the
+/// test server ([`SERVER`]) and starts it, its log in `dir`.
+pub fn start_jack(dir: &Path) -> Result<JackSession, Unavailable> {
+    if which("jackd").is_none() {
+        return Err(Unavailable::Skip("jackd not installed (Debian package jackd2)".into()));
+    }
+    if let Err(e) = jack::jack_sys::library() {
+        return Err(Unavailable::Skip(format!("libjack cannot be loaded ({e}); install jackd2")));
+    }
+    let lock = RunLock::acquire(Duration::from_secs(600)).map_err(Unavailable::Fail)?;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, with the run lock held, before the test opens JACK clients; the tests
+    // using this read no other environment variable meanwhile.
+    ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", SERVER) });
+    Ok(JackSession { jackd: Jackd::start(dir)?, _lock: lock })
+}
+
 fn organ_server_running_opt() -> Option<()> {
     organ_server_running().then_some(())
 }

@@ -98,31 +98,118 @@ impl fmt::Display for Target {
     }
 }
 
-fn bt_err(what: &str, e: impl fmt::Display) -> String {
-    format!("{what}: {e}")
+/// Why Bluetooth LE MIDI could not be used: scanning, connecting, writing, reconnecting. Says
+/// what was being done and what was found instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BleError {
+    /// A BlueZ call failed: what was being done, and BlueZ's answer.
+    Call {
+        what: String,
+        error: String,
+    },
+    /// A BlueZ call did not answer in time.
+    NoAnswer {
+        what: String,
+        limit: Duration,
+    },
+    NoAdapter,
+    AdapterOff,
+    /// Several devices match (as shown to the user).
+    Ambiguous {
+        target: String,
+        devices: Vec<String>,
+    },
+    /// No device matches within `limit`: the BLE-MIDI devices seen, and how many others.
+    NotFound {
+        target: String,
+        limit: Duration,
+        midi: Vec<String>,
+        others: usize,
+    },
+    /// The device offers no BLE-MIDI characteristic (its services).
+    NoMidiCharacteristic {
+        device: String,
+        services: Vec<String>,
+    },
+    /// The worker's async runtime could not be started.
+    Runtime(String),
+    /// The worker thread could not be started.
+    Thread(String),
+    /// Connecting (the whole of it) took too long.
+    TimedOut {
+        target: String,
+    },
+    /// The worker did not report back in time.
+    NotInTime {
+        name: String,
+    },
+    /// The device disconnected (BlueZ says so).
+    Disconnected,
 }
+
+impl fmt::Display for BleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BleError::Call { what, error } => write!(f, "{what}: {error}"),
+            BleError::NoAnswer { what, limit } => {
+                write!(f, "{what}: no answer from BlueZ within {:.1} s", limit.as_secs_f64())
+            }
+            BleError::NoAdapter => f.write_str("no Bluetooth adapter found"),
+            BleError::AdapterOff => f.write_str("the Bluetooth adapter is switched off (e.g. `bluetoothctl power on`)"),
+            BleError::Ambiguous { target, devices } => write!(
+                f,
+                "{target} matches several Bluetooth devices: {}; give the full name or the address",
+                devices.join(", ")
+            ),
+            BleError::NotFound { target, limit, midi, others } => {
+                let also =
+                    if *others > 0 { format!(" (and {others} other Bluetooth device(s))") } else { String::new() };
+                let found = if midi.is_empty() { "no BLE-MIDI device at all".to_string() } else { midi.join(", ") };
+                write!(
+                    f,
+                    "no BLE-MIDI device matching {target} found in {:.1} s; found: {found}{also}",
+                    limit.as_secs_f64()
+                )
+            }
+            BleError::NoMidiCharacteristic { device, services } => write!(
+                f,
+                "{device} has no BLE-MIDI characteristic {MIDI_CHARACTERISTIC} (services: {})",
+                if services.is_empty() { "none".to_string() } else { services.join(", ") }
+            ),
+            BleError::Runtime(e) => write!(f, "cannot start the Bluetooth runtime: {e}"),
+            BleError::Thread(e) => write!(f, "cannot start the BLE worker thread: {e}"),
+            BleError::TimedOut { target } => write!(f, "connecting to {target} timed out"),
+            BleError::Disconnected => f.write_str("the device disconnected"),
+            BleError::NotInTime { name } => {
+                write!(f, "connecting to the BLE-MIDI device '{name}' did not finish in time")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BleError {}
 
 async fn within<T, E: fmt::Display>(
     limit: Duration,
     what: &str,
     f: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
+) -> Result<T, BleError> {
     match timeout(limit, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(bt_err(what, e)),
-        Err(_) => Err(format!("{what}: no answer from BlueZ within {:.1} s", limit.as_secs_f64())),
+        Ok(Err(e)) => Err(BleError::Call { what: what.to_string(), error: e.to_string() }),
+        Err(_) => Err(BleError::NoAnswer { what: what.to_string(), limit }),
     }
 }
 
 /// The first Bluetooth adapter, powered on.
-pub(crate) async fn first_adapter() -> Result<Adapter, String> {
+pub(crate) async fn first_adapter() -> Result<Adapter, BleError> {
     let manager =
         within(CALL_TIMEOUT, "cannot reach BlueZ over the D-Bus system bus (is bluetoothd running?)", Manager::new())
             .await?;
     let adapters = within(CALL_TIMEOUT, "cannot list Bluetooth adapters", manager.adapters()).await?;
-    let adapter = adapters.into_iter().next().ok_or("no Bluetooth adapter found")?;
+    let adapter = adapters.into_iter().next().ok_or(BleError::NoAdapter)?;
     if let Ok(Ok(CentralState::PoweredOff)) = timeout(CALL_TIMEOUT, adapter.adapter_state()).await {
-        return Err("the Bluetooth adapter is switched off (e.g. `bluetoothctl power on`)".into());
+        return Err(BleError::AdapterOff);
     }
     Ok(adapter)
 }
@@ -148,7 +235,7 @@ async fn known_devices(adapter: &Adapter) -> Vec<(Peripheral, BleDevice)> {
     out
 }
 
-async fn start_scan(adapter: &Adapter) -> Result<(), String> {
+async fn start_scan(adapter: &Adapter) -> Result<(), BleError> {
     within(
         CALL_TIMEOUT,
         "cannot start a Bluetooth scan",
@@ -162,7 +249,7 @@ async fn stop_scan(adapter: &Adapter) {
 }
 
 /// Scans for `duration` and returns the BLE-MIDI devices seen, strongest signal first.
-pub(crate) async fn scan_async(adapter: &Adapter, duration: Duration) -> Result<Vec<BleDevice>, String> {
+pub(crate) async fn scan_async(adapter: &Adapter, duration: Duration) -> Result<Vec<BleDevice>, BleError> {
     start_scan(adapter).await?;
     tokio::time::sleep(duration).await;
     let mut found: Vec<BleDevice> =
@@ -177,12 +264,12 @@ pub(crate) async fn scan_async(adapter: &Adapter, duration: Duration) -> Result<
 ///
 /// # Errors
 /// No D-Bus system bus or BlueZ, no adapter, the adapter is off, or the scan cannot start.
-pub fn scan(seconds: f64) -> Result<Vec<BleDevice>, String> {
+pub fn scan(seconds: f64) -> Result<Vec<BleDevice>, BleError> {
     let duration = Duration::from_secs_f64(seconds.clamp(0.1, 600.0));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the Bluetooth runtime: {e}"))?;
+        .map_err(|e| BleError::Runtime(e.to_string()))?;
     rt.block_on(async {
         let adapter = first_adapter().await?;
         scan_async(&adapter, duration).await
@@ -190,7 +277,7 @@ pub fn scan(seconds: f64) -> Result<Vec<BleDevice>, String> {
 }
 
 /// Scans until a device matching `target` shows up, or `limit` passes.
-async fn find(adapter: &Adapter, target: &Target, limit: Duration) -> Result<(Peripheral, BleDevice), String> {
+async fn find(adapter: &Adapter, target: &Target, limit: Duration) -> Result<(Peripheral, BleDevice), BleError> {
     let t0 = Instant::now();
     // A device BlueZ already knows (e.g. paired, or still connected) needs no scan; otherwise
     // scan. Either way the device list is looked at every SCAN_POLL.
@@ -219,22 +306,14 @@ async fn find(adapter: &Adapter, target: &Target, limit: Duration) -> Result<(Pe
             1 => break Ok(matches.remove(0)),
             0 => {}
             _ => {
-                let list: Vec<String> = matches.iter().map(|(_, d)| d.to_string()).collect();
-                break Err(format!(
-                    "{target} matches several Bluetooth devices: {}; give the full name or the address",
-                    list.join(", ")
-                ));
+                let devices: Vec<String> = matches.iter().map(|(_, d)| d.to_string()).collect();
+                break Err(BleError::Ambiguous { target: target.to_string(), devices });
             }
         }
         if t0.elapsed() >= limit {
             let midi: Vec<String> = seen.iter().filter(|d| d.midi).map(|d| d.to_string()).collect();
             let others = seen.len() - midi.len();
-            let also = if others > 0 { format!(" (and {others} other Bluetooth device(s))") } else { String::new() };
-            let found = if midi.is_empty() { "no BLE-MIDI device at all".to_string() } else { midi.join(", ") };
-            break Err(format!(
-                "no BLE-MIDI device matching {target} found in {:.1} s; found: {found}{also}",
-                limit.as_secs_f64()
-            ));
+            break Err(BleError::NotFound { target: target.to_string(), limit, midi, others });
         }
         if !scanning {
             if let Err(e) = start_scan(adapter).await {
@@ -267,7 +346,7 @@ pub(crate) struct Link {
 
 impl Link {
     /// Finds the device, connects, discovers services and subscribes, all within `limit`.
-    pub async fn open(target: Target, limit: Duration) -> Result<Link, String> {
+    pub async fn open(target: Target, limit: Duration) -> Result<Link, BleError> {
         let t0 = Instant::now();
         let adapter = first_adapter().await?;
         let events = within(CALL_TIMEOUT, "cannot listen to Bluetooth events", adapter.events()).await?;
@@ -288,7 +367,7 @@ impl Link {
     }
 
     /// Writes one packet without response.
-    pub async fn write(&self, packet: &[u8]) -> Result<(), String> {
+    pub async fn write(&self, packet: &[u8]) -> Result<(), BleError> {
         within(
             WRITE_TIMEOUT,
             "write failed",
@@ -318,7 +397,7 @@ impl Link {
 
     /// One reconnection attempt within `limit`: connect → discover services → subscribe,
     /// scanning again first when BlueZ no longer knows the device.
-    pub async fn reconnect(&mut self, limit: Duration) -> Result<(), String> {
+    pub async fn reconnect(&mut self, limit: Duration) -> Result<(), BleError> {
         let t0 = Instant::now();
         let known = matches!(timeout(CALL_TIMEOUT, self.adapter.peripheral(&self.id)).await, Ok(Ok(_)));
         if !known {
@@ -350,7 +429,7 @@ impl Link {
 
 /// Connects (unless BlueZ is still connected), discovers services, finds the BLE-MIDI
 /// characteristic and subscribes to it.
-async fn connect(p: &Peripheral, d: &BleDevice, limit: Duration) -> Result<(Characteristic, u16), String> {
+async fn connect(p: &Peripheral, d: &BleDevice, limit: Duration) -> Result<(Characteristic, u16), BleError> {
     let t0 = Instant::now();
     let already = matches!(timeout(CALL_TIMEOUT, p.is_connected()).await, Ok(Ok(true)));
     if !already {
@@ -362,10 +441,7 @@ async fn connect(p: &Peripheral, d: &BleDevice, limit: Duration) -> Result<(Char
     let c = chars.iter().find(|c| c.uuid == MIDI_CHARACTERISTIC && c.service_uuid == MIDI_SERVICE).cloned();
     let Some(c) = c else {
         let services: Vec<String> = p.services().iter().map(|s| s.uuid.to_string()).collect();
-        return Err(format!(
-            "{d} has no BLE-MIDI characteristic {MIDI_CHARACTERISTIC} (services: {})",
-            if services.is_empty() { "none".to_string() } else { services.join(", ") }
-        ));
+        return Err(BleError::NoMidiCharacteristic { device: d.to_string(), services });
     };
     within(CALL_TIMEOUT, &format!("cannot subscribe to the BLE-MIDI characteristic of {d}"), p.subscribe(&c)).await?;
     Ok((c, p.mtu()))

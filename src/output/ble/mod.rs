@@ -22,7 +22,8 @@
 //!    division channels), then CC 123 on every division channel;
 //! 2. the registration from a known state: the plan's cancel, then the `on` messages of every
 //!    control drawn once all the plan's registration messages up to the current plan position
-//!    have played (`stop_pace` apart);
+//!    have played (`stop_pace` apart); on a console with toggles and no General Cancel the
+//!    toggles are left as they are (what reached the console before the drop is not known);
 //!
 //! and only then reports [`Link::Up`](crate::output::Link::Up). The current plan position is the largest `Stamp::plan`
 //! handed over so far (under `continue`, including the messages dropped during the gap).
@@ -68,7 +69,7 @@ mod link;
 mod worker;
 
 #[cfg(feature = "ble")]
-pub use link::{BleDevice, MIDI_CHARACTERISTIC, MIDI_SERVICE, Target, scan};
+pub use link::{BleDevice, BleError, MIDI_CHARACTERISTIC, MIDI_SERVICE, Target, scan};
 
 #[cfg(feature = "ble")]
 pub use output::{BleOutput, BleStats, BleStatsHandle, open};
@@ -83,11 +84,11 @@ mod output {
     use ringbuf::HeapRb;
     use ringbuf::traits::{Observer, Producer, Split};
 
-    use super::link::{BleDevice, Target};
+    use super::link::{BleDevice, BleError, Target};
     use super::state::{ALL_CHANNELS, division_mask};
     use super::worker::{self, Inbox, Record};
     use crate::organ::DisconnectPolicy;
-    use crate::output::{Link, Output, OutputError, OutputErrorKind, Stamp};
+    use crate::output::{FinishError, Link, Output, OutputError, OutputErrorKind, Stamp};
     use crate::plan::Timeline;
 
     /// Messages that can wait in the ring.
@@ -248,7 +249,7 @@ mod output {
     /// # Errors
     /// No BlueZ or adapter; no matching device (the message lists the BLE-MIDI devices found
     /// instead); several match; the connection or service discovery failed or timed out.
-    pub fn open(spec_name: &str, policy: DisconnectPolicy, timeout: Duration) -> Result<BleOutput, String> {
+    pub fn open(spec_name: &str, policy: DisconnectPolicy, timeout: Duration) -> Result<BleOutput, BleError> {
         let target = Target::parse(spec_name);
         let (records, rec_cons) = HeapRb::<Record>::new(RECORDS).split();
         let (bytes, byte_cons) = HeapRb::<u8>::new(SYSEX_BYTES).split();
@@ -259,7 +260,7 @@ mod output {
         let handle = thread::Builder::new()
             .name("organ-ble".into())
             .spawn(move || worker::run(target, timeout, policy, inbox, sh, tx))
-            .map_err(|e| format!("cannot start the BLE worker thread: {e}"))?;
+            .map_err(|e| BleError::Thread(e.to_string()))?;
         // Link::open is bounded by `timeout` plus a connect and a few D-Bus calls.
         match rx.recv_timeout(timeout + Duration::from_secs(20)) {
             Ok(Ok(device)) => Ok(BleOutput {
@@ -278,7 +279,7 @@ mod output {
             Err(_) => {
                 shared.shutdown.store(true, Ordering::Release);
                 shared.wake.notify_one();
-                Err(format!("connecting to the BLE-MIDI device '{spec_name}' did not finish in time"))
+                Err(BleError::NotInTime { name: spec_name.to_string() })
             }
         }
     }
@@ -313,7 +314,7 @@ mod output {
             self.shared.last_event.lock().map(|e| e.clone()).unwrap_or_default()
         }
 
-        fn stop_worker(&mut self) -> Result<(), String> {
+        fn stop_worker(&mut self) -> Result<(), FinishError> {
             let Some(handle) = self.worker.take() else { return Ok(()) };
             self.shared.shutdown.store(true, Ordering::Release);
             self.shared.wake.notify_one();
@@ -322,11 +323,11 @@ mod output {
             let deadline = Instant::now() + grace + Duration::from_secs(5);
             while !handle.is_finished() {
                 if Instant::now() > deadline {
-                    return Err(format!("{}: the BLE worker did not stop in time; leaving it behind", self.name));
+                    return Err(FinishError::WorkerStuck { output: self.name.clone() });
                 }
                 thread::sleep(Duration::from_millis(5));
             }
-            handle.join().map_err(|_| format!("{}: the BLE worker panicked", self.name))
+            handle.join().map_err(|_| FinishError::WorkerPanicked { output: self.name.clone() })
         }
     }
 
@@ -374,7 +375,7 @@ mod output {
             self.shared.link()
         }
 
-        fn finish(&mut self) -> Result<(), String> {
+        fn finish(&mut self) -> Result<(), FinishError> {
             self.stop_worker()
         }
 

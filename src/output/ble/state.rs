@@ -118,11 +118,17 @@ fn bytes(timeline: &Timeline, m: &Msg) -> Vec<u8> {
 }
 
 /// The registration from a known state: the cancel, then the `on` messages of the controls
-/// drawn at plan time `at`. Send them `stop_pace` apart.
+/// drawn at plan time `at`. Send them `stop_pace` apart. Without a General Cancel a toggle is
+/// left alone: what reached the console before the link dropped is not known, and its message
+/// would flip it from whatever it is.
 pub(crate) fn registration_messages(timeline: &Timeline, at: Micros) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = timeline.cancel.iter().map(|m| bytes(timeline, m)).collect();
     for &id in timeline.registration_at(at).map(|r| r.drawn.as_slice()).unwrap_or(&[]) {
-        out.extend(timeline.controls[id].on.iter().map(|m| bytes(timeline, m)));
+        let control = &timeline.controls[id];
+        if control.toggle && !timeline.general_cancel {
+            continue;
+        }
+        out.extend(control.on.iter().map(|m| bytes(timeline, m)));
     }
     out
 }
@@ -170,7 +176,7 @@ mod tests {
             crate::score::load_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.mid")))
                 .unwrap();
         let reg_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.toml")).unwrap();
-        let reg = crate::organ::Registration::from_toml(&reg_text, "bwv643.toml", &organ).unwrap();
+        let reg = crate::registration::Registration::from_toml(&reg_text, "bwv643.toml", &organ).unwrap();
         let t = plan::plan(&score, &organ, Some(&reg), &PlanOptions::default()).unwrap();
         (organ, t)
     }
@@ -232,6 +238,18 @@ mod tests {
             .flat_map(|&id| t.controls[id].on.iter().map(|m| t.bytes(m).to_vec()))
             .collect();
         assert_eq!(&msgs[cancel.len()..], &ons[..]);
+    }
+
+    #[test]
+    fn after_a_link_loss_toggles_without_a_general_cancel_are_left_alone() {
+        use crate::plan::console_sim::{TOGGLE_REGISTRATION, toggle_organ};
+        use crate::plan::hymn::fixture;
+        let organ = toggle_organ("everything_in_at_start = true");
+        let reg = fixture::registration(&organ, TOGGLE_REGISTRATION);
+        let t = plan::plan(&fixture::score(), &organ, Some(&reg), &PlanOptions::default()).unwrap();
+        let at = t.registrations[1].t;
+        // The state stop's off (the cancel), then its on: no program-change toggle.
+        assert_eq!(registration_messages(&t, at), [vec![0x8F, 40, 0], vec![0x9F, 40, 127]]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ringbuf::traits::{Consumer, Observer};
 use tokio::time::{sleep, timeout};
 
 use super::codec::{Packer, payload_for_mtu};
-use super::link::{BleDevice, Link, Target};
+use super::link::{BleDevice, BleError, Link, Target};
 use super::output::{AT_END_GAVE_UP, AT_END_RELEASED, Shared};
 use super::state::{self, Keys};
 use crate::midi::{Micros, ShortMsg};
@@ -178,20 +178,20 @@ pub(crate) fn run(
     policy: DisconnectPolicy,
     inbox: Inbox,
     shared: Arc<Shared>,
-    ready: mpsc::Sender<Result<BleDevice, String>>,
+    ready: mpsc::Sender<Result<BleDevice, BleError>>,
 ) {
     let _down = DownOnExit(Arc::clone(&shared));
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot start the Bluetooth runtime: {e}")));
+            let _ = ready.send(Err(BleError::Runtime(e.to_string())));
             return;
         }
     };
     rt.block_on(async move {
         let opened = match timeout(limit + Duration::from_secs(15), Link::open(target.clone(), limit)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("connecting to {target} timed out")),
+            Err(_) => Err(BleError::TimedOut { target: target.to_string() }),
         };
         let link = match opened {
             Ok(l) => l,
@@ -222,7 +222,7 @@ pub(crate) fn run(
 }
 
 enum Served {
-    Lost(String),
+    Lost(BleError),
     Shutdown,
 }
 
@@ -267,7 +267,7 @@ impl Worker {
         }
     }
 
-    fn lost(&mut self, why: &str) {
+    fn lost(&mut self, why: &dyn std::fmt::Display) {
         self.shared.set_link(LinkState::Down);
         self.shared.link_losses.fetch_add(1, Ordering::Relaxed);
         self.shared.note(format!("link to {} lost ({why}); reconnecting", self.link.device()));
@@ -291,7 +291,7 @@ impl Worker {
             }
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
-                _ = self.link.disconnected() => return Served::Lost("the device disconnected".into()),
+                _ = self.link.disconnected() => return Served::Lost(BleError::Disconnected),
                 // Belt and braces: never sleep on a message for long.
                 _ = sleep(IDLE_CHECK) => {}
             }
@@ -299,7 +299,7 @@ impl Worker {
     }
 
     /// Takes what is in the ring (after any messages kept for retry) and writes it.
-    async fn deliver(&mut self, coalesce: bool) -> Result<(), String> {
+    async fn deliver(&mut self, coalesce: bool) -> Result<(), BleError> {
         self.inbox.start_batch();
         if self.inbox.take(&mut self.clock) == 0 && self.inbox.items.is_empty() {
             return Ok(());
@@ -368,7 +368,7 @@ impl Worker {
     }
 
     /// Writes messages stamped `ms`, packed together.
-    async fn write_now(&mut self, msgs: &[Vec<u8>], ms: u64) -> Result<(), String> {
+    async fn write_now(&mut self, msgs: &[Vec<u8>], ms: u64) -> Result<(), BleError> {
         self.packer.clear();
         for m in msgs {
             let _ = self.packer.push(ms, m);
@@ -388,7 +388,7 @@ impl Worker {
     }
 
     /// Writes registration messages one at a time, `pace` apart.
-    async fn write_paced(&mut self, msgs: &[Vec<u8>], pace: Micros) -> Result<(), String> {
+    async fn write_paced(&mut self, msgs: &[Vec<u8>], pace: Micros) -> Result<(), BleError> {
         for (i, m) in msgs.iter().enumerate() {
             if i > 0 && pace.0 > 0 {
                 sleep(Duration::from_micros(pace.0)).await;
@@ -491,7 +491,7 @@ impl Worker {
     }
 
     /// After a reconnect: release the keys down, then the registration from a known state.
-    async fn restore(&mut self) -> Result<(), String> {
+    async fn restore(&mut self) -> Result<(), BleError> {
         if self.policy == DisconnectPolicy::Continue {
             discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);
         }
@@ -514,7 +514,7 @@ impl Worker {
 
     /// The link came back during shutdown: drop what was queued (stale), release the keys,
     /// cancel the registration when the plan does so at the end, disconnect.
-    async fn release_at_shutdown(&mut self) -> Result<(), String> {
+    async fn release_at_shutdown(&mut self) -> Result<(), BleError> {
         let kept = self.inbox.drop_retry() as u64;
         self.shared.dropped.fetch_add(kept, Ordering::Relaxed);
         discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);

@@ -1,0 +1,149 @@
+//! A scripted organ console on JACK: a client with a MIDI output (what the console sends when
+//! the organist acts — at once, or each message at its own time on JACK's clock, to the frame)
+//! and a MIDI input (what it is sent, recorded with JACK's time of the frame it arrived in).
+//!
+//! The process callback only moves messages between preallocated lock-free rings and the
+//! ports; the test thread fills and drains the rings.
+
+use jack::{AsyncClient, Client, ClientOptions, Control, MidiIn, MidiOut, Port, ProcessScope, RawMidi};
+use ringbuf::traits::{Consumer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+
+/// A message received by the console: JACK time in µs of its frame, and its bytes.
+pub type Heard = (u64, Vec<u8>);
+
+/// Room for a performance's messages scheduled ahead.
+const TIMED: usize = 1 << 16;
+
+pub struct Proc {
+    out: Port<MidiOut>,
+    inp: Port<MidiIn>,
+    to_send: HeapCons<Vec<u8>>,
+    heard: HeapProd<Heard>,
+    /// Messages to send at a JACK time (µs), in time order.
+    timed: HeapCons<Heard>,
+    /// What was sent at a time: the JACK time of the frame it was written at.
+    sent: HeapProd<Heard>,
+}
+
+/// Writes the timed messages due before the end of this cycle, each at the frame its time falls
+/// on (a time already past goes at the first free frame), and notes the time of that frame.
+fn send_timed(
+    timed: &mut HeapCons<Heard>,
+    sent: &mut HeapProd<Heard>,
+    w: &mut jack::MidiWriter,
+    ps: &ProcessScope,
+    mut offset: u32,
+) {
+    let Ok(t) = ps.cycle_times() else { return };
+    let n = ps.n_frames().max(1);
+    let span = t.next_usecs.saturating_sub(t.current_usecs).max(1);
+    while let Some((due, _)) = timed.first() {
+        if *due >= t.next_usecs {
+            break;
+        }
+        let (due, bytes) = timed.try_pop().expect("first exists");
+        let frame = (due.saturating_sub(t.current_usecs) * u64::from(n) / span) as u32;
+        offset = frame.max(offset).min(n - 1);
+        if w.write(&RawMidi { time: offset, bytes: &bytes }).is_ok() {
+            let at = t.current_usecs + span * u64::from(offset) / u64::from(n);
+            let _ = sent.try_push((at, bytes));
+        }
+    }
+}
+
+impl jack::ProcessHandler for Proc {
+    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let times = ps.cycle_times().ok();
+        let n = u64::from(ps.n_frames().max(1));
+        for ev in self.inp.iter(ps) {
+            let at = times
+                .map_or(0, |t| t.current_usecs + t.next_usecs.saturating_sub(t.current_usecs) * u64::from(ev.time) / n);
+            let _ = self.heard.try_push((at, ev.bytes.to_vec()));
+        }
+        let mut w = self.out.writer(ps);
+        let mut offset = 0u32;
+        while let Some(m) = self.to_send.try_pop() {
+            let _ = w.write(&RawMidi { time: offset.min(ps.n_frames() - 1), bytes: &m });
+            offset += 1;
+        }
+        send_timed(&mut self.timed, &mut self.sent, &mut w, ps, offset);
+        Control::Continue
+    }
+}
+
+pub struct Console {
+    client: AsyncClient<(), Proc>,
+    to_send: HeapProd<Vec<u8>>,
+    heard: HeapCons<Heard>,
+    timed: HeapProd<Heard>,
+    sent: HeapCons<Heard>,
+    pub name: String,
+}
+
+impl Console {
+    /// Opens the client `name` with ports `out` and `in`.
+    pub fn open(name: &str) -> Result<Console, String> {
+        let (client, _) = Client::new(name, ClientOptions::NO_START_SERVER).map_err(|e| format!("console: {e}"))?;
+        let name = client.name().to_string();
+        let out = client.register_port("out", MidiOut::default()).map_err(|e| e.to_string())?;
+        let inp = client.register_port("in", MidiIn::default()).map_err(|e| e.to_string())?;
+        let (tx, to_send) = HeapRb::<Vec<u8>>::new(4096).split();
+        let (heard_tx, heard) = HeapRb::<Heard>::new(4096).split();
+        let (timed_tx, timed) = HeapRb::<Heard>::new(TIMED).split();
+        let (sent_tx, sent) = HeapRb::<Heard>::new(TIMED).split();
+        let client = client
+            .activate_async((), Proc { out, inp, to_send, heard: heard_tx, timed, sent: sent_tx })
+            .map_err(|e| format!("console: {e}"))?;
+        Ok(Console { client, to_send: tx, heard, timed: timed_tx, sent, name })
+    }
+
+    pub fn out_port(&self) -> String {
+        format!("{}:out", self.name)
+    }
+
+    pub fn in_port(&self) -> String {
+        format!("{}:in", self.name)
+    }
+
+    /// Sends messages, in order, in the next cycle.
+    pub fn send(&mut self, msgs: &[Vec<u8>]) {
+        for m in msgs {
+            let _ = self.to_send.try_push(m.clone());
+        }
+    }
+
+    /// Sends each message at its JACK time (µs, as `Client::time`), in time order.
+    pub fn schedule(&mut self, msgs: &[Heard]) {
+        for m in msgs {
+            assert!(self.timed.try_push(m.clone()).is_ok(), "more than {TIMED} messages scheduled");
+        }
+    }
+
+    /// The scheduled messages sent since the last call, with the JACK time of their frame.
+    pub fn take_sent(&mut self) -> Vec<Heard> {
+        let mut v = Vec::new();
+        while let Some(h) = self.sent.try_pop() {
+            v.push(h);
+        }
+        v
+    }
+
+    /// JACK's clock now (µs).
+    pub fn now(&self) -> u64 {
+        self.client.as_client().time()
+    }
+
+    /// What was received since the last call.
+    pub fn take_heard(&mut self) -> Vec<Heard> {
+        let mut v = Vec::new();
+        while let Some(h) = self.heard.try_pop() {
+            v.push(h);
+        }
+        v
+    }
+
+    pub fn client(&self) -> &Client {
+        self.client.as_client()
+    }
+}
