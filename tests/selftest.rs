@@ -124,6 +124,11 @@ mod jack_server {
     /// `organ selftest --to jack:selftest-probe:in`: the self-test's own capture measures the
     /// placement of 566 note-offs (a steady stream, then the burst) and the period latency;
     /// the test's client sees exactly those note-offs and nothing else.
+    ///
+    /// On a busy machine JACK's dummy backend now and then skips a cycle, and the messages of
+    /// that cycle are lost for every client (the self-test then says so and is not fit). Such a
+    /// run cannot show the count, so it is repeated, up to three runs; that nothing but
+    /// note-offs is sent is checked in every run.
     #[test]
     fn selftest_to_jack_places_every_probe_and_sends_only_note_offs() {
         if procs::which("jackd").is_none() {
@@ -143,6 +148,17 @@ mod jack_server {
             Err(Unavailable::Skip(r)) => return skip(&r),
             Err(Unavailable::Fail(f)) => panic!("{f}"),
         };
+        for attempt in 1..=3 {
+            if run_once() {
+                return;
+            }
+            say(&format!("selftest_to_jack: run {attempt}: JACK lost a cycle's messages; running again"));
+        }
+        panic!("JACK lost messages in three runs of the self-test");
+    }
+
+    /// One run: false when JACK lost messages (undecided), else the checks pass or panic.
+    fn run_once() -> bool {
         let (client, _) = jack::Client::new("selftest-probe", jack::ClientOptions::NO_START_SERVER).unwrap();
         let port = client.register_port("in", jack::MidiIn::default()).unwrap();
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -153,19 +169,22 @@ mod jack_server {
             jack::Control::Continue
         });
         let active = client.activate_async((), handler).unwrap();
-
         let to = "jack:selftest-probe:in";
         let out = organ_bin().args(["selftest", "--to", to, "--seconds", "0.5"]).output().unwrap();
         std::thread::sleep(Duration::from_millis(100));
         drop(active);
         let stdout = check_report(&out, to);
+        let got: Vec<Vec<u8>> = rx.try_iter().collect();
+        assert!(got.iter().all(|b| b.len() == 3 && b[0] & 0xF0 == 0x80 && b[2] == 0), "{got:?}");
         let jack = line(&stdout, "jack");
+        if jack.contains(" of 566 note-offs reached the port") {
+            return false;
+        }
         assert!(jack.starts_with("  jack    566 note-offs placed: p50 "), "{jack}");
         assert!(jack.contains("latency one period: 1024 frames at 48000 Hz = 21.33 ms"), "{jack}");
         assert!(line(&stdout, "wire").contains("66 messages, 198 bytes: 63.36 ms on a 5-pin MIDI cable"), "{stdout}");
-        let got: Vec<Vec<u8>> = rx.try_iter().collect();
         assert_eq!(got.len(), 566, "{stdout}");
-        assert!(got.iter().all(|b| b.len() == 3 && b[0] & 0xF0 == 0x80 && b[2] == 0), "{got:?}");
         println!("{stdout}");
+        true
     }
 }

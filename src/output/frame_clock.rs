@@ -1,14 +1,15 @@
 //! Where a moment of the system clock falls in JACK's frames, for the JACK output's process
 //! callback: the map that puts each message at its own frame.
 //!
-//! JACK's own map (`jack_get_cycle_times`, a delay-locked loop) treats every cycle's wake-up
-//! time as a noisy measurement of when the cycle began. But wake-ups can only be late, never
-//! early: on a virtual machine a cycle now and then wakes milliseconds late, and each such
-//! wake-up pulls the loop off by a frame or more for a second or so, which moves every message
-//! placed meanwhile. This map instead follows the *earliest* wake-ups, which are the ones that
-//! show the clock: the frame count against the time the callback ran, over blocks of about half
-//! a second; the line through the best point of the last two seconds is the map, its slope (the
-//! sample rate as the system clock sees it) measured over the last four.
+//! JACK says when each cycle began (`jack_get_cycle_times`: a delay-locked loop over the times
+//! its driver woke up). But wake-ups can only be late, never early, and the loop treats them as
+//! noise on both sides: on a virtual machine a cycle now and then wakes milliseconds late, and
+//! each such wake-up pulls the loop's estimates later by a frame or more for a second or so,
+//! which moves every message placed meanwhile. This map keeps only the *earliest* estimates,
+//! the ones no late wake-up has pulled: the frame count against the estimated start, over
+//! blocks of about half a second; the line through the best point of the last two seconds is
+//! the map, its slope (the sample rate as the system clock sees it) measured over the last four.
+//! The loop has run since the server started, so the map is good from the first cycle.
 //!
 //! Runs on JACK's process thread: fixed size, no allocation, no lock; a few floating-point
 //! operations per cycle and per message.
@@ -28,8 +29,8 @@ const MAX_DRIFT: f64 = 5e-4;
 /// discontinuity (JACK restarted its cycle, an xrun): the history is dropped.
 const JUMP_FRAMES: f64 = 48.0;
 
-/// A cycle's first frame (unwrapped, relative to the first cycle seen) and when its callback
-/// ran (µs, relative to the first cycle seen).
+/// A cycle's first frame (unwrapped, relative to the first cycle seen) and when it began
+/// (µs, relative to the first cycle seen).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Point {
     frames: f64,
@@ -84,7 +85,8 @@ impl FrameClock {
         p.frames - s * p.us
     }
 
-    /// Records a cycle: its first frame (`last_frame_time`) and when its callback ran.
+    /// Records a cycle: its first frame and when it began (JACK's estimate, or when its
+    /// callback ran: anything that is never early).
     pub fn observe(&mut self, frames: u32, now_us: u64) {
         let Some((_, t0)) = self.origin else {
             self.origin = Some((frames, now_us));

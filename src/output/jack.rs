@@ -13,8 +13,8 @@
 //! - The JACK process callback drains the ring and writes each message at its exact frame: the
 //!   frame its time falls on, one period later (a fixed lookahead of one period, so the latency
 //!   is constant instead of jittering by up to a period). Time is mapped to frames by a
-//!   [`FrameClock`] that follows the earliest wake-ups of the cycles, so a cycle that wakes late
-//!   does not move the messages around it. A message whose frame has already gone by is written
+//!   [`FrameClock`] that follows the earliest of JACK's own estimates of when each cycle began,
+//!   so a cycle that wakes late does not move the messages around it. A message whose frame has already gone by is written
 //!   at frame 0 of the cycle and counted as late, with its lateness in frames. Counters leave
 //!   through atomics ([`JackStats`]).
 
@@ -118,10 +118,8 @@ struct Process {
     port: Port<MidiOut>,
     rx: HeapCons<Record>,
     counters: Arc<JackCounters>,
-    /// System time → frames, from the earliest wake-ups (see [`FrameClock`]).
+    /// System time → frames, from the earliest cycle starts (see [`FrameClock`]).
     clock: FrameClock,
-    /// The client, for `jack_get_time` (a clock read; any client will do).
-    time: fn() -> u64,
 }
 
 /// The offset in this cycle of a message due at `at` (JACK µs): the frame its time falls on,
@@ -135,10 +133,14 @@ fn placement(clock: &FrameClock, at: u64, cycle: u32, n: u32) -> Option<i64> {
 
 impl jack::ProcessHandler for Process {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
-        let now = (self.time)();
         let n = ps.n_frames();
         let cycle = ps.last_frame_time();
-        self.clock.observe(cycle, now);
+        // JACK's estimate of when this cycle began (its delay-locked loop, running since the
+        // server started); the frame clock keeps only the earliest of these estimates, so a
+        // cycle that woke late and pulled the loop later for a while does not move the map.
+        if let Ok(t) = ps.cycle_times() {
+            self.clock.observe(t.current_frames, t.current_usecs);
+        }
         let c = &self.counters;
         c.cycles.fetch_add(1, Ordering::Relaxed);
         let mut w = self.port.writer(ps);
@@ -170,12 +172,6 @@ impl jack::ProcessHandler for Process {
         }
         Control::Continue
     }
-}
-
-/// `jack_get_time`: the system's monotonic clock in µs, the clock [`Record::at`] is on.
-fn jack_time() -> u64 {
-    // SAFETY: a plain clock read; libjack is loaded before any client exists.
-    unsafe { jack::jack_sys::jack_get_time() }
 }
 
 struct Notifications {
@@ -361,7 +357,7 @@ pub fn open_port(name: &str) -> Result<JackOutput, JackError> {
     let counters = Arc::new(JackCounters::default());
     let down = Arc::new(AtomicBool::new(false));
     let clock = FrameClock::new(sample_rate, period);
-    let process = Process { port, rx, counters: Arc::clone(&counters), clock, time: jack_time };
+    let process = Process { port, rx, counters: Arc::clone(&counters), clock };
     let active = client
         .activate_async(Notifications { down: Arc::clone(&down) }, process)
         .map_err(|e| JackError::Activate(e.to_string()))?;

@@ -176,7 +176,16 @@ pub fn checks(out: JackOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Ch
     let lost = p.captured != p.sent || s.dropped > 0;
     let ok = !lost && p.us(p.p99) <= HEARD.0 as f64;
     let text = if lost {
-        format!("{} of {} note-offs reached the port ({} dropped)", p.captured, p.sent, s.dropped)
+        format!(
+            "{} of {} note-offs reached the port ({})",
+            p.captured,
+            p.sent,
+            if s.dropped > 0 {
+                format!("{} dropped by the output", s.dropped)
+            } else {
+                "JACK skipped a cycle: the server or this machine is too busy".to_string()
+            }
+        )
     } else {
         format!(
             "{} note-offs placed: p50 {:.0} frames, p99 {:.0} ({:.0} µs), max {:.0} ({:.0} µs); {} written late; \
