@@ -4,14 +4,16 @@
 //! kept busy by spinning threads.
 //!
 //! - **organ**: the engine as `organ play` runs it (SCHED_FIFO when the OS allows it; parks
-//!   until its learned wake margin before each deadline, then spins).
+//!   until its learned approach margin, naps to its learned spin margin, then spins).
+//! - **organ, fixed 1 ms spin**: the engine as it was before it learned its margins (park
+//!   until 1 ms before each deadline, spin the rest), for comparison.
 //! - **sleep-based player**: what careful players do: one thread at SCHED_FIFO (when allowed)
 //!   that sleeps to each message's absolute deadline with `clock_nanosleep(CLOCK_MONOTONIC,
 //!   TIMER_ABSTIME)` and sends; no spinning.
 //!
-//! Both report p50/p99/max lateness in µs, the messages later than 1 ms, and the CPU time of
-//! their thread per minute of music; the last column is how many times later the sleep-based
-//! player's p99 is. README records the figures.
+//! Each reports p50/p99/max lateness in µs, the messages later than 1 ms, and the CPU time of
+//! their thread per minute of music, and how many times the organ's p99 the others' is. README
+//! records the figures.
 //!
 //! Run: `cargo bench --bench lateness` (one round), `cargo bench --bench lateness -- 5` (five
 //! rounds and a summary). A custom harness (`harness = false`): lateness is a distribution
@@ -24,6 +26,7 @@ use std::time::Instant;
 
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+use organ::engine::clock::Limits;
 use organ::engine::{self, Config, Cost, End, LatenessStats, SystemClock, WakeStats};
 use organ::midi::Micros;
 use organ::organ::Organ;
@@ -99,11 +102,11 @@ struct Run {
     steal_ms: Option<u64>,
 }
 
-/// The engine, as `organ play` runs it.
-fn run_engine(t: &Arc<Timeline>) -> Run {
+/// The engine, as `organ play` runs it (`clock`: its system clock, or one with a fixed margin).
+fn run_engine(t: &Arc<Timeline>, clock: SystemClock) -> Run {
     let steal = steal_ms();
     let outputs: Vec<Box<dyn Output>> = vec![Box::new(NullOutput)];
-    let (eng, handle) = engine::new(t.clone(), outputs, SystemClock::new(), Config::default());
+    let (eng, handle) = engine::new(t.clone(), outputs, clock, Config::default());
     let handle = engine::spawn(eng, handle).unwrap();
     let r = handle.join();
     assert_eq!(r.end, End::Finished);
@@ -189,37 +192,45 @@ fn cell(r: &Run) -> String {
     )
 }
 
-fn row(label: &str, organ: &Run, sleeper: &Run) {
-    let ratio = sleeper.stats.percentile(99.0) as f64 / organ.stats.percentile(99.0).max(1) as f64;
-    let steal = |r: &Run| r.steal_ms.map_or("?".into(), |v| v.to_string());
-    println!(
-        "  {label:<22} organ: {}   sleep-based: {}   p99 ×{ratio:.0}  (stolen {}/{} ms)",
-        cell(organ),
-        cell(sleeper),
-        steal(organ),
-        steal(sleeper)
-    );
-    if let Some(w) = organ.wake {
-        let (a, s) = (&w.approach, &w.spin);
-        let ms = |m: Micros| m.0 as f64 / 1e3;
-        println!(
-            "  {:<22} organ's margins: parks end {:.2} ms before a deadline ({:.2}-{:.2}), naps {:.2} ms ({:.2}-{:.2}); \
-             late: {} of {} parks (worst {:.2} ms), {} of {} naps (worst {:.2} ms); spinning {:.2} s/min",
-            "",
-            ms(a.margin),
-            ms(a.min),
-            ms(a.max),
-            ms(s.margin),
-            ms(s.min),
-            ms(s.max),
-            a.late,
-            a.sleeps,
-            ms(a.worst_overshoot),
-            s.late,
-            s.sleeps,
-            ms(s.worst_overshoot),
-            w.spun.0 as f64 / 1e6 * 60e6 / organ.cost.wall.0.max(1) as f64
-        );
+/// The organ's learned margins and spinning.
+fn margins(organ: &Run) -> String {
+    let Some(w) = organ.wake else { return String::new() };
+    let (a, s) = (&w.approach, &w.spin);
+    let ms = |m: Micros| m.0 as f64 / 1e3;
+    format!(
+        "parks end {:.2} ms before a deadline ({:.2}-{:.2}), naps {:.2} ms ({:.2}-{:.2}); late: {} of {} parks \
+         (worst {:.2} ms), {} of {} naps (worst {:.2} ms); spinning {:.2} s/min",
+        ms(a.margin),
+        ms(a.min),
+        ms(a.max),
+        ms(s.margin),
+        ms(s.min),
+        ms(s.max),
+        a.late,
+        a.sleeps,
+        ms(a.worst_overshoot),
+        s.late,
+        s.sleeps,
+        ms(s.worst_overshoot),
+        w.spun.0 as f64 / 1e6 * 60e6 / organ.cost.wall.0.max(1) as f64
+    )
+}
+
+/// One condition: the three players side by side.
+fn rows(label: &str, players: &[(&str, &Run)]) {
+    println!("  {label}:");
+    let organ_p99 = players[0].1.stats.percentile(99.0).max(1) as f64;
+    for (i, (who, r)) in players.iter().enumerate() {
+        let ratio = r.stats.percentile(99.0) as f64 / organ_p99;
+        let steal = r.steal_ms.map_or("?".into(), |v| v.to_string());
+        let vs = if i == 0 { String::new() } else { format!("  p99 ×{ratio:.1} the organ's") };
+        println!("    {who:<24} {}  (stolen {steal} ms){vs}", cell(r));
+        if i == 0 {
+            println!("    {:<24} {}", "", margins(r));
+        }
+        if !r.realtime {
+            println!("    {:<24} (ran at normal priority: SCHED_FIFO refused)", "");
+        }
     }
 }
 
@@ -257,22 +268,33 @@ impl Drop for Spinners {
     }
 }
 
-/// One round: both players idle, then both with every core busy. Returns the p99s
-/// (organ idle, sleeper idle, organ busy, sleeper busy).
-fn round(t: &Arc<Timeline>, cores: usize) -> [u64; 4] {
+/// The engine as it was before it learned its margins: park until 1 ms before each deadline,
+/// spin the rest.
+fn fixed_1ms() -> SystemClock {
+    let fixed = Limits { start: Micros(1_000), min: Micros(1_000), max: Micros(1_000) };
+    SystemClock::with_limits(fixed, fixed)
+}
+
+/// The three players on the same schedule.
+fn players(t: &Arc<Timeline>) -> [Run; 3] {
+    [run_engine(t, SystemClock::new()), run_engine(t, fixed_1ms()), run_sleeper(t)]
+}
+
+const NAMES: [&str; 3] = ["organ", "organ, fixed 1 ms spin", "sleep-based player"];
+
+/// One round: the players idle, then with every core busy. Returns the p99s, idle then busy.
+fn round(t: &Arc<Timeline>, cores: usize) -> [[u64; 3]; 2] {
     println!("round at load average {}:", load_average());
-    let (organ_idle, sleeper_idle) = (run_engine(t), run_sleeper(t));
-    row("idle", &organ_idle, &sleeper_idle);
+    let idle = players(t);
+    rows("idle", &[(NAMES[0], &idle[0]), (NAMES[1], &idle[1]), (NAMES[2], &idle[2])]);
     let spinners = Spinners::start(cores);
-    let (organ_busy, sleeper_busy) = (run_engine(t), run_sleeper(t));
+    let busy = players(t);
     drop(spinners);
-    row(&format!("{cores} cores busy"), &organ_busy, &sleeper_busy);
-    for (who, r) in [("organ", &organ_idle), ("sleep-based player", &sleeper_idle)] {
-        if !r.realtime {
-            println!("  note: the {who} ran at normal priority (SCHED_FIFO refused)");
-        }
-    }
-    [&organ_idle, &sleeper_idle, &organ_busy, &sleeper_busy].map(|r| r.stats.percentile(99.0))
+    rows(
+        &format!("{cores} cores busy (spinning threads)"),
+        &[(NAMES[0], &busy[0]), (NAMES[1], &busy[1]), (NAMES[2], &busy[2])],
+    );
+    [idle.each_ref().map(|r| r.stats.percentile(99.0)), busy.each_ref().map(|r| r.stats.percentile(99.0))]
 }
 
 fn main() {
@@ -288,12 +310,18 @@ fn main() {
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
-    let p99s: Vec<[u64; 4]> = (0..rounds).map(|_| round(&t, cores)).collect();
+    let p99s: Vec<[[u64; 3]; 2]> = (0..rounds).map(|_| round(&t, cores)).collect();
     if rounds > 1 {
-        let col = |i: usize| p99s.iter().map(|p| p[i].to_string()).collect::<Vec<_>>().join(", ");
-        let ok = |i: usize| p99s.iter().filter(|p| p[i] <= 20).count();
         println!("{rounds} rounds in {:.0} s; p99 (µs) of each round:", started.elapsed().as_secs_f64());
-        println!("  idle: organ {} ({} of {rounds} ≤ 20 µs); sleep-based {}", col(0), ok(0), col(1));
-        println!("  busy: organ {} ({} of {rounds} ≤ 20 µs); sleep-based {}", col(2), ok(2), col(3));
+        for (c, condition) in ["idle", "busy"].iter().enumerate() {
+            let col = |i: usize| p99s.iter().map(|p| p[c][i].to_string()).collect::<Vec<_>>().join(", ");
+            let ok = p99s.iter().filter(|p| p[c][0] <= 20).count();
+            println!(
+                "  {condition}: organ {} ({ok} of {rounds} ≤ 20 µs); fixed 1 ms spin {}; sleep-based {}",
+                col(0),
+                col(1),
+                col(2)
+            );
+        }
     }
 }

@@ -260,7 +260,12 @@ impl Default for Waiter {
 
 impl Waiter {
     pub const fn new() -> Waiter {
-        Waiter { approach: WakeMargin::new(APPROACH), spin: WakeMargin::new(SPIN), spun: Micros::ZERO }
+        Waiter::with_limits(APPROACH, SPIN)
+    }
+
+    /// A waiter whose margins keep within other limits (`start == min == max` fixes one).
+    pub const fn with_limits(approach: Limits, spin: Limits) -> Waiter {
+        Waiter { approach: WakeMargin::new(approach), spin: WakeMargin::new(spin), spun: Micros::ZERO }
     }
 
     /// The next step from `now` to `deadline`. Margins are recomputed only when about to
@@ -302,6 +307,13 @@ pub struct SystemClock {
 impl SystemClock {
     pub fn new() -> SystemClock {
         SystemClock { epoch: Instant::now(), waiter: Waiter::new() }
+    }
+
+    /// A clock whose margins keep within other limits: the lateness benchmark compares the
+    /// engine as it was, parking until a fixed 1 ms before each deadline and spinning the rest
+    /// (both margins fixed at 1 ms).
+    pub fn with_limits(approach: Limits, spin: Limits) -> SystemClock {
+        SystemClock { epoch: Instant::now(), waiter: Waiter::with_limits(approach, spin) }
     }
 }
 
@@ -508,6 +520,17 @@ mod tests {
         // Overshoots beyond u16 saturate instead of wrapping.
         let mut w = learned([100_000, 100_000]);
         assert_eq!(w.margin(), APPROACH.max);
+    }
+
+    #[test]
+    fn fixed_limits_keep_a_margin_whatever_is_learned() {
+        let fixed = Limits { start: Micros(1_000), min: Micros(1_000), max: Micros(1_000) };
+        let mut w = Waiter::with_limits(fixed, fixed);
+        for _ in 0..WINDOW {
+            w.woke(Step::Park(Micros(10_000)), Micros(5));
+        }
+        assert_eq!(w.next(Micros(0), Micros(10_000)), Step::Park(Micros(9_000)));
+        assert_eq!(w.next(Micros(9_000), Micros(10_000)), Step::Spin, "no naps: park, then spin 1 ms");
     }
 
     #[test]
