@@ -35,6 +35,9 @@
 //!   frontends, over the session; [`term`]: their raw mode and keys.
 //! - [`app`]: the other commands (`plan`, `check`, `info`, `ble scan`, `grandorgue …`) and the
 //!   command-level error.
+//! - [`files`]: reading the user's files: regular files of bounded size only, remembered as
+//!   inputs so that no output overwrites them.
+//! - [`fuzzing`]: the fuzz targets' checks, shared by cargo-fuzz and the stable replay test.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 //! - [`voice`]: the built-in organ voice (`--to wav:FILE`, `--to audio`).
 //! - [`picture`]: the plan as a picture (`organ plan --format svg|html`).
@@ -44,6 +47,8 @@
 
 pub mod app;
 pub mod engine;
+pub mod files;
+pub mod fuzzing;
 pub mod grandorgue;
 pub mod input;
 pub mod inputs;

@@ -23,6 +23,7 @@ use crate::output::OutputSpec;
 use crate::plan::{Timeline, WaitKind};
 use crate::session::{self, Command, Ending, Event, Performance, PlayState, Progress, Session, short_time};
 use crate::term::{self, RawMode};
+use crate::text::shown;
 
 /// What `organ play` was asked.
 #[derive(Debug, Clone, Default)]
@@ -118,6 +119,7 @@ struct StatusArea {
 
 impl StatusArea {
     fn say(&self, msg: &str) {
+        let msg = shown(msg);
         if self.raw.is_some() {
             eprint!("\r{msg:<width$}\r\n", width = self.last_len);
         } else {
@@ -128,7 +130,7 @@ impl StatusArea {
     fn draw(&mut self, line: &str) {
         let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
         let width = if width < 20 { 100 } else { width };
-        let line: String = line.chars().take(width).collect();
+        let line: String = shown(line).chars().take(width).collect();
         let pad = self.last_len.saturating_sub(line.chars().count());
         eprint!("\r{line}{:pad$}", "");
         self.last_len = line.chars().count();
@@ -175,10 +177,10 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !c.quiet {
         for n in &notes {
-            eprintln!("organ: {n}");
+            eprintln!("organ: {}", shown(n));
         }
         for w in crate::app::all_warnings(&inputs.score, &timeline) {
-            eprintln!("organ: warning: {w}");
+            eprintln!("organ: warning: {}", shown(&w));
         }
         let keys = match interactive {
             false => "",
@@ -189,9 +191,9 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
         };
         eprintln!(
             "organ: playing {} on {} → {} ({}, {} bars{keys})",
-            timeline.score_name,
-            timeline.organ_name,
-            names.join(", "),
+            shown(&timeline.score_name),
+            shown(&timeline.organ_name),
+            shown(&names.join(", ")),
             timeline.duration,
             timeline.last_bar,
         );
@@ -209,7 +211,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             )
             .map_err(|e| Error::Other(e.to_string()))?;
             for line in recovered {
-                eprintln!("organ: record: {line}");
+                eprintln!("organ: record: {}", shown(&line));
             }
             Some(r)
         }
@@ -219,7 +221,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let (ending, interrupted) = follow(&mut session, c.quiet, interactive);
     if let Some(r) = recorder {
         match r.finish() {
-            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {}", shown(l))),
             Ok(_) => {}
             Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
         }
@@ -286,10 +288,14 @@ fn follow(session: &mut Session, quiet: bool, interactive: bool) -> (Box<Ending>
 fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::Finished) -> Result<Status, Error> {
     let sig = session::signal_received();
     let names = ending.outputs.join(", ");
+    // "every key released" only when it is true on every output: not when a link was down, nor
+    // when an output dropped messages (a dropped note-off leaves a key down there).
     let released = if ending.link_down_at_end {
-        "a link was down, so the release may not have arrived"
+        "a link was down, so the release may not have arrived".to_string()
+    } else if ending.dropped > 0 {
+        format!("{} message(s) could not be delivered, so a key may still sound", ending.dropped)
     } else {
-        "every key released"
+        "every key released".to_string()
     };
     if !c.quiet {
         let how = match ending.end {
@@ -300,13 +306,13 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
             End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
             End::Panicked => "stopped by an internal error; the keys were released".to_string(),
         };
-        eprintln!("organ: {how}: {} messages sent to {names}", ending.sent);
+        eprintln!("organ: {how}: {} messages sent to {}", ending.sent, shown(&names));
     }
     // Link losses, drops, keys that may still sound: shown even with --quiet when the link was
     // down at the end.
     if !c.quiet || ending.link_down_at_end {
         for r in &finished.reports {
-            eprintln!("organ: {r}");
+            eprintln!("organ: {}", shown(r));
         }
     }
     if c.stats {

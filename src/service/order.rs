@@ -28,8 +28,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::app::{Error, Status};
+use crate::files::{FileKind, read_user_text};
 use crate::inputs::{self, FindError, Inputs, RegistrationChoice};
-use crate::organ::{Ctx, Organ};
+use crate::organ::{Ctx, Organ, check_default_output};
 use crate::plan::{PlanOptions, Speed, Timeline};
 use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
 use crate::registration::{HymnAt, HymnSection, Registration};
@@ -40,7 +41,7 @@ use crate::score::{self, Score};
 struct OrderFile {
     title: Option<String>,
     organ: Option<Spanned<String>>,
-    output: Option<String>,
+    output: Option<Spanned<String>>,
     #[serde(default)]
     item: Vec<ItemFile>,
 }
@@ -173,9 +174,12 @@ impl Item {
 /// Unreadable files, TOML errors (file:line:column), unknown presets, unloadable scores.
 pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{source}: cannot read: {e}")))?;
+    let text = read_user_text(path, FileKind::Order).map_err(|e| Error::Io(e.to_string()))?;
     let ctx = Ctx { text: &text, file: &source };
     let f: OrderFile = toml::from_str(&text).map_err(|e| Error::Config(ctx.toml_err(&e)))?;
+    if let Some(o) = &f.output {
+        check_default_output(&ctx, o)?;
+    }
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     if f.item.is_empty() {
         return Err(Error::Usage(format!("{source}: the order of service has no [[item]]")));
@@ -190,7 +194,7 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| source.clone())
         }),
         source,
-        output: f.output,
+        output: f.output.map(Spanned::into_inner),
         items,
     })
 }

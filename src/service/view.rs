@@ -83,8 +83,36 @@ pub fn is_compact(area: Rect) -> bool {
     area.width < 70 || area.height < 24
 }
 
-/// Draws the screen.
+impl Screen {
+    /// The screen with every text made safe to draw ([`crate::text::shown`]): titles, names and
+    /// notes come from files.
+    pub fn shown(&self) -> Screen {
+        let t = |s: &String| crate::text::shown(s).into_owned();
+        Screen {
+            header: t(&self.header),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| Row { title: t(&r.title), summary: t(&r.summary), changes: t(&r.changes), ..r.clone() })
+                .collect(),
+            now: self.now.iter().map(t).collect(),
+            state: t(&self.state),
+            next: self.next.iter().map(t).collect(),
+            message: t(&self.message),
+            help: t(&self.help),
+            short_help: t(&self.short_help),
+            remote: t(&self.remote),
+            // The QR code's lines are block characters the view made itself; its title may hold
+            // a name.
+            overlay: self.overlay.as_ref().map(|o| Overlay { title: t(&o.title), ..o.clone() }),
+            ..self.clone()
+        }
+    }
+}
+
+/// Draws the screen (its text shown escaped: [`Screen::shown`]).
 pub fn draw(f: &mut Frame, s: &Screen) {
+    let s = &s.shown();
     let area = f.area();
     let compact = is_compact(area);
     let inner = area.width.saturating_sub(2);
@@ -239,6 +267,24 @@ mod tests {
         assert!(all.contains("then: end of the service"));
         assert!(lines[22].starts_with("tempo 95%"), "{all}");
         assert!(lines[23].starts_with("Enter start · s stop · q quit"), "{all}");
+    }
+
+    #[test]
+    fn names_from_files_are_drawn_escaped() {
+        let evil = "Hymn\u{1b}[2J\u{1b}[1;1Horgan: played\u{9b}0m";
+        let s = Screen {
+            header: format!("{evil} — organ"),
+            rows: vec![Row { title: evil.into(), summary: "1 verse".into(), ..Default::default() }],
+            now: vec![evil.into()],
+            next: vec![format!("then: {evil}")],
+            message: evil.into(),
+            ..Default::default()
+        };
+        let mut t = Terminal::new(TestBackend::new(100, 20)).unwrap();
+        t.draw(|f| draw(f, &s)).unwrap();
+        let all = text(&t).join("\n");
+        assert!(all.contains("1. Hymn\\x1B[2J\\x1B[1;1Horgan: played\\u{9B}0m"), "{all}");
+        assert!(!all.contains(['\u{1b}', '\u{9b}']), "{all}");
     }
 }
 

@@ -12,6 +12,11 @@
 //! - [`check`]: `organ check` as an organist meets it: the shipped files pass, a silent manual
 //!   fails, `play` warns the same, a toggle console simulated from the messages sent.
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
+//! - [`hostile`]: hostile input through the binary (special and oversize files, key-striking
+//!   organ files, records aimed at inputs or through links, escape sequences, absurd numbers),
+//!   and the record after SIGKILL and on a full disk, read back with mido.
+//! - [`fuzz`]: the fuzz targets (score loader, organ and registration TOML, BLE decoder) as a
+//!   bounded corpus-and-mutation replay on stable Rust.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
 //! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
@@ -31,6 +36,8 @@ mod check;
 mod cli;
 mod corpus;
 mod damaged;
+mod fuzz;
+mod hostile;
 mod house;
 mod hymn_cli;
 mod picture;

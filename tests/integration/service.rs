@@ -275,25 +275,17 @@ fn closing_the_terminal_while_playing_releases_every_key() {
     tmux.wait_for("the music", t, |s| s.contains("play-over, bar 14"));
     // Closing the terminal: SIGHUP to organ, in the middle of a chord.
     let _ = tmux.run(&["kill-server"]);
-    let start = Instant::now();
-    let sent = loop {
-        if let Ok(b) = std::fs::read(&out)
-            && Smf::parse(&b).is_ok()
-            && !b.is_empty()
-        {
-            break read_sent(&out);
-        }
-        assert!(start.elapsed() < t, "organ did not write what it sent after SIGHUP");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (_, ons) = assert_released(&sent);
-    assert!(ons > 0, "it was playing");
-    // And it ended (it once kept spinning in crossterm's poll on the dead terminal).
+    // It ends (it once kept spinning in crossterm's poll on the dead terminal)…
     let start = Instant::now();
     while let Some(pid) = process_with_arg(&out.display().to_string()) {
         assert!(start.elapsed() < t, "organ service (pid {pid}) still runs after SIGHUP");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // …and then the record (a valid file all along: it is written as it plays) holds the
+    // release.
+    let sent = read_sent(&out);
+    let (_, ons) = assert_released(&sent);
+    assert!(ons > 0, "it was playing");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -460,5 +452,129 @@ verses = 2
     assert_eq!(releases, 3 * divisions, "three performances, each stopped with CC 123");
     assert_eq!(panic[divisions * 128..divisions * 129].iter().filter(|(_, b)| b[1] == 123).count(), divisions);
     assert!(panic[..divisions * 128].iter().all(|(_, b)| b[0] & 0xF0 == 0x80), "the panic's note-offs");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `command` in a fresh tmux pane (100×30) on its own server; the pane stays after the
+/// command ends (`; sleep 600`), so its last lines can still be read.
+fn tmux_with(name: &str, command: &str) -> Tmux {
+    let tmux = Tmux { socket: format!("organ-test-{name}-{}", std::process::id()) };
+    let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", command]);
+    assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
+    tmux
+}
+
+/// A pause/resume storm in `organ play`: every pause releases the 36 keys of three held chords
+/// and every resume strikes them again, far past the 131,072 messages at which the first file
+/// record overflowed silently. The record holds every message, ends with every key released,
+/// and the summary says so.
+#[test]
+fn a_pause_resume_storm_is_recorded_whole() {
+    if let Some(why) = tmux_available() {
+        println!("SKIPPED: the terminal-view test needs tmux: {why}");
+        return;
+    }
+    use midly::num::{u4, u7, u15, u28};
+    use midly::{Format, Header, MetaMessage, TrackEvent};
+    let dir = scratch("storm");
+    // Three parts, each a 12-note chord held for 400 quarter notes (200 s).
+    let mut smf = Smf::new(Header::new(Format::Parallel, midly::Timing::Metrical(u15::new(480))));
+    for (ch, low) in [(0u8, 60u8), (1, 48), (2, 40)] {
+        let mut track = Vec::new();
+        let ev = |delta: u32, key: u8, on: bool| TrackEvent {
+            delta: u28::new(delta),
+            kind: TrackEventKind::Midi {
+                channel: u4::new(ch),
+                message: if on {
+                    MidiMessage::NoteOn { key: u7::new(key), vel: u7::new(80) }
+                } else {
+                    MidiMessage::NoteOff { key: u7::new(key), vel: u7::new(0) }
+                },
+            },
+        };
+        track.extend((0..12).map(|k| ev(0, low + k, true)));
+        track.extend((0..12).map(|k| ev(if k == 0 { 480 * 400 } else { 0 }, low + k, false)));
+        track.push(TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) });
+        smf.tracks.push(track);
+    }
+    let score = dir.join("chords.mid");
+    smf.save(&score).unwrap();
+    let out = dir.join("sent.mid");
+    let command = format!(
+        "{} play {} --organ st-marys --layout SGP --no-registration --to file:{}; echo EXIT=$? > {}; sleep 600",
+        env!("CARGO_BIN_EXE_organ"),
+        score.display(),
+        out.display(),
+        dir.join("exit").display()
+    );
+    let tmux = tmux_with("storm", &command);
+    let t = Duration::from_secs(20);
+    tmux.wait_for("the status line", t, |s| s.contains("bar 1:1 of 100"));
+    // Spaces as fast as the player takes them (it forwards up to 64 commands every 50 ms),
+    // until the record (written as it plays, 4-5 bytes a message) holds well over 131,072
+    // messages: how long that takes depends on how busy the machine is.
+    let burst = " ".repeat(64);
+    let start = Instant::now();
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 700_000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the storm did not get going:\n{}", tmux.screen());
+        let o = tmux.run(&["send-keys", "-t", "svc", "-l", &burst]);
+        assert!(o.status.success());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys("q");
+    let start = Instant::now();
+    let exit = loop {
+        if let Ok(e) = std::fs::read_to_string(dir.join("exit")) {
+            break e;
+        }
+        assert!(start.elapsed() < t, "organ play did not stop; the screen was:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.trim(), "EXIT=0", "{}", tmux.screen());
+    let screen = tmux.screen();
+    let sent = read_sent(&out);
+    let summary = format!("organ: stopped; every key released: {} messages sent to file:", sent.len());
+    assert!(screen.contains(&summary), "{summary:?} not in:\n{screen}");
+    assert!(sent.len() > 131_072, "the storm made {} messages; it should pass the old limit", sent.len());
+    let (_, ons) = assert_released(&sent);
+    eprintln!("pause/resume storm: {} messages recorded, {ons} note-ons, every key released", sent.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Titles and names from an order of service are drawn escaped in the service view: an escape
+/// sequence there cannot clear the screen.
+#[test]
+fn escape_sequences_in_an_order_of_service_are_shown_escaped() {
+    if let Some(why) = tmux_available() {
+        println!("SKIPPED: the terminal-view test needs tmux: {why}");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("service-escapes");
+    let order = dir.join("evil.toml");
+    std::fs::write(
+        &order,
+        format!(
+            r#"title = "Evensong\u001b[2J"
+organ = "st-marys"
+[[item]]
+title = "Hymn\u001b[1;1Horgan: done\u009b7m"
+score = "{}"
+note = "Psst\u001b]0;owned\u0007"
+"#,
+            root.join("scores/hymn-old100.mid").display()
+        ),
+    )
+    .unwrap();
+    let command = format!("{} service {} --to null; sleep 600", env!("CARGO_BIN_EXE_organ"), order.display());
+    let tmux = tmux_with("escapes", &command);
+    let s = tmux.wait_for("the view", Duration::from_secs(10), |s| s.contains("READY"));
+    for shown in
+        ["Evensong\\x1B[2J — St Mary's", "1. Hymn\\x1B[1;1Horgan: done\\u{9B}7m", "note: Psst\\x1B]0;owned\\x07"]
+    {
+        assert!(s.contains(shown), "{shown} not shown in:\n{s}");
+    }
+    tmux.keys("q");
     let _ = std::fs::remove_dir_all(&dir);
 }
