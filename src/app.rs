@@ -8,6 +8,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::files::{FileKind, read_user_text};
 use crate::inputs::{self, InputError, Inputs, PlanArgs, registration_beside};
 use crate::organ::{ConfigError, Organ};
 use crate::output::grandorgue::LoopbackError;
@@ -17,6 +18,7 @@ use crate::plan::{self, PlanError, Timeline, layout};
 use crate::registration::organ_hint;
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
 use crate::session::StartError;
+use crate::text::{shown, shown_lines};
 
 /// Any failure of a command, printed as `organ: <message>`.
 #[derive(Debug)]
@@ -159,7 +161,7 @@ pub fn cmd_plan(a: &PlanArgs, format: PlanFormat) -> Result<Status, Error> {
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: {}: {}: {w}", w.kind.label(), timeline.score_name);
+        eprintln!("organ: {}", shown(&format!("{}: {}: {w}", w.kind.label(), timeline.score_name)));
     }
     Ok(0)
 }
@@ -250,7 +252,7 @@ pub fn cmd_check(a: &PlanArgs, deny_warnings: bool) -> Result<Status, Error> {
     } else {
         out.push_str(&format!("ok with {} warning(s)\n", warnings.len()));
     }
-    write_out(|o| o.write_all(out.as_bytes()))?;
+    write_out(|o| o.write_all(shown_lines(&out).as_bytes()))?;
     Ok(if deny_warnings && !warnings.is_empty() { 1 } else { 0 })
 }
 
@@ -275,7 +277,7 @@ pub fn cmd_info(path: &Path, organ: Option<&str>) -> Result<Status, Error> {
     let reg = registration_beside(path);
     let organ_name = organ
         .map(str::to_string)
-        .or_else(|| std::fs::read_to_string(&reg).ok().and_then(|t| organ_hint(&t)))
+        .or_else(|| read_user_text(&reg, FileKind::Registration).ok().and_then(|t| organ_hint(&t)))
         .unwrap_or_else(|| "st-marys".to_string());
     let organ = Organ::find(&organ_name)?;
     let mut o = String::new();
@@ -330,7 +332,7 @@ pub fn cmd_info(path: &Path, organ: Option<&str>) -> Result<Status, Error> {
         o.push_str(&format!("warning: {part}{}{at}\n", w.message));
     }
     o.push_str(&format!("suggested layout for {}: --layout {}\n", organ.name, layout::suggest_layout(&score, &organ)));
-    write_out(|out| out.write_all(o.as_bytes()))?;
+    write_out(|out| out.write_all(shown_lines(&o).as_bytes()))?;
     Ok(0)
 }
 
@@ -362,7 +364,7 @@ pub fn cmd_ble_scan(seconds: f64) -> Result<Status, Error> {
         let example = devices[0].name.clone().unwrap_or_else(|| devices[0].address.clone());
         o.push_str(&format!("play to one with --to ble:\"{example}\" (a part of the name or the address)\n"));
     }
-    write_out(|out| out.write_all(o.as_bytes()))?;
+    write_out(|out| out.write_all(shown_lines(&o).as_bytes()))?;
     Ok(0)
 }
 
@@ -410,7 +412,7 @@ pub fn cmd_grandorgue_config(c: &GrandorgueConfigArgs) -> Result<Status, Error> 
     let organ = Organ::find(&c.organ)?;
     let done = crate::grandorgue::files::write_config(&organ, &c.odf, c.out.as_deref(), c.force)
         .map_err(|e| Error::Other(e.to_string()))?;
-    write_out(|o| o.write_all(done.report.as_bytes()))?;
+    write_out(|o| o.write_all(shown_lines(&done.report).as_bytes()))?;
     Ok(0)
 }
 
@@ -424,7 +426,7 @@ pub fn cmd_grandorgue_organ(c: &GrandorgueOrganArgs) -> Result<Status, Error> {
     if done.wrote.is_none() {
         write_out(|o| o.write_all(done.toml.as_bytes()))?;
     }
-    eprintln!("organ: {}", done.summary);
+    eprintln!("organ: {}", shown(&done.summary));
     Ok(0)
 }
 
@@ -443,7 +445,7 @@ pub fn cmd_grandorgue_port(via: &str) -> Result<Status, Error> {
         other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
     }
     .map_err(|e| Error::Loopback(Box::new(e)))?;
-    println!("{}", lb.message);
+    println!("{}", shown(&lb.message));
     println!("keeping it open; press Ctrl-C to close it");
     loop {
         std::thread::sleep(std::time::Duration::from_millis(300));

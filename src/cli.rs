@@ -492,11 +492,24 @@ pub struct ServiceCmd {
     /// The organ, overriding the order of service's `organ = "…"`.
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
+
+    /// Also serve a remote for phones: a web page with the order of service, start/continue,
+    /// pause at the end of the verse, tempo, hold-to-stop and panic. Alone, on this computer
+    /// only (127.0.0.1:8080); `lan` (or `lan:PORT`) on every network the laptop is on; or
+    /// `IP:PORT`, `PORT`. Shows the address, a PIN and a QR code; a phone logs in with the PIN
+    /// once. Without a terminal, organ serves the phones alone until Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
 }
 
 impl From<&ServiceCmd> for organ::service::ServiceArgs {
     fn from(c: &ServiceCmd) -> Self {
-        organ::service::ServiceArgs { file: c.file.clone(), to: c.to.clone(), organ: c.organ.clone() }
+        organ::service::ServiceArgs {
+            file: c.file.clone(),
+            to: c.to.clone(),
+            organ: c.organ.clone(),
+            remote: c.remote.clone(),
+        }
     }
 }
 

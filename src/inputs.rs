@@ -183,7 +183,9 @@ pub fn speed(tempo: Option<&str>, bpm: Option<f64>) -> Result<Speed, SettingErro
 /// # Errors
 /// More than [`MAX_TRANSPOSE`] either way.
 pub fn transpose(t: i64) -> Result<i32, SettingError> {
-    if t.abs() > MAX_TRANSPOSE {
+    // A range check, not `abs()`: i64::MIN has no absolute value (`transpose = -9223372036854775808`
+    // in an order of service panicked).
+    if !(-MAX_TRANSPOSE..=MAX_TRANSPOSE).contains(&t) {
         return Err(SettingError::Transpose(t));
     }
     Ok(t as i32)
@@ -240,7 +242,11 @@ pub fn find(score: &Path, choice: RegistrationChoice, organ: Option<&str>) -> Re
     };
     let text = path
         .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| FindError::Read { path: p.clone(), error: e.to_string() }))
+        // A regular file of bounded size only (crate::files); its error is a ConfigError::File.
+        .map(|p| {
+            crate::files::read_user_text(p, crate::files::FileKind::Registration)
+                .map_err(|e| FindError::Config(ConfigError::File(e)))
+        })
         .transpose()?;
     let organ_name = match (organ, text.as_deref().and_then(organ_hint)) {
         (Some(o), _) => o.to_string(),
@@ -290,7 +296,8 @@ pub fn load(a: &PlanArgs) -> Result<Inputs, InputError> {
     let score = score::load_file(&a.score)?;
     let choice = match (&a.registration, a.no_registration) {
         (_, true) => RegistrationChoice::Without,
-        (Some(p), false) if !p.is_file() => return Err(InputError::NoRegistrationFile(p.clone())),
+        // Missing, not merely "not a regular file": a FIFO or device is refused by name below.
+        (Some(p), false) if !p.exists() => return Err(InputError::NoRegistrationFile(p.clone())),
         (Some(p), false) => RegistrationChoice::File(p),
         (None, false) => RegistrationChoice::Beside,
     };

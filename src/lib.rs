@@ -36,6 +36,9 @@
 //! - [`selftest`]: `organ selftest`, the timing of an output measured before a service.
 //! - [`app`]: the other commands (`plan`, `check`, `info`, `ble scan`, `grandorgue …`) and the
 //!   command-level error.
+//! - [`files`]: reading the user's files: regular files of bounded size only, remembered as
+//!   inputs so that no output overwrites them.
+//! - [`fuzzing`]: the fuzz targets' checks, shared by cargo-fuzz and the stable replay test.
 //! - [`grandorgue`]: GrandOrgue settings (`.cmb`) written from an organ definition and an ODF.
 //! - [`voice`]: the built-in organ voice (`--to wav:FILE`, `--to audio`).
 //! - [`picture`]: the plan as a picture (`organ plan --format svg|html`).
@@ -45,6 +48,8 @@
 
 pub mod app;
 pub mod engine;
+pub mod files;
+pub mod fuzzing;
 pub mod grandorgue;
 pub mod input;
 pub mod inputs;

@@ -46,7 +46,8 @@ fn main() {
     match result {
         Ok(Ok(status)) => std::process::exit(status),
         Ok(Err(e)) => {
-            eprintln!("organ: error: {e}");
+            // One line, whatever names from files the message quotes.
+            eprintln!("organ: error: {}", organ::text::shown(&e.to_string()));
             std::process::exit(2);
         }
         // The panic hook has already said what happened.

@@ -230,6 +230,11 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     if digits.is_empty() {
         return Err("no bytes given".into());
     }
+    // Slicing by two bytes below needs ASCII (a multi-byte character panicked there; found by
+    // the fuzz replay).
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("{c:?} is not a hex digit in {s:?} (write bytes as hex pairs, e.g. \"F0 7F F7\")"));
+    }
     if digits.len() % 2 != 0 {
         return Err(format!("odd number of hex digits in {s:?} (write each byte as two digits, e.g. \"F0 7F F7\")"));
     }
@@ -245,6 +250,14 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_with_any_character_is_an_error_not_a_panic() {
+        assert_eq!(parse_hex("f0 7f F7").unwrap(), vec![0xF0, 0x7F, 0xF7]);
+        assert!(parse_hex("F0 0\u{e9} F7").unwrap_err().contains("'é' is not a hex digit"));
+        assert!(parse_hex("\u{fffd}0").is_err());
+        assert!(parse_hex("GG").unwrap_err().contains("'G' is not a hex digit"));
+    }
 
     #[test]
     fn channel_bounds() {

@@ -23,6 +23,7 @@ use crate::output::OutputSpec;
 use crate::plan::{Timeline, WaitKind};
 use crate::session::{self, Command, Ending, Event, Performance, PlayState, Progress, Session, short_time};
 use crate::term::{self, RawMode};
+use crate::text::shown;
 
 /// What `organ play` was asked.
 #[derive(Debug, Clone, Default)]
@@ -146,6 +147,7 @@ struct StatusArea {
 
 impl StatusArea {
     fn say(&self, msg: &str) {
+        let msg = shown(msg);
         if self.raw.is_some() {
             eprint!("\r{msg:<width$}\r\n", width = self.last_len);
         } else {
@@ -156,7 +158,7 @@ impl StatusArea {
     fn draw(&mut self, line: &str) {
         let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
         let width = if width < 20 { 100 } else { width };
-        let line: String = line.chars().take(width).collect();
+        let line: String = shown(line).chars().take(width).collect();
         let pad = self.last_len.saturating_sub(line.chars().count());
         eprint!("\r{line}{:pad$}", "");
         self.last_len = line.chars().count();
@@ -203,10 +205,10 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !c.quiet {
         for n in &notes {
-            eprintln!("organ: {n}");
+            eprintln!("organ: {}", shown(n));
         }
         for w in crate::app::all_warnings(&inputs.score, &timeline) {
-            eprintln!("organ: warning: {w}");
+            eprintln!("organ: warning: {}", shown(&w));
         }
         let keys = match interactive {
             false => "",
@@ -217,9 +219,9 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
         };
         eprintln!(
             "organ: playing {} on {} → {} ({}, {} bars{keys})",
-            timeline.score_name,
-            timeline.organ_name,
-            names.join(", "),
+            shown(&timeline.score_name),
+            shown(&timeline.organ_name),
+            shown(&names.join(", ")),
             timeline.duration,
             timeline.last_bar,
         );
@@ -237,7 +239,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             )
             .map_err(|e| Error::Other(e.to_string()))?;
             for line in recovered {
-                eprintln!("organ: record: {line}");
+                eprintln!("organ: record: {}", shown(&line));
             }
             Some(r)
         }
@@ -247,7 +249,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let (ending, interrupted) = follow(&mut session, c.quiet, interactive);
     if let Some(r) = recorder {
         match r.finish() {
-            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {l}")),
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {}", shown(l))),
             Ok(_) => {}
             Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
         }
@@ -314,10 +316,14 @@ fn follow(session: &mut Session, quiet: bool, interactive: bool) -> (Box<Ending>
 fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::Finished) -> Result<Status, Error> {
     let sig = session::signal_received();
     let names = ending.outputs.join(", ");
+    // "every key released" only when it is true on every output: not when a link was down, nor
+    // when an output dropped messages (a dropped note-off leaves a key down there).
     let released = if ending.link_down_at_end {
-        "a link was down, so the release may not have arrived"
+        "a link was down, so the release may not have arrived".to_string()
+    } else if ending.dropped > 0 {
+        format!("{} message(s) could not be delivered, so a key may still sound", ending.dropped)
     } else {
-        "every key released"
+        "every key released".to_string()
     };
     if !c.quiet {
         let how = match ending.end {
@@ -328,13 +334,13 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
             End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
             End::Panicked => "stopped by an internal error; the keys were released".to_string(),
         };
-        eprintln!("organ: {how}: {} messages sent to {names}", ending.sent);
+        eprintln!("organ: {how}: {} messages sent to {}", ending.sent, shown(&names));
     }
     // Link losses, drops, keys that may still sound: shown even with --quiet when the link was
     // down at the end.
     if !c.quiet || ending.link_down_at_end {
         for r in &finished.reports {
-            eprintln!("organ: {r}");
+            eprintln!("organ: {}", shown(r));
         }
     }
     if c.stats {
@@ -427,22 +433,7 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
     };
     let mut session = Session::new(session::output_specs(to, default, source)?, policy);
     session.open_outputs(false)?;
-    let channels: Vec<Channel> = match &organ {
-        Some(o) => o.divisions.iter().map(|d| d.channel).collect(),
-        None => (0..16).filter_map(Channel::new).collect(),
-    };
-    let mut keys_off: Vec<Vec<u8>> = Vec::new();
-    for &ch in &channels {
-        for key in 0..128u8 {
-            keys_off.push(ShortMsg::note_off(ch, key).as_bytes().to_vec());
-        }
-    }
-    for &ch in &channels {
-        keys_off.push(ShortMsg::all_notes_off(ch).as_bytes().to_vec());
-    }
-    let pace = organ.as_ref().map_or(Micros::ZERO, |o| o.stop_pace);
-    let cancel: Vec<Vec<u8>> =
-        organ.as_ref().map(|o| o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect()).unwrap_or_default();
+    let PanicMessages { keys_off, cancel, pace, channels } = panic_messages(organ.as_ref());
     let failed = session.send_now(&keys_off, &cancel, pace);
     let finished = session.finish();
     if let Some((name, e)) = failed.into_iter().next() {
@@ -457,4 +448,35 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
         if cancel.is_empty() { String::new() } else { ", cancel".into() }
     );
     Ok(0)
+}
+
+/// What a panic sends ([`cmd_panic`], and the panic button of `organ service`): a note-off for
+/// every key and all-notes-off on each division channel (every channel without an organ), then
+/// the organ's cancel, paced as its stops are.
+#[derive(Debug, Clone)]
+pub struct PanicMessages {
+    pub keys_off: Vec<Vec<u8>>,
+    pub cancel: Vec<Vec<u8>>,
+    pub pace: Micros,
+    pub channels: Vec<Channel>,
+}
+
+/// The panic messages for `organ` (or for any organ: all 16 channels, no cancel).
+pub fn panic_messages(organ: Option<&Organ>) -> PanicMessages {
+    let channels: Vec<Channel> = match organ {
+        Some(o) => o.divisions.iter().map(|d| d.channel).collect(),
+        None => (0..16).filter_map(Channel::new).collect(),
+    };
+    let mut keys_off: Vec<Vec<u8>> = Vec::new();
+    for &ch in &channels {
+        for key in 0..128u8 {
+            keys_off.push(ShortMsg::note_off(ch, key).as_bytes().to_vec());
+        }
+    }
+    for &ch in &channels {
+        keys_off.push(ShortMsg::all_notes_off(ch).as_bytes().to_vec());
+    }
+    let pace = organ.map_or(Micros::ZERO, |o| o.stop_pace);
+    let cancel = organ.map(|o| o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect()).unwrap_or_default();
+    PanicMessages { keys_off, cancel, pace, channels }
 }

@@ -1,5 +1,53 @@
 //! Small text helpers for user-facing messages: name normalisation, "did you mean" suggestions,
-//! and byte offset → line:column.
+//! byte offset → line:column, and [`shown`]: names from files made safe for a terminal.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal as it is: C0 controls (ESC starts the sequences that
+/// move the cursor, clear the screen or retitle the window), DEL, C1 controls (U+0080-U+009F,
+/// CSI among them), and the Unicode direction overrides that make text read differently from
+/// how it is stored.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| is_unsafe(c) && !(keep_newlines && c == '\n');
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:X}}}", c as u32);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A name (or any text that holds names: a track, stop, organ or hymn title, a file name, a
+/// device name) as it may be shown on a terminal or in the service view: control characters
+/// and direction overrides are written as escapes (`\x1B`, `\u{9B}`, `\n`), so that a file
+/// cannot move the cursor, clear the screen or fake a line. Everything else is unchanged (and
+/// not copied). Used at every place that prints such text; the result is always one line.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    escape(s, false)
+}
+
+/// [`shown`] for a report of several lines: line breaks are kept, everything else is escaped.
+pub fn shown_lines(s: &str) -> Cow<'_, str> {
+    escape(s, true)
+}
 
 /// Lower-case, with runs of whitespace collapsed to one space and the ends trimmed: the form in
 /// which stop, coupler and preset names are compared.
@@ -130,6 +178,16 @@ mod tests {
         assert_eq!(closest("sw open diapson 8", names), Some("Sw Open Diapason 8"));
         assert_eq!(closest("Gt Principal", names), Some("Gt Principal 4"));
         assert_eq!(closest("Trumpet", names), None);
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert!(matches!(shown("Sw Open Diapason 8'"), Cow::Borrowed(_)));
+        assert_eq!(shown("Gt \u{1b}[2J\u{1b}]0;owned\u{7}done"), "Gt \\x1B[2J\\x1B]0;owned\\x07done");
+        assert_eq!(shown("a\u{9b}31mb\u{7f}c\rd\ne\tf"), "a\\u{9B}31mb\\x7Fc\\rd\\ne\\tf");
+        assert_eq!(shown("abc\u{202e}fed"), "abc\\u{202E}fed");
+        assert_eq!(shown_lines("one\u{1b}[A\ntwo\n"), "one\\x1B[A\ntwo\n");
+        assert_eq!(shown("Récit — Voix céleste 8′"), "Récit — Voix céleste 8′");
     }
 
     #[test]

@@ -185,6 +185,37 @@ fn config_reports_a_file_that_is_not_an_odf() {
     assert!(!dir.path.join("x.cmb").exists());
 }
 
+/// The settings file is never written through a symbolic link (a sample set could ship
+/// `MyOrgan.cmb` as a link to any file) nor over the ODF, even with --force.
+#[test]
+fn config_never_writes_through_a_link_or_over_the_odf() {
+    let dir = Scratch::new("go-config-link");
+    let odf = test_organ::generate(&dir.path).unwrap();
+    let toml = dir.path.join("organ-e2e.toml");
+    let precious = dir.path.join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    std::os::unix::fs::symlink(&precious, odf.with_extension("cmb")).unwrap();
+    let odf_before = std::fs::read(&odf).unwrap();
+    for out in [None, Some(&odf)] {
+        let mut cmd = organ_bin();
+        cmd.args(["grandorgue", "config", "--force", "--organ"]).arg(&toml).arg("--odf").arg(&odf);
+        if let Some(o) = out {
+            cmd.arg("--out").arg(o);
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let want = if out.is_none() {
+            "is a symbolic link; organ does not write through links"
+        } else {
+            "this is a GrandOrgue organ definition this performance reads"
+        };
+        assert!(err.contains(want) && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+    assert_eq!(std::fs::read(&odf).unwrap(), odf_before);
+}
+
 #[cfg(not(feature = "jack"))]
 #[test]
 fn grandorgue_end_to_end() {
@@ -332,6 +363,28 @@ mod e2e {
             go.as_client().ports(Some("^organ.*:out$"), None, jack::PortFlags::empty()).is_empty().then_some(())
         });
         assert!(gone.is_some(), "the port outlived its process");
+
+        // A SysEx longer than a JACK record is refused before playing, in one line (it used to
+        // stop the performance when it fell due, with only "1 message(s) were dropped").
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let organ = std::fs::read_to_string(root.join("organs/st-marys.toml")).unwrap().replace(
+            "# message = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }",
+            &format!("message = {{ sysex = \"F0 {}F7\" }}", "01 ".repeat(70)),
+        );
+        let long = dir.path.join("long-sysex.toml");
+        std::fs::write(&long, organ).unwrap();
+        let out = organ_bin()
+            .arg("play")
+            .arg(root.join("scores/bwv643.mid"))
+            .arg("--organ")
+            .arg(&long)
+            .args(["--to", "jack", "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("a SysEx longer than 64 bytes, the most the JACK output carries"), "{err}");
         drop(go);
         jackd.stop();
 

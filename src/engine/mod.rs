@@ -145,6 +145,9 @@ pub struct Shared {
     pub pause_at_section_end: AtomicBool,
     /// Timelines swapped in with [`EngineHandle::swap_timeline`] and accepted.
     pub swaps: AtomicU64,
+    /// [`Command::Stop`] was sent: a flag beside the command ring, so that a full ring can never
+    /// lose a stop.
+    stop: AtomicBool,
 }
 
 impl Shared {
@@ -161,6 +164,10 @@ pub const MAX_OUTPUTS: usize = 64;
 
 /// Messages later than this count as late in telemetry.
 pub const LATE: Micros = Micros(1_000);
+
+/// The longest the cancel of a stop may take in all (its messages spaced by `stop_pace_ms`, or
+/// closer when that would take longer): stopping never takes more than about this.
+pub const RELEASE_PACING: Micros = Micros(2_000_000);
 
 /// How playback ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,9 +390,15 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Sends a command and wakes the engine. Returns false if the queue is full.
+    /// Sends a command and wakes the engine. Returns false if the queue is full (then the
+    /// command is lost), except for [`Command::Stop`], which is a flag and always arrives.
     pub fn send(&mut self, c: Command) -> bool {
-        let ok = self.commands.try_push(c).is_ok();
+        let ok = if c == Command::Stop {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            true
+        } else {
+            self.commands.try_push(c).is_ok()
+        };
         self.wake();
         ok
     }
@@ -613,7 +626,7 @@ impl<C: Clock> Engine<C> {
                     return End::Stopped;
                 }
             }
-            if self.config.stop_flag.load(Ordering::Relaxed) {
+            if self.config.stop_flag.load(Ordering::Relaxed) || self.shared.stop.load(Ordering::Relaxed) {
                 self.release(true);
                 return End::Stopped;
             }
@@ -899,11 +912,18 @@ impl<C: Clock> Engine<C> {
         if cancel && tl.cancel_at_end {
             let drawn = &self.drawn;
             let toggles =
-                tl.controls.iter().enumerate().filter(|(i, c)| !tl.general_cancel && c.toggle && drawn.get(*i));
-            let messages = tl.cancel.iter().chain(toggles.flat_map(|(_, c)| c.off.iter()));
+                || tl.controls.iter().enumerate().filter(|(i, c)| !tl.general_cancel && c.toggle && drawn.get(*i));
+            // Paced like the plan's stop changes, but never longer than RELEASE_PACING in all,
+            // however slow the organ file's stop_pace_ms and however many offs the cancel is.
+            let count = tl.cancel.len() + toggles().map(|(_, c)| c.off.len()).sum::<usize>();
+            let gaps = count.saturating_sub(1).max(1) as u64;
+            let pace = tl.stop_pace.min(Micros(RELEASE_PACING.0 / gaps));
+            // Absolute deadlines from the first, so that waking late never adds up.
+            let first = self.clock.now();
+            let messages = tl.cancel.iter().chain(toggles().flat_map(|(_, c)| c.off.iter()));
             for (i, m) in messages.enumerate() {
-                if i > 0 && tl.stop_pace > Micros::ZERO {
-                    let until = self.clock.now() + tl.stop_pace;
+                if i > 0 && pace > Micros::ZERO {
+                    let until = first + Micros(pace.0 * i as u64);
                     while self.clock.now() < until {
                         self.clock.wait_until(until);
                     }

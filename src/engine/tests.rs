@@ -474,6 +474,64 @@ fn the_stop_flag_stops_the_engine() {
     assert_released(&t, &recording(&h));
 }
 
+#[test]
+fn a_full_command_ring_cannot_lose_a_stop() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, mut handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    // Nothing drains the ring before the engine starts: it fills, and further commands are
+    // refused...
+    let taken = (0..100).filter(|_| handle.send(Command::Speed(1000))).count();
+    assert_eq!(taken, 64, "the ring holds 64 commands");
+    // ...but not a stop.
+    assert!(handle.send(Command::Stop));
+    let handle = spawn(engine, handle).unwrap();
+    clock.open();
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    finish(&mut report);
+    let rec = recording(&h);
+    assert!(rec.iter().all(|(_, b)| {
+        ShortMsg::from_bytes(b)
+            .and_then(|m| m.as_note_on())
+            .is_none_or(|(ch, _)| t.divisions.iter().all(|d| d.channel != ch))
+    }));
+    let cancel: Vec<&[u8]> = t.cancel.iter().map(|m| t.bytes(m)).collect();
+    let tail: Vec<&[u8]> = rec[rec.len() - cancel.len()..].iter().map(|(_, b)| b.as_slice()).collect();
+    assert_eq!(tail, cancel, "stopped before the first note: only the release and the cancel");
+}
+
+#[test]
+fn a_slow_stop_pace_never_makes_stopping_slow() {
+    // 10 s between stop messages and no General Cancel: the cancel is every control's off (28
+    // of them), which would take 270 s at that pace.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("organs/st-marys.toml")).unwrap();
+    let organ = Organ::from_toml(&text.replace("stop_pace_ms = 4 ", "stop_pace_ms = 10000 "), "slow.toml").unwrap();
+    assert_eq!(organ.stop_pace, Micros(10_000_000));
+    let score = crate::score::load_file(&root.join("scores/bwv643.mid")).unwrap();
+    let reg = Registration::load(&root.join("scores/bwv643.toml"), &organ).unwrap();
+    let t = Arc::new(plan(&score, &organ, Some(&reg), &PlanOptions::default()).unwrap());
+    assert!(t.cancel.len() > 20);
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, mut handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let handle_shared = handle.shared.clone();
+    handle.send(Command::Stop);
+    let handle = spawn(engine, handle).unwrap();
+    clock.open();
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    assert!(handle_shared.released.load(Ordering::SeqCst));
+    finish(&mut report);
+    let rec = recording(&h);
+    let cancel = &rec[rec.len() - t.cancel.len()..];
+    let took = cancel.last().unwrap().0.now.0 - cancel[0].0.now.0;
+    assert!(took <= RELEASE_PACING.0, "the cancel took {took} µs");
+    assert!(took >= RELEASE_PACING.0 - 100_000, "still paced, as evenly as the cap allows: {took} µs");
+}
+
 // ---- hymns: wait points and swapped plans ------------------------------------------------------
 
 fn hymn_timeline(over: crate::registration::HymnOptions) -> Arc<Timeline> {

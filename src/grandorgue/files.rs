@@ -2,7 +2,9 @@
 //! goes, what may be replaced, and what the user does next.
 //!
 //! Safe by default: a settings file `organ` did not write and an existing organ definition are
-//! only replaced with `--force`. Runs on the control thread.
+//! only replaced with `--force`; and never (even with `--force`) a symbolic link, a special
+//! file or an input such as the ODF itself: files are written beside and renamed into place
+//! ([`crate::files::replace_file`]). Runs on the control thread.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,10 +31,10 @@ pub enum FilesError {
         path: PathBuf,
         why: &'static str,
     },
-    /// Writing failed; `hint` says what to do instead.
+    /// Writing failed or was refused (a link, an input); `hint` says what to do instead.
     Write {
         path: PathBuf,
-        error: std::io::Error,
+        problem: crate::files::FileProblem,
         hint: String,
     },
 }
@@ -45,7 +47,7 @@ impl fmt::Display for FilesError {
             FilesError::Exists { path, why } => {
                 write!(f, "{} {why}; use --force to replace it, or --out to write elsewhere", path.display())
             }
-            FilesError::Write { path, error, hint } => write!(f, "{}: cannot write: {error}{hint}", path.display()),
+            FilesError::Write { path, problem, hint } => write!(f, "{}: {problem}{hint}", path.display()),
         }
     }
 }
@@ -86,27 +88,26 @@ pub fn write_config(organ: &Organ, odf_path: &Path, out: Option<&Path>, force: b
     let package = odf.from_package.then(|| package_of(odf_path).unwrap_or_else(|| odf_path.to_path_buf()));
     let default = package.as_deref().unwrap_or(odf_path).with_extension("cmb");
     let target = out.map_or_else(|| default.clone(), Path::to_path_buf);
+    let import = "then load the organ in GrandOrgue and choose File > Import Settings";
+    let hint = if out.is_some() {
+        String::new()
+    } else if package.is_some() {
+        format!("; the package's folder is not writable: write the settings elsewhere with --out FILE.cmb, {import}")
+    } else {
+        format!("; write the settings elsewhere with --out FILE.cmb, {import}")
+    };
+    let refused = |problem| FilesError::Write { path: target.clone(), problem, hint: hint.clone() };
+    crate::files::check_replaceable(&target).map_err(refused)?;
     if target.exists() && !force {
-        let existing = std::fs::read(&target).unwrap_or_default();
+        let existing = crate::files::read_user_file(&target, crate::files::FileKind::GrandOrgueSettings)
+            .map_err(|e| refused(e.problem))?;
         if !String::from_utf8_lossy(&existing[..existing.len().min(400)]).contains(CMB_MARK) {
             return Err(FilesError::Exists { path: target, why: "exists and was not written by `organ`" });
         }
     }
     let settings = configure(organ, &odf);
     let bytes = settings.to_cmb(organ, &odf, &organ.source).to_bytes();
-    let import = "then load the organ in GrandOrgue and choose File > Import Settings";
-    std::fs::write(&target, bytes).map_err(|error| {
-        let hint = if out.is_some() {
-            String::new()
-        } else if package.is_some() {
-            format!(
-                "; the package's folder is not writable: write the settings elsewhere with --out FILE.cmb, {import}"
-            )
-        } else {
-            format!("; write the settings elsewhere with --out FILE.cmb, {import}")
-        };
-        FilesError::Write { path: target.clone(), error, hint }
-    })?;
+    crate::files::replace_file(&target, &bytes).map_err(|e| refused(e.problem))?;
     let mut report = settings.report(organ, &odf);
     report.push_str(&format!("wrote {}\n", target.display()));
     if let Some(p) = &package {
@@ -149,18 +150,23 @@ pub struct OrganDone {
 /// existing `out` without `force`, a write error.
 pub fn write_organ(odf_path: &Path, out: Option<&Path>, force: bool) -> Result<OrganDone, FilesError> {
     let odf = Odf::load(odf_path)?;
-    if let Some(p) = out
-        && p.exists()
-        && !force
-    {
-        return Err(FilesError::Exists { path: p.to_path_buf(), why: "exists" });
+    if let Some(p) = out {
+        // Never over the ODF or through a link, even with --force.
+        crate::files::check_replaceable(p).map_err(|problem| FilesError::Write {
+            path: p.to_path_buf(),
+            problem,
+            hint: "; choose another place with --out".into(),
+        })?;
+        if p.exists() && !force {
+            return Err(FilesError::Exists { path: p.to_path_buf(), why: "exists" });
+        }
     }
     let g =
         generate::organ_definition(&odf).map_err(|error| FilesError::Generate { odf: odf.source.clone(), error })?;
     if let Some(p) = out {
-        std::fs::write(p, &g.toml).map_err(|error| FilesError::Write {
+        crate::files::replace_file(p, g.toml.as_bytes()).map_err(|e| FilesError::Write {
             path: p.to_path_buf(),
-            error,
+            problem: e.problem,
             hint: "; choose another place with --out".into(),
         })?;
     }
@@ -211,10 +217,11 @@ mod tests {
     fn a_package_where_nothing_can_be_written_suggests_out() {
         let dir = scratch("ro");
         let pkg = package(&dir);
-        // Root may write anywhere; a dangling link makes the default place unwritable for anyone.
+        // Root may write anywhere; a link makes the default place unwritable for anyone (organ
+        // never writes through one).
         std::os::unix::fs::symlink(dir.join("missing/dir/x.cmb"), dir.join("switched.cmb")).unwrap();
         let e = write_config(&organ(), &pkg, None, false).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}: cannot write: ", dir.join("switched.cmb").display())), "{e}");
+        assert!(e.starts_with(&format!("{}: is a symbolic link", dir.join("switched.cmb").display())), "{e}");
         assert!(e.contains("--out FILE.cmb") && e.contains("File > Import Settings"), "{e}");
         // with --out it goes there, and says how GrandOrgue gets it
         let out = dir.join("elsewhere.cmb");

@@ -52,9 +52,9 @@ pub fn normalize(s: &str) -> String {
 }
 
 /// A name from a file as it may be shown on a terminal: control characters (which could move
-/// the cursor or change colours) replaced by `�`.
+/// the cursor or change colours) shown escaped, as everywhere ([`crate::text::shown`]).
 pub fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+    crate::text::shown(s).into_owned()
 }
 
 /// Whether `word` (normalised) abbreviates the division `name` (normalised) with code `code`.
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(normalize("Contre- basse 16'"), "contrebasse 16");
         assert_eq!(normalize("Sous- basse 16'"), normalize("Sousbasse 16'"));
         assert_eq!(normalize("Flute - 4"), "flute - 4");
-        assert_eq!(printable("a\x1b[2Jb\n"), "a\u{FFFD}[2Jb\u{FFFD}");
+        assert_eq!(printable("a\x1b[2Jb\n"), "a\\x1B[2Jb\\n");
     }
 
     #[test]

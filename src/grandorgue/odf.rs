@@ -372,11 +372,15 @@ impl Odf {
         if let Some((pkg, entry)) = split_package_path(path) {
             return Odf::load_package(&pkg, entry.as_deref());
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| OdfError { file: file.clone(), message: format!("cannot read: {e}") })?;
-        if bytes.starts_with(b"PK\x03\x04") {
+        // A package under another name is recognised by its first bytes, before the whole file
+        // (gigabytes of samples) would be read, or refused as too large for an ODF.
+        let err = |e: crate::files::FileError| OdfError { file: file.clone(), message: e.problem.to_string() };
+        let mut magic = [0u8; 4];
+        let opened = crate::files::open_user_file(path, crate::files::FileKind::OrganPackage).map_err(err)?;
+        if std::io::Read::read_exact(&mut &opened, &mut magic).is_ok() && &magic == b"PK\x03\x04" {
             return Odf::load_package(path, None);
         }
+        let bytes = crate::files::read_user_file(path, crate::files::FileKind::Odf).map_err(err)?;
         Odf::parse(&Ini::decode(&bytes), &file)
     }
 

@@ -73,7 +73,10 @@ impl Package {
     pub fn open(path: &Path) -> Result<Package, OdfError> {
         let name = path.display().to_string();
         let err = |m: String| OdfError { file: name.clone(), message: m };
-        let mut file = File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        // A regular file only (a FIFO would hang, a device never end); its size is not limited:
+        // only its directory and one organ definition (at most 64 MiB) are read from it.
+        let mut file = crate::files::open_user_file(path, crate::files::FileKind::OrganPackage)
+            .map_err(|e| err(e.problem.to_string()))?;
         let len = file.seek(SeekFrom::End(0)).map_err(|e| err(format!("cannot read: {e}")))?;
         // The end-of-central-directory record: 22 bytes plus a comment of up to 64 KiB.
         let tail_len = len.min(22 + 65_535 + 20);

@@ -186,7 +186,16 @@ fn nrpn_messages(ch: Channel, param: u16, value: u16) -> Vec<Message> {
     v
 }
 
-fn message(ctx: &Ctx, m: &Spanned<MsgFile>) -> Result<(Form, Vec<Message>), ConfigError> {
+/// Which message of a control (or the cancel) is being read: an `off` in the note form is a
+/// note-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    On,
+    Off,
+    Cancel,
+}
+
+fn message(ctx: &Ctx, m: &Spanned<MsgFile>, role: Role) -> Result<(Form, Vec<Message>), ConfigError> {
     let span = m.span();
     let f = m.get_ref();
     let forms = [
@@ -240,6 +249,17 @@ fn message(ctx: &Ctx, m: &Spanned<MsgFile>) -> Result<(Form, Vec<Message>), Conf
             unexpected("value", f.value.is_some())?;
             let ch = channel(true)?.expect("required");
             let key = range("note", f.note.expect("given"), 0, 127)? as u8;
+            if role == Role::Off {
+                // An off is a release: a note-off, whatever the on was.
+                if f.velocity.is_some() {
+                    return Err(ctx.err(
+                        span,
+                        "an `off` note is sent as a note-off, which has no velocity; remove `velocity` \
+                         (or write the exact bytes with raw = \"…\")",
+                    ));
+                }
+                return Ok((Form::Note { ch, key }, vec![Message::Short(ShortMsg::note_off(ch, key))]));
+            }
             let velocity = range("velocity", f.velocity.unwrap_or(127), 1, 127)? as u8;
             Ok((Form::Note { ch, key }, vec![Message::Short(ShortMsg::note_on(ch, key, velocity))]))
         }
@@ -283,12 +303,16 @@ fn message(ctx: &Ctx, m: &Spanned<MsgFile>) -> Result<(Form, Vec<Message>), Conf
 }
 
 /// One message form written as a TOML inline table (`{ note = 36, channel = 16 }`), checked as
-/// in an organ definition: its messages, and the off an organ definition infers from it (none
-/// for program changes, SysEx and raw).
+/// in an organ definition: its messages (read as an `off` when `as_off`: the note form is then a
+/// note-off), and the off an organ definition infers from it (none for program changes, SysEx
+/// and raw).
 ///
 /// # Errors
 /// As for a message in an organ definition.
-pub(crate) fn parse_message_text(text: &str) -> Result<(Vec<Message>, Option<Vec<Message>>), ConfigError> {
+pub(crate) fn parse_message_text(
+    text: &str,
+    as_off: bool,
+) -> Result<(Vec<Message>, Option<Vec<Message>>), ConfigError> {
     #[derive(Deserialize)]
     struct One {
         m: Spanned<MsgFile>,
@@ -296,7 +320,7 @@ pub(crate) fn parse_message_text(text: &str) -> Result<(Vec<Message>, Option<Vec
     let doc = format!("m = {text}");
     let ctx = Ctx { text: &doc, file: "(message)" };
     let one: One = toml::from_str(&doc).map_err(|e| ctx.toml_err(&e))?;
-    let (form, msgs) = message(&ctx, &one.m)?;
+    let (form, msgs) = message(&ctx, &one.m, if as_off { Role::Off } else { Role::On })?;
     let name = Spanned::new(0..0, String::new());
     Ok((msgs, off_messages(&ctx, "", &name, &form, None).ok()))
 }
@@ -310,7 +334,7 @@ fn off_messages(
     off: Option<&Spanned<MsgFile>>,
 ) -> Result<Vec<Message>, ConfigError> {
     if let Some(off) = off {
-        return Ok(message(ctx, off)?.1);
+        return Ok(message(ctx, off, Role::Off)?.1);
     }
     match *on {
         Form::Note { ch, key, .. } => Ok(vec![Message::Short(ShortMsg::note_off(ch, key))]),
@@ -341,7 +365,13 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     let presets = parse_presets(&ctx, f.preset.as_ref(), &controls)?;
     let (cancel, cancel_at_end) = match &f.cancel {
         None => (None, true),
-        Some(c) => (c.message.as_ref().map(|m| message(&ctx, m).map(|x| x.1)).transpose()?, c.at_end.unwrap_or(true)),
+        Some(c) => {
+            let cancel = c.message.as_ref().map(|m| message(&ctx, m, Role::Cancel).map(|x| x.1)).transpose()?;
+            if let (Some(m), Some(msgs)) = (&c.message, &cancel) {
+                check_not_a_key(&ctx, &divisions, m.span(), msgs)?;
+            }
+            (cancel, c.at_end.unwrap_or(true))
+        }
     };
     let everything_in_at_start = f.cancel.as_ref().and_then(|c| c.everything_in_at_start).unwrap_or(false);
     distinct_messages(&ctx, &mut controls, (&f.stop, &f.coupler, &f.tremulant), cancel.as_deref())?;
@@ -368,6 +398,9 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
             }
         },
     };
+    if let Some(o) = &f.output {
+        check_default_output(&ctx, o)?;
+    }
     let output = f.output.map(|o| o.into_inner());
     let name = f.name.get_ref().trim().to_string();
     if name.is_empty() {
@@ -486,9 +519,10 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
 
     for s in &f.stop {
         let division = division_index(&s.division)?;
-        let (form, on) = message(ctx, &s.on)?;
+        let (form, on) = message(ctx, &s.on, Role::On)?;
+        check_not_a_key(ctx, divisions, s.on.span(), &on)?;
         let off = off_messages(ctx, "stop", &s.name, &form, s.off.as_ref())?;
-        check_not_a_key(ctx, divisions, &s.on, &form)?;
+        check_not_a_key(ctx, divisions, s.off.as_ref().map_or(s.on.span(), |o| o.span()), &off)?;
         let voice = s.voice.as_ref().map(|v| super::voice::check(ctx, v)).transpose()?;
         add(
             ctx,
@@ -509,9 +543,10 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
     for c in &f.coupler {
         let from = division_index(&c.from)?;
         let to = division_index(&c.to)?;
-        let (form, on) = message(ctx, &c.on)?;
+        let (form, on) = message(ctx, &c.on, Role::On)?;
+        check_not_a_key(ctx, divisions, c.on.span(), &on)?;
         let off = off_messages(ctx, "coupler", &c.name, &form, c.off.as_ref())?;
-        check_not_a_key(ctx, divisions, &c.on, &form)?;
+        check_not_a_key(ctx, divisions, c.off.as_ref().map_or(c.on.span(), |o| o.span()), &off)?;
         let action = coupler_action(ctx, c, from == to)?;
         add(
             ctx,
@@ -531,9 +566,10 @@ fn parse_controls(ctx: &Ctx, f: &OrganFile, divisions: &[Division]) -> Result<Ve
     }
     for t in &f.tremulant {
         let division = t.division.as_ref().map(&division_index).transpose()?;
-        let (form, on) = message(ctx, &t.on)?;
+        let (form, on) = message(ctx, &t.on, Role::On)?;
+        check_not_a_key(ctx, divisions, t.on.span(), &on)?;
         let off = off_messages(ctx, "tremulant", &t.name, &form, t.off.as_ref())?;
-        check_not_a_key(ctx, divisions, &t.on, &form)?;
+        check_not_a_key(ctx, divisions, t.off.as_ref().map_or(t.on.span(), |o| o.span()), &off)?;
         add(
             ctx,
             &t.name,
@@ -722,22 +758,52 @@ fn expression(ctx: &Ctx, e: &Spanned<ExpressionFile>, division_channel: Channel)
     Ok(Expression { cc, channel })
 }
 
-/// A stop given as a note on a division's own channel, inside its compass, would collide with
-/// the keys played on that division.
-fn check_not_a_key(ctx: &Ctx, divisions: &[Division], m: &Spanned<MsgFile>, form: &Form) -> Result<(), ConfigError> {
-    if let Form::Note { ch, key, .. } = *form
-        && let Some(d) = divisions.iter().find(|d| d.channel == ch && (d.compass.0..=d.compass.1).contains(&key))
-    {
+/// A default output named in a file (an organ definition, an order of service) may not be a
+/// `file:` record: a file someone else wrote must not choose which file on this computer `organ`
+/// replaces. A record is asked for on the command line (`--to file:PATH`) only.
+pub(crate) fn check_default_output(ctx: &Ctx, spec: &Spanned<String>) -> Result<(), ConfigError> {
+    let kind = spec.get_ref().trim().split(':').next().unwrap_or_default();
+    if kind.trim().eq_ignore_ascii_case("file") {
         return Err(ctx.err(
-            m.span(),
+            spec.span(),
             format!(
-                "note {key} on channel {} is a key of the {} division (compass {}-{}); stops need a channel or note the keys do not use",
-                ch.user(),
-                d.name,
-                d.compass.0,
-                d.compass.1
+                "output = \"{}\": a file record is only made when asked for on the command line (--to file:PATH), \
+                 so that no organ definition or order of service can choose a file to overwrite; remove it",
+                spec.get_ref()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// No message the organ definition sends (a control's on or off, the cancel; in any form,
+/// `raw` included) may be a note-on or note-off on a division's channel within its compass: it
+/// would strike (or cut) a key of that division, and a stop, a cancel or `organ panic` must never
+/// sound a note.
+fn check_not_a_key(
+    ctx: &Ctx,
+    divisions: &[Division],
+    span: std::ops::Range<usize>,
+    msgs: &[Message],
+) -> Result<(), ConfigError> {
+    for m in msgs {
+        let Message::Short(s) = m else { continue };
+        let Some((ch, key)) = s.as_note_on().or_else(|| s.as_note_off()) else { continue };
+        if let Some(d) = divisions.iter().find(|d| d.channel == ch && (d.compass.0..=d.compass.1).contains(&key)) {
+            let what = if s.as_note_on().is_some() { "a note-on" } else { "a note-off" };
+            return Err(ctx.err(
+                span,
+                format!(
+                    "{} is {what} for key {key} on channel {}, a key of the {} division (compass {}-{}): a stop or \
+                     cancel message must not play or release the keys; use a channel or note the keys do not use",
+                    crate::midi::HexBytes(s.as_bytes()),
+                    ch.user(),
+                    d.name,
+                    d.compass.0,
+                    d.compass.1
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -851,7 +917,46 @@ stop_pace_ms = 0
         let e = err(&MIN.replace("code = \"G\"\nchannel = 2", "code = \"G\"\nchannel = 1"));
         assert!(e.contains("already used by division swell"), "{e}");
         let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 40, channel = 1 }"));
-        assert!(e.contains("is a key of the swell division"), "{e}");
+        assert!(e.contains("90 28 7F is a note-on for key 40 on channel 1, a key of the swell division"), "{e}");
+    }
+
+    /// Every form, in every place the organ sends from, is checked for keys of a division.
+    #[test]
+    fn no_message_may_strike_a_key() {
+        let on = "on = { note = 36, channel = 16 }";
+        let cases = [
+            (on.replace("note = 36, channel = 16", "note = 60, channel = 2"), "t.toml:16:6:", "91 3C 7F"),
+            (on.replace("{ note = 36, channel = 16 }", "{ raw = \"90 3C 7F\" }"), "t.toml:16:6:", "90 3C 7F"),
+            // A key among other messages; the running form "9F 24 7F 90 3C 01".
+            (on.replace("{ note = 36, channel = 16 }", "{ raw = \"9F 24 7F 91 30 01\" }"), "t.toml:16:6:", "91 30 01"),
+            (format!("{on}\noff = {{ raw = \"90 40 7F\" }}"), "t.toml:17:7:", "90 40 7F"),
+            // An off in the note form is a note-off: on a key it would still cut the key.
+            (format!("{on}\noff = {{ note = 50, channel = 3 }}"), "t.toml:17:7:", "82 32 00"),
+            (format!("{on}\noff = {{ raw = \"92 32 00\" }}"), "t.toml:17:7:", "92 32 00"),
+        ];
+        for (replacement, at, bytes) in cases {
+            let e = err(&MIN.replacen(on, &replacement, 1));
+            assert!(e.starts_with(at) && e.contains(&format!("{bytes} is a note-")), "{replacement}: {e}");
+        }
+        let cancel = "message = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }";
+        for form in ["{ note = 40, channel = 1 }", "{ raw = \"F0 7F F7 90 28 01\" }"] {
+            let e = err(&MIN.replace(cancel, &format!("message = {form}")));
+            assert!(e.starts_with("t.toml:30:11:") && e.contains("key 40 on channel 1"), "{form}: {e}");
+        }
+        // Outside the compass, or on another channel, a note is a stop message like any other.
+        let ok = MIN.replacen(on, "on = { raw = \"91 10 7F\" }\noff = { note = 16, channel = 2 }", 1);
+        let o = Organ::from_toml(&ok, "t.toml").unwrap();
+        assert_eq!(o.controls[0].off[0].as_bytes(), &[0x81, 16, 0], "an off in the note form is a note-off");
+        let e = err(&MIN.replacen(on, &format!("{on}\noff = {{ note = 36, channel = 16, velocity = 5 }}"), 1));
+        assert!(e.contains("an `off` note is sent as a note-off"), "{e}");
+    }
+
+    #[test]
+    fn a_default_output_may_not_be_a_file() {
+        let e = err(&MIN.replace("name = \"Test\"", "name = \"Test\"\noutput = \" FILE:/home/me/.bashrc\""));
+        assert!(e.starts_with("t.toml:3:10: output = \" FILE:/home/me/.bashrc\": a file record is only made"), "{e}");
+        let o = Organ::from_toml(&MIN.replace("name = \"Test\"", "name = \"Test\"\noutput = \"port:WIDI\""), "t.toml");
+        assert_eq!(o.unwrap().output.as_deref(), Some("port:WIDI"));
     }
 
     #[test]

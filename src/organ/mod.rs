@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::midi::{Channel, Message, Micros};
 use crate::text::{did_you_mean, normalize_name};
 
-pub(crate) use file::{Ctx, parse_message_text};
+pub(crate) use file::{Ctx, check_default_output, parse_message_text};
 
 /// The organ shipped with the program, used when `--organ st-marys` is not found on disk.
 pub const BUILTIN_ORGANS: &[(&str, &str)] = &[("st-marys", include_str!("../../organs/st-marys.toml"))];
@@ -187,6 +187,8 @@ impl fmt::Display for Location {
 pub enum ConfigError {
     /// The file could not be read.
     Io { file: String, error: String },
+    /// Not a regular file, or too large to be one of ours ([`crate::files`]).
+    File(crate::files::FileError),
     /// `--organ NAME` matched no file.
     NotFound { name: String, searched: Vec<String>, available: Vec<String> },
     /// Invalid content: where and what.
@@ -197,6 +199,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Io { file, error } => write!(f, "{file}: cannot read: {error}"),
+            ConfigError::File(e) => e.fmt(f),
             ConfigError::NotFound { name, searched, available } => {
                 write!(f, "no organ definition named \"{name}\" (looked in {})", searched.join(", "))?;
                 if available.is_empty() {
@@ -233,8 +236,7 @@ impl Organ {
     /// As [`Organ::from_toml`], plus an unreadable file.
     pub fn load(path: &Path) -> Result<Organ, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { file: source.clone(), error: e.to_string() })?;
+        let text = crate::files::read_user_text(path, crate::files::FileKind::Organ).map_err(ConfigError::File)?;
         Organ::from_toml(&text, &source)
     }
 

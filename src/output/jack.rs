@@ -444,9 +444,29 @@ impl JackOutput {
     }
 }
 
+/// Whether every message `t` can send fits one JACK record ([`MAX_MESSAGE`] bytes): checked
+/// before playback, so that a long SysEx in the organ definition is refused up front instead of
+/// stopping the performance when it falls due.
+///
+/// # Errors
+/// A message (necessarily a SysEx: the others are at most 3 bytes) is longer.
+pub fn check_fits(t: &crate::plan::Timeline) -> Result<(), OutputError> {
+    match t.long.iter().map(|m| m.len()).max() {
+        Some(n) if n > MAX_MESSAGE => Err(OutputError {
+            kind: OutputErrorKind::Backend,
+            detail: "the organ definition has a SysEx longer than 64 bytes, the most the JACK output carries",
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Output for JackOutput {
     fn name(&self) -> &str {
         &self.spec
+    }
+
+    fn prepare(&mut self, t: &Arc<crate::plan::Timeline>) -> Result<(), OutputError> {
+        check_fits(t)
     }
 
     /// # Real-time safety
@@ -511,6 +531,27 @@ mod tests {
         let e = find_input(&inputs, "Hauptwerk").unwrap_err().to_string();
         assert!(e.contains("GrandOrgue:GrandOrgue Input") && e.contains("probe:midi_in"), "{e}");
         assert!(find_input(&inputs, "in").unwrap_err().to_string().contains("several"));
+    }
+
+    /// The shipped organ with a General Cancel of `n` bytes, and the plan of the shipped score.
+    fn plan_with_cancel_of(n: usize) -> crate::plan::Timeline {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("organs/st-marys.toml")).unwrap();
+        let sysex = format!("F0 {}F7", "01 ".repeat(n - 2));
+        let text = text.replace(
+            "# message = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }",
+            &format!("message = {{ sysex = \"{sysex}\" }}"),
+        );
+        let organ = crate::organ::Organ::from_toml(&text, "long.toml").unwrap();
+        let score = crate::score::load_file(&root.join("scores/bwv643.mid")).unwrap();
+        crate::plan::plan(&score, &organ, None, &crate::plan::PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_sysex_too_long_for_jack_is_refused_before_playing() {
+        assert_eq!(check_fits(&plan_with_cancel_of(MAX_MESSAGE)), Ok(()));
+        let e = check_fits(&plan_with_cancel_of(MAX_MESSAGE + 1)).unwrap_err();
+        assert!(e.to_string().contains("a SysEx longer than 64 bytes"), "{e}");
     }
 
     #[test]

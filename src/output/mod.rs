@@ -102,6 +102,9 @@ pub enum FinishError {
     WorkerPanicked { output: String },
     /// A lock was poisoned (a panic elsewhere).
     Poisoned { output: String },
+    /// A file the output wrote is no longer where it was named (moved, deleted or replaced
+    /// while it was written).
+    Replaced { output: String, path: String },
 }
 
 impl fmt::Display for FinishError {
@@ -118,6 +121,10 @@ impl fmt::Display for FinishError {
             }
             FinishError::WorkerPanicked { output } => write!(f, "{output}: the BLE worker panicked"),
             FinishError::Poisoned { output } => write!(f, "{output} output poisoned"),
+            FinishError::Replaced { output, path } => write!(
+                f,
+                "{output}: the record was moved, deleted or replaced while it was written: it is not at {path}"
+            ),
         }
     }
 }
@@ -158,8 +165,8 @@ pub trait Output: Send {
         Link::Up
     }
 
-    /// Called on the control thread after playback: flush and close. The file output writes its
-    /// file here.
+    /// Called on the control thread after playback: flush and close. The file output writes what
+    /// is still queued and forces the file to disk here (it writes as it plays).
     ///
     /// # Errors
     /// Anything that prevents the output from completing (e.g. the file cannot be written).

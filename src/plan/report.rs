@@ -5,12 +5,14 @@
 //! and (added for hymns) `section`, `verse`. Keys may be added; none may be removed or change
 //! meaning.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use super::{Event, Timeline};
 use crate::midi::HexBytes;
+use crate::text::shown;
 
 /// One line of `organ plan --format jsonl`.
 #[derive(Serialize)]
@@ -74,8 +76,8 @@ impl Timeline {
         writeln!(
             out,
             "# {} on {}: {} messages, {} ({} bars{})",
-            self.score_name,
-            self.organ_name,
+            shown(&self.score_name),
+            shown(&self.organ_name),
             self.events.len(),
             self.duration,
             self.last_bar,
@@ -116,7 +118,7 @@ impl Timeline {
             }
             let pos = self.position(e);
             let who = match (e.control(), e.part()) {
-                (Some(c), _) => self.controls[c].name.clone(),
+                (Some(c), _) => shown(&self.controls[c].name).into_owned(),
                 (None, Some(p)) => format!("part {p}"),
                 _ => String::new(),
             };
@@ -126,7 +128,7 @@ impl Timeline {
                 e.t.to_string(),
                 pos.to_string(),
                 e.kind.as_str(),
-                e.division().map_or("-", |d| self.divisions[d].name.as_str()),
+                e.division().map_or(Cow::Borrowed("-"), |d| shown(&self.divisions[d].name)),
                 HexBytes(self.bytes(&e.msg)).to_string(),
                 who
             )?;

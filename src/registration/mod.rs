@@ -254,8 +254,8 @@ impl Registration {
     /// As [`Registration::from_toml`], plus an unreadable file.
     pub fn load(path: &Path, organ: &Organ) -> Result<Registration, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { file: source.clone(), error: e.to_string() })?;
+        let text =
+            crate::files::read_user_text(path, crate::files::FileKind::Registration).map_err(ConfigError::File)?;
         Registration::from_toml(&text, &source, organ)
     }
 }

@@ -117,6 +117,8 @@ pub enum WarningKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScoreError {
     Io(String),
+    /// Not a regular file, or larger than a score can be ([`crate::files`]).
+    File(crate::files::FileProblem),
     Empty,
     /// Not a Standard MIDI File (no `MThd` header), with a hint of what it looks like.
     NotMidi(String),
@@ -140,6 +142,7 @@ impl fmt::Display for ScoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ScoreError::Io(e) => write!(f, "cannot read the file: {e}"),
+            ScoreError::File(p) => p.fmt(f),
             ScoreError::Empty => f.write_str("the file is empty (0 bytes); export the MIDI file again"),
             ScoreError::NotMidi(what) => write!(f, "not a Standard MIDI File ({what}); export the score as .mid"),
             ScoreError::Truncated { offset, detail } => {
@@ -170,14 +173,16 @@ impl fmt::Display for ScoreFileError {
 
 impl std::error::Error for ScoreFileError {}
 
-/// Reads and loads a MIDI file.
+/// Reads and loads a MIDI file (a regular file of at most [`crate::files::FileKind::limit`]
+/// bytes).
 ///
 /// # Errors
-/// Unreadable, empty, non-MIDI, truncated, malformed or format-2 files, and files with no notes.
+/// Unreadable, special, oversize, empty, non-MIDI, truncated, malformed or format-2 files, and
+/// files with no notes.
 pub fn load_file(path: &Path) -> Result<Score, ScoreFileError> {
     let file = path.display().to_string();
-    let bytes =
-        std::fs::read(path).map_err(|e| ScoreFileError { file: file.clone(), error: ScoreError::Io(e.to_string()) })?;
+    let bytes = crate::files::read_user_file(path, crate::files::FileKind::Score)
+        .map_err(|e| ScoreFileError { file: file.clone(), error: ScoreError::File(e.problem) })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| file.clone());
     load_bytes(&bytes, &name).map_err(|error| ScoreFileError { file, error })
 }

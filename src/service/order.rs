@@ -28,11 +28,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::app::{Error, Status};
+use crate::files::{FileKind, read_user_text};
 use crate::inputs::{self, FindError, Inputs, RegistrationChoice};
-use crate::organ::{Ctx, Organ};
+use crate::organ::{Ctx, Organ, check_default_output};
 use crate::plan::{PlanOptions, Speed, Timeline};
-use crate::registration::Registration;
 use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
+use crate::registration::{HymnAt, HymnSection, Registration};
 use crate::score::{self, Score};
 
 #[derive(Deserialize)]
@@ -40,7 +41,7 @@ use crate::score::{self, Score};
 struct OrderFile {
     title: Option<String>,
     organ: Option<Spanned<String>>,
-    output: Option<String>,
+    output: Option<Spanned<String>>,
     #[serde(default)]
     item: Vec<ItemFile>,
 }
@@ -76,6 +77,8 @@ pub struct Item {
     pub amen: Option<Score>,
     pub speed: Speed,
     pub transpose: i32,
+    /// How long it lasts as written (planned once at load), at its own tempo.
+    pub duration: crate::midi::Micros,
 }
 
 /// A loaded order of service.
@@ -99,6 +102,21 @@ impl Item {
         preset: Option<usize>,
         verse_presets: &[(u16, usize)],
     ) -> Result<Timeline, Error> {
+        self.plan_from(transpose, preset, verse_presets, None)
+    }
+
+    /// As [`Item::plan`], starting at verse `first_verse` (a hymn resumed; `None`: from the
+    /// beginning, with its play-over).
+    ///
+    /// # Errors
+    /// As [`inputs::plan`].
+    pub fn plan_from(
+        &self,
+        transpose: i32,
+        preset: Option<usize>,
+        verse_presets: &[(u16, usize)],
+        first_verse: Option<u16>,
+    ) -> Result<Timeline, Error> {
         let mut hymn = self.hymn.clone();
         if preset.is_some() {
             hymn.preset = preset;
@@ -110,12 +128,23 @@ impl Item {
             score: self.score.clone(),
             organ: self.organ.clone(),
             registration: self.registration.clone(),
-            options: PlanOptions { speed: self.speed, transpose, ..PlanOptions::default() },
+            options: PlanOptions {
+                speed: self.speed,
+                transpose,
+                // Resumed: verse N with its breath, fermatas and registration, no play-over.
+                hymn_from: first_verse.map(|v| HymnAt { section: HymnSection::Verse(v), at: None }),
+                ..PlanOptions::default()
+            },
             hymn,
             amen: self.amen.clone(),
             notes: Vec::new(),
         };
         Ok(inputs::plan(&inputs)?)
+    }
+
+    /// How many verses it has (0 when it is played once, as a piece).
+    pub fn verses(&self) -> u16 {
+        if self.hymn.is_empty() { 0 } else { self.hymn.verses.unwrap_or(1) }
     }
 
     /// What the item is, in a few words: "hymn, 3 verses, play-over 11-14" or "piece".
@@ -145,9 +174,12 @@ impl Item {
 /// Unreadable files, TOML errors (file:line:column), unknown presets, unloadable scores.
 pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{source}: cannot read: {e}")))?;
+    let text = read_user_text(path, FileKind::Order).map_err(|e| Error::Io(e.to_string()))?;
     let ctx = Ctx { text: &text, file: &source };
     let f: OrderFile = toml::from_str(&text).map_err(|e| Error::Config(ctx.toml_err(&e)))?;
+    if let Some(o) = &f.output {
+        check_default_output(&ctx, o)?;
+    }
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     if f.item.is_empty() {
         return Err(Error::Usage(format!("{source}: the order of service has no [[item]]")));
@@ -162,7 +194,7 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| source.clone())
         }),
         source,
-        output: f.output,
+        output: f.output.map(Spanned::into_inner),
         items,
     })
 }
@@ -223,10 +255,12 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
         amen,
         speed,
         transpose,
+        duration: crate::midi::Micros::ZERO,
     };
     // Plan it once now, so that a bad option shows before the service.
-    item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
-    Ok(item)
+    let planned =
+        item.plan(item.transpose, None, &[]).map_err(|e| cfg(it.score.span(), format!("{}: {e}", item.title)))?;
+    Ok(Item { duration: planned.duration, ..item })
 }
 
 /// `organ check ORDER.toml`: every item of an order of service planned as `organ service` plays

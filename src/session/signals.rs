@@ -84,7 +84,10 @@ pub fn install_panic_hook() {
                 .or_else(|| info.payload().downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".into());
             let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-            eprintln!("organ: internal error: {msg}{at} (please report it); the keys were released");
+            eprintln!(
+                "organ: internal error: {}{at} (please report it); the keys were released",
+                crate::text::shown(&msg)
+            );
         }));
     });
 }

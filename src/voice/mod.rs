@@ -188,17 +188,34 @@ impl Rendered {
 /// machine allows. `stop` is asked between blocks (a few thousand times a second of audio);
 /// when it says so, the file is closed with what was rendered so far.
 ///
+/// The file is created new beside `path` and renamed into place before rendering starts, then
+/// written through that open file only: never through a symbolic link, nor over an input of the
+/// performance ([`crate::files`]).
+///
 /// # Errors
-/// The file cannot be created or written.
+/// The file cannot be created or written, or `path` is a link, a special file or an input.
 pub fn render_wav(timeline: &Timeline, path: &Path, stop: impl Fn() -> bool) -> Result<Rendered, WavError> {
     let err = |error| WavError { path: path.to_path_buf(), error };
+    let refused = |p: crate::files::FileProblem| err(hound::Error::IoError(std::io::Error::other(p.to_string())));
+    crate::files::check_replaceable(path).map_err(refused)?;
+    let (file, tmp) = crate::files::create_beside(path).map_err(refused)?;
+    crate::files::rename_into_place(&tmp, path).map_err(refused)?;
+    render_into(timeline, std::io::BufWriter::new(file), stop).map_err(err)
+}
+
+/// [`render_wav`]'s rendering into an open writer.
+fn render_into<W: std::io::Write + std::io::Seek>(
+    timeline: &Timeline,
+    out: W,
+    stop: impl Fn() -> bool,
+) -> Result<Rendered, hound::Error> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: SAMPLE_RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).map_err(err)?;
+    let mut w = hound::WavWriter::new(out, spec)?;
     let mut written = 0u64;
     let result = render_with(timeline, SAMPLE_RATE, |b| {
         if stop() {
@@ -216,8 +233,8 @@ pub fn render_wav(timeline: &Timeline, path: &Path, stop: impl Fn() -> bool) -> 
     let complete = match result {
         Ok(_) => true,
         Err(None) => false,
-        Err(Some(e)) => return Err(err(e)),
+        Err(Some(e)) => return Err(e),
     };
-    w.finalize().map_err(err)?;
+    w.finalize()?;
     Ok(Rendered { samples: written, sample_rate: SAMPLE_RATE, complete })
 }

@@ -12,11 +12,18 @@
 //! - [`check`]: `organ check` as an organist meets it: the shipped files pass, a silent manual
 //!   fails, `play` warns the same, a toggle console simulated from the messages sent.
 //! - [`props`]: property tests of the planner invariants and of the loader on mutated input.
+//! - [`hostile`]: hostile input through the binary (special and oversize files, key-striking
+//!   organ files, records aimed at inputs or through links, escape sequences, absurd numbers),
+//!   and the record after SIGKILL and on a full disk, read back with mido.
+//! - [`fuzz`]: the fuzz targets (score loader, organ and registration TOML, BLE decoder) as a
+//!   bounded corpus-and-mutation replay on stable Rust.
 //! - [`play`]: `organ play`/`panic`/`ports` through the binary: file output equals the plan,
 //!   signals release every key, missing hardware is one clear line.
 //! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
 //! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
 //! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
+//! - [`remote`]: `organ service --remote`: its security through the real server, a real
+//!   Chromium driving the phone page, and a request from another network namespace.
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
 //! - [`voice`]: the built-in organ voice rendered to WAV and analysed (pitches, footages,
 //!   couplers, registration changes, silence, no clipping).
@@ -29,6 +36,8 @@ mod check;
 mod cli;
 mod corpus;
 mod damaged;
+mod fuzz;
+mod hostile;
 mod house;
 mod hymn_cli;
 mod picture;
@@ -37,6 +46,8 @@ mod planner;
 mod play;
 mod props;
 mod record;
+#[cfg(feature = "remote")]
+mod remote;
 mod service;
 #[path = "../support/mod.rs"]
 mod support;

@@ -54,7 +54,7 @@ fn spawn_play(args: &[&str]) -> Child {
         .expect("start organ play")
 }
 
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {

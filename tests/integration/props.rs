@@ -231,7 +231,11 @@ fn check_random(rs: &RandomScore, rp: &RandomPlan) -> Result<bool, TestCaseError
 
 /// Runs `cases` random cases (shrinking failures as `proptest!` does) and returns how many of
 /// them `f` counted, so a test can show that it did not pass by skipping everything.
-fn run_counted<S: Strategy>(cases: u32, strategy: S, f: impl Fn(S::Value) -> Result<bool, TestCaseError>) -> usize {
+pub(crate) fn run_counted<S: Strategy>(
+    cases: u32,
+    strategy: S,
+    f: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let counted = AtomicUsize::new(0);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
@@ -257,14 +261,14 @@ fn planner_invariants_hold_for_random_scores() {
 
 /// A mutation of a file: overwrite, insert or delete bytes, or cut it short.
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(crate) enum Mutation {
     Set(usize, u8),
     Insert(usize, Vec<u8>),
     Delete(usize, usize),
     Truncate(usize),
 }
 
-fn mutate(mut b: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
+pub(crate) fn mutate(mut b: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
     for m in muts {
         if b.is_empty() {
             break;
@@ -289,7 +293,7 @@ fn mutate(mut b: Vec<u8>, muts: &[Mutation]) -> Vec<u8> {
     b
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         6 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Mutation::Set(i, v)),
         // Interesting bytes: status bytes, running status, meta/sysex, big variable-length values.
@@ -302,7 +306,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-const SMALL_FILES: [&str; 5] = [
+pub(crate) const SMALL_FILES: [&str; 5] = [
     "ssggp/bwv643.mid",
     "real/lily-tallis-ordinal.mid",
     "real/mido-type0-ppq120-old100.mid",

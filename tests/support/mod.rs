@@ -10,7 +10,8 @@
 //! - [`bluez`]: a simulated BlueZ on a private D-Bus; [`procs`], [`recorder`], [`test_organ`],
 //!   [`analysis`]: JACK, Xvfb and GrandOrgue processes, a JACK recorder, a generated GrandOrgue
 //!   organ, and audio analysis for the GrandOrgue end-to-end test; [`console`]: a scripted
-//!   organ console on JACK (`organ learn`, `monitor`, `--verify`, `record`).
+//!   organ console on JACK (`organ learn`, `monitor`, `--verify`, `record`); [`web`]: HTTP,
+//!   WebSocket and WebDriver clients, and `organ service --remote` without a terminal.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod analysis;
@@ -27,6 +28,7 @@ pub mod recorder;
 pub mod reference;
 pub mod smf;
 pub mod test_organ;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -57,8 +57,9 @@ impl OrganDoc {
     /// Unreadable, or not TOML.
     pub fn load(path: &Path) -> Result<OrganDoc, LearnError> {
         let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| LearnError::Io { file: file.clone(), error: e.to_string() })?;
+        // A regular file of bounded size only (crate::files).
+        let text = crate::files::read_user_text(path, crate::files::FileKind::Organ)
+            .map_err(|e| LearnError::Io { file: file.clone(), error: e.problem.to_string() })?;
         OrganDoc::parse(path, &text)
     }
 
@@ -196,7 +197,7 @@ impl OrganDoc {
                 let parsed = |k: &str| {
                     t.get(k)
                         .and_then(TomlItem::as_value)
-                        .and_then(|v| crate::organ::parse_message_text(&v.to_string()).ok())
+                        .and_then(|v| crate::organ::parse_message_text(&v.to_string(), k == "off").ok())
                 };
                 let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
                 let mut msgs: Vec<Vec<Vec<u8>>> = Vec::new();
@@ -242,6 +243,14 @@ impl OrganDoc {
         on.decor_mut().set_suffix(format!("  # learned: {}", b.dialect));
         t.insert("on", TomlItem::Value(on));
         match &b.off {
+            // An `off` in the note form is read as a note-off; a console that sends a note-on to
+            // put a stop in (a toggle, or another key) has its bytes written as they came.
+            Some(Form::Note { channel, key, velocity }) => {
+                let mut t2 = InlineTable::new();
+                t2.insert("raw", HexBytes(&[0x90 | channel.wire(), *key, *velocity]).to_string().into());
+                t2.fmt();
+                t.insert("off", TomlItem::Value(Value::InlineTable(t2)));
+            }
             Some(off) => {
                 t.insert("off", TomlItem::Value(Value::InlineTable(inline(off))));
             }
@@ -294,18 +303,26 @@ impl OrganDoc {
         self.doc.to_string()
     }
 
-    /// Writes the file: to a temporary file beside it, then renamed over it, so an interruption
-    /// never leaves half a file.
+    /// Writes the file: to a new temporary file beside it (never through a link planted at a
+    /// predictable name: [`crate::files::create_beside`]), then renamed over it, so an
+    /// interruption never leaves half a file. An organ file that is a symbolic link is not
+    /// replaced by a plain file: that is refused.
     ///
     /// # Errors
-    /// The file cannot be written.
+    /// The file cannot be written, or is a symbolic link.
     pub fn save(&self) -> Result<(), LearnError> {
-        let io = |e: std::io::Error| LearnError::Io { file: self.path.display().to_string(), error: e.to_string() };
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".organ-learn.tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, self.text()).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        use std::io::Write;
+        let file = self.path.display().to_string();
+        let problem = |p: crate::files::FileProblem| LearnError::Io { file: file.clone(), error: p.to_string() };
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(problem(crate::files::FileProblem::Link));
+        }
+        let (mut f, tmp) = crate::files::create_beside(&self.path).map_err(problem)?;
+        if let Err(e) = f.write_all(self.text().as_bytes()).and_then(|()| f.sync_all()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(LearnError::Io { file: file.clone(), error: e.to_string() });
+        }
+        crate::files::rename_into_place(&tmp, &self.path).map_err(problem)
     }
 }
 
@@ -384,6 +401,28 @@ on = { note = 40, channel = 16 }
             d.known_messages(),
             vec![("Sw Gedackt 8".to_string(), vec![vec![vec![0x9F, 40, 127]], vec![vec![0x8F, 40, 0]]])]
         );
+    }
+
+    /// A console whose stop toggles on a note-on: the off is written as its bytes, since an
+    /// `off` in the note form is a note-off; the organ definition then sees a toggle.
+    #[test]
+    fn a_note_toggle_is_written_so_that_it_stays_a_toggle() {
+        let mut d = OrganDoc::parse(Path::new("t.toml"), FILE).unwrap();
+        d.set_division("great", Channel::from_user(2).unwrap(), (36, 96));
+        let note = Form::Note { channel: Channel::from_user(16).unwrap(), key: 36, velocity: 127 };
+        let b = Binding { on: note.clone(), off: Some(note), toggle: true, dialect: "note toggle".into(), note: None };
+        d.set_control("stop", 0, &b);
+        d.set_cancel(&Form::Sysex(vec![0xF0, 0x00, 0x4A, 0x7F, 0xF7]));
+        let text = d.text();
+        assert!(
+            text.contains("on = { note = 36, channel = 16 }  # learned: note toggle\noff = { raw = \"9F 24 7F\" }\n"),
+            "{text}"
+        );
+        let organ = crate::organ::Organ::from_toml(&text, "t.toml").unwrap();
+        let c = &organ.controls[0];
+        assert!(c.toggle, "still a toggle");
+        assert_eq!(c.off[0].as_bytes(), &[0x9F, 36, 127]);
+        assert_eq!(d.known_messages()[0].1, vec![vec![vec![0x9F, 36, 127]], vec![vec![0x9F, 36, 127]]]);
     }
 
     #[test]

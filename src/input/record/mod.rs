@@ -129,7 +129,8 @@ fn organ_text(organ: &Organ) -> Result<String, RecordError> {
     {
         return Ok(text.to_string());
     }
-    std::fs::read_to_string(&organ.source).map_err(|e| io_err(Path::new(&organ.source), e))
+    crate::files::read_user_text(Path::new(&organ.source), crate::files::FileKind::Organ)
+        .map_err(|e| io_err(Path::new(&organ.source), e.problem))
 }
 
 fn unix_now_us() -> u64 {

@@ -310,9 +310,9 @@ pub fn write_new_files(dir: &Path, base: &str, files: &[(&str, &[u8])]) -> io::R
             continue;
         }
         let mut parts = Vec::new();
-        for ((ext, bytes), _) in files.iter().zip(&finals) {
-            let part = dir.join(format!(".{stem}.{ext}.part"));
-            let mut f = File::create(&part)?;
+        for ((_, bytes), fin) in files.iter().zip(&finals) {
+            // A new file (O_EXCL, O_NOFOLLOW): never through a link planted at a known name.
+            let (mut f, part) = crate::files::create_beside(fin).map_err(|p| io::Error::other(p.to_string()))?;
             f.write_all(bytes)?;
             f.sync_all()?;
             parts.push(part);
