@@ -1,6 +1,6 @@
 //! The `organ` binary: parse the command line, run the command, print any error as one line.
-//! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings,
-//! 2 error (an internal error too), 130 interrupted (128 + the signal number for others).
+//! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings or
+//! `selftest` found the path not fit for a service, 2 error (an internal error too), 130 interrupted (128 + the signal number for others).
 //!
 //! Thin: clap parses (src/cli.rs), the flags become the library's plain argument structs, and
 //! the library does the work.
@@ -41,6 +41,7 @@ fn main() {
             GrandorgueCommand::Port(c) => app::cmd_grandorgue_port(&c.via),
         },
         Command::Service(c) => organ::service::cmd_service(&c.into()),
+        Command::Selftest(c) => organ::selftest::cmd_selftest(&c.into()),
     });
     match result {
         Ok(Ok(status)) => std::process::exit(status),

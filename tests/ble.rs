@@ -734,3 +734,49 @@ fn ble_ctrl_c_while_disconnected_releases_when_the_link_comes_back() {
     );
     println!("Ctrl-C, link back: ended {:.2} s after the signal, {} keys released", took.as_secs_f64(), down.len());
 }
+
+// -------------------------------------------------------------------------- organ selftest --
+
+/// `organ selftest --to ble:…`: connects like `organ play`, reports the link's packet size and
+/// the timestamped burst, and sends nothing but note-offs (66 of them: one for each message of
+/// St Mary's start-of-piece burst), each stamped with its planned time.
+#[test]
+fn ble_selftest_reports_the_link_and_sends_only_note_offs() {
+    let Some(sim) = start(Params::default()) else { return };
+    let organ = organ_file(&sim, "pause", None);
+    let mut child = organ_command(&["selftest", "--to", "ble:WIDI Jack", "--seconds", "0.5", "--organ"])
+        .arg(&organ)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", sim.bus_address())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start organ selftest");
+    let (stdout, stderr) = (read_all(child.stdout.take().unwrap()), read_all(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "organ selftest ran over {RUN_LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(stderr.is_empty(), "{stderr}");
+    let ble = stdout.lines().find(|l| l.trim_start().starts_with("ble ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(ble.contains("WIDI Jack (AA:BB:CC:11:22:33"), "{ble}");
+    assert!(ble.contains("MTU 247 (244 bytes a packet); 66 of 66 timestamped note-offs written in "), "{ble}");
+    assert!(ble.ends_with("  ok"), "{ble}");
+    let verdict = stdout.lines().last().unwrap();
+    assert_eq!(status.code(), Some(if verdict.starts_with("fit for a service: ") { 0 } else { 1 }), "{stdout}");
+    assert!(verdict.contains("Bluetooth LE adds up to one connection interval") || verdict.contains("(engine)"));
+
+    let got = decode(&sim.midi_writes());
+    assert_eq!(got.len(), 66, "{stdout}");
+    assert!(got.iter().all(|g| g.bytes.len() == 3 && g.bytes[0] & 0xF0 == 0x80 && g.bytes[2] == 0), "{got:?}");
+    // Stamped as planned: the stops 4 ms apart, the chord 40 ms after the last, in one packet.
+    let ts: Vec<i32> = got.iter().map(|g| ts_diff(g.ts, got[0].ts)).collect();
+    assert!((ts[53] - 53 * 4).abs() <= 1, "{ts:?}");
+    assert!(ts[54..].iter().all(|&t| (t - (53 * 4 + 40)).abs() <= 1), "{ts:?}");
+    println!("{stdout}");
+}

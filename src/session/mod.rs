@@ -138,6 +138,9 @@ pub struct Ending {
     pub first_sent: Option<Instant>,
     /// A link was down when the engine sent its release (it may not have arrived).
     pub link_down_at_end: bool,
+    /// The engine thread's CPU time and wall time, and how its clock waited.
+    pub cost: crate::engine::Cost,
+    pub wake: Option<crate::engine::WakeStats>,
 }
 
 /// Why a performance could not start.
@@ -504,6 +507,8 @@ impl Session {
             stats: report.stats,
             first_sent,
             link_down_at_end,
+            cost: report.cost,
+            wake: report.wake,
         })));
     }
 

@@ -201,6 +201,7 @@ pub(crate) fn run(
             }
         };
         shared.note(format!("connected to {} (MTU {})", link.device(), link.mtu()));
+        shared.mtu.store(link.mtu(), Ordering::Relaxed);
         if ready.send(Ok(link.device().clone())).is_err() {
             // `open` gave up waiting.
             link.disconnect().await;
@@ -328,6 +329,7 @@ impl Worker {
         let n = self.inbox.items.len() as u64;
         let mut written = 0usize;
         for p in self.packer.packets() {
+            let began = Instant::now();
             if let Err(e) = self.link.write(p).await {
                 // The messages that ended in earlier packets arrived. The others did not, or
                 // perhaps did (a timeout): count their notes as down, release nothing, and under
@@ -352,6 +354,7 @@ impl Worker {
                 self.shared.dropped.fetch_add(invalid, Ordering::Relaxed);
                 return Err(e);
             }
+            self.shared.wrote(began.elapsed());
             written += 1;
         }
         let written = written as u64;
@@ -372,7 +375,9 @@ impl Worker {
         }
         self.packer.finish();
         for p in self.packer.packets() {
+            let began = Instant::now();
             self.link.write(p).await?;
+            self.shared.wrote(began.elapsed());
             self.shared.packets.fetch_add(1, Ordering::Relaxed);
         }
         for m in msgs {
@@ -453,6 +458,7 @@ impl Worker {
                 Some(Ok(())) => {
                     self.link.drain_events();
                     self.packer.set_max_payload(payload_for_mtu(self.link.mtu()));
+                    self.shared.mtu.store(self.link.mtu(), Ordering::Relaxed);
                     if deadline.is_some() || self.shared.shutting_down() {
                         match self.release_at_shutdown().await {
                             Ok(()) => self.shared.at_end.store(AT_END_RELEASED, Ordering::Release),
