@@ -501,13 +501,27 @@ impl Worker {
         let now = self.clock.now_ms();
         self.write_now(&release, now).await?;
         self.keys.clear();
-        if let (Some(t), Some(pos)) = (timeline.as_deref(), self.plan_pos) {
-            let msgs = state::registration_messages(t, Micros(pos));
-            self.write_paced(&msgs, t.stop_pace).await?;
-        }
+        let Some(t) = timeline.as_deref() else { return Ok(()) };
+        let Some(mut written) = self.plan_pos else { return Ok(()) };
+        let msgs = state::registration_messages(t, Micros(written));
+        self.write_paced(&msgs, t.stop_pace).await?;
         if self.policy == DisconnectPolicy::Continue {
-            // What was handed over during the restore fell in the gap too.
-            discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);
+            // What was handed over during the restore fell in the gap too; but a registration
+            // change among it must still reach the organ (a stop change is never "late"), or the
+            // organ keeps the registration from before it (say, every stop drawn after the
+            // plan's cancel at the end). Until nothing more came: write those changes in order.
+            loop {
+                discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);
+                let now = self.plan_pos.unwrap_or(written);
+                let changes = state::registration_between(t, Micros(written), Micros(now));
+                written = now;
+                if changes.is_empty() {
+                    break;
+                }
+                self.write_paced(&changes, t.stop_pace).await?;
+                // Counted as dropped when discarded; they were sent after all.
+                self.shared.dropped.fetch_sub(changes.len() as u64, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
