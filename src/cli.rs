@@ -93,6 +93,20 @@ pub enum Command {
     /// something is playing); Ctrl-Z suspends, every key released. Exit status 0 after q, 130
     /// after Ctrl-C, 129 when the terminal goes, 128 + N after signal N.
     Service(ServiceCmd),
+    /// Before a service: measure the timing of an output and say whether it is fit.
+    ///
+    /// Runs the engine silently for a few seconds (its lateness on this machine), computes the
+    /// burst the organ gets at the start of a piece (the cancel, the fullest preset, a full
+    /// chord) on a 5-pin MIDI cable (320 µs a byte), and probes the output itself: for a MIDI
+    /// port how long each send call takes under that burst; for JACK where each message lands
+    /// (frames) and the period latency; for Bluetooth LE MIDI the packet size, the write times of
+    /// a timestamped burst and the connection interval. Then one line: fit for a service, or not
+    /// and what to change.
+    ///
+    /// It never sounds a note: it sends only note-offs (8n kk 00) on the organ's keyboard
+    /// channels for keys that are not down, which strike nothing; never a note-on or a stop
+    /// message. A file output is not opened. Exit status 0 when fit, 1 when not.
+    Selftest(SelftestCmd),
 }
 
 /// How to read the score and what to play of it: shared by plan, check and play.
@@ -629,6 +643,31 @@ fn parse_time(s: &str) -> Result<std::time::Duration, String> {
     match num.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v * scale <= 3600.0 => Ok(std::time::Duration::from_secs_f64(v * scale)),
         _ => Err(format!("{s:?}: write a time such as 1s, 1.5s or 300ms")),
+    }
+}
+
+// --- organ selftest -----------------------------------------------------------------------------
+
+#[derive(Debug, Args)]
+pub struct SelftestCmd {
+    /// The output to test (as for play); may be given several times. Default: the organ file's
+    /// `output = "…"`.
+    #[arg(long, value_name = "OUTPUT")]
+    pub to: Vec<String>,
+
+    /// The organ: its keyboard channels, stop messages and timing make the burst. Default: the
+    /// built-in st-marys.
+    #[arg(long, short = 'o', value_name = "NAME|FILE")]
+    pub organ: Option<String>,
+
+    /// How long the engine's silent run lasts, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 3.0)]
+    pub seconds: f64,
+}
+
+impl From<&SelftestCmd> for organ::selftest::SelftestArgs {
+    fn from(c: &SelftestCmd) -> Self {
+        organ::selftest::SelftestArgs { to: c.to.clone(), organ: c.organ.clone(), seconds: c.seconds }
     }
 }
 

@@ -33,6 +33,7 @@
 //! - [`engine`]: the real-time thread; [`output`]: where messages go (ports, files, BLE, JACK).
 //! - [`play`] (`organ play`, `ports`, `panic`) and [`service`] (`organ service`): the terminal
 //!   frontends, over the session; [`term`]: their raw mode and keys.
+//! - [`selftest`]: `organ selftest`, the timing of an output measured before a service.
 //! - [`app`]: the other commands (`plan`, `check`, `info`, `ble scan`, `grandorgue …`) and the
 //!   command-level error.
 //! - [`files`]: reading the user's files: regular files of bounded size only, remembered as
@@ -81,6 +82,7 @@ pub mod plan;
 pub mod play;
 pub mod registration;
 pub mod score;
+pub mod selftest;
 pub mod service;
 pub mod session;
 pub mod term;

@@ -1,7 +1,8 @@
 //! The `organ` binary: parse the command line, run the command, print any error as one line.
-//! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings,
-//! 2 error (an internal error too), 130 interrupted (Ctrl-C), 129 the terminal closed or lost,
-//! 128 + N for another signal N (README: "What organ guarantees on each way out").
+//! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings or
+//! `selftest` found the path not fit for a service, 2 error (an internal error too), 130
+//! interrupted (Ctrl-C), 129 the terminal closed or lost, 128 + N for another signal N (README:
+//! "What organ guarantees on each way out").
 //!
 //! Thin: clap parses (src/cli.rs), the flags become the library's plain argument structs, and
 //! the library does the work.
@@ -46,6 +47,7 @@ fn main() {
             GrandorgueCommand::Port(c) => app::cmd_grandorgue_port(&c.via),
         },
         Command::Service(c) => organ::service::cmd_service(&c.into()),
+        Command::Selftest(c) => organ::selftest::cmd_selftest(&c.into()),
     });
     match result {
         Ok(Ok(status)) => std::process::exit(status),

@@ -100,7 +100,7 @@ pub fn status_line(p: &Progress) -> String {
     line
 }
 
-/// The `--stats` report.
+/// The `--stats` report's first line: lateness.
 pub fn stats_report(s: &LatenessStats, dropped: u64) -> String {
     format!(
         "timing: {} messages; lateness p50 {} µs, p99 {} µs, max {} µs, mean {:.1} µs; {} later than 1 ms; {} dropped",
@@ -112,6 +112,34 @@ pub fn stats_report(s: &LatenessStats, dropped: u64) -> String {
         s.count_above(engine::LATE.0),
         dropped
     )
+}
+
+/// `engine: 2.10 s CPU per minute of music (3.5 %), 1.90 s of it spinning; parks end 1.20 ms
+/// before a deadline (0.60-1.90 ms), naps 0.08 ms (0.05-0.30 ms); late: 2 of 412 parks, 0 of
+/// 3,904 naps`, or `None` when the OS gives no CPU time.
+pub fn cost_line(cost: &engine::Cost, wake: Option<&engine::WakeStats>) -> Option<String> {
+    let per_min = cost.cpu_per_minute()?;
+    let ms = |m: Micros| format!("{:.2}", m.0 as f64 / 1000.0);
+    let mut line = format!("engine: {per_min:.2} s CPU per minute of music ({:.1} %)", per_min / 60.0 * 100.0);
+    if let Some(w) = wake.filter(|_| cost.wall.0 > 0) {
+        let spin_per_min = w.spun.0 as f64 / 1e6 * 60e6 / cost.wall.0 as f64;
+        let (a, s) = (&w.approach, &w.spin);
+        line.push_str(&format!(
+            ", {spin_per_min:.2} s of it spinning; parks end {} ms before a deadline ({}-{} ms), naps {} ms \
+             ({}-{} ms); late: {} of {} parks, {} of {} naps",
+            ms(a.margin),
+            ms(a.min),
+            ms(a.max),
+            ms(s.margin),
+            ms(s.min),
+            ms(s.max),
+            a.late,
+            a.sleeps,
+            s.late,
+            s.sleeps
+        ));
+    }
+    Some(line)
 }
 
 /// Lines on stderr above the status line (raw mode needs `\r\n` and a cleared line).
@@ -337,6 +365,9 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
     }
     if c.stats {
         out!("{}", stats_report(&ending.stats, ending.dropped));
+        if let Some(line) = cost_line(&ending.cost, ending.wake.as_ref()) {
+            out!("{line}");
+        }
         let first = ending.first_sent.zip(crate::PROCESS_START.get()).map(|(at, p)| at.saturating_duration_since(*p));
         if let Some(d) = first {
             out!("start-up: the first message was sent {:.1} ms after organ started", d.as_secs_f64() * 1000.0);

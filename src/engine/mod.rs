@@ -55,7 +55,7 @@ use std::thread::{JoinHandle, Thread};
 use ringbuf::HeapRb;
 use ringbuf::traits::{Consumer, Producer, Split};
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, WakeStats};
 pub use keys::HeldKeys;
 pub use stats::LatenessStats;
 
@@ -228,6 +228,42 @@ pub struct Report {
     pub realtime: bool,
     /// Engine-clock time of the first message sent, if any.
     pub first_sent: Option<Micros>,
+    /// What playing cost: the engine thread's CPU time and the wall time it ran.
+    pub cost: Cost,
+    /// How the clock waited (the system clock's learned wake margin).
+    pub wake: Option<WakeStats>,
+}
+
+/// The engine thread's CPU time over the wall time it played, for `--stats` and the benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// CPU time of the engine thread while it ran (`None` where the OS does not say).
+    pub cpu: Option<Micros>,
+    /// Engine-clock time from the start to the end of the run (pauses and waits included).
+    pub wall: Micros,
+}
+
+impl Cost {
+    /// CPU seconds per minute of playing, if known.
+    pub fn cpu_per_minute(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        (self.wall.0 > 0).then(|| cpu.0 as f64 / 1e6 * 60e6 / self.wall.0 as f64)
+    }
+}
+
+/// CPU time the calling thread has used.
+pub fn thread_cpu_time() -> Option<Micros> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a plain call with a valid out-pointer.
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+        ok.then(|| Micros(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// Engine settings.
@@ -469,6 +505,8 @@ impl EngineHandle {
                 dropped: self.shared.dropped.load(Ordering::Relaxed),
                 realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
                 first_sent: None,
+                cost: Cost::default(),
+                wake: None,
             },
         }
     }
@@ -537,12 +575,30 @@ pub fn spawn<C: Clock + 'static>(engine: Engine<C>, mut handle: EngineHandle) ->
     let shared = handle.shared.clone();
     let join = std::thread::Builder::new().name("organ-engine".into()).spawn(move || {
         let rt = realtime_priority();
+        precise_timers();
         shared.realtime.store(if rt { 1 } else { 2 }, Ordering::Relaxed);
         engine.run()
     })?;
     handle.thread = Some(join.thread().clone());
     handle.join = Some(join);
     Ok(handle)
+}
+
+/// Asks the kernel not to defer the calling thread's timer wake-ups (Linux's default timer
+/// slack lets a normal thread's sleep end up to 50 µs late, to batch wake-ups; real-time
+/// threads get none anyway).
+fn precise_timers() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain call; PR_SET_TIMERSLACK takes the slack in ns (1 = the least).
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+    }
 }
 
 /// Asks for SCHED_FIFO on the calling thread. False where the OS refuses (no privilege).
@@ -582,6 +638,7 @@ impl<C: Clock> Engine<C> {
     /// Plays the timeline to its end or until stopped, then releases. Runs on the calling
     /// thread; see the module documentation for the real-time rules.
     pub fn run(mut self) -> Report {
+        let (cpu_start, wall_start) = (thread_cpu_time(), self.clock.now());
         let end = match catch_unwind(AssertUnwindSafe(|| self.play())) {
             Ok(end) => end,
             Err(_) => {
@@ -605,6 +662,11 @@ impl<C: Clock> Engine<C> {
             realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
             first_sent: (self.shared.sent.load(Ordering::Relaxed) > 0)
                 .then(|| Micros(self.shared.first_sent.load(Ordering::Relaxed))),
+            cost: Cost {
+                cpu: thread_cpu_time().zip(cpu_start).map(|(b, a)| Micros(b.0.saturating_sub(a.0))),
+                wall: Micros(self.clock.now().0.saturating_sub(wall_start.0)),
+            },
+            wake: self.clock.wake_stats(),
         }
     }
 
@@ -931,9 +993,9 @@ impl<C: Clock> Engine<C> {
                 || tl.controls.iter().enumerate().filter(|(i, c)| !tl.general_cancel && c.toggle && drawn.get(*i));
             let count = tl.cancel.len() + toggles().map(|(_, c)| c.off.len()).sum::<usize>();
             let messages = tl.cancel.iter().chain(toggles().flat_map(|(_, c)| c.off.iter()));
-            let mut paced = Paced::new(&self.clock, tl.stop_pace, count, self.config.hurry_flag);
+            let mut paced = Paced::new(tl.stop_pace, count, self.config.hurry_flag);
             for m in messages {
-                paced.wait();
+                paced.wait(&mut self.clock);
                 let now = self.clock.now();
                 self.sink.emit(tl.bytes(m), Stamp { plan, due: now, now });
             }
@@ -973,11 +1035,11 @@ impl<C: Clock> Engine<C> {
         let messages = |c: usize| if want.get(c) { &tl.controls[c].on } else { &tl.controls[c].off };
         let count =
             (0..tl.controls.len()).filter(|&c| want.get(c) != self.drawn.get(c)).map(|c| messages(c).len()).sum();
-        let mut paced = Paced::new(&self.clock, tl.stop_pace, count, self.config.hurry_flag);
+        let mut paced = Paced::new(tl.stop_pace, count, self.config.hurry_flag);
         let mut drawn = self.drawn.clone();
         for c in (0..tl.controls.len()).filter(|&c| want.get(c) != self.drawn.get(c)) {
             for m in messages(c) {
-                paced.wait();
+                paced.wait(&mut self.clock);
                 let now = self.clock.now();
                 self.sink.emit(tl.bytes(m), Stamp { plan: self.pause_plan, due: now, now });
             }
@@ -998,27 +1060,26 @@ impl<C: Clock> Engine<C> {
 /// Spaces messages `pace` apart from the first, on absolute deadlines so that waking late never
 /// adds up, but never longer than [`RELEASE_PACING`] in all (however slow the organ file's
 /// `stop_pace_ms` and however many messages), and not at all once `hurry` is set.
-struct Paced<'a, C: Clock> {
-    clock: &'a C,
+struct Paced<'a> {
     pace: Micros,
     hurry: &'a AtomicBool,
     first: Option<Micros>,
     sent: u64,
 }
 
-impl<'a, C: Clock> Paced<'a, C> {
-    fn new(clock: &'a C, pace: Micros, count: usize, hurry: &'a AtomicBool) -> Paced<'a, C> {
+impl<'a> Paced<'a> {
+    fn new(pace: Micros, count: usize, hurry: &'a AtomicBool) -> Paced<'a> {
         let gaps = count.saturating_sub(1).max(1) as u64;
-        Paced { clock, pace: pace.min(Micros(RELEASE_PACING.0 / gaps)), hurry, first: None, sent: 0 }
+        Paced { pace: pace.min(Micros(RELEASE_PACING.0 / gaps)), hurry, first: None, sent: 0 }
     }
 
-    /// Waits for the next message's turn.
-    fn wait(&mut self) {
-        let first = *self.first.get_or_insert_with(|| self.clock.now());
+    /// Waits on `clock` for the next message's turn.
+    fn wait<C: Clock>(&mut self, clock: &mut C) {
+        let first = *self.first.get_or_insert_with(|| clock.now());
         if self.sent > 0 && self.pace > Micros::ZERO {
             let until = first + Micros(self.pace.0 * self.sent);
-            while self.clock.now() < until && !self.hurry.load(Ordering::Relaxed) {
-                self.clock.wait_until(until);
+            while clock.now() < until && !self.hurry.load(Ordering::Relaxed) {
+                clock.wait_until(until);
             }
         }
         self.sent += 1;

@@ -92,7 +92,7 @@ impl Clock for GatedClock {
     fn now(&self) -> Micros {
         Micros(self.now.load(Ordering::SeqCst))
     }
-    fn wait_until(&self, deadline: Micros) {
+    fn wait_until(&mut self, deadline: Micros) {
         let gate = self.gate.load(Ordering::SeqCst);
         if deadline.0 <= gate {
             self.now.fetch_max(deadline.0, Ordering::SeqCst);
@@ -216,6 +216,39 @@ fn plays_the_whole_plan_on_time_without_allocating() {
     }
     assert_eq!(report.stats.count(), t.events.len() as u64);
     assert_eq!(report.stats.max(), 0);
+}
+
+#[test]
+fn learning_the_wake_margins_does_not_allocate() {
+    let mut w = clock::Waiter::new();
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    ARMED.with(|a| a.set(true));
+    let mut steps = 0;
+    for i in 0..3 * clock::WINDOW as u64 {
+        let deadline = Micros(i * 10_000 + 10_000);
+        let mut now = Micros(i * 10_000);
+        loop {
+            let s = w.next(now, deadline);
+            match s {
+                clock::Step::Park(d) | clock::Step::Nap(d) => {
+                    let late = Micros(40 + (i * 7919) % 900);
+                    w.woke(s, late);
+                    now = Micros(now.0 + d.0 + late.0);
+                }
+                clock::Step::Spin => {
+                    w.spun(Micros(deadline.0 - now.0));
+                    break;
+                }
+                clock::Step::Due => break,
+            }
+            steps += 1;
+        }
+    }
+    ARMED.with(|a| a.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "waiting and learning the margins allocated");
+    let s = w.stats();
+    assert!(steps > 3 * clock::WINDOW && s.approach.sleeps > 0 && s.spin.sleeps > 0, "{s:?}");
+    assert!(s.approach.max >= Micros(900), "{s:?}");
 }
 
 #[test]

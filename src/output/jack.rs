@@ -12,9 +12,11 @@
 //!   lock, bounded time.
 //! - The JACK process callback drains the ring and writes each message at its exact frame: the
 //!   frame its time falls on, one period later (a fixed lookahead of one period, so the latency
-//!   is constant instead of jittering by up to a period). A message whose frame has already gone
-//!   by is written at frame 0 of the cycle and counted as late, with its lateness in frames.
-//!   Counters leave through atomics ([`JackStats`]).
+//!   is constant instead of jittering by up to a period). Time is mapped to frames by a
+//!   [`FrameClock`] that follows the earliest of JACK's own estimates of when each cycle began,
+//!   so a cycle that wakes late does not move the messages around it. A message whose frame has already gone by is written
+//!   at frame 0 of the cycle and counted as late, with its lateness in frames. Counters leave
+//!   through atomics ([`JackStats`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -28,6 +30,7 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use std::fmt;
 
+use super::frame_clock::FrameClock;
 use super::{FinishError, Link, Output, OutputError, OutputErrorKind, Stamp};
 
 /// The longest message one record carries (SysEx included).
@@ -86,30 +89,64 @@ impl JackStats {
     }
 }
 
+/// A JACK output's counters, kept by whoever handed the output on (see
+/// [`JackOutput::stats_handle`]).
+#[derive(Debug, Clone)]
+pub struct JackStatsHandle {
+    counters: Arc<JackCounters>,
+    sample_rate: u32,
+    period: u32,
+}
+
+impl JackStatsHandle {
+    pub fn stats(&self) -> JackStats {
+        let c = &self.counters;
+        JackStats {
+            written: c.written.load(Ordering::Relaxed),
+            late: c.late.load(Ordering::Relaxed),
+            late_frames_max: c.late_frames_max.load(Ordering::Relaxed),
+            late_frames_sum: c.late_frames_sum.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            cycles: c.cycles.load(Ordering::Relaxed),
+            sample_rate: self.sample_rate,
+            period: self.period,
+        }
+    }
+}
+
 struct Process {
     port: Port<MidiOut>,
     rx: HeapCons<Record>,
     counters: Arc<JackCounters>,
+    /// System time → frames, from the earliest cycle starts (see [`FrameClock`]).
+    clock: FrameClock,
+}
+
+/// The offset in this cycle of a message due at `at` (JACK µs): the frame its time falls on,
+/// one period later, relative to the cycle's first frame `cycle`. Negative: that frame has gone
+/// by; `>= n`: a later cycle's. `None` before the clock has seen a cycle.
+fn placement(clock: &FrameClock, at: u64, cycle: u32, n: u32) -> Option<i64> {
+    let f = clock.frame_at(at)?;
+    let start = clock.unwrap(cycle)?;
+    Some((f - start).floor() as i64 + i64::from(n))
 }
 
 impl jack::ProcessHandler for Process {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
         let n = ps.n_frames();
+        let cycle = ps.last_frame_time();
+        // JACK's estimate of when this cycle began (its delay-locked loop, running since the
+        // server started); the frame clock keeps only the earliest of these estimates, so a
+        // cycle that woke late and pulled the loop later for a while does not move the map.
+        if let Ok(t) = ps.cycle_times() {
+            self.clock.observe(t.current_frames, t.current_usecs);
+        }
         let c = &self.counters;
         c.cycles.fetch_add(1, Ordering::Relaxed);
-        let times = ps.cycle_times().ok();
         let mut w = self.port.writer(ps);
         let mut last_offset = 0u32;
         while let Some(r) = self.rx.try_peek() {
-            // Frame of `r.at` relative to this cycle's first frame, plus one period.
-            let rel: i64 = match times {
-                Some(t) if t.next_usecs > t.current_usecs => {
-                    let span = t.next_usecs.saturating_sub(t.current_usecs) as f64;
-                    let d = r.at as f64 - t.current_usecs as f64;
-                    (d * f64::from(n) / span).floor() as i64 + i64::from(n)
-                }
-                _ => 0,
-            };
+            let rel = placement(&self.clock, r.at, cycle, n).unwrap_or(0);
             if rel >= i64::from(n) {
                 break; // due in a later cycle
             }
@@ -319,7 +356,8 @@ pub fn open_port(name: &str) -> Result<JackOutput, JackError> {
     let (tx, rx) = HeapRb::<Record>::new(RING_RECORDS).split();
     let counters = Arc::new(JackCounters::default());
     let down = Arc::new(AtomicBool::new(false));
-    let process = Process { port, rx, counters: Arc::clone(&counters) };
+    let clock = FrameClock::new(sample_rate, period);
+    let process = Process { port, rx, counters: Arc::clone(&counters), clock };
     let active = client
         .activate_async(Notifications { down: Arc::clone(&down) }, process)
         .map_err(|e| JackError::Activate(e.to_string()))?;
@@ -376,17 +414,12 @@ impl JackOutput {
 
     /// Counters so far (atomics; cheap).
     pub fn stats(&self) -> JackStats {
-        let c = &self.counters;
-        JackStats {
-            written: c.written.load(Ordering::Relaxed),
-            late: c.late.load(Ordering::Relaxed),
-            late_frames_max: c.late_frames_max.load(Ordering::Relaxed),
-            late_frames_sum: c.late_frames_sum.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            cycles: c.cycles.load(Ordering::Relaxed),
-            sample_rate: self.sample_rate,
-            period: self.period,
-        }
+        self.stats_handle().stats()
+    }
+
+    /// The counters, readable after the output has been handed to the engine (and finished).
+    pub fn stats_handle(&self) -> JackStatsHandle {
+        JackStatsHandle { counters: Arc::clone(&self.counters), sample_rate: self.sample_rate, period: self.period }
     }
 
     /// JACK's clock now, in microseconds.

@@ -17,6 +17,8 @@
 #[cfg(feature = "audio")]
 pub mod audio;
 pub mod ble;
+#[cfg_attr(not(feature = "jack"), allow(dead_code))]
+pub mod frame_clock;
 pub mod grandorgue;
 #[cfg(feature = "jack")]
 pub mod jack;

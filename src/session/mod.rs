@@ -144,6 +144,9 @@ pub struct Ending {
     /// How long the engine thread was held up (the process stopped with SIGSTOP, or starved),
     /// the music going on from where it stood afterwards ([`engine::HELD_UP`]).
     pub held_up: Duration,
+    /// The engine thread's CPU time and wall time, and how its clock waited.
+    pub cost: crate::engine::Cost,
+    pub wake: Option<crate::engine::WakeStats>,
 }
 
 /// Why a performance could not start.
@@ -514,6 +517,8 @@ impl Session {
             first_sent,
             link_down_at_end,
             held_up,
+            cost: report.cost,
+            wake: report.wake,
         })));
     }
 

@@ -72,7 +72,7 @@ mod worker;
 pub use link::{BleDevice, BleError, MIDI_CHARACTERISTIC, MIDI_SERVICE, Target, scan};
 
 #[cfg(feature = "ble")]
-pub use output::{BleOutput, BleStats, open};
+pub use output::{BleOutput, BleStats, BleStatsHandle, open};
 
 #[cfg(feature = "ble")]
 mod output {
@@ -112,6 +112,12 @@ mod output {
         pub link_losses: u64,
         /// Times it was restored (release + registration sent).
         pub reconnects: u64,
+        /// The link's ATT MTU (a packet carries at most MTU − 3 bytes).
+        pub mtu: u16,
+        /// The slowest packet write so far, and all writes together, in µs (how long BlueZ took
+        /// to accept them).
+        pub write_us_max: u64,
+        pub write_us_total: u64,
     }
 
     /// State shared by the engine-side handle and the worker. Atomics, plus two mutexes that
@@ -137,6 +143,9 @@ mod output {
         pub at_end: AtomicU8,
         /// Keys that may still sound when the worker gave up.
         pub keys_left: AtomicU64,
+        pub mtu: AtomicU16,
+        pub write_us_max: AtomicU64,
+        pub write_us_total: AtomicU64,
     }
 
     /// The link was up at shutdown (or the worker has not ended).
@@ -164,7 +173,17 @@ mod output {
                 reconnects: AtomicU64::new(0),
                 at_end: AtomicU8::new(AT_END_NORMAL),
                 keys_left: AtomicU64::new(0),
+                mtu: AtomicU16::new(0),
+                write_us_max: AtomicU64::new(0),
+                write_us_total: AtomicU64::new(0),
             }
+        }
+
+        /// Counts one packet write that took `d`.
+        pub fn wrote(&self, d: Duration) {
+            let us = d.as_micros() as u64;
+            self.write_us_max.fetch_max(us, Ordering::Relaxed);
+            self.write_us_total.fetch_add(us, Ordering::Relaxed);
         }
 
         pub fn set_link(&self, l: Link) {
@@ -187,6 +206,27 @@ mod output {
 
         pub fn timeline(&self) -> Option<Arc<Timeline>> {
             self.timeline.lock().ok().and_then(|t| t.clone())
+        }
+    }
+
+    /// A BLE output's counters, kept by whoever handed the output on (see
+    /// [`BleOutput::stats_handle`]).
+    #[derive(Clone)]
+    pub struct BleStatsHandle(Arc<Shared>);
+
+    impl BleStatsHandle {
+        pub fn stats(&self) -> BleStats {
+            let s = &self.0;
+            BleStats {
+                messages: s.messages.load(Ordering::Relaxed),
+                packets: s.packets.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+                link_losses: s.link_losses.load(Ordering::Relaxed),
+                reconnects: s.reconnects.load(Ordering::Relaxed),
+                mtu: s.mtu.load(Ordering::Relaxed),
+                write_us_max: s.write_us_max.load(Ordering::Relaxed),
+                write_us_total: s.write_us_total.load(Ordering::Relaxed),
+            }
         }
     }
 
@@ -261,16 +301,13 @@ mod output {
         }
 
         pub fn stats(&self) -> BleStats {
-            let s = &self.shared;
-            BleStats {
-                messages: s.messages.load(Ordering::Relaxed),
-                packets: s.packets.load(Ordering::Relaxed),
-                dropped: s.dropped.load(Ordering::Relaxed),
-                link_losses: s.link_losses.load(Ordering::Relaxed),
-                reconnects: s.reconnects.load(Ordering::Relaxed),
-            }
+            self.stats_handle().stats()
         }
 
+        /// The counters, readable after the output has been handed to the engine.
+        pub fn stats_handle(&self) -> BleStatsHandle {
+            BleStatsHandle(Arc::clone(&self.shared))
+        }
         /// The latest thing that happened to the link ("link lost: …", "reconnected …"), for the
         /// status line. Control thread only (takes a lock).
         pub fn last_event(&self) -> String {

@@ -133,6 +133,18 @@ pub(crate) fn registration_messages(timeline: &Timeline, at: Micros) -> Vec<Vec<
     out
 }
 
+/// The plan's registration messages after plan time `after` up to and including `until`, in
+/// order: the changes that fell while a restore was being written (under `continue`), which the
+/// registration written from `after` does not hold yet.
+pub(crate) fn registration_between(timeline: &Timeline, after: Micros, until: Micros) -> Vec<Vec<u8>> {
+    timeline
+        .events
+        .iter()
+        .filter(|e| e.t > after && e.t <= until && e.kind.is_registration())
+        .map(|e| bytes(timeline, &e.msg))
+        .collect()
+}
+
 /// The cancel alone (at shutdown, when the plan cancels at the end).
 pub(crate) fn cancel_messages(timeline: &Timeline) -> Vec<Vec<u8>> {
     timeline.cancel.iter().map(|m| bytes(timeline, m)).collect()
@@ -222,6 +234,34 @@ mod tests {
         assert!(change.drawn.iter().any(|&i| name(i) == "Gt to Ped"));
         // At the end everything is cancelled.
         assert_eq!(t.registration_at(t.duration).unwrap().drawn.is_empty(), t.cancel_at_end);
+    }
+
+    #[test]
+    fn registration_between_gives_the_changes_a_restore_has_not_written() {
+        use crate::plan::Kind;
+        let (_, t) = bwv643();
+        let first_note = t.events.iter().find(|e| e.kind == Kind::NoteOn).unwrap().t;
+        let change = t.registrations[1].t;
+        // From the start up to the bar-5 change: exactly that change's first message.
+        let first = registration_between(&t, first_note, change);
+        let at_change: Vec<Vec<u8>> = t
+            .events
+            .iter()
+            .filter(|e| e.t == change && e.kind.is_registration())
+            .map(|e| t.bytes(&e.msg).to_vec())
+            .collect();
+        assert!(!at_change.is_empty());
+        assert_eq!(first, at_change);
+        assert!(registration_between(&t, change, change).is_empty(), "nothing after a time up to the same time");
+        // To the end: every change after the first note, in the plan's order, and the cancel at
+        // the end last (a restore during the final cancel must still send it).
+        let all = registration_between(&t, first_note, t.duration);
+        let notes = t.events.iter().filter(|e| e.t > first_note && !e.kind.is_registration()).count();
+        assert_eq!(all.len() + notes, t.events.iter().filter(|e| e.t > first_note).count());
+        if t.cancel_at_end {
+            let cancel = cancel_messages(&t);
+            assert_eq!(all[all.len() - cancel.len()..], cancel[..]);
+        }
     }
 
     #[test]

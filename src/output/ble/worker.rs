@@ -201,6 +201,7 @@ pub(crate) fn run(
             }
         };
         shared.note(format!("connected to {} (MTU {})", link.device(), link.mtu()));
+        shared.mtu.store(link.mtu(), Ordering::Relaxed);
         if ready.send(Ok(link.device().clone())).is_err() {
             // `open` gave up waiting.
             link.disconnect().await;
@@ -328,6 +329,7 @@ impl Worker {
         let n = self.inbox.items.len() as u64;
         let mut written = 0usize;
         for p in self.packer.packets() {
+            let began = Instant::now();
             if let Err(e) = self.link.write(p).await {
                 // The messages that ended in earlier packets arrived. The others did not, or
                 // perhaps did (a timeout): count their notes as down, release nothing, and under
@@ -352,6 +354,7 @@ impl Worker {
                 self.shared.dropped.fetch_add(invalid, Ordering::Relaxed);
                 return Err(e);
             }
+            self.shared.wrote(began.elapsed());
             written += 1;
         }
         let written = written as u64;
@@ -372,7 +375,9 @@ impl Worker {
         }
         self.packer.finish();
         for p in self.packer.packets() {
+            let began = Instant::now();
             self.link.write(p).await?;
+            self.shared.wrote(began.elapsed());
             self.shared.packets.fetch_add(1, Ordering::Relaxed);
         }
         for m in msgs {
@@ -453,6 +458,7 @@ impl Worker {
                 Some(Ok(())) => {
                     self.link.drain_events();
                     self.packer.set_max_payload(payload_for_mtu(self.link.mtu()));
+                    self.shared.mtu.store(self.link.mtu(), Ordering::Relaxed);
                     if deadline.is_some() || self.shared.shutting_down() {
                         match self.release_at_shutdown().await {
                             Ok(()) => self.shared.at_end.store(AT_END_RELEASED, Ordering::Release),
@@ -495,13 +501,27 @@ impl Worker {
         let now = self.clock.now_ms();
         self.write_now(&release, now).await?;
         self.keys.clear();
-        if let (Some(t), Some(pos)) = (timeline.as_deref(), self.plan_pos) {
-            let msgs = state::registration_messages(t, Micros(pos));
-            self.write_paced(&msgs, t.stop_pace).await?;
-        }
+        let Some(t) = timeline.as_deref() else { return Ok(()) };
+        let Some(mut written) = self.plan_pos else { return Ok(()) };
+        let msgs = state::registration_messages(t, Micros(written));
+        self.write_paced(&msgs, t.stop_pace).await?;
         if self.policy == DisconnectPolicy::Continue {
-            // What was handed over during the restore fell in the gap too.
-            discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);
+            // What was handed over during the restore fell in the gap too; but a registration
+            // change among it must still reach the organ (a stop change is never "late"), or the
+            // organ keeps the registration from before it (say, every stop drawn after the
+            // plan's cancel at the end). Until nothing more came: write those changes in order.
+            loop {
+                discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);
+                let now = self.plan_pos.unwrap_or(written);
+                let changes = state::registration_between(t, Micros(written), Micros(now));
+                written = now;
+                if changes.is_empty() {
+                    break;
+                }
+                self.write_paced(&changes, t.stop_pace).await?;
+                // Counted as dropped when discarded; they were sent after all.
+                self.shared.dropped.fetch_sub(changes.len() as u64, Ordering::Relaxed);
+            }
         }
         Ok(())
     }

@@ -1,0 +1,275 @@
+//! Where a moment of the system clock falls in JACK's frames, for the JACK output's process
+//! callback: the map that puts each message at its own frame.
+//!
+//! JACK says when each cycle began (`jack_get_cycle_times`: a delay-locked loop over the times
+//! its driver woke up). But wake-ups can only be late, never early, and the loop treats them as
+//! noise on both sides: on a virtual machine a cycle now and then wakes milliseconds late, and
+//! each such wake-up pulls the loop's estimates later by a frame or more for a second or so,
+//! which moves every message placed meanwhile. This map keeps only the *earliest* estimates,
+//! the ones no late wake-up has pulled: the frame count against the estimated start, over
+//! blocks of about half a second; the line through the best point of the last two seconds is
+//! the map, its slope (the sample rate as the system clock sees it) measured over the last four.
+//! The loop has run since the server started, so the map is good from the first cycle.
+//!
+//! Runs on JACK's process thread: fixed size, no allocation, no lock; a few floating-point
+//! operations per cycle and per message.
+
+/// Best points of this many complete blocks are kept, for the slope.
+const BLOCKS: usize = 8;
+/// A block spans about this long (µs), whatever the period.
+const BLOCK_US: f64 = 500_000.0;
+/// The map goes through the best wake-up of this many latest complete blocks (and the current
+/// one): long enough for a good wake-up to be among them, short enough to follow a clock that
+/// moved by less than [`JUMP_FRAMES`] within a couple of seconds.
+const ANCHOR_BLOCKS: usize = 3;
+/// The slope is trusted within this share of the nominal rate (sound cards are within 100 ppm
+/// of theirs); beyond it the nominal rate is used.
+const MAX_DRIFT: f64 = 5e-4;
+/// A block whose best point is this many frames off the line of the previous ones is a
+/// discontinuity (JACK restarted its cycle, an xrun): the history is dropped.
+const JUMP_FRAMES: f64 = 48.0;
+
+/// A cycle's first frame (unwrapped, relative to the first cycle seen) and when it began
+/// (µs, relative to the first cycle seen).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    frames: f64,
+    us: f64,
+}
+
+/// The map from system time (`jack_get_time` µs) to frames. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct FrameClock {
+    sample_rate: u32,
+    period: u32,
+    /// Nominal frames per µs.
+    nominal: f64,
+    cycles_per_block: u32,
+    origin: Option<(u32, u64)>,
+    /// Frames since the origin (u32 frame counts wrap after a day).
+    last_raw: u32,
+    unwrapped: u64,
+    blocks: [Point; BLOCKS],
+    nblocks: usize,
+    /// The current block's best point and how many cycles it has seen.
+    current: Option<Point>,
+    in_block: u32,
+    /// Frames per µs, as measured (the nominal rate until there are enough blocks).
+    slope: f64,
+}
+
+impl FrameClock {
+    /// A map for a server running `sample_rate` Hz with `period` frames per cycle.
+    pub fn new(sample_rate: u32, period: u32) -> FrameClock {
+        let nominal = f64::from(sample_rate.max(1)) / 1e6;
+        let period_us = f64::from(period.max(1)) / nominal;
+        FrameClock {
+            sample_rate,
+            period,
+            nominal,
+            cycles_per_block: (BLOCK_US / period_us).ceil().max(8.0) as u32,
+            origin: None,
+            last_raw: 0,
+            unwrapped: 0,
+            blocks: [Point { frames: 0.0, us: 0.0 }; BLOCKS],
+            nblocks: 0,
+            current: None,
+            in_block: 0,
+            slope: nominal,
+        }
+    }
+
+    /// How far a point lies above the line of slope `s` through the origin, in frames: larger
+    /// means an earlier (better) wake-up.
+    fn score(p: Point, s: f64) -> f64 {
+        p.frames - s * p.us
+    }
+
+    /// Records a cycle: its first frame and when it began (JACK's estimate, or when its
+    /// callback ran: anything that is never early).
+    pub fn observe(&mut self, frames: u32, now_us: u64) {
+        let Some((_, t0)) = self.origin else {
+            self.origin = Some((frames, now_us));
+            self.last_raw = frames;
+            self.current = Some(Point { frames: 0.0, us: 0.0 });
+            self.in_block = 1;
+            return;
+        };
+        let step = frames.wrapping_sub(self.last_raw);
+        if step > u32::MAX / 2 || now_us < t0 {
+            // Frames went backwards (a new server?) or time did: start again.
+            *self = FrameClock::new(self.sample_rate, self.period);
+            self.observe(frames, now_us);
+            return;
+        }
+        self.last_raw = frames;
+        self.unwrapped += u64::from(step);
+        let p = Point { frames: self.unwrapped as f64, us: (now_us - t0) as f64 };
+        let best = match self.current {
+            Some(c) if Self::score(c, self.slope) >= Self::score(p, self.slope) => c,
+            _ => p,
+        };
+        self.current = Some(best);
+        self.in_block += 1;
+        if self.in_block >= self.cycles_per_block {
+            self.close_block(best);
+        }
+    }
+
+    fn close_block(&mut self, best: Point) {
+        if self.nblocks > 0 {
+            let prev = self.blocks[self.nblocks - 1];
+            if (Self::score(best, self.slope) - Self::score(prev, self.slope)).abs() > JUMP_FRAMES {
+                self.nblocks = 0;
+            }
+        }
+        if self.nblocks == BLOCKS {
+            self.blocks.copy_within(1.., 0);
+            self.nblocks -= 1;
+        }
+        self.blocks[self.nblocks] = best;
+        self.nblocks += 1;
+        self.current = None;
+        self.in_block = 0;
+        self.slope = self.measured_slope();
+    }
+
+    /// The slope through the oldest and newest block, from three blocks on; else nominal.
+    fn measured_slope(&self) -> f64 {
+        if self.nblocks < 3 {
+            return self.nominal;
+        }
+        let (a, b) = (self.blocks[0], self.blocks[self.nblocks - 1]);
+        let s = (b.frames - a.frames) / (b.us - a.us);
+        if s.is_finite() && (s / self.nominal - 1.0).abs() <= MAX_DRIFT { s } else { self.nominal }
+    }
+
+    /// The frame (unwrapped, relative to the first cycle seen) that is current at `us`, or
+    /// `None` before the first cycle.
+    pub fn frame_at(&self, us: u64) -> Option<f64> {
+        let (_, t0) = self.origin?;
+        // The best wake-up of the last few blocks and the current one.
+        let recent = &self.blocks[self.nblocks.saturating_sub(ANCHOR_BLOCKS)..self.nblocks];
+        let best = recent
+            .iter()
+            .chain(self.current.as_ref())
+            .copied()
+            .max_by(|a, b| Self::score(*a, self.slope).total_cmp(&Self::score(*b, self.slope)))?;
+        let t = us as f64 - t0 as f64;
+        Some(best.frames + (t - best.us) * self.slope)
+    }
+
+    /// `frames` (a cycle's first frame, as JACK counts) on the same unwrapped scale as
+    /// [`FrameClock::frame_at`].
+    pub fn unwrap(&self, frames: u32) -> Option<f64> {
+        self.origin?;
+        let ahead = frames.wrapping_sub(self.last_raw);
+        let d = if ahead > u32::MAX / 2 { -f64::from(self.last_raw.wrapping_sub(frames)) } else { f64::from(ahead) };
+        Some(self.unwrapped as f64 + d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 48_000;
+    const PERIOD: u32 = 1024;
+    /// 1024 frames at 48 kHz, in µs.
+    const PERIOD_US: f64 = 21_333.333_333;
+
+    /// Feeds `cycles` cycles that begin at `start_us` and run `ppm` fast, each woken `late(i)` µs
+    /// after its true start; returns the clock and the true start of every cycle.
+    fn run(c: &mut FrameClock, cycles: u32, start_us: f64, ppm: f64, late: impl Fn(u32) -> f64) -> Vec<f64> {
+        let period = PERIOD_US / (1.0 + ppm * 1e-6);
+        (0..cycles)
+            .map(|i| {
+                let t = start_us + f64::from(i) * period;
+                c.observe(i.wrapping_mul(PERIOD).wrapping_add(7), (t + late(i)).round() as u64);
+                t
+            })
+            .collect()
+    }
+
+    /// Frames between where the clock puts `us` and where it truly is.
+    fn error(c: &FrameClock, truth: &[f64], us: f64, ppm: f64) -> f64 {
+        let true_frame = (us - truth[0]) * f64::from(RATE) / 1e6 * (1.0 + ppm * 1e-6);
+        c.frame_at(us.round() as u64).unwrap() - true_frame
+    }
+
+    #[test]
+    fn late_wake_ups_do_not_move_the_map() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        assert_eq!(c.frame_at(1_000), None);
+        // Woken 20-60 µs late, and every 50th cycle 3-8 ms late (an idle virtual machine).
+        let late = |i: u32| if i % 50 == 17 { 3_000.0 + f64::from(i % 7) * 800.0 } else { 20.0 + f64::from(i % 41) };
+        let truth = run(&mut c, 600, 1e9, 0.0, late);
+        for probe in [598.0, 598.5, 599.9] {
+            let e = error(&c, &truth, truth[0] + probe * PERIOD_US, 0.0);
+            // The earliest wake-ups were 20 µs late: the map is 20 µs (about one frame) behind.
+            assert!((-1.5..=0.0).contains(&e), "{e} frames off at cycle {probe}");
+        }
+    }
+
+    #[test]
+    fn the_rate_is_measured_when_the_card_drifts() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        let late = |i: u32| 15.0 + f64::from(i * 7 % 30);
+        let truth = run(&mut c, 400, 5e8, 80.0, late);
+        let e = error(&c, &truth, truth[399] + 0.9 * PERIOD_US, 80.0);
+        assert!((-1.5..=0.0).contains(&e), "{e} frames off with a card 80 ppm fast");
+        assert!(
+            ((c.slope / c.nominal - 1.0) * 1e6 - 80.0).abs() < 5.0,
+            "slope {} ppm",
+            (c.slope / c.nominal - 1.0) * 1e6
+        );
+    }
+
+    #[test]
+    fn a_discontinuity_is_followed_within_two_blocks() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        let truth = run(&mut c, 200, 1e6, 0.0, |_| 20.0);
+        // JACK restarts its cycle 5 ms later: the same frames now come 5 ms later.
+        let mut c2 = c.clone();
+        let shifted: Vec<f64> = (200..400u32)
+            .map(|i| {
+                let t = truth[0] + f64::from(i) * PERIOD_US + 5_000.0;
+                c2.observe(i * PERIOD + 7, (t + 20.0) as u64);
+                t
+            })
+            .collect();
+        let probe = shifted[199] + 0.5 * PERIOD_US;
+        let true_frame = (probe - shifted[0]) * f64::from(RATE) / 1e6 + 200.0 * f64::from(PERIOD);
+        let e = c2.frame_at(probe as u64).unwrap() - true_frame;
+        assert!((-1.5..=0.0).contains(&e), "{e} frames off after the jump");
+        assert_eq!(c2.slope, c2.nominal);
+    }
+
+    #[test]
+    fn a_small_shift_is_followed_within_two_seconds() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        let truth = run(&mut c, 200, 1e6, 0.0, |_| 20.0);
+        // The clock moves 0.5 ms later (24 frames: less than a jump), and stays there.
+        for i in 200..320u32 {
+            let t = truth[0] + f64::from(i) * PERIOD_US + 500.0;
+            c.observe(i * PERIOD + 7, (t + 20.0) as u64);
+        }
+        let probe = truth[0] + 319.5 * PERIOD_US + 500.0;
+        let true_frame = (probe - truth[0] - 500.0) * f64::from(RATE) / 1e6;
+        let e = c.frame_at(probe as u64).unwrap() - true_frame;
+        assert!((-1.5..=0.0).contains(&e), "{e} frames off 2.6 s after the shift");
+    }
+
+    #[test]
+    fn frame_counts_wrap() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        let start = u32::MAX - 3 * PERIOD;
+        for i in 0..10u32 {
+            c.observe(start.wrapping_add(i * PERIOD), 1_000 + (f64::from(i) * PERIOD_US) as u64);
+        }
+        assert_eq!(c.unwrap(start.wrapping_add(9 * PERIOD)), Some(9.0 * f64::from(PERIOD)));
+        assert_eq!(c.unwrap(start.wrapping_add(10 * PERIOD)), Some(10.0 * f64::from(PERIOD)));
+        let f = c.frame_at(1_000 + (9.5 * PERIOD_US) as u64).unwrap();
+        assert!((f - 9.5 * f64::from(PERIOD)).abs() < 1.0, "{f}");
+    }
+}
