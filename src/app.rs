@@ -161,7 +161,7 @@ pub fn cmd_plan(a: &PlanArgs, format: PlanFormat) -> Result<Status, Error> {
         }
     })?;
     for w in &timeline.warnings {
-        eprintln!("organ: {}", shown(&format!("{}: {}: {w}", w.kind.label(), timeline.score_name)));
+        err!("organ: {}", shown(&format!("{}: {}: {w}", w.kind.label(), timeline.score_name)));
     }
     Ok(0)
 }
@@ -426,7 +426,7 @@ pub fn cmd_grandorgue_organ(c: &GrandorgueOrganArgs) -> Result<Status, Error> {
     if done.wrote.is_none() {
         write_out(|o| o.write_all(done.toml.as_bytes()))?;
     }
-    eprintln!("organ: {}", shown(&done.summary));
+    err!("organ: {}", shown(&done.summary));
     Ok(0)
 }
 
@@ -445,8 +445,8 @@ pub fn cmd_grandorgue_port(via: &str) -> Result<Status, Error> {
         other => return Err(Error::Usage(format!("--via {other}: use auto or jack"))),
     }
     .map_err(|e| Error::Loopback(Box::new(e)))?;
-    println!("{}", shown(&lb.message));
-    println!("keeping it open; press Ctrl-C to close it");
+    out!("{}", shown(&lb.message));
+    out!("keeping it open; press Ctrl-C to close it");
     loop {
         std::thread::sleep(std::time::Duration::from_millis(300));
         if lb.output.link() == Link::Down {

@@ -44,7 +44,10 @@ pub enum Command {
     ///
     /// While playing on a terminal: space pauses and resumes, q or Esc stops (every key is
     /// released and the stops are cancelled), + and - change the tempo in 5% steps, Enter goes
-    /// on from a fermata that waits (--fermata wait).
+    /// on from a fermata that waits (--fermata wait), Ctrl-Z suspends (keys released, stops
+    /// drawn off; fg goes on). Ctrl-C, any signal that ends a process and closing the terminal
+    /// release every key too (a second Ctrl-C skips the cancel's pacing); exit status 130 after
+    /// Ctrl-C, 129 when the terminal goes, 128 + N after signal N.
     Play(PlayCmd),
     /// List the MIDI ports: outputs (for --to port:NAME or port:NUMBER), inputs (for --from),
     /// and, when a JACK server runs, the JACK MIDI ports of other programs.
@@ -87,7 +90,8 @@ pub enum Command {
     /// the current verse; Up/Down choose the item; + and - change the tempo in 5% steps (live);
     /// [ and ] transpose the next item; r cycles the registration preset of the next verse (of
     /// the selected item when nothing plays); o reopens a lost output; q quits (asks first when
-    /// something is playing).
+    /// something is playing); Ctrl-Z suspends, every key released. Exit status 0 after q, 130
+    /// after Ctrl-C, 129 when the terminal goes, 128 + N after signal N.
     Service(ServiceCmd),
     /// Before a service: measure the timing of an output and say whether it is fit.
     ///

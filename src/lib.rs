@@ -46,6 +46,27 @@
 //!   arrival; `organ monitor`, `organ learn` (and `--verify`), `organ ports`, and `organ record`
 //!   (a journal written as it goes, takes made from it, recovered after a crash).
 
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
+/// `println!` that never panics: standard output may be a closed pipe (`organ plan … | head`),
+/// a full disk (`>/dev/full`) or a terminal that went away, and none of these may abort a
+/// performance before its keys are released. What cannot be written is dropped; commands whose
+/// output *is* the product write through [`app::write_out`] instead, which reports the error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see [`out!`]): for messages, warnings and errors on stderr.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod app;
 pub mod engine;
 pub mod files;

@@ -1,11 +1,17 @@
 //! The `organ` binary: parse the command line, run the command, print any error as one line.
 //! Exit status: 0 done (or stopped by the user), 1 `check --deny-warnings` found warnings or
-//! `selftest` found the path not fit for a service, 2 error (an internal error too), 130 interrupted (128 + the signal number for others).
+//! `selftest` found the path not fit for a service, 2 error (an internal error too), 130
+//! interrupted (Ctrl-C), 129 the terminal closed or lost, 128 + N for another signal N (README:
+//! "What organ guarantees on each way out").
 //!
 //! Thin: clap parses (src/cli.rs), the flags become the library's plain argument structs, and
 //! the library does the work.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cli;
+
+use std::io::Write as _;
 
 use clap::Parser;
 use cli::{BleCmd, Cli, Command, GrandorgueCommand};
@@ -47,7 +53,8 @@ fn main() {
         Ok(Ok(status)) => std::process::exit(status),
         Ok(Err(e)) => {
             // One line, whatever names from files the message quotes.
-            eprintln!("organ: error: {}", organ::text::shown(&e.to_string()));
+            // Never a panic over a message: stderr may be a closed pipe or a terminal gone away.
+            let _ = writeln!(std::io::stderr(), "organ: error: {}", organ::text::shown(&e.to_string()));
             std::process::exit(2);
         }
         // The panic hook has already said what happened.

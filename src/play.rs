@@ -47,6 +47,8 @@ enum Key {
     TogglePause,
     Stop,
     Interrupt,
+    /// Ctrl-Z: suspend (keys released, stops drawn off), as the terminal does out of raw mode.
+    Suspend,
     Faster,
     Slower,
     /// Enter: go on from a fermata wait.
@@ -56,6 +58,7 @@ enum Key {
 fn key((code, mods): term::Key) -> Option<Key> {
     match code {
         KeyCode::Char('c') | KeyCode::Char('C') if mods.contains(KeyModifiers::CONTROL) => Some(Key::Interrupt),
+        KeyCode::Char('z') | KeyCode::Char('Z') if mods.contains(KeyModifiers::CONTROL) => Some(Key::Suspend),
         _ if !term::plain(mods) => None,
         KeyCode::Char(' ') => Some(Key::TogglePause),
         KeyCode::Char('q') | KeyCode::Esc => Some(Key::Stop),
@@ -149,27 +152,29 @@ impl StatusArea {
     fn say(&self, msg: &str) {
         let msg = shown(msg);
         if self.raw.is_some() {
-            eprint!("\r{msg:<width$}\r\n", width = self.last_len);
+            let _ = write!(std::io::stderr(), "\r{msg:<width$}\r\n", width = self.last_len);
         } else {
-            eprintln!("{msg}");
+            err!("{msg}");
         }
     }
 
-    fn draw(&mut self, line: &str) {
+    /// Redraws the status line; false when the terminal cannot be written (it went away).
+    fn draw(&mut self, line: &str) -> bool {
         let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1);
         let width = if width < 20 { 100 } else { width };
         let line: String = shown(line).chars().take(width).collect();
         let pad = self.last_len.saturating_sub(line.chars().count());
-        eprint!("\r{line}{:pad$}", "");
+        let mut e = std::io::stderr().lock();
+        let written = write!(e, "\r{line}{:pad$}", "").and_then(|()| e.flush());
         self.last_len = line.chars().count();
-        let _ = std::io::stderr().flush();
+        written.is_ok()
     }
 
     /// Leaves raw mode, ending the status line.
     fn close(mut self) {
         self.raw.take();
         if self.last_len > 0 {
-            eprintln!();
+            err!();
         }
     }
 }
@@ -205,10 +210,10 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !c.quiet {
         for n in &notes {
-            eprintln!("organ: {}", shown(n));
+            err!("organ: {}", shown(n));
         }
         for w in crate::app::all_warnings(&inputs.score, &timeline) {
-            eprintln!("organ: warning: {}", shown(&w));
+            err!("organ: warning: {}", shown(&w));
         }
         let keys = match interactive {
             false => "",
@@ -217,7 +222,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             }
             true => "; space pause, q stop, +/- tempo",
         };
-        eprintln!(
+        err!(
             "organ: playing {} on {} → {} ({}, {} bars{keys})",
             shown(&timeline.score_name),
             shown(&timeline.organ_name),
@@ -239,7 +244,7 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             )
             .map_err(|e| Error::Other(e.to_string()))?;
             for line in recovered {
-                eprintln!("organ: record: {}", shown(&line));
+                err!("organ: record: {}", shown(&line));
             }
             Some(r)
         }
@@ -249,9 +254,9 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let (ending, interrupted) = follow(&mut session, c.quiet, interactive);
     if let Some(r) = recorder {
         match r.finish() {
-            Ok(done) if !c.quiet => done.report().iter().for_each(|l| eprintln!("organ: record: {}", shown(l))),
+            Ok(done) if !c.quiet => done.report().iter().for_each(|l| err!("organ: record: {}", shown(l))),
             Ok(_) => {}
-            Err(e) => eprintln!("organ: record: {e}; the journal stays and is made into a take at the next start"),
+            Err(e) => err!("organ: record: {e}; the journal stays and is made into a take at the next start"),
         }
     }
     let finished = session.finish();
@@ -274,8 +279,14 @@ fn follow(session: &mut Session, quiet: bool, interactive: bool) -> (Box<Ending>
                 Some(Key::TogglePause) => Command::TogglePause,
                 Some(Key::Stop) => Command::Stop,
                 Some(Key::Interrupt) => {
+                    // As SIGINT: the first stops, a second hurries the stop.
                     interrupted = true;
-                    Command::Stop
+                    session::interrupt();
+                    continue;
+                }
+                Some(Key::Suspend) => {
+                    session::suspend_key();
+                    continue;
                 }
                 Some(Key::Continue) => Command::Continue,
                 Some(Key::Faster) => Command::NudgeSpeed(1),
@@ -302,8 +313,11 @@ fn follow(session: &mut Session, quiet: bool, interactive: bool) -> (Box<Ending>
         if keys.is_none() && matches!(session.progress().state, PlayState::Waiting(_)) {
             session.send(Command::Continue);
         }
-        if area.raw.is_some() {
-            area.draw(&status_line(session.progress()));
+        // The terminal went away (EIO; the keys cannot reach us any more): as when it is
+        // closed (SIGHUP, which may come too, or not), a stop.
+        if area.raw.is_some() && !term::suspended() && (!area.draw(&status_line(session.progress())) || term::is_lost())
+        {
+            session::terminal_lost();
         }
         if test_panic_after.is_some_and(|ms| started.elapsed() > Duration::from_millis(ms)) {
             panic!("test panic on the control thread (ORGAN_TEST_PANIC_AFTER_MS)");
@@ -334,23 +348,29 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
             End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
             End::Panicked => "stopped by an internal error; the keys were released".to_string(),
         };
-        eprintln!("organ: {how}: {} messages sent to {}", ending.sent, shown(&names));
+        err!("organ: {how}: {} messages sent to {}", ending.sent, shown(&names));
+    }
+    if !c.quiet && !ending.held_up.is_zero() {
+        err!(
+            "organ: the music stood still for {:.1} s while organ was held up (stopped with SIGSTOP, or starved of CPU), and went on from where it stood",
+            ending.held_up.as_secs_f64()
+        );
     }
     // Link losses, drops, keys that may still sound: shown even with --quiet when the link was
     // down at the end.
     if !c.quiet || ending.link_down_at_end {
         for r in &finished.reports {
-            eprintln!("organ: {}", shown(r));
+            err!("organ: {}", shown(r));
         }
     }
     if c.stats {
-        println!("{}", stats_report(&ending.stats, ending.dropped));
+        out!("{}", stats_report(&ending.stats, ending.dropped));
         if let Some(line) = cost_line(&ending.cost, ending.wake.as_ref()) {
-            println!("{line}");
+            out!("{line}");
         }
         let first = ending.first_sent.zip(crate::PROCESS_START.get()).map(|(at, p)| at.saturating_duration_since(*p));
         if let Some(d) = first {
-            println!("start-up: the first message was sent {:.1} ms after organ started", d.as_secs_f64() * 1000.0);
+            out!("start-up: the first message was sent {:.1} ms after organ started", d.as_secs_f64() * 1000.0);
         }
     }
     if let Some(e) = finished.errors.into_iter().next() {
@@ -384,7 +404,7 @@ fn render_wavs(
 ) -> Result<Option<Status>, Error> {
     if !quiet && alone {
         for w in crate::app::all_warnings(score, timeline) {
-            eprintln!("organ: warning: {w}");
+            err!("organ: warning: {w}");
         }
     }
     for spec in wavs {
@@ -393,7 +413,7 @@ fn render_wavs(
         let r = crate::voice::render_wav(timeline, path, || session::signal_received() != 0)?;
         if !r.complete {
             if !quiet {
-                eprintln!(
+                err!(
                     "organ: interrupted: {} holds the first {:.1} s of {}",
                     path.display(),
                     r.seconds(),
@@ -404,7 +424,7 @@ fn render_wavs(
         }
         if !quiet {
             let took = started.elapsed().as_secs_f64();
-            eprintln!(
+            err!(
                 "organ: rendered {} on {} with the built-in organ voice → {} ({:.1} s of audio in {:.2} s, {:.0}× real time)",
                 timeline.score_name,
                 timeline.organ_name,
@@ -442,7 +462,7 @@ pub fn cmd_panic(to: &[String], organ: Option<&str>) -> Result<Status, Error> {
     if let Some(e) = finished.errors.into_iter().next() {
         return Err(Error::Finish(e));
     }
-    eprintln!(
+    err!(
         "organ: panic sent: note-off for every key on channel(s) {}, all-notes-off{}",
         channels.iter().map(|c| c.user().to_string()).collect::<Vec<_>>().join(", "),
         if cancel.is_empty() { String::new() } else { ", cancel".into() }

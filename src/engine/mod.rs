@@ -30,6 +30,16 @@
 //! The engine tracks every key it has sent down ([`HeldKeys`]). Stop, pause, seek, an output
 //! failure, a panic, and the global stop flag (signals) all release exactly those keys, then send
 //! CC 123 on every division channel, then (when the organ asks for it) the cancel.
+//!
+//! # Suspension and held-up time
+//! While [`SUSPEND_ALL`] is set (the process suspends itself: Ctrl-Z, SIGTSTP) the engine
+//! releases the keys that are down, sends CC 123 and the cancel as a stop does, reports when every
+//! output has delivered that ([`Shared::suspended`]), and stands still; when it is cleared it
+//! draws again exactly the controls it had drawn, strikes the held keys again and goes on from
+//! where it stood, as after a pause. And whatever held the thread up (SIGSTOP, which cannot be
+//! caught, or a starved machine): a message found more than [`HELD_UP`] late is not sent in a
+//! burst with everything else that fell due; the clock moves on by the gap instead, so the music
+//! goes on from where it stood at its own pace ([`Shared::held_up_us`] counts the time).
 
 pub mod clock;
 pub mod keys;
@@ -61,6 +71,22 @@ pub static STOP_ALL: AtomicBool = AtomicBool::new(false);
 pub fn request_stop_all() {
     STOP_ALL.store(true, Ordering::SeqCst);
 }
+
+/// Set while the process suspends itself (job control): every engine releases, cancels and
+/// stands still until it is cleared (see the module documentation).
+pub static SUSPEND_ALL: AtomicBool = AtomicBool::new(false);
+
+/// Set by a second request to stop (a second Ctrl-C while stopping): a release under way sends
+/// the rest of its cancel at once instead of paced.
+pub static HURRY_ALL: AtomicBool = AtomicBool::new(false);
+
+/// A message found this late means the engine thread did not run (the process was stopped, or
+/// the machine starved it): the clock moves on by the gap instead of sending a burst.
+pub const HELD_UP: Micros = Micros(1_000_000);
+
+/// How long a suspending engine waits for its outputs to deliver the release before it reports
+/// the suspension anyway.
+pub const DELIVERY_WAIT: Micros = Micros(1_000_000);
 
 /// A command for the engine, sent through [`EngineHandle::send`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,6 +123,8 @@ pub enum State {
     /// At a wait point of the plan (fermata or end of verse): the clock stands, the keys that
     /// are down stay down, until [`Command::Continue`].
     Waiting = 7,
+    /// Suspended ([`SUSPEND_ALL`]): keys released, stops cancelled, the clock stands.
+    Suspended = 8,
 }
 
 impl State {
@@ -109,6 +137,7 @@ impl State {
             5 => State::Stopped,
             6 => State::Failed,
             7 => State::Waiting,
+            8 => State::Suspended,
             _ => State::Starting,
         }
     }
@@ -148,6 +177,11 @@ pub struct Shared {
     /// [`Command::Stop`] was sent: a flag beside the command ring, so that a full ring can never
     /// lose a stop.
     stop: AtomicBool,
+    /// Suspension ([`SUSPEND_ALL`]): 0 not suspended, 1 released and cancelled, 2 and every
+    /// output reports that it has delivered that (or [`DELIVERY_WAIT`] passed).
+    pub suspended: AtomicU8,
+    /// Time (µs) the clock was moved on because the engine thread was held up (see [`HELD_UP`]).
+    pub held_up_us: AtomicU64,
 }
 
 impl Shared {
@@ -242,11 +276,22 @@ pub struct Config {
     pub start_delay: Micros,
     /// The flag that stops this engine from outside (signals, panics): [`STOP_ALL`] by default.
     pub stop_flag: &'static AtomicBool,
+    /// The flag that suspends it (job control): [`SUSPEND_ALL`] by default.
+    pub suspend_flag: &'static AtomicBool,
+    /// The flag that hurries its release (a second stop request): [`HURRY_ALL`] by default.
+    pub hurry_flag: &'static AtomicBool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { on_disconnect: DisconnectPolicy::Pause, speed: 1000, start_delay: Micros::ZERO, stop_flag: &STOP_ALL }
+        Config {
+            on_disconnect: DisconnectPolicy::Pause,
+            speed: 1000,
+            start_delay: Micros::ZERO,
+            stop_flag: &STOP_ALL,
+            suspend_flag: &SUSPEND_ALL,
+            hurry_flag: &HURRY_ALL,
+        }
     }
 }
 
@@ -305,6 +350,11 @@ impl Sink {
         self.shared.worst_late.fetch_max(late, Ordering::Relaxed);
     }
 
+    /// Whether every live output has delivered what it was sent ([`Output::delivered`]).
+    fn delivered(&self) -> bool {
+        self.outputs.iter().enumerate().all(|(i, o)| self.dead & (1 << i) != 0 || o.delivered())
+    }
+
     /// Note-offs for exactly the keys that are down.
     fn release_keys(&mut self, plan: Micros, now: Micros) {
         let held = self.held.clone(); // a stack copy: no allocation
@@ -354,6 +404,10 @@ pub struct Engine<C: Clock> {
     /// sent so far. A toggle is only ever sent to change this, so stop and seek put in exactly
     /// the toggles that were drawn.
     drawn: ControlSet,
+    /// Suspended ([`Config::suspend_flag`]), since when, and what was drawn before the cancel.
+    suspended: bool,
+    suspended_at: Micros,
+    drawn_before_suspend: ControlSet,
 }
 
 /// One bit per control (a plan numbers fewer than 65,535), inline so that the engine thread
@@ -504,6 +558,9 @@ pub fn new<C: Clock>(
         swaps: swap_cons,
         returns: ret_prod,
         drawn: ControlSet([0; 1024]),
+        suspended: false,
+        suspended_at: Micros::ZERO,
+        drawn_before_suspend: ControlSet([0; 1024]),
     };
     let handle = EngineHandle { commands: prod, swaps: swap_prod, returns: ret_cons, thread: None, join: None, shared };
     (engine, handle)
@@ -630,6 +687,15 @@ impl<C: Clock> Engine<C> {
                 self.release(true);
                 return End::Stopped;
             }
+            // 1b. Suspension (job control): nothing else happens while suspended.
+            if self.config.suspend_flag.load(Ordering::Relaxed) != self.suspended {
+                if self.suspended { self.leave_suspend() } else { self.enter_suspend() }
+            }
+            if self.suspended {
+                self.follow_delivery();
+                std::thread::park_timeout(std::time::Duration::from_millis(5));
+                continue;
+            }
             self.take_swaps();
             // 2. Links.
             let dead = self.sink.dead;
@@ -688,6 +754,12 @@ impl<C: Clock> Engine<C> {
                 let now = self.clock.now();
                 if due > now {
                     break;
+                }
+                if now.0 - due.0 > HELD_UP.0 {
+                    // The thread was held up (see the module documentation): go on from here.
+                    self.base_wall = Micros(self.base_wall.0 + (now.0 - due.0));
+                    self.shared.held_up_us.fetch_add(now.0 - due.0, Ordering::Relaxed);
+                    continue;
                 }
                 self.next += 1;
                 self.sink.emit(self.timeline.bytes(&e.msg), Stamp { plan: e.t, due, now });
@@ -902,6 +974,12 @@ impl<C: Clock> Engine<C> {
     /// (with `cancel`, when the organ asks for it) the cancel, paced like the plan's: without a
     /// General Cancel, that is every control's off and the message of each toggle drawn.
     fn release(&mut self, cancel: bool) {
+        self.release_and_cancel(cancel);
+        self.shared.released.store(true, Ordering::SeqCst);
+    }
+
+    /// [`Engine::release`] without saying so (a suspension releases too, and goes on later).
+    fn release_and_cancel(&mut self, cancel: bool) {
         let now = self.clock.now();
         let plan = self.plan_at(now);
         self.sink.release_keys(plan, now);
@@ -913,26 +991,97 @@ impl<C: Clock> Engine<C> {
             let drawn = &self.drawn;
             let toggles =
                 || tl.controls.iter().enumerate().filter(|(i, c)| !tl.general_cancel && c.toggle && drawn.get(*i));
-            // Paced like the plan's stop changes, but never longer than RELEASE_PACING in all,
-            // however slow the organ file's stop_pace_ms and however many offs the cancel is.
             let count = tl.cancel.len() + toggles().map(|(_, c)| c.off.len()).sum::<usize>();
-            let gaps = count.saturating_sub(1).max(1) as u64;
-            let pace = tl.stop_pace.min(Micros(RELEASE_PACING.0 / gaps));
-            // Absolute deadlines from the first, so that waking late never adds up.
-            let first = self.clock.now();
             let messages = tl.cancel.iter().chain(toggles().flat_map(|(_, c)| c.off.iter()));
-            for (i, m) in messages.enumerate() {
-                if i > 0 && pace > Micros::ZERO {
-                    let until = first + Micros(pace.0 * i as u64);
-                    while self.clock.now() < until {
-                        self.clock.wait_until(until);
-                    }
-                }
+            let mut paced = Paced::new(tl.stop_pace, count, self.config.hurry_flag);
+            for m in messages {
+                paced.wait(&mut self.clock);
                 let now = self.clock.now();
                 self.sink.emit(tl.bytes(m), Stamp { plan, due: now, now });
             }
             self.drawn.clear();
         }
-        self.shared.released.store(true, Ordering::SeqCst);
+    }
+
+    /// Suspension: as a pause (the keys up, to be struck again), then CC 123 and the cancel as a
+    /// stop sends them; what was drawn is kept to be drawn again.
+    fn enter_suspend(&mut self) {
+        self.suspended = true;
+        if !(self.paused || self.link_paused) {
+            self.enter_pause();
+        }
+        self.drawn_before_suspend = self.drawn.clone();
+        self.release_and_cancel(true);
+        self.suspended_at = self.clock.now();
+        self.shared.suspended.store(1, Ordering::SeqCst);
+        self.shared.set_state(State::Suspended);
+    }
+
+    /// Says (once) when every output has delivered the suspension's release, or gave up waiting.
+    fn follow_delivery(&mut self) {
+        if self.shared.suspended.load(Ordering::Relaxed) == 1
+            && (self.sink.delivered() || self.clock.now().0 >= self.suspended_at.0 + DELIVERY_WAIT.0)
+        {
+            self.shared.suspended.store(2, Ordering::SeqCst);
+        }
+    }
+
+    /// The end of a suspension: the controls drawn before it drawn again (paced), then as at
+    /// the end of a pause — unless the user's pause (or a link's) still holds.
+    fn leave_suspend(&mut self) {
+        self.suspended = false;
+        let tl = &self.timeline;
+        let want = &self.drawn_before_suspend;
+        let messages = |c: usize| if want.get(c) { &tl.controls[c].on } else { &tl.controls[c].off };
+        let count =
+            (0..tl.controls.len()).filter(|&c| want.get(c) != self.drawn.get(c)).map(|c| messages(c).len()).sum();
+        let mut paced = Paced::new(tl.stop_pace, count, self.config.hurry_flag);
+        let mut drawn = self.drawn.clone();
+        for c in (0..tl.controls.len()).filter(|&c| want.get(c) != self.drawn.get(c)) {
+            for m in messages(c) {
+                paced.wait(&mut self.clock);
+                let now = self.clock.now();
+                self.sink.emit(tl.bytes(m), Stamp { plan: self.pause_plan, due: now, now });
+            }
+            drawn.set(c, want.get(c));
+        }
+        self.drawn = drawn;
+        self.shared.suspended.store(0, Ordering::SeqCst);
+        if self.paused {
+            self.shared.set_state(State::Paused);
+        } else if self.link_paused {
+            self.shared.set_state(State::WaitingForLink);
+        } else {
+            self.leave_pause();
+        }
+    }
+}
+
+/// Spaces messages `pace` apart from the first, on absolute deadlines so that waking late never
+/// adds up, but never longer than [`RELEASE_PACING`] in all (however slow the organ file's
+/// `stop_pace_ms` and however many messages), and not at all once `hurry` is set.
+struct Paced<'a> {
+    pace: Micros,
+    hurry: &'a AtomicBool,
+    first: Option<Micros>,
+    sent: u64,
+}
+
+impl<'a> Paced<'a> {
+    fn new(pace: Micros, count: usize, hurry: &'a AtomicBool) -> Paced<'a> {
+        let gaps = count.saturating_sub(1).max(1) as u64;
+        Paced { pace: pace.min(Micros(RELEASE_PACING.0 / gaps)), hurry, first: None, sent: 0 }
+    }
+
+    /// Waits on `clock` for the next message's turn.
+    fn wait<C: Clock>(&mut self, clock: &mut C) {
+        let first = *self.first.get_or_insert_with(|| clock.now());
+        if self.sent > 0 && self.pace > Micros::ZERO {
+            let until = first + Micros(self.pace.0 * self.sent);
+            while clock.now() < until && !self.hurry.load(Ordering::Relaxed) {
+                clock.wait_until(until);
+            }
+        }
+        self.sent += 1;
     }
 }

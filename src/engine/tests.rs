@@ -810,3 +810,137 @@ fn seeking_on_a_toggle_console_flips_only_what_differs() {
     );
     assert!(console_after(&organ, &rec).is_empty(), "everything in at the end");
 }
+
+#[test]
+fn suspension_releases_cancels_and_goes_on_as_from_a_pause() {
+    // Private flags, so that other tests keep playing.
+    static SUSPEND: AtomicBool = AtomicBool::new(false);
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let cfg = Config { suspend_flag: &SUSPEND, ..Config::default() };
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), cfg);
+    let handle = spawn(engine, handle).unwrap();
+    // Into bar 6 (chords held, a registration drawn), then suspend.
+    let at = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 6).unwrap().t.0 + 100;
+    clock.play_to(&handle.shared, at);
+    let played = t.events.iter().take_while(|e| e.t.0 <= at).count();
+    SUSPEND.store(true, Ordering::SeqCst);
+    handle.wake();
+    clock.open_to(at + 2_000_000); // the cancel is paced
+    let start = std::time::Instant::now();
+    while handle.shared.suspended.load(Ordering::SeqCst) != 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the engine did not report its suspension");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(handle.shared.state(), State::Suspended);
+    let sent = handle.shared.sent.load(Ordering::SeqCst);
+    // Ten seconds stopped; nothing is sent meanwhile.
+    let suspended_for = 10_000_000;
+    clock.now.fetch_add(suspended_for, Ordering::SeqCst);
+    clock.open_to(at + 2_000_000 + suspended_for);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(handle.shared.sent.load(Ordering::SeqCst), sent, "nothing sent while suspended");
+    // Going on: the registration drawn again, the same keys struck again, then the plan from
+    // where it stood, shifted by the suspension — no burst.
+    SUSPEND.store(false, Ordering::SeqCst);
+    handle.wake();
+    clock.open();
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    let down = keys_down(&t, rec[..played].iter().map(|(_, b)| b.as_slice()));
+    assert!(down.count() > 0, "keys were down");
+    // Suspended: the keys up, CC 123 on every division, the cancel; nothing more.
+    let mut expected: Vec<Vec<u8>> =
+        down.iter().map(|(c, k, _)| ShortMsg::note_off(c, k).as_bytes().to_vec()).collect();
+    expected.extend(t.divisions.iter().map(|d| ShortMsg::all_notes_off(d.channel).as_bytes().to_vec()));
+    expected.extend(t.cancel.iter().map(|m| t.bytes(m).to_vec()));
+    assert_eq!(sent as usize, played + expected.len());
+    let at_suspension: Vec<Vec<u8>> = rec[played..sent as usize].iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(at_suspension, expected, "release, all-notes-off, cancel");
+    let resumed = played + expected.len();
+    let drawn = t.registration_at(Micros(at)).unwrap().drawn.clone();
+    let mut again: Vec<Vec<u8>> =
+        drawn.iter().flat_map(|&c| t.controls[c].on.iter().map(|m| t.bytes(m).to_vec())).collect();
+    again.extend(down.iter().map(|(c, k, v)| ShortMsg::note_on(c, k, v.max(1)).as_bytes().to_vec()));
+    let sent: Vec<Vec<u8>> = rec[resumed..resumed + again.len()].iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(sent, again, "the registration drawn again, then the keys struck again");
+    let rest = &rec[resumed + again.len()..];
+    assert_eq!(rest.len(), t.events.len() - played, "then the rest of the plan");
+    let shift = rest[0].0.due.0 - rest[0].0.plan.0;
+    assert!(shift >= suspended_for, "the clock stood during the suspension ({shift} µs)");
+    for (s, _) in rest {
+        assert_eq!(s.due.0, s.plan.0 + shift, "the rest keeps its own pace");
+    }
+    assert_released(&t, &rec);
+}
+
+#[test]
+fn a_thread_held_up_goes_on_from_where_it_stood_without_a_burst() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
+    let handle = spawn(engine, handle).unwrap();
+    let at = 20_000_000;
+    clock.play_to(&handle.shared, at);
+    // The process stopped for 30 s (SIGSTOP): the clock jumps while the engine plays.
+    let gap = 30_000_000;
+    clock.now.fetch_add(gap, Ordering::SeqCst);
+    clock.open();
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Finished);
+    finish(&mut report);
+    let rec = recording(&h);
+    assert_eq!(rec.len(), t.events.len());
+    let held_up = handle_held_up(&rec, at);
+    assert!(held_up >= gap - 1_000_000 && held_up <= gap, "the clock moved on by the gap ({held_up} µs)");
+    for (s, _) in &rec {
+        assert!(s.now.0 - s.due.0 <= HELD_UP.0, "sent {} µs late: a burst", s.now.0 - s.due.0);
+    }
+}
+
+/// How far the plan was moved on after `at` (due − plan of the messages after it).
+fn handle_held_up(rec: &[(Stamp, Vec<u8>)], at: u64) -> u64 {
+    rec.iter().filter(|(s, _)| s.plan.0 > at).map(|(s, _)| s.due.0 - s.plan.0).max().unwrap_or(0)
+}
+
+#[test]
+fn hurrying_sends_the_rest_of_the_cancel_at_once() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static HURRY: AtomicBool = AtomicBool::new(false);
+    let t = shipped_timeline(PlanOptions::default());
+    assert!(t.cancel.len() > 10 && t.stop_pace > Micros::ZERO, "a paced cancel of many messages");
+    let (out, h) = memory(&t);
+    let clock = GatedClock::default();
+    let cfg = Config { stop_flag: &STOP, hurry_flag: &HURRY, ..Config::default() };
+    let (engine, handle) = new(t.clone(), vec![out], clock.clone(), cfg);
+    let handle = spawn(engine, handle).unwrap();
+    let at = 10_000_000;
+    clock.play_to(&handle.shared, at);
+    STOP.store(true, Ordering::SeqCst);
+    handle.wake();
+    // The clock stands: the paced cancel waits after its first message…
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(30));
+        let now = handle.shared.sent.load(Ordering::SeqCst);
+        if now == sent && now > 0 {
+            break;
+        }
+        sent = now;
+        assert!(start.elapsed() < Duration::from_secs(10), "the release did not settle");
+    }
+    assert!(!handle.is_finished(), "the cancel is paced");
+    // …until a second request hurries it: the rest goes at once (the clock still stands, so
+    // the engine could not end otherwise).
+    HURRY.store(true, Ordering::SeqCst);
+    handle.wake();
+    let mut report = handle.join();
+    assert_eq!(report.end, End::Stopped);
+    finish(&mut report);
+    assert_released(&t, &recording(&h));
+}

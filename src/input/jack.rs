@@ -169,7 +169,7 @@ impl JackInput {
 impl Drop for JackInput {
     fn drop(&mut self) {
         if let Some(c) = self.client.take() {
-            let _ = c.deactivate();
+            crate::output::jack::close_within(c, crate::output::jack::CLOSE_WAIT);
         }
         self.stop.store(true, Ordering::Release);
         if let Some(r) = self.reader.take() {

@@ -88,7 +88,7 @@ pub fn run(a: &MonitorArgs) -> Result<i32, ConsoleError> {
     crate::session::install_signal_handling();
     let organ = a.organ.as_deref().map(Organ::find).transpose()?;
     let input = super::open(&a.from)?;
-    eprintln!(
+    err!(
         "organ: listening to {}{} (Ctrl-C ends)",
         printable(input.name()),
         organ.as_ref().map(|o| format!(", named through {}", printable(&o.name))).unwrap_or_default()
@@ -119,7 +119,7 @@ pub fn run(a: &MonitorArgs) -> Result<i32, ConsoleError> {
     }
     let _ = writeln!(out, "{}", m.summary());
     if input.dropped() > 0 {
-        eprintln!("organ: {} message(s) were lost on the way in (input queue full)", input.dropped());
+        err!("organ: {} message(s) were lost on the way in (input queue full)", input.dropped());
     }
     Ok(0)
 }

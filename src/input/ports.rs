@@ -68,6 +68,8 @@ fn jack_ports() -> Option<(Vec<String>, Vec<String>)> {
 /// # Errors
 /// Nothing to list (the message says why).
 pub fn cmd_ports() -> Result<i32, ConsoleError> {
-    print!("{}", report()?);
+    let report = report()?;
+    // A closed pipe (`organ ports | head`) is not an error; a full disk is (exit status 2).
+    crate::app::write_out(|o| o.write_all(report.as_bytes())).map_err(ConsoleError::Output)?;
     Ok(0)
 }

@@ -444,6 +444,26 @@ impl JackOutput {
     }
 }
 
+/// The longest closing a JACK client may hold up the end of a performance. `jack_deactivate`
+/// waits for the server's answer, and a server that went on cycling while this process was
+/// stopped (Ctrl-Z, SIGSTOP) answers only once it has caught up with what it queued for the
+/// client meanwhile: 12 s after 20 s stopped, measured on a dummy server. The messages have
+/// been delivered by then ([`JackOutput::drain`]); a client not closed in time is left to the end
+/// of the process, when the server drops it.
+pub const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
+/// Deactivates and closes `client` on a thread of its own, waiting at most `limit`. Returns
+/// whether it closed in time.
+pub(crate) fn close_within<N: Send + 'static, P: Send + 'static>(client: AsyncClient<N, P>, limit: Duration) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // If the thread cannot start, the closure (and the client) is dropped here: closed inline.
+    let started = std::thread::Builder::new().name("organ-jack-close".into()).spawn(move || {
+        drop(client.deactivate());
+        let _ = tx.send(());
+    });
+    started.is_ok() && rx.recv_timeout(limit).is_ok()
+}
+
 /// Whether every message `t` can send fits one JACK record ([`MAX_MESSAGE`] bytes): checked
 /// before playback, so that a long SysEx in the organ definition is refused up front instead of
 /// stopping the performance when it falls due.
@@ -502,11 +522,22 @@ impl Output for JackOutput {
         if self.down.load(Ordering::Acquire) { Link::Down } else { Link::Up }
     }
 
+    /// The ring is empty and the cycle that wrote its last message is over (the message is due
+    /// one period after its time, and written in the cycle after that).
+    fn delivered(&self) -> bool {
+        let Some(client) = &self.client else { return true };
+        if self.down.load(Ordering::Acquire) {
+            return true;
+        }
+        let period_us = self.stats().frames_to_us(u64::from(self.period)) as u64;
+        self.tx.is_empty() && client.as_client().time() > self.counters.last_due.load(Ordering::Acquire) + 2 * period_us
+    }
+
     /// Waits for the queued messages to reach the port, then closes the client.
     fn finish(&mut self) -> Result<(), FinishError> {
         let drained = self.drain(Duration::from_secs(2));
         if let Some(c) = self.client.take() {
-            let _ = c.deactivate();
+            close_within(c, CLOSE_WAIT);
         }
         let s = self.stats();
         if !drained {

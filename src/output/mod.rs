@@ -165,6 +165,17 @@ pub trait Output: Send {
         Link::Up
     }
 
+    /// Whether everything sent so far has left this process (reached the port, the server or the
+    /// radio), so that stopping the process now (job control) cannot hold it back. Outputs that
+    /// send at once need not override it; those that hand messages to their own worker or
+    /// callback say whether that has caught up.
+    ///
+    /// # Real-time safety
+    /// Called on the engine thread while it is suspended: atomic loads, no blocking.
+    fn delivered(&self) -> bool {
+        true
+    }
+
     /// Called on the control thread after playback: flush and close. The file output writes what
     /// is still queued and forces the file to disk here (it writes as it plays).
     ///

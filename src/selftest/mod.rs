@@ -27,6 +27,7 @@ mod ble;
 pub mod jack;
 mod probe;
 
+use crate::text::shown;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -350,9 +351,10 @@ pub fn cmd_selftest(args: &SelftestArgs) -> Result<Status, Error> {
     let burst = probe::burst(&organ)?;
     let targets = specs.iter().map(|s| open_target(s, &organ)).collect::<Result<Vec<Target>, _>>()?;
     let names: Vec<String> = specs.iter().map(OutputSpec::to_string).collect();
-    println!("organ selftest on {} → {}", organ.name, names.join(", "));
-    println!("sends {PROBE}");
-    println!("burst: {}", burst.describe(&organ));
+    // Names come from files and devices: shown escaped.
+    out!("{}", shown(&format!("organ selftest on {} → {}", organ.name, names.join(", "))));
+    out!("sends {PROBE}");
+    out!("burst: {}", shown(&burst.describe(&organ)));
     let mut checks = vec![engine_check(&organ, args.seconds)?];
     print_check(&checks[0]);
     for t in targets {
@@ -362,12 +364,12 @@ pub fn cmd_selftest(args: &SelftestArgs) -> Result<Status, Error> {
         }
     }
     let (fit, line) = verdict(&checks);
-    println!("{line}");
+    out!("{}", shown(&line));
     Ok(if fit { 0 } else { 1 })
 }
 
 fn print_check(c: &Check) {
-    println!("  {:<7} {}  {}", c.what, c.text, if c.ok { "ok" } else { "NOT OK" });
+    out!("  {:<7} {}  {}", c.what, shown(&c.text), if c.ok { "ok" } else { "NOT OK" });
 }
 
 #[cfg(test)]

@@ -70,8 +70,16 @@ impl Keys {
     /// One key.
     pub fn key(&mut self, svc: &mut Service, code: KeyCode, mods: KeyModifiers) {
         if code == KeyCode::Char('c') && mods.contains(KeyModifiers::CONTROL) {
+            // As SIGINT (raw mode sends none): the service stops and ends with exit status 130;
+            // a second Ctrl-C hurries the stop.
+            crate::session::interrupt();
             svc.act(Action::Stop);
             self.quit = true;
+            return;
+        }
+        if code == KeyCode::Char('z') && mods.contains(KeyModifiers::CONTROL) {
+            // As SIGTSTP: keys released and stops drawn off, then the process stops until `fg`.
+            crate::session::suspend_key();
             return;
         }
         // Plain keys only: a stray NUL byte reads as Ctrl+Space and must not start a hymn.

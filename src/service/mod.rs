@@ -53,15 +53,11 @@ pub struct ServiceArgs {
     pub remote: Option<String>,
 }
 
-/// Restores the terminal when dropped (also while unwinding from a panic).
-struct TerminalGuard;
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        let _ = crossterm::terminal::disable_raw_mode();
-        let _ =
-            crossterm::execute!(std::io::stdout(), crossterm::terminal::LeaveAlternateScreen, crossterm::cursor::Show);
-    }
+/// Restores the terminal when dropped (also while unwinding from a panic): the normal screen,
+/// then raw mode off.
+struct TerminalGuard {
+    _screen: crate::term::FullScreen,
+    _raw: crate::term::RawMode,
 }
 
 /// `organ service`.
@@ -96,16 +92,22 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
         (Some(r), None) => {
             print_remote(r, &svc);
             serve_headless(&mut svc, r, &AtomicBool::new(false));
-            Ok(())
         }
         (_, Some((_, t))) => run_terminal(&mut svc, remote.as_ref(), t),
-        (None, None) => Ok(()),
+        (None, None) => {}
     }));
     // Whatever happened, nothing may keep sounding: stop and join the engine, then write files.
     let finished = svc.finish();
     drop(remote);
-    if let Some((guard, t)) = screen {
-        drop(t);
+    if let Some((guard, mut t)) = screen {
+        // ratatui's Terminal shows the cursor when dropped and, when that fails (the terminal is
+        // gone), says so with eprintln!, which panics on a dead terminal: then it is not dropped
+        // (the guard leaves the full screen and shows the cursor, ignoring errors).
+        if t.show_cursor().is_err() {
+            std::mem::forget(t);
+        } else {
+            drop(t);
+        }
         drop(guard);
     }
     let sig = session::signal_received();
@@ -120,9 +122,9 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     );
     match result {
         Err(_) => Err(Error::Other("the service view stopped on an internal error; the keys were released".into())),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => match finished.errors.into_iter().next() {
+        Ok(()) => match finished.errors.into_iter().next() {
             Some(e) => Err(Error::Finish(e)),
+            // 130 after Ctrl-C, 129 when the terminal was closed or lost, 128 + N for signal N.
             None => Ok(if sig != 0 { 128 + sig } else { 0 }),
         },
     }
@@ -168,15 +170,13 @@ type Term = Terminal<CrosstermBackend<Stdout>>;
 /// Raw mode and the alternate screen, restored when the guard is dropped.
 fn open_terminal() -> Result<(TerminalGuard, Term), Error> {
     let terminal_error = |e: std::io::Error| Error::Io(format!("cannot use the terminal: {e}"));
-    crossterm::terminal::enable_raw_mode().map_err(terminal_error)?;
-    let guard = TerminalGuard;
-    crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen, crossterm::cursor::Hide)
-        .map_err(terminal_error)?;
+    let raw = crate::term::RawMode::try_enable().map_err(terminal_error)?;
+    let guard = TerminalGuard { _screen: crate::term::FullScreen::enter().map_err(terminal_error)?, _raw: raw };
     let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(terminal_error)?;
     Ok((guard, terminal))
 }
 
-fn run_terminal(svc: &mut Service, remote: Option<&Remote>, terminal: &mut Term) -> Result<(), Error> {
+fn run_terminal(svc: &mut Service, remote: Option<&Remote>, terminal: &mut Term) {
     let mut keys = Keys::default();
     let mut remote_line = String::new();
     if let Some(r) = remote {
@@ -189,17 +189,11 @@ fn run_terminal(svc: &mut Service, remote: Option<&Remote>, terminal: &mut Term)
     terminal_loop(svc, remote, &mut keys, &remote_line, terminal)
 }
 
-fn terminal_loop(
-    svc: &mut Service,
-    remote: Option<&Remote>,
-    keys: &mut Keys,
-    remote_line: &str,
-    terminal: &mut Term,
-) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Io(format!("terminal: {e}"));
+fn terminal_loop(svc: &mut Service, remote: Option<&Remote>, keys: &mut Keys, remote_line: &str, terminal: &mut Term) {
     let key_rx = crate::term::key_reader();
     let never = crossbeam_channel::never();
     let actions = remote.map_or(&never, |r| r.actions());
+    let mut taken_back = crate::term::taken_back();
     while !keys.quit {
         if engine::STOP_ALL.load(Ordering::SeqCst) {
             // A signal (the terminal closed, say): the engine stops by itself; leave.
@@ -209,17 +203,28 @@ fn terminal_loop(
         if let Some(r) = remote {
             r.publish(&svc.remote_state());
         }
+        if crate::term::taken_back() != taken_back {
+            // Back from a suspension: the whole screen is drawn again.
+            taken_back = crate::term::taken_back();
+            let _ = terminal.clear();
+        }
         let mut screen = keys.dress(svc, svc.screen());
         screen.remote = remote_line.to_string();
-        terminal.draw(|f| view::draw(f, &screen)).map_err(io)?;
+        if !crate::term::suspended() && terminal.draw(|f| view::draw(f, &screen)).is_err() {
+            // The terminal went away (EIO): as when it is closed (SIGHUP), a stop.
+            session::terminal_lost();
+            break;
+        }
         crossbeam_channel::select! {
             recv(key_rx) -> k => match k {
                 Ok((code, mods)) => keys.key(svc, code, mods),
-                Err(_) => return Err(Error::Io("terminal: cannot read keys any more".into())),
+                Err(_) => {
+                    session::terminal_lost();
+                    break;
+                }
             },
             recv(actions) -> a => if let Ok(a) = a { remote_action(svc, a) },
             default(Duration::from_millis(50)) => {}
         }
     }
-    Ok(())
 }

@@ -44,7 +44,10 @@ use crate::plan::Timeline;
 pub use link::LinkWatch;
 pub use outputs::specs as output_specs;
 pub use progress::{PlayState, Progress, SectionInfo, registration_name, short_time};
-pub use signals::{install_panic_hook, install_signal_handling, signal_received};
+pub use signals::{
+    HURRY_EXIT, STOPPING, install_panic_hook, install_signal_handling, interrupt, signal_received, suspend_key,
+    terminal_lost,
+};
 
 /// A tempo step (+/-): 5 % of the planned speed, in ‰.
 pub const SPEED_STEP: u32 = 50;
@@ -138,6 +141,9 @@ pub struct Ending {
     pub first_sent: Option<Instant>,
     /// A link was down when the engine sent its release (it may not have arrived).
     pub link_down_at_end: bool,
+    /// How long the engine thread was held up (the process stopped with SIGSTOP, or starved),
+    /// the music going on from where it stood afterwards ([`engine::HELD_UP`]).
+    pub held_up: Duration,
     /// The engine thread's CPU time and wall time, and how its clock waited.
     pub cost: crate::engine::Cost,
     pub wake: Option<crate::engine::WakeStats>,
@@ -317,6 +323,8 @@ impl Session {
             speed: p.speed,
             start_delay: Micros::ZERO,
             stop_flag: &engine::STOP_ALL,
+            suspend_flag: &engine::SUSPEND_ALL,
+            hurry_flag: &engine::HURRY_ALL,
         };
         let (eng, handle) = engine::new(p.timeline.clone(), lent, self.clock, config);
         let handle = match engine::spawn(eng, handle) {
@@ -479,6 +487,7 @@ impl Session {
         let Some(r) = self.running.take() else { return };
         // Final once the engine has ended: whether a link was down when it sent its release.
         let link_down_at_end = r.handle.shared.link_down.load(Ordering::SeqCst);
+        let held_up = Duration::from_micros(r.handle.shared.held_up_us.load(Ordering::SeqCst));
         let mut report = r.handle.join();
         let outputs = std::mem::take(&mut report.outputs);
         let failed = match report.end {
@@ -507,6 +516,7 @@ impl Session {
             stats: report.stats,
             first_sent,
             link_down_at_end,
+            held_up,
             cost: report.cost,
             wake: report.wake,
         })));

@@ -120,7 +120,8 @@ impl Progress {
         self.state = match shared.state() {
             State::Starting => PlayState::Starting,
             State::Playing => PlayState::Playing,
-            State::Paused => PlayState::Paused,
+            // Suspended: the process is about to stop (or just went on): seen as a pause.
+            State::Paused | State::Suspended => PlayState::Paused,
             State::WaitingForLink => PlayState::WaitingForLink,
             State::Waiting => {
                 PlayState::Waiting(t.waits.get(waiting.wrapping_sub(1)).map_or(WaitKind::SectionEnd, |w| w.kind))

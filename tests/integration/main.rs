@@ -22,6 +22,9 @@
 //! - [`record`]: a plan fed to the recorder comes back from its take's plan, whole and split.
 //! - [`hymn_cli`]: the hymn flags of `organ plan` and `organ play`.
 //! - [`service`]: `organ service` in a real pseudo-terminal (tmux).
+//! - [`signals`]: losing the terminal (tmux closed: SIGHUP, or EIO alone) during `organ play`
+//!   and `organ service`, Ctrl-Z/`fg`/Ctrl-C as keys under a job-control shell, closed and full
+//!   pipes. (Every signal on the wire, with a JACK client as the organ: tests/signals.rs.)
 //! - [`remote`]: `organ service --remote`: its security through the real server, a real
 //!   Chromium driving the phone page, and a request from another network namespace.
 //! - [`house`]: the house rules of ARCHITECTURE.md (no import cycle, no overlong function).
@@ -49,6 +52,7 @@ mod record;
 #[cfg(feature = "remote")]
 mod remote;
 mod service;
+mod signals;
 #[path = "../support/mod.rs"]
 mod support;
 mod tempo;

@@ -19,7 +19,6 @@ impl Tmux {
     /// `organ service ORDER --to file:OUT` in a 100×30 pane of a private tmux server; its exit
     /// status goes to `exit` ("EXIT=N").
     pub(crate) fn service(name: &str, order: &Path, out: &Path, exit: &Path) -> Tmux {
-        let tmux = Tmux { socket: format!("organ-test-{name}-{}", std::process::id()) };
         let command = format!(
             "{} service {} --to file:{}; echo EXIT=$? > {}",
             env!("CARGO_BIN_EXE_organ"),
@@ -27,7 +26,13 @@ impl Tmux {
             out.display(),
             exit.display()
         );
-        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
+        Tmux::start(name, &command)
+    }
+
+    /// `command` (run by the default shell) in a 100×30 pane of a private tmux server.
+    pub(crate) fn start(name: &str, command: &str) -> Tmux {
+        let tmux = Tmux { socket: format!("organ-test-{name}-{}", std::process::id()) };
+        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", command]);
         assert!(started.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&started.stderr));
         tmux
     }
@@ -290,7 +295,7 @@ fn closing_the_terminal_while_playing_releases_every_key() {
 }
 
 /// A running process whose command line contains `arg` (Linux /proc), if any.
-fn process_with_arg(arg: &str) -> Option<u32> {
+pub(crate) fn process_with_arg(arg: &str) -> Option<u32> {
     let entries = std::fs::read_dir("/proc").ok()?;
     for e in entries.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };

@@ -1,6 +1,7 @@
 //! The test harness, shared by every integration test binary (`tests/integration/`, and
-//! `tests/ble.rs`, `tests/console.rs`, `tests/grandorgue.rs` and `tests/record.rs`, which need a
-//! process of their own: a private D-Bus, a JACK server named through the environment).
+//! `tests/ble.rs`, `tests/console.rs`, `tests/grandorgue.rs`, `tests/record.rs` and
+//! `tests/signals.rs`, which need a process of their own: a private D-Bus, a JACK server named
+//! through the environment).
 //!
 //! - here: paths, fresh scratch folders, running the real `organ` binary;
 //! - [`organs`]: St Mary's and the small test organ the planner tests share;

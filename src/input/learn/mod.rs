@@ -446,14 +446,11 @@ pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
     let doc = open_doc(a)?;
     let items = doc.items(a.all, &a.only);
     if items.is_empty() {
-        println!(
-            "nothing left to learn in {} (--all learns everything again, --only NAMES some of it)",
-            a.organ.display()
-        );
+        out!("nothing left to learn in {} (--all learns everything again, --only NAMES some of it)", a.organ.display());
         return Ok(0);
     }
     let input = super::open(&a.from)?;
-    eprintln!(
+    err!(
         "organ: learning {} item(s) of {} from {}; after each prompt act at the console and wait; type r (again), s (skip), u (back), q (stop) and Enter at any time",
         items.len(),
         a.organ.display(),
@@ -473,20 +470,20 @@ pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
     let was_interrupted = s.run(&items)?;
     let learned = s.results.iter().filter(|r| r.1).count();
     let missed: Vec<String> = s.results.iter().filter(|r| !r.1).map(|r| super::printable(&r.0)).collect();
-    println!(
+    out!(
         "summary: learned {learned} of {}{}",
         items.len(),
         if missed.is_empty() { String::new() } else { format!("; not learned: {}", missed.join(", ")) }
     );
     match crate::organ::Organ::from_toml(&s.doc.text(), &a.organ.display().to_string()) {
-        Ok(o) => println!(
+        Ok(o) => out!(
             "{} is a complete organ definition ({} divisions, {} controls); check it with `organ learn --verify --organ {}`",
             a.organ.display(),
             o.divisions.len(),
             o.controls.len(),
             a.organ.display()
         ),
-        Err(e) => println!("not complete yet: {e}"),
+        Err(e) => out!("not complete yet: {e}"),
     }
     Ok(if was_interrupted { 128 + crate::session::signal_received().max(2) } else { 0 })
 }

@@ -112,7 +112,7 @@ fn answer(lines: &crossbeam_channel::Receiver<String>) -> Answer {
                 "y" | "yes" | "j" => return Answer::Yes,
                 "n" | "no" => return Answer::No,
                 "q" | "quit" => return Answer::Quit,
-                _ => println!("answer y (it moved) or n (it did not), or q to stop"),
+                _ => out!("answer y (it moved) or n (it did not), or q to stop"),
             },
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Answer::Quit,
@@ -145,9 +145,9 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
     let notes = outputs.open_outputs(false).map_err(open)?;
     let names = outputs.output_names();
     for n in &notes {
-        eprintln!("organ: {n}");
+        err!("organ: {n}");
     }
-    eprintln!(
+    err!(
         "organ: verifying {} control(s) of {} through {}, one change every {} ms; answer y or n and Enter (q stops); the console is cancelled first and at the end",
         controls.len(),
         super::super::printable(&organ.name),
@@ -163,14 +163,14 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
         let c = &organ.controls[id];
         let name = super::super::printable(&c.name);
         if toggles_blind && c.on == c.off {
-            println!(
+            out!(
                 "skipped: {name}: it toggles and the organ has no General Cancel ([cancel] message), so it cannot be put into a known state"
             );
             skipped.push(name);
             continue;
         }
         sender.change(&bytes(&c.on));
-        println!("drawn: {name} — did it move on the console? (y/n)");
+        out!("drawn: {name} — did it move on the console? (y/n)");
         let reply = answer(&lines);
         sender.change(&bytes(&c.off));
         match reply {
@@ -192,7 +192,7 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
     }
     doc.save()?;
     let list = |v: &[String]| v.iter().map(|n| super::super::printable(n)).collect::<Vec<_>>().join(", ");
-    println!(
+    out!(
         "summary: {} confirmed, {} rejected{}{}; the console was cancelled",
         ok.len(),
         rejected.len(),

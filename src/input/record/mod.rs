@@ -506,11 +506,11 @@ pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
     };
     std::fs::create_dir_all(&a.out).map_err(|e| io_err(&a.out, e))?;
     for line in recover(&a.out) {
-        eprintln!("organ: {line}");
+        err!("organ: {line}");
     }
     let rec = Recorder::start(&settings, &organ)?;
     let split = a.split.map(|s| format!(", a new take after {:.1} s of silence", s.as_secs_f64())).unwrap_or_default();
-    eprintln!(
+    err!(
         "organ: recording from {} on {} into {}{split} (Ctrl-C ends and writes the take)",
         printable(rec.input_name()),
         printable(&organ.name),
@@ -530,20 +530,20 @@ pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
             let width = crossterm::terminal::size().map_or(100, |(w, _)| usize::from(w)).saturating_sub(1).max(20);
             let line: String = rec.status_line().chars().take(width).collect();
             let pad = last_len.saturating_sub(line.chars().count());
-            eprint!("\r{line}{:pad$}", "");
+            let mut e = std::io::stderr().lock();
+            let _ = write!(e, "\r{line}{:pad$}", "").and_then(|()| e.flush());
             last_len = line.chars().count();
-            let _ = std::io::stderr().flush();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     if last_len > 0 {
-        eprintln!();
+        err!();
     }
     let journal = rec.journal().to_path_buf();
     let done = rec.finish()?;
     if !a.quiet || failed.is_some() {
         for line in done.report() {
-            eprintln!("organ: {line}");
+            err!("organ: {line}");
         }
     }
     match failed {

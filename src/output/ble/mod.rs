@@ -375,6 +375,11 @@ mod output {
             self.shared.link()
         }
 
+        /// The worker has taken every message (it writes them to BlueZ at once when due).
+        fn delivered(&self) -> bool {
+            self.records.is_empty()
+        }
+
         fn finish(&mut self) -> Result<(), FinishError> {
             self.stop_worker()
         }

@@ -113,6 +113,10 @@ struct State {
     lost: AtomicU64,
     /// Division channels (bit per channel), for the record's own release after a loss.
     key_channels: AtomicU16,
+    /// Messages queued for the writer, and how many of them it has appended to the file: equal
+    /// when the file holds everything sent (see [`Output::delivered`]).
+    queued: AtomicU64,
+    written: AtomicU64,
 }
 
 /// The engine-side detail of a write failure, by kind.
@@ -401,18 +405,21 @@ fn write_loop(file: File, mut heads: HeapCons<Head>, mut bytes: HeapCons<u8>, st
     let result = (|| {
         let mut w = SmfWriter::new(file)?;
         let mut message = vec![0u8; QUEUE_BYTES];
+        let mut taken = 0u64;
         loop {
             let stopping = state.stop.load(Ordering::Acquire);
             while let Some(h) = heads.try_pop() {
                 let n = (h.len as usize).min(message.len());
                 let got = bytes.pop_slice(&mut message[..n]);
                 w.push(h.stamp, &message[..got]);
+                taken += 1;
             }
             if stopping {
                 break;
             }
             if w.last_commit.elapsed() >= COMMIT_EVERY || w.pending.len() >= 256 * 1024 {
                 w.commit(false)?;
+                state.written.store(taken, Ordering::Release);
             }
             std::thread::park_timeout(POLL);
         }
@@ -461,7 +468,16 @@ impl Output for FileOutput {
         }
         self.bytes.push_slice(bytes);
         let _ = self.heads.try_push(Head { stamp: at, len: bytes.len() as u32 });
+        self.state.queued.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// The file holds everything sent so far (appended at the next commit, within
+    /// [`COMMIT_EVERY`]): a process stopped now (Ctrl-Z), then killed, leaves a record that ends
+    /// with the release.
+    fn delivered(&self) -> bool {
+        self.state.failed.load(Ordering::Acquire) != 0
+            || self.state.written.load(Ordering::Acquire) >= self.state.queued.load(Ordering::Acquire)
     }
 
     /// Writes what is still queued, forces the file to disk and closes it.
