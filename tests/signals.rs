@@ -199,7 +199,17 @@ mod wire {
             );
             let heard: Vec<&Vec<u8>> = self.heard.iter().map(|(_, b)| b).collect();
             let record: Vec<&Vec<u8>> = self.record.iter().collect();
-            assert!(record == heard, "{n}: the record holds what the organ heard");
+            if record != heard {
+                let same = record.iter().zip(&heard).take_while(|(r, h)| r == h).count();
+                panic!(
+                    "{n}: the record holds what the organ heard: {} recorded, {} heard, the same for the first \
+                     {same}; then recorded {:02X?}, heard {:02X?}",
+                    record.len(),
+                    heard.len(),
+                    &record[same..record.len().min(same + 8)],
+                    &heard[same..heard.len().min(same + 8)]
+                );
+            }
         }
 
         fn bytes(&self) -> Vec<Vec<u8>> {
@@ -405,7 +415,11 @@ mod wire {
             assert!(d < stood + 1_000_000, "message {n} came {} ms late after the suspension", (d - stood) / 1000);
         }
         // (JACK delivers a message one period after it is sent.)
-        assert!(e.heard[b - 1].0 < term + 100_000, "the plan went on until SIGTERM, no further");
+        assert!(
+            e.heard[b - 1].0 < term + 500_000,
+            "the plan went on until SIGTERM, no further (its last message heard {} ms after it)",
+            (e.heard[b - 1].0 as i64 - term as i64) / 1000
+        );
         // And the end: the release of what the plan holds down there.
         let end_held = held_after(plan, a + b - k);
         assert_eq!(release_len(&heard[b..], &end_held, &cancel), Some(heard.len() - b), "released at the end");
@@ -455,7 +469,17 @@ mod wire {
         assert!(e.took < Duration::from_secs(2), "ended {:?} after SIGCONT + Ctrl-C", e.took);
         assert!(e.stderr.contains("organ: the music stood still for "), "says it stood still: {}", e.stderr);
         let a = assert_stopped("sigstop", &e.bytes(), plan, &cancel_bytes());
-        assert!(!e.heard.iter().any(|(t, _)| *t > stop + 100_000 && *t < cont), "nothing heard while stopped");
+        // What was sent just before SIGSTOP may be heard a little later (JACK delivers a period
+        // later, and CI runs twenty of these at once on two cores): a second of the twelve is
+        // left for it.
+        let heard_while_stopped: Vec<u64> =
+            e.heard.iter().map(|(t, _)| *t).filter(|t| *t > stop + 1_000_000 && *t < cont).collect();
+        assert!(
+            heard_while_stopped.is_empty(),
+            "nothing heard while stopped; heard {} message(s), the first {} ms after SIGSTOP",
+            heard_while_stopped.len(),
+            heard_while_stopped.first().map_or(0, |t| (t - stop) / 1000)
+        );
         let after: Vec<usize> = (0..a).filter(|&n| e.heard[n].0 > cont).collect();
         assert!(after.len() > 5, "played on after SIGCONT ({} messages)", after.len());
         let delay = |n: usize| e.heard[n].0 as i64 - plan[n].t_us as i64;
@@ -472,6 +496,36 @@ mod wire {
         super::support::repo_dir().join(rel)
     }
 
+    /// A counting semaphore: how many players may run at once.
+    struct Slots {
+        free: std::sync::Mutex<usize>,
+        freed: std::sync::Condvar,
+    }
+
+    struct Slot<'a>(&'a Slots);
+
+    impl Slots {
+        fn new(n: usize) -> Slots {
+            Slots { free: std::sync::Mutex::new(n), freed: std::sync::Condvar::new() }
+        }
+
+        fn take(&self) -> Slot<'_> {
+            let mut free = self.free.lock().unwrap();
+            while *free == 0 {
+                free = self.freed.wait(free).unwrap();
+            }
+            *free -= 1;
+            Slot(self)
+        }
+    }
+
+    impl Drop for Slot<'_> {
+        fn drop(&mut self) {
+            *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.0.freed.notify_one();
+        }
+    }
+
     /// Every way out at once, each in its own process with its own console.
     #[test]
     fn every_way_out_on_the_wire() {
@@ -485,10 +539,23 @@ mod wire {
         let plan = plan("st-marys");
         let mut stopping: Vec<libc::c_int> = organ::session::STOPPING.to_vec();
         stopping.extend([libc::SIGRTMIN(), libc::SIGRTMAX()]);
+        let slots = &Slots::new(6);
         std::thread::scope(|s| {
             let (dir, plan) = (&dir.path, &plan);
-            let stops: Vec<_> =
-                stopping.iter().zip(0..).map(|(&sig, i)| s.spawn(move || stopped_by(sig, i, dir, plan))).collect();
+            // At most six of these at a time beside the five others: forty JACK clients at once
+            // on two cores overrun JACK's cycle, and a message in a cycle that overran is lost
+            // between organ's output and the console (JACK's loss, seen as a record that holds
+            // more than the console heard).
+            let stops: Vec<_> = stopping
+                .iter()
+                .zip(0..)
+                .map(|(&sig, i)| {
+                    s.spawn(move || {
+                        let _slot = slots.take();
+                        stopped_by(sig, i, dir, plan)
+                    })
+                })
+                .collect();
             let others = [
                 s.spawn(move || twice(dir)),
                 s.spawn(move || sigpipe(dir, plan)),
