@@ -501,10 +501,12 @@ impl Worker {
         let now = self.clock.now_ms();
         self.write_now(&release, now).await?;
         self.keys.clear();
-        let Some(t) = timeline.as_deref() else { return Ok(()) };
-        let Some(mut written) = self.plan_pos else { return Ok(()) };
-        let msgs = state::registration_messages(t, Micros(written));
-        self.write_paced(&msgs, t.stop_pace).await?;
+        let t = timeline.as_deref();
+        let mut written = self.plan_pos;
+        if let (Some(t), Some(pos)) = (t, written) {
+            let msgs = state::registration_messages(t, Micros(pos));
+            self.write_paced(&msgs, t.stop_pace).await?;
+        }
         if self.policy == DisconnectPolicy::Continue {
             // What was handed over during the restore fell in the gap too; but a registration
             // change among it must still reach the organ (a stop change is never "late"), or the
@@ -512,9 +514,9 @@ impl Worker {
             // plan's cancel at the end). Until nothing more came: write those changes in order.
             loop {
                 discard(&mut self.inbox, &mut self.clock, &mut self.plan_pos, &self.shared);
-                let now = self.plan_pos.unwrap_or(written);
-                let changes = state::registration_between(t, Micros(written), Micros(now));
-                written = now;
+                let (Some(t), Some(from), Some(to)) = (t, written, self.plan_pos) else { break };
+                let changes = state::registration_between(t, Micros(from), Micros(to));
+                written = Some(to);
                 if changes.is_empty() {
                     break;
                 }
