@@ -3,13 +3,17 @@
 //! over 10,000 messages) played to the `null` output, on an idle machine and with every core
 //! kept busy by spinning threads.
 //!
-//! - **organ**: the engine as `organ play` runs it (SCHED_FIFO when the OS allows it; parks
+//! - **organ**: the engine as `organ play` runs it (SCHED_FIFO when the OS allows it; the CPU
+//!   held out of deep idle states through `/dev/cpu_dma_latency` when the OS allows it; parks
 //!   until its learned approach margin, naps to its learned spin margin, then spins).
 //! - **organ, fixed 1 ms spin**: the engine as it was before it learned its margins (park
 //!   until 1 ms before each deadline, spin the rest), for comparison.
+//! - **organ, deep idle allowed**: the engine without its idle-state request (as where
+//!   `/dev/cpu_dma_latency` is not writable), to show what that request is worth.
 //! - **sleep-based player**: what careful players do: one thread at SCHED_FIFO (when allowed)
 //!   that sleeps to each message's absolute deadline with `clock_nanosleep(CLOCK_MONOTONIC,
-//!   TIMER_ABSTIME)` and sends; no spinning.
+//!   TIMER_ABSTIME)` and sends; no spinning. It holds the same idle-state request as the
+//!   engine, so the comparison is of the waiting alone.
 //!
 //! Each reports p50/p99/max lateness in µs, the messages later than 1 ms, and the CPU time of
 //! their thread per minute of music, and how many times the organ's p99 the others' is. README
@@ -98,19 +102,29 @@ struct Run {
     wake: Option<WakeStats>,
     /// The player's thread ran at SCHED_FIFO.
     realtime: bool,
+    /// The CPU was held out of deep idle states (`/dev/cpu_dma_latency` at 0) while it ran.
+    awake: bool,
     /// CPU time the hypervisor took from this virtual machine during the run, in ms.
     steal_ms: Option<u64>,
 }
 
 /// The engine, as `organ play` runs it (`clock`: its system clock, or one with a fixed margin).
-fn run_engine(t: &Arc<Timeline>, clock: SystemClock) -> Run {
+/// `keep_awake`: whether it holds the CPU out of deep idle states as `organ play` does.
+fn run_engine(t: &Arc<Timeline>, clock: SystemClock, keep_awake: bool) -> Run {
     let steal = steal_ms();
     let outputs: Vec<Box<dyn Output>> = vec![Box::new(NullOutput)];
-    let (eng, handle) = engine::new(t.clone(), outputs, clock, Config::default());
+    let (eng, handle) = engine::new(t.clone(), outputs, clock, Config { keep_awake, ..Config::default() });
     let handle = engine::spawn(eng, handle).unwrap();
     let r = handle.join();
     assert_eq!(r.end, End::Finished);
-    Run { stats: r.stats, cost: r.cost, wake: r.wake, realtime: r.realtime, steal_ms: stolen_since(steal) }
+    Run {
+        stats: r.stats,
+        cost: r.cost,
+        wake: r.wake,
+        realtime: r.realtime,
+        awake: r.awake == organ::engine::Awake::Held,
+        steal_ms: stolen_since(steal),
+    }
 }
 
 fn monotonic_ns() -> u64 {
@@ -125,7 +139,9 @@ fn monotonic_ns() -> u64 {
 fn run_sleeper(t: &Arc<Timeline>) -> Run {
     let steal = steal_ms();
     let t = t.clone();
-    let (stats, cost, realtime) = std::thread::spawn(move || {
+    let (stats, cost, realtime, awake) = std::thread::spawn(move || {
+        // The same idle-state request as the engine holds while it plays (a fair comparison).
+        let awake = organ::engine::awake::hold();
         // SAFETY: plain calls on the calling thread with a valid sched_param.
         let realtime = unsafe {
             let param = libc::sched_param { sched_priority: 40 };
@@ -152,11 +168,11 @@ fn run_sleeper(t: &Arc<Timeline>) -> Run {
         }
         let wall = Micros((monotonic_ns() - base) / 1_000);
         let cpu = engine::thread_cpu_time().zip(cpu0).map(|(b, a)| Micros(b.0 - a.0));
-        (stats, Cost { cpu, wall }, realtime)
+        (stats, Cost { cpu, wall }, realtime, awake.is_some())
     })
     .join()
     .unwrap();
-    Run { stats, cost, wake: None, realtime, steal_ms: stolen_since(steal) }
+    Run { stats, cost, wake: None, realtime, awake, steal_ms: stolen_since(steal) }
 }
 
 /// CPU time the hypervisor took from this virtual machine ("steal", /proc/stat), in ms: a
@@ -199,7 +215,7 @@ fn margins(organ: &Run) -> String {
     let ms = |m: Micros| m.0 as f64 / 1e3;
     format!(
         "parks end {:.2} ms before a deadline ({:.2}-{:.2}), naps {:.2} ms ({:.2}-{:.2}); late: {} of {} parks \
-         (worst {:.2} ms), {} of {} naps (worst {:.2} ms); spinning {:.2} s/min",
+         (worst {:.2} ms), {} of {} naps (worst {:.2} ms), {} stalls beyond any margin; spinning {:.2} s/min",
         ms(a.margin),
         ms(a.min),
         ms(a.max),
@@ -212,11 +228,17 @@ fn margins(organ: &Run) -> String {
         s.late,
         s.sleeps,
         ms(s.worst_overshoot),
+        a.stalls + s.stalls,
         w.spun.0 as f64 / 1e6 * 60e6 / organ.cost.wall.0.max(1) as f64
     )
 }
 
-/// One condition: the three players side by side.
+/// The players' names beside their runs.
+fn named(runs: &[Run; 4]) -> Vec<(&'static str, &Run)> {
+    NAMES.iter().copied().zip(runs.iter()).collect()
+}
+
+/// One condition: the players side by side.
 fn rows(label: &str, players: &[(&str, &Run)]) {
     println!("  {label}:");
     let organ_p99 = players[0].1.stats.percentile(99.0).max(1) as f64;
@@ -225,11 +247,15 @@ fn rows(label: &str, players: &[(&str, &Run)]) {
         let steal = r.steal_ms.map_or("?".into(), |v| v.to_string());
         let vs = if i == 0 { String::new() } else { format!("  p99 ×{ratio:.1} the organ's") };
         println!("    {who:<24} {}  (stolen {steal} ms){vs}", cell(r));
-        if i == 0 {
+        // The learned margins of the adaptive players (the fixed one's are its 1 ms).
+        if r.wake.is_some() && players[i].0 != NAMES[1] {
             println!("    {:<24} {}", "", margins(r));
         }
         if !r.realtime {
             println!("    {:<24} (ran at normal priority: SCHED_FIFO refused)", "");
+        }
+        if !r.awake {
+            println!("    {:<24} (deep idle states allowed: not asked for, or /dev/cpu_dma_latency not writable)", "");
         }
     }
 }
@@ -275,25 +301,27 @@ fn fixed_1ms() -> SystemClock {
     SystemClock::with_limits(fixed, fixed)
 }
 
-/// The three players on the same schedule.
-fn players(t: &Arc<Timeline>) -> [Run; 3] {
-    [run_engine(t, SystemClock::new()), run_engine(t, fixed_1ms()), run_sleeper(t)]
+/// The players on the same schedule.
+fn players(t: &Arc<Timeline>) -> [Run; 4] {
+    [
+        run_engine(t, SystemClock::new(), true),
+        run_engine(t, fixed_1ms(), true),
+        run_engine(t, SystemClock::new(), false),
+        run_sleeper(t),
+    ]
 }
 
-const NAMES: [&str; 3] = ["organ", "organ, fixed 1 ms spin", "sleep-based player"];
+const NAMES: [&str; 4] = ["organ", "organ, fixed 1 ms spin", "organ, deep idle allowed", "sleep-based player"];
 
 /// One round: the players idle, then with every core busy. Returns the p99s, idle then busy.
-fn round(t: &Arc<Timeline>, cores: usize) -> [[u64; 3]; 2] {
+fn round(t: &Arc<Timeline>, cores: usize) -> [[u64; 4]; 2] {
     println!("round at load average {}:", load_average());
     let idle = players(t);
-    rows("idle", &[(NAMES[0], &idle[0]), (NAMES[1], &idle[1]), (NAMES[2], &idle[2])]);
+    rows("idle", &named(&idle));
     let spinners = Spinners::start(cores);
     let busy = players(t);
     drop(spinners);
-    rows(
-        &format!("{cores} cores busy (spinning threads)"),
-        &[(NAMES[0], &busy[0]), (NAMES[1], &busy[1]), (NAMES[2], &busy[2])],
-    );
+    rows(&format!("{cores} cores busy (spinning threads)"), &named(&busy));
     [idle.each_ref().map(|r| r.stats.percentile(99.0)), busy.each_ref().map(|r| r.stats.percentile(99.0))]
 }
 
@@ -310,17 +338,19 @@ fn main() {
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
-    let p99s: Vec<[[u64; 3]; 2]> = (0..rounds).map(|_| round(&t, cores)).collect();
+    let p99s: Vec<[[u64; 4]; 2]> = (0..rounds).map(|_| round(&t, cores)).collect();
     if rounds > 1 {
         println!("{rounds} rounds in {:.0} s; p99 (µs) of each round:", started.elapsed().as_secs_f64());
         for (c, condition) in ["idle", "busy"].iter().enumerate() {
             let col = |i: usize| p99s.iter().map(|p| p[c][i].to_string()).collect::<Vec<_>>().join(", ");
             let ok = p99s.iter().filter(|p| p[c][0] <= 20).count();
             println!(
-                "  {condition}: organ {} ({ok} of {rounds} ≤ 20 µs); fixed 1 ms spin {}; sleep-based {}",
+                "  {condition}: organ {} ({ok} of {rounds} ≤ 20 µs); fixed 1 ms spin {}; deep idle allowed {}; \
+                 sleep-based {}",
                 col(0),
                 col(1),
-                col(2)
+                col(2),
+                col(3)
             );
         }
     }

@@ -116,7 +116,7 @@ pub fn stats_report(s: &LatenessStats, dropped: u64) -> String {
 
 /// `engine: 2.10 s CPU per minute of music (3.5 %), 1.90 s of it spinning; parks end 1.20 ms
 /// before a deadline (0.60-1.90 ms), naps 0.08 ms (0.05-0.30 ms); late: 2 of 412 parks, 0 of
-/// 3,904 naps`, or `None` when the OS gives no CPU time.
+/// 3,904 naps (0 stalls beyond any margin)`, or `None` when the OS gives no CPU time.
 pub fn cost_line(cost: &engine::Cost, wake: Option<&engine::WakeStats>) -> Option<String> {
     let per_min = cost.cpu_per_minute()?;
     let ms = |m: Micros| format!("{:.2}", m.0 as f64 / 1000.0);
@@ -126,7 +126,7 @@ pub fn cost_line(cost: &engine::Cost, wake: Option<&engine::WakeStats>) -> Optio
         let (a, s) = (&w.approach, &w.spin);
         line.push_str(&format!(
             ", {spin_per_min:.2} s of it spinning; parks end {} ms before a deadline ({}-{} ms), naps {} ms \
-             ({}-{} ms); late: {} of {} parks, {} of {} naps",
+             ({}-{} ms); late: {} of {} parks, {} of {} naps ({} stalls beyond any margin)",
             ms(a.margin),
             ms(a.min),
             ms(a.max),
@@ -136,10 +136,24 @@ pub fn cost_line(cost: &engine::Cost, wake: Option<&engine::WakeStats>) -> Optio
             a.late,
             a.sleeps,
             s.late,
-            s.sleeps
+            s.sleeps,
+            a.stalls + s.stalls
         ));
     }
     Some(line)
+}
+
+/// Whether the engine kept the CPU out of deep idle states (`--stats`, selftest).
+pub fn awake_line(awake: engine::Awake) -> &'static str {
+    match awake {
+        engine::Awake::Held => {
+            "idle states: the CPU was kept out of deep idle states while playing (/dev/cpu_dma_latency held at 0)"
+        }
+        engine::Awake::Refused => {
+            "idle states: deep idle states allowed (/dev/cpu_dma_latency is not writable; README, \"Timing\", says how to allow it): wake-ups may be later"
+        }
+        engine::Awake::Unknown | engine::Awake::NotAsked => "idle states: not asked",
+    }
 }
 
 /// Lines on stderr above the status line (raw mode needs `\r\n` and a cleared line).
@@ -368,6 +382,7 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
         if let Some(line) = cost_line(&ending.cost, ending.wake.as_ref()) {
             out!("{line}");
         }
+        out!("{}", awake_line(ending.awake));
         let first = ending.first_sent.zip(crate::PROCESS_START.get()).map(|(at, p)| at.saturating_duration_since(*p));
         if let Some(d) = first {
             out!("start-up: the first message was sent {:.1} ms after organ started", d.as_secs_f64() * 1000.0);

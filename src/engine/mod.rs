@@ -41,6 +41,7 @@
 //! burst with everything else that fell due; the clock moves on by the gap instead, so the music
 //! goes on from where it stood at its own pace ([`Shared::held_up_us`] counts the time).
 
+pub mod awake;
 pub mod clock;
 pub mod keys;
 pub mod stats;
@@ -55,6 +56,7 @@ use std::thread::{JoinHandle, Thread};
 use ringbuf::HeapRb;
 use ringbuf::traits::{Consumer, Producer, Split};
 
+pub use awake::Awake;
 pub use clock::{Clock, ManualClock, SystemClock, WakeStats};
 pub use keys::HeldKeys;
 pub use stats::LatenessStats;
@@ -166,6 +168,8 @@ pub struct Shared {
     pub released: AtomicBool,
     /// Real-time priority: 0 unknown, 1 granted, 2 refused.
     pub realtime: AtomicU8,
+    /// The CPU held out of deep idle states ([`Awake`] as a number).
+    pub awake: AtomicU8,
     /// Engine-clock time (µs) of the first message sent, for the start-up time report.
     pub first_sent: AtomicU64,
     /// The wait point the engine stands at: index into [`Timeline::waits`] + 1 (0 = none).
@@ -226,6 +230,8 @@ pub struct Report {
     pub dropped: u64,
     /// Whether the engine thread ran with real-time priority.
     pub realtime: bool,
+    /// Whether the CPU was held out of deep idle states while it ran ([`awake`]).
+    pub awake: Awake,
     /// Engine-clock time of the first message sent, if any.
     pub first_sent: Option<Micros>,
     /// What playing cost: the engine thread's CPU time and the wall time it ran.
@@ -280,6 +286,8 @@ pub struct Config {
     pub suspend_flag: &'static AtomicBool,
     /// The flag that hurries its release (a second stop request): [`HURRY_ALL`] by default.
     pub hurry_flag: &'static AtomicBool,
+    /// Hold the CPU out of deep idle states while playing ([`awake`]), where the OS allows it.
+    pub keep_awake: bool,
 }
 
 impl Default for Config {
@@ -291,6 +299,7 @@ impl Default for Config {
             stop_flag: &STOP_ALL,
             suspend_flag: &SUSPEND_ALL,
             hurry_flag: &HURRY_ALL,
+            keep_awake: true,
         }
     }
 }
@@ -504,6 +513,7 @@ impl EngineHandle {
                 sent: self.shared.sent.load(Ordering::Relaxed),
                 dropped: self.shared.dropped.load(Ordering::Relaxed),
                 realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
+                awake: Awake::from_u8(self.shared.awake.load(Ordering::Relaxed)),
                 first_sent: None,
                 cost: Cost::default(),
                 wake: None,
@@ -577,7 +587,13 @@ pub fn spawn<C: Clock + 'static>(engine: Engine<C>, mut handle: EngineHandle) ->
         let rt = realtime_priority();
         precise_timers();
         shared.realtime.store(if rt { 1 } else { 2 }, Ordering::Relaxed);
-        engine.run()
+        // Held until the engine has released everything and returned; dropped on every way out.
+        let awake = if engine.config.keep_awake { awake::hold() } else { None };
+        let asked = if awake.is_some() { Awake::Held } else { Awake::Refused };
+        shared.awake.store(if engine.config.keep_awake { asked } else { Awake::NotAsked }.to_u8(), Ordering::Relaxed);
+        let report = engine.run();
+        drop(awake);
+        report
     })?;
     handle.thread = Some(join.thread().clone());
     handle.join = Some(join);
@@ -660,6 +676,7 @@ impl<C: Clock> Engine<C> {
             sent: self.shared.sent.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             realtime: self.shared.realtime.load(Ordering::Relaxed) == 1,
+            awake: Awake::from_u8(self.shared.awake.load(Ordering::Relaxed)),
             first_sent: (self.shared.sent.load(Ordering::Relaxed) > 0)
                 .then(|| Micros(self.shared.first_sent.load(Ordering::Relaxed))),
             cost: Cost {

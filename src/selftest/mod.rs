@@ -170,16 +170,22 @@ pub fn engine_check(organ: &Organ, seconds: f64) -> Result<Check, SelftestError>
     let ok = report.end == End::Finished && p99 <= HEARD;
     let cpu = report.cost.cpu_per_minute().map(|c| format!("; {c:.1} s CPU per minute of music")).unwrap_or_default();
     let text = format!(
-        "p99 {}, max {} over {} messages in {:.1} s (silent run; {}{cpu})",
+        "p99 {}, max {} over {} messages in {:.1} s (silent run; {}{}{cpu})",
         short(p99),
         short(max),
         s.count(),
         report.cost.wall.0 as f64 / 1e6,
         if report.realtime { "real-time priority" } else { "normal priority: real-time refused" },
+        match report.awake {
+            crate::engine::Awake::Held => "; CPU kept out of deep idle states",
+            _ => "; deep idle states allowed",
+        },
     );
     let mut c = Check::new("engine", ok, text).summary(format!("engine p99 {}", short(p99)));
     if !ok {
-        c = c.advice(if report.realtime {
+        c = c.advice(if report.realtime && report.awake != crate::engine::Awake::Held {
+            "let organ keep the CPU out of deep idle states (make /dev/cpu_dma_latency writable: README, \"Timing\") and close other programs"
+        } else if report.realtime {
             "close other programs (a busy or virtual machine delays the engine)"
         } else {
             "allow real-time priority (`ulimit -r 40`, or rtprio in /etc/security/limits.conf) and close other programs"

@@ -147,6 +147,8 @@ pub struct Ending {
     /// The engine thread's CPU time and wall time, and how its clock waited.
     pub cost: crate::engine::Cost,
     pub wake: Option<crate::engine::WakeStats>,
+    /// Whether the CPU was held out of deep idle states while it played.
+    pub awake: crate::engine::Awake,
 }
 
 /// Why a performance could not start.
@@ -325,6 +327,7 @@ impl Session {
             stop_flag: &engine::STOP_ALL,
             suspend_flag: &engine::SUSPEND_ALL,
             hurry_flag: &engine::HURRY_ALL,
+            keep_awake: true,
         };
         let (eng, handle) = engine::new(p.timeline.clone(), lent, self.clock, config);
         let handle = match engine::spawn(eng, handle) {
@@ -519,6 +522,7 @@ impl Session {
             held_up,
             cost: report.cost,
             wake: report.wake,
+            awake: report.awake,
         })));
     }
 

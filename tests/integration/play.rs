@@ -301,3 +301,46 @@ fn a_panic_on_the_control_thread_releases_every_key_and_is_one_line() {
     assert!(notes > 20 && notes < 556, "stopped mid-piece after {notes} notes");
     assert_all_released(&sent);
 }
+
+/// Whether the process holds `/dev/cpu_dma_latency` open.
+fn holds_pm_qos(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == Path::new(organ::engine::awake::PATH)))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn playing_holds_the_cpu_out_of_deep_idle_states_where_allowed() {
+    // Opening the file registers no constraint until a value is written: a harmless probe.
+    let writable = std::fs::OpenOptions::new().write(true).open(organ::engine::awake::PATH).is_ok();
+    let mut child = spawn_play(&["scores/bwv643.mid", "--until", "4", "--to", "null", "--stats"]);
+    let pid = child.id();
+    // Sample while it plays: the engine opens the file before its first message.
+    let (mut held, mut zero) = (false, false);
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(20) {
+        if holds_pm_qos(pid) {
+            held = true;
+            zero |= organ::engine::awake::current() == Some(0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    if writable {
+        assert!(held, "organ play never held {} open while playing", organ::engine::awake::PATH);
+        assert!(zero, "the kernel's allowed latency was not 0 while organ played");
+        assert!(stdout.contains("idle states: the CPU was kept out of deep idle states while playing"), "{stdout}");
+    } else {
+        eprintln!(
+            "skipped in part: {} is not writable here (not root): checking the report only",
+            organ::engine::awake::PATH
+        );
+        assert!(!held);
+        assert!(stdout.contains("idle states: deep idle states allowed"), "{stdout}");
+    }
+}
