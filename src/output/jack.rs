@@ -13,7 +13,7 @@
 //! - The JACK process callback drains the ring and writes each message at its exact frame: the
 //!   frame its time falls on, one period later (a fixed lookahead of one period, so the latency
 //!   is constant instead of jittering by up to a period). Time is mapped to frames by a
-//!   [`FrameClock`] that follows the earliest of JACK's own estimates of when each cycle began,
+//!   [`FrameClock`]: a line fitted over the last half minute through the earliest callbacks,
 //!   so a cycle that wakes late does not move the messages around it. A message whose frame has already gone by is written
 //!   at frame 0 of the cycle and counted as late, with its lateness in frames. Counters leave
 //!   through atomics ([`JackStats`]).
@@ -132,15 +132,13 @@ fn placement(clock: &FrameClock, at: u64, cycle: u32, n: u32) -> Option<i64> {
 }
 
 impl jack::ProcessHandler for Process {
-    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+    fn process(&mut self, c: &Client, ps: &ProcessScope) -> Control {
         let n = ps.n_frames();
         let cycle = ps.last_frame_time();
-        // JACK's estimate of when this cycle began (its delay-locked loop, running since the
-        // server started); the frame clock keeps only the earliest of these estimates, so a
-        // cycle that woke late and pulled the loop later for a while does not move the map.
-        if let Ok(t) = ps.cycle_times() {
-            self.clock.observe(t.current_frames, t.current_usecs);
-        }
+        // This cycle's first frame against the time now (never earlier than the cycle began):
+        // the frame clock fits its line through the earliest of these, so a cycle that woke
+        // late does not move the map.
+        self.clock.observe(cycle, c.time());
         let c = &self.counters;
         c.cycles.fetch_add(1, Ordering::Relaxed);
         let mut w = self.port.writer(ps);
