@@ -150,7 +150,7 @@ pub fn awake_line(awake: engine::Awake) -> &'static str {
             "idle states: the CPU was kept out of deep idle states while playing (/dev/cpu_dma_latency held at 0)"
         }
         engine::Awake::Refused => {
-            "idle states: deep idle states allowed (/dev/cpu_dma_latency is not writable; README, \"Timing\", says how to allow it): wake-ups may be later"
+            "idle states: deep idle states allowed (/dev/cpu_dma_latency is not writable; README, \"The idle-state request\", says how to allow it): wake-ups may be later"
         }
         engine::Awake::Unknown | engine::Awake::NotAsked => "idle states: not asked",
     }

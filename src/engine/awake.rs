@@ -8,7 +8,7 @@
 //! withdraws the request). Real-time audio setups do the same.
 //!
 //! On the development VM this took the worst wake-up of a 20 ms sleep from 2-3 ms to 0.25 ms
-//! (README, "Timing"). The price is power: the CPU idles in a busy loop while a piece plays.
+//! (README, "The idle-state request"). The price is power: the CPU idles in a busy loop while a piece plays.
 //!
 //! The file is root's by default; where it cannot be opened the engine plays as before and the
 //! reports say so (README: how to allow it with a udev rule). Opened before playback starts,

@@ -184,7 +184,7 @@ pub fn engine_check(organ: &Organ, seconds: f64) -> Result<Check, SelftestError>
     let mut c = Check::new("engine", ok, text).summary(format!("engine p99 {}", short(p99)));
     if !ok {
         c = c.advice(if report.realtime && report.awake != crate::engine::Awake::Held {
-            "let organ keep the CPU out of deep idle states (make /dev/cpu_dma_latency writable: README, \"Timing\") and close other programs"
+            "let organ keep the CPU out of deep idle states (make /dev/cpu_dma_latency writable: README, \"The idle-state request\") and close other programs"
         } else if report.realtime {
             "close other programs (a busy or virtual machine delays the engine)"
         } else {
