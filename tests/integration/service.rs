@@ -420,7 +420,10 @@ verses = 2
 
     // A phone-sized terminal: the compact layout, titles whole where they matter, notes wrapped.
     tmux.run(&["resize-window", "-t", "svc", "-x", "50", "-y", "20"]);
-    let s = tmux.wait_for("the compact layout", t, |s| s.contains(" Order of service "));
+    // Wait for the whole redraw (a capture can catch it half done), then check it.
+    let s = tmux.wait_for("the compact layout", t, |s| {
+        s.contains(" Order of service ") && s.contains("? keys") && s.contains("chancel step.")
+    });
     assert!(s.contains("? keys"), "{s}");
     assert!(s.contains("1. First hymn") && s.contains("chancel step."), "the note wraps, whole: {s}");
     assert!(s.lines().all(|l| l.chars().count() <= 50), "{s}");
