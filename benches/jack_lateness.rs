@@ -67,11 +67,12 @@ fn main() {
         us(f64::from(stats.period))
     );
     println!(
-        "  written late: {} (worst {} frames = {:.0} µs), dropped {}; engine's own lateness p99 {} µs, max {} µs (subtracted)",
+        "  written late: {} (worst {} frames = {:.0} µs), dropped {}, xruns {}; engine's own lateness p99 {} µs, max {} µs (subtracted)",
         stats.late,
         stats.late_frames_max,
         us(f64::from(stats.late_frames_max)),
         stats.dropped,
+        stats.xruns,
         p.engine_p99.0,
         p.engine_max.0
     );

@@ -14,7 +14,8 @@
 //! delayed), and the line is the least-squares fit through the best points of the last half
 //! minute. Its slope follows a sound card's drift against the system clock (tens
 //! of ppm, steady); a block far off the line (JACK restarted its cycle, an xrun) starts the
-//! history again. Until three blocks are in, the line has the nominal slope through the best
+//! history again, and the JACK output restarts it at once ([`FrameClock::restart`]) when JACK
+//! reports an xrun (a block whose best point came before the stall would hide it for a second). Until three blocks are in, the line has the nominal slope through the best
 //! estimate so far; the loop has run since the server started, so that is good from the first
 //! cycle.
 //!
@@ -87,6 +88,14 @@ impl FrameClock {
             slope: nominal,
             fit: None,
         }
+    }
+
+    /// Forgets every cycle seen: after an xrun JACK's frames restart from a new point in time
+    /// (jack2's timed drivers, the dummy among them, start counting their cycles afresh from
+    /// when they woke), so the old line would put every message as late as the server stalled.
+    /// The next cycle observed is the new origin.
+    pub fn restart(&mut self) {
+        *self = FrameClock::new(self.sample_rate, self.period);
     }
 
     /// How far a point lies above the line of slope `s` through the origin, in frames: larger
@@ -279,6 +288,35 @@ mod tests {
         let e = c2.frame_at(probe as u64).unwrap() - true_frame;
         assert!((-1.5..=0.0).contains(&e), "{e} frames off after the jump");
         assert_eq!(c2.slope, c2.nominal);
+    }
+
+    #[test]
+    fn after_an_xrun_the_map_restarts_from_the_next_cycle() {
+        let mut c = FrameClock::new(RATE, PERIOD);
+        let truth = run(&mut c, 200, 1e6, 0.0, |_| 20.0);
+        // The server stalls for 150 ms: its next cycle carries the next frames, 150 ms later
+        // than the old line puts them (jack2's timed drivers restart their cycle count).
+        let resumed = truth[199] + PERIOD_US + 150_000.0;
+        let frame = |i: u32| 7 + i * PERIOD;
+        let mut stale = c.clone();
+        stale.observe(frame(200), (resumed + 20.0) as u64);
+        c.restart();
+        assert_eq!(c.frame_at(1), None, "nothing is known right after a restart");
+        c.observe(frame(200), (resumed + 20.0) as u64);
+        for (k, i) in [(0.5, 200u32), (1.5, 201)] {
+            let probe = resumed + k * PERIOD_US;
+            if i == 201 {
+                c.observe(frame(201), (resumed + PERIOD_US + 20.0) as u64);
+                stale.observe(frame(201), (resumed + PERIOD_US + 20.0) as u64);
+            }
+            let true_frame = k * f64::from(PERIOD);
+            let at = |c: &FrameClock| c.frame_at(probe as u64).unwrap() - c.unwrap(frame(200)).unwrap();
+            let e = at(&c) - true_frame;
+            assert!((-1.5..=0.0).contains(&e), "{e} frames off {k} periods after the restart");
+            // Without the restart the map is as far off as the server stalled (until a block
+            // shows the jump, up to a second later).
+            assert!(at(&stale) - true_frame > 7_000.0, "{}", at(&stale) - true_frame);
+        }
     }
 
     #[test]

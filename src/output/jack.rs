@@ -15,8 +15,15 @@
 //!   is constant instead of jittering by up to a period). Time is mapped to frames by a
 //!   [`FrameClock`]: a line fitted over the last half minute through the earliest callbacks,
 //!   so a cycle that wakes late does not move the messages around it. A message whose frame has already gone by is written
-//!   at frame 0 of the cycle and counted as late, with its lateness in frames. Counters leave
-//!   through atomics ([`JackStats`]).
+//!   at frame 0 of the cycle and counted as late, with its lateness in frames. A cycle whose
+//!   port buffer is full leaves the rest to the next cycle (late, in order, not lost). Counters
+//!   leave through atomics ([`JackStats`]).
+//! - JACK's xrun notification (its notification thread; atomics only) counts the xrun and has
+//!   the process callback restart its frame clock: after a stall the server's frames start
+//!   from a new point in time. The messages due meanwhile are written in the first cycle after
+//!   it, late. What JACK itself does at that moment is beyond our reach: in jack2's
+//!   asynchronous mode a client that misses the cycle can miss our port buffer of that cycle, or
+//!   read it twice; [`Output::report`] tells the user.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -58,6 +65,10 @@ pub struct JackCounters {
     late_frames_max: AtomicU32,
     dropped: AtomicU64,
     cycles: AtomicU64,
+    xruns: AtomicU64,
+    /// Set by the xrun notification, taken by the process callback (which then restarts its
+    /// frame clock).
+    xrun_pending: AtomicBool,
     /// JACK µs time at which the last written message was due (to know when a drain is done).
     last_due: AtomicU64,
 }
@@ -73,10 +84,15 @@ pub struct JackStats {
     pub late_frames_max: u32,
     /// Sum of lateness in frames (mean = sum / late).
     pub late_frames_sum: u64,
-    /// Messages lost: ring full, too long, or the JACK buffer full.
+    /// Messages lost: the ring full, or too long. (A cycle whose JACK buffer is full leaves the
+    /// rest for the next cycle: written late, not lost.)
     pub dropped: u64,
     /// Process cycles run.
     pub cycles: u64,
+    /// Xruns JACK reported: cycles the server skipped or that overran their period (the machine
+    /// stalled, a client took too long). Messages due meanwhile are written in the first cycle
+    /// after, late (and counted in `late`), in order; none is lost.
+    pub xruns: u64,
     pub sample_rate: u32,
     /// Frames per period (also the fixed latency added to every message).
     pub period: u32,
@@ -87,6 +103,24 @@ impl JackStats {
     pub fn frames_to_us(&self, frames: u64) -> f64 {
         if self.sample_rate == 0 { 0.0 } else { frames as f64 * 1e6 / f64::from(self.sample_rate) }
     }
+}
+
+/// What the user should know after playing through JACK when the server skipped cycles
+/// (`None` when it did not): how often, how late the messages due meanwhile were written, that
+/// JACK may have lost or doubled those in flight then, and the fix.
+pub fn xrun_report(name: &str, s: &JackStats) -> Option<String> {
+    if s.xruns == 0 {
+        return None;
+    }
+    Some(format!(
+        "{name}: JACK skipped cycles ({} xrun{}); {} message(s) were written late (worst {:.1} ms), and JACK may \
+         have lost or doubled those in flight at that moment (`organ panic` releases any key left down); run the \
+         JACK server at real-time priority (jackd -R) with a larger period (-p), and close other programs",
+        s.xruns,
+        if s.xruns == 1 { "" } else { "s" },
+        s.late,
+        s.frames_to_us(u64::from(s.late_frames_max)) / 1000.0,
+    ))
 }
 
 /// A JACK output's counters, kept by whoever handed the output on (see
@@ -108,6 +142,7 @@ impl JackStatsHandle {
             late_frames_sum: c.late_frames_sum.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             cycles: c.cycles.load(Ordering::Relaxed),
+            xruns: c.xruns.load(Ordering::Relaxed),
             sample_rate: self.sample_rate,
             period: self.period,
         }
@@ -135,6 +170,12 @@ impl jack::ProcessHandler for Process {
     fn process(&mut self, c: &Client, ps: &ProcessScope) -> Control {
         let n = ps.n_frames();
         let cycle = ps.last_frame_time();
+        // After an xrun the server's frames no longer keep to the old line (the dummy and
+        // other timed drivers start their cycles afresh from the time they woke): the history
+        // is dropped at once rather than when the next block shows the jump.
+        if self.counters.xrun_pending.swap(false, Ordering::AcqRel) {
+            self.clock.restart();
+        }
         // This cycle's first frame against the time now (never earlier than the cycle began):
         // the frame clock fits its line through the earliest of these, so a cycle that woke
         // late does not move the map.
@@ -143,6 +184,7 @@ impl jack::ProcessHandler for Process {
         c.cycles.fetch_add(1, Ordering::Relaxed);
         let mut w = self.port.writer(ps);
         let mut last_offset = 0u32;
+        let mut written = 0u32;
         while let Some(r) = self.rx.try_peek() {
             let rel = placement(&self.clock, r.at, cycle, n).unwrap_or(0);
             if rel >= i64::from(n) {
@@ -150,10 +192,11 @@ impl jack::ProcessHandler for Process {
             }
             let late = if rel < 0 { rel.unsigned_abs() } else { 0 };
             let offset = (rel.max(0) as u32).max(last_offset);
-            last_offset = offset;
             let len = usize::from(r.len).min(MAX_MESSAGE);
             match w.write(&RawMidi { time: offset, bytes: &r.bytes[..len] }) {
                 Ok(()) => {
+                    last_offset = offset;
+                    written += 1;
                     c.written.fetch_add(1, Ordering::Relaxed);
                     if late > 0 {
                         c.late.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +204,10 @@ impl jack::ProcessHandler for Process {
                         c.late_frames_max.fetch_max(late.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
                     }
                 }
+                // This cycle's buffer is full (after a stall, the messages of many cycles fall
+                // due at once): the rest waits for the next cycle, late but in order.
+                Err(_) if written > 0 => break,
+                // Not even an empty buffer takes it: it never will.
                 Err(_) => {
                     c.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -174,11 +221,19 @@ impl jack::ProcessHandler for Process {
 
 struct Notifications {
     down: Arc<AtomicBool>,
+    counters: Arc<JackCounters>,
 }
 
 impl jack::NotificationHandler for Notifications {
     unsafe fn shutdown(&mut self, _status: ClientStatus, _reason: &str) {
         self.down.store(true, Ordering::Release);
+    }
+
+    /// On JACK's notification thread: atomics only.
+    fn xrun(&mut self, _: &Client) -> Control {
+        self.counters.xruns.fetch_add(1, Ordering::Relaxed);
+        self.counters.xrun_pending.store(true, Ordering::Release);
+        Control::Continue
     }
 }
 
@@ -357,7 +412,7 @@ pub fn open_port(name: &str) -> Result<JackOutput, JackError> {
     let clock = FrameClock::new(sample_rate, period);
     let process = Process { port, rx, counters: Arc::clone(&counters), clock };
     let active = client
-        .activate_async(Notifications { down: Arc::clone(&down) }, process)
+        .activate_async(Notifications { down: Arc::clone(&down), counters: Arc::clone(&counters) }, process)
         .map_err(|e| JackError::Activate(e.to_string()))?;
     Ok(JackOutput {
         spec: name.to_string(),
@@ -546,6 +601,11 @@ impl Output for JackOutput {
         }
         Ok(())
     }
+
+    /// The xruns, if JACK skipped cycles while playing (see [`xrun_report`]).
+    fn report(&self) -> Option<String> {
+        xrun_report(&self.spec, &self.stats())
+    }
 }
 
 #[cfg(test)]
@@ -581,6 +641,25 @@ mod tests {
         assert_eq!(check_fits(&plan_with_cancel_of(MAX_MESSAGE)), Ok(()));
         let e = check_fits(&plan_with_cancel_of(MAX_MESSAGE + 1)).unwrap_err();
         assert!(e.to_string().contains("a SysEx longer than 64 bytes"), "{e}");
+    }
+
+    #[test]
+    fn xruns_are_reported_with_the_fix() {
+        let mut s = JackStats { written: 600, sample_rate: 48_000, period: 1024, ..JackStats::default() };
+        assert_eq!(xrun_report("jack", &s), None, "no xrun, nothing to say");
+        s.xruns = 3;
+        s.late = 29;
+        s.late_frames_max = 7_200;
+        let r = xrun_report("jack:GrandOrgue", &s).unwrap();
+        assert!(
+            r.starts_with(
+                "jack:GrandOrgue: JACK skipped cycles (3 xruns); 29 message(s) were written late (worst 150.0 ms)"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("jackd -R") && r.contains("larger period") && r.contains("organ panic"), "{r}");
+        s.xruns = 1;
+        assert!(xrun_report("jack", &s).unwrap().contains("(1 xrun);"));
     }
 
     #[test]

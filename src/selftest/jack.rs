@@ -174,7 +174,11 @@ pub fn checks(out: JackOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Ch
     let s = p.stats;
     let period = Micros(s.period as u64 * 1_000_000 / u64::from(s.sample_rate.max(1)));
     let lost = p.captured != p.sent || s.dropped > 0;
-    let ok = !lost && p.us(p.p99) <= HEARD.0 as f64;
+    let ok = !lost && s.xruns == 0 && p.us(p.p99) <= HEARD.0 as f64;
+    let xruns = match s.xruns {
+        0 => String::new(),
+        n => format!("JACK skipped cycles ({n} xrun{})", if n == 1 { "" } else { "s" }),
+    };
     let text = if lost {
         format!(
             "{} of {} note-offs reached the port ({})",
@@ -182,12 +186,14 @@ pub fn checks(out: JackOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Ch
             p.sent,
             if s.dropped > 0 {
                 format!("{} dropped by the output", s.dropped)
+            } else if s.xruns > 0 {
+                format!("{xruns}: the server or this machine is too busy")
             } else {
                 "JACK skipped a cycle: the server or this machine is too busy".to_string()
             }
         )
     } else {
-        format!(
+        let mut t = format!(
             "{} note-offs placed: p50 {:.0} frames, p99 {:.0} ({:.0} µs), max {:.0} ({:.0} µs); {} written late; \
              latency one period: {} frames at {} Hz = {}",
             p.sent,
@@ -200,7 +206,11 @@ pub fn checks(out: JackOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Ch
             s.period,
             s.sample_rate,
             short(period)
-        )
+        );
+        if s.xruns > 0 {
+            t.push_str(&format!("; {xruns}"));
+        }
+        t
     };
     let mut c = Check::new("jack", ok, text).summary(format!(
         "JACK placement p99 {:.0} frame{}",
@@ -208,7 +218,12 @@ pub fn checks(out: JackOutput, organ: &Organ, probes: &[Probe]) -> Result<Vec<Ch
         if p.p99 == 1.0 { "" } else { "s" }
     ));
     if !ok {
-        c = c.advice("run the JACK server at real-time priority (jackd -R) and close other programs");
+        c = c.advice(if s.xruns > 0 {
+            "JACK skipped cycles: run the JACK server at real-time priority (jackd -R) with a larger period (-p 512 \
+             or 1024), and close other programs"
+        } else {
+            "run the JACK server at real-time priority (jackd -R) and close other programs"
+        });
     }
     Ok(vec![c])
 }
