@@ -183,6 +183,12 @@ impl std::error::Error for StartError {}
 pub struct Finished {
     pub errors: Vec<FinishError>,
     pub reports: Vec<String>,
+    /// Outputs on which keys may still sound: their release could not be delivered (a
+    /// wireless link still down at the end; [`Output::keys_may_sound`]).
+    pub may_sound: Vec<String>,
+    /// The engine had not ended when the session finished (it did not stop in time): its
+    /// outputs were not finished and may not have had the release.
+    pub engine_running: Option<Vec<String>>,
 }
 
 /// A frontend's way in from any thread: send commands, read [`Progress`]. Cheap to clone.
@@ -598,8 +604,9 @@ impl Session {
         }
         self.stop_and_wait(Duration::from_secs(5));
         self.finished = true;
-        let (errors, reports) = self.outputs.finish();
-        Finished { errors, reports }
+        let (errors, reports, may_sound) = self.outputs.finish();
+        let engine_running = self.running.as_ref().map(|r| r.names.clone());
+        Finished { errors, reports, may_sound, engine_running }
     }
 }
 
