@@ -45,8 +45,8 @@ pub use link::LinkWatch;
 pub use outputs::specs as output_specs;
 pub use progress::{PlayState, Progress, SectionInfo, registration_name, short_time};
 pub use signals::{
-    HURRY_EXIT, STOPPING, install_panic_hook, install_signal_handling, interrupt, signal_received, suspend_key,
-    terminal_lost,
+    HURRY_EXIT, STOPPING, SUSPEND_WAIT, SuspendGate, install_panic_hook, install_signal_handling, interrupt,
+    signal_received, suspend_key, terminal_lost,
 };
 
 /// A tempo step (+/-): 5 % of the planned speed, in ‰.
@@ -594,6 +594,12 @@ impl Session {
             }
         }
         failed
+    }
+
+    /// Whether everything [`Session::send_now`] sent has left this process (every open output's
+    /// [`Output::delivered`]), so that stopping the process now cannot hold it back.
+    pub fn delivered(&self) -> bool {
+        self.outputs.slots.iter().flatten().all(|o| o.delivered())
     }
 
     /// Ends the session: stops what plays (every key released) and finishes every output (a
