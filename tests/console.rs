@@ -254,6 +254,7 @@ division = "swell"
         monitor_names_what_the_console_sends(&file, &mut console);
         verify_sends_controls_and_the_cancel_only(&file, &mut console);
         verify_interrupted_leaves_the_console_cancelled(&file, &mut console);
+        verify_suspended_draws_off_and_goes_on(&file, &mut console);
         learn_a_rodgers_bitmap_console(&dir.path, &mut console);
         say(&format!("console_end_to_end: passed in {:.1} s", started.elapsed().as_secs_f64()));
     }
@@ -452,6 +453,93 @@ division = "swell"
         std::thread::sleep(Duration::from_millis(300));
         let got: Vec<Vec<Vec<u8>>> = changes(&console.take_heard()).into_iter().map(|c| c.1).collect();
         assert_eq!(got, vec![hex("CE 00"), hex("9F 24 7F"), hex("8F 24 00"), hex("CE 00")], "put in, then cancelled");
+    }
+
+    /// The process state letter (`T` stopped) from /proc.
+    fn state(pid: u32) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')').next().and_then(|r| r.trim_start().chars().next()).unwrap_or('?')
+    }
+
+    /// Ctrl-Z (SIGTSTP) while a stop is drawn: it is put in again before the process stops;
+    /// `fg` (SIGCONT) draws it again and asks again, and the verify goes on to its end.
+    fn verify_suspended_draws_off_and_goes_on(file: &Path, console: &mut Console) {
+        console.take_heard();
+        let to = format!("jack:{}", console.in_port());
+        let cmd = organ(&[
+            "learn",
+            "--verify",
+            "--organ",
+            file.to_str().unwrap(),
+            "--to",
+            &to,
+            "--only",
+            "Gt Principal 8,Gt Octave 4",
+        ]);
+        let (mut child, rx, err) = spawn(cmd);
+        let mut stdin = child.stdin.take().unwrap();
+        let pid = child.id();
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("a prompt");
+        assert_eq!(line, "drawn: Gt Principal 8 — did it move on the console? (y/n)");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTSTP) };
+        let asked = Instant::now();
+        while state(pid) != 'T' {
+            assert!(asked.elapsed() < Duration::from_secs(5), "not stopped ({})", state(pid));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stopped_after = asked.elapsed();
+        // Stopped: nothing more can come from it (its JACK callback stands still too).
+        std::thread::sleep(Duration::from_millis(500));
+        let before_stop: Vec<Vec<Vec<u8>>> = changes(&console.take_heard()).into_iter().map(|c| c.1).collect();
+        assert_eq!(
+            before_stop,
+            vec![hex("CE 00"), hex("9F 24 7F"), hex("8F 24 00")],
+            "the stop drawn was put in again before the process stopped"
+        );
+        assert_eq!(state(pid), 'T', "still stopped");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        let mut lines = Vec::new();
+        loop {
+            let l = rx.recv_timeout(Duration::from_secs(20)).expect("verify goes on after SIGCONT");
+            if l.starts_with("drawn") {
+                let _ = writeln!(stdin, "y");
+            }
+            let done = l.starts_with("summary: ");
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        drop(stdin);
+        let status = wait(&mut child, Duration::from_secs(10));
+        let out = lines.join("\n");
+        assert_eq!(status.code(), Some(0), "{out}\n{}", err.join().unwrap());
+        assert_eq!(
+            lines[..2],
+            [
+                "drawn again: Gt Principal 8 — did it move on the console? (y/n)".to_string(),
+                "drawn: Gt Octave 4 — did it move on the console? (y/n)".to_string()
+            ],
+            "{out}"
+        );
+        assert!(out.contains("summary: 2 confirmed, 0 rejected; the console was cancelled"), "{out}");
+        std::thread::sleep(Duration::from_millis(300));
+        let after: Vec<Vec<Vec<u8>>> = changes(&console.take_heard()).into_iter().map(|c| c.1).collect();
+        let organ = Organ::load(file).unwrap();
+        let control = |n: &str| organ.controls.iter().find(|c| c.name == n).unwrap();
+        let bytes = |ms: &[organ::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
+        let (p8, o4) = (control("Gt Principal 8"), control("Gt Octave 4"));
+        assert_eq!(
+            after,
+            vec![bytes(&p8.on), bytes(&p8.off), bytes(&o4.on), bytes(&o4.off), hex("CE 00")],
+            "drawn again after SIGCONT, then the rest of the verify and the cancel"
+        );
+        say(&format!(
+            "console_end_to_end: --verify suspended {:.0} ms after SIGTSTP with the stop put in",
+            stopped_after.as_secs_f64() * 1000.0
+        ));
     }
 
     const RODGERS: &str = r#"# A Rodgers-style console: its stop state as a Roland data-set bitmap.

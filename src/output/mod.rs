@@ -193,4 +193,11 @@ pub trait Output: Send {
     fn report(&self) -> Option<String> {
         None
     }
+
+    /// Whether, once finished, keys this output had sounding may still sound: its release
+    /// could not be delivered (a wireless link still down at the end). Called on the control
+    /// thread after [`Output::finish`]; the [`Output::report`] says more.
+    fn keys_may_sound(&self) -> bool {
+        false
+    }
 }

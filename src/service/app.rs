@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::engine::End;
 use crate::plan::SectionKind;
 use crate::play::{PanicMessages, panic_messages};
-use crate::session::{self, Command, Event, Finished, Performance, PlayState, Session, StartError};
+use crate::session::{self, Command, Ending, Event, Finished, Performance, PlayState, Session, StartError};
 
 use super::order::Order;
 
@@ -97,6 +97,10 @@ pub struct Service {
     pending_start: Option<(usize, Option<u16>)>,
     /// A panic was pressed while playing: the rest of it goes out once the engine has ended.
     panic_after_end: bool,
+    /// Outputs the release may not have reached, by name, with why: lost while playing, or
+    /// messages to them dropped. A later release that reaches one (the end of an item played
+    /// on it again: CC 123 on every division; the panic key) takes it off.
+    unsure: Vec<(String, String)>,
 }
 
 impl Service {
@@ -114,6 +118,7 @@ impl Service {
             message: String::new(),
             pending_start: None,
             panic_after_end: false,
+            unsure: Vec::new(),
             order,
         }
     }
@@ -297,7 +302,11 @@ impl Service {
     fn send_panic(&mut self) {
         let organ = &self.order.items[self.selected].organ;
         let PanicMessages { keys_off, cancel, pace, .. } = panic_messages(Some(organ));
+        let reached = self.session.output_names();
         let failed = self.session.send_now(&keys_off, &cancel, pace);
+        // A note-off for every key of every division and the cancel: what reached an output
+        // leaves nothing sounding there.
+        self.unsure.retain(|(name, _)| !reached.contains(name) || failed.iter().any(|(f, _)| f == name));
         if let Some((name, e)) = failed.into_iter().next() {
             self.message = format!("panic: {name}: {e}");
         }
@@ -411,6 +420,7 @@ impl Service {
             match e {
                 Event::Swapped { tag, taken } => self.swapped(tag, taken),
                 Event::Ended(ending) => {
+                    self.follow_release(&ending);
                     if let Some(p) = self.playing.take() {
                         self.ended(p, ending.end, ending.failed_output);
                     }
@@ -427,11 +437,83 @@ impl Service {
         }
     }
 
+    /// Which outputs the release of a performance that ended reached ([`Service::unsure`]).
+    fn follow_release(&mut self, e: &Ending) {
+        let title = crate::text::shown(&e.title);
+        let mut doubts = Vec::new();
+        for name in &e.outputs {
+            let failed = e.failed_output.as_ref() == Some(name);
+            let why = match e.end {
+                End::OutputFailed { error, .. } if failed => {
+                    Some(format!("it failed while \"{title}\" played ({error}), so the release did not reach it"))
+                }
+                End::Panicked => Some(format!(
+                    "the engine stopped on an internal error while \"{title}\" played, so the release may not have reached it"
+                )),
+                _ if e.dropped > 0 => Some(format!(
+                    "{} message(s) could not be delivered while \"{title}\" played (a note-off among them leaves a key down)",
+                    e.dropped
+                )),
+                // A link down when the engine released: the wireless output releases what it had
+                // sounding when the link comes back, and says at the end if it never did
+                // (Finished::may_sound). What else was in doubt there stays so.
+                _ if e.link_down_at_end => None,
+                _ => {
+                    self.unsure.retain(|(n, _)| n != name);
+                    None
+                }
+            };
+            if let Some(why) = why {
+                doubts.push((name.clone(), why));
+            }
+        }
+        for (name, why) in doubts {
+            self.unsure.retain(|(n, _)| *n != name);
+            self.unsure.push((name, why));
+        }
+    }
+
+    /// The lines `organ service` ends with, once the service is `finished`: "every key
+    /// released" only when every output took the release; otherwise, for each output where
+    /// keys may still sound, why and what to do.
+    pub fn closing_lines(&self, finished: &Finished) -> Vec<String> {
+        let mut unsure = self.unsure.clone();
+        if let Some(names) = &finished.engine_running {
+            for n in names {
+                unsure.retain(|(u, _)| u != n);
+                unsure
+                    .push((n.clone(), "the engine did not stop in time, so the release may not have been sent".into()));
+            }
+        }
+        for n in &finished.may_sound {
+            unsure.retain(|(u, _)| u != n);
+            unsure.push((n.clone(), "its link was still down at the end, so the release did not arrive".into()));
+        }
+        let played = self.played.iter().filter(|p| **p == Played::Finished).count();
+        let head = format!("organ: service ended ({played} of {} item(s) played)", self.order.items.len());
+        let specs: Vec<String> = self.session.specs().iter().map(|s| s.to_string()).collect();
+        if unsure.is_empty() {
+            return vec![format!("{head}; every key released → {}", crate::text::shown(&specs.join(", ")))];
+        }
+        let names: Vec<String> = unsure.iter().map(|(n, _)| crate::text::shown(n).into_owned()).collect();
+        let others = if unsure.len() < specs.len() { "; every other output took the release" } else { "" };
+        let mut lines = vec![format!("{head}; KEYS MAY STILL SOUND on {}{others}", names.join(", "))];
+        for (n, why) in &unsure {
+            let n = crate::text::shown(n);
+            lines.push(format!(
+                "organ: {n}: {why}: press the organ's General Cancel or switch the organ off and on (or, once it is back, run organ panic --to {n})"
+            ));
+        }
+        lines
+    }
+
     fn ended(&mut self, p: Playing, end: End, failed_output: Option<String>) {
         match end {
             End::OutputFailed { .. } => {
                 let name = failed_output.unwrap_or_default();
-                self.message = format!("OUTPUT LOST ({name}): every key was released; o reconnects");
+                self.message = format!(
+                    "OUTPUT LOST ({name}): keys may still sound there (General Cancel); the others were released; o reconnects"
+                );
                 self.played[p.item] = Played::Stopped(self.where_now());
             }
             End::Finished => {
@@ -619,6 +701,98 @@ pub(super) mod tests {
         let cancel: Vec<Vec<u8>> = organ.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect();
         let tail: Vec<Vec<u8>> = sent[sent.len() - cancel.len()..].iter().map(|x| x.1.clone()).collect();
         assert_eq!(tail, cancel, "the cancel comes last");
+    }
+
+    fn ending(end: End, outputs: &[&str], failed: Option<&str>, dropped: u64, link_down_at_end: bool) -> Ending {
+        Ending {
+            end,
+            title: "One".into(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            failed_output: failed.map(str::to_string),
+            sent: 10,
+            dropped,
+            stats: crate::engine::LatenessStats::new(),
+            first_sent: None,
+            link_down_at_end,
+            held_up: Duration::ZERO,
+            cost: Default::default(),
+            wake: None,
+            awake: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_closing_line_says_released_only_when_every_output_took_the_release() {
+        // A performance stopped cleanly: every key released.
+        let mut s = test_service();
+        s.open_missing_outputs();
+        s.act(Action::Go);
+        s.stop_and_join();
+        let finished = s.finish();
+        let lines = s.closing_lines(&finished);
+        assert_eq!(lines, vec!["organ: service ended (0 of 2 item(s) played); every key released → null".to_string()]);
+
+        // An output lost while playing: not released there, and said so with what to do.
+        let mut s = test_service();
+        s.session.insert_output(0, Box::new(PulledCable::after(20)));
+        s.start(0, None);
+        wait_until_ended(&mut s);
+        assert!(s.message.contains("keys may still sound there"), "{}", s.message);
+        let finished = s.finish();
+        let lines = s.closing_lines(&finished);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "organ: service ended (0 of 2 item(s) played); KEYS MAY STILL SOUND on port:test");
+        assert!(
+            lines[1].starts_with("organ: port:test: it failed while \"One\" played (")
+                && lines[1].contains("cable pulled"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].ends_with("so the release did not reach it: press the organ's General Cancel or switch the organ off and on (or, once it is back, run organ panic --to port:test)"), "{}", lines[1]);
+        assert!(!lines.iter().any(|l| l.contains("every key released")), "{lines:?}");
+    }
+
+    #[test]
+    fn a_doubt_lasts_until_a_release_reaches_that_output() {
+        let mut s = test_service();
+        let finished = Finished::default();
+        s.follow_release(&ending(End::Stopped, &["a", "b"], None, 3, false));
+        let lines = s.closing_lines(&finished);
+        assert!(lines[0].ends_with("KEYS MAY STILL SOUND on a, b"), "{lines:?}");
+        assert!(lines[1].contains("3 message(s) could not be delivered"), "{lines:?}");
+        // The next item ends cleanly on a, and with a link down on b: a is released, b not known.
+        s.follow_release(&ending(End::Finished, &["a"], None, 0, false));
+        s.follow_release(&ending(End::Finished, &["b"], None, 0, true));
+        let lines = s.closing_lines(&finished);
+        assert!(lines[0].ends_with("KEYS MAY STILL SOUND on b"), "{lines:?}");
+        // A failed output, an engine that panicked, one still running, a link down at the end.
+        s.follow_release(&ending(End::Stopped, &["b"], None, 0, false));
+        assert_eq!(s.closing_lines(&finished).len(), 1, "released everywhere");
+        s.follow_release(&ending(
+            End::OutputFailed {
+                output: 1,
+                error: crate::output::OutputError {
+                    kind: crate::output::OutputErrorKind::Disconnected,
+                    detail: "gone",
+                },
+            },
+            &["a", "b"],
+            Some("b"),
+            0,
+            false,
+        ));
+        let lines = s.closing_lines(&finished);
+        assert!(lines[0].ends_with("KEYS MAY STILL SOUND on b"), "the others were released: {lines:?}");
+        s.follow_release(&ending(End::Panicked, &["a"], None, 0, false));
+        let lines = s.closing_lines(&Finished {
+            may_sound: vec!["ble:WIDI".into()],
+            engine_running: Some(vec!["c".into()]),
+            ..Default::default()
+        });
+        assert!(lines[0].ends_with("KEYS MAY STILL SOUND on b, a, c, ble:WIDI"), "{lines:?}");
+        assert!(lines[2].contains("internal error"), "{lines:?}");
+        assert!(lines[3].contains("the engine did not stop in time"), "{lines:?}");
+        assert!(lines[4].contains("its link was still down at the end"), "{lines:?}");
     }
 
     #[test]

@@ -111,17 +111,25 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
         drop(guard);
     }
     let sig = session::signal_received();
-    let played = svc.played().iter().filter(|p| **p == Played::Finished).count();
-    let specs: Vec<String> = svc.session_mut().specs().iter().map(|s| s.to_string()).collect();
-    // The terminal may be gone (SIGHUP): never panic over a message.
-    let _ = writeln!(
-        std::io::stderr(),
-        "organ: service ended ({played} of {} item(s) played); every key released → {}",
-        svc.order().items.len(),
-        specs.join(", ")
-    );
+    // "every key released" only when every output took the release (see Service::closing_lines).
+    let closing = svc.closing_lines(&finished);
+    let released = closing.len() == 1;
+    {
+        // The terminal may be gone (SIGHUP): never panic over a message.
+        let mut err = std::io::stderr().lock();
+        for line in &closing {
+            let _ = writeln!(err, "{line}");
+        }
+        for r in &finished.reports {
+            let _ = writeln!(err, "organ: {}", crate::text::shown(r));
+        }
+    }
     match result {
-        Err(_) => Err(Error::Other("the service view stopped on an internal error; the keys were released".into())),
+        Err(_) => Err(Error::Other(if released {
+            "the service view stopped on an internal error; the keys were released".into()
+        } else {
+            "the service view stopped on an internal error; keys may still sound (see above)".into()
+        })),
         Ok(()) => match finished.errors.into_iter().next() {
             Some(e) => Err(Error::Finish(e)),
             // 130 after Ctrl-C, 129 when the terminal was closed or lost, 128 + N for signal N.

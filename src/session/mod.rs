@@ -45,8 +45,8 @@ pub use link::LinkWatch;
 pub use outputs::specs as output_specs;
 pub use progress::{PlayState, Progress, SectionInfo, registration_name, short_time};
 pub use signals::{
-    HURRY_EXIT, STOPPING, install_panic_hook, install_signal_handling, interrupt, signal_received, suspend_key,
-    terminal_lost,
+    HURRY_EXIT, STOPPING, SUSPEND_WAIT, SuspendGate, install_panic_hook, install_signal_handling, interrupt,
+    signal_received, suspend_key, terminal_lost,
 };
 
 /// A tempo step (+/-): 5 % of the planned speed, in ‰.
@@ -183,6 +183,12 @@ impl std::error::Error for StartError {}
 pub struct Finished {
     pub errors: Vec<FinishError>,
     pub reports: Vec<String>,
+    /// Outputs on which keys may still sound: their release could not be delivered (a
+    /// wireless link still down at the end; [`Output::keys_may_sound`]).
+    pub may_sound: Vec<String>,
+    /// The engine had not ended when the session finished (it did not stop in time): its
+    /// outputs were not finished and may not have had the release.
+    pub engine_running: Option<Vec<String>>,
 }
 
 /// A frontend's way in from any thread: send commands, read [`Progress`]. Cheap to clone.
@@ -590,6 +596,12 @@ impl Session {
         failed
     }
 
+    /// Whether everything [`Session::send_now`] sent has left this process (every open output's
+    /// [`Output::delivered`]), so that stopping the process now cannot hold it back.
+    pub fn delivered(&self) -> bool {
+        self.outputs.slots.iter().flatten().all(|o| o.delivered())
+    }
+
     /// Ends the session: stops what plays (every key released) and finishes every output (a
     /// file output writes its file). Idempotent; dropping the session does it too.
     pub fn finish(&mut self) -> Finished {
@@ -598,8 +610,9 @@ impl Session {
         }
         self.stop_and_wait(Duration::from_secs(5));
         self.finished = true;
-        let (errors, reports) = self.outputs.finish();
-        Finished { errors, reports }
+        let (errors, reports, may_sound) = self.outputs.finish();
+        let engine_running = self.running.as_ref().map(|r| r.names.clone());
+        Finished { errors, reports, may_sound, engine_running }
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) type Lent = (Vec<Box<dyn Output>>, Vec<usize>);
 pub(crate) struct Retired {
     pub finish: Result<(), FinishError>,
     pub report: Option<String>,
+    /// Its name, when keys may still sound on it ([`Output::keys_may_sound`]).
+    pub may_sound: Option<String>,
 }
 
 /// The outputs of a session.
@@ -122,27 +124,34 @@ impl Outputs {
                 Some((f, error)) if f == k => {
                     self.errors[i] = Some(format!("{}: {error}", self.specs[i]));
                     let finish = o.finish();
-                    self.retired.push(Retired { finish, report: o.report() });
+                    let may_sound = o.keys_may_sound().then(|| o.name().to_string());
+                    self.retired.push(Retired { finish, report: o.report(), may_sound });
                 }
                 _ => self.slots[i] = Some(o),
             }
         }
     }
 
-    /// Finishes every open output (a file output writes its file here).
-    pub fn finish(&mut self) -> (Vec<FinishError>, Vec<String>) {
+    /// Finishes every open output (a file output writes its file here): the errors, the
+    /// reports, and the names of the outputs on which keys may still sound.
+    pub fn finish(&mut self) -> (Vec<FinishError>, Vec<String>, Vec<String>) {
         let mut errors = Vec::new();
         let mut reports = Vec::new();
+        let mut may_sound = Vec::new();
         for r in self.retired.drain(..) {
             errors.extend(r.finish.err());
             reports.extend(r.report);
+            may_sound.extend(r.may_sound);
         }
         for o in self.slots.iter_mut().flatten() {
             if let Err(e) = o.finish() {
                 errors.push(e);
             }
             reports.extend(o.report());
+            if o.keys_may_sound() {
+                may_sound.push(o.name().to_string());
+            }
         }
-        (errors, reports)
+        (errors, reports, may_sound)
     }
 }

@@ -14,7 +14,10 @@
 //! - **Job control** (SIGTSTP, SIGTTIN, SIGTTOU): every engine suspends ([`engine::SUSPEND_ALL`]:
 //!   keys released, CC 123, the cancel, delivered), the terminal goes back to the shell, and the
 //!   process stops; at SIGCONT the terminal is taken back and the engine goes on as from a pause
-//!   (what was drawn drawn again, the keys struck again, the clock where it stood).
+//!   (what was drawn drawn again, the keys struck again, the clock where it stood). A frontend
+//!   that sends to the outputs itself, with no engine (`organ learn --verify`), holds a
+//!   [`SuspendGate`]: the process stops only once it has put the console back (or after
+//!   [`SUSPEND_WAIT`]), and it goes on after SIGCONT.
 //! - **SIGCONT** alone (after SIGSTOP, which cannot be caught): the terminal is taken back and
 //!   redrawn; the engine never sends what fell due meanwhile in a burst ([`engine::HELD_UP`]).
 //! - **Left alone**: SIGPIPE and SIGXFSZ are ignored (a closed pipe, or a write past the file-size
@@ -30,7 +33,7 @@
 //! one to wake and wait for. Never on the real-time thread (the hook may run there: it only sets
 //! the flag).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -69,7 +72,51 @@ const JOB_CONTROL: &[libc::c_int] = &[libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTO
 pub const HURRY_EXIT: Duration = Duration::from_secs(2);
 
 /// The longest a suspension waits for the engine to release and its outputs to deliver.
-const SUSPEND_WAIT: Duration = Duration::from_secs(4);
+pub const SUSPEND_WAIT: Duration = Duration::from_secs(4);
+
+/// Frontends holding a [`SuspendGate`].
+static GATES: AtomicUsize = AtomicUsize::new(0);
+/// Suspensions begun, and the last one the gate's frontend has put the console back for.
+static SUSPENSIONS: AtomicU64 = AtomicU64::new(0);
+static PUT_BACK: AtomicU64 = AtomicU64::new(0);
+
+/// Held by a frontend that sends to the outputs itself, with no engine (`organ learn --verify`
+/// draws stops from the control thread): while it lives, job control (Ctrl-Z) waits, at most
+/// [`SUSPEND_WAIT`], until the frontend has put the console back ([`SuspendGate::asked`],
+/// [`SuspendGate::put_back`]) before the process stops. One frontend at a time.
+pub struct SuspendGate(());
+
+impl SuspendGate {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> SuspendGate {
+        GATES.fetch_add(1, Ordering::SeqCst);
+        SuspendGate(())
+    }
+
+    /// A suspension waits for this frontend: its number, until [`SuspendGate::put_back`].
+    pub fn asked(&self) -> Option<u64> {
+        if !engine::SUSPEND_ALL.load(Ordering::SeqCst) {
+            return None;
+        }
+        let n = SUSPENSIONS.load(Ordering::SeqCst);
+        (PUT_BACK.load(Ordering::SeqCst) < n).then_some(n)
+    }
+
+    /// The console is back as it was and what was sent has been delivered: the process may
+    /// stop. Then waits until it goes on (SIGCONT) or is told to stop (a signal meanwhile).
+    pub fn put_back(&self, n: u64) {
+        PUT_BACK.store(n, Ordering::SeqCst);
+        while engine::SUSPEND_ALL.load(Ordering::SeqCst) && signal_received() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for SuspendGate {
+    fn drop(&mut self) {
+        GATES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Makes `handle`'s engine the one that signals and panics stop and wait for.
 pub(crate) fn register_engine(handle: &engine::EngineHandle) {
@@ -193,6 +240,7 @@ fn stop(sig: libc::c_int) {
 /// Job control: release and cancel (delivered), give the terminal back, stop; on SIGCONT, take
 /// it back and go on.
 fn suspend(sig: libc::c_int, signals: &mut signal_hook::iterator::Signals) {
+    let n = SUSPENSIONS.fetch_add(1, Ordering::SeqCst) + 1;
     engine::SUSPEND_ALL.store(true, Ordering::SeqCst);
     wake_engine();
     let start = Instant::now();
@@ -201,7 +249,8 @@ fn suspend(sig: libc::c_int, signals: &mut signal_hook::iterator::Signals) {
             matches!(s.state(), State::Finished | State::Stopped | State::Failed)
                 || s.suspended.load(Ordering::SeqCst) == 2
         });
-        if done {
+        let put_back = GATES.load(Ordering::SeqCst) == 0 || PUT_BACK.load(Ordering::SeqCst) >= n;
+        if done && put_back {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));

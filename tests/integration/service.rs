@@ -586,3 +586,92 @@ note = "Psst\u001b]0;owned\u0007"
     tmux.keys("q");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The last line of `organ service` says every key was released only when it is so: after a
+/// stop, it is; after the record failed in the middle of an item (its file-size limit stands in
+/// for a full disk, as in hostile.rs), it says keys may still sound there, why, and what to do,
+/// and that the other output took the release.
+#[test]
+fn the_closing_line_says_released_only_when_every_output_took_it() {
+    if let Some(why) = tmux_available() {
+        println!("SKIPPED: the terminal-view test needs tmux: {why}");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("service-closing");
+    let order = dir.join("order.toml");
+    std::fs::write(
+        &order,
+        format!(
+            "title = \"Closing\"\norgan = \"st-marys\"\n[[item]]\ntitle = \"Fast hymn\"\nscore = \"{}/scores/hymn-cwm-rhondda.mid\"\nverses = 3\ntempo = \"400%\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    // The pane stays after organ ends (sleep), so that its last lines can be read whole (-J).
+    let run = |name: &str, limit: &str| {
+        let (out, exit) = (dir.join(format!("{name}.mid")), dir.join(format!("{name}.exit")));
+        let command = format!(
+            "{limit}{} service {} --to file:{} --to null; echo EXIT=$? > {}; sleep 600",
+            env!("CARGO_BIN_EXE_organ"),
+            order.display(),
+            out.display(),
+            exit.display()
+        );
+        let tmux = tmux_with(&format!("closing-{name}"), &command);
+        let t = Duration::from_secs(10);
+        tmux.wait_for("the view", t, |s| s.contains("READY"));
+        tmux.keys("Enter");
+        (tmux, out, exit, t)
+    };
+    let joined = |tmux: &Tmux| {
+        String::from_utf8_lossy(&tmux.run(&["capture-pane", "-p", "-J", "-t", "svc"]).stdout).into_owned()
+    };
+    let stopped = |_: ()| {
+        let (tmux, out, exit, t) = run("stopped", "");
+        tmux.wait_for("the music", t, |s| s.contains("verse 1 of 3, bar"));
+        tmux.keys("s");
+        tmux.keys("s");
+        tmux.wait_for("the stop", t, |s| s.contains("stopped: every key released") && s.contains("READY"));
+        tmux.keys("q");
+        assert_eq!(tmux.exit_status(&exit, t), "EXIT=0");
+        let s = joined(&tmux);
+        let file = format!("file:{}", out.display());
+        assert!(
+            s.contains(&format!("organ: service ended (0 of 1 item(s) played); every key released → {file}, null")),
+            "{s}"
+        );
+        assert!(!s.contains("MAY STILL SOUND"), "{s}");
+        assert_released(&read_sent(&out));
+    };
+    let failed = |_: ()| {
+        let (tmux, out, exit, t) = run("failed", "prlimit --fsize=1500 ");
+        let file = format!("file:{}", out.display());
+        tmux.wait_for("the lost output", t, |s| s.contains("OUTPUT LOST") && s.contains("nothing is playing"));
+        tmux.keys("q");
+        // 2: the record could not be written whole (an error naming it, after the closing line).
+        let status = tmux.exit_status(&exit, t);
+        let s = joined(&tmux);
+        assert_eq!(status, "EXIT=2", "{s}");
+        assert!(
+            s.contains(&format!(
+                "organ: service ended (0 of 1 item(s) played); KEYS MAY STILL SOUND on {file}; every other output took the release"
+            )),
+            "{s}"
+        );
+        assert!(s.contains(&format!("organ: {file}: it failed while \"Fast hymn\" played (")), "{s}");
+        assert!(
+            s.contains(&format!("so the release did not reach it: press the organ's General Cancel or switch the organ off and on (or, once it is back, run organ panic --to {file})")),
+            "{s}"
+        );
+        assert!(!s.contains("every key released"), "{s}");
+    };
+    std::thread::scope(|sc| {
+        let a = sc.spawn(|| stopped(()));
+        let b = sc.spawn(|| failed(()));
+        for r in [a.join(), b.join()] {
+            r.unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

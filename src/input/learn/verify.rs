@@ -9,6 +9,11 @@
 //! 250 ms. The console is cancelled first and on every way out: the end, `q`, the end of
 //! input, Ctrl-C, an error, a panic (the [`Sender`]'s `Drop`).
 //!
+//! Ctrl-Z (job control, through the session's signal handling and a [`SuspendGate`]): the
+//! control drawn is drawn off (paced as ever) and delivered before the process stops; after
+//! `fg` it is drawn again and the question asked again. A stop while suspended (`kill %1`)
+//! ends it without drawing anything again.
+//!
 //! Runs on the control thread: the outputs are the [`Session`]'s, sent to from here (no engine
 //! plays), and finished by it.
 
@@ -19,7 +24,7 @@ use super::LearnError;
 use super::doc::OrganDoc;
 use crate::midi::{Message, Micros};
 use crate::organ::Organ;
-use crate::session::{self, Session};
+use crate::session::{self, Session, SuspendGate};
 
 /// The shortest time between two control changes `--verify` ever sends.
 pub const SAFE_PACE: Duration = Duration::from_millis(250);
@@ -36,7 +41,11 @@ pub struct VerifyArgs {
     pub only: Vec<String>,
 }
 
-/// The session's outputs, paced, cancelling on drop.
+/// A control's on and off messages.
+type Control = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// The session's outputs, paced, cancelling on drop; the control drawn is drawn off before
+/// the process stops on Ctrl-Z.
 pub struct Sender {
     session: Session,
     cancel: Vec<Vec<u8>>,
@@ -44,15 +53,33 @@ pub struct Sender {
     last: Option<Instant>,
     failed: Option<String>,
     finished: bool,
+    /// The control drawn now.
+    drawn: Option<Control>,
+    /// Until finished.
+    gate: Option<SuspendGate>,
 }
 
 impl Sender {
     pub fn new(session: Session, cancel: Vec<Vec<u8>>, pace: Duration) -> Sender {
-        Sender { session, cancel, pace, last: None, failed: None, finished: false }
+        Sender {
+            session,
+            cancel,
+            pace,
+            last: None,
+            failed: None,
+            finished: false,
+            drawn: None,
+            gate: Some(SuspendGate::new()),
+        }
     }
 
     /// Sends one change (all its messages back to back), at least `pace` after the last.
     pub fn change(&mut self, msgs: &[Vec<u8>]) {
+        self.wait_pace();
+        self.send(msgs);
+    }
+
+    fn wait_pace(&mut self) {
         if let Some(last) = self.last {
             let due = last + self.pace;
             let now = Instant::now();
@@ -60,6 +87,45 @@ impl Sender {
                 std::thread::sleep(due - now);
             }
         }
+    }
+
+    /// Draws a control (`on`, paced); [`Sender::draw_off`] puts it in again.
+    pub fn draw(&mut self, on: Vec<Vec<u8>>, off: Vec<Vec<u8>>) {
+        self.wait_pace();
+        // Never drawn while the process is about to stop.
+        self.suspend_if_asked();
+        if session::signal_received() != 0 {
+            return;
+        }
+        self.send(&on);
+        self.drawn = Some((on, off));
+    }
+
+    /// Puts in the control drawn, if any (paced).
+    pub fn draw_off(&mut self) {
+        if let Some((_, off)) = self.drawn.take() {
+            self.change(&off);
+        }
+    }
+
+    /// When Ctrl-Z asks (the [`SuspendGate`]): draws off the control drawn, waits until that is
+    /// delivered, lets the process stop, and returns once it goes on (SIGCONT) with the control
+    /// that was drawn, to draw again. `None` when no suspension was asked.
+    pub fn suspend_if_asked(&mut self) -> Option<Option<Control>> {
+        let n = self.gate.as_ref()?.asked()?;
+        let was = self.drawn.clone();
+        self.draw_off();
+        let start = Instant::now();
+        while !self.session.delivered() && start.elapsed() < session::SUSPEND_WAIT / 2 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(g) = &self.gate {
+            g.put_back(n);
+        }
+        Some(was)
+    }
+
+    fn send(&mut self, msgs: &[Vec<u8>]) {
         if let Some((name, e)) = self.session.send_now(msgs, &[], Micros::ZERO).into_iter().next() {
             self.failed.get_or_insert_with(|| format!("{name}: {e}"));
         }
@@ -77,6 +143,9 @@ impl Sender {
         self.finished = true;
         let cancel = self.cancel.clone();
         self.change(&cancel);
+        // Ctrl-Z now: the cancel delivered first.
+        self.suspend_if_asked();
+        self.gate = None;
         if let Some(e) = self.session.finish().errors.into_iter().next() {
             self.failed.get_or_insert(e.to_string());
         }
@@ -102,10 +171,22 @@ enum Answer {
     Interrupted,
 }
 
-fn answer(lines: &crossbeam_channel::Receiver<String>) -> Answer {
+/// Waits for the answer about `name`, drawn by `sender`; Ctrl-Z meanwhile draws it off, and
+/// after `fg` it is drawn again and the question asked again.
+fn answer(lines: &crossbeam_channel::Receiver<String>, sender: &mut Sender, name: &str) -> Answer {
     loop {
         if session::signal_received() != 0 {
             return Answer::Interrupted;
+        }
+        if let Some(was) = sender.suspend_if_asked() {
+            if session::signal_received() != 0 {
+                return Answer::Interrupted;
+            }
+            if let Some((on, off)) = was {
+                sender.draw(on, off);
+                out!("drawn again: {name} — did it move on the console? (y/n)");
+            }
+            continue;
         }
         match lines.recv_timeout(Duration::from_millis(50)) {
             Ok(l) => match l.trim().to_lowercase().as_str() {
@@ -169,10 +250,14 @@ pub fn run(a: &VerifyArgs) -> Result<i32, LearnError> {
             skipped.push(name);
             continue;
         }
-        sender.change(&bytes(&c.on));
+        sender.draw(bytes(&c.on), bytes(&c.off));
+        if session::signal_received() != 0 {
+            interrupted = true;
+            break;
+        }
         out!("drawn: {name} — did it move on the console? (y/n)");
-        let reply = answer(&lines);
-        sender.change(&bytes(&c.off));
+        let reply = answer(&lines, &mut sender, &name);
+        sender.draw_off();
         match reply {
             Answer::Yes => ok.push(c.name.clone()),
             Answer::No => rejected.push(c.name.clone()),

@@ -412,6 +412,10 @@ mod output {
             }
             Some(r)
         }
+
+        fn keys_may_sound(&self) -> bool {
+            self.shared.at_end.load(Ordering::Acquire) == AT_END_GAVE_UP
+        }
     }
 
     fn times(n: u64) -> String {
