@@ -41,9 +41,57 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn start(params: Params) -> Option<SimBluez> {
+/// How many simulated BlueZ runs go at once. Each is a D-Bus daemon, a Python mock and an
+/// `organ` whose engine runs at real-time priority; nine at once on two cores starved the Python
+/// mock for most of a second in CI (a write that late is stamped with its send time, as it should
+/// be, and the timestamp checks fail). The assertions stay as strict; the tests take turns.
+const AT_ONCE: usize = 3;
+
+struct Turns {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+static TURNS: Turns = Turns { free: std::sync::Mutex::new(AT_ONCE), freed: std::sync::Condvar::new() };
+
+/// A turn among [`AT_ONCE`], given back when dropped (also when the test fails).
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let mut free = TURNS.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = TURNS.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *TURNS.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        TURNS.freed.notify_one();
+    }
+}
+
+/// A simulated BlueZ for one test, holding its turn.
+struct Sim {
+    sim: SimBluez,
+    _turn: Turn,
+}
+
+impl std::ops::Deref for Sim {
+    type Target = SimBluez;
+    fn deref(&self) -> &SimBluez {
+        &self.sim
+    }
+}
+
+fn start(params: Params) -> Option<Sim> {
+    let turn = Turn::take();
     match SimBluez::start(&params) {
-        Start::Ready(s) => Some(s),
+        Start::Ready(sim) => Some(Sim { sim, _turn: turn }),
         Start::Skip(reason) => {
             bluez::skip(&reason);
             None
@@ -809,10 +857,36 @@ fn ble_selftest_reports_the_link_and_sends_only_note_offs() {
     let ble = stdout.lines().find(|l| l.trim_start().starts_with("ble ")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(ble.contains("WIDI Jack (AA:BB:CC:11:22:33"), "{ble}");
     assert!(ble.contains("MTU 247 (244 bytes a packet); 66 of 66 timestamped note-offs written in "), "{ble}");
-    assert!(ble.ends_with("  ok"), "{ble}");
+    // The verdict must agree with the figure: every message written, so only a write slower
+    // than a connection interval (15 ms) may make it NOT OK. How slow the simulated peer's
+    // writes are depends on the machine's load, so that figure is measured, not asserted.
+    let slowest =
+        ble.split("slowest write ").nth(1).and_then(|r| r.split(';').next()).unwrap_or_else(|| panic!("{ble}"));
+    let slowest_ms: f64 = if let Some(ms) = slowest.strip_suffix(" ms") {
+        ms.parse().unwrap_or_else(|_| panic!("{ble}"))
+    } else {
+        slowest
+            .strip_suffix(" µs")
+            .and_then(|us| us.parse::<f64>().ok())
+            .map(|us| us / 1000.0)
+            .unwrap_or_else(|| panic!("{ble}"))
+    };
+    if slowest_ms > 15.0 {
+        assert!(ble.ends_with("  NOT OK"), "a write of {slowest_ms} ms is slower than a connection interval: {ble}");
+        println!(
+            "ble selftest: the simulated peer was slow here (slowest write {slowest_ms} ms): NOT OK, as it should say"
+        );
+    } else {
+        assert!(ble.ends_with("  ok"), "{ble}");
+    }
     let verdict = stdout.lines().last().unwrap();
     assert_eq!(status.code(), Some(if verdict.starts_with("fit for a service: ") { 0 } else { 1 }), "{stdout}");
-    assert!(verdict.contains("Bluetooth LE adds up to one connection interval") || verdict.contains("(engine)"));
+    assert!(
+        verdict.contains("Bluetooth LE adds up to one connection interval")
+            || verdict.contains("(engine)")
+            || (slowest_ms > 15.0 && verdict.contains("ble") && verdict.contains("use a wired connection")),
+        "{verdict}"
+    );
 
     let got = decode(&sim.midi_writes());
     assert_eq!(got.len(), 66, "{stdout}");
