@@ -1,5 +1,5 @@
 //! Lateness of the real-time engine against the best sleep-based player, on the same schedule
-//! in the same run: actual send time − deadline over a dense piece (12-note chords every 25 ms,
+//! in the same run: actual send time − deadline over a dense piece (12-note chords every 24.1 ms,
 //! over 10,000 messages) played to the `null` output, on an idle machine and with every core
 //! kept busy by spinning threads.
 //!
@@ -38,13 +38,21 @@ use organ::output::record::NullOutput;
 use organ::output::{Output, Stamp};
 use organ::plan::{PlanOptions, Timeline, plan};
 
+/// The dense piece's tempo, in µs a quarter note (about 249 bpm): its chords come every
+/// 24.1237 ms, so over a run they fall at every phase of the kernel's timer tick, as real music
+/// does. Until 2026-12-01 it was 240,000 (250 bpm, a chord every 24 ms): every deadline was then
+/// a whole number of 4 ms after the first, the same phase of a 250 Hz tick, so a run either
+/// never met the tick or (rarely) always did. On the development VM the tick takes the CPU for
+/// 36-79 µs (p10-p90) 250 times a second, about 1 % of the time past 20 µs.
+const TEMPO: u32 = 241_237;
+
 /// A format-1 SSGGP-shaped file: 12-note chords (Great RH 4, Great LH 4, Pedal 2, Swell 2)
 /// every `step` ticks, each held for most of the step.
 fn dense_score(chords: usize) -> Vec<u8> {
     let ppq = 480u16;
-    let step = 48u32; // a 40th of a whole note; at 250 bpm that is 24 ms
+    let step = 48u32; // a 40th of a whole note; at [`TEMPO`] about 24.1 ms
     let ev = |delta: u32, kind| TrackEvent { delta: u28::new(delta), kind };
-    let tempo = ev(0, TrackEventKind::Meta(MetaMessage::Tempo(u24::new(240_000))));
+    let tempo = ev(0, TrackEventKind::Meta(MetaMessage::Tempo(u24::new(TEMPO))));
     let mut tracks = Vec::new();
     let parts: [(u8, &[u8]); 5] =
         [(0, &[72, 76]), (0, &[60, 64]), (1, &[67, 71, 74, 79]), (1, &[48, 52, 55, 59]), (2, &[36, 43])];
@@ -250,6 +258,10 @@ fn rows(label: &str, players: &[(&str, &Run)]) {
         // The learned margins of the adaptive players (the fixed one's are its 1 ms).
         if r.wake.is_some() && players[i].0 != NAMES[1] {
             println!("    {:<24} {}", "", margins(r));
+        }
+        // Why the missed deadlines were missed: the CPU taken from a spin, or a late sleep.
+        if let Some(w) = &r.wake {
+            println!("    {:<24} {}", "", organ::play::deadlines_line(w));
         }
         if !r.realtime {
             println!("    {:<24} (ran at normal priority: SCHED_FIFO refused)", "");

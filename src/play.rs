@@ -143,6 +143,34 @@ pub fn cost_line(cost: &engine::Cost, wake: Option<&engine::WakeStats>) -> Optio
     Some(line)
 }
 
+/// The deadlines the engine waited for and why any were missed (`--stats`, the lateness
+/// benchmark): the CPU taken from a running spin is the machine's doing, a sleep that woke past
+/// its deadline the waiting's.
+pub fn deadlines_line(wake: &engine::WakeStats) -> String {
+    let d = &wake.deadlines;
+    let limit = engine::clock::MISSED.0;
+    if d.missed() == 0 {
+        return format!("deadlines: {} waited for, none reached more than {limit} µs late", d.reached);
+    }
+    let mut why = Vec::new();
+    if d.taken > 0 {
+        why.push(format!(
+            "{} with the CPU taken from the engine while it spun (worst {}: an interrupt such as the kernel's \
+             tick, another program, or a virtual machine's host)",
+            d.taken,
+            crate::text::short(d.taken_worst)
+        ));
+    }
+    if d.overslept > 0 {
+        why.push(format!(
+            "{} by a sleep that woke past it (worst {})",
+            d.overslept,
+            crate::text::short(d.overslept_worst)
+        ));
+    }
+    format!("deadlines: {} waited for, {} reached more than {limit} µs late: {}", d.reached, d.missed(), why.join("; "))
+}
+
 /// Whether the engine kept the CPU out of deep idle states (`--stats`, selftest).
 pub fn awake_line(awake: engine::Awake) -> &'static str {
     match awake {
@@ -381,6 +409,9 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
         out!("{}", stats_report(&ending.stats, ending.dropped));
         if let Some(line) = cost_line(&ending.cost, ending.wake.as_ref()) {
             out!("{line}");
+        }
+        if let Some(w) = &ending.wake {
+            out!("{}", deadlines_line(w));
         }
         out!("{}", awake_line(ending.awake));
         let first = ending.first_sent.zip(crate::PROCESS_START.get()).map(|(at, p)| at.saturating_duration_since(*p));

@@ -151,6 +151,11 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// µs as a short human figure: `6 µs`, `1.25 ms`.
+pub fn short(t: crate::midi::Micros) -> String {
+    if t.0 < 1_000 { format!("{} µs", t.0) } else { format!("{:.2} ms", t.0 as f64 / 1000.0) }
+}
+
 /// Joins items as `a, b and c`.
 pub fn join_and(items: &[String]) -> String {
     match items {

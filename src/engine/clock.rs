@@ -85,6 +85,9 @@ pub const APPROACH: Limits = Limits { start: Micros(1_000), min: Micros(1_000), 
 pub const SPIN: Limits = Limits { start: Micros(1_000), min: Micros(1_000), max: Micros(2_000) };
 /// How many overshoots must be recorded before a margin may narrow below its start.
 pub const LEARN_AFTER: usize = 64;
+/// A deadline reached later than this is counted as missed in [`DeadlineStats`] (the
+/// lateness target of the benchmarks).
+pub const MISSED: Micros = Micros(20);
 /// A park or nap shorter than this is not worth a system call: go on to the next stage.
 const MIN_SLEEP: Micros = Micros(20);
 /// The longest single park: commands are also signalled by unpark, so this only bounds how
@@ -181,6 +184,45 @@ pub struct WakeStats {
     pub spin: MarginStats,
     /// Time spent spinning before deadlines.
     pub spun: Micros,
+    /// The deadlines reached, and why the missed ones were missed.
+    pub deadlines: DeadlineStats,
+}
+
+/// The deadlines the clock waited for and how late it reached them: a deadline is reached at
+/// the end of its spin, or by a park or nap that woke past it. (Deadlines already past when
+/// the engine looked, after a stall, were not waited for and are not counted here; the
+/// lateness histogram counts every message.) One reached more than
+/// [`MISSED`] late was missed for one of two reasons, told apart here so a report can say
+/// whether the waiting was at fault:
+/// - **taken**: the spin was running but the CPU was taken from the engine at the deadline (an
+///   interrupt such as the kernel's timer tick, a higher-priority thread, or a virtual
+///   machine's host), so no margin could have helped (a spin's own loop checks the clock every
+///   few hundred nanoseconds);
+/// - **overslept**: a park or nap woke past the deadline itself: its margin was too narrow
+///   for that wake-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadlineStats {
+    pub reached: u64,
+    pub taken: u64,
+    pub taken_worst: Micros,
+    pub overslept: u64,
+    pub overslept_worst: Micros,
+}
+
+impl DeadlineStats {
+    /// The missed ones (more than [`MISSED`] late).
+    pub fn missed(&self) -> u64 {
+        self.taken + self.overslept
+    }
+}
+
+/// How a deadline was reached, for [`Waiter::reached`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// At the end of the spin before it.
+    Spinning,
+    /// By a park or nap that woke past it.
+    Sleeping,
 }
 
 impl WakeMargin {
@@ -276,6 +318,7 @@ pub struct Waiter {
     approach: WakeMargin,
     spin: WakeMargin,
     spun: Micros,
+    deadlines: DeadlineStats,
 }
 
 impl Default for Waiter {
@@ -291,7 +334,18 @@ impl Waiter {
 
     /// A waiter whose margins keep within other limits (`start == min == max` fixes one).
     pub const fn with_limits(approach: Limits, spin: Limits) -> Waiter {
-        Waiter { approach: WakeMargin::new(approach), spin: WakeMargin::new(spin), spun: Micros::ZERO }
+        Waiter {
+            approach: WakeMargin::new(approach),
+            spin: WakeMargin::new(spin),
+            spun: Micros::ZERO,
+            deadlines: DeadlineStats {
+                reached: 0,
+                taken: 0,
+                taken_worst: Micros::ZERO,
+                overslept: 0,
+                overslept_worst: Micros::ZERO,
+            },
+        }
     }
 
     /// The next step from `now` to `deadline`. Margins are recomputed only when about to
@@ -317,8 +371,27 @@ impl Waiter {
         self.spun = Micros(self.spun.0 + d.0);
     }
 
+    /// A deadline was reached `late` after it, `how`.
+    pub fn reached(&mut self, how: Reached, late: Micros) {
+        let d = &mut self.deadlines;
+        d.reached += 1;
+        if late > MISSED {
+            let (n, worst) = match how {
+                Reached::Spinning => (&mut d.taken, &mut d.taken_worst),
+                Reached::Sleeping => (&mut d.overslept, &mut d.overslept_worst),
+            };
+            *n += 1;
+            *worst = (*worst).max(late);
+        }
+    }
+
     pub fn stats(&self) -> WakeStats {
-        WakeStats { approach: self.approach.stats(), spin: self.spin.stats(), spun: self.spun }
+        WakeStats {
+            approach: self.approach.stats(),
+            spin: self.spin.stats(),
+            spun: self.spun,
+            deadlines: self.deadlines,
+        }
     }
 }
 
@@ -366,6 +439,9 @@ impl Clock for SystemClock {
                 if woke.0 >= target {
                     self.waiter.woke(s, Micros(woke.0 - target));
                 }
+                if woke >= deadline {
+                    self.waiter.reached(Reached::Sleeping, Micros(woke.0 - deadline.0));
+                }
                 // The caller loops: commands first, then waits again.
             }
             Step::Spin => {
@@ -375,6 +451,7 @@ impl Clock for SystemClock {
                     t = self.now();
                 }
                 self.waiter.spun(Micros(t.0 - now.0));
+                self.waiter.reached(Reached::Spinning, Micros(t.0 - deadline.0));
             }
         }
     }
@@ -429,6 +506,24 @@ mod tests {
             c.wait_until(deadline);
         }
         assert!(c.now() >= deadline);
+        let d = c.wake_stats().expect("the system clock reports how it waited").deadlines;
+        assert_eq!(d.reached, 1, "one deadline, reached once: {d:?}");
+    }
+
+    #[test]
+    fn missed_deadlines_are_told_apart_by_how_they_were_reached() {
+        let mut w = Waiter::new();
+        w.reached(Reached::Spinning, Micros(0));
+        w.reached(Reached::Spinning, MISSED);
+        w.reached(Reached::Spinning, Micros(56));
+        w.reached(Reached::Spinning, Micros(21));
+        w.reached(Reached::Sleeping, Micros(3));
+        w.reached(Reached::Sleeping, Micros(2_100));
+        let d = w.stats().deadlines;
+        assert_eq!(d.reached, 6);
+        assert_eq!((d.taken, d.taken_worst), (2, Micros(56)), "a spin that ends late had the CPU taken from it");
+        assert_eq!((d.overslept, d.overslept_worst), (1, Micros(2_100)), "a sleep that woke past the deadline");
+        assert_eq!(d.missed(), 3, "20 µs late is not missed; 21 µs is");
     }
 
     #[test]

@@ -57,7 +57,7 @@ use ringbuf::HeapRb;
 use ringbuf::traits::{Consumer, Producer, Split};
 
 pub use awake::Awake;
-pub use clock::{Clock, ManualClock, SystemClock, WakeStats};
+pub use clock::{Clock, DeadlineStats, ManualClock, SystemClock, WakeStats};
 pub use keys::HeldKeys;
 pub use stats::LatenessStats;
 

@@ -120,6 +120,18 @@ fn play_to_a_file_sends_exactly_the_plan_on_time() {
     assert!(played.status.success(), "{}", text(&played.stderr));
     let stdout = text(&played.stdout);
     assert!(stdout.starts_with(&format!("timing: {} messages; lateness p50 ", planned.len())), "{stdout}");
+    // Every deadline the engine waited for, and why any was missed (the machine or the waiting).
+    let deadlines = stdout.lines().find_map(|l| l.strip_prefix("deadlines: ")).expect("a deadlines line");
+    let (waited, rest) = deadlines.split_once(" waited for, ").expect("deadlines: N waited for, …");
+    let waited: u64 = waited.parse().expect("a count");
+    let distinct = planned.iter().map(|p| p.t_us).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    assert!(waited > 0 && waited <= distinct, "{waited} of {distinct} distinct deadlines: {deadlines}");
+    assert!(
+        rest == "none reached more than 20 µs late"
+            || rest.contains("reached more than 20 µs late: ")
+                && (rest.contains("with the CPU taken from the engine") || rest.contains("by a sleep that woke past it")),
+        "{deadlines}"
+    );
     let stderr = text(&played.stderr);
     assert!(stderr.contains(&format!("playing bwv643.mid on St Mary's Church, Fishponds → {file}")), "{stderr}");
     let sent = read_sent(&out);
