@@ -558,6 +558,10 @@ name = "Gt Flute 4"
 division = "great"
 
 [[stop]]
+name = "Gt Twelfth 2 2/3"   # in the Flute's byte of the bitmap
+division = "great"
+
+[[stop]]
 name = "Gt Trumpet 8"
 division = "great"
 "#;
@@ -575,6 +579,7 @@ division = "great"
         let bit = |name: &str| match name {
             "Gt Diapason 8" => 0,
             "Gt Flute 4" => 9,
+            "Gt Twelfth 2 2/3" => 12,
             _ => 33,
         };
         if let Some(n) = prompt.strip_prefix("draw: ") {
@@ -601,7 +606,7 @@ division = "great"
             "{out}"
         );
         let organ = Organ::load(&file).unwrap();
-        for (c, bit) in organ.controls.iter().zip([0, 9, 33]) {
+        for (c, bit) in organ.controls.iter().zip([0, 9, 12, 33]) {
             let (on, off) = (c.on[0].as_bytes(), c.off[0].as_bytes());
             assert!(RolandDataSet::parse(on).is_some(), "{}: a checksum-verified data set", c.name);
             assert_eq!(bitmap_stop(on, off), Some(BitmapStop { device: 0x10, bit }), "{}", c.name);
@@ -611,5 +616,29 @@ division = "great"
         assert_eq!(d.decode(&bitmap(&[3])).to_string(), "(no change)");
         assert_eq!(d.decode(&bitmap(&[3, 9, 33])).to_string(), "Gt Flute 4 drawn, Gt Trumpet 8 drawn");
         assert_eq!(d.decode(&bitmap(&[3, 33])).to_string(), "Gt Flute 4 put in");
+        // What the learned organ sends is a one-byte data set: read by the same decoder as a
+        // bitmap, it sets the whole byte, as on the console (README: drawing a stop puts in the
+        // others of its byte), in `organ monitor` as in the built-in voice (which has only keys).
+        let (flute, twelfth) = (&organ.controls[1], &organ.controls[2]);
+        let mut d = Decoder::new(&organ);
+        assert_eq!(d.decode(flute.on[0].as_bytes()).to_string(), "Gt Flute 4 drawn");
+        assert_eq!(d.decode(twelfth.on[0].as_bytes()).to_string(), "Gt Flute 4 put in, Gt Twelfth 2 2/3 drawn");
+        assert_eq!(d.decode(flute.off[0].as_bytes()).to_string(), "Gt Twelfth 2 2/3 put in");
+        let mut voice = organ::voice::Decoder::new(&organ::voice::OrganSound::of_organ(&organ));
+        let mut heard = Vec::new();
+        for m in [&flute.on[0], &twelfth.on[0], &twelfth.off[0]] {
+            voice.feed(organ::voice::MsgKey::of(m.as_bytes()), |e| heard.push(e));
+        }
+        use organ::voice::ConsoleEvent::Control;
+        use organ::voice::console::Action::{Off, On};
+        assert_eq!(
+            heard,
+            [
+                Control { id: 1, action: On },
+                Control { id: 1, action: Off },
+                Control { id: 2, action: On },
+                Control { id: 2, action: Off }
+            ]
+        );
     }
 }

@@ -2,10 +2,8 @@
 //! the shipped score and organ, and a counting allocator that proves the hot path allocates
 //! nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -16,39 +14,9 @@ use crate::registration::Registration;
 
 // ---- a counting allocator for this test binary ------------------------------------------------
 
-struct Counting;
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::Counter;
 
 // ---- fixtures ----------------------------------------------------------------------------------
 
@@ -198,11 +166,9 @@ fn plays_the_whole_plan_on_time_without_allocating() {
     // frees nothing either.
     let clock = ManualClock::new();
     let (engine, _handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    ARMED.with(|a| a.set(true));
+    let counter = Counter::start();
     let mut report = engine.run();
-    ARMED.with(|a| a.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let allocations = counter.stop();
     assert_eq!(allocations, 0, "the engine allocated or freed {allocations} times while playing");
     assert_eq!(report.end, End::Finished);
     finish(&mut report);
@@ -221,8 +187,7 @@ fn plays_the_whole_plan_on_time_without_allocating() {
 #[test]
 fn learning_the_wake_margins_does_not_allocate() {
     let mut w = clock::Waiter::new();
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    ARMED.with(|a| a.set(true));
+    let counter = Counter::start();
     let mut steps = 0;
     for i in 0..3 * clock::WINDOW as u64 {
         let deadline = Micros(i * 10_000 + 10_000);
@@ -244,8 +209,7 @@ fn learning_the_wake_margins_does_not_allocate() {
             steps += 1;
         }
     }
-    ARMED.with(|a| a.set(false));
-    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0, "waiting and learning the margins allocated");
+    assert_eq!(counter.stop(), 0, "waiting and learning the margins allocated");
     let s = w.stats();
     assert!(steps > 3 * clock::WINDOW && s.approach.sleeps > 0 && s.spin.sleeps > 0, "{s:?}");
     assert!(s.approach.max >= Micros(900), "{s:?}");
@@ -566,11 +530,9 @@ fn a_hymn_with_section_ends_plays_through_without_allocating() {
     let (out, h) = memory(&t);
     let clock = ManualClock::new();
     let (engine, _handle) = new(t.clone(), vec![out], clock.clone(), Config::default());
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    ARMED.with(|a| a.set(true));
+    let counter = Counter::start();
     let mut report = engine.run();
-    ARMED.with(|a| a.set(false));
-    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0);
+    assert_eq!(counter.stop(), 0);
     assert_eq!(report.end, End::Finished);
     finish(&mut report);
     let rec = recording(&h);

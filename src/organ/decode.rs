@@ -7,13 +7,16 @@
 //! SysEx, `F0 41 dd 30 12 01 oo data… sum F7`, checksum verified) are read bit by bit against the
 //! last state seen, so one bitmap may say that several stops moved.
 //!
-//! Pure and allocation-light; runs on whichever ordinary thread reads the input, never on the
-//! real-time path.
-
-use std::collections::HashMap;
+//! [`ConsoleDecoder`] is the one decoder: it turns messages into [`ConsoleEvent`]s by control
+//! and division index, and it is what the built-in voice hears the plan with
+//! (crate::voice::console) as well as what [`Decoder`] names for `organ monitor` and recording.
+//!
+//! # Threads
+//! [`ConsoleDecoder::feed`] and [`MsgKey::of`] never allocate (the decoder's buffers are sized
+//! when it is built), so the audio thread may run them. [`Decoder`] allocates its [`Meaning`]s
+//! and runs on whichever ordinary thread reads the input, never on the real-time path.
 
 use super::Organ;
-use crate::midi::Message;
 
 /// What one received message means on this organ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,14 +81,51 @@ pub struct RolandDataSet {
 impl RolandDataSet {
     /// Parses and checks one message; `None` when it is not a data set or its checksum is wrong.
     pub fn parse(b: &[u8]) -> Option<RolandDataSet> {
+        DataSetRef::parse(b).map(|d| RolandDataSet { device: d.device, offset: d.offset, data: d.data.to_vec() })
+    }
+
+    /// Whether stop bit `bit` (counted from bit 0 of byte 0 of the bitmap) is in this message,
+    /// and if so whether it is set (GrandOrgue's `GORodgersGetBit`).
+    pub fn bit(&self, bit: u32) -> Option<bool> {
+        self.as_ref().bit(bit)
+    }
+
+    /// This data set, borrowed.
+    pub fn as_ref(&self) -> DataSetRef<'_> {
+        DataSetRef { device: self.device, offset: self.offset, data: &self.data }
+    }
+
+    /// The message bytes, checksum computed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = vec![0xF0, 0x41, self.device, 0x30, 0x12, 0x01, self.offset];
+        v.extend_from_slice(&self.data);
+        v.push(roland_checksum(&v[5..]));
+        v.push(0xF7);
+        v
+    }
+}
+
+/// A Roland data set read in place (no copy): what [`RolandDataSet::parse`] checks, borrowed, so
+/// that the real-time thread can read a bitmap without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSetRef<'a> {
+    pub device: u8,
+    /// The first byte's index in the console's bitmap (7 stops per byte).
+    pub offset: u8,
+    pub data: &'a [u8],
+}
+
+impl<'a> DataSetRef<'a> {
+    /// Parses and checks one message; `None` when it is not a data set or its checksum is wrong.
+    pub fn parse(b: &'a [u8]) -> Option<DataSetRef<'a>> {
         if b.len() < 10 || b[..2] != [0xF0, 0x41] || b[3..6] != [0x30, 0x12, 0x01] || b[b.len() - 1] != 0xF7 {
             return None;
         }
         let sum = b[b.len() - 2];
-        (roland_checksum(&b[5..b.len() - 2]) == sum).then(|| RolandDataSet {
+        (roland_checksum(&b[5..b.len() - 2]) == sum).then_some(DataSetRef {
             device: b[2],
             offset: b[6],
-            data: b[7..b.len() - 2].to_vec(),
+            data: &b[7..b.len() - 2],
         })
     }
 
@@ -98,13 +138,9 @@ impl RolandDataSet {
         Some(byte & (1 << (rel % 7)) != 0)
     }
 
-    /// The message bytes, checksum computed.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = vec![0xF0, 0x41, self.device, 0x30, 0x12, 0x01, self.offset];
-        v.extend_from_slice(&self.data);
-        v.push(roland_checksum(&v[5..]));
-        v.push(0xF7);
-        v
+    /// The bits past the last one this message holds.
+    fn end(&self) -> u32 {
+        (u32::from(self.offset) + self.data.len() as u32) * 7
     }
 }
 
@@ -121,165 +157,336 @@ pub struct BitmapStop {
     pub bit: u32,
 }
 
+/// The stop bits that both data sets hold and that differ between them, lowest first.
+pub fn differing_bits<'a>(a: DataSetRef<'a>, b: DataSetRef<'a>) -> impl Iterator<Item = u32> + 'a {
+    let lo = u32::from(a.offset.min(b.offset)) * 7;
+    let hi = a.end().max(b.end());
+    (lo..hi).filter(move |&i| matches!((a.bit(i), b.bit(i)), (Some(x), Some(y)) if x != y))
+}
+
 /// The stop bit that is set in `on` and clear in `off`, when that is the only difference.
 pub fn bitmap_stop(on: &[u8], off: &[u8]) -> Option<BitmapStop> {
-    let (a, b) = (RolandDataSet::parse(on)?, RolandDataSet::parse(off)?);
+    let (a, b) = (DataSetRef::parse(on)?, DataSetRef::parse(off)?);
     if a.device != b.device {
         return None;
     }
-    let lo = u32::from(a.offset.min(b.offset)) * 7;
-    let end = |d: &RolandDataSet| (u32::from(d.offset) + d.data.len() as u32) * 7;
-    let mut found = None;
-    for bit in lo..end(&a).max(end(&b)) {
-        match (a.bit(bit), b.bit(bit)) {
-            (Some(true), Some(false)) if found.is_none() => found = Some(bit),
-            (Some(x), Some(y)) if x != y => return None,
-            _ => {}
-        }
+    let mut differ = differing_bits(a, b);
+    match (differ.next(), differ.next()) {
+        (Some(bit), None) if a.bit(bit) == Some(true) => Some(BitmapStop { device: a.device, bit }),
+        _ => None,
     }
-    found.map(|bit| BitmapStop { device: a.device, bit })
 }
 
-struct Seq {
-    bytes: Vec<Vec<u8>>,
-    meaning: SeqMeaning,
+/// A message reduced to a fixed-size, comparable key: its first bytes, length and a hash of all
+/// of it (a SysEx of any length fits). Note-on with velocity 0 reads as note-off, and a
+/// note-off's velocity is ignored, as receivers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MsgKey {
+    pub len: u32,
+    pub head: [u8; 3],
+    hash: u64,
 }
 
-#[derive(Clone)]
-enum SeqMeaning {
-    Control(usize, Option<bool>),
+impl MsgKey {
+    pub fn of(bytes: &[u8]) -> MsgKey {
+        let mut head = [0u8; 3];
+        let n = bytes.len().min(3);
+        head[..n].copy_from_slice(&bytes[..n]);
+        if bytes.len() == 3 && (head[0] & 0xF0 == 0x80 || (head[0] & 0xF0 == 0x90 && head[2] == 0)) {
+            head = [0x80 | (head[0] & 0x0F), head[1], 0];
+        }
+        // FNV-1a over the (normalised) bytes.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (i, &b) in bytes.iter().enumerate() {
+            let b = if i < 3 { head[i] } else { b };
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        MsgKey { len: bytes.len() as u32, head, hash }
+    }
+}
+
+/// What a control message does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    On,
+    Off,
+    /// The same message draws and puts in (a toggle console).
+    Toggle,
+}
+
+/// A change of the console's state, by division and control index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleEvent {
+    Key {
+        division: u8,
+        key: u8,
+        down: bool,
+    },
+    /// CC 123 on a division's channel.
+    AllNotesOff {
+        division: u8,
+    },
+    Control {
+        id: u16,
+        action: Action,
+    },
+    /// The General Cancel: every stop, coupler and tremulant in.
     Cancel,
 }
 
-/// Decodes messages through one organ definition. Keeps a little state (the last messages, the
-/// last bitmap per device), so feed it every message in arrival order.
-pub struct Decoder {
-    names: Vec<String>,
-    seqs: Vec<Seq>,
-    bitmaps: Vec<(BitmapStop, usize)>,
-    /// Division (name, channel, compass) for keys.
-    divisions: Vec<(String, u8, (u8, u8))>,
-    recent: Vec<Vec<u8>>,
-    /// The last bit states seen per device (bit → set).
-    state: HashMap<(u8, u32), bool>,
+/// What [`ConsoleDecoder::feed`] made of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// It changed the console's state: the events went to `out`.
+    Events,
+    /// The first messages of a control's sequence (e.g. the NRPN parameter number).
+    Part,
+    /// A bitmap that changes nothing known (e.g. an unchanged bitmap).
+    NoChange,
+    /// Nothing in the organ definition sends this.
+    Unknown,
 }
 
-/// The most messages one control's sequence may span.
-const RECENT: usize = 8;
-
-/// Note-offs as one form (8n k 0), so 8n k v, 9n k 0 and 8n k 0 all match.
-fn normal(b: &[u8]) -> Vec<u8> {
-    match b {
-        [s, k, 0] if s & 0xF0 == 0x90 => vec![0x80 | (s & 0x0F), *k, 0],
-        [s, k, _] if s & 0xF0 == 0x80 => vec![*s, *k, 0],
-        _ => b.to_vec(),
-    }
+/// One division as the decoder needs it: its channel (0-15 on the wire) and compass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DivisionWire {
+    pub channel: u8,
+    pub compass: (u8, u8),
 }
 
-impl Decoder {
-    pub fn new(organ: &Organ) -> Decoder {
-        let mut d = Decoder {
-            names: organ.controls.iter().map(|c| c.name.clone()).collect(),
-            seqs: Vec::new(),
-            bitmaps: Vec::new(),
-            divisions: organ.divisions.iter().map(|x| (x.name.clone(), x.channel.wire(), x.compass)).collect(),
-            recent: Vec::new(),
-            state: HashMap::new(),
-        };
-        let bytes = |ms: &[Message]| ms.iter().map(|m| normal(m.as_bytes())).collect::<Vec<_>>();
-        for (id, c) in organ.controls.iter().enumerate() {
-            if let ([on], [off]) = (c.on.as_slice(), c.off.as_slice())
-                && let Some(bs) = bitmap_stop(on.as_bytes(), off.as_bytes())
+/// One control as the decoder needs it: the bytes of its on and off messages.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlWire<'a> {
+    pub on: &'a [Vec<u8>],
+    pub off: &'a [Vec<u8>],
+}
+
+struct Pattern {
+    seq: Vec<MsgKey>,
+    event: ConsoleEvent,
+}
+
+/// A data set among the organ definition's own messages, kept whole so that a message known only
+/// by its [`MsgKey`] (as the audio thread receives the plan's) can still be read bit by bit.
+struct KnownSet {
+    key: MsgKey,
+    device: u8,
+    offset: u8,
+    data: Vec<u8>,
+}
+
+/// Turns a stream of messages into [`ConsoleEvent`]s for one organ, as the console's MIDI
+/// interface would: keys on the divisions' channels within their compass; each control's on,
+/// off or toggle message, sequences (an NRPN) read when their last message arrives, the longest
+/// first; a Rodgers-style bitmap (a data set from a device whose stops are bitmap stops) read bit
+/// by bit against the last state seen, so one bitmap may move several stops (and a one-byte data
+/// set also puts in the other stops of its byte, as on the console); the General Cancel.
+/// Keeps a little state (the last messages, the last bits seen), so feed it every message in
+/// arrival order.
+pub struct ConsoleDecoder {
+    /// Longest first, so that a message completing a longer sequence (an NRPN) is read as that.
+    patterns: Vec<Pattern>,
+    /// Every non-final message of a sequence, for [`Heard::Part`].
+    parts: Vec<MsgKey>,
+    bitmaps: Vec<(BitmapStop, u16)>,
+    /// The last state seen of each of `bitmaps`' bits.
+    bits: Vec<Option<bool>>,
+    known_sets: Vec<KnownSet>,
+    divisions: Vec<DivisionWire>,
+    history: Vec<MsgKey>,
+    longest: usize,
+}
+
+impl ConsoleDecoder {
+    /// A decoder for these divisions, controls (their index is the event's `id`) and General
+    /// Cancel.
+    pub fn new<'a>(
+        divisions: &[DivisionWire],
+        controls: impl IntoIterator<Item = ControlWire<'a>>,
+        cancel: Option<&[Vec<u8>]>,
+    ) -> ConsoleDecoder {
+        let keys = |msgs: &[Vec<u8>]| msgs.iter().map(|m| MsgKey::of(m)).collect::<Vec<_>>();
+        let mut patterns = Vec::new();
+        let mut bitmaps = Vec::new();
+        let mut sets: Vec<&[u8]> = Vec::new();
+        for (id, c) in controls.into_iter().enumerate() {
+            let id = id as u16;
+            if let ([on], [off]) = (c.on, c.off)
+                && let Some(bs) = bitmap_stop(on, off)
             {
-                d.bitmaps.push((bs, id));
+                bitmaps.push((bs, id));
+                sets.extend([on.as_slice(), off.as_slice()]);
                 continue;
             }
-            let (on, off) = (bytes(&c.on), bytes(&c.off));
+            let (on, off) = (keys(c.on), keys(c.off));
             if on == off {
-                d.seqs.push(Seq { bytes: on, meaning: SeqMeaning::Control(id, None) });
+                patterns.push(Pattern { seq: on, event: ConsoleEvent::Control { id, action: Action::Toggle } });
             } else {
-                d.seqs.push(Seq { bytes: on, meaning: SeqMeaning::Control(id, Some(true)) });
-                d.seqs.push(Seq { bytes: off, meaning: SeqMeaning::Control(id, Some(false)) });
+                patterns.push(Pattern { seq: on, event: ConsoleEvent::Control { id, action: Action::On } });
+                patterns.push(Pattern { seq: off, event: ConsoleEvent::Control { id, action: Action::Off } });
             }
         }
-        if let Some(cancel) = &organ.cancel {
-            d.seqs.push(Seq { bytes: bytes(cancel), meaning: SeqMeaning::Cancel });
+        if let Some(cancel) = cancel {
+            patterns.push(Pattern { seq: keys(cancel), event: ConsoleEvent::Cancel });
         }
-        // Longest first, so that a sequence wins over a shorter one it ends with.
-        d.seqs.sort_by_key(|s| std::cmp::Reverse(s.bytes.len()));
-        d
+        patterns.retain(|p| !p.seq.is_empty());
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.seq.len()));
+        let longest = patterns.first().map_or(1, |p| p.seq.len());
+        let parts = patterns.iter().flat_map(|p| p.seq[..p.seq.len() - 1].iter().copied()).collect();
+        let mut known_sets: Vec<KnownSet> = Vec::new();
+        for s in sets {
+            let key = MsgKey::of(s);
+            if let Some(d) = DataSetRef::parse(s)
+                && !known_sets.iter().any(|k| k.key == key)
+            {
+                known_sets.push(KnownSet { key, device: d.device, offset: d.offset, data: d.data.to_vec() });
+            }
+        }
+        ConsoleDecoder {
+            patterns,
+            parts,
+            bits: vec![None; bitmaps.len()],
+            bitmaps,
+            known_sets,
+            divisions: divisions.to_vec(),
+            history: Vec::with_capacity(longest),
+            longest,
+        }
     }
 
-    /// What `bytes` (one complete message) means, given the messages before it.
-    pub fn decode(&mut self, bytes: &[u8]) -> Meaning {
-        let m = normal(bytes);
-        self.recent.push(m.clone());
-        if self.recent.len() > RECENT {
-            self.recent.remove(0);
+    /// Decodes one message, known by its key and, where the caller still has them, its bytes
+    /// (without them a bitmap is read only when it is one of the organ definition's own data
+    /// sets). `out` receives what it does. Never allocates.
+    pub fn feed(&mut self, m: MsgKey, bytes: Option<&[u8]>, mut out: impl FnMut(ConsoleEvent)) -> Heard {
+        let status = m.head[0];
+        let channel = status & 0x0F;
+        let on_channel = |d: &&DivisionWire| (0x80..0xF0).contains(&status) && d.channel == channel;
+        // A key of a division (the organ definition lets no control send one).
+        if m.len == 3 && matches!(status & 0xF0, 0x80 | 0x90) {
+            let key = m.head[1];
+            if let Some(division) =
+                self.divisions.iter().position(|d| on_channel(&d) && (d.compass.0..=d.compass.1).contains(&key))
+            {
+                out(ConsoleEvent::Key { division: division as u8, key, down: status & 0xF0 == 0x90 });
+                return Heard::Events;
+            }
         }
-        if let Some(ds) = RolandDataSet::parse(bytes)
-            && self.bitmaps.iter().any(|(b, _)| b.device == ds.device)
-        {
-            return self.decode_bitmap(&ds);
+        // Stop messages may be sequences: remember the last few.
+        if self.history.len() == self.longest {
+            self.history.remove(0);
         }
-        let mut controls = Vec::new();
-        let mut cancel = false;
-        for s in &self.seqs {
-            if s.bytes.len() <= self.recent.len() && self.recent[self.recent.len() - s.bytes.len()..] == s.bytes[..] {
-                match s.meaning {
-                    SeqMeaning::Control(id, st) => {
-                        if !controls.iter().any(|(n, _)| *n == self.names[id]) {
-                            controls.push((self.names[id].clone(), st));
-                        }
-                    }
-                    SeqMeaning::Cancel => cancel = true,
+        self.history.push(m);
+        if !self.bitmaps.is_empty() {
+            let set = match bytes {
+                Some(b) => DataSetRef::parse(b),
+                None => self.known_sets.iter().find(|k| k.key == m).map(|k| DataSetRef {
+                    device: k.device,
+                    offset: k.offset,
+                    data: &k.data,
+                }),
+            };
+            if let Some(ds) = set
+                && self.bitmaps.iter().any(|(b, _)| b.device == ds.device)
+            {
+                return Self::bitmap(&self.bitmaps, &mut self.bits, ds, out);
+            }
+        }
+        for p in &self.patterns {
+            if self.history.ends_with(&p.seq) {
+                self.history.clear();
+                if p.event == ConsoleEvent::Cancel {
+                    self.bits.iter_mut().for_each(|b| *b = None);
                 }
-                // One match is the message's meaning (the longest one: seqs are sorted).
-                break;
+                out(p.event);
+                return Heard::Events;
             }
         }
-        if cancel {
-            self.state.clear();
-            return Meaning::Cancel;
+        if status & 0xF0 == 0xB0
+            && m.head[1] == 123
+            && let Some(division) = self.divisions.iter().position(|d| on_channel(&d))
+        {
+            out(ConsoleEvent::AllNotesOff { division: division as u8 });
+            return Heard::Events;
         }
-        if !controls.is_empty() {
-            return Meaning::Controls(controls);
-        }
-        if let Some(k) = self.key(&m) {
-            return k;
-        }
-        if self.seqs.iter().any(|s| s.bytes.len() > 1 && s.bytes[..s.bytes.len() - 1].contains(&m)) {
-            return Meaning::Part;
-        }
-        Meaning::Unknown
+        if self.parts.contains(&m) { Heard::Part } else { Heard::Unknown }
     }
 
-    fn key(&self, m: &[u8]) -> Option<Meaning> {
-        let [s, k, v] = *m else { return None };
-        let down = match s & 0xF0 {
-            0x90 if v > 0 => true,
-            0x80 | 0x90 => false,
-            _ => return None,
-        };
-        let (name, _, _) =
-            self.divisions.iter().find(|(_, ch, (lo, hi))| *ch == s & 0x0F && (*lo..=*hi).contains(&k))?;
-        Some(Meaning::Key { division: name.clone(), key: k, down })
-    }
-
-    fn decode_bitmap(&mut self, ds: &RolandDataSet) -> Meaning {
-        let mut changed = Vec::new();
-        for (b, id) in &self.bitmaps {
+    fn bitmap(
+        bitmaps: &[(BitmapStop, u16)],
+        bits: &mut [Option<bool>],
+        ds: DataSetRef<'_>,
+        mut out: impl FnMut(ConsoleEvent),
+    ) -> Heard {
+        let mut heard = Heard::NoChange;
+        for ((b, id), before) in bitmaps.iter().zip(bits.iter_mut()) {
             if b.device != ds.device {
                 continue;
             }
             let Some(now) = ds.bit(b.bit) else { continue };
-            let before = self.state.insert((b.device, b.bit), now);
             // A first bitmap reports what is drawn; later ones report what moved.
-            if before != Some(now) && (before.is_some() || now) {
-                changed.push((self.names[*id].clone(), Some(now)));
+            if *before != Some(now) && (before.is_some() || now) {
+                out(ConsoleEvent::Control { id: *id, action: if now { Action::On } else { Action::Off } });
+                heard = Heard::Events;
             }
+            *before = Some(now);
         }
-        if changed.is_empty() { Meaning::NoChange } else { Meaning::Controls(changed) }
+        heard
+    }
+}
+
+/// Decodes messages through one organ definition into [`Meaning`]s by name: a
+/// [`ConsoleDecoder`] and the organ's names. Feed it every message in arrival order.
+pub struct Decoder {
+    core: ConsoleDecoder,
+    names: Vec<String>,
+    divisions: Vec<String>,
+}
+
+impl Decoder {
+    pub fn new(organ: &Organ) -> Decoder {
+        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
+        let divisions: Vec<DivisionWire> =
+            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: d.compass }).collect();
+        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
+        let cancel = organ.cancel.as_deref().map(bytes);
+        Decoder {
+            core: ConsoleDecoder::new(
+                &divisions,
+                messages.iter().map(|(on, off)| ControlWire { on, off }),
+                cancel.as_deref(),
+            ),
+            names: organ.controls.iter().map(|c| c.name.clone()).collect(),
+            divisions: organ.divisions.iter().map(|d| d.name.clone()).collect(),
+        }
+    }
+
+    /// What `bytes` (one complete message) means, given the messages before it.
+    pub fn decode(&mut self, bytes: &[u8]) -> Meaning {
+        let mut controls = Vec::new();
+        let mut meaning = None;
+        let heard = self.core.feed(MsgKey::of(bytes), Some(bytes), |e| match e {
+            ConsoleEvent::Key { division, key, down } => {
+                meaning = Some(Meaning::Key { division: self.divisions[usize::from(division)].clone(), key, down });
+            }
+            ConsoleEvent::Control { id, action } => {
+                let drawn = match action {
+                    Action::On => Some(true),
+                    Action::Off => Some(false),
+                    Action::Toggle => None,
+                };
+                controls.push((self.names[usize::from(id)].clone(), drawn));
+            }
+            ConsoleEvent::Cancel => meaning = Some(Meaning::Cancel),
+            // Named by the callers that act on it (recording), from the bytes.
+            ConsoleEvent::AllNotesOff { .. } => meaning = Some(Meaning::Unknown),
+        });
+        match heard {
+            Heard::Events if !controls.is_empty() => Meaning::Controls(controls),
+            Heard::Events => meaning.unwrap_or(Meaning::Unknown),
+            Heard::Part => Meaning::Part,
+            Heard::NoChange => Meaning::NoChange,
+            Heard::Unknown => Meaning::Unknown,
+        }
     }
 }
 
@@ -360,6 +567,72 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         assert_eq!(d.decode(&both), Meaning::NoChange);
         let one = RolandDataSet { device: 0x10, offset: 0, data: vec![0, 0x08, 0] }.to_bytes();
         assert_eq!(d.decode(&one).to_string(), "Gt Mixture put in");
+    }
+
+    /// The organ's messages as [`ConsoleDecoder`] takes them, keys as the voice takes them (every
+    /// key of a division's channel).
+    fn core(organ: &Organ) -> ConsoleDecoder {
+        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
+        let divisions: Vec<DivisionWire> =
+            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: (0, 127) }).collect();
+        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
+        let cancel = organ.cancel.as_deref().map(bytes);
+        ConsoleDecoder::new(&divisions, messages.iter().map(|(on, off)| ControlWire { on, off }), cancel.as_deref())
+    }
+
+    fn feed(d: &mut ConsoleDecoder, bytes: &[u8], with_bytes: bool) -> (Heard, Vec<ConsoleEvent>) {
+        let mut v = Vec::new();
+        let heard = d.feed(MsgKey::of(bytes), with_bytes.then_some(bytes), |e| v.push(e));
+        (heard, v)
+    }
+
+    #[test]
+    fn a_one_byte_data_set_moves_its_whole_byte_with_or_without_its_bytes() {
+        let organ = Organ::from_toml(ORGAN, "t.toml").unwrap();
+        let stop = |n: &str| organ.controls.iter().position(|c| c.name == n).unwrap() as u16;
+        let (mixture, trumpet) = (stop("Gt Mixture"), stop("Gt Trumpet 8"));
+        let on = |id| ConsoleEvent::Control { id, action: Action::On };
+        let off = |id| ConsoleEvent::Control { id, action: Action::Off };
+        let mixture_on = &organ.controls[usize::from(mixture)].on[0];
+        let trumpet_on = &organ.controls[usize::from(trumpet)].on[0];
+        let cleared = &organ.controls[usize::from(mixture)].off[0];
+        // The audio thread has only the keys: the organ's own data sets are still read as bitmaps.
+        for with_bytes in [false, true] {
+            let mut d = core(&organ);
+            assert_eq!(feed(&mut d, mixture_on.as_bytes(), with_bytes), (Heard::Events, vec![on(mixture)]));
+            // The Trumpet's data set clears the Mixture's bit of the same byte, as on the console.
+            assert_eq!(
+                feed(&mut d, trumpet_on.as_bytes(), with_bytes),
+                (Heard::Events, vec![off(mixture), on(trumpet)])
+            );
+            assert_eq!(feed(&mut d, trumpet_on.as_bytes(), with_bytes), (Heard::NoChange, vec![]));
+            // The byte cleared (both stops' off) puts in whatever of it was drawn.
+            assert_eq!(feed(&mut d, cleared.as_bytes(), with_bytes), (Heard::Events, vec![off(trumpet)]));
+        }
+        // A bitmap that is not one of the organ's own messages needs its bytes.
+        let whole = RolandDataSet { device: 0x10, offset: 0, data: vec![0, 0x0C, 0] }.to_bytes();
+        assert_eq!(feed(&mut core(&organ), &whole, false), (Heard::Unknown, vec![]));
+        assert_eq!(feed(&mut core(&organ), &whole, true), (Heard::Events, vec![on(mixture), on(trumpet)]));
+    }
+
+    #[test]
+    fn keys_inside_a_sequence_do_not_break_it_and_keys_need_the_compass() {
+        let text = ORGAN.replace(
+            "[division.great]\ncode = \"G\"\nchannel = 2",
+            "[division.great]\ncode = \"G\"\nchannel = 2\ncompass = [36, 96]",
+        );
+        assert_ne!(text, ORGAN);
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let mut d = Decoder::new(&organ);
+        assert_eq!(d.decode(&[0xBF, 99, 2]), Meaning::Part);
+        assert_eq!(d.decode(&[0x91, 60, 80]).to_string(), "great C4 down");
+        assert_eq!(d.decode(&[0xBF, 98, 44]), Meaning::Part);
+        assert_eq!(d.decode(&[0x91, 60, 0]).to_string(), "great C4 up");
+        assert_eq!(d.decode(&[0xBF, 6, 1]).to_string(), "Sw Gedackt 8 drawn");
+        // Outside the compass a note on the great's channel is no key.
+        assert_eq!(d.decode(&[0x91, 30, 80]), Meaning::Unknown);
+        // All notes off on a division's channel is left to the callers (by its bytes).
+        assert_eq!(d.decode(&[0xB1, 123, 0]), Meaning::Unknown);
     }
 
     #[test]

@@ -4,142 +4,35 @@
 //! definition's on, off and cancel messages). So what the voice sounds is what the messages
 //! say, not what the planner meant: a wrong stop message would be heard as such.
 //!
+//! The decoding itself is the organ's one decoder (crate::organ::decode::ConsoleDecoder), the
+//! same that `organ monitor` names messages with.
+//!
 //! # Real-time safety
 //! [`MsgKey::of`] and [`Decoder::feed`] never allocate (the decoder's buffers are sized when it
 //! is built), so they may run on the audio thread.
 
 use super::OrganSound;
 use crate::organ::ControlKind;
+pub use crate::organ::decode::{Action, ConsoleEvent, MsgKey};
+use crate::organ::decode::{ConsoleDecoder, ControlWire, DivisionWire};
 
-/// A message reduced to a fixed-size, comparable key: its first bytes, length and a hash of all
-/// of it (a SysEx of any length fits). Note-on with velocity 0 reads as note-off, and a
-/// note-off's velocity is ignored, as receivers do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MsgKey {
-    pub len: u32,
-    pub head: [u8; 3],
-    hash: u64,
-}
-
-impl MsgKey {
-    pub fn of(bytes: &[u8]) -> MsgKey {
-        let mut head = [0u8; 3];
-        let n = bytes.len().min(3);
-        head[..n].copy_from_slice(&bytes[..n]);
-        if bytes.len() == 3 && (head[0] & 0xF0 == 0x80 || (head[0] & 0xF0 == 0x90 && head[2] == 0)) {
-            head = [0x80 | (head[0] & 0x0F), head[1], 0];
-        }
-        // FNV-1a over the (normalised) bytes.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for (i, &b) in bytes.iter().enumerate() {
-            let b = if i < 3 { head[i] } else { b };
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
-        }
-        MsgKey { len: bytes.len() as u32, head, hash }
-    }
-}
-
-/// What a control message does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    On,
-    Off,
-    /// The same message draws and puts in (a toggle console).
-    Toggle,
-}
-
-/// A change of the console's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsoleEvent {
-    Key {
-        division: u8,
-        key: u8,
-        down: bool,
-    },
-    /// CC 123 on a division's channel.
-    AllNotesOff {
-        division: u8,
-    },
-    Control {
-        id: u16,
-        action: Action,
-    },
-    /// The General Cancel: every stop, coupler and tremulant in.
-    Cancel,
-}
-
-struct Pattern {
-    seq: Vec<MsgKey>,
-    event: ConsoleEvent,
-}
-
-/// Turns a stream of messages into [`ConsoleEvent`]s for one organ definition.
-pub struct Decoder {
-    /// Longest first, so that a message completing a longer sequence (an NRPN) is read as that.
-    patterns: Vec<Pattern>,
-    history: Vec<MsgKey>,
-    longest: usize,
-    /// Division index for each channel, or `u8::MAX`.
-    channel_division: [u8; 16],
-}
+/// Turns a stream of messages into [`ConsoleEvent`]s for one organ definition: the organ's
+/// [`ConsoleDecoder`], every key of a division's channel taken as a key.
+pub struct Decoder(ConsoleDecoder);
 
 impl Decoder {
     pub fn new(organ: &OrganSound) -> Decoder {
-        let keys = |msgs: &[Vec<u8>]| msgs.iter().map(|m| MsgKey::of(m)).collect::<Vec<_>>();
-        let mut patterns = Vec::new();
-        for (id, c) in organ.controls.iter().enumerate() {
-            let id = id as u16;
-            let (on, off) = (keys(&c.on), keys(&c.off));
-            if on == off {
-                patterns.push(Pattern { seq: on, event: ConsoleEvent::Control { id, action: Action::Toggle } });
-            } else {
-                patterns.push(Pattern { seq: on, event: ConsoleEvent::Control { id, action: Action::On } });
-                patterns.push(Pattern { seq: off, event: ConsoleEvent::Control { id, action: Action::Off } });
-            }
-        }
-        if let Some(cancel) = &organ.cancel {
-            patterns.push(Pattern { seq: keys(cancel), event: ConsoleEvent::Cancel });
-        }
-        patterns.retain(|p| !p.seq.is_empty());
-        patterns.sort_by_key(|p| std::cmp::Reverse(p.seq.len()));
-        let longest = patterns.first().map_or(1, |p| p.seq.len());
-        let mut channel_division = [u8::MAX; 16];
-        for (d, ch) in organ.channels.iter().enumerate() {
-            channel_division[usize::from(ch.wire())] = d as u8;
-        }
-        Decoder { patterns, history: Vec::with_capacity(longest), longest, channel_division }
+        let divisions: Vec<DivisionWire> =
+            organ.channels.iter().map(|ch| DivisionWire { channel: ch.wire(), compass: (0, 127) }).collect();
+        let controls = organ.controls.iter().map(|c| ControlWire { on: &c.on, off: &c.off });
+        Decoder(ConsoleDecoder::new(&divisions, controls, organ.cancel.as_deref()))
     }
 
     /// Decodes one message; `out` receives what it does (nothing for a message the organ
-    /// definition does not know, or the first messages of a sequence such as an NRPN).
-    pub fn feed(&mut self, m: MsgKey, mut out: impl FnMut(ConsoleEvent)) {
-        let status = m.head[0];
-        let division =
-            if (0x80..0xF0).contains(&status) { self.channel_division[usize::from(status & 0x0F)] } else { u8::MAX };
-        let is_note = m.len == 3 && matches!(status & 0xF0, 0x80 | 0x90);
-        if !(is_note && division != u8::MAX) {
-            // Stop messages may be sequences: remember the last few.
-            if self.history.len() == self.longest {
-                self.history.remove(0);
-            }
-            self.history.push(m);
-        }
-        for p in &self.patterns {
-            if self.history.ends_with(&p.seq) && (p.seq.last() == Some(&m)) {
-                self.history.clear();
-                out(p.event);
-                return;
-            }
-        }
-        if division == u8::MAX {
-            return;
-        }
-        match status & 0xF0 {
-            0x90 if is_note => out(ConsoleEvent::Key { division, key: m.head[1], down: true }),
-            0x80 if is_note => out(ConsoleEvent::Key { division, key: m.head[1], down: false }),
-            0xB0 if m.head[1] == 123 => out(ConsoleEvent::AllNotesOff { division }),
-            _ => {}
-        }
+    /// definition does not know, or the first messages of a sequence such as an NRPN). A
+    /// Rodgers-style data set is read bit by bit when it is one of the organ definition's own.
+    pub fn feed(&mut self, m: MsgKey, out: impl FnMut(ConsoleEvent)) {
+        self.0.feed(m, None, out);
     }
 }
 

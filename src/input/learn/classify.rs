@@ -21,7 +21,7 @@
 //! Pure functions on captured bytes; run on the control thread.
 
 use crate::midi::{Channel, HexBytes};
-use crate::organ::decode::{RolandDataSet, bitmap_stop};
+use crate::organ::decode::{DataSetRef, RolandDataSet, bitmap_stop, differing_bits};
 
 /// A message as an organ definition writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,10 +339,8 @@ fn bound(on: Form, off: Option<Form>, dialect: &str) -> Outcome {
 /// holding the stop's bit, at its offset, with only that bit set (on) or clear (off).
 fn rodgers(a: &[u8], b: &[u8]) -> Outcome {
     let Some(bs) = bitmap_stop(a, b) else {
-        let (x, y) = (RolandDataSet::parse(a).expect("checked"), RolandDataSet::parse(b).expect("checked"));
-        let lo = u32::from(x.offset.min(y.offset)) * 7;
-        let hi = ((u32::from(x.offset) + x.data.len() as u32) * 7).max((u32::from(y.offset) + y.data.len() as u32) * 7);
-        let differ = (lo..hi).filter(|&i| x.bit(i).is_some() && y.bit(i).is_some() && x.bit(i) != y.bit(i)).count();
+        let (x, y) = (DataSetRef::parse(a).expect("checked"), DataSetRef::parse(b).expect("checked"));
+        let differ = differing_bits(x, y).count();
         return Outcome::Unclear(format!(
             "the two bitmaps (device {:02X}h) differ in {differ} bits, not one; make sure only this stop moves, and retry",
             x.device

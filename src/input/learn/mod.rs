@@ -30,6 +30,7 @@ use crossbeam_channel::{Receiver, select};
 
 pub use super::ConsoleError as LearnError;
 use super::Received;
+use crate::organ::decode::MsgKey;
 use classify::{Binding, Form, Outcome};
 use doc::{Item, OrganDoc};
 
@@ -349,14 +350,10 @@ impl<W: Write> Session<'_, W> {
             Ok(m) => m,
             Err(d) => return Ok(d),
         };
-        let known: Vec<Vec<u8>> = self.doc.known_messages().into_iter().flat_map(|(_, m)| m).flatten().collect();
-        let norm = |b: &[u8]| match *b {
-            [s, k, 0] if s & 0xF0 == 0x90 => vec![0x80 | (s & 0x0F), k, 0],
-            [s, k, _] if s & 0xF0 == 0x80 => vec![s, k, 0],
-            _ => b.to_vec(),
-        };
-        let known: Vec<Vec<u8>> = known.iter().map(|m| norm(m)).collect();
-        match classify::piston(&msgs, |m| known.contains(&norm(m))) {
+        // Compared as the console's decoder compares them (a note-off in any form is one).
+        let known: Vec<MsgKey> =
+            self.doc.known_messages().into_iter().flat_map(|(_, m)| m).flatten().map(|m| MsgKey::of(&m)).collect();
+        match classify::piston(&msgs, |m| known.contains(&MsgKey::of(m))) {
             Ok(p) => {
                 let report = if p.report > 0 {
                     format!(
