@@ -472,6 +472,12 @@ impl Service {
         lines
     }
 
+    /// Whether keys may still sound on some output once the service is `finished` (an
+    /// incomplete record does not count: nothing sounds from a file).
+    pub fn keys_may_sound(&self, finished: &Finished) -> bool {
+        self.unsure.iter().chain(&finished.unreleased()).any(|u| !u.record)
+    }
+
     fn ended(&mut self, p: Playing, end: End, failed_output: Option<String>) {
         match end {
             End::OutputFailed { .. } => {
@@ -708,6 +714,7 @@ pub(super) mod tests {
         let finished = s.finish();
         let lines = s.closing_lines(&finished);
         assert_eq!(lines, vec!["organ: service ended (0 of 2 item(s) played); every key released → null".to_string()]);
+        assert!(!s.keys_may_sound(&finished));
 
         // An output lost while playing: not released there, and said so with what to do.
         let mut s = test_service();
@@ -727,6 +734,7 @@ pub(super) mod tests {
         );
         assert!(lines[1].ends_with("so the release did not reach it: press the organ's General Cancel or switch the organ off and on (or, once it is back, run organ panic --to port:test)"), "{}", lines[1]);
         assert!(!lines.iter().any(|l| l.contains("every key released")), "{lines:?}");
+        assert!(s.keys_may_sound(&finished));
     }
 
     #[test]
