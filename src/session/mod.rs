@@ -735,6 +735,12 @@ mod tests {
         let ending = wait_for_end(&mut s);
         assert!(matches!(ending.end, End::OutputFailed { output: 0, .. }), "{:?}", ending.end);
         assert_eq!(ending.failed_output.as_deref(), Some("port:test"));
+        assert_eq!(ending.failed_outputs, vec!["port:test".to_string()]);
+        assert!(ending.records.is_empty() && !ending.release_cut);
+        assert_eq!(
+            release_verdict(&ending.unreleased(), ending.outputs.len()),
+            "KEYS MAY STILL SOUND on port:test; every other output took the release"
+        );
         assert!(!s.is_output_open(0) && s.is_output_open(1));
         assert!(s.output_error().unwrap().contains("cable pulled"), "{:?}", s.output_error());
         assert!(s.finish().errors.is_empty());
@@ -772,6 +778,26 @@ mod tests {
             })
             .count();
         assert!(cc123 >= 2, "all-notes-off on the divisions after the drop ({cc123})");
+    }
+
+    #[test]
+    fn a_record_is_known_as_one_and_a_clean_stop_leaves_nothing_in_doubt() {
+        let dir = std::env::temp_dir().join(format!("organ-unit-session-records-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.mid");
+        let mut s = Session::new(vec![OutputSpec::Null, OutputSpec::File(path.clone())], DisconnectPolicy::Pause);
+        s.start(Performance::new(hymn(), DisconnectPolicy::Pause)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        s.send(Command::Stop);
+        let ending = wait_for_end(&mut s);
+        let file = format!("file:{}", path.display());
+        assert_eq!(ending.records, vec![file.clone()]);
+        assert!(ending.failed_outputs.is_empty() && !ending.release_cut);
+        assert!(ending.releases().iter().all(|(_, r)| *r == Release::Took));
+        let finished = s.finish();
+        assert_eq!(finished.records, vec![file]);
+        assert!(finished.unreleased().is_empty() && finished.stats.is_empty(), "{:?}", finished.stats);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

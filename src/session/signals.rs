@@ -26,8 +26,9 @@
 //!   SIGABRT, SIGTRAP, SIGSYS) end the process as they would. A signal that was ignored or
 //!   handled when `organ` started (`nohup`, `&` in a script, a profiler) is left as it was.
 //! - **A panic** anywhere (the hook): the same stop, then a bounded wait for the engine to report
-//!   its release, the terminal restored, and one line on stderr instead of a backtrace. The hook
-//!   itself never panics (stderr may be gone).
+//!   its release, the terminal restored, and one line on stderr instead of a backtrace, ending
+//!   `every key released` only when the engine says so of every output ([`keys_verdict`]). The
+//!   hook itself never panics (stderr may be gone).
 //!
 //! The session registers each engine it starts ([`register_engine`]), so that both know which
 //! one to wake and wait for. Never on the real-time thread (the hook may run there: it only sets
