@@ -369,26 +369,29 @@ fn follow(session: &mut Session, quiet: bool, interactive: bool) -> (Box<Ending>
 }
 
 /// The summary, the outputs' reports, the timing report, and the exit status.
+///
+/// "every key released" only when every output took the release (what the engine saw as it
+/// ended, then what finishing the outputs found: [`Ending::unreleased`],
+/// [`session::Finished::unreleased`]); otherwise `KEYS MAY STILL SOUND on …` and, for each such
+/// output, why and what to do — shown even with `--quiet`. A `file:` record the release did not
+/// reach is said to be incomplete: nothing sounds from a file.
 fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::Finished) -> Result<Status, Error> {
     let sig = session::signal_received();
     let names = ending.outputs.join(", ");
-    // "every key released" only when it is true on every output: not when a link was down, nor
-    // when an output dropped messages (a dropped note-off leaves a key down there).
-    let released = if ending.link_down_at_end {
-        "a link was down, so the release may not have arrived".to_string()
-    } else if ending.dropped > 0 {
-        format!("{} message(s) could not be delivered, so a key may still sound", ending.dropped)
-    } else {
-        "every key released".to_string()
-    };
-    if !c.quiet {
+    let mut unsure = ending.unreleased();
+    for u in finished.unreleased() {
+        session::note_unreleased(&mut unsure, u);
+    }
+    let verdict = session::release_verdict(&unsure, ending.outputs.len());
+    let may_sound = unsure.iter().any(|u| !u.record);
+    if !c.quiet || may_sound {
         let how = match ending.end {
-            End::Finished if ending.link_down_at_end => format!("played; {released}"),
-            End::Finished => "played".to_string(),
-            End::Stopped if sig != 0 || interrupted => format!("interrupted; {released}"),
-            End::Stopped => format!("stopped; {released}"),
-            End::OutputFailed { .. } => "stopped by an output failure; the other outputs were released".to_string(),
-            End::Panicked => "stopped by an internal error; the keys were released".to_string(),
+            End::Finished if unsure.is_empty() => "played".to_string(),
+            End::Finished => format!("played; {verdict}"),
+            End::Stopped if sig != 0 || interrupted => format!("interrupted; {verdict}"),
+            End::Stopped => format!("stopped; {verdict}"),
+            End::OutputFailed { .. } => format!("stopped by an output failure; {verdict}"),
+            End::Panicked => format!("stopped by an internal error; {verdict}"),
         };
         err!("organ: {how}: {} messages sent to {}", ending.sent, shown(&names));
     }
@@ -405,6 +408,12 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
             err!("organ: {}", shown(r));
         }
     }
+    // Where the release may not have arrived: why, and what to do.
+    if !c.quiet || may_sound {
+        for u in unsure.iter().filter(|u| !c.quiet || !u.record) {
+            err!("{}", session::release_advice(u));
+        }
+    }
     if c.stats {
         out!("{}", stats_report(&ending.stats, ending.dropped));
         if let Some(line) = cost_line(&ending.cost, ending.wake.as_ref()) {
@@ -418,16 +427,19 @@ fn report(c: &PlayArgs, ending: &Ending, interrupted: bool, finished: session::F
         if let Some(d) = first {
             out!("start-up: the first message was sent {:.1} ms after organ started", d.as_secs_f64() * 1000.0);
         }
+        for line in &finished.stats {
+            out!("{}", shown(line));
+        }
     }
     if let Some(e) = finished.errors.into_iter().next() {
         return Err(Error::Finish(e));
     }
     match ending.end {
         End::OutputFailed { error, .. } => Err(Error::Other(format!(
-            "{}: {error}; playback stopped and the other outputs were released",
+            "{}: {error}; playback stopped; {verdict}",
             ending.failed_output.as_deref().unwrap_or("an output")
         ))),
-        End::Panicked => Err(Error::Other("the engine stopped on an internal error; the keys were released".into())),
+        End::Panicked => Err(Error::Other(format!("the engine stopped on an internal error; {verdict}"))),
         End::Stopped if sig != 0 => Ok(128 + sig),
         End::Stopped if interrupted => Ok(130),
         End::Stopped => Ok(0),

@@ -765,10 +765,19 @@ fn ble_ctrl_c_while_disconnected_ends_promptly() {
     assert_eq!(conns.len(), 1, "the link never came back");
     // The user is told that the release did not arrive, and how many keys may still sound.
     assert!(
-        run.stderr.contains("organ: interrupted; a link was down, so the release may not have arrived: "),
+        run.stderr.contains("organ: interrupted; KEYS MAY STILL SOUND on ble:aa:bb:cc:11:22:33: "),
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains(
+            "organ: ble:aa:bb:cc:11:22:33: its link was still down at the end, so the release did not arrive: press \
+             the organ's General Cancel"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("every key released"), "{}", run.stderr);
     let left = format!(
         "; the link was still down at the end: {} key(s) may still sound and the stops were not cancelled",
         keys_down(bytes_of(&decode(&conns[0]))).len()

@@ -166,6 +166,11 @@ pub struct Shared {
     pub link_down: AtomicBool,
     /// The release after a stop (or the end of the plan) has been sent.
     pub released: AtomicBool,
+    /// Bit i set: output i failed (it got nothing more from then on, so not the release either).
+    pub failed: AtomicU64,
+    /// The engine stopped on an internal error and the release it then sent did not run to its
+    /// end (it panicked too): whatever was down may still be.
+    pub release_cut: AtomicBool,
     /// Real-time priority: 0 unknown, 1 granted, 2 refused.
     pub realtime: AtomicU8,
     /// The CPU held out of deep idle states ([`Awake`] as a number).
@@ -342,6 +347,7 @@ impl Sink {
                 }
                 Err(e) => {
                     self.dead |= 1 << i;
+                    self.shared.failed.fetch_or(1 << i, Ordering::Relaxed);
                     if self.failure.is_none() {
                         self.failure = Some((i, e));
                     }
@@ -659,7 +665,9 @@ impl<C: Clock> Engine<C> {
             Ok(end) => end,
             Err(_) => {
                 // Whatever state the panic left, release what is down.
-                let _ = catch_unwind(AssertUnwindSafe(|| self.release(true)));
+                if catch_unwind(AssertUnwindSafe(|| self.release(true))).is_err() {
+                    self.shared.release_cut.store(true, Ordering::Relaxed);
+                }
                 End::Panicked
             }
         };

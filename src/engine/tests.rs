@@ -328,6 +328,22 @@ fn output_failure_stops_and_releases_the_other_outputs() {
 }
 
 #[test]
+fn every_output_that_failed_is_published_also_one_that_failed_taking_the_release() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let first = Box::new(Flaky { down: Arc::default(), fail_at: Some(400), panic_at: None, seen: 0 });
+    // Takes message 400 (the other's failure), then fails on the first message of the release.
+    let second = Box::new(Flaky { down: Arc::default(), fail_at: Some(401), panic_at: None, seen: 0 });
+    let (engine, handle) = new(t.clone(), vec![first, second, out], ManualClock::new(), Config::default());
+    let mut report = engine.run();
+    assert!(matches!(report.end, End::OutputFailed { output: 0, .. }), "{:?}", report.end);
+    assert_eq!(handle.shared.failed.load(Ordering::SeqCst), 0b011, "both failed outputs, not the memory one");
+    assert!(!handle.shared.release_cut.load(Ordering::SeqCst));
+    finish(&mut report);
+    assert_released(&t, &recording(&h));
+}
+
+#[test]
 fn a_panicking_output_is_dropped_and_the_others_released() {
     let t = shipped_timeline(PlanOptions::default());
     let (out, h) = memory(&t);

@@ -123,6 +123,28 @@ pub fn xrun_report(name: &str, s: &JackStats) -> Option<String> {
     ))
 }
 
+/// The `organ play --stats` line of a JACK output: what it wrote, how much late and how late,
+/// what it dropped, the xruns, and its period (the fixed latency it adds). `name` is the output's.
+pub fn stats_line(name: &str, s: &JackStats) -> String {
+    let ms = |frames: u64| s.frames_to_us(frames) / 1000.0;
+    let mean = if s.late == 0 { 0.0 } else { ms(s.late_frames_sum) / s.late as f64 };
+    format!(
+        "{name}: JACK: {} messages written, {} late (mean {:.2} ms, worst {:.2} ms), {} dropped; {} xrun{} in {} \
+         cycles; period {} frames at {} Hz ({:.1} ms of latency)",
+        s.written,
+        s.late,
+        mean,
+        ms(u64::from(s.late_frames_max)),
+        s.dropped,
+        s.xruns,
+        if s.xruns == 1 { "" } else { "s" },
+        s.cycles,
+        s.period,
+        s.sample_rate,
+        ms(u64::from(s.period)),
+    )
+}
+
 /// A JACK output's counters, kept by whoever handed the output on (see
 /// [`JackOutput::stats_handle`]).
 #[derive(Debug, Clone)]
@@ -606,6 +628,11 @@ impl Output for JackOutput {
     fn report(&self) -> Option<String> {
         xrun_report(&self.spec, &self.stats())
     }
+
+    /// Its counters ([`stats_line`]).
+    fn stats(&self) -> Option<String> {
+        Some(stats_line(&self.spec, &self.stats()))
+    }
 }
 
 #[cfg(test)]
@@ -660,6 +687,30 @@ mod tests {
         assert!(r.contains("jackd -R") && r.contains("larger period") && r.contains("organ panic"), "{r}");
         s.xruns = 1;
         assert!(xrun_report("jack", &s).unwrap().contains("(1 xrun);"));
+    }
+
+    #[test]
+    fn the_stats_line_gives_the_counters_in_milliseconds() {
+        let s = JackStats {
+            written: 600,
+            late: 4,
+            late_frames_sum: 4 * 480,
+            late_frames_max: 960,
+            dropped: 1,
+            cycles: 150,
+            xruns: 1,
+            sample_rate: 48_000,
+            period: 1024,
+        };
+        assert_eq!(
+            stats_line("jack:GrandOrgue", &s),
+            "jack:GrandOrgue: JACK: 600 messages written, 4 late (mean 10.00 ms, worst 20.00 ms), 1 dropped; 1 xrun \
+             in 150 cycles; period 1024 frames at 48000 Hz (21.3 ms of latency)"
+        );
+        let idle = JackStats { sample_rate: 48_000, period: 256, ..JackStats::default() };
+        assert!(
+            stats_line("jack", &idle).contains("0 late (mean 0.00 ms, worst 0.00 ms), 0 dropped; 0 xruns in 0 cycles")
+        );
     }
 
     #[test]

@@ -200,4 +200,11 @@ pub trait Output: Send {
     fn keys_may_sound(&self) -> bool {
         false
     }
+
+    /// One line of this output's own counters for `organ play --stats` (JACK's: messages
+    /// written, late, dropped, xruns), or `None` when it keeps none beyond the engine's. Called
+    /// on the control thread after [`Output::finish`]; starts with the output's name.
+    fn stats(&self) -> Option<String> {
+        None
+    }
 }

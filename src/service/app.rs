@@ -100,7 +100,7 @@ pub struct Service {
     /// Outputs the release may not have reached, by name, with why: lost while playing, or
     /// messages to them dropped. A later release that reaches one (the end of an item played
     /// on it again: CC 123 on every division; the panic key) takes it off.
-    unsure: Vec<(String, String)>,
+    unsure: Vec<session::Unreleased>,
 }
 
 impl Service {
@@ -306,7 +306,7 @@ impl Service {
         let failed = self.session.send_now(&keys_off, &cancel, pace);
         // A note-off for every key of every division and the cancel: what reached an output
         // leaves nothing sounding there.
-        self.unsure.retain(|(name, _)| !reached.contains(name) || failed.iter().any(|(f, _)| f == name));
+        self.unsure.retain(|u| !reached.contains(&u.output) || failed.iter().any(|(f, _)| *f == u.output));
         if let Some((name, e)) = failed.into_iter().next() {
             self.message = format!("panic: {name}: {e}");
         }
@@ -437,57 +437,29 @@ impl Service {
         }
     }
 
-    /// Which outputs the release of a performance that ended reached ([`Service::unsure`]).
+    /// Which outputs the release of a performance that ended reached ([`Service::unsure`]; the
+    /// session's verdict, [`Ending::releases`]).
     fn follow_release(&mut self, e: &Ending) {
-        let title = crate::text::shown(&e.title);
-        let mut doubts = Vec::new();
-        for name in &e.outputs {
-            let failed = e.failed_output.as_ref() == Some(name);
-            let why = match e.end {
-                End::OutputFailed { error, .. } if failed => {
-                    Some(format!("it failed while \"{title}\" played ({error}), so the release did not reach it"))
-                }
-                End::Panicked => Some(format!(
-                    "the engine stopped on an internal error while \"{title}\" played, so the release may not have reached it"
-                )),
-                _ if e.dropped > 0 => Some(format!(
-                    "{} message(s) could not be delivered while \"{title}\" played (a note-off among them leaves a key down)",
-                    e.dropped
-                )),
-                // A link down when the engine released: the wireless output releases what it had
-                // sounding when the link comes back, and says at the end if it never did
-                // (Finished::may_sound). What else was in doubt there stays so.
-                _ if e.link_down_at_end => None,
-                _ => {
-                    self.unsure.retain(|(n, _)| n != name);
-                    None
-                }
-            };
-            if let Some(why) = why {
-                doubts.push((name.clone(), why));
+        for (name, release) in e.releases() {
+            match release {
+                session::Release::Missed(u) => session::note_unreleased(&mut self.unsure, u),
+                // A link down when the engine released: the wireless output releases what it
+                // had sounding when the link comes back, and says at the end if it never did
+                // (Finished::unreleased). What else was in doubt there stays so.
+                session::Release::Pending => {}
+                session::Release::Took => self.unsure.retain(|u| u.output != name),
             }
-        }
-        for (name, why) in doubts {
-            self.unsure.retain(|(n, _)| *n != name);
-            self.unsure.push((name, why));
         }
     }
 
     /// The lines `organ service` ends with, once the service is `finished`: "every key
     /// released" only when every output took the release; otherwise, for each output where
-    /// keys may still sound, why and what to do.
+    /// keys may still sound, why and what to do (and for a record the release did not reach,
+    /// that it is incomplete).
     pub fn closing_lines(&self, finished: &Finished) -> Vec<String> {
         let mut unsure = self.unsure.clone();
-        if let Some(names) = &finished.engine_running {
-            for n in names {
-                unsure.retain(|(u, _)| u != n);
-                unsure
-                    .push((n.clone(), "the engine did not stop in time, so the release may not have been sent".into()));
-            }
-        }
-        for n in &finished.may_sound {
-            unsure.retain(|(u, _)| u != n);
-            unsure.push((n.clone(), "its link was still down at the end, so the release did not arrive".into()));
+        for u in finished.unreleased() {
+            session::note_unreleased(&mut unsure, u);
         }
         let played = self.played.iter().filter(|p| **p == Played::Finished).count();
         let head = format!("organ: service ended ({played} of {} item(s) played)", self.order.items.len());
@@ -495,25 +467,32 @@ impl Service {
         if unsure.is_empty() {
             return vec![format!("{head}; every key released → {}", crate::text::shown(&specs.join(", ")))];
         }
-        let names: Vec<String> = unsure.iter().map(|(n, _)| crate::text::shown(n).into_owned()).collect();
-        let others = if unsure.len() < specs.len() { "; every other output took the release" } else { "" };
-        let mut lines = vec![format!("{head}; KEYS MAY STILL SOUND on {}{others}", names.join(", "))];
-        for (n, why) in &unsure {
-            let n = crate::text::shown(n);
-            lines.push(format!(
-                "organ: {n}: {why}: press the organ's General Cancel or switch the organ off and on (or, once it is back, run organ panic --to {n})"
-            ));
-        }
+        let mut lines = vec![format!("{head}; {}", session::release_verdict(&unsure, specs.len()))];
+        lines.extend(unsure.iter().map(session::release_advice));
         lines
+    }
+
+    /// Whether keys may still sound on some output once the service is `finished` (an
+    /// incomplete record does not count: nothing sounds from a file).
+    pub fn keys_may_sound(&self, finished: &Finished) -> bool {
+        self.unsure.iter().chain(&finished.unreleased()).any(|u| !u.record)
     }
 
     fn ended(&mut self, p: Playing, end: End, failed_output: Option<String>) {
         match end {
             End::OutputFailed { .. } => {
                 let name = failed_output.unwrap_or_default();
-                self.message = format!(
-                    "OUTPUT LOST ({name}): keys may still sound there (General Cancel); the others were released; o reconnects"
-                );
+                let there = match self.unsure.iter().find(|u| u.output == name) {
+                    Some(u) if u.record => "the record is incomplete (nothing sounds from a file)",
+                    _ => "keys may still sound there (General Cancel)",
+                };
+                let elsewhere: Vec<&str> =
+                    self.unsure.iter().filter(|u| u.output != name && !u.record).map(|u| u.output.as_str()).collect();
+                let others = match elsewhere.is_empty() {
+                    true => "the others were released".to_string(),
+                    false => format!("KEYS MAY STILL SOUND on {} too", elsewhere.join(", ")),
+                };
+                self.message = format!("OUTPUT LOST ({name}): {there}; {others}; o reconnects");
                 self.played[p.item] = Played::Stopped(self.where_now());
             }
             End::Finished => {
@@ -709,6 +688,10 @@ pub(super) mod tests {
             title: "One".into(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
             failed_output: failed.map(str::to_string),
+            failed_outputs: failed.into_iter().map(str::to_string).collect(),
+            records: Vec::new(),
+            // An internal error whose release did not run to its end.
+            release_cut: end == End::Panicked,
             sent: 10,
             dropped,
             stats: crate::engine::LatenessStats::new(),
@@ -731,6 +714,7 @@ pub(super) mod tests {
         let finished = s.finish();
         let lines = s.closing_lines(&finished);
         assert_eq!(lines, vec!["organ: service ended (0 of 2 item(s) played); every key released → null".to_string()]);
+        assert!(!s.keys_may_sound(&finished));
 
         // An output lost while playing: not released there, and said so with what to do.
         let mut s = test_service();
@@ -750,6 +734,7 @@ pub(super) mod tests {
         );
         assert!(lines[1].ends_with("so the release did not reach it: press the organ's General Cancel or switch the organ off and on (or, once it is back, run organ panic --to port:test)"), "{}", lines[1]);
         assert!(!lines.iter().any(|l| l.contains("every key released")), "{lines:?}");
+        assert!(s.keys_may_sound(&finished));
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     let sig = session::signal_received();
     // "every key released" only when every output took the release (see Service::closing_lines).
     let closing = svc.closing_lines(&finished);
-    let released = closing.len() == 1;
+    let released = !svc.keys_may_sound(&finished);
     {
         // The terminal may be gone (SIGHUP): never panic over a message.
         let mut err = std::io::stderr().lock();
@@ -126,7 +126,7 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     }
     match result {
         Err(_) => Err(Error::Other(if released {
-            "the service view stopped on an internal error; the keys were released".into()
+            "the service view stopped on an internal error; no key was left sounding (see above)".into()
         } else {
             "the service view stopped on an internal error; keys may still sound (see above)".into()
         })),

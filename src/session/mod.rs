@@ -28,6 +28,7 @@
 mod link;
 mod outputs;
 mod progress;
+mod release;
 mod signals;
 
 use std::fmt;
@@ -44,6 +45,7 @@ use crate::plan::Timeline;
 pub use link::LinkWatch;
 pub use outputs::specs as output_specs;
 pub use progress::{PlayState, Progress, SectionInfo, registration_name, short_time};
+pub use release::{Release, Unreleased, advice as release_advice, note as note_unreleased, verdict as release_verdict};
 pub use signals::{
     HURRY_EXIT, STOPPING, SUSPEND_WAIT, SuspendGate, install_panic_hook, install_signal_handling, interrupt,
     signal_received, suspend_key, terminal_lost,
@@ -134,6 +136,14 @@ pub struct Ending {
     pub outputs: Vec<String>,
     /// The output that failed, by name, when `end` is [`End::OutputFailed`].
     pub failed_output: Option<String>,
+    /// Every output that failed while it played (the first is `failed_output`; others may have
+    /// failed taking the release): none of them got the release.
+    pub failed_outputs: Vec<String>,
+    /// Those of `outputs` that are `file:` records.
+    pub records: Vec<String>,
+    /// The engine stopped on an internal error, and the release it sent then was cut short
+    /// (or it is not known whether it was sent).
+    pub release_cut: bool,
     pub sent: u64,
     pub dropped: u64,
     pub stats: LatenessStats,
@@ -189,6 +199,11 @@ pub struct Finished {
     /// The engine had not ended when the session finished (it did not stop in time): its
     /// outputs were not finished and may not have had the release.
     pub engine_running: Option<Vec<String>>,
+    /// Which of the session's outputs are `file:` records, by name.
+    pub records: Vec<String>,
+    /// A line for `--stats` from each output that keeps counters of its own (JACK's: messages
+    /// written late, xruns; [`Output::stats`]).
+    pub stats: Vec<String>,
 }
 
 /// A frontend's way in from any thread: send commands, read [`Progress`]. Cheap to clone.
@@ -347,7 +362,7 @@ impl Session {
                 return Err(StartError::Thread(e.to_string()));
             }
         };
-        signals::register_engine(&handle);
+        signals::register_engine(&handle, &names, &self.records(&index, &names));
         if engine::STOP_ALL.load(Ordering::SeqCst) {
             handle.wake();
         }
@@ -497,6 +512,7 @@ impl Session {
         // Final once the engine has ended: whether a link was down when it sent its release.
         let link_down_at_end = r.handle.shared.link_down.load(Ordering::SeqCst);
         let held_up = Duration::from_micros(r.handle.shared.held_up_us.load(Ordering::SeqCst));
+        let shared = r.handle.shared.clone();
         let mut report = r.handle.join();
         let outputs = std::mem::take(&mut report.outputs);
         let failed = match report.end {
@@ -504,6 +520,13 @@ impl Session {
             _ => None,
         };
         let failed_output = failed.and_then(|(k, _)| r.names.get(k).cloned());
+        let failed_mask = shared.failed.load(Ordering::SeqCst);
+        let failed_outputs: Vec<String> =
+            r.names.iter().enumerate().filter(|(k, _)| failed_mask & (1 << k) != 0).map(|(_, n)| n.clone()).collect();
+        let records = self.records(&r.lent, &r.names);
+        // The engine thread died with its outputs (a panic it did not catch): whether it
+        // released is not known.
+        let release_cut = shared.release_cut.load(Ordering::SeqCst) || (outputs.is_empty() && !r.lent.is_empty());
         if outputs.is_empty() && !r.lent.is_empty() {
             // The engine thread panicked with the outputs: open them again.
             for &i in &r.lent {
@@ -520,6 +543,9 @@ impl Session {
             title: r.title,
             outputs: r.names,
             failed_output,
+            failed_outputs,
+            records,
+            release_cut,
             sent: report.sent,
             dropped: report.dropped,
             stats: report.stats,
@@ -530,6 +556,16 @@ impl Session {
             wake: report.wake,
             awake: report.awake,
         })));
+    }
+
+    /// Which of `names` (the outputs in slots `slots`) are `file:` records.
+    fn records(&self, slots: &[usize], names: &[String]) -> Vec<String> {
+        slots
+            .iter()
+            .zip(names)
+            .filter(|(i, _)| matches!(self.outputs.specs[**i], OutputSpec::File(_)))
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 
     fn publish(&mut self) {
@@ -610,9 +646,13 @@ impl Session {
         }
         self.stop_and_wait(Duration::from_secs(5));
         self.finished = true;
-        let (errors, reports, may_sound) = self.outputs.finish();
+        let (errors, reports, may_sound, stats) = self.outputs.finish();
         let engine_running = self.running.as_ref().map(|r| r.names.clone());
-        Finished { errors, reports, may_sound, engine_running }
+        let mut records = self.outputs.record_names();
+        if let Some(r) = &self.running {
+            records.extend(self.records(&r.lent, &r.names));
+        }
+        Finished { errors, reports, may_sound, engine_running, records, stats }
     }
 }
 
@@ -695,6 +735,12 @@ mod tests {
         let ending = wait_for_end(&mut s);
         assert!(matches!(ending.end, End::OutputFailed { output: 0, .. }), "{:?}", ending.end);
         assert_eq!(ending.failed_output.as_deref(), Some("port:test"));
+        assert_eq!(ending.failed_outputs, vec!["port:test".to_string()]);
+        assert!(ending.records.is_empty() && !ending.release_cut);
+        assert_eq!(
+            release_verdict(&ending.unreleased(), ending.outputs.len()),
+            "KEYS MAY STILL SOUND on port:test; every other output took the release"
+        );
         assert!(!s.is_output_open(0) && s.is_output_open(1));
         assert!(s.output_error().unwrap().contains("cable pulled"), "{:?}", s.output_error());
         assert!(s.finish().errors.is_empty());
@@ -732,6 +778,26 @@ mod tests {
             })
             .count();
         assert!(cc123 >= 2, "all-notes-off on the divisions after the drop ({cc123})");
+    }
+
+    #[test]
+    fn a_record_is_known_as_one_and_a_clean_stop_leaves_nothing_in_doubt() {
+        let dir = std::env::temp_dir().join(format!("organ-unit-session-records-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.mid");
+        let mut s = Session::new(vec![OutputSpec::Null, OutputSpec::File(path.clone())], DisconnectPolicy::Pause);
+        s.start(Performance::new(hymn(), DisconnectPolicy::Pause)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        s.send(Command::Stop);
+        let ending = wait_for_end(&mut s);
+        let file = format!("file:{}", path.display());
+        assert_eq!(ending.records, vec![file.clone()]);
+        assert!(ending.failed_outputs.is_empty() && !ending.release_cut);
+        assert!(ending.releases().iter().all(|(_, r)| *r == Release::Took));
+        let finished = s.finish();
+        assert_eq!(finished.records, vec![file]);
+        assert!(finished.unreleased().is_empty() && finished.stats.is_empty(), "{:?}", finished.stats);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

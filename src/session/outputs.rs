@@ -35,8 +35,13 @@ pub(crate) type Lent = (Vec<Box<dyn Output>>, Vec<usize>);
 pub(crate) struct Retired {
     pub finish: Result<(), FinishError>,
     pub report: Option<String>,
+    /// Its `--stats` line ([`Output::stats`]).
+    pub stats: Option<String>,
     /// Its name, when keys may still sound on it ([`Output::keys_may_sound`]).
     pub may_sound: Option<String>,
+    pub name: String,
+    /// A `file:` record.
+    pub record: bool,
 }
 
 /// The outputs of a session.
@@ -125,33 +130,53 @@ impl Outputs {
                     self.errors[i] = Some(format!("{}: {error}", self.specs[i]));
                     let finish = o.finish();
                     let may_sound = o.keys_may_sound().then(|| o.name().to_string());
-                    self.retired.push(Retired { finish, report: o.report(), may_sound });
+                    let (name, record) = (o.name().to_string(), matches!(self.specs[i], OutputSpec::File(_)));
+                    self.retired.push(Retired {
+                        finish,
+                        report: o.report(),
+                        stats: o.stats(),
+                        may_sound,
+                        name,
+                        record,
+                    });
                 }
                 _ => self.slots[i] = Some(o),
             }
         }
     }
 
+    /// The names of the open outputs that are `file:` records, and of those retired (failed).
+    pub fn record_names(&self) -> Vec<String> {
+        let open = self.slots.iter().zip(&self.specs).filter_map(|(o, s)| match (o, s) {
+            (Some(o), OutputSpec::File(_)) => Some(o.name().to_string()),
+            _ => None,
+        });
+        open.chain(self.retired.iter().filter(|r| r.record).map(|r| r.name.clone())).collect()
+    }
+
     /// Finishes every open output (a file output writes its file here): the errors, the
-    /// reports, and the names of the outputs on which keys may still sound.
-    pub fn finish(&mut self) -> (Vec<FinishError>, Vec<String>, Vec<String>) {
+    /// reports, the names of the outputs on which keys may still sound, and the `--stats` lines.
+    pub fn finish(&mut self) -> (Vec<FinishError>, Vec<String>, Vec<String>, Vec<String>) {
         let mut errors = Vec::new();
         let mut reports = Vec::new();
         let mut may_sound = Vec::new();
-        for r in self.retired.drain(..) {
-            errors.extend(r.finish.err());
-            reports.extend(r.report);
-            may_sound.extend(r.may_sound);
+        let mut stats = Vec::new();
+        for r in &mut self.retired {
+            errors.extend(std::mem::replace(&mut r.finish, Ok(())).err());
+            reports.extend(r.report.take());
+            stats.extend(r.stats.take());
+            may_sound.extend(r.may_sound.take());
         }
         for o in self.slots.iter_mut().flatten() {
             if let Err(e) = o.finish() {
                 errors.push(e);
             }
             reports.extend(o.report());
+            stats.extend(o.stats());
             if o.keys_may_sound() {
                 may_sound.push(o.name().to_string());
             }
         }
-        (errors, reports, may_sound)
+        (errors, reports, may_sound, stats)
     }
 }

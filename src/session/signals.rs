@@ -26,8 +26,9 @@
 //!   SIGABRT, SIGTRAP, SIGSYS) end the process as they would. A signal that was ignored or
 //!   handled when `organ` started (`nohup`, `&` in a script, a profiler) is left as it was.
 //! - **A panic** anywhere (the hook): the same stop, then a bounded wait for the engine to report
-//!   its release, the terminal restored, and one line on stderr instead of a backtrace. The hook
-//!   itself never panics (stderr may be gone).
+//!   its release, the terminal restored, and one line on stderr instead of a backtrace, ending
+//!   `every key released` only when the engine says so of every output ([`keys_verdict`]). The
+//!   hook itself never panics (stderr may be gone).
 //!
 //! The session registers each engine it starts ([`register_engine`]), so that both know which
 //! one to wake and wait for. Never on the real-time thread (the hook may run there: it only sets
@@ -43,8 +44,15 @@ use crate::term;
 
 /// The signal that stopped playback (0 = none).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// The running engine's thread and telemetry, for the signal thread and the panic hook.
-static ENGINE: Mutex<Option<(Option<Thread>, Arc<Shared>)>> = Mutex::new(None);
+/// The running engine: its thread and telemetry, for the signal thread and the panic hook, and
+/// the names of its outputs (in its order), with whether each is a `file:` record.
+static ENGINE: Mutex<Option<Registered>> = Mutex::new(None);
+
+struct Registered {
+    thread: Option<Thread>,
+    shared: Arc<Shared>,
+    outputs: Vec<(String, bool)>,
+}
 
 /// Signals whose default action ends the process and that `organ` turns into a stop.
 pub const STOPPING: &[libc::c_int] = &[
@@ -118,10 +126,12 @@ impl Drop for SuspendGate {
     }
 }
 
-/// Makes `handle`'s engine the one that signals and panics stop and wait for.
-pub(crate) fn register_engine(handle: &engine::EngineHandle) {
+/// Makes `handle`'s engine the one that signals and panics stop and wait for. `outputs`: the
+/// names of its outputs, in its order; `records`: those that are `file:` records.
+pub(crate) fn register_engine(handle: &engine::EngineHandle, outputs: &[String], records: &[String]) {
+    let outputs = outputs.iter().map(|n| (n.clone(), records.contains(n))).collect();
     if let Ok(mut e) = ENGINE.lock() {
-        *e = Some((handle.thread(), handle.shared.clone()));
+        *e = Some(Registered { thread: handle.thread(), shared: handle.shared.clone(), outputs });
     }
 }
 
@@ -133,14 +143,51 @@ pub fn signal_received() -> i32 {
 fn wake_engine() {
     // try_lock: never block in a signal thread or a panic hook.
     if let Ok(e) = ENGINE.try_lock()
-        && let Some((Some(t), _)) = &*e
+        && let Some(Registered { thread: Some(t), .. }) = &*e
     {
         t.unpark();
     }
 }
 
 fn engine_shared() -> Option<Arc<Shared>> {
-    ENGINE.try_lock().ok().and_then(|e| e.as_ref().map(|(_, s)| s.clone()))
+    ENGINE.try_lock().ok().and_then(|e| e.as_ref().map(|r| r.shared.clone()))
+}
+
+/// The registered engine's outputs (see [`register_engine`]).
+fn engine_outputs() -> Vec<(String, bool)> {
+    ENGINE.try_lock().ok().and_then(|e| e.as_ref().map(|r| r.outputs.clone())).unwrap_or_default()
+}
+
+/// What the panic hook can say of the keys, from what the engine published: `released`, it
+/// finished its release (within the hook's wait); `failed`, the outputs that failed (bits, in
+/// its order); `cut`, its release after an internal error was cut short; `dropped`, messages it
+/// could not deliver; `link_down`, a link was down as it released. "every key released" only
+/// when none of that leaves a doubt; otherwise which outputs may still sound, and what to do.
+/// A failed `file:` record is said to be incomplete, not sounding.
+pub(crate) fn keys_verdict(
+    outputs: &[(String, bool)],
+    released: bool,
+    failed: u64,
+    cut: bool,
+    dropped: u64,
+    link_down: bool,
+) -> String {
+    let all_in_doubt = !released || cut || dropped > 0 || link_down;
+    let unsure: Vec<super::Unreleased> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| all_in_doubt || failed & (1 << i) != 0)
+        .map(|(_, (n, record))| super::Unreleased { output: n.clone(), why: String::new(), record: *record })
+        .collect();
+    let verdict = super::release_verdict(&unsure, outputs.len());
+    match unsure.iter().find(|u| !u.record) {
+        None => verdict,
+        Some(u) => format!(
+            "{verdict}{}: press the organ's General Cancel, or run organ panic --to {}",
+            if released { "" } else { " (the release was not confirmed in time)" },
+            crate::text::shown(&u.output)
+        ),
+    }
 }
 
 /// The signals `organ` handles: those of [`STOPPING`] and job control, the real-time signals,
@@ -286,12 +333,28 @@ pub fn install_panic_hook() {
             engine::request_stop_all();
             wake_engine();
             let on_engine = std::thread::current().name() == Some("organ-engine");
-            if !on_engine && let Some(shared) = engine_shared() {
-                let start = Instant::now();
-                while !shared.released.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
-                    std::thread::sleep(Duration::from_millis(5));
+            // What can be said of the keys: on the engine thread, nothing yet (it releases once
+            // the hook returns, and the frontend says how that went); elsewhere, what the engine
+            // published once it released (waited for, bounded); with no engine, nothing.
+            let keys = match engine_shared() {
+                Some(_) if on_engine => "; releasing every key".to_string(),
+                Some(shared) => {
+                    let start = Instant::now();
+                    while !shared.released.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let verdict = keys_verdict(
+                        &engine_outputs(),
+                        shared.released.load(Ordering::SeqCst),
+                        shared.failed.load(Ordering::SeqCst),
+                        shared.release_cut.load(Ordering::SeqCst),
+                        shared.dropped.load(Ordering::SeqCst),
+                        shared.link_down.load(Ordering::SeqCst),
+                    );
+                    format!("; {verdict}")
                 }
-            }
+                None => String::new(),
+            };
             let _ = crossterm::terminal::disable_raw_mode();
             let msg = info
                 .payload()
@@ -301,7 +364,37 @@ pub fn install_panic_hook() {
                 .unwrap_or_else(|| "unknown".into());
             let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
             // Never a panic in the hook (a second panic would abort): stderr may be gone.
-            err!("organ: internal error: {}{at} (please report it); the keys were released", crate::text::shown(&msg));
+            err!("organ: internal error: {}{at} (please report it){keys}", crate::text::shown(&msg));
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keys_verdict;
+
+    #[test]
+    fn the_panic_line_says_released_only_when_the_engine_released_everywhere() {
+        let outputs = vec![("jack:x".to_string(), false), ("file:r.mid".to_string(), true)];
+        assert_eq!(keys_verdict(&outputs, true, 0, false, 0, false), "every key released");
+        assert_eq!(
+            keys_verdict(&outputs, true, 0b01, false, 0, false),
+            "KEYS MAY STILL SOUND on jack:x; every other output took the release: press the organ's General \
+             Cancel, or run organ panic --to jack:x"
+        );
+        assert_eq!(
+            keys_verdict(&outputs, true, 0b10, false, 0, false),
+            "the record file:r.mid is incomplete; every other output took the release"
+        );
+        let late = keys_verdict(&outputs, false, 0, false, 0, false);
+        assert!(
+            late.starts_with("KEYS MAY STILL SOUND on jack:x; the record file:r.mid is incomplete (the release was not confirmed in time)"),
+            "{late}"
+        );
+        for (cut, dropped, link) in [(true, 0, false), (false, 2, false), (false, 0, true)] {
+            let v = keys_verdict(&outputs, true, 0, cut, dropped, link);
+            assert!(v.starts_with("KEYS MAY STILL SOUND on jack:x;"), "{v}");
+        }
+        assert_eq!(keys_verdict(&[], true, 0, false, 0, false), "every key released");
+    }
 }

@@ -537,7 +537,27 @@ fn a_full_disk_stops_playback_at_once_and_says_so() {
     let took = playing.elapsed();
     let lines = reader.join().unwrap().join("\n");
     assert_eq!(status.code(), Some(2), "{lines}");
-    assert!(lines.contains("organ: stopped by an output failure; the other outputs were released"), "{lines}");
+    // The record is no instrument: it is said to be incomplete, not sounding; the other
+    // output took the release.
+    assert!(
+        lines.contains(&format!(
+            "organ: stopped by an output failure; the record {file} is incomplete; every other output took the release: "
+        )),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "organ: {file}: it failed while \"bwv643.mid\" played (send failed: the record file grew too large), "
+        )),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(
+            "so it ends there, without the release: the record is incomplete; nothing sounds from a file, so no key is left down by it"
+        ),
+        "{lines}"
+    );
+    assert!(!lines.contains("MAY STILL SOUND") && !lines.contains("every key released"), "{lines}");
     let last = lines.lines().last().unwrap();
     assert!(
         last.starts_with(&format!(
