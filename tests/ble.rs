@@ -734,6 +734,57 @@ fn ble_link_loss_with_continue_drops_the_gap_and_keeps_the_schedule() {
     );
 }
 
+/// The window where a key is struck but nobody can say whether it sounds: the packet carrying a
+/// note-on reaches the device, then the link goes before BlueZ answers the write (the answer
+/// comes only after organ's write timeout). organ must count that key as down, so the
+/// reconnection begins with its note-off; a worker that took an unanswered write for
+/// undelivered would leave it sounding.
+#[test]
+fn ble_a_key_struck_by_an_unanswered_write_is_released_on_reconnect() {
+    let Some(sim) = start(Params {
+        drop_link_after_writes: 60,
+        drop_mode: "no-answer",
+        drop_with_note_on: true,
+        unreachable_ms: 300,
+        ..Params::default()
+    }) else {
+        return;
+    };
+    let organ = organ_file(&sim, "pause", None);
+    let organ = organ.to_str().unwrap();
+    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
+    args.extend(PART);
+    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+
+    let captured = sim.captured();
+    assert_eq!(event_times(&captured, "no-answer").len(), 1, "the link went under an unanswered write");
+    let conns = connections(&captured);
+    assert_eq!(conns.len(), 2, "one reconnect");
+    let before = decode(&conns[0]);
+    let after = decode(&conns[1]);
+    // The unanswered write is the first connection's last, and it struck keys that were still
+    // down when the link went.
+    let struck = keys_down(bytes_of(&decode(&conns[0][conns[0].len() - 1..])));
+    assert!(!struck.is_empty(), "the unanswered packet struck no key: {:02X?}", conns[0].last());
+    let down = keys_down(bytes_of(&before));
+    assert!(struck.keys().all(|k| down.contains_key(k)), "struck {struck:?}, down at the loss {down:?}");
+    // The reconnection begins with their release (and that of every other key down).
+    check_release(&after, &down);
+    let mut all = bytes_of(&before);
+    all.extend(bytes_of(&after));
+    assert!(keys_down(all).is_empty(), "every key released at the end");
+    let summary = "organ: ble:WIDI Jack: link lost once, reconnected once (keys released, registration restored); \
+                   nothing dropped\n";
+    assert!(run.stderr.contains(summary), "expected {summary:?} in\n{}", run.stderr);
+    println!(
+        "unanswered write: struck {:?}, {} keys down at the loss, all released first on reconnect; run {:.1} s",
+        struck.keys().collect::<Vec<_>>(),
+        down.len(),
+        run.elapsed.as_secs_f64()
+    );
+}
+
 /// Waits until the simulated device has lost its link (at most 20 s).
 fn wait_for_link_down(sim: &SimBluez) {
     let down = sim.wait_for(Duration::from_secs(20), |c| {
