@@ -499,6 +499,21 @@ const PART: [&str; 4] = ["--tempo", "400%", "--until", "8"];
 /// (the loss comes after a number of packet writes, and under load more messages share one).
 const LONGER_PART: [&str; 4] = ["--tempo", "400%", "--until", "10"];
 
+/// `organ play` of [`PART`] on `organ` to `ble:WIDI Jack`, which must end with status 0 after
+/// the link went exactly once under a write (the simulated device's `loss` event) and came back
+/// once: the run, the capture, and its two connections.
+fn play_part_through_one_loss(sim: &SimBluez, organ: &str, loss: &str) -> (Run, Vec<Captured>, Vec<Vec<Vec<u8>>>) {
+    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
+    args.extend(PART);
+    let run = Play::start(sim, &args).wait(RUN_LIMIT, sim);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    let captured = sim.captured();
+    assert_eq!(event_times(&captured, loss).len(), 1, "the link went once under a write ({loss})");
+    let conns = connections(&captured);
+    assert_eq!(conns.len(), 2, "one reconnect");
+    (run, captured, conns)
+}
+
 /// Link loss mid-piece under `pause`, shown by a failed write; bluetoothd forgets the device
 /// meanwhile, so `organ` must scan again. Nothing is lost: after the reconnect come the release
 /// and the registration of that point, then what was held, then the piece resumes with its clock
@@ -518,15 +533,7 @@ fn ble_link_loss_with_pause_restores_then_resumes_and_loses_nothing() {
     let organ = organ_file(&sim, "pause", None);
     let organ = organ.to_str().unwrap();
     let planned = plan(Path::new(organ), &PART);
-    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
-    args.extend(PART);
-    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
-    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-
-    let captured = sim.captured();
-    assert_eq!(event_times(&captured, "write-failed").len(), 1, "the link went under a write");
-    let conns = connections(&captured);
-    assert_eq!(conns.len(), 2, "one reconnect");
+    let (run, captured, conns) = play_part_through_one_loss(&sim, organ, "write-failed");
     assert!(
         sim.call_log().matches("StartDiscovery").count() >= 2,
         "the device expired, so organ scanned again:\n{}",
@@ -773,15 +780,7 @@ fn ble_a_key_struck_by_an_unanswered_write_is_released_on_reconnect() {
     };
     let organ = organ_file(&sim, "pause", None);
     let organ = organ.to_str().unwrap();
-    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
-    args.extend(PART);
-    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
-    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-
-    let captured = sim.captured();
-    assert_eq!(event_times(&captured, "no-answer").len(), 1, "the link went under an unanswered write");
-    let conns = connections(&captured);
-    assert_eq!(conns.len(), 2, "one reconnect");
+    let (run, _, conns) = play_part_through_one_loss(&sim, organ, "no-answer");
     let before = decode(&conns[0]);
     let after = decode(&conns[1]);
     // The unanswered write is the first connection's last, and it struck keys that were still
