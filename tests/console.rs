@@ -160,6 +160,7 @@ division = "swell"
     fn organ(args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_organ"));
         c.args(args).env("JACK_DEFAULT_SERVER", procs::SERVER);
+        super::support::ctrl_c_as_from_a_terminal(&mut c);
         c
     }
 
@@ -430,7 +431,12 @@ division = "swell"
         ));
     }
 
-    fn verify_interrupted_leaves_the_console_cancelled(file: &Path, console: &mut Console) {
+    /// Starts `organ learn --verify` of Gt Principal 8 and Gt Octave 4 on the console, and waits
+    /// for its first question (Gt Principal 8 drawn).
+    fn start_verify_of_two(
+        file: &Path,
+        console: &mut Console,
+    ) -> (Child, mpsc::Receiver<String>, std::thread::JoinHandle<String>) {
         console.take_heard();
         let to = format!("jack:{}", console.in_port());
         let cmd = organ(&[
@@ -443,9 +449,14 @@ division = "swell"
             "--only",
             "Gt Principal 8,Gt Octave 4",
         ]);
-        let (mut child, rx, err) = spawn(cmd);
+        let (child, rx, err) = spawn(cmd);
         let line = rx.recv_timeout(Duration::from_secs(20)).expect("a prompt");
         assert_eq!(line, "drawn: Gt Principal 8 — did it move on the console? (y/n)");
+        (child, rx, err)
+    }
+
+    fn verify_interrupted_leaves_the_console_cancelled(file: &Path, console: &mut Console) {
+        let (mut child, _rx, err) = start_verify_of_two(file, console);
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
         let status = wait(&mut child, Duration::from_secs(10));
@@ -464,23 +475,9 @@ division = "swell"
     /// Ctrl-Z (SIGTSTP) while a stop is drawn: it is put in again before the process stops;
     /// `fg` (SIGCONT) draws it again and asks again, and the verify goes on to its end.
     fn verify_suspended_draws_off_and_goes_on(file: &Path, console: &mut Console) {
-        console.take_heard();
-        let to = format!("jack:{}", console.in_port());
-        let cmd = organ(&[
-            "learn",
-            "--verify",
-            "--organ",
-            file.to_str().unwrap(),
-            "--to",
-            &to,
-            "--only",
-            "Gt Principal 8,Gt Octave 4",
-        ]);
-        let (mut child, rx, err) = spawn(cmd);
+        let (mut child, rx, err) = start_verify_of_two(file, console);
         let mut stdin = child.stdin.take().unwrap();
         let pid = child.id();
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("a prompt");
-        assert_eq!(line, "drawn: Gt Principal 8 — did it move on the console? (y/n)");
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTSTP) };
         let asked = Instant::now();

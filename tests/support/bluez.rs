@@ -34,9 +34,13 @@ pub struct Params {
     /// Lose the link after this many writes of a connection (0 = never).
     pub drop_link_after_writes: u32,
     pub drop_link_times: u32,
-    /// "signal" (BlueZ reports the loss 200 ms after the write) or "write-error" (that write
-    /// fails).
+    /// "signal" (BlueZ reports the loss 200 ms after the write), "write-error" (that write
+    /// fails) or "no-answer" (that write reaches the device, and its answer comes only after
+    /// `no_answer_ms`, when the link has gone).
     pub drop_mode: &'static str,
+    pub no_answer_ms: u64,
+    /// Lose the link only on a write whose packet leaves a key down (channels 1-3).
+    pub drop_with_note_on: bool,
     /// After a link loss, refuse Connect for this long.
     pub unreachable_ms: u64,
     /// Forget the device this long after it disconnected (0 = never).
@@ -55,6 +59,8 @@ impl Default for Params {
             drop_link_after_writes: 0,
             drop_link_times: 1,
             drop_mode: "signal",
+            no_answer_ms: 2500,
+            drop_with_note_on: false,
             unreachable_ms: 0,
             temporary_timeout_ms: 0,
             keep_gatt: true,
@@ -92,7 +98,7 @@ pub fn skip(reason: &str) {
 pub enum Captured {
     /// A value written to a characteristic.
     Write { t: f64, uuid: String, write_type: String, bytes: Vec<u8> },
-    /// "connect", "connect-refused", "link-down" or "write-failed".
+    /// "connect", "connect-refused", "link-down", "write-failed" or "no-answer".
     Event { t: f64, event: String },
 }
 
@@ -184,7 +190,7 @@ impl SimBluez {
         let capture = dir.join("capture.jsonl");
         let log = dir.join("mock.log");
         let json = format!(
-            r#"{{"name": "{}", "address": "{}", "capture": "{}", "mtu": {}, "discover_delay_ms": {}, "resolve_delay_ms": {}, "drop_link_after_writes": {}, "drop_link_times": {}, "drop_mode": "{}", "unreachable_ms": {}, "temporary_timeout_ms": {}, "keep_gatt": {}, "notify_hex": ""}}"#,
+            r#"{{"name": "{}", "address": "{}", "capture": "{}", "mtu": {}, "discover_delay_ms": {}, "resolve_delay_ms": {}, "drop_link_after_writes": {}, "drop_link_times": {}, "drop_mode": "{}", "no_answer_ms": {}, "drop_with_note_on": {}, "unreachable_ms": {}, "temporary_timeout_ms": {}, "keep_gatt": {}, "notify_hex": ""}}"#,
             params.name,
             params.address,
             capture.display(),
@@ -194,6 +200,8 @@ impl SimBluez {
             params.drop_link_after_writes,
             params.drop_link_times,
             params.drop_mode,
+            params.no_answer_ms,
+            params.drop_with_note_on,
             params.unreachable_ms,
             params.temporary_timeout_ms,
             params.keep_gatt

@@ -40,7 +40,14 @@ Parameters (JSON via `-p`):
   drop_link_times   how many times to lose the link that way (default 1)
   drop_mode         "signal" (default): the link goes 200 ms after that write, and BlueZ's
                     signals tell the client; "write-error": the link goes during that write,
-                    which fails with org.bluez.Error.Failed "Not connected"
+                    which fails with org.bluez.Error.Failed "Not connected"; "no-answer": that
+                    write reaches the device (it is captured) but its answer comes only after
+                    `no_answer_ms`, when the link has gone (the window where the client cannot
+                    know whether the packet arrived)
+  no_answer_ms      how late the answer comes in "no-answer" mode (default 2500; the mock does
+                    nothing else meanwhile)
+  drop_with_note_on lose the link only on a write (the Nth or later) whose packet leaves a key
+                    down on channels 1-3 (default false)
   unreachable_ms    after a link loss, Connect fails for this long (default 0), like a device
                     out of range
   temporary_timeout_ms  remove the (unpaired, "temporary") device object N ms after it got
@@ -51,7 +58,7 @@ Parameters (JSON via `-p`):
 
 Capture records (one JSON object per line):
   {"t": unix time, "path": ..., "uuid": ..., "type": "command"|"request"|..., "hex": "80 80 90 3C 64"}
-  {"t": unix time, "event": "connect"|"connect-refused"|"link-down"|"write-failed", "reason": ...}
+  {"t": unix time, "event": "connect"|"connect-refused"|"link-down"|"write-failed"|"no-answer", "reason": ...}
 '''
 
 import json
@@ -218,6 +225,37 @@ def _require_connected(char):
         raise dbus.exceptions.DBusException('Not connected', name='org.bluez.Error.Failed')
 
 
+def keys_struck(data):
+    '''(channel, key) of the keys a BLE-MIDI packet leaves down on channels 1-3 (note-ons with a
+    velocity that no later note-off in the packet releases); stops at a SysEx'''
+    down = set()
+    running = None
+    i = 1  # after the header
+    while i < len(data):
+        if data[i] >= 0x80:  # a timestamp, then a status byte or running-status data
+            i += 1
+            if i < len(data) and data[i] >= 0x80:
+                status = data[i]
+                i += 1
+                if status >= 0xF8:
+                    continue
+                if status >= 0xF0:
+                    return down
+                running = status
+        if running is None:
+            return down
+        n = 1 if running & 0xF0 in (0xC0, 0xD0) else 2
+        msg = data[i:i + n]
+        i += n
+        if len(msg) < n or running & 0x0F > 2:
+            continue
+        if running & 0xF0 == 0x90 and msg[1] > 0:
+            down.add((running & 0x0F, msg[0]))
+        elif running & 0xF0 in (0x80, 0x90):
+            down.discard((running & 0x0F, msg[0]))
+    return down
+
+
 def char_write_value(char, value, options):
     _require_connected(char)
     data = bytes(int(b) for b in value)
@@ -225,7 +263,8 @@ def char_write_value(char, value, options):
     dev_path = char.path.rsplit('/', 2)[0]
     n_writes = getattr(char, 'n_writes', 0) + 1
     drop = CFG['drop_link_after_writes'] and not getattr(char, 'dropped', False) \
-        and n_writes >= CFG['drop_link_after_writes'] and CFG['drops_done'] < CFG['drop_link_times']
+        and n_writes >= CFG['drop_link_after_writes'] and CFG['drops_done'] < CFG['drop_link_times'] \
+        and (not CFG['drop_with_note_on'] or keys_struck(data))
     if drop and CFG['drop_mode'] == 'write-error':
         # The link dies under this very write: the write fails (after the signals went out).
         CFG['drops_done'] += 1
@@ -235,6 +274,13 @@ def char_write_value(char, value, options):
     char.n_writes = n_writes
     _capture({'t': time.time(), 'path': str(char.path), 'uuid': str(char.props[CHAR_IFACE]['UUID']),
               'type': wtype, 'hex': data.hex(' ').upper()})
+    if drop and CFG['drop_mode'] == 'no-answer':
+        # The device got this packet; the link dies before the answer, which comes late.
+        CFG['drops_done'] += 1
+        _capture({'t': time.time(), 'event': 'no-answer'})
+        _link_down(mockobject.objects[dev_path], 'link-loss')
+        time.sleep(CFG['no_answer_ms'] / 1000.0)
+        raise dbus.exceptions.DBusException('Not connected', name='org.bluez.Error.Failed')
     if drop:
         char.dropped = True
         CFG['drops_done'] += 1
@@ -427,13 +473,16 @@ def load(mock, parameters):
         'drop_link_times': 1,
         'unreachable_ms': 0,
         'drop_mode': 'signal',
+        'no_answer_ms': 2500,
+        'drop_with_note_on': False,
     })
     CFG.update({str(k): (v if not isinstance(v, (dbus.String, str)) else str(v))
                 for k, v in (parameters or {}).items()})
     for k in ('mtu', 'discover_delay_ms', 'resolve_delay_ms', 'drop_link_after_writes',
-              'temporary_timeout_ms', 'drop_link_times', 'unreachable_ms'):
+              'temporary_timeout_ms', 'drop_link_times', 'unreachable_ms', 'no_answer_ms'):
         CFG[k] = int(CFG[k])
     CFG['keep_gatt'] = bool(CFG['keep_gatt'])
+    CFG['drop_with_note_on'] = bool(CFG['drop_with_note_on'])
     CFG['drops_done'] = 0
     if os.path.exists(CFG['capture']):
         os.unlink(CFG['capture'])

@@ -104,11 +104,30 @@ fn empty_config_home() -> &'static Path {
 }
 
 /// `organ ARGS` to run in the repository directory (so `--organ st-marys` finds organs/), with
-/// no user configuration and no backtraces.
+/// no user configuration and no backtraces, and Ctrl-C as from a terminal
+/// ([`ctrl_c_as_from_a_terminal`]).
 pub fn organ_command(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_organ"));
     c.args(args).current_dir(repo_dir()).env_remove("RUST_BACKTRACE").env("XDG_CONFIG_HOME", empty_config_home());
+    ctrl_c_as_from_a_terminal(&mut c);
     c
+}
+
+/// Starts the child with SIGINT and SIGQUIT at their default action, as from a terminal. A
+/// shell script that runs the tests in the background (`cargo test … &` without job control)
+/// starts them with those two ignored, and `organ` rightly leaves a signal that was ignored at
+/// start as it was: every test that sends a Ctrl-C would see it ignored, and fail for a reason
+/// of its caller's.
+pub fn ctrl_c_as_from_a_terminal(c: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
 }
 
 /// Runs `organ ARGS` (see [`organ_command`]).

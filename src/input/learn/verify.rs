@@ -4,7 +4,8 @@
 //!
 //! Safety: only the controls' own messages and the General Cancel are sent — never a note.
 //! Every change (a control's on, its off, the cancel) waits at least the organ's
-//! `stop_pace_ms` and never less than [`SAFE_PACE`] after the one before, because some
+//! `stop_pace_ms` and never less than [`SAFE_PACE`] after the one before was delivered (left
+//! the outputs, not merely handed to them), because some
 //! consoles (Syndyne systems stepping piston memories) can be damaged by changes faster than
 //! 250 ms. The console is cancelled first and on every way out: the end, `q`, the end of
 //! input, Ctrl-C, an error, a panic (the [`Sender`]'s `Drop`).
@@ -28,6 +29,10 @@ use crate::session::{self, Session, SuspendGate};
 
 /// The shortest time between two control changes `--verify` ever sends.
 pub const SAFE_PACE: Duration = Duration::from_millis(250);
+
+/// The longest a change waits for the outputs to deliver it before the pace starts anyway (an
+/// output whose link is down never does).
+const DELIVERY_WAIT: Duration = Duration::from_secs(1);
 
 /// What `organ learn --verify` was asked to do.
 #[derive(Debug, Clone)]
@@ -125,9 +130,17 @@ impl Sender {
         Some(was)
     }
 
+    /// Sends a change, and waits (at most [`DELIVERY_WAIT`]) until the outputs have delivered
+    /// it: the pace to the next change runs from then. Counted from the hand-over instead, a
+    /// change that an output wrote late (a JACK cycle after its time, on a loaded machine)
+    /// would reach the console less than `pace` before the next one, which is not late.
     fn send(&mut self, msgs: &[Vec<u8>]) {
         if let Some((name, e)) = self.session.send_now(msgs, &[], Micros::ZERO).into_iter().next() {
             self.failed.get_or_insert_with(|| format!("{name}: {e}"));
+        }
+        let start = Instant::now();
+        while !self.session.delivered() && start.elapsed() < DELIVERY_WAIT {
+            std::thread::sleep(Duration::from_millis(1));
         }
         self.last = Some(Instant::now());
     }

@@ -145,6 +145,10 @@ pub enum BleError {
     },
     /// The device disconnected (BlueZ says so).
     Disconnected,
+    /// BlueZ refused a write (BlueZ's answer): the packet was not sent.
+    Refused {
+        error: String,
+    },
 }
 
 impl fmt::Display for BleError {
@@ -180,6 +184,7 @@ impl fmt::Display for BleError {
             BleError::Thread(e) => write!(f, "cannot start the BLE worker thread: {e}"),
             BleError::TimedOut { target } => write!(f, "connecting to {target} timed out"),
             BleError::Disconnected => f.write_str("the device disconnected"),
+            BleError::Refused { error } => write!(f, "write refused by BlueZ: {error}"),
             BleError::NotInTime { name } => {
                 write!(f, "connecting to the BLE-MIDI device '{name}' did not finish in time")
             }
@@ -342,6 +347,8 @@ pub(crate) struct Link {
     device: BleDevice,
     mtu: u16,
     events_ended: bool,
+    /// A disconnect event was taken and not yet checked against BlueZ.
+    suspect: bool,
 }
 
 impl Link {
@@ -354,7 +361,18 @@ impl Link {
         let left = limit.saturating_sub(t0.elapsed()).max(Duration::from_secs(1));
         let (characteristic, mtu) = connect(&peripheral, &device, left).await?;
         let id = peripheral.id();
-        Ok(Link { adapter, events, target, peripheral, id, characteristic, device, mtu, events_ended: false })
+        Ok(Link {
+            adapter,
+            events,
+            target,
+            peripheral,
+            id,
+            characteristic,
+            device,
+            mtu,
+            events_ended: false,
+            suspect: false,
+        })
     }
 
     pub fn device(&self) -> &BleDevice {
@@ -366,33 +384,47 @@ impl Link {
         self.mtu
     }
 
-    /// Writes one packet without response.
+    /// Writes one packet without response. A [`BleError::Refused`] packet was not sent; after
+    /// any other error it may have reached the device (BlueZ took it and did not answer in
+    /// time, say).
     pub async fn write(&self, packet: &[u8]) -> Result<(), BleError> {
-        within(
-            WRITE_TIMEOUT,
-            "write failed",
-            self.peripheral.write(&self.characteristic, packet, WriteType::WithoutResponse),
-        )
-        .await
+        let write = self.peripheral.write(&self.characteristic, packet, WriteType::WithoutResponse);
+        match timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if refused_by_bluez(&e) => Err(BleError::Refused { error: e.to_string() }),
+            Ok(Err(e)) => Err(BleError::Call { what: "write failed".into(), error: e.to_string() }),
+            Err(_) => Err(BleError::NoAnswer { what: "write failed".into(), limit: WRITE_TIMEOUT }),
+        }
     }
 
     /// Completes when BlueZ reports that our device disconnected (and it is not connected
-    /// again already: a late event from before a reconnect is ignored). Cancel-safe.
+    /// again already: a late event from before a reconnect is ignored). Cancel-safe: a
+    /// disconnect event taken while the check that follows it is cancelled is checked again on
+    /// the next call, not lost (the worker would otherwise learn of the loss only from its next
+    /// failed write, however long the engine has nothing to send).
     pub async fn disconnected(&mut self) {
         if self.events_ended {
             // Without events, failed writes are how a loss shows.
             return futures::future::pending().await;
         }
-        while let Some(ev) = self.events.next().await {
-            if matches!(&ev, CentralEvent::DeviceDisconnected(id) if *id == self.id) {
-                let still = matches!(timeout(CALL_TIMEOUT, self.peripheral.is_connected()).await, Ok(Ok(true)));
-                if !still {
-                    return;
+        loop {
+            if !self.suspect {
+                match self.events.next().await {
+                    Some(CentralEvent::DeviceDisconnected(id)) if id == self.id => self.suspect = true,
+                    Some(_) => continue,
+                    None => {
+                        // The event stream ended (BlueZ went away): report a loss once.
+                        self.events_ended = true;
+                        return;
+                    }
                 }
             }
+            let still = matches!(timeout(CALL_TIMEOUT, self.peripheral.is_connected()).await, Ok(Ok(true)));
+            self.suspect = false;
+            if !still {
+                return;
+            }
         }
-        // The event stream ended (BlueZ went away): report a loss once.
-        self.events_ended = true;
     }
 
     /// One reconnection attempt within `limit`: connect → discover services → subscribe,
@@ -424,7 +456,23 @@ impl Link {
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         while let std::task::Poll::Ready(Some(_)) = self.events.as_mut().poll_next(&mut cx) {}
+        self.suspect = false;
     }
+}
+
+/// Whether BlueZ itself answered with an error (`org.bluez.Error.*`, e.g. `Failed: Not
+/// connected`): bluetoothd answers a write without response once it has queued the packet for
+/// the link, or with an error when it could not, so the packet was not sent. Any other failure
+/// (the D-Bus connection, no answer) leaves it unknown.
+fn refused_by_bluez(e: &btleplug::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    if let btleplug::Error::Other(inner) = e
+        && let Some(bluez_async::BluetoothError::DbusError(d)) = inner.downcast_ref::<bluez_async::BluetoothError>()
+    {
+        return d.name().is_some_and(|n| n.starts_with("org.bluez.Error."));
+    }
+    let _ = e;
+    false
 }
 
 /// Connects (unless BlueZ is still connected), discovers services, finds the BLE-MIDI

@@ -53,8 +53,8 @@ impl Keys {
         }
     }
 
-    /// For a message that may or may not have reached the device (its write failed): a note-on
-    /// counts as down, nothing is released.
+    /// For a message that may or may not have reached the device (BlueZ did not answer its
+    /// write in time): a note-on counts as down, nothing is released.
     pub fn apply_uncertain(&mut self, bytes: &[u8]) {
         if let Some((ch, key)) = ShortMsg::from_bytes(bytes).and_then(|m| m.as_note_on()) {
             if self.tracked(ch) {

@@ -331,15 +331,20 @@ impl Worker {
         for p in self.packer.packets() {
             let began = Instant::now();
             if let Err(e) = self.link.write(p).await {
-                // The messages that ended in earlier packets arrived. The others did not, or
-                // perhaps did (a timeout): count their notes as down, release nothing, and under
-                // `pause` write them again after the restore.
+                // The messages that ended in earlier packets arrived; those of later packets were
+                // never handed to BlueZ. This packet's did not arrive when BlueZ refused it, and
+                // perhaps did otherwise (no answer in time): then count its notes as down and
+                // release nothing. Under `pause` all of them are written again after the
+                // restore.
+                let maybe = !matches!(e, BleError::Refused { .. });
                 let mut lost = 0u64;
                 for it in &self.inbox.items {
                     if it.packet < written {
                         self.keys.apply(self.inbox.bytes(it));
                     } else if it.packet != usize::MAX {
-                        self.keys.apply_uncertain(self.inbox.bytes(it));
+                        if maybe && it.packet == written {
+                            self.keys.apply_uncertain(self.inbox.bytes(it));
+                        }
                         lost += 1;
                     }
                 }
