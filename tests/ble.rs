@@ -342,13 +342,22 @@ fn origin_of(first: &Got, planned: &Planned) -> u16 {
     ((i64::from(first.ts) - (planned.t_us / 1000) as i64).rem_euclid(8192)) as u16
 }
 
-/// Checks every message's timestamp against `origin + plan time` (±1 ms); returns the worst
-/// error in ms.
+/// Checks every message's timestamp against `origin + plan time` (±1 ms, or more than 500 ms
+/// late for a message the worker sent that late, at most one in ten); returns the worst error in
+/// ms of the others.
 fn check_schedule(got: &[Got], planned: &[Planned], origin: u16, what: &str) -> i32 {
     assert_eq!(got.len(), planned.len());
     let mut worst = 0;
+    let mut stale = 0;
     for (i, (g, p)) in got.iter().zip(planned).enumerate() {
         let err = ts_diff(g.ts, ms13(origin, p.t_us));
+        // A message handed to the link more than 500 ms after its time (the machine held the
+        // worker up) is stamped with its send time, by design (`STALE_MS` in the worker): then
+        // the stamp is more than 500 ms late, never between 2 and 500 ms.
+        if err > STALE_MS {
+            stale += 1;
+            continue;
+        }
         assert!(
             err.abs() <= 1,
             "{what}: message {i} {:02X?} at plan {} µs has timestamp {} ms, expected {} ± 1",
@@ -359,8 +368,16 @@ fn check_schedule(got: &[Got], planned: &[Planned], origin: u16, what: &str) -> 
         );
         worst = worst.max(err.abs());
     }
+    if stale > 0 {
+        println!("{what}: {stale} of {} messages sent more than {STALE_MS} ms late, stamped when sent", got.len());
+    }
+    // A stall of the machine delays a run of messages; every message stamped late is a bug.
+    assert!(stale * 10 <= got.len(), "{what}: {stale} of {} messages stamped more than {STALE_MS} ms late", got.len());
     worst
 }
+
+/// The worker stamps a message with its send time once it is this many ms late.
+const STALE_MS: i32 = 500;
 
 /// Keys down (division channels 1-3 = wire 0-2) after these messages, with their velocity.
 fn keys_down(msgs: impl IntoIterator<Item = Vec<u8>>) -> std::collections::BTreeMap<(u8, u8), u8> {

@@ -129,7 +129,8 @@ fn play_to_a_file_sends_exactly_the_plan_on_time() {
     assert!(
         rest == "none reached more than 20 µs late"
             || rest.contains("reached more than 20 µs late: ")
-                && (rest.contains("with the CPU taken from the engine") || rest.contains("by a sleep that woke past it")),
+                && (rest.contains("with the CPU taken from the engine")
+                    || rest.contains("by a sleep that woke past it")),
         "{deadlines}"
     );
     let stderr = text(&played.stderr);
