@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::Organ;
+use super::{Organ, RemoteAction};
 use crate::midi::Message;
 
 /// What one received message means on this organ.
@@ -24,6 +24,9 @@ pub enum Meaning {
     Controls(Vec<(String, Option<bool>)>),
     /// The General Cancel.
     Cancel,
+    /// A `[remote]` piston pressed (`pressed`) or let go: it drives `organ service`, and is not
+    /// a stop, a key or anything else the organ plays.
+    Remote { action: RemoteAction, pressed: bool },
     /// The first messages of a control's sequence (e.g. the NRPN parameter number).
     Part,
     /// A bitmap or message that parses but changes nothing known (e.g. an unchanged bitmap).
@@ -50,6 +53,8 @@ impl std::fmt::Display for Meaning {
                 f.write_str(&parts.join(", "))
             }
             Meaning::Cancel => f.write_str("General Cancel"),
+            Meaning::Remote { action, pressed: true } => write!(f, "remote: {}", action.describe()),
+            Meaning::Remote { action, pressed: false } => write!(f, "remote: {} (let go)", action.describe()),
             Meaning::Part => f.write_str("(part of a control's message)"),
             Meaning::NoChange => f.write_str("(no change)"),
             Meaning::Unknown => f.write_str("unknown"),
@@ -149,6 +154,9 @@ struct Seq {
 enum SeqMeaning {
     Control(usize, Option<bool>),
     Cancel,
+    /// A `[remote]` piston, pressed or let go. Matched whatever a note-on's velocity (a
+    /// piston's velocity may vary with how it is pressed).
+    Remote(RemoteAction, bool),
 }
 
 /// Decodes messages through one organ definition. Keeps a little state (the last messages, the
@@ -166,6 +174,14 @@ pub struct Decoder {
 
 /// The most messages one control's sequence may span.
 const RECENT: usize = 8;
+
+/// A note-on of any velocity as velocity 1 (the remote's pistons match whatever the velocity).
+fn loose(b: &[u8]) -> Vec<u8> {
+    match b {
+        [s, k, v] if s & 0xF0 == 0x90 && *v > 0 => vec![*s, *k, 1],
+        _ => b.to_vec(),
+    }
+}
 
 /// Note-offs as one form (8n k 0), so 8n k v, 9n k 0 and 8n k 0 all match.
 fn normal(b: &[u8]) -> Vec<u8> {
@@ -205,6 +221,15 @@ impl Decoder {
         if let Some(cancel) = &organ.cancel {
             d.seqs.push(Seq { bytes: bytes(cancel), meaning: SeqMeaning::Cancel });
         }
+        // After the controls and the cancel: at equal length those win (the organ file refuses
+        // a remote message that is one of theirs anyway).
+        for b in &organ.remote {
+            let loose = |ms: &[Message]| ms.iter().map(|m| loose(&normal(m.as_bytes()))).collect::<Vec<_>>();
+            d.seqs.push(Seq { bytes: loose(&b.press), meaning: SeqMeaning::Remote(b.action, true) });
+            if let Some(release) = &b.release {
+                d.seqs.push(Seq { bytes: loose(release), meaning: SeqMeaning::Remote(b.action, false) });
+            }
+        }
         // Longest first, so that a sequence wins over a shorter one it ends with.
         d.seqs.sort_by_key(|s| std::cmp::Reverse(s.bytes.len()));
         d
@@ -225,8 +250,18 @@ impl Decoder {
         let mut controls = Vec::new();
         let mut cancel = false;
         for s in &self.seqs {
-            if s.bytes.len() <= self.recent.len() && self.recent[self.recent.len() - s.bytes.len()..] == s.bytes[..] {
+            let n = s.bytes.len();
+            if n > self.recent.len() {
+                continue;
+            }
+            let tail = &self.recent[self.recent.len() - n..];
+            let matches = match s.meaning {
+                SeqMeaning::Remote(..) => tail.iter().zip(&s.bytes).all(|(r, b)| loose(r) == *b),
+                _ => tail == &s.bytes[..],
+            };
+            if matches {
                 match s.meaning {
+                    SeqMeaning::Remote(action, pressed) => return Meaning::Remote { action, pressed },
                     SeqMeaning::Control(id, st) => {
                         if !controls.iter().any(|(n, _)| *n == self.names[id]) {
                             controls.push((self.names[id].clone(), st));
@@ -360,6 +395,24 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         assert_eq!(d.decode(&both), Meaning::NoChange);
         let one = RolandDataSet { device: 0x10, offset: 0, data: vec![0, 0x08, 0] }.to_bytes();
         assert_eq!(d.decode(&one).to_string(), "Gt Mixture put in");
+    }
+
+    #[test]
+    fn remote_pistons_are_named_and_never_keys_or_stops() {
+        let text = format!(
+            "{ORGAN}[remote]\ngo = {{ note = 20, channel = 16 }}\nstop = {{ nrpn = 5, value = 1, channel = 15 }}\n"
+        );
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let mut d = Decoder::new(&organ);
+        let go = Meaning::Remote { action: RemoteAction::Go, pressed: true };
+        assert_eq!(d.decode(&[0x9F, 20, 127]), go);
+        assert_eq!(d.decode(&[0x9F, 20, 3]), go, "whatever the velocity");
+        assert_eq!(d.decode(&[0x9F, 20, 0]).to_string(), "remote: go on (let go)");
+        assert_eq!(d.decode(&[0x9F, 36, 127]).to_string(), "Gt Principal 4 drawn");
+        assert_eq!(d.decode(&[0x91, 20, 127]), Meaning::Unknown, "another channel");
+        assert_eq!(d.decode(&[0xBE, 99, 0]), Meaning::Part);
+        assert_eq!(d.decode(&[0xBE, 98, 5]), Meaning::Part);
+        assert_eq!(d.decode(&[0xBE, 6, 1]).to_string(), "remote: stop");
     }
 
     #[test]
