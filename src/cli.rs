@@ -560,7 +560,9 @@ pub struct LearnCmd {
     pub all: bool,
 
     /// Learn (or verify) only these: division, stop, coupler or tremulant names, or "General
-    /// Cancel", comma-separated.
+    /// Cancel", comma-separated. "remote" learns the spare pistons that drive organ service
+    /// ([remote]: go, pause, stop, next, previous; one of them: "remote go" …); they are learned
+    /// only when asked for.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub only: Vec<String>,
 
