@@ -5,12 +5,13 @@
 //! the chosen item highlighted, what is playing (verse, bar, tempo, registration), what comes
 //! next, and one help line (`?` shows every key); Enter starts the chosen item or goes on from
 //! a wait. The laptop may be tucked away: `--remote` serves a page for phones that drives the
-//! same service ([`remote`]); without a terminal, `--remote` serves the phones alone.
+//! same service ([`remote`]); without a terminal, `--remote` serves the phones alone. Spare
+//! console pistons mapped in the organ's `[remote]` drive it too (`--from`, [`console`]).
 //!
 //! The parts: [`app`] (the service's state and its [`Action`]s, over the [`session`]), [`keys`]
-//! (the terminal's keys and questions), [`show`] (what the terminal and the phones show),
-//! [`view`] (drawing), [`order`] (the order of service file), [`remote`] (the phone remote's
-//! server). One session — one set of outputs, one clock, so a file record is one continuous
+//! (the terminal's keys and questions), [`console`] (the console's pistons), [`show`] (what the
+//! terminal and the phones show), [`view`] (drawing), [`order`] (the order of service file),
+//! [`remote`] (the phone remote's server). One session — one set of outputs, one clock, so a file record is one continuous
 //! take — serves the whole service; the outputs, the engine of each item, signals, the panic
 //! hook and releasing the keys on every way out are the session's. Control thread (the remote
 //! server runs on its own thread and only sends [`Action`]s here).
