@@ -188,6 +188,93 @@ verses = 1
         out
     }
 
+    /// A private tmux server with one 100×30 pane.
+    struct Tmux(String);
+
+    impl Tmux {
+        fn run(&self, args: &[&str]) -> std::process::Output {
+            std::process::Command::new("tmux").arg("-L").arg(&self.0).args(args).output().expect("tmux runs")
+        }
+
+        fn screen(&self) -> String {
+            String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "svc"]).stdout).into_owned()
+        }
+
+        fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+            let end = Instant::now() + Duration::from_secs(30);
+            loop {
+                let s = self.screen();
+                if ok(&s) {
+                    return s;
+                }
+                assert!(Instant::now() < end, "timed out waiting for {what}; the screen was:\n{s}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    impl Drop for Tmux {
+        fn drop(&mut self) {
+            let _ = self.run(&["kill-server"]);
+        }
+    }
+
+    fn press(console: &mut Console, down: [u8; 3], up: [u8; 3]) {
+        console.send(&[down.to_vec()]);
+        std::thread::sleep(Duration::from_millis(120));
+        console.send(&[up.to_vec()]);
+    }
+
+    /// The same pistons with the terminal view open (in tmux): the view says which pistons are
+    /// mapped, shows what they did, and the laptop's keys still work.
+    fn in_the_terminal_view(dir: &Path, console: &mut Console, order: &str, organ: &str) {
+        if std::process::Command::new("tmux").arg("-V").output().is_err() {
+            assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "tmux is not installed");
+            return say("SKIPPED: console_pistons_drive_a_service, in the terminal view: tmux is not installed");
+        }
+        let record = dir.join("tmux.mid");
+        let exit = dir.join("tmux.exit");
+        let command = format!(
+            "JACK_DEFAULT_SERVER={} {} service {order} --organ {organ} --from jack:{} --to file:{}; echo EXIT=$? > {}",
+            procs::SERVER,
+            env!("CARGO_BIN_EXE_organ"),
+            console.out_port(),
+            record.display(),
+            exit.display()
+        );
+        let tmux = Tmux(format!("organ-console-remote-{}", std::process::id()));
+        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
+        assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+        tmux.wait_for("the pistons on the screen", |s| s.contains("console pistons: go, pause, stop, next"));
+        let connected = procs::wait_for(Duration::from_secs(10), || {
+            let p = console.client().port_by_name(&console.out_port())?;
+            (!p.get_connections().is_empty()).then_some(())
+        });
+        assert!(connected.is_some(), "organ service did not connect to the console's output");
+        press(console, GO, GO_UP);
+        tmux.wait_for("the hymn to play", |s| s.contains("PLAYING") && s.contains("verse 1 of 2"));
+        press(console, STOP, STOP_UP);
+        let s = tmux.wait_for("the stop piston's question", |s| s.contains("press it again within 2 s to stop"));
+        assert!(s.contains("PLAYING"), "one press does not stop:\n{s}");
+        std::thread::sleep(Duration::from_millis(300));
+        press(console, STOP, STOP_UP);
+        tmux.wait_for("the stop", |s| s.contains("stopped: every key released") && !s.contains("PLAYING"));
+        // Next: the second item is chosen; q quits (nothing plays).
+        press(console, [0x9F, 102, 127], [0x8F, 102, 0]);
+        tmux.wait_for("the second item chosen", |s| s.lines().any(|l| l.contains("> ") && l.contains("2. Tallis")));
+        let _ = tmux.run(&["send-keys", "-t", "svc", "q"]);
+        let status = procs::wait_for(Duration::from_secs(15), || std::fs::read_to_string(&exit).ok())
+            .unwrap_or_else(|| panic!("organ service did not quit; the screen was:\n{}", tmux.screen()));
+        assert_eq!(status.trim(), "EXIT=0");
+        let recorded = read_record(&record);
+        let recorded: Vec<&[u8]> = recorded.iter().map(|b| &b[..]).collect();
+        let ons = assert_every_key_released("the terminal view's record", &recorded);
+        assert!(ons > 5, "it played ({ons} keys struck)");
+        say(&format!(
+            "  in the terminal view: started, a single stop ignored, stopped, next chosen, q ({ons} keys struck)"
+        ));
+    }
+
     #[test]
     fn console_pistons_drive_a_service() {
         let dir = Scratch::new("console-remote");
@@ -312,6 +399,7 @@ verses = 1
         let recorded_ons = assert_every_key_released("the file record", &recorded);
         assert_eq!(recorded_ons, heard_ons, "the record and the console agree");
         assert!(heard_ons > 50, "it played ({heard_ons} keys struck)");
+        in_the_terminal_view(&dir.path, &mut r.console, &order, &organ);
         say(&format!(
             "console_pistons_drive_a_service: passed in {:.1} s ({heard_ons} keys struck, waited {:.1} s at the verse end)",
             started.elapsed().as_secs_f64(),
