@@ -11,6 +11,41 @@
 
 mod support;
 
+/// Mistakes are one line each, before anything opens: `--from` with an organ that maps no
+/// piston, and a `[remote]` message that is a key, positioned in the organ file.
+#[test]
+fn from_without_a_remote_table_or_with_a_bad_one_is_one_clear_line() {
+    use support::{organ_command, repo_dir, text};
+    let order = repo_dir().join("scores/services/sunday.toml");
+    let order = order.to_str().unwrap();
+    let out = organ_command(&["service", order, "--from", "jack", "--to", "null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--from: the organ \"St Mary's Church, Fishponds\"") && err.contains("has no [remote] table"),
+        "{err}"
+    );
+
+    let dir = support::Scratch::new("console-remote-bad");
+    let st_marys = std::fs::read_to_string(repo_dir().join("organs/st-marys.toml")).unwrap();
+    let lines = st_marys.lines().count();
+    let bad = dir.path.join("bad.toml");
+    std::fs::write(&bad, format!("{st_marys}[remote]\ngo = {{ note = 60, channel = 2 }}\n")).unwrap();
+    let out = organ_command(&["service", order, "--organ", bad.to_str().unwrap(), "--from", "jack", "--to", "null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let at = format!("{}:{}:6: [remote] go: 91 3C 7F is key 60 of the great division", bad.display(), lines + 2);
+    assert!(err.contains(&at), "{err}\nwanted {at}");
+}
+
 #[cfg(not(feature = "jack"))]
 #[test]
 fn console_pistons_drive_a_service() {
