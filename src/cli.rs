@@ -504,6 +504,14 @@ pub struct ServiceCmd {
     /// once. Without a terminal, organ serves the phones alone until Ctrl-C or SIGTERM.
     #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "")]
     pub remote: Option<String>,
+
+    /// Also take the console's pistons as a remote: the organ's [remote] table maps spare
+    /// pistons or a foot switch to go on, pause at the end of the verse, stop (pressed twice
+    /// within 2 s), next and previous item. The console's MIDI source: port:NAME, port:N or
+    /// jack[:PORT] (as for monitor). Without a terminal, the pistons (and phones) drive the
+    /// service alone, each action and state logged on stdout.
+    #[arg(long, value_name = "SOURCE")]
+    pub from: Option<String>,
 }
 
 impl From<&ServiceCmd> for organ::service::ServiceArgs {
@@ -513,6 +521,7 @@ impl From<&ServiceCmd> for organ::service::ServiceArgs {
             to: c.to.clone(),
             organ: c.organ.clone(),
             remote: c.remote.clone(),
+            from: c.from.clone(),
         }
     }
 }
@@ -551,7 +560,9 @@ pub struct LearnCmd {
     pub all: bool,
 
     /// Learn (or verify) only these: division, stop, coupler or tremulant names, or "General
-    /// Cancel", comma-separated.
+    /// Cancel", comma-separated. "remote" learns the spare pistons that drive organ service
+    /// ([remote]: go, pause, stop, next, previous; one of them: "remote go" …); they are learned
+    /// only when asked for.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub only: Vec<String>,
 

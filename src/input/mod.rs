@@ -4,7 +4,8 @@
 //! with the source's own clock ([`Received::at`], microseconds since the input was opened) and
 //! handed, whole (a SysEx as one message, from F0 to F7), to a crossbeam channel that any
 //! ordinary thread reads ([`Input::messages`]). `organ monitor`, `organ learn`, the recorder
-//! ([`record`]) and later the console remote all read it the same way.
+//! ([`record`]) and the console remote of `organ service --from` ([`crate::service::console`]) all
+//! read it the same way.
 //!
 //! Threads: the backend delivers on its own thread — midir's input thread for ports, JACK's
 //! real-time process callback for JACK (which only copies into a preallocated lock-free ring; a

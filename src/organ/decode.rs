@@ -16,7 +16,7 @@
 //! when it is built), so the audio thread may run them. [`Decoder`] allocates its [`Meaning`]s
 //! and runs on whichever ordinary thread reads the input, never on the real-time path.
 
-use super::Organ;
+use super::{Organ, RemoteAction, RemoteButton};
 
 /// What one received message means on this organ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub enum Meaning {
     Controls(Vec<(String, Option<bool>)>),
     /// The General Cancel.
     Cancel,
+    /// A `[remote]` piston pressed (`pressed`) or let go: it drives `organ service`, and is not
+    /// a stop, a key or anything else the organ plays.
+    Remote { action: RemoteAction, pressed: bool },
     /// The first messages of a control's sequence (e.g. the NRPN parameter number).
     Part,
     /// A bitmap or message that parses but changes nothing known (e.g. an unchanged bitmap).
@@ -53,6 +56,8 @@ impl std::fmt::Display for Meaning {
                 f.write_str(&parts.join(", "))
             }
             Meaning::Cancel => f.write_str("General Cancel"),
+            Meaning::Remote { action, pressed: true } => write!(f, "remote: {}", action.describe()),
+            Meaning::Remote { action, pressed: false } => write!(f, "remote: {} (let go)", action.describe()),
             Meaning::Part => f.write_str("(part of a control's message)"),
             Meaning::NoChange => f.write_str("(no change)"),
             Meaning::Unknown => f.write_str("unknown"),
@@ -203,6 +208,16 @@ impl MsgKey {
         }
         MsgKey { len: bytes.len() as u32, head, hash }
     }
+
+    /// A note-on of any velocity as velocity 1, everything else as it is: a `[remote]`
+    /// piston matches whatever velocity it is pressed with.
+    pub fn loose(self) -> MsgKey {
+        if self.len == 3 && self.head[0] & 0xF0 == 0x90 && self.head[2] > 0 {
+            MsgKey::of(&[self.head[0], self.head[1], 1])
+        } else {
+            self
+        }
+    }
 }
 
 /// What a control message does.
@@ -232,6 +247,12 @@ pub enum ConsoleEvent {
     },
     /// The General Cancel: every stop, coupler and tremulant in.
     Cancel,
+    /// A `[remote]` piston pressed or let go (only from a decoder built
+    /// [`ConsoleDecoder::with_remote`]): it changes nothing on the console.
+    Remote {
+        action: RemoteAction,
+        pressed: bool,
+    },
 }
 
 /// What [`ConsoleDecoder::feed`] made of a message.
@@ -295,6 +316,11 @@ pub struct ConsoleDecoder {
     divisions: Vec<DivisionWire>,
     history: Vec<MsgKey>,
     longest: usize,
+    /// The `[remote]` pistons' sequences, their note-ons at any velocity ([`MsgKey::loose`]),
+    /// longest first; matched after the controls and the cancel (the organ file refuses a
+    /// remote message that is one of theirs anyway), against the same messages loosened.
+    remote: Vec<Pattern>,
+    loose_history: Vec<MsgKey>,
 }
 
 impl ConsoleDecoder {
@@ -351,7 +377,33 @@ impl ConsoleDecoder {
             divisions: divisions.to_vec(),
             history: Vec::with_capacity(longest),
             longest,
+            remote: Vec::new(),
+            loose_history: Vec::new(),
         }
+    }
+
+    /// The same decoder, also reading these `[remote]` pistons (pressed, and let go where the
+    /// organ file gives a release).
+    pub fn with_remote(mut self, buttons: &[RemoteButton]) -> ConsoleDecoder {
+        let keys =
+            |ms: &[crate::midi::Message]| ms.iter().map(|m| MsgKey::of(m.as_bytes()).loose()).collect::<Vec<_>>();
+        for b in buttons {
+            let press = keys(&b.press);
+            self.remote.push(Pattern { seq: press, event: ConsoleEvent::Remote { action: b.action, pressed: true } });
+            if let Some(release) = &b.release {
+                let event = ConsoleEvent::Remote { action: b.action, pressed: false };
+                self.remote.push(Pattern { seq: keys(release), event });
+            }
+        }
+        self.remote.retain(|p| !p.seq.is_empty());
+        self.remote.sort_by_key(|p| std::cmp::Reverse(p.seq.len()));
+        for p in &self.remote {
+            self.parts.extend(p.seq[..p.seq.len() - 1].iter().copied());
+            self.longest = self.longest.max(p.seq.len());
+        }
+        self.history = Vec::with_capacity(self.longest);
+        self.loose_history = Vec::with_capacity(self.longest);
+        self
     }
 
     /// Decodes one message, known by its key and, where the caller still has them, its bytes
@@ -376,6 +428,12 @@ impl ConsoleDecoder {
             self.history.remove(0);
         }
         self.history.push(m);
+        if !self.remote.is_empty() {
+            if self.loose_history.len() == self.longest {
+                self.loose_history.remove(0);
+            }
+            self.loose_history.push(m.loose());
+        }
         if !self.bitmaps.is_empty() {
             let set = match bytes {
                 Some(b) => DataSetRef::parse(b),
@@ -394,9 +452,18 @@ impl ConsoleDecoder {
         for p in &self.patterns {
             if self.history.ends_with(&p.seq) {
                 self.history.clear();
+                self.loose_history.clear();
                 if p.event == ConsoleEvent::Cancel {
                     self.bits.iter_mut().for_each(|b| *b = None);
                 }
+                out(p.event);
+                return Heard::Events;
+            }
+        }
+        for p in &self.remote {
+            if self.loose_history.ends_with(&p.seq) {
+                self.history.clear();
+                self.loose_history.clear();
                 out(p.event);
                 return Heard::Events;
             }
@@ -454,7 +521,8 @@ impl Decoder {
                 &divisions,
                 messages.iter().map(|(on, off)| ControlWire { on, off }),
                 cancel.as_deref(),
-            ),
+            )
+            .with_remote(&organ.remote),
             names: organ.controls.iter().map(|c| c.name.clone()).collect(),
             divisions: organ.divisions.iter().map(|d| d.name.clone()).collect(),
         }
@@ -477,6 +545,7 @@ impl Decoder {
                 controls.push((self.names[usize::from(id)].clone(), drawn));
             }
             ConsoleEvent::Cancel => meaning = Some(Meaning::Cancel),
+            ConsoleEvent::Remote { action, pressed } => meaning = Some(Meaning::Remote { action, pressed }),
             // Named by the callers that act on it (recording), from the bytes.
             ConsoleEvent::AllNotesOff { .. } => meaning = Some(Meaning::Unknown),
         });
@@ -633,6 +702,24 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         assert_eq!(d.decode(&[0x91, 30, 80]), Meaning::Unknown);
         // All notes off on a division's channel is left to the callers (by its bytes).
         assert_eq!(d.decode(&[0xB1, 123, 0]), Meaning::Unknown);
+    }
+
+    #[test]
+    fn remote_pistons_are_named_and_never_keys_or_stops() {
+        let text = format!(
+            "{ORGAN}[remote]\ngo = {{ note = 20, channel = 16 }}\nstop = {{ nrpn = 5, value = 1, channel = 15 }}\n"
+        );
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let mut d = Decoder::new(&organ);
+        let go = Meaning::Remote { action: RemoteAction::Go, pressed: true };
+        assert_eq!(d.decode(&[0x9F, 20, 127]), go);
+        assert_eq!(d.decode(&[0x9F, 20, 3]), go, "whatever the velocity");
+        assert_eq!(d.decode(&[0x9F, 20, 0]).to_string(), "remote: go on (let go)");
+        assert_eq!(d.decode(&[0x9F, 36, 127]).to_string(), "Gt Principal 4 drawn");
+        assert_eq!(d.decode(&[0x91, 20, 127]), Meaning::Unknown, "another channel");
+        assert_eq!(d.decode(&[0xBE, 99, 0]), Meaning::Part);
+        assert_eq!(d.decode(&[0xBE, 98, 5]), Meaning::Part);
+        assert_eq!(d.decode(&[0xBE, 6, 1]).to_string(), "remote: stop");
     }
 
     #[test]

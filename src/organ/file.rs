@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::{
     ConfigError, Control, ControlKind, CouplerAction, DisconnectPolicy, Division, Expression, Location, Organ, Preset,
+    RemoteAction, RemoteButton,
 };
 use crate::midi::{Channel, Message, Micros, ShortMsg, parse_hex};
 use crate::text::{did_you_mean, line_col, normalize_name};
@@ -54,6 +55,18 @@ struct OrganFile {
     preset: Option<Ordered<Vec<Spanned<String>>>>,
     cancel: Option<CancelFile>,
     timing: Option<TimingFile>,
+    remote: Option<Spanned<RemoteFile>>,
+}
+
+/// `[remote]`: which console message means what to `organ service` (see [`super::RemoteAction`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteFile {
+    go: Option<Spanned<MsgFile>>,
+    pause: Option<Spanned<MsgFile>>,
+    stop: Option<Spanned<MsgFile>>,
+    next: Option<Spanned<MsgFile>>,
+    previous: Option<Spanned<MsgFile>>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +414,10 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
     if let Some(o) = &f.output {
         check_default_output(&ctx, o)?;
     }
+    let remote = match &f.remote {
+        None => Vec::new(),
+        Some(r) => parse_remote(&ctx, r.get_ref(), &divisions, &controls, cancel.as_deref())?,
+    };
     let output = f.output.map(|o| o.into_inner());
     let name = f.name.get_ref().trim().to_string();
     if name.is_empty() {
@@ -419,7 +436,102 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Organ, ConfigError> {
         stop_pace,
         output,
         on_disconnect,
+        remote,
     })
+}
+
+/// `[remote]`: each key's message as written (the note and cc forms also give the release the
+/// console sends when the piston is let go). A remote message is only ever read from the
+/// console, never sent; it may not be something the console sends for another reason — a key
+/// of a division (a note played, or echoed back from what organ plays, must never drive the
+/// service), a channel-mode message (organ's own CC 123 echoed back), a division's expression
+/// pedal, a stop's or coupler's message, the General Cancel, a stop bitmap, another remote key.
+fn parse_remote(
+    ctx: &Ctx,
+    r: &RemoteFile,
+    divisions: &[Division],
+    controls: &[Control],
+    cancel: Option<&[Message]>,
+) -> Result<Vec<RemoteButton>, ConfigError> {
+    let written = [(RemoteAction::Go, &r.go), (RemoteAction::Pause, &r.pause), (RemoteAction::Stop, &r.stop)];
+    let written = written.into_iter().chain([(RemoteAction::Next, &r.next), (RemoteAction::Previous, &r.previous)]);
+    let mut buttons: Vec<RemoteButton> = Vec::new();
+    for (action, m) in written {
+        let Some(m) = m else { continue };
+        let key = action.key();
+        let (form, press) = message(ctx, m, Role::On)?;
+        let name = Spanned::new(m.span(), String::new());
+        let release = off_messages(ctx, "", &name, &form, None).ok();
+        let fail = |why: String| Err(ctx.err(m.span(), format!("[remote] {key}: {why}")));
+        for msg in press.iter().chain(release.iter().flatten()) {
+            let Message::Short(s) = msg else { continue };
+            let b = s.as_bytes();
+            if let Some((ch, k)) = s.as_note_on().or_else(|| s.as_note_off())
+                && let Some(d) = divisions.iter().find(|d| d.channel == ch && (d.compass.0..=d.compass.1).contains(&k))
+            {
+                return fail(format!(
+                    "{} is key {k} of the {} division (channel {}, compass {}-{}): playing that key, or the console \
+                     echoing what organ plays, would drive the service; use a channel or note the keys do not use",
+                    crate::midi::HexBytes(b),
+                    d.name,
+                    ch.user(),
+                    d.compass.0,
+                    d.compass.1
+                ));
+            }
+            if b.len() == 3 && b[0] & 0xF0 == 0xB0 {
+                if b[1] >= 120 {
+                    return fail(format!(
+                        "cc = {} is a channel-mode message (120-127; organ itself sends 123, all notes off, when it \
+                         stops), which the console may echo back; use another controller",
+                        b[1]
+                    ));
+                }
+                if let Some(d) = divisions
+                    .iter()
+                    .find(|d| d.expression.is_some_and(|e| e.cc == b[1] && e.channel.wire() == b[0] & 0x0F))
+                {
+                    return fail(format!(
+                        "cc = {} on channel {} is the {} division's expression pedal; use another controller",
+                        b[1],
+                        (b[0] & 0x0F) + 1,
+                        d.name
+                    ));
+                }
+            }
+        }
+        let form = console_form(&press);
+        for c in controls {
+            let same = console_form(&c.on) == form || console_form(&c.off) == form;
+            if same {
+                return fail(format!(
+                    "it is \"{}\"'s message: drawing or putting in that control (or organ doing so) would drive \
+                     the service; give the piston its own message",
+                    c.name
+                ));
+            }
+            if let ([Message::Sysex(ours)], [on]) = (press.as_slice(), c.on.as_slice())
+                && let (Some(a), Some(b)) =
+                    (super::decode::RolandDataSet::parse(ours), super::decode::RolandDataSet::parse(on.as_bytes()))
+                && a.device == b.device
+            {
+                return fail(format!(
+                    "a Roland data set on device {:02X}, which is read as the stop bitmap of \"{}\"; use another message",
+                    a.device, c.name
+                ));
+            }
+        }
+        if cancel.is_some_and(|c| console_form(c) == form) {
+            return fail(
+                "it is the General Cancel's message ([cancel] message); give the piston its own message".into(),
+            );
+        }
+        if let Some(other) = buttons.iter().find(|b| console_form(&b.press) == form) {
+            return fail(format!("the same message as [remote] {}; give each its own message", other.action.key()));
+        }
+        buttons.push(RemoteButton { action, press, release });
+    }
+    Ok(buttons)
 }
 
 /// `[division.<name>]`: one letter code, a channel of its own, the compass.
@@ -1044,6 +1156,53 @@ stop_pace_ms = 0
         assert!(e.starts_with("t.toml:6:14: expression cc = 123 is out of range"), "{e}");
         let e = err(&MIN.replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 99 }"));
         assert!(e.contains("selects banks or parameters"), "{e}");
+    }
+
+    #[test]
+    fn remote_pistons_and_their_errors() {
+        use crate::organ::RemoteAction as R;
+        let with = |remote: &str| format!("{MIN}[remote]\n{remote}\n");
+        let o = Organ::from_toml(
+            &with("go = { note = 10, channel = 15 }\nstop = { program = 9, channel = 15 }\nnext = { cc = 64, channel = 14 }"),
+            "t.toml",
+        )
+        .unwrap();
+        let go = o.remote_button(R::Go).unwrap();
+        assert_eq!(go.press[0].as_bytes(), &[0x9E, 10, 127]);
+        assert_eq!(go.release.as_ref().unwrap()[0].as_bytes(), &[0x8E, 10, 0], "a note's release is inferred");
+        assert_eq!(o.remote_button(R::Stop).unwrap().release, None, "a program change has none");
+        assert_eq!(o.remote_button(R::Next).unwrap().release.as_ref().unwrap()[0].as_bytes(), &[0xBD, 64, 0]);
+        assert!(o.remote_button(R::Pause).is_none());
+        assert!(Organ::from_toml(MIN, "t.toml").unwrap().remote.is_empty());
+
+        // Line 35 is the first line under [remote].
+        let cases = [
+            // A key of a division: playing it (or the console echoing organ) would drive the service.
+            ("go = { note = 60, channel = 2 }", "t.toml:35:6: [remote] go: 91 3C 7F is key 60 of the great division"),
+            ("pause = { raw = \"F0 7D F7 80 28 00\" }", "t.toml:35:9: [remote] pause: 80 28 00 is key 40 of the swell"),
+            (
+                "stop = { cc = 123, value = 0, channel = 1 }",
+                "t.toml:35:8: [remote] stop: cc = 123 is a channel-mode message",
+            ),
+            ("go = { note = 36, channel = 16 }", "t.toml:35:6: [remote] go: it is \"Sw Open Diapason 8\"'s message"),
+            ("go = { program = 6, channel = 16 }", "[remote] go: it is \"Sw to Ped\"'s message"),
+            ("go = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }", "[remote] go: it is the General Cancel's message"),
+            (
+                "go = { note = 10, channel = 15 }\nnext = { note = 10, channel = 15, velocity = 1 }",
+                "t.toml:36:8: [remote] next: the same message as [remote] go",
+            ),
+            ("go = { note = 10 }", "t.toml:35:6: the note message needs a channel (1-16)"),
+            ("goo = { note = 10, channel = 15 }", "t.toml:35:1: unknown field `goo`, expected one of `go`, `pause`"),
+        ];
+        for (remote, want) in cases {
+            let e = err(&with(remote));
+            assert!(e.contains(want), "{remote}:\n{e}\nwanted: {want}");
+        }
+        let expr = with("pause = { cc = 11, value = 127, channel = 1 }")
+            .replace("code = \"S\"\nchannel = 1", "code = \"S\"\nchannel = 1\nexpression = { cc = 11 }");
+        assert!(err(&expr).contains("[remote] pause: cc = 11 on channel 1 is the swell division's expression pedal"));
+        // Notes outside every compass, or on another channel, are fine.
+        assert!(Organ::from_toml(&with("go = { note = 10, channel = 1 }"), "t.toml").is_ok());
     }
 
     #[test]

@@ -50,6 +50,66 @@ pub struct Organ {
     pub output: Option<String>,
     /// What to do when a wireless link drops mid-piece (`on_disconnect = "pause" | "continue"`).
     pub on_disconnect: DisconnectPolicy,
+    /// `[remote]`: console pistons or a foot switch that drive `organ service` (empty when the
+    /// file has none). Read from the console only; nothing here is ever sent.
+    pub remote: Vec<RemoteButton>,
+}
+
+/// What a console piston mapped in `[remote]` asks of `organ service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RemoteAction {
+    /// `go`: start the chosen item, or go on from the end of a verse, a fermata or a pause.
+    Go,
+    /// `pause`: pause at the end of this verse (pressed again: don't).
+    Pause,
+    /// `stop`: stop now, every key released. Pressed twice within
+    /// [`REMOTE_STOP_WINDOW_MS`] only, so that one stray press cannot cut a hymn.
+    Stop,
+    /// `next`: choose the next item of the order of service.
+    Next,
+    /// `previous`: choose the item before.
+    Previous,
+}
+
+/// A `[remote] stop` piston stops only when pressed a second time within this many
+/// milliseconds of the first press.
+pub const REMOTE_STOP_WINDOW_MS: u64 = 2000;
+
+impl RemoteAction {
+    /// Every action, in the order of the file's keys.
+    pub const ALL: [RemoteAction; 5] =
+        [RemoteAction::Go, RemoteAction::Pause, RemoteAction::Stop, RemoteAction::Next, RemoteAction::Previous];
+
+    /// Its key in `[remote]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            RemoteAction::Go => "go",
+            RemoteAction::Pause => "pause",
+            RemoteAction::Stop => "stop",
+            RemoteAction::Next => "next",
+            RemoteAction::Previous => "previous",
+        }
+    }
+
+    /// What it does, for people ("go on", "pause at the end of the verse" …).
+    pub fn describe(self) -> &'static str {
+        match self {
+            RemoteAction::Go => "go on",
+            RemoteAction::Pause => "pause at the end of the verse",
+            RemoteAction::Stop => "stop",
+            RemoteAction::Next => "next item",
+            RemoteAction::Previous => "previous item",
+        }
+    }
+}
+
+/// One `[remote]` key: the message the console sends when the piston is pressed, and the one
+/// it sends when it is let go (inferred for the note and cc forms; `None` otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteButton {
+    pub action: RemoteAction,
+    pub press: Vec<Message>,
+    pub release: Option<Vec<Message>>,
 }
 
 /// What playback does while an output's link is down.
@@ -319,6 +379,11 @@ impl Organ {
     /// in ([`Organ::everything_in_at_start`]).
     pub fn start_is_known(&self) -> bool {
         self.cancel.is_some() || self.everything_in_at_start || self.toggles().next().is_none()
+    }
+
+    /// The `[remote]` piston mapped to `action`, if any.
+    pub fn remote_button(&self, action: RemoteAction) -> Option<&RemoteButton> {
+        self.remote.iter().find(|b| b.action == action)
     }
 }
 

@@ -5,12 +5,13 @@
 //! the chosen item highlighted, what is playing (verse, bar, tempo, registration), what comes
 //! next, and one help line (`?` shows every key); Enter starts the chosen item or goes on from
 //! a wait. The laptop may be tucked away: `--remote` serves a page for phones that drives the
-//! same service ([`remote`]); without a terminal, `--remote` serves the phones alone.
+//! same service ([`remote`]); without a terminal, `--remote` serves the phones alone. Spare
+//! console pistons mapped in the organ's `[remote]` drive it too (`--from`, [`console`]).
 //!
 //! The parts: [`app`] (the service's state and its [`Action`]s, over the [`session`]), [`keys`]
-//! (the terminal's keys and questions), [`show`] (what the terminal and the phones show),
-//! [`view`] (drawing), [`order`] (the order of service file), [`remote`] (the phone remote's
-//! server). One session — one set of outputs, one clock, so a file record is one continuous
+//! (the terminal's keys and questions), [`console`] (the console's pistons), [`show`] (what the
+//! terminal and the phones show), [`view`] (drawing), [`order`] (the order of service file),
+//! [`remote`] (the phone remote's server). One session — one set of outputs, one clock, so a file record is one continuous
 //! take — serves the whole service; the outputs, the engine of each item, signals, the panic
 //! hook and releasing the keys on every way out are the session's. Control thread (the remote
 //! server runs on its own thread and only sends [`Action`]s here).
@@ -22,6 +23,7 @@
 //! also runs while unwinding.
 
 pub mod app;
+pub mod console;
 pub mod keys;
 pub mod order;
 pub mod remote;
@@ -40,6 +42,7 @@ use crate::app::{Error, Status};
 use crate::engine;
 use crate::session::{self, Session};
 pub use app::{Action, Answer, Played, Service};
+use console::ConsoleRemote;
 use keys::Keys;
 use remote::{Listen, Remote};
 
@@ -51,6 +54,8 @@ pub struct ServiceArgs {
     pub organ: Option<String>,
     /// `--remote [ADDRESS]`: serve the phone remote (`""`: on this computer only).
     pub remote: Option<String>,
+    /// `--from SOURCE`: the console's MIDI input, whose `[remote]` pistons drive the service.
+    pub from: Option<String>,
 }
 
 /// Restores the terminal when dropped (also while unwinding from a panic): the normal screen,
@@ -71,13 +76,20 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     let order = order::load(&a.file, a.organ.as_deref())?;
     let listen = a.remote.as_deref().map(Listen::parse).transpose().map_err(|e| Error::Usage(e.to_string()))?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if !terminal && listen.is_none() {
+    if !terminal && listen.is_none() && a.from.is_none() {
         return Err(Error::Usage(
-            "organ service draws a full-screen view: run it in a terminal, or give --remote to serve the phone remote without one (to play one score, use organ play)"
+            "organ service draws a full-screen view: run it in a terminal, or give --remote (phones) or --from (the console's [remote] pistons) to be driven without one (to play one score, use organ play)"
                 .into(),
         ));
     }
     let first_organ = &order.items[0].organ;
+    // The console's pistons are read through the organ of the first item (the console's).
+    let mut console = a
+        .from
+        .as_deref()
+        .map(|spec| ConsoleRemote::open(spec, first_organ))
+        .transpose()
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let default = order.output.as_deref().or(first_organ.output.as_deref());
     let specs = session::output_specs(&a.to, default, &order.source)?;
     let session = Session::new(specs, first_organ.on_disconnect);
@@ -88,13 +100,17 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     // The terminal outlives the view: it is restored only once every key is released and the
     // files are written (restoring a terminal that is gone may fail, even panic).
     let mut screen = if terminal { Some(open_terminal()?) } else { None };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (&remote, &mut screen) {
-        (Some(r), None) => {
-            print_remote(r, &svc);
-            serve_headless(&mut svc, r, &AtomicBool::new(false));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut screen {
+        None => {
+            if let Some(r) = &remote {
+                print_remote(r, &svc);
+            }
+            if let Some(c) = &console {
+                print_console(c, &svc);
+            }
+            serve_without_terminal(&mut svc, remote.as_ref(), console.as_mut(), &AtomicBool::new(false));
         }
-        (_, Some((_, t))) => run_terminal(&mut svc, remote.as_ref(), t),
-        (None, None) => {}
+        Some((_, t)) => run_terminal(&mut svc, remote.as_ref(), console.as_mut(), t),
     }));
     // Whatever happened, nothing may keep sounding: stop and join the engine, then write files.
     let finished = svc.finish();
@@ -151,18 +167,85 @@ fn print_remote(r: &Remote, svc: &Service) {
     let _ = out.flush();
 }
 
+/// The console remote's input and pistons on standard output (no terminal view).
+fn print_console(c: &ConsoleRemote, svc: &Service) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "organ: the console's pistons ({}) drive \"{}\" from {} (stop: press it twice within {} s)",
+        c.mapped,
+        crate::input::printable(&svc.order().title),
+        crate::input::printable(c.name()),
+        crate::organ::REMOTE_STOP_WINDOW_MS / 1000
+    );
+    let _ = writeln!(out, "organ: no terminal: Ctrl-C or SIGTERM ends the service (every key released)");
+    let _ = out.flush();
+}
+
 /// The service driven by the phone remote alone, until a signal (or `stop`).
 pub fn serve_headless(svc: &mut Service, remote: &Remote, stop: &AtomicBool) {
+    serve_without_terminal(svc, Some(remote), None, stop);
+}
+
+/// The service driven by the phones and/or the console's pistons, without a terminal, until a
+/// signal (or `stop`). With the console remote, what it does and where the service is are
+/// logged on standard output, one line each.
+fn serve_without_terminal(
+    svc: &mut Service,
+    remote: Option<&Remote>,
+    mut console: Option<&mut ConsoleRemote>,
+    stop: &AtomicBool,
+) {
+    let never_actions = crossbeam_channel::never();
+    let never_console = crossbeam_channel::never();
+    let mut last_status = String::new();
     while !engine::STOP_ALL.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
         svc.poll();
-        remote.publish(&svc.remote_state());
-        if let Ok(a) = remote.actions().recv_timeout(Duration::from_millis(50)) {
-            remote_action(svc, a);
-            while let Ok(a) = remote.actions().try_recv() {
-                remote_action(svc, a);
+        if let Some(r) = remote {
+            r.publish(&svc.remote_state());
+        }
+        if console.is_some() {
+            let status = svc.status_line();
+            if status != last_status {
+                out!("organ: {status}");
+                last_status = status;
             }
         }
+        let actions = remote.map_or(&never_actions, |r| r.actions());
+        let heard = console.as_deref().map_or(&never_console, |c| c.messages()).clone();
+        crossbeam_channel::select! {
+            recv(actions) -> a => if let Ok(a) = a {
+                remote_action(svc, a);
+                while let Ok(a) = actions.try_recv() {
+                    remote_action(svc, a);
+                }
+            },
+            recv(heard) -> r => if let (Ok(r), Some(c)) = (r, console.as_deref_mut()) {
+                if let Some(said) = console_step(svc, c, &r) {
+                    out!("organ: console: {said}");
+                }
+            },
+            default(Duration::from_millis(50)) => {}
+        }
     }
+}
+
+/// A message from the console: a piston's action carried out as a phone's would be. Returns
+/// what was done, for the log (and shows it on the screen).
+fn console_step(svc: &mut Service, c: &mut ConsoleRemote, r: &crate::input::Received) -> Option<String> {
+    let step = c.heard(r)?;
+    let said = match step {
+        console::Step::StopArmed => {
+            svc.message =
+                format!("stop piston: press it again within {} s to stop", crate::organ::REMOTE_STOP_WINDOW_MS / 1000);
+            svc.message.clone()
+        }
+        console::Step::Act(what, a) => {
+            remote_action(svc, a);
+            format!("{} ({})", what.describe(), svc.message)
+        }
+    };
+    Some(said)
 }
 
 /// An action from a phone. A phone asks no questions: its stop was held to confirm, and Go
@@ -184,7 +267,7 @@ fn open_terminal() -> Result<(TerminalGuard, Term), Error> {
     Ok((guard, terminal))
 }
 
-fn run_terminal(svc: &mut Service, remote: Option<&Remote>, terminal: &mut Term) {
+fn run_terminal(svc: &mut Service, remote: Option<&Remote>, console: Option<&mut ConsoleRemote>, terminal: &mut Term) {
     let mut keys = Keys::default();
     let mut remote_line = String::new();
     if let Some(r) = remote {
@@ -194,13 +277,25 @@ fn run_terminal(svc: &mut Service, remote: Option<&Remote>, terminal: &mut Term)
         remote_line = format!("remote: {} · PIN {} · w: QR code", r.url, r.pin);
         keys.show_remote();
     }
-    terminal_loop(svc, remote, &mut keys, &remote_line, terminal)
+    if let Some(c) = &console {
+        let piston = format!("console pistons: {}", c.mapped);
+        remote_line = if remote_line.is_empty() { piston } else { format!("{remote_line} · {piston}") };
+    }
+    terminal_loop(svc, (remote, console), &mut keys, &remote_line, terminal)
 }
 
-fn terminal_loop(svc: &mut Service, remote: Option<&Remote>, keys: &mut Keys, remote_line: &str, terminal: &mut Term) {
+fn terminal_loop(
+    svc: &mut Service,
+    (remote, mut console): (Option<&Remote>, Option<&mut ConsoleRemote>),
+    keys: &mut Keys,
+    remote_line: &str,
+    terminal: &mut Term,
+) {
     let key_rx = crate::term::key_reader();
     let never = crossbeam_channel::never();
     let actions = remote.map_or(&never, |r| r.actions());
+    let never_console = crossbeam_channel::never();
+    let heard = console.as_deref().map_or(&never_console, |c| c.messages()).clone();
     let mut taken_back = crate::term::taken_back();
     while !keys.quit {
         if engine::STOP_ALL.load(Ordering::SeqCst) {
@@ -232,6 +327,9 @@ fn terminal_loop(svc: &mut Service, remote: Option<&Remote>, keys: &mut Keys, re
                 }
             },
             recv(actions) -> a => if let Ok(a) = a { remote_action(svc, a) },
+            recv(heard) -> r => if let (Ok(r), Some(c)) = (r, console.as_deref_mut()) {
+                console_step(svc, c, &r);
+            },
             default(Duration::from_millis(50)) => {}
         }
     }

@@ -128,6 +128,20 @@ impl Service {
         lines
     }
 
+    /// One line of where the service is, for a log (no bar: it changes only when the state,
+    /// the item or the section does): "1. Gloria: verse-end, verse 1 of 3", "idle, chosen: 2.
+    /// Amen".
+    pub fn status_line(&self) -> String {
+        let s = self.remote_state();
+        let item = |i: usize| crate::input::printable(&format!("{}. {}", i + 1, self.order.items[i].title));
+        let line = match s.playing {
+            Some(i) if s.section.is_empty() => format!("{}: {}", item(i), s.state),
+            Some(i) => format!("{}: {}, {}", item(i), s.state, s.section),
+            None => format!("idle, chosen: {}", item(s.selected)),
+        };
+        if s.pause_at_verse_end { format!("{line} (will pause at the end of the verse)") } else { line }
+    }
+
     /// The phone remote's view of the service.
     pub fn remote_state(&self) -> RemoteState {
         let progress = self.session.progress();

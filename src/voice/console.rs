@@ -83,6 +83,8 @@ impl Console {
                 self.drawn.iter_mut().for_each(|d| *d = false);
                 true
             }
+            // A `[remote]` piston drives `organ service`; the console's sound does not change.
+            ConsoleEvent::Remote { .. } => false,
         }
     }
 

@@ -14,6 +14,7 @@ use super::LearnError;
 use super::classify::{Binding, Form};
 use crate::grandorgue::names::{abbreviates, normalize};
 use crate::midi::{Channel, HexBytes};
+use crate::organ::RemoteAction;
 use crate::text::normalize_name;
 
 /// The arrays of controls, in the order the organ definition loads them.
@@ -29,6 +30,8 @@ pub enum Item {
     Control { array: &'static str, index: usize, name: String },
     /// Press the General Cancel piston.
     Cancel,
+    /// Press the piston (or foot switch) that is to do this in `organ service` (`[remote]`).
+    Remote(RemoteAction),
 }
 
 impl Item {
@@ -37,7 +40,20 @@ impl Item {
             Item::Division(n) => n,
             Item::Control { name, .. } => name,
             Item::Cancel => "General Cancel",
+            Item::Remote(a) => remote_name(*a),
         }
+    }
+}
+
+/// `remote go`, `remote pause` …: how `organ learn` names a `[remote]` piston (and how
+/// `--only` picks it; `--only remote` picks them all).
+pub fn remote_name(a: RemoteAction) -> &'static str {
+    match a {
+        RemoteAction::Go => "remote go",
+        RemoteAction::Pause => "remote pause",
+        RemoteAction::Stop => "remote stop",
+        RemoteAction::Next => "remote next",
+        RemoteAction::Previous => "remote previous",
     }
 }
 
@@ -183,7 +199,46 @@ impl OrganDoc {
         if wanted("General Cancel", cancel_known) {
             items.push(Item::Cancel);
         }
+        // The remote's pistons only when asked for: not every console has spare ones.
+        let all_remote = only.iter().any(|o| normalize_name(o) == "remote");
+        for a in RemoteAction::ALL {
+            if all_remote || only.iter().any(|o| normalize_name(o) == normalize_name(remote_name(a))) {
+                items.push(Item::Remote(a));
+            }
+        }
         items
+    }
+
+    /// The `[remote]` pistons already written: (name, bytes of its messages).
+    pub fn remote_messages(&self) -> Vec<(String, Vec<Vec<u8>>)> {
+        let Some(t) = self.doc.get("remote").and_then(TomlItem::as_table_like) else { return Vec::new() };
+        RemoteAction::ALL
+            .iter()
+            .filter_map(|a| {
+                let v = t.get(a.key())?.as_value()?;
+                let (msgs, _) = crate::organ::parse_message_text(&v.to_string(), false).ok()?;
+                Some((remote_name(*a).to_string(), msgs.iter().map(|m| m.as_bytes().to_vec()).collect()))
+            })
+            .collect()
+    }
+
+    /// The General Cancel as written, if any.
+    pub fn cancel_message(&self) -> Option<Vec<Vec<u8>>> {
+        let v = self.doc.get("cancel")?.get("message")?.as_value()?;
+        let (msgs, _) = crate::organ::parse_message_text(&v.to_string(), false).ok()?;
+        Some(msgs.iter().map(|m| m.as_bytes().to_vec()).collect())
+    }
+
+    /// Writes a `[remote]` piston.
+    pub fn set_remote(&mut self, action: RemoteAction, form: &Form) {
+        if self.doc.get("remote").and_then(TomlItem::as_table_like).is_none() {
+            self.doc.insert("remote", TomlItem::Table(Table::new()));
+        }
+        let r = self.doc.get_mut("remote").and_then(TomlItem::as_table_like_mut).expect("just made");
+        let mut v = Value::InlineTable(inline(form));
+        v.decor_mut()
+            .set_suffix(format!("  # learned: the piston that does \"{}\" in organ service", action.describe()));
+        r.insert(action.key(), TomlItem::Value(v));
     }
 
     /// The messages controls already have (`on`, and `off` where written), for flagging a

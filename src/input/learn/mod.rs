@@ -172,6 +172,7 @@ impl<W: Write> Session<'_, W> {
                 Item::Division(name) => self.division(name)?,
                 Item::Control { array, index, name } => self.control(array, *index, name)?,
                 Item::Cancel => self.cancel()?,
+                Item::Remote(a) => self.remote(*a)?,
             };
             match done {
                 Done::Next => {
@@ -387,6 +388,82 @@ impl<W: Write> Session<'_, W> {
     }
 }
 
+impl<W: Write> Session<'_, W> {
+    /// A `[remote]` piston for `organ service`: its own message, which must not be a key, a
+    /// control's, the General Cancel's or another remote piston's (a burst of stop state after
+    /// it is the console's report, not bound, as for the General Cancel).
+    fn remote(&mut self, action: crate::organ::RemoteAction) -> Result<Done, LearnError> {
+        let name = doc::remote_name(action);
+        let h = self.ask(&format!("press: {name}"));
+        let msgs = match self.heard(h, name, "press") {
+            Ok(m) => m,
+            Err(d) => return Ok(d),
+        };
+        let norm = |b: &[u8]| match *b {
+            [s, k, v] if s & 0xF0 == 0x90 && v > 0 => vec![s, k, 1],
+            [s, k, _] if s & 0xF0 == 0x90 || s & 0xF0 == 0x80 => vec![0x80 | (s & 0x0F), k, 0],
+            _ => b.to_vec(),
+        };
+        let controls: Vec<Vec<u8>> =
+            self.doc.known_messages().into_iter().flat_map(|(_, m)| m).flatten().map(|m| norm(&m)).collect();
+        let msgs = without_releases(&msgs);
+        let outcome = classify::piston(&msgs, |m| controls.contains(&norm(m))).and_then(|p| {
+            let f = p.message.ok_or("only the stops' own messages arrived (a piston that draws stops)")?;
+            let mine: Vec<Vec<u8>> = f.messages().iter().map(|m| norm(m)).collect();
+            let taken = |other: &[Vec<u8>]| other.iter().map(|m| norm(m)).collect::<Vec<_>>() == mine;
+            if self.doc.cancel_message().is_some_and(|c| taken(&c)) {
+                return Err("it is the General Cancel's message".to_string());
+            }
+            if let Some((other, _)) =
+                self.doc.remote_messages().into_iter().find(|(n, m)| n != name && taken(m))
+            {
+                return Err(format!("{other} already sends it"));
+            }
+            if let Form::Note { channel, key, .. } = f
+                && let Some(div) = self.division_on(channel.user(), "")
+            {
+                return Err(format!(
+                    "note {key} on channel {} is on {div}'s channel (was a key pressed? a piston needs a message the keys do not send)",
+                    channel.user()
+                ));
+            }
+            Ok(f)
+        });
+        match outcome {
+            Ok(f) => {
+                self.doc.set_remote(action, &f);
+                self.doc.save()?;
+                self.say(&format!("learned: {name} = {} ({})", f.describe(), action.describe()));
+                self.results.push((name.to_string(), true));
+            }
+            Err(why) => {
+                self.say(&format!("unclear: {name}: {why}; not written (u goes back to it)"));
+                self.results.push((name.to_string(), false));
+            }
+        }
+        Ok(Done::Next)
+    }
+}
+
+/// A piston's capture without the release of what was pressed in it: the note-off after its
+/// note-on, the controller back at 0 after a value (the organ file infers both).
+fn without_releases(msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let releases = |press: &[u8], m: &[u8]| match (press, m) {
+        (&[s, k, v], &[s2, k2, v2]) if s & 0xF0 == 0x90 && v > 0 => {
+            s2 & 0x0F == s & 0x0F && k2 == k && (s2 & 0xF0 == 0x80 || (s2 & 0xF0 == 0x90 && v2 == 0))
+        }
+        (&[s, c, v], &[s2, c2, 0]) if s & 0xF0 == 0xB0 && v > 0 => s2 == s && c2 == c,
+        _ => false,
+    };
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for m in msgs {
+        if !out.iter().any(|p| releases(p, m)) {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
 /// `note 36 on channel 16`, or `X, off Y` when the off is written.
 pub fn describe_binding(b: &Binding) -> String {
     match &b.off {
@@ -523,6 +600,10 @@ division = "great"
     }
 
     fn run_with(script: fn(&str) -> Vec<Vec<u8>>, cmds: &[(&str, &str)]) -> (String, Vec<String>) {
+        run_only(script, cmds, &[])
+    }
+
+    fn run_only(script: fn(&str) -> Vec<Vec<u8>>, cmds: &[(&str, &str)], only: &[&str]) -> (String, Vec<String>) {
         let dir = std::env::temp_dir().join(format!(
             "organ-learn-unit-{}-{:?}",
             std::process::id(),
@@ -532,7 +613,8 @@ division = "great"
         let path = dir.join("t.toml");
         std::fs::write(&path, FILE).unwrap();
         let doc = OrganDoc::load(&path).unwrap();
-        let items = doc.items(false, &[]);
+        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+        let items = doc.items(false, &only);
         let (in_tx, in_rx) = crossbeam_channel::unbounded::<Received>();
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<String>();
         let (out_tx, out_rx) = crossbeam_channel::unbounded::<String>();
@@ -639,6 +721,65 @@ division = "great"
         assert!(pos("undone: Gt Octave 4") < pos("learned: Gt Octave 4"));
         assert_eq!(lines.iter().filter(|l| *l == "press: General Cancel").count(), 2, "{lines:#?}");
         assert!(text.contains("program = 4"), "{text}");
+    }
+
+    fn remote_pistons(prompt: &str) -> Vec<Vec<u8>> {
+        match prompt {
+            // A piston: note-on (any velocity) when pressed, note-off when let go.
+            "press: remote go" | "press: remote next" => vec![vec![0x9F, 100, 90], vec![0x8F, 100, 0]],
+            // A foot switch: a controller, 127 down and 0 up.
+            "press: remote pause" => vec![vec![0xBE, 80, 127], vec![0xBE, 80, 0]],
+            // A piston that sends a program change.
+            "press: remote stop" => vec![vec![0xCE, 9]],
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn learns_the_remote_pistons_only_when_asked() {
+        assert!(!run_with(organist, &[]).1.iter().any(|l| l.contains("remote")), "not asked unless --only remote");
+        let (text, lines) = run_only(remote_pistons, &[], &["remote"]);
+        let prompts: Vec<&String> = lines.iter().filter(|l| l.starts_with("press: ")).collect();
+        assert_eq!(
+            prompts,
+            [
+                "press: remote go",
+                "press: remote pause",
+                "press: remote stop",
+                "press: remote next",
+                "press: remote previous"
+            ]
+        );
+        for want in [
+            "learned: remote go = note 100 velocity 90 on channel 16 (go on)",
+            "learned: remote pause = CC 80 = 127 on channel 15 (pause at the end of the verse)",
+            "learned: remote stop = program 9 on channel 15 (stop)",
+            "unclear: remote next: remote go already sends it; not written (u goes back to it)",
+            "skipped: remote previous: nothing arrived",
+        ] {
+            assert!(lines.iter().any(|l| l.starts_with(want)), "no {want:?} in {lines:#?}");
+        }
+        assert!(text.starts_with(FILE), "the file is kept as it was: {text}");
+        let remote = &text[FILE.len()..];
+        assert!(remote.starts_with("\n[remote]\ngo = { note = 100,"), "{remote}");
+        // What was written loads as the [remote] of a complete organ, and means what was pressed.
+        let complete = FILE
+            .replace("code = \"G\"", "code = \"G\"\nchannel = 2")
+            .replace("division = \"great\"\n", "division = \"great\"\non = { note = 36, channel = 16 }\n");
+        let complete = complete.replacen(
+            "on = { note = 36, channel = 16 }",
+            "on = { program = 4, channel = 16 }\noff = { program = 4, channel = 16 }",
+            1,
+        );
+        let organ = crate::organ::Organ::from_toml(&format!("{complete}{remote}"), "t.toml").unwrap();
+        let mut d = crate::organ::decode::Decoder::new(&organ);
+        for (bytes, want) in [
+            (&[0x9F, 100, 127][..], "remote: go on"),
+            (&[0xBE, 80, 127], "remote: pause at the end of the verse"),
+            (&[0xCE, 9], "remote: stop"),
+        ] {
+            assert_eq!(d.decode(bytes).to_string(), want);
+        }
     }
 
     #[test]

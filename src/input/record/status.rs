@@ -158,7 +158,7 @@ impl Live {
                 }
                 _ => s.unrecognised += 1,
             },
-            Meaning::Part | Meaning::NoChange => {}
+            Meaning::Part | Meaning::NoChange | Meaning::Remote { .. } => {}
         }
     }
 }

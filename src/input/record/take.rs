@@ -132,7 +132,8 @@ fn decode_all(organ: &Organ, msgs: &[Received], out: &mut Takes) -> Vec<(Micros,
                 Ev::Controls(v.iter().filter_map(|(name, s)| organ.control(name).map(|id| (id, *s))).collect())
             }
             Meaning::Cancel => Ev::Cancel,
-            Meaning::Part | Meaning::NoChange => continue,
+            // A remote piston drives the service; it is not part of the take.
+            Meaning::Part | Meaning::NoChange | Meaning::Remote { .. } => continue,
             Meaning::Unknown => match all_off_division(organ, &r.bytes) {
                 Some(division) => Ev::AllOff { division },
                 None => {
