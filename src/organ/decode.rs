@@ -402,6 +402,18 @@ impl ConsoleDecoder {
         }
     }
 
+    /// The decoder of an organ definition: its divisions (keys within their compass), its controls
+    /// (by their index in `organ.controls`) and its General Cancel; not its `[remote]` pistons
+    /// (add them with [`ConsoleDecoder::with_remote`]).
+    pub fn of_organ(organ: &Organ) -> ConsoleDecoder {
+        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
+        let divisions: Vec<DivisionWire> =
+            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: d.compass }).collect();
+        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
+        let cancel = organ.cancel.as_deref().map(bytes);
+        ConsoleDecoder::new(&divisions, messages.iter().map(|(on, off)| ControlWire { on, off }), cancel.as_deref())
+    }
+
     /// The same decoder, also reading these `[remote]` pistons (pressed, and let go where the
     /// organ file gives a release).
     pub fn with_remote(mut self, buttons: &[RemoteButton]) -> ConsoleDecoder {
@@ -529,18 +541,8 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(organ: &Organ) -> Decoder {
-        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
-        let divisions: Vec<DivisionWire> =
-            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: d.compass }).collect();
-        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
-        let cancel = organ.cancel.as_deref().map(bytes);
         Decoder {
-            core: ConsoleDecoder::new(
-                &divisions,
-                messages.iter().map(|(on, off)| ControlWire { on, off }),
-                cancel.as_deref(),
-            )
-            .with_remote(&organ.remote),
+            core: ConsoleDecoder::of_organ(organ).with_remote(&organ.remote),
             names: organ.controls.iter().map(|c| c.name.clone()).collect(),
             divisions: organ.divisions.iter().map(|d| d.name.clone()).collect(),
         }

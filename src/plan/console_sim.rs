@@ -5,7 +5,7 @@
 //! checks and the built-in voice cannot disagree about what a message does.
 
 use crate::organ::Organ;
-use crate::organ::decode::{Action, ConsoleDecoder, ConsoleEvent, ControlWire, DivisionWire, MsgKey};
+use crate::organ::decode::{Action, ConsoleDecoder, ConsoleEvent, MsgKey};
 
 /// A two-division organ with program-change toggles on channel 12, one state stop (note on/off)
 /// and a toggling coupler; `cancel` is the `[cancel]` table's body.
@@ -90,17 +90,7 @@ pub(crate) struct Console {
 impl Console {
     /// The console of `organ`, standing as `drawn` says.
     pub fn new(organ: &Organ, drawn: Vec<bool>) -> Console {
-        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
-        let divisions: Vec<DivisionWire> =
-            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: d.compass }).collect();
-        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
-        let cancel = organ.cancel.as_deref().map(bytes);
-        let decoder = ConsoleDecoder::new(
-            &divisions,
-            messages.iter().map(|(on, off)| ControlWire { on, off }),
-            cancel.as_deref(),
-        );
-        Console { decoder, drawn }
+        Console { decoder: ConsoleDecoder::of_organ(organ), drawn }
     }
 
     pub fn receive(&mut self, bytes: &[u8]) {
