@@ -10,7 +10,8 @@ use counting_alloc::Counter;
 use organ::organ::Organ;
 use organ::plan::{PlanOptions, plan};
 use organ::registration::Registration;
-use organ::voice::{Decoder, MsgKey, OrganSound, synth_for};
+use organ::voice::console::Action;
+use organ::voice::{ConsoleEvent, Decoder, MsgKey, OrganSound, synth_for};
 
 #[test]
 fn decoding_and_rendering_allocate_nothing() {
@@ -43,4 +44,48 @@ fn decoding_and_rendering_allocate_nothing() {
         assert!(heard > 0.05, "it played: peak {heard}");
         assert!(synth.is_silent(), "everything died away after the end");
     }
+}
+
+/// A message several stops share (a group's off, here an NRPN: a sequence) moves them all
+/// without allocating: the decoder's groups are built with it.
+#[test]
+fn a_shared_off_is_decoded_without_allocating() {
+    let organ = Organ::from_toml(
+        r#"
+name = "Groups"
+[division.great]
+code = "G"
+channel = 2
+[[stop]]
+name = "A"
+division = "great"
+on = { nrpn = 400, value = 1, channel = 16 }
+[[stop]]
+name = "B"
+division = "great"
+on = { nrpn = 401, value = 1, channel = 16 }
+off = { nrpn = 400, value = 0, channel = 16 }
+[[stop]]
+name = "C"
+division = "great"
+on = { nrpn = 402, value = 1, channel = 16 }
+off = { nrpn = 400, value = 0, channel = 16 }
+"#,
+        "groups.toml",
+    )
+    .unwrap();
+    let mut decoder = Decoder::new(&OrganSound::of_organ(&organ));
+    let keys: Vec<MsgKey> = organ.controls[0].off.iter().map(|m| MsgKey::of(m.as_bytes())).collect();
+    let mut events = [None; 8];
+    let mut n = 0;
+    let counter = Counter::start();
+    for &k in &keys {
+        decoder.feed(k, |e| {
+            events[n] = Some(e);
+            n += 1;
+        });
+    }
+    assert_eq!(counter.stop(), 0, "allocations decoding a shared off");
+    let off = |id| Some(ConsoleEvent::Control { id, action: Action::Off });
+    assert_eq!(events[..n], [off(0), off(1), off(2)], "all three stops put in");
 }

@@ -3,7 +3,9 @@
 //!
 //! A control's message may be a sequence (an NRPN is CC 99, 98, 6; `raw` may hold several), so
 //! the decoder keeps the last few messages and matches each control's sequences against them;
-//! the leading messages of a sequence read as its parts. Rodgers-style bitmaps (Roland "data set"
+//! the leading messages of a sequence read as its parts. A message several controls share (the
+//! organ file lets state controls share their off: a console that puts a group of stops in at
+//! once) moves every one of them. Rodgers-style bitmaps (Roland "data set"
 //! SysEx, `F0 41 dd 30 12 01 oo data… sum F7`, checksum verified) are read bit by bit against the
 //! last state seen, so one bitmap may say that several stops moved.
 //!
@@ -282,9 +284,28 @@ pub struct ControlWire<'a> {
     pub off: &'a [Vec<u8>],
 }
 
+/// One message sequence and everything it does: several controls where they share it (state
+/// controls may share their off: a console that puts a group of stops in with one message).
 struct Pattern {
     seq: Vec<MsgKey>,
-    event: ConsoleEvent,
+    events: Vec<ConsoleEvent>,
+}
+
+/// `(sequence, event)` pairs as [`Pattern`]s: one per sequence (empty ones dropped), its events in
+/// the order given, longest sequence first.
+fn patterns(pairs: impl IntoIterator<Item = (Vec<MsgKey>, ConsoleEvent)>) -> Vec<Pattern> {
+    let mut patterns: Vec<Pattern> = Vec::new();
+    for (seq, event) in pairs {
+        if seq.is_empty() {
+            continue;
+        }
+        match patterns.iter_mut().find(|p| p.seq == seq) {
+            Some(p) => p.events.push(event),
+            None => patterns.push(Pattern { seq, events: vec![event] }),
+        }
+    }
+    patterns.sort_by_key(|p| std::cmp::Reverse(p.seq.len()));
+    patterns
 }
 
 /// A data set among the organ definition's own messages, kept whole so that a message known only
@@ -299,7 +320,7 @@ struct KnownSet {
 /// Turns a stream of messages into [`ConsoleEvent`]s for one organ, as the console's MIDI
 /// interface would: keys on the divisions' channels within their compass; each control's on,
 /// off or toggle message, sequences (an NRPN) read when their last message arrives, the longest
-/// first; a Rodgers-style bitmap (a data set from a device whose stops are bitmap stops) read bit
+/// first, a message that several controls share (a group's off) moving them all; a Rodgers-style bitmap (a data set from a device whose stops are bitmap stops) read bit
 /// by bit against the last state seen, so one bitmap may move several stops (and a one-byte data
 /// set also puts in the other stops of its byte, as on the console); the General Cancel.
 /// Keeps a little state (the last messages, the last bits seen), so feed it every message in
@@ -332,7 +353,7 @@ impl ConsoleDecoder {
         cancel: Option<&[Vec<u8>]>,
     ) -> ConsoleDecoder {
         let keys = |msgs: &[Vec<u8>]| msgs.iter().map(|m| MsgKey::of(m)).collect::<Vec<_>>();
-        let mut patterns = Vec::new();
+        let mut pairs = Vec::new();
         let mut bitmaps = Vec::new();
         let mut sets: Vec<&[u8]> = Vec::new();
         for (id, c) in controls.into_iter().enumerate() {
@@ -346,17 +367,16 @@ impl ConsoleDecoder {
             }
             let (on, off) = (keys(c.on), keys(c.off));
             if on == off {
-                patterns.push(Pattern { seq: on, event: ConsoleEvent::Control { id, action: Action::Toggle } });
+                pairs.push((on, ConsoleEvent::Control { id, action: Action::Toggle }));
             } else {
-                patterns.push(Pattern { seq: on, event: ConsoleEvent::Control { id, action: Action::On } });
-                patterns.push(Pattern { seq: off, event: ConsoleEvent::Control { id, action: Action::Off } });
+                pairs.push((on, ConsoleEvent::Control { id, action: Action::On }));
+                pairs.push((off, ConsoleEvent::Control { id, action: Action::Off }));
             }
         }
         if let Some(cancel) = cancel {
-            patterns.push(Pattern { seq: keys(cancel), event: ConsoleEvent::Cancel });
+            pairs.push((keys(cancel), ConsoleEvent::Cancel));
         }
-        patterns.retain(|p| !p.seq.is_empty());
-        patterns.sort_by_key(|p| std::cmp::Reverse(p.seq.len()));
+        let patterns = patterns(pairs);
         let longest = patterns.first().map_or(1, |p| p.seq.len());
         let parts = patterns.iter().flat_map(|p| p.seq[..p.seq.len() - 1].iter().copied()).collect();
         let mut known_sets: Vec<KnownSet> = Vec::new();
@@ -382,21 +402,31 @@ impl ConsoleDecoder {
         }
     }
 
+    /// The decoder of an organ definition: its divisions (keys within their compass), its controls
+    /// (by their index in `organ.controls`) and its General Cancel; not its `[remote]` pistons
+    /// (add them with [`ConsoleDecoder::with_remote`]).
+    pub fn of_organ(organ: &Organ) -> ConsoleDecoder {
+        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
+        let divisions: Vec<DivisionWire> =
+            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: d.compass }).collect();
+        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
+        let cancel = organ.cancel.as_deref().map(bytes);
+        ConsoleDecoder::new(&divisions, messages.iter().map(|(on, off)| ControlWire { on, off }), cancel.as_deref())
+    }
+
     /// The same decoder, also reading these `[remote]` pistons (pressed, and let go where the
     /// organ file gives a release).
     pub fn with_remote(mut self, buttons: &[RemoteButton]) -> ConsoleDecoder {
         let keys =
             |ms: &[crate::midi::Message]| ms.iter().map(|m| MsgKey::of(m.as_bytes()).loose()).collect::<Vec<_>>();
+        let mut pairs = Vec::new();
         for b in buttons {
-            let press = keys(&b.press);
-            self.remote.push(Pattern { seq: press, event: ConsoleEvent::Remote { action: b.action, pressed: true } });
+            pairs.push((keys(&b.press), ConsoleEvent::Remote { action: b.action, pressed: true }));
             if let Some(release) = &b.release {
-                let event = ConsoleEvent::Remote { action: b.action, pressed: false };
-                self.remote.push(Pattern { seq: keys(release), event });
+                pairs.push((keys(release), ConsoleEvent::Remote { action: b.action, pressed: false }));
             }
         }
-        self.remote.retain(|p| !p.seq.is_empty());
-        self.remote.sort_by_key(|p| std::cmp::Reverse(p.seq.len()));
+        self.remote = patterns(pairs);
         for p in &self.remote {
             self.parts.extend(p.seq[..p.seq.len() - 1].iter().copied());
             self.longest = self.longest.max(p.seq.len());
@@ -453,10 +483,10 @@ impl ConsoleDecoder {
             if self.history.ends_with(&p.seq) {
                 self.history.clear();
                 self.loose_history.clear();
-                if p.event == ConsoleEvent::Cancel {
+                if p.events.contains(&ConsoleEvent::Cancel) {
                     self.bits.iter_mut().for_each(|b| *b = None);
                 }
-                out(p.event);
+                p.events.iter().for_each(|&e| out(e));
                 return Heard::Events;
             }
         }
@@ -464,7 +494,7 @@ impl ConsoleDecoder {
             if self.loose_history.ends_with(&p.seq) {
                 self.history.clear();
                 self.loose_history.clear();
-                out(p.event);
+                p.events.iter().for_each(|&e| out(e));
                 return Heard::Events;
             }
         }
@@ -511,18 +541,8 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(organ: &Organ) -> Decoder {
-        let bytes = |ms: &[crate::midi::Message]| ms.iter().map(|m| m.as_bytes().to_vec()).collect::<Vec<_>>();
-        let divisions: Vec<DivisionWire> =
-            organ.divisions.iter().map(|d| DivisionWire { channel: d.channel.wire(), compass: d.compass }).collect();
-        let messages: Vec<_> = organ.controls.iter().map(|c| (bytes(&c.on), bytes(&c.off))).collect();
-        let cancel = organ.cancel.as_deref().map(bytes);
         Decoder {
-            core: ConsoleDecoder::new(
-                &divisions,
-                messages.iter().map(|(on, off)| ControlWire { on, off }),
-                cancel.as_deref(),
-            )
-            .with_remote(&organ.remote),
+            core: ConsoleDecoder::of_organ(organ).with_remote(&organ.remote),
             names: organ.controls.iter().map(|c| c.name.clone()).collect(),
             divisions: organ.divisions.iter().map(|d| d.name.clone()).collect(),
         }
@@ -720,6 +740,92 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         assert_eq!(d.decode(&[0xBE, 99, 0]), Meaning::Part);
         assert_eq!(d.decode(&[0xBE, 98, 5]), Meaning::Part);
         assert_eq!(d.decode(&[0xBE, 6, 1]).to_string(), "remote: stop");
+    }
+
+    /// Two groups of stops, each put in by one shared off: a CC, and an NRPN (a sequence).
+    const GROUPS: &str = r#"
+name = "Groups"
+[division.great]
+code = "G"
+channel = 2
+[[stop]]
+name = "A"
+division = "great"
+on = { note = 40, channel = 16 }
+off = { cc = 80, value = 0, channel = 16 }
+[[stop]]
+name = "B"
+division = "great"
+on = { note = 41, channel = 16 }
+off = { cc = 80, value = 0, channel = 16 }
+[[stop]]
+name = "C"
+division = "great"
+on = { note = 42, channel = 16 }
+[[stop]]
+name = "D"
+division = "great"
+on = { nrpn = 400, value = 1, channel = 16 }
+[[stop]]
+name = "E"
+division = "great"
+on = { nrpn = 401, value = 1, channel = 16 }
+off = { nrpn = 400, value = 0, channel = 16 }
+[[coupler]]
+name = "F"
+from = "great"
+to = "great"
+action = "octave"
+on = { note = 43, channel = 16 }
+off = { cc = 80, value = 0, channel = 16 }
+"#;
+
+    #[test]
+    fn a_shared_off_puts_in_every_control_it_belongs_to() {
+        let organ = Organ::from_toml(GROUPS, "t.toml").unwrap();
+        let id = |n: &str| organ.controls.iter().position(|c| c.name == n).unwrap() as u16;
+        let on = |n| ConsoleEvent::Control { id: id(n), action: Action::On };
+        let off = |n| ConsoleEvent::Control { id: id(n), action: Action::Off };
+        for with_bytes in [false, true] {
+            let mut d = core(&organ);
+            // Each on is its own: one control each, as before.
+            for n in ["A", "B", "C", "F"] {
+                let m = organ.controls[usize::from(id(n))].on[0].as_bytes();
+                assert_eq!(feed(&mut d, m, with_bytes), (Heard::Events, vec![on(n)]));
+            }
+            // The shared off: every control that has it, in file order, and not C.
+            assert_eq!(feed(&mut d, &[0xBF, 80, 0], with_bytes), (Heard::Events, vec![off("A"), off("B"), off("F")]));
+            // A shared sequence: both stops when its last message arrives, its first ones parts.
+            let nrpn_off = &organ.controls[usize::from(id("D"))].off;
+            assert_eq!(nrpn_off, &organ.controls[usize::from(id("E"))].off);
+            let (last, first) = nrpn_off.split_last().unwrap();
+            for m in first {
+                assert_eq!(feed(&mut d, m.as_bytes(), with_bytes), (Heard::Part, vec![]));
+            }
+            assert_eq!(feed(&mut d, last.as_bytes(), with_bytes), (Heard::Events, vec![off("D"), off("E")]));
+            // The ons of that pair are still each its own.
+            for n in ["D", "E"] {
+                let mut v = Vec::new();
+                for m in &organ.controls[usize::from(id(n))].on {
+                    d.feed(MsgKey::of(m.as_bytes()), with_bytes.then_some(m.as_bytes()), |e| v.push(e));
+                }
+                assert_eq!(v, vec![on(n)]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_off_is_named_with_all_its_controls() {
+        let organ = Organ::from_toml(GROUPS, "t.toml").unwrap();
+        let mut d = Decoder::new(&organ);
+        assert_eq!(d.decode(&[0x9F, 40, 127]).to_string(), "A drawn");
+        assert_eq!(d.decode(&[0xBF, 80, 0]).to_string(), "A put in, B put in, F put in");
+        assert_eq!(d.decode(&[0x9F, 42, 0]).to_string(), "C put in");
+        for m in &organ.controls[3].off[..organ.controls[3].off.len() - 1] {
+            assert_eq!(d.decode(m.as_bytes()), Meaning::Part);
+        }
+        let last = organ.controls[3].off.last().unwrap();
+        assert_eq!(d.decode(last.as_bytes()).to_string(), "D put in, E put in");
     }
 
     #[test]

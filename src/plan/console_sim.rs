@@ -1,8 +1,11 @@
 //! Test support: a console simulated from the messages it receives, and a small organ whose stops
 //! toggle (Johannus-style program changes: the same message draws and puts in), to check that
-//! what the console ends up with is what the plan meant, whatever state it started in.
+//! what the console ends up with is what the plan meant, whatever state it started in. The
+//! console reads its messages through the organ's one decoder (crate::organ::decode), so these
+//! checks and the built-in voice cannot disagree about what a message does.
 
 use crate::organ::Organ;
+use crate::organ::decode::{Action, ConsoleDecoder, ConsoleEvent, MsgKey};
 
 /// A two-division organ with program-change toggles on channel 12, one state stop (note on/off)
 /// and a toggling coupler; `cancel` is the `[cancel]` table's body.
@@ -75,40 +78,35 @@ at = "4"
 preset = "p"
 "#;
 
-/// A console that reacts to the messages it receives as the organ definition says: a state
-/// control's on draws and its off puts in, a toggle's message flips it, the General Cancel puts
-/// everything in. Every control here has a one-message on and off.
+/// A console that reacts to the messages it receives as the organ's one decoder
+/// ([`ConsoleDecoder`], the same the built-in voice hears the plan with) reads them: a state
+/// control's on draws and its off puts in (a shared off every control that has it), a toggle's
+/// message flips it, the General Cancel puts everything in; keys change nothing here.
 pub(crate) struct Console {
-    controls: Vec<(Vec<u8>, Vec<u8>, bool)>,
-    cancel: Option<Vec<u8>>,
+    decoder: ConsoleDecoder,
     pub drawn: Vec<bool>,
 }
 
 impl Console {
     /// The console of `organ`, standing as `drawn` says.
     pub fn new(organ: &Organ, drawn: Vec<bool>) -> Console {
-        let one = |m: &[crate::midi::Message]| m[0].as_bytes().to_vec();
-        Console {
-            controls: organ.controls.iter().map(|c| (one(&c.on), one(&c.off), c.toggle)).collect(),
-            cancel: organ.cancel.as_ref().map(|c| one(c)),
-            drawn,
-        }
+        Console { decoder: ConsoleDecoder::of_organ(organ), drawn }
     }
 
     pub fn receive(&mut self, bytes: &[u8]) {
-        if self.cancel.as_deref() == Some(bytes) {
-            self.drawn.fill(false);
-            return;
-        }
-        for (i, (on, off, toggle)) in self.controls.iter().enumerate() {
-            if *toggle && bytes == on.as_slice() {
-                self.drawn[i] = !self.drawn[i];
-            } else if bytes == on.as_slice() {
-                self.drawn[i] = true;
-            } else if bytes == off.as_slice() {
-                self.drawn[i] = false;
+        let drawn = &mut self.drawn;
+        self.decoder.feed(MsgKey::of(bytes), Some(bytes), |e| match e {
+            ConsoleEvent::Control { id, action } => {
+                let d = &mut drawn[usize::from(id)];
+                *d = match action {
+                    Action::On => true,
+                    Action::Off => false,
+                    Action::Toggle => !*d,
+                };
             }
-        }
+            ConsoleEvent::Cancel => drawn.fill(false),
+            ConsoleEvent::Key { .. } | ConsoleEvent::AllNotesOff { .. } | ConsoleEvent::Remote { .. } => {}
+        });
     }
 
     /// The names of the controls drawn.

@@ -169,4 +169,24 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         // The lone data entry after a complete sequence matches nothing.
         assert_eq!(ev, vec![ConsoleEvent::Control { id: 1, action: Action::Off }]);
     }
+
+    #[test]
+    fn a_shared_off_silences_every_stop_of_its_group() {
+        let text = format!(
+            "{ORGAN}[[stop]]\nname = \"Gt Flute 4\"\ndivision = \"great\"\non = {{ note = 37, channel = 16 }}\n\
+             off = {{ cc = 80, value = 0, channel = 16 }}\n[[stop]]\nname = \"Gt Trumpet 8\"\ndivision = \"great\"\n\
+             on = {{ note = 38, channel = 16 }}\noff = {{ cc = 80, value = 0, channel = 16 }}\n"
+        );
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let sound = OrganSound::of_organ(&organ);
+        let (mut d, mut console) = (Decoder::new(&sound), Console::new(&sound));
+        for m in [[0x9F, 36, 127], [0x9F, 37, 127], [0x9F, 38, 127], [0xBF, 80, 0]] {
+            d.feed(MsgKey::of(&m), |e| {
+                console.apply(e);
+            });
+        }
+        let drawn: Vec<&str> =
+            (0..console.drawn.len()).filter(|&i| console.drawn[i]).map(|i| organ.controls[i].name.as_str()).collect();
+        assert_eq!(drawn, ["Sw Gedackt 8"], "the group's off put in both its stops, and only them");
+    }
 }
