@@ -261,7 +261,8 @@ verses = 1
     }
 
     /// The same pistons with the terminal view open (in tmux): the view says which pistons are
-    /// mapped, shows what they did, and the laptop's keys still work.
+    /// mapped (also in the `?` help), shows what they did (the pause says that the go piston or
+    /// Enter goes on), and the laptop's keys still work.
     fn in_the_terminal_view(dir: &Path, console: &mut Console, order: &str, organ: &str) {
         if std::process::Command::new("tmux").arg("-V").output().is_err() {
             assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "tmux is not installed");
@@ -286,8 +287,29 @@ verses = 1
             (!p.get_connections().is_empty()).then_some(())
         });
         assert!(connected.is_some(), "organ service did not connect to the console's output");
+        // ? lists the pistons beside the keys, stop's two presses said; any key closes it.
+        let _ = tmux.run(&["send-keys", "-t", "svc", "?"]);
+        let s = tmux.wait_for("the help with the pistons", |s| s.contains("Console pistons (--from):"));
+        for line in [
+            "go               start the chosen item; go on from a wait or a pause",
+            "pause            pause at the end of this verse (again: don't)",
+            "stop             stop — only when pressed twice within 2 s",
+            "next             choose the item after",
+            "any key closes this help",
+        ] {
+            assert!(s.contains(line), "{line:?} in the help:\n{s}");
+        }
+        let _ = tmux.run(&["send-keys", "-t", "svc", "n"]);
+        tmux.wait_for("the help closed", |s| !s.contains("Console pistons (--from):"));
         press(console, GO, GO_UP);
         tmux.wait_for("the hymn to play", |s| s.contains("PLAYING"));
+        // The pause piston: the message says what goes on from here; pressed again, no pause.
+        press(console, PAUSE, PAUSE_UP);
+        tmux.wait_for("the pause", |s| {
+            s.contains("will pause at the end of this verse (the go piston or Enter goes on)")
+        });
+        press(console, PAUSE, PAUSE_UP);
+        tmux.wait_for("no pause", |s| s.contains("will not pause at the end of this verse"));
         // A moment of music (the play-over) before the pistons stop it.
         std::thread::sleep(Duration::from_millis(1000));
         press(console, STOP, STOP_UP);
@@ -308,7 +330,8 @@ verses = 1
         let ons = assert_every_key_released("the terminal view's record", &recorded);
         assert!(ons > 0, "it played ({ons} keys struck)");
         say(&format!(
-            "  in the terminal view: started, a single stop ignored, stopped, next chosen, q ({ons} keys struck)"
+            "  in the terminal view: ? help, started, pause on and off, a single stop ignored, stopped, next chosen, q \
+             ({ons} keys struck)"
         ));
     }
 
@@ -385,7 +408,12 @@ verses = 1
         r.wait_line(n + 1, "console: stop piston: press it again within 2 s to stop", t);
         // Pause at the end of the verse (which also disarms the stop piston).
         r.press(PAUSE, PAUSE_UP);
-        let n = r.wait_line(n, "(will pause at the end of the verse)", t);
+        // Said as it goes on here: no terminal, so the go piston (not Enter).
+        let n = r.wait_line(
+            n,
+            "console: pause at the end of the verse (will pause at the end of this verse (the go piston goes on))",
+            t,
+        );
         let waiting = r.wait_line(n, "1. Cwm Rhondda: verse-end, verse 1 of 2", t);
         let waited_from = r.console.now();
         r.sleep(Duration::from_millis(2500));

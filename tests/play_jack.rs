@@ -197,6 +197,14 @@ mod play_jack {
         let (status, lines, record) = play_and_kill_the_server(&jack, &dir.path, &organ);
         say(&format!("the JACK server killed mid-piece:\n{lines}"));
         assert_eq!(status.code(), Some(2), "{lines}");
+        // Nothing reconnects a JACK output whose server is gone: it is said so, not "reconnecting".
+        let lost =
+            lines.lines().find(|l| l.starts_with("organ: jack lost at bar ")).unwrap_or_else(|| panic!("{lines}"));
+        assert!(
+            lost.ends_with(": its server is gone, and nothing reconnects it; playing stops at the next message to it"),
+            "{lines}"
+        );
+        assert!(!lines.contains("reconnecting"), "{lines}");
         assert!(
             lines.contains("organ: stopped by an output failure; KEYS MAY STILL SOUND on jack; every other output took the release: "),
             "{lines}"

@@ -38,7 +38,7 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::fmt;
 
 use super::frame_clock::FrameClock;
-use super::{FinishError, Link, Output, OutputError, OutputErrorKind, Stamp};
+use super::{FinishError, Link, LinkLoss, Output, OutputError, OutputErrorKind, Stamp};
 
 /// The longest message one record carries (SysEx included).
 pub const MAX_MESSAGE: usize = 64;
@@ -595,6 +595,11 @@ impl Output for JackOutput {
 
     fn link(&self) -> Link {
         if self.down.load(Ordering::Acquire) { Link::Down } else { Link::Up }
+    }
+
+    /// The JACK server shut down: nothing reconnects this client (and its sends fail).
+    fn link_loss(&self) -> LinkLoss {
+        LinkLoss::ForGood
     }
 
     /// The ring is empty and the cycle that wrote its last message is over (the message is due

@@ -50,8 +50,20 @@ pub struct Stamp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
     Up,
-    /// The link dropped; the output is trying to get it back.
+    /// The link dropped: the output is trying to get it back, or (see [`LinkLoss`]) it is gone.
     Down,
+}
+
+/// What becomes of an output's link once it is [`Link::Down`], for what the user is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkLoss {
+    /// Its link is always up (a port, a file): a lost one fails its sends instead.
+    Never,
+    /// It reconnects by itself and then restores the instrument's state (Bluetooth LE).
+    Reconnects,
+    /// Once down it is gone for good and its sends fail: nothing reconnects it (a JACK server
+    /// that shut down).
+    ForGood,
 }
 
 /// Why a send (or open/finish) failed. `Copy` with static text, so the engine thread can report
@@ -160,9 +172,16 @@ pub trait Output: Send {
     /// An output that reports [`Link::Down`] keeps trying to get the link back and, before it
     /// reports [`Link::Up`] again, brings the instrument back to a known state: every key it
     /// had sounding released, the registration at the current plan position re-sent. The
-    /// control thread tells the user so when the link comes back.
+    /// control thread tells the user so when the link comes back. (Unless its [`Output::link_loss`]
+    /// is [`LinkLoss::ForGood`]: then it never comes back.)
     fn link(&self) -> Link {
         Link::Up
+    }
+
+    /// What becomes of its link once it is down (read on the control thread before the
+    /// performance starts, for what the user is told).
+    fn link_loss(&self) -> LinkLoss {
+        LinkLoss::Never
     }
 
     /// Whether everything sent so far has left this process (reached the port, the server or the

@@ -101,6 +101,9 @@ pub struct Service {
     /// messages to them dropped. A later release that reaches one (the end of an item played
     /// on it again: CC 123 on every division; the panic key) takes it off.
     unsure: Vec<session::Unreleased>,
+    /// What goes on from a wait or a pause, for the messages: "Enter", "the go piston or
+    /// Enter" (the console's pistons drive the service too), "the go piston" (no terminal).
+    pub(super) goes_on: String,
 }
 
 impl Service {
@@ -119,6 +122,7 @@ impl Service {
             pending_start: None,
             panic_after_end: false,
             unsure: Vec::new(),
+            goes_on: "Enter".into(),
             order,
         }
     }
@@ -145,6 +149,12 @@ impl Service {
     /// How each item was played.
     pub fn played(&self) -> &[Played] {
         &self.played
+    }
+
+    /// Says what goes on from a wait or a pause ("the go piston or Enter"), in the messages and
+    /// the state line; "Enter" unless told.
+    pub fn set_goes_on(&mut self, what: impl Into<String>) {
+        self.goes_on = what.into();
     }
 
     /// The last message (a change made, an error).
@@ -317,7 +327,7 @@ impl Service {
             let on = on.unwrap_or(!self.session.progress().pause_at_section_end);
             self.session.send(Command::PauseAtSectionEnd(on));
             self.message = if on {
-                "will pause at the end of this verse (Enter goes on)".into()
+                format!("will pause at the end of this verse ({} goes on)", self.goes_on)
             } else {
                 "will not pause at the end of this verse".into()
             };
@@ -598,6 +608,19 @@ pub(super) mod tests {
             s.poll();
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn the_pause_says_what_goes_on() {
+        let mut s = test_service();
+        s.start(0, None);
+        s.act(Action::PauseAfterVerse(Some(true)));
+        assert_eq!(s.message(), "will pause at the end of this verse (Enter goes on)");
+        // The console's pistons drive the service too (organ service --from).
+        s.set_goes_on("the go piston or Enter");
+        s.act(Action::PauseAfterVerse(Some(true)));
+        assert_eq!(s.message(), "will pause at the end of this verse (the go piston or Enter goes on)");
+        s.stop_and_join();
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct ConsoleRemote {
     input: Input,
     decoder: Decoder,
     presses: Presses,
+    /// The pistons mapped, in the file's order.
+    actions: Vec<RemoteAction>,
     /// The pistons mapped, for the screen ("go, pause, stop").
     pub mapped: String,
 }
@@ -114,9 +116,33 @@ impl ConsoleRemote {
 
     /// The remote over an input already open (tests feed one by hand).
     pub fn with_input(input: Input, organ: &Organ) -> ConsoleRemote {
-        let mapped: Vec<&str> =
-            RemoteAction::ALL.iter().filter(|a| organ.remote_button(**a).is_some()).map(|a| a.key()).collect();
-        ConsoleRemote { input, decoder: Decoder::new(organ), presses: Presses::default(), mapped: mapped.join(", ") }
+        let actions: Vec<RemoteAction> =
+            RemoteAction::ALL.into_iter().filter(|a| organ.remote_button(*a).is_some()).collect();
+        let mapped = actions.iter().map(|a| a.key()).collect::<Vec<_>>().join(", ");
+        ConsoleRemote { input, decoder: Decoder::new(organ), presses: Presses::default(), actions, mapped }
+    }
+
+    /// Whether the organ maps a piston for `action`.
+    pub fn maps(&self, action: RemoteAction) -> bool {
+        self.actions.contains(&action)
+    }
+
+    /// The pistons mapped, for the terminal's key help (`?`), in its two columns.
+    pub fn help_lines(&self) -> Vec<String> {
+        let mut lines = vec!["Console pistons (--from):".to_string()];
+        for a in &self.actions {
+            let does = match a {
+                RemoteAction::Go => "start the chosen item; go on from a wait or a pause".to_string(),
+                RemoteAction::Pause => "pause at the end of this verse (again: don't)".into(),
+                RemoteAction::Stop => {
+                    format!("stop — only when pressed twice within {} s", REMOTE_STOP_WINDOW_MS / 1000)
+                }
+                RemoteAction::Next => "choose the item after".into(),
+                RemoteAction::Previous => "choose the item before".into(),
+            };
+            lines.push(format!("{:<17}{does}", a.key()));
+        }
+        lines
     }
 
     /// The input's name (`jack:console:out`, `port:…`).
@@ -173,6 +199,17 @@ next = { sysex = "F0 7D 01 F7" }
         let (_tx, r) = crossbeam_channel::unbounded();
         let mut c = ConsoleRemote::with_input(Input::from_channel("test", r), &organ);
         assert_eq!(c.mapped, "go, pause, stop, next");
+        assert!(c.maps(RemoteAction::Go) && !c.maps(RemoteAction::Previous));
+        assert_eq!(
+            c.help_lines(),
+            [
+                "Console pistons (--from):",
+                "go               start the chosen item; go on from a wait or a pause",
+                "pause            pause at the end of this verse (again: don't)",
+                "stop             stop — only when pressed twice within 2 s",
+                "next             choose the item after",
+            ]
+        );
         // A key, a stop, the cancel, a release, clock, unknown: nothing.
         for b in [
             &[0x90, 60, 100][..],

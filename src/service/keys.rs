@@ -57,6 +57,8 @@ pub struct Keys {
     pub quit: bool,
     /// Lines of the remote's overlay (address, PIN, QR code), when the remote is on.
     pub remote: Vec<String>,
+    /// The console's pistons and what each does, for the help (`--from`).
+    pub console: Vec<String>,
 }
 
 impl Keys {
@@ -184,11 +186,15 @@ impl Keys {
             s.state = q;
         }
         s.overlay = match self.ask {
-            Some(Ask::Help) => Some(Overlay {
-                title: "Keys".into(),
-                lines: KEYS.iter().map(|l| l.to_string()).collect(),
-                inverse: false,
-            }),
+            Some(Ask::Help) => {
+                let mut lines: Vec<String> = KEYS.iter().map(|l| l.to_string()).collect();
+                if !self.console.is_empty() {
+                    // Before the closing "", "any key closes this help".
+                    let at = lines.len() - 2;
+                    lines.splice(at..at, std::iter::once(String::new()).chain(self.console.iter().cloned()));
+                }
+                Some(Overlay { title: "Keys".into(), lines, inverse: false })
+            }
             Some(Ask::Remote) => {
                 Some(Overlay { title: "Phone remote".into(), lines: self.remote.clone(), inverse: true })
             }
@@ -266,5 +272,21 @@ mod tests {
         press(&mut k, &mut s, KeyCode::Enter);
         assert!(k.dress(&s, s.screen()).overlay.is_none());
         assert_eq!(s.playing_item(), None, "the key that closes the help does nothing else");
+        assert!(!o.lines.iter().any(|l| l.contains("piston")), "no console pistons without --from");
+    }
+
+    #[test]
+    fn help_lists_the_console_pistons_with_from() {
+        let mut s = test_service();
+        let mut k = Keys {
+            console: vec!["Console pistons (--from):".into(), "go               …".into()],
+            ..Keys::default()
+        };
+        press(&mut k, &mut s, KeyCode::Char('?'));
+        let lines = k.dress(&s, s.screen()).overlay.unwrap().lines;
+        let at = lines.iter().position(|l| l == "Console pistons (--from):").expect("the pistons in the help");
+        assert_eq!(lines[at - 1], "", "a blank line before them");
+        assert_eq!(lines[at + 1], "go               …");
+        assert_eq!(&lines[at + 2..], ["", "any key closes this help"], "the closing line stays last");
     }
 }

@@ -94,6 +94,8 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
     let specs = session::output_specs(&a.to, default, &order.source)?;
     let session = Session::new(specs, first_organ.on_disconnect);
     let mut svc = Service::new(order, session);
+    let go_piston = console.as_ref().is_some_and(|c| c.maps(crate::organ::RemoteAction::Go));
+    svc.set_goes_on(goes_on(go_piston, terminal, listen.is_some()));
     svc.open_missing_outputs();
     let remote = listen.as_ref().map(Remote::start).transpose().map_err(|e| Error::Io(e.to_string()))?;
 
@@ -151,6 +153,18 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
             // 130 after Ctrl-C, 129 when the terminal was closed or lost, 128 + N for signal N.
             None => Ok(if sig != 0 { 128 + sig } else { 0 }),
         },
+    }
+}
+
+/// What goes on from a wait or a pause, as the messages say it: the console's go piston, Enter
+/// when there is a terminal, else a phone's Continue.
+fn goes_on(go_piston: bool, terminal: bool, phones: bool) -> &'static str {
+    match (go_piston, terminal, phones) {
+        (true, true, _) => "the go piston or Enter",
+        (true, false, false) => "the go piston",
+        (true, false, true) => "the go piston or Continue on a phone",
+        (false, false, true) => "Continue on a phone",
+        (false, _, _) => "Enter",
     }
 }
 
@@ -278,6 +292,7 @@ fn run_terminal(svc: &mut Service, remote: Option<&Remote>, console: Option<&mut
         keys.show_remote();
     }
     if let Some(c) = &console {
+        keys.console = c.help_lines();
         let piston = format!("console pistons: {}", c.mapped);
         remote_line = if remote_line.is_empty() { piston } else { format!("{remote_line} · {piston}") };
     }
@@ -332,5 +347,21 @@ fn terminal_loop(
             },
             default(Duration::from_millis(50)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_what_goes_on_from_where_the_service_is_driven() {
+        assert_eq!(goes_on(false, true, false), "Enter");
+        assert_eq!(goes_on(false, true, true), "Enter");
+        assert_eq!(goes_on(true, true, false), "the go piston or Enter");
+        assert_eq!(goes_on(true, true, true), "the go piston or Enter");
+        assert_eq!(goes_on(true, false, false), "the go piston");
+        assert_eq!(goes_on(true, false, true), "the go piston or Continue on a phone");
+        assert_eq!(goes_on(false, false, true), "Continue on a phone");
     }
 }

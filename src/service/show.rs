@@ -43,7 +43,7 @@ impl Service {
             Some(p) => {
                 let progress = self.session.progress();
                 s.now = self.now_playing(p, progress);
-                (s.tone, s.state) = state_line(progress);
+                (s.tone, s.state) = state_line(progress, &self.goes_on);
                 s.next = self.what_next(p, progress);
             }
         }
@@ -225,17 +225,26 @@ fn times(progress: &Progress) -> String {
     format!("{} / {}", short_time(at(progress.played)), short_time(at(progress.duration)))
 }
 
-/// The state line under "Now playing", and how loud it is.
-pub(super) fn state_line(p: &Progress) -> (Tone, String) {
+/// The state line under "Now playing", and how loud it is. `go`: what goes on from a wait
+/// ("Enter", "the go piston or Enter").
+pub(super) fn state_line(p: &Progress, go: &str) -> (Tone, String) {
     match p.state {
-        PlayState::Waiting(WaitKind::Fermata) => (Tone::Attention, "WAITING AT A FERMATA — Enter continues".into()),
+        PlayState::Waiting(WaitKind::Fermata) => (Tone::Attention, format!("WAITING AT A FERMATA — {go} continues")),
         PlayState::Waiting(WaitKind::SectionEnd) => {
-            (Tone::Attention, "PAUSED AT THE END OF THE VERSE — Enter goes on".into())
+            (Tone::Attention, format!("PAUSED AT THE END OF THE VERSE — {go} goes on"))
         }
+        PlayState::WaitingForLink if p.link_lost_for_good => (
+            Tone::Alarm,
+            // The output stays in the session (its release did not fail the item): only a new
+            // organ service opens it again.
+            "OUTPUT LOST — its server is gone and nothing reconnects it: s stops; then start the server and organ \
+             service again"
+                .into(),
+        ),
         PlayState::WaitingForLink => {
             (Tone::Alarm, "LINK TO THE ORGAN LOST — waiting for it to come back (s stops)".into())
         }
-        PlayState::Paused => (Tone::Normal, "PAUSED — Enter resumes".into()),
+        PlayState::Paused => (Tone::Normal, format!("PAUSED — {go} resumes")),
         PlayState::Ending => (Tone::Normal, "ENDING".into()),
         _ if p.link_down => (Tone::Alarm, "PLAYING — link to the organ down".into()),
         _ if p.pause_at_section_end => (Tone::Normal, "PLAYING — will pause at the end of this verse".into()),
@@ -299,6 +308,24 @@ mod tests {
         assert_eq!(times(&p), "1:00.0 / 2:00.0");
         let p = Progress { speed: 2000, ..p };
         assert_eq!(times(&p), "0:15.0 / 0:30.0");
+    }
+
+    #[test]
+    fn the_state_line_says_what_goes_on() {
+        let at = |state| Progress { state, ..Progress::default() };
+        let verse_end = at(PlayState::Waiting(WaitKind::SectionEnd));
+        assert_eq!(state_line(&verse_end, "Enter").1, "PAUSED AT THE END OF THE VERSE — Enter goes on");
+        assert_eq!(
+            state_line(&verse_end, "the go piston or Enter").1,
+            "PAUSED AT THE END OF THE VERSE — the go piston or Enter goes on"
+        );
+        let fermata = at(PlayState::Waiting(WaitKind::Fermata));
+        assert_eq!(state_line(&fermata, "the go piston").1, "WAITING AT A FERMATA — the go piston continues");
+        assert_eq!(state_line(&at(PlayState::Paused), "Enter").1, "PAUSED — Enter resumes");
+        let link = at(PlayState::WaitingForLink);
+        assert!(state_line(&link, "Enter").1.starts_with("LINK TO THE ORGAN LOST — waiting for it to come back"));
+        let gone = Progress { link_lost_for_good: true, ..link };
+        assert!(state_line(&gone, "Enter").1.starts_with("OUTPUT LOST — its server is gone"));
     }
 
     #[test]

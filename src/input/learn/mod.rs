@@ -213,7 +213,7 @@ impl<W: Write> Session<'_, W> {
             Heard::Timeout => {
                 self.say(&format!(
                     "skipped: {name}: nothing arrived within {} s of \"{what}\" (u goes back to it)",
-                    self.wait.as_secs()
+                    seconds(self.wait)
                 ));
                 self.results.push((name.to_string(), false));
                 Err(Done::Next)
@@ -562,6 +562,13 @@ pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
     Ok(if was_interrupted { 128 + crate::session::signal_received().max(2) } else { 0 })
 }
 
+/// A time in seconds as the user wrote it: `60`, `0.5`, `1.25` (not `0` for `--wait 500ms`).
+fn seconds(d: Duration) -> String {
+    // To the microsecond: `--wait 0.3s` is 0.299999999 s as a Duration.
+    let s = (d.as_secs_f64() * 1e6).round() / 1e6;
+    format!("{s}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,6 +743,19 @@ division = "great"
     }
 
     #[test]
+    fn a_wait_is_said_in_seconds_as_written() {
+        for (d, said) in [
+            (Duration::from_secs(60), "60"),
+            (Duration::from_millis(500), "0.5"),
+            (Duration::from_secs_f64(0.3), "0.3"),
+            (Duration::from_millis(1250), "1.25"),
+            (Duration::from_micros(100), "0.0001"),
+        ] {
+            assert_eq!(seconds(d), said, "{d:?}");
+        }
+    }
+
+    #[test]
     fn learns_the_remote_pistons_only_when_asked() {
         assert!(!run_with(organist, &[]).1.iter().any(|l| l.contains("remote")), "not asked unless --only remote");
         let (text, lines) = run_only(remote_pistons, &[], &["remote"]);
@@ -755,7 +775,8 @@ division = "great"
             "learned: remote pause = CC 80 = 127 on channel 15 (pause at the end of the verse)",
             "learned: remote stop = program 9 on channel 15 (stop)",
             "unclear: remote next: remote go already sends it; not written (u goes back to it)",
-            "skipped: remote previous: nothing arrived",
+            // The test's wait is 400 ms: said as it is, not rounded down to "0 s".
+            "skipped: remote previous: nothing arrived within 0.4 s of",
         ] {
             assert!(lines.iter().any(|l| l.starts_with(want)), "no {want:?} in {lines:#?}");
         }
