@@ -984,6 +984,10 @@ fn ts_ms(msgs: &[Got]) -> Vec<f64> {
 
 /// A burst is more messages within [`BURST_MS`] than the plan ever has there.
 const BURST_MS: f64 = 50.0;
+/// By when the simulated device took them, messages may bunch up this many times more than the
+/// plan has them: a starved mock takes a queue of writes at once (up to 30 in 50 ms where the
+/// plan has 20, under `stress-ng --cpu 2`). A burst of the 1.5 s stall would be 100 or more.
+const ARRIVAL_SLACK: usize = 3;
 
 /// A write that BlueZ does not answer for 1.5 s (the link stays up), under `pause`: the engine
 /// pauses once the write has gone unanswered for the doubt bound (not after organ's 2 s write
@@ -1021,8 +1025,8 @@ fn ble_a_write_left_unanswered_pauses_at_once_and_resumes_without_a_burst() {
         "shifted {shift} ms (+ {held_ms} played) for a {stalled_ms:.0} ms stall"
     );
     // No burst after the restore: never more messages within 50 ms than the plan has from the
-    // gap on, but for the pause's release and re-strike; by the program's own stamps, and (as loosely as a
-    // loaded machine needs) by when the device took them.
+    // gap on, but for the pause's release and re-strike; by the program's own stamps, and (as
+    // loosely as a loaded machine needs: ARRIVAL_SLACK) by when the device took them.
     let plan_ms: Vec<f64> = planned[a..].iter().map(|p| p.t_us as f64 / 1000.0).collect();
     let plan_most = most_within(&plan_ms, BURST_MS);
     let played = &after[res.restored..];
@@ -1034,7 +1038,7 @@ fn ble_a_write_left_unanswered_pauses_at_once_and_resumes_without_a_burst() {
     let taken: Vec<f64> = after_t[res.restored..].iter().map(|t| t * 1000.0).collect();
     let by_arrival = most_within(&taken, BURST_MS);
     assert!(
-        by_arrival <= 2 * (plan_most + 2 * k),
+        by_arrival <= ARRIVAL_SLACK * (plan_most + 2 * k),
         "{by_arrival} messages arrived within {BURST_MS} ms, the plan has {plan_most}"
     );
 
@@ -1098,7 +1102,7 @@ fn ble_a_write_left_unanswered_under_continue_drops_the_gap() {
     let taken: Vec<f64> = after_t[resumed..].iter().map(|t| t * 1000.0).collect();
     let by_arrival = most_within(&taken, BURST_MS);
     assert!(
-        by_arrival <= 2 * plan_most,
+        by_arrival <= ARRIVAL_SLACK * plan_most,
         "{by_arrival} messages arrived within {BURST_MS} ms, the plan has {plan_most}"
     );
 
