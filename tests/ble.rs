@@ -989,6 +989,38 @@ const BURST_MS: f64 = 50.0;
 /// plan has 20, under `stress-ng --cpu 2`). A burst of the 1.5 s stall would be 100 or more.
 const ARRIVAL_SLACK: usize = 3;
 
+/// A run through one stall, split at it.
+struct Stalled {
+    run: Run,
+    planned: Vec<Planned>,
+    /// The messages up to and including the unanswered write, and those after it with the times
+    /// the device took them (ms).
+    before: Vec<Got>,
+    after: Vec<Got>,
+    after_t: Vec<f64>,
+    /// How long the device left the write unanswered (ms).
+    stalled_ms: f64,
+}
+
+/// `organ play` of `part` under `policy` through the simulated device's one stall, which must end
+/// with status 0; the unanswered write must have struck a key.
+fn play_through_stall(sim: &SimBluez, policy: &str, part: &[&str]) -> Stalled {
+    let organ = organ_file(sim, policy, None);
+    let organ = organ.to_str().unwrap();
+    let planned = plan(Path::new(organ), part);
+    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
+    args.extend(part);
+    let run = Play::start(sim, &args).wait(RUN_LIMIT, sim);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    let (before_w, after_w, stalled_ms) = split_at_stall(&sim.captured());
+    let payloads = |ws: &[Write]| ws.iter().map(|w| w.1.clone()).collect::<Vec<_>>();
+    let struck = keys_down(bytes_of(&decode(&payloads(&before_w[before_w.len() - 1..]))));
+    assert!(!struck.is_empty(), "the unanswered packet struck no key");
+    let (after, after_t) = decode_timed(&after_w);
+    let after_t = after_t.iter().map(|t| t * 1000.0).collect();
+    Stalled { run, planned, before: decode(&payloads(&before_w)), after, after_t, stalled_ms }
+}
+
 /// A write that BlueZ does not answer for 1.5 s (the link stays up), under `pause`: the engine
 /// pauses once the write has gone unanswered for the doubt bound (not after organ's 2 s write
 /// timeout), the user is told the link stopped answering, and when the answer comes the keys are
@@ -997,20 +1029,7 @@ const ARRIVAL_SLACK: usize = 3;
 #[test]
 fn ble_a_write_left_unanswered_pauses_at_once_and_resumes_without_a_burst() {
     let Some(sim) = start(stalling()) else { return };
-    let organ = organ_file(&sim, "pause", None);
-    let organ = organ.to_str().unwrap();
-    let planned = plan(Path::new(organ), &PART);
-    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
-    args.extend(PART);
-    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
-    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-    let captured = sim.captured();
-    let (before_w, after_w, stalled_ms) = split_at_stall(&captured);
-    let before = decode(&before_w.iter().map(|w| w.1.clone()).collect::<Vec<_>>());
-    let (after, after_t) = decode_timed(&after_w);
-    let struck =
-        keys_down(bytes_of(&decode(&before_w[before_w.len() - 1..].iter().map(|w| w.1.clone()).collect::<Vec<_>>())));
-    assert!(!struck.is_empty(), "the unanswered packet struck no key");
+    let Stalled { run, planned, before, after, after_t, stalled_ms } = play_through_stall(&sim, "pause", &PART);
 
     let res = check_paused_and_resumed(&planned, &before, &after);
     let (a, b, k) = (res.a, res.b, res.k);
@@ -1035,8 +1054,7 @@ fn ble_a_write_left_unanswered_pauses_at_once_and_resumes_without_a_burst() {
         by_stamp <= plan_most + 2 * k,
         "{by_stamp} messages stamped within {BURST_MS} ms, the plan has {plan_most}"
     );
-    let taken: Vec<f64> = after_t[res.restored..].iter().map(|t| t * 1000.0).collect();
-    let by_arrival = most_within(&taken, BURST_MS);
+    let by_arrival = most_within(&after_t[res.restored..], BURST_MS);
     assert!(
         by_arrival <= ARRIVAL_SLACK * (plan_most + 2 * k),
         "{by_arrival} messages arrived within {BURST_MS} ms, the plan has {plan_most}"
@@ -1073,20 +1091,8 @@ fn ble_a_write_left_unanswered_pauses_at_once_and_resumes_without_a_burst() {
 #[test]
 fn ble_a_write_left_unanswered_under_continue_drops_the_gap() {
     let Some(sim) = start(stalling()) else { return };
-    let organ = organ_file(&sim, "continue", None);
-    let organ = organ.to_str().unwrap();
-    let planned = plan(Path::new(organ), &LONGER_PART);
-    let mut args = vec!["--organ", organ, "--to", "ble:WIDI Jack"];
-    args.extend(LONGER_PART);
-    let run = Play::start(&sim, &args).wait(RUN_LIMIT, &sim);
-    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
-    let captured = sim.captured();
-    let (before_w, after_w, stalled_ms) = split_at_stall(&captured);
-    let before = decode(&before_w.iter().map(|w| w.1.clone()).collect::<Vec<_>>());
-    let (after, after_t) = decode_timed(&after_w);
-    let struck =
-        keys_down(bytes_of(&decode(&before_w[before_w.len() - 1..].iter().map(|w| w.1.clone()).collect::<Vec<_>>())));
-    assert!(!struck.is_empty(), "the unanswered packet struck no key");
+    let Stalled { run, planned, before, after, after_t, stalled_ms } =
+        play_through_stall(&sim, "continue", &LONGER_PART);
 
     // The release (of the keys the unanswered write struck too), the restore, then exactly a
     // suffix of the plan on the original schedule.
@@ -1099,8 +1105,7 @@ fn ble_a_write_left_unanswered_under_continue_drops_the_gap() {
     let plan_ms: Vec<f64> = planned[c..].iter().map(|p| p.t_us as f64 / 1000.0).collect();
     let plan_most = most_within(&plan_ms, BURST_MS);
     let resumed = after.len() - (planned.len() - c);
-    let taken: Vec<f64> = after_t[resumed..].iter().map(|t| t * 1000.0).collect();
-    let by_arrival = most_within(&taken, BURST_MS);
+    let by_arrival = most_within(&after_t[resumed..], BURST_MS);
     assert!(
         by_arrival <= ARRIVAL_SLACK * plan_most,
         "{by_arrival} messages arrived within {BURST_MS} ms, the plan has {plan_most}"

@@ -148,24 +148,30 @@ mod tests {
     use super::*;
     use crate::engine::Shared;
     use crate::organ::Organ;
-    use crate::plan::{self, PlanOptions};
+    use crate::plan::{self, PlanOptions, Timeline};
 
-    #[test]
-    fn reports_the_loss_and_the_return_once_each() {
+    /// The shipped piece's plan, and the engine's telemetry somewhere in bar 3 (3:2).
+    fn at_bar_3() -> (Timeline, Shared) {
         let organ = Organ::find("st-marys").unwrap();
         let score =
             crate::score::load_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.mid")))
                 .unwrap();
         let t = plan::plan(&score, &organ, None, &PlanOptions::default()).unwrap();
         let shared = Shared::default();
+        let i = t.events.iter().position(|e| t.position(e).bar == 3 && t.position(e).beat == 2).unwrap();
+        shared.next.store(i + 1, Ordering::Relaxed);
+        (t, shared)
+    }
+
+    #[test]
+    fn reports_the_loss_and_the_return_once_each() {
+        let (t, shared) = at_bar_3();
+        let bar_3 = shared.next.load(Ordering::Relaxed);
         let progress = |shared: &Shared| {
             let mut p = Progress::default();
             p.read(&t, shared);
             p
         };
-        // Somewhere in bar 3.
-        let i = t.events.iter().position(|e| t.position(e).bar == 3 && t.position(e).beat == 2).unwrap();
-        shared.next.store(i + 1, Ordering::Relaxed);
         let mut w = LinkWatch::new(DisconnectPolicy::Pause);
         assert_eq!(w.poll(&progress(&shared)), None);
         shared.link_down.store(true, Ordering::Relaxed);
@@ -191,7 +197,7 @@ mod tests {
         let back = w.poll(&progress(&shared)).unwrap();
         assert!(back.ends_with(&format!("playing on at bar {}", progress(&shared).bar_beat())), "{back}");
         // A JACK output's server gone: nothing reconnects it, and the line does not say so.
-        shared.next.store(i + 1, Ordering::Relaxed);
+        shared.next.store(bar_3, Ordering::Relaxed);
         let jack = [("jack", LinkLoss::ForGood), ("file:x.mid", LinkLoss::Never)];
         let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, jack);
         shared.link_down.store(true, Ordering::Relaxed);
@@ -220,19 +226,12 @@ mod tests {
 
     #[test]
     fn a_link_that_stops_answering_is_said_so_then_lost_or_back() {
-        let organ = Organ::find("st-marys").unwrap();
-        let score =
-            crate::score::load_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.mid")))
-                .unwrap();
-        let t = plan::plan(&score, &organ, None, &PlanOptions::default()).unwrap();
-        let shared = Shared::default();
+        let (t, shared) = at_bar_3();
         let progress = |shared: &Shared| {
             let mut p = Progress::default();
             p.read(&t, shared);
             p
         };
-        let i = t.events.iter().position(|e| t.position(e).bar == 3 && t.position(e).beat == 2).unwrap();
-        shared.next.store(i + 1, Ordering::Relaxed);
         let ble = [("ble:WIDI", LinkLoss::Reconnects)];
         // Not answering, then answering again.
         let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, ble);
