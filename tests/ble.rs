@@ -895,6 +895,11 @@ fn ble_a_key_struck_by_an_unanswered_write_is_released_on_reconnect() {
     let mut all = bytes_of(&before);
     all.extend(bytes_of(&after));
     assert!(keys_down(all).is_empty(), "every key released at the end");
+    // The user heard at once that the link stopped answering (the engine paused then, not after
+    // the 2 s write timeout), then that it was lost.
+    let (doubt, lost) =
+        (run.stderr.find("organ: link stopped answering at bar "), run.stderr.find("organ: link lost at bar "));
+    assert!(doubt.is_some() && lost.is_some() && doubt < lost, "{}", run.stderr);
     let summary = "organ: ble:WIDI Jack: link lost once, reconnected once (keys released, registration restored); \
                    nothing dropped\n";
     assert!(run.stderr.contains(summary), "expected {summary:?} in\n{}", run.stderr);
