@@ -73,11 +73,16 @@ fn key((code, mods): term::Key) -> Option<Key> {
 pub fn status_line(p: &Progress) -> String {
     let state = match p.state {
         PlayState::Paused => "paused ",
+        PlayState::WaitingForLink if p.link_not_answering => "LINK NOT ANSWERING, waiting ",
         PlayState::WaitingForLink => "LINK DOWN, waiting ",
         PlayState::Waiting(_) => "FERMATA, Enter continues ",
         _ => "",
     };
-    let link = if p.link_down { "  link down" } else { "" };
+    let link = match (p.link_down, p.link_not_answering) {
+        (false, _) => "",
+        (true, false) => "  link down",
+        (true, true) => "  link not answering",
+    };
     // A hymn: which play-over, verse or amen.
     let section = match &p.section {
         Some(s) if p.hymn => format!("{}, ", s.label),
@@ -557,4 +562,26 @@ pub fn panic_messages(organ: Option<&Organ>) -> PanicMessages {
     let pace = organ.map_or(Micros::ZERO, |o| o.stop_pace);
     let cancel = organ.map(|o| o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect()).unwrap_or_default();
     PanicMessages { keys_off, cancel, pace, channels }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_says_whether_the_link_is_lost_or_not_answering() {
+        let mut p = Progress { state: PlayState::WaitingForLink, link_down: true, ..Progress::default() };
+        p.link_down_for = Some(Duration::from_millis(1500));
+        let lost = status_line(&p);
+        assert!(lost.starts_with("LINK DOWN, waiting bar ") && lost.ends_with("  link down for 1.5 s"), "{lost}");
+        p.link_not_answering = true;
+        let doubt = status_line(&p);
+        assert!(doubt.starts_with("LINK NOT ANSWERING, waiting bar "), "{doubt}");
+        assert!(doubt.ends_with("  link not answering for 1.5 s"), "{doubt}");
+        p.state = PlayState::Playing;
+        assert!(status_line(&p).starts_with("bar "), "continue: playing on");
+        p.link_down = false;
+        p.link_down_for = None;
+        assert!(!status_line(&p).contains("link"));
+    }
 }

@@ -162,8 +162,10 @@ pub struct Shared {
     state: AtomicU8,
     /// Current speed in ‰.
     pub speed: AtomicU32,
-    /// Some output reports its link down.
+    /// Some output reports its link down (lost, or not answering).
     pub link_down: AtomicBool,
+    /// The links down are only not answering ([`Link::NotAnswering`]): none is lost.
+    pub link_not_answering: AtomicBool,
     /// The release after a stop (or the end of the plan) has been sent.
     pub released: AtomicBool,
     /// Bit i set: output i failed (it got nothing more from then on, so not the release either).
@@ -723,10 +725,20 @@ impl<C: Clock> Engine<C> {
             }
             self.take_swaps();
             // 2. Links.
+            // A link not answering is down for the policy; the control thread words it apart.
             let dead = self.sink.dead;
-            let down =
-                self.sink.outputs.iter().enumerate().any(|(i, o)| dead & (1 << i) == 0 && o.link() == Link::Down);
+            let (mut down, mut lost) = (false, false);
+            for (i, o) in self.sink.outputs.iter().enumerate() {
+                if dead & (1 << i) == 0 {
+                    match o.link() {
+                        Link::Up => {}
+                        Link::NotAnswering => down = true,
+                        Link::Down => (down, lost) = (true, true),
+                    }
+                }
+            }
             self.shared.link_down.store(down, Ordering::Relaxed);
+            self.shared.link_not_answering.store(down && !lost, Ordering::Relaxed);
             if self.config.on_disconnect == DisconnectPolicy::Pause {
                 if down && !self.link_paused {
                     if !self.paused {

@@ -71,9 +71,11 @@ impl Clock for GatedClock {
     }
 }
 
-/// An output whose link the test can take down, that fails on the n-th message, or panics.
+/// An output whose link the test can take down (reported as `down_as`), that fails on the n-th
+/// message, or panics.
 struct Flaky {
     down: Arc<AtomicBool>,
+    down_as: Link,
     fail_at: Option<usize>,
     panic_at: Option<usize>,
     seen: usize,
@@ -94,7 +96,7 @@ impl Output for Flaky {
         Ok(())
     }
     fn link(&self) -> Link {
-        if self.down.load(Ordering::SeqCst) { Link::Down } else { Link::Up }
+        if self.down.load(Ordering::SeqCst) { self.down_as } else { Link::Up }
     }
 }
 
@@ -315,7 +317,8 @@ fn tempo_change_stretches_the_rest() {
 fn output_failure_stops_and_releases_the_other_outputs() {
     let t = shipped_timeline(PlanOptions::default());
     let (out, h) = memory(&t);
-    let flaky = Box::new(Flaky { down: Arc::default(), fail_at: Some(400), panic_at: None, seen: 0 });
+    let flaky =
+        Box::new(Flaky { down: Arc::default(), down_as: Link::Down, fail_at: Some(400), panic_at: None, seen: 0 });
     let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), Config::default());
     let mut report = engine.run();
     assert!(
@@ -331,9 +334,11 @@ fn output_failure_stops_and_releases_the_other_outputs() {
 fn every_output_that_failed_is_published_also_one_that_failed_taking_the_release() {
     let t = shipped_timeline(PlanOptions::default());
     let (out, h) = memory(&t);
-    let first = Box::new(Flaky { down: Arc::default(), fail_at: Some(400), panic_at: None, seen: 0 });
+    let first =
+        Box::new(Flaky { down: Arc::default(), down_as: Link::Down, fail_at: Some(400), panic_at: None, seen: 0 });
     // Takes message 400 (the other's failure), then fails on the first message of the release.
-    let second = Box::new(Flaky { down: Arc::default(), fail_at: Some(401), panic_at: None, seen: 0 });
+    let second =
+        Box::new(Flaky { down: Arc::default(), down_as: Link::Down, fail_at: Some(401), panic_at: None, seen: 0 });
     let (engine, handle) = new(t.clone(), vec![first, second, out], ManualClock::new(), Config::default());
     let mut report = engine.run();
     assert!(matches!(report.end, End::OutputFailed { output: 0, .. }), "{:?}", report.end);
@@ -347,7 +352,8 @@ fn every_output_that_failed_is_published_also_one_that_failed_taking_the_release
 fn a_panicking_output_is_dropped_and_the_others_released() {
     let t = shipped_timeline(PlanOptions::default());
     let (out, h) = memory(&t);
-    let flaky = Box::new(Flaky { down: Arc::default(), fail_at: None, panic_at: Some(300), seen: 0 });
+    let flaky =
+        Box::new(Flaky { down: Arc::default(), down_as: Link::Down, fail_at: None, panic_at: Some(300), seen: 0 });
     let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), Config::default());
     let mut report = engine.run();
     assert!(matches!(report.end, End::OutputFailed { output: 0, .. }), "{:?}", report.end);
@@ -355,55 +361,64 @@ fn a_panicking_output_is_dropped_and_the_others_released() {
     assert_released(&t, &recording(&h));
 }
 
+/// A link lost, or one not answering (a state of down): the same pause, and the control thread
+/// learns which.
 #[test]
 fn link_down_with_pause_policy_waits_and_resumes() {
-    let t = shipped_timeline(PlanOptions::default());
-    let (out, h) = memory(&t);
-    let down = Arc::new(AtomicBool::new(false));
-    let flaky = Box::new(Flaky { down: down.clone(), fail_at: None, panic_at: None, seen: 0 });
-    let clock = GatedClock::default();
-    let cfg = Config { on_disconnect: DisconnectPolicy::Pause, ..Config::default() };
-    let (engine, handle) = new(t.clone(), vec![flaky, out], clock.clone(), cfg);
-    let handle = spawn(engine, handle).unwrap();
-    let at = 20_000_000;
-    clock.play_to(&handle.shared, at);
-    down.store(true, Ordering::SeqCst);
-    wait_for(&handle, State::WaitingForLink);
-    assert!(handle.shared.link_down.load(Ordering::SeqCst));
-    let gap = 5_000_000;
-    clock.now.fetch_add(gap, Ordering::SeqCst);
-    clock.open();
-    std::thread::sleep(Duration::from_millis(30));
-    let sent_while_down = handle.shared.next.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(30));
-    assert_eq!(
-        handle.shared.next.load(Ordering::SeqCst),
-        sent_while_down,
-        "nothing new is played while the link is down"
-    );
-    down.store(false, Ordering::SeqCst);
-    let mut report = handle.join();
-    assert_eq!(report.end, End::Finished);
-    finish(&mut report);
-    let rec = recording(&h);
-    let last = rec.last().unwrap().0;
-    assert!(last.due.0 >= last.plan.0 + gap, "the clock stopped during the gap");
-    assert_released(&t, &rec);
+    for down_as in [Link::Down, Link::NotAnswering] {
+        let t = shipped_timeline(PlanOptions::default());
+        let (out, h) = memory(&t);
+        let down = Arc::new(AtomicBool::new(false));
+        let flaky = Box::new(Flaky { down: down.clone(), down_as, fail_at: None, panic_at: None, seen: 0 });
+        let clock = GatedClock::default();
+        let cfg = Config { on_disconnect: DisconnectPolicy::Pause, ..Config::default() };
+        let (engine, handle) = new(t.clone(), vec![flaky, out], clock.clone(), cfg);
+        let handle = spawn(engine, handle).unwrap();
+        let at = 20_000_000;
+        clock.play_to(&handle.shared, at);
+        down.store(true, Ordering::SeqCst);
+        wait_for(&handle, State::WaitingForLink);
+        assert!(handle.shared.link_down.load(Ordering::SeqCst));
+        assert_eq!(handle.shared.link_not_answering.load(Ordering::SeqCst), down_as == Link::NotAnswering);
+        let gap = 5_000_000;
+        clock.now.fetch_add(gap, Ordering::SeqCst);
+        clock.open();
+        std::thread::sleep(Duration::from_millis(30));
+        let sent_while_down = handle.shared.next.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            handle.shared.next.load(Ordering::SeqCst),
+            sent_while_down,
+            "nothing new is played while the link is {down_as:?}"
+        );
+        down.store(false, Ordering::SeqCst);
+        let mut report = handle.join();
+        assert_eq!(report.end, End::Finished);
+        finish(&mut report);
+        let rec = recording(&h);
+        let last = rec.last().unwrap().0;
+        assert!(last.due.0 >= last.plan.0 + gap, "the clock stopped during the gap");
+        assert_released(&t, &rec);
+    }
 }
 
 #[test]
 fn link_down_with_continue_policy_keeps_time() {
-    let t = shipped_timeline(PlanOptions::default());
-    let (out, h) = memory(&t);
-    let down = Arc::new(AtomicBool::new(true));
-    let flaky = Box::new(Flaky { down, fail_at: None, panic_at: None, seen: 0 });
-    let cfg = Config { on_disconnect: DisconnectPolicy::Continue, ..Config::default() };
-    let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), cfg);
-    let mut report = engine.run();
-    assert_eq!(report.end, End::Finished);
-    finish(&mut report);
-    let rec = recording(&h);
-    assert!(rec.iter().all(|(s, _)| s.due == s.plan), "continue never shifts the clock");
+    for down_as in [Link::Down, Link::NotAnswering] {
+        let t = shipped_timeline(PlanOptions::default());
+        let (out, h) = memory(&t);
+        let down = Arc::new(AtomicBool::new(true));
+        let flaky = Box::new(Flaky { down, down_as, fail_at: None, panic_at: None, seen: 0 });
+        let cfg = Config { on_disconnect: DisconnectPolicy::Continue, ..Config::default() };
+        let (engine, _) = new(t.clone(), vec![flaky, out], ManualClock::new(), cfg);
+        let shared = engine.shared();
+        let mut report = engine.run();
+        assert_eq!(report.end, End::Finished);
+        assert_eq!(shared.link_not_answering.load(Ordering::SeqCst), down_as == Link::NotAnswering);
+        finish(&mut report);
+        let rec = recording(&h);
+        assert!(rec.iter().all(|(s, _)| s.due == s.plan), "continue never shifts the clock ({down_as:?})");
+    }
 }
 
 #[test]

@@ -112,7 +112,7 @@ pub struct RemoteButton {
     pub release: Option<Vec<Message>>,
 }
 
-/// What playback does while an output's link is down.
+/// What playback does while an output's link is down (lost, or not answering: a write unanswered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DisconnectPolicy {
     /// The clock stops and resumes where it left off once the link is back.

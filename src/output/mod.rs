@@ -50,8 +50,22 @@ pub struct Stamp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
     Up,
+    /// The link is in doubt: a write has gone unanswered for longer than the output's short
+    /// bound, so what is handed over may not be arriving. A state of [`Link::Down`]: the engine
+    /// applies the same `on_disconnect` policy, and the output comes back the same way (the
+    /// keys released and the registration restored before it reports [`Link::Up`]), either when
+    /// the answer comes after all or, once it gives up waiting, after reconnecting (it reports
+    /// [`Link::Down`] meanwhile).
+    NotAnswering,
     /// The link dropped: the output is trying to get it back, or (see [`LinkLoss`]) it is gone.
     Down,
+}
+
+impl Link {
+    /// Whether messages handed over now can be expected to arrive on time.
+    pub fn is_up(self) -> bool {
+        self == Link::Up
+    }
 }
 
 /// What becomes of an output's link once it is [`Link::Down`], for what the user is told.
@@ -169,11 +183,11 @@ pub trait Output: Send {
 
     /// Whether the link is up (an atomic load for outputs that can lose their link).
     ///
-    /// An output that reports [`Link::Down`] keeps trying to get the link back and, before it
-    /// reports [`Link::Up`] again, brings the instrument back to a known state: every key it
-    /// had sounding released, the registration at the current plan position re-sent. The
-    /// control thread tells the user so when the link comes back. (Unless its [`Output::link_loss`]
-    /// is [`LinkLoss::ForGood`]: then it never comes back.)
+    /// An output that reports [`Link::Down`] (or [`Link::NotAnswering`]) keeps trying to get the
+    /// link back and, before it reports [`Link::Up`] again, brings the instrument back to a
+    /// known state: every key it had sounding released, the registration at the current plan
+    /// position re-sent. The control thread tells the user so when the link comes back. (Unless
+    /// its [`Output::link_loss`] is [`LinkLoss::ForGood`]: then it never comes back.)
     fn link(&self) -> Link {
         Link::Up
     }

@@ -1,7 +1,9 @@
 //! Telling the user about link losses: a wireless output's, which reconnects by itself, and a
-//! JACK output's, whose server is gone for good (nothing reconnects it; its sends fail). Runs on
-//! the control thread: it only follows [`Progress::link_down`] and the position each time the
-//! session is polled, so nothing is added to the real-time thread.
+//! JACK output's, whose server is gone for good (nothing reconnects it; its sends fail); and a
+//! wireless link that stopped answering (a write unanswered: in doubt, a state of down). Runs on
+//! the control thread: it only follows [`Progress::link_down`], [`Progress::link_not_answering`]
+//! and the position each time the session is polled, so nothing is added to the real-time
+//! thread.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +17,9 @@ use crate::output::Output;
 #[derive(Debug)]
 pub struct LinkWatch {
     policy: DisconnectPolicy,
-    /// Since when the link has been down, and the position then.
-    down: Option<(Instant, String)>,
+    /// Since when the link has been down, the position then, and whether it only stopped
+    /// answering (not known to be lost).
+    down: Option<(Instant, String, bool)>,
     /// The outputs whose link, once down, is gone for good (a JACK server shut down), by name.
     for_good: Vec<String>,
     /// Whether an output whose link reconnects (Bluetooth LE) plays too.
@@ -53,35 +56,33 @@ impl LinkWatch {
         self.down.is_some() && !self.reconnecting
     }
 
-    /// Looks at the link; returns a line to print when it was lost or came back.
+    /// Looks at the link; returns a line to print when it was lost, stopped answering, was
+    /// found lost after not answering, or came back.
     pub fn poll(&mut self, p: &Progress) -> Option<String> {
         match (&self.down, p.link_down) {
             (None, true) => {
                 let at = p.bar_beat();
                 let line = if !self.reconnecting {
                     self.gone_line(&at)
+                } else if p.link_not_answering {
+                    format!("link stopped answering at bar {at}; waiting for it; {}", self.policy_words())
                 } else {
-                    let what = match self.policy {
-                        DisconnectPolicy::Pause => "paused until it comes back (on_disconnect = \"pause\")",
-                        DisconnectPolicy::Continue => {
-                            "playing on; what falls in the gap is dropped (on_disconnect = \"continue\")"
-                        }
-                    };
-                    if self.for_good.is_empty() {
-                        format!("link lost at bar {at}; reconnecting; {what}")
-                    } else {
-                        // Which one went down is not known here: say what each does.
-                        format!(
-                            "link lost at bar {at}; a Bluetooth link reconnects by itself, {} does not (if its \
-                             server is gone, stop, start the server again and play again); {what}",
-                            self.for_good.join(", ")
-                        )
-                    }
+                    self.lost_line(&at)
                 };
-                self.down = Some((Instant::now(), at));
+                self.down = Some((Instant::now(), at, p.link_not_answering));
                 Some(line)
             }
-            (Some((since, at)), false) => {
+            // It stopped answering, and now it is known to be lost: say so (the time down runs
+            // on from when it stopped answering).
+            (Some((_, _, true)), true) if !p.link_not_answering => {
+                let at = p.bar_beat();
+                let line = if self.reconnecting { self.lost_line(&at) } else { self.gone_line(&at) };
+                if let Some(d) = &mut self.down {
+                    d.2 = false;
+                }
+                Some(line)
+            }
+            (Some((since, at, _)), false) => {
                 let after = since.elapsed();
                 let then = match self.policy {
                     DisconnectPolicy::Pause => format!("resuming at bar {at}"),
@@ -94,6 +95,29 @@ impl LinkWatch {
                 ))
             }
             _ => None,
+        }
+    }
+
+    /// What the policy does while the link is down.
+    fn policy_words(&self) -> &'static str {
+        match self.policy {
+            DisconnectPolicy::Pause => "paused until it comes back (on_disconnect = \"pause\")",
+            DisconnectPolicy::Continue => "playing on; what falls in the gap is dropped (on_disconnect = \"continue\")",
+        }
+    }
+
+    /// A link lost that reconnects by itself (Bluetooth LE).
+    fn lost_line(&self, at: &str) -> String {
+        let what = self.policy_words();
+        if self.for_good.is_empty() {
+            format!("link lost at bar {at}; reconnecting; {what}")
+        } else {
+            // Which one went down is not known here: say what each does.
+            format!(
+                "link lost at bar {at}; a Bluetooth link reconnects by itself, {} does not (if its server is gone, \
+                 stop, start the server again and play again); {what}",
+                self.for_good.join(", ")
+            )
         }
     }
 
@@ -113,7 +137,7 @@ impl LinkWatch {
 
     /// How long the link has been down, for the status line.
     pub fn down_for(&self) -> Option<Duration> {
-        self.down.as_ref().map(|(since, _)| since.elapsed())
+        self.down.as_ref().map(|(since, ..)| since.elapsed())
     }
 }
 
@@ -124,24 +148,30 @@ mod tests {
     use super::*;
     use crate::engine::Shared;
     use crate::organ::Organ;
-    use crate::plan::{self, PlanOptions};
+    use crate::plan::{self, PlanOptions, Timeline};
 
-    #[test]
-    fn reports_the_loss_and_the_return_once_each() {
+    /// The shipped piece's plan, and the engine's telemetry somewhere in bar 3 (3:2).
+    fn at_bar_3() -> (Timeline, Shared) {
         let organ = Organ::find("st-marys").unwrap();
         let score =
             crate::score::load_file(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scores/bwv643.mid")))
                 .unwrap();
         let t = plan::plan(&score, &organ, None, &PlanOptions::default()).unwrap();
         let shared = Shared::default();
+        let i = t.events.iter().position(|e| t.position(e).bar == 3 && t.position(e).beat == 2).unwrap();
+        shared.next.store(i + 1, Ordering::Relaxed);
+        (t, shared)
+    }
+
+    #[test]
+    fn reports_the_loss_and_the_return_once_each() {
+        let (t, shared) = at_bar_3();
+        let bar_3 = shared.next.load(Ordering::Relaxed);
         let progress = |shared: &Shared| {
             let mut p = Progress::default();
             p.read(&t, shared);
             p
         };
-        // Somewhere in bar 3.
-        let i = t.events.iter().position(|e| t.position(e).bar == 3 && t.position(e).beat == 2).unwrap();
-        shared.next.store(i + 1, Ordering::Relaxed);
         let mut w = LinkWatch::new(DisconnectPolicy::Pause);
         assert_eq!(w.poll(&progress(&shared)), None);
         shared.link_down.store(true, Ordering::Relaxed);
@@ -167,7 +197,7 @@ mod tests {
         let back = w.poll(&progress(&shared)).unwrap();
         assert!(back.ends_with(&format!("playing on at bar {}", progress(&shared).bar_beat())), "{back}");
         // A JACK output's server gone: nothing reconnects it, and the line does not say so.
-        shared.next.store(i + 1, Ordering::Relaxed);
+        shared.next.store(bar_3, Ordering::Relaxed);
         let jack = [("jack", LinkLoss::ForGood), ("file:x.mid", LinkLoss::Never)];
         let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, jack);
         shared.link_down.store(true, Ordering::Relaxed);
@@ -192,5 +222,47 @@ mod tests {
         // Only Bluetooth: as before.
         let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, [("ble:WIDI", LinkLoss::Reconnects)]);
         assert!(w.poll(&progress(&shared)).unwrap().starts_with("link lost at bar 3:2; reconnecting; paused"));
+    }
+
+    #[test]
+    fn a_link_that_stops_answering_is_said_so_then_lost_or_back() {
+        let (t, shared) = at_bar_3();
+        let progress = |shared: &Shared| {
+            let mut p = Progress::default();
+            p.read(&t, shared);
+            p
+        };
+        let ble = [("ble:WIDI", LinkLoss::Reconnects)];
+        // Not answering, then answering again.
+        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, ble);
+        shared.link_down.store(true, Ordering::Relaxed);
+        shared.link_not_answering.store(true, Ordering::Relaxed);
+        assert!(progress(&shared).link_not_answering);
+        assert_eq!(
+            w.poll(&progress(&shared)).unwrap(),
+            "link stopped answering at bar 3:2; waiting for it; paused until it comes back (on_disconnect = \"pause\")"
+        );
+        assert_eq!(w.poll(&progress(&shared)), None, "once");
+        shared.link_down.store(false, Ordering::Relaxed);
+        let back = w.poll(&progress(&shared)).unwrap();
+        assert!(back.starts_with("link back after 0.0 s: keys released, registration restored; resuming at bar 3:2"));
+        // Not answering, then found lost: said once more, as a loss; then back once.
+        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Continue, ble);
+        shared.link_down.store(true, Ordering::Relaxed);
+        let first = w.poll(&progress(&shared)).unwrap();
+        assert!(
+            first.starts_with("link stopped answering at bar 3:2; waiting for it; playing on; what falls"),
+            "{first}"
+        );
+        shared.link_not_answering.store(false, Ordering::Relaxed);
+        let lost = w.poll(&progress(&shared)).unwrap();
+        assert!(lost.starts_with("link lost at bar 3:2; reconnecting; playing on;"), "{lost}");
+        assert_eq!(w.poll(&progress(&shared)), None, "once");
+        // A stale flag is not read without the link down.
+        shared.link_not_answering.store(true, Ordering::Relaxed);
+        shared.link_down.store(false, Ordering::Relaxed);
+        assert!(!progress(&shared).link_not_answering);
+        assert!(w.poll(&progress(&shared)).unwrap().starts_with("link back after "));
+        assert_eq!(w.poll(&progress(&shared)), None);
     }
 }

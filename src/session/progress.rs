@@ -75,6 +75,8 @@ pub struct Progress {
     pub registration: String,
     /// Some output's link is down, and since how long (as the session saw it).
     pub link_down: bool,
+    /// The links down only stopped answering (a write unanswered): none is known to be lost.
+    pub link_not_answering: bool,
     pub link_down_for: Option<Duration>,
     /// The link is down for good: the outputs that lost it cannot get it back (a JACK server
     /// that shut down).
@@ -145,6 +147,7 @@ impl Progress {
         self.tempo_percent = t.speed_percent * factor;
         self.registration = t.registration_at(played).map(|r| registration_name(t, &r.drawn)).unwrap_or_default();
         self.link_down = shared.link_down.load(Ordering::Relaxed);
+        self.link_not_answering = self.link_down && shared.link_not_answering.load(Ordering::Relaxed);
         self.pause_at_section_end = shared.pause_at_section_end.load(Ordering::Relaxed);
         self.sent = shared.sent.load(Ordering::Relaxed);
         self.late = shared.late.load(Ordering::Relaxed);

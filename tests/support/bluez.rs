@@ -41,6 +41,11 @@ pub struct Params {
     pub no_answer_ms: u64,
     /// Lose the link only on a write whose packet leaves a key down (channels 1-3).
     pub drop_with_note_on: bool,
+    /// Stop answering on this write of the piece (or, with `drop_with_note_on`, the first from
+    /// this one on that leaves a key down), once: it reaches the device, its answer comes
+    /// `stall_ms` later and the link stays up; the mock does nothing else meanwhile (0 = never).
+    pub stall_after_writes: u32,
+    pub stall_ms: u64,
     /// After a link loss, refuse Connect for this long.
     pub unreachable_ms: u64,
     /// Forget the device this long after it disconnected (0 = never).
@@ -61,6 +66,8 @@ impl Default for Params {
             drop_mode: "signal",
             no_answer_ms: 2500,
             drop_with_note_on: false,
+            stall_after_writes: 0,
+            stall_ms: 1500,
             unreachable_ms: 0,
             temporary_timeout_ms: 0,
             keep_gatt: true,
@@ -98,7 +105,8 @@ pub fn skip(reason: &str) {
 pub enum Captured {
     /// A value written to a characteristic.
     Write { t: f64, uuid: String, write_type: String, bytes: Vec<u8> },
-    /// "connect", "connect-refused", "link-down", "write-failed" or "no-answer".
+    /// "connect", "connect-refused", "link-down", "write-failed", "no-answer", "stall" or
+    /// "answered".
     Event { t: f64, event: String },
 }
 
@@ -190,7 +198,7 @@ impl SimBluez {
         let capture = dir.join("capture.jsonl");
         let log = dir.join("mock.log");
         let json = format!(
-            r#"{{"name": "{}", "address": "{}", "capture": "{}", "mtu": {}, "discover_delay_ms": {}, "resolve_delay_ms": {}, "drop_link_after_writes": {}, "drop_link_times": {}, "drop_mode": "{}", "no_answer_ms": {}, "drop_with_note_on": {}, "unreachable_ms": {}, "temporary_timeout_ms": {}, "keep_gatt": {}, "notify_hex": ""}}"#,
+            r#"{{"name": "{}", "address": "{}", "capture": "{}", "mtu": {}, "discover_delay_ms": {}, "resolve_delay_ms": {}, "drop_link_after_writes": {}, "drop_link_times": {}, "drop_mode": "{}", "no_answer_ms": {}, "drop_with_note_on": {}, "stall_after_writes": {}, "stall_ms": {}, "unreachable_ms": {}, "temporary_timeout_ms": {}, "keep_gatt": {}, "notify_hex": ""}}"#,
             params.name,
             params.address,
             capture.display(),
@@ -202,6 +210,8 @@ impl SimBluez {
             params.drop_mode,
             params.no_answer_ms,
             params.drop_with_note_on,
+            params.stall_after_writes,
+            params.stall_ms,
             params.unreachable_ms,
             params.temporary_timeout_ms,
             params.keep_gatt

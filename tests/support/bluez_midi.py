@@ -46,8 +46,15 @@ Parameters (JSON via `-p`):
                     know whether the packet arrived)
   no_answer_ms      how late the answer comes in "no-answer" mode (default 2500; the mock does
                     nothing else meanwhile)
-  drop_with_note_on lose the link only on a write (the Nth or later) whose packet leaves a key
+  drop_with_note_on lose the link (or stall) only on a write (the Nth or later) whose packet leaves a key
                     down on channels 1-3 (default false)
+  stall_after_writes  stop answering on the Nth WriteValue of the piece (or, with
+                    drop_with_note_on, the first from the Nth on whose packet leaves a key down),
+                    once: that write reaches the device (it is captured) and its answer comes
+                    `stall_ms` later; the link stays up. The mock does nothing else meanwhile, so
+                    every call queues behind it, as behind a bluetoothd that stopped answering
+                    (0 = never)
+  stall_ms          how long the stall lasts (default 1500)
   unreachable_ms    after a link loss, Connect fails for this long (default 0), like a device
                     out of range
   temporary_timeout_ms  remove the (unpaired, "temporary") device object N ms after it got
@@ -58,7 +65,8 @@ Parameters (JSON via `-p`):
 
 Capture records (one JSON object per line):
   {"t": unix time, "path": ..., "uuid": ..., "type": "command"|"request"|..., "hex": "80 80 90 3C 64"}
-  {"t": unix time, "event": "connect"|"connect-refused"|"link-down"|"write-failed"|"no-answer", "reason": ...}
+  {"t": unix time, "event": "connect"|"connect-refused"|"link-down"|"write-failed"|"no-answer"|"stall"|"answered",
+   "reason": ...}
 '''
 
 import json
@@ -272,8 +280,18 @@ def char_write_value(char, value, options):
         _link_down(mockobject.objects[dev_path], 'link-loss')
         raise dbus.exceptions.DBusException('Not connected', name='org.bluez.Error.Failed')
     char.n_writes = n_writes
+    CFG['writes'] += 1
+    stall = CFG['stall_after_writes'] and not CFG['stalled'] and CFG['writes'] >= CFG['stall_after_writes'] \
+        and (not CFG['drop_with_note_on'] or keys_struck(data))
     _capture({'t': time.time(), 'path': str(char.path), 'uuid': str(char.props[CHAR_IFACE]['UUID']),
               'type': wtype, 'hex': data.hex(' ').upper()})
+    if stall:
+        # The device got this packet; the answer comes late, and nothing else happens meanwhile.
+        CFG['stalled'] = True
+        _capture({'t': time.time(), 'event': 'stall'})
+        time.sleep(CFG['stall_ms'] / 1000.0)
+        _capture({'t': time.time(), 'event': 'answered'})
+        return
     if drop and CFG['drop_mode'] == 'no-answer':
         # The device got this packet; the link dies before the answer, which comes late.
         CFG['drops_done'] += 1
@@ -475,15 +493,20 @@ def load(mock, parameters):
         'drop_mode': 'signal',
         'no_answer_ms': 2500,
         'drop_with_note_on': False,
+        'stall_after_writes': 0,
+        'stall_ms': 1500,
     })
     CFG.update({str(k): (v if not isinstance(v, (dbus.String, str)) else str(v))
                 for k, v in (parameters or {}).items()})
     for k in ('mtu', 'discover_delay_ms', 'resolve_delay_ms', 'drop_link_after_writes',
-              'temporary_timeout_ms', 'drop_link_times', 'unreachable_ms', 'no_answer_ms'):
+              'temporary_timeout_ms', 'drop_link_times', 'unreachable_ms', 'no_answer_ms',
+              'stall_after_writes', 'stall_ms'):
         CFG[k] = int(CFG[k])
     CFG['keep_gatt'] = bool(CFG['keep_gatt'])
     CFG['drop_with_note_on'] = bool(CFG['drop_with_note_on'])
     CFG['drops_done'] = 0
+    CFG['writes'] = 0
+    CFG['stalled'] = False
     if os.path.exists(CFG['capture']):
         os.unlink(CFG['capture'])
 

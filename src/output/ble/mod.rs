@@ -17,13 +17,25 @@
 //! A `DeviceDisconnected` event or a failed write marks the link lost: [`Output::link`](crate::output::Output::link) turns
 //! [`Link::Down`](crate::output::Link::Down) at once, and the worker keeps trying to reconnect (connect → discover services →
 //! subscribe; scanning again when BlueZ has forgotten the device), backing off from 0.1 to 2 s.
-//! When it gets the device back, *before any new note* it writes:
+//!
+//! A write that BlueZ leaves unanswered for 250 ms (`DOUBT_AFTER` in the worker) puts the link
+//! in doubt: `link()` turns [`Link::NotAnswering`](crate::output::Link::NotAnswering), a state of
+//! down that the engine treats as one, so that it does not hand over music that cannot be written
+//! on time. The worker goes on waiting for that answer up to the write timeout (2 s). If the
+//! answer comes, the link is restored as after a reconnect (below; counted in
+//! [`BleStats::stalls`]); if not, or BlueZ answers with an error, the link is lost as above. (A
+//! disconnect event that comes meanwhile is looked at once the write has ended.)
+//!
+//! When it gets the device back (or its answer), *before any new note* it writes:
 //! 1. a note-off for every key it had delivered a note-on for and no note-off (keys on the
 //!    division channels), then CC 123 on every division channel;
 //! 2. the registration from a known state: the plan's cancel, then the `on` messages of every
 //!    control drawn once all the plan's registration messages up to the current plan position
 //!    have played (`stop_pace` apart); on a console with toggles and no General Cancel the
 //!    toggles are left as they are (what reached the console before the drop is not known);
+//! 3. under `pause`, what was held across the gap (below), with the spacing it was handed over
+//!    with (its scheduled times, all within a second), each message stamped with its send time:
+//!    not in a burst;
 //!
 //! and only then reports [`Link::Up`](crate::output::Link::Up). The current plan position is the largest `Stamp::plan`
 //! handed over so far (under `continue`, including the messages dropped during the gap).
@@ -38,17 +50,21 @@
 //!   the policy below. It returns `Overflow` only when the ring is full (4096 messages or 64 KiB
 //!   of SysEx waiting), which under `pause` means the engine did not stop.
 //! - Poll [`Output::link`](crate::output::Output::link) (one atomic load) every cycle.
-//! - **`pause`**: when `link()` is `Down`, stop handing messages over and stop the plan clock;
-//!   do *not* send a release sequence yourself (the output releases what it delivered). The few
-//!   messages handed over between the loss and the engine noticing it stay in the ring, and a
-//!   batch whose write failed is kept too: they are played right after the restore, stamped
-//!   with their actual send time (their scheduled time is long gone). Nothing is dropped. When `link()` is `Up` again, resume with `due` shifted by the pause. Keys
-//!   that were sounding when the link dropped have been released and stay silent until their
-//!   next note-on (the engine may re-strike them after `Up` if it wants; they would be tracked).
+//! - **`pause`**: when `link()` is not `Up`, stop handing messages over and stop the plan clock;
+//!   a release sequence of your own (note-offs for the keys down) is fine: it is held and
+//!   written with the rest. The few messages handed over between the loss (or the unanswered
+//!   write) and the engine noticing it stay in the ring, and a batch whose write failed or was
+//!   answered late is kept too: they are played after the restore, before `Up`, with their
+//!   spacing (step 3 above). Nothing is dropped. When `link()` is `Up` again, resume with `due`
+//!   shifted by the pause. Keys that were sounding when the link dropped have been released and
+//!   stay silent until their next note-on (the engine may re-strike them after `Up` if it wants;
+//!   they would be tracked).
 //! - **`continue`**: do nothing special. While the link is down the worker takes the messages
 //!   out of the ring and drops them (counted in [`BleStats::dropped`]), as it does a batch whose
-//!   write failed: what falls in the gap is never played late in a burst. Messages handed over
-//!   during the restore are dropped too.
+//!   write failed or was answered late: what falls in the gap is never played late in a burst.
+//!   Messages handed over during the restore are dropped too. (While a write is unanswered the
+//!   worker is waiting on it: what the engine hands over meanwhile waits in the ring, at most 2 s
+//!   of it, and is dropped when the restore begins.)
 //! - At the end (done, stop, Ctrl-C, error), send the usual release sequence through `send`,
 //!   then call [`Output::finish`](crate::output::Output::finish) on the control thread. If the link is up, the worker writes
 //!   what is queued, then note-offs for any key still down (normally none), and disconnects. If
@@ -97,6 +113,7 @@ mod output {
     const SYSEX_BYTES: usize = 65_536;
     const UP: u8 = 0;
     const DOWN: u8 = 1;
+    const NOT_ANSWERING: u8 = 2;
 
     /// Counters of a BLE output, for reports.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,6 +129,9 @@ mod output {
         pub link_losses: u64,
         /// Times it was restored (release + registration sent).
         pub reconnects: u64,
+        /// Times a write went unanswered past the doubt bound and was answered after all (the
+        /// link then restored as after a reconnect). A write never answered is a link loss.
+        pub stalls: u64,
         /// The link's ATT MTU (a packet carries at most MTU − 3 bytes).
         pub mtu: u16,
         /// The slowest packet write so far, and all writes together, in µs (how long BlueZ took
@@ -138,6 +158,7 @@ mod output {
         pub dropped: AtomicU64,
         pub link_losses: AtomicU64,
         pub reconnects: AtomicU64,
+        pub stalls: AtomicU64,
         /// How the worker ended when the link was down at shutdown: [`AT_END_NORMAL`],
         /// [`AT_END_RELEASED`] or [`AT_END_GAVE_UP`].
         pub at_end: AtomicU8,
@@ -171,6 +192,7 @@ mod output {
                 dropped: AtomicU64::new(0),
                 link_losses: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
+                stalls: AtomicU64::new(0),
                 at_end: AtomicU8::new(AT_END_NORMAL),
                 keys_left: AtomicU64::new(0),
                 mtu: AtomicU16::new(0),
@@ -187,11 +209,20 @@ mod output {
         }
 
         pub fn set_link(&self, l: Link) {
-            self.link.store(if l == Link::Up { UP } else { DOWN }, Ordering::Release);
+            let v = match l {
+                Link::Up => UP,
+                Link::NotAnswering => NOT_ANSWERING,
+                Link::Down => DOWN,
+            };
+            self.link.store(v, Ordering::Release);
         }
 
         pub fn link(&self) -> Link {
-            if self.link.load(Ordering::Acquire) == UP { Link::Up } else { Link::Down }
+            match self.link.load(Ordering::Acquire) {
+                UP => Link::Up,
+                NOT_ANSWERING => Link::NotAnswering,
+                _ => Link::Down,
+            }
         }
 
         pub fn note(&self, text: impl Into<String>) {
@@ -223,6 +254,7 @@ mod output {
                 dropped: s.dropped.load(Ordering::Relaxed),
                 link_losses: s.link_losses.load(Ordering::Relaxed),
                 reconnects: s.reconnects.load(Ordering::Relaxed),
+                stalls: s.stalls.load(Ordering::Relaxed),
                 mtu: s.mtu.load(Ordering::Relaxed),
                 write_us_max: s.write_us_max.load(Ordering::Relaxed),
                 write_us_total: s.write_us_total.load(Ordering::Relaxed),
@@ -390,18 +422,30 @@ mod output {
         }
 
         /// E.g. `ble:WIDI Jack: link lost once, reconnected once (keys released, registration
-        /// restored); nothing dropped`, and what became of the keys when the link was down at
-        /// the end. `None` when the link never dropped.
+        /// restored); nothing dropped`, or `ble:WIDI Jack: link stopped answering once, answered
+        /// again (keys released, registration restored); …`, and what became of the keys when
+        /// the link was down at the end. `None` when the link never dropped nor stalled.
         fn report(&self) -> Option<String> {
             let s = self.stats();
-            if s.link_losses == 0 && s.dropped == 0 {
+            if s.link_losses == 0 && s.stalls == 0 && s.dropped == 0 {
                 return None;
             }
-            let mut r = format!("{}: link lost {}", self.name, times(s.link_losses));
-            match s.reconnects {
-                0 => r.push_str(", not reconnected"),
-                n => r.push_str(&format!(", reconnected {} (keys released, registration restored)", times(n))),
+            let mut parts = Vec::new();
+            if s.link_losses > 0 || s.stalls == 0 {
+                let mut r = format!("link lost {}", times(s.link_losses));
+                match s.reconnects {
+                    0 => r.push_str(", not reconnected"),
+                    n => r.push_str(&format!(", reconnected {} (keys released, registration restored)", times(n))),
+                }
+                parts.push(r);
             }
+            if s.stalls > 0 {
+                parts.push(format!(
+                    "link stopped answering {}, answered again (keys released, registration restored)",
+                    times(s.stalls)
+                ));
+            }
+            let mut r = format!("{}: {}", self.name, parts.join("; "));
             match s.dropped {
                 0 => r.push_str("; nothing dropped"),
                 n => r.push_str(&format!("; {n} message(s) dropped while the link was down")),

@@ -29,6 +29,16 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 const ATTEMPT: Duration = Duration::from_secs(5);
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A write unanswered this long puts the link in doubt ([`LinkState::NotAnswering`]): the engine
+/// applies `on_disconnect` from then on instead of handing over music that cannot be written,
+/// while the worker waits for the answer up to the link's whole write timeout (2 s), then takes
+/// the link for lost. A healthy BlueZ answers a write without response at once (it queues the
+/// packet); the simulated one here takes a few ms (`organ selftest`'s slowest write), so the
+/// bound leaves a loaded machine room without letting the engine play on blind for long.
+const DOUBT_AFTER: Duration = Duration::from_millis(250);
+/// Messages held across a gap (policy `pause`) are written again with the spacing they were
+/// handed over with, but all of them within this long.
+const REPLAY_MAX: Duration = Duration::from_secs(1);
 
 /// One message in the ring: short messages inline, SysEx bodies in the byte ring.
 #[derive(Debug, Clone, Copy)]
@@ -223,7 +233,16 @@ pub(crate) fn run(
 
 enum Served {
     Lost(BleError),
+    /// A write was answered after all, `after` it began, once the link had been reported in
+    /// doubt.
+    AnsweredLate(Duration),
     Shutdown,
+}
+
+/// Why a batch was not all written.
+enum Fault {
+    Lost(BleError),
+    AnsweredLate(Duration),
 }
 
 struct Worker {
@@ -263,6 +282,56 @@ impl Worker {
                         return;
                     }
                 }
+                Served::AnsweredLate(after) => {
+                    if !self.answered_late(after).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A write went unanswered past [`DOUBT_AFTER`]: report the link in doubt (the engine then
+    /// pauses or drops, as for a lost link) while the worker goes on waiting for the answer.
+    fn not_answering(&self) {
+        self.shared.set_link(LinkState::NotAnswering);
+        self.shared.note(format!(
+            "link to {} not answering (a write unanswered for {} ms); waiting for it",
+            self.link.device(),
+            DOUBT_AFTER.as_millis()
+        ));
+    }
+
+    /// The write that put the link in doubt was answered after all: the link is there, but what
+    /// reached the device meanwhile is not known to have come on time. Restore as after a
+    /// reconnect (keys released, registration from a known state; under `pause` the held
+    /// messages written again with their spacing), then report the link up. At shutdown,
+    /// release instead. False when the worker is done.
+    async fn answered_late(&mut self, after: Duration) -> bool {
+        if self.shared.shutting_down() {
+            match self.release_at_shutdown().await {
+                Ok(()) => self.shared.at_end.store(AT_END_RELEASED, Ordering::Release),
+                Err(e) => {
+                    self.lost(&e);
+                    return self.recover().await;
+                }
+            }
+            return false;
+        }
+        match self.restore().await {
+            Ok(()) => {
+                self.shared.stalls.fetch_add(1, Ordering::Relaxed);
+                self.shared.set_link(LinkState::Up);
+                self.shared.note(format!(
+                    "link to {} answered again after {:.1} s; keys released, registration restored",
+                    self.link.device(),
+                    after.as_secs_f64()
+                ));
+                true
+            }
+            Err(e) => {
+                self.lost(&e);
+                self.recover().await
             }
         }
     }
@@ -279,8 +348,10 @@ impl Worker {
             if self.shared.shutting_down() {
                 return Served::Shutdown;
             }
-            if let Err(e) = self.deliver(true).await {
-                return Served::Lost(e);
+            match self.deliver(true).await {
+                Ok(()) => {}
+                Err(Fault::Lost(e)) => return Served::Lost(e),
+                Err(Fault::AnsweredLate(d)) => return Served::AnsweredLate(d),
             }
             // Ask for a wake-up, then look again (the fence pairs with the engine's SeqCst swap:
             // either it sees `armed` or this sees its message).
@@ -298,13 +369,17 @@ impl Worker {
         }
     }
 
-    /// Takes what is in the ring (after any messages kept for retry) and writes it.
-    async fn deliver(&mut self, coalesce: bool) -> Result<(), BleError> {
+    /// Takes what is in the ring (after any messages kept for retry) and writes it. While
+    /// `playing`, a chord handed over message by message is let gather first, and a write
+    /// unanswered past [`DOUBT_AFTER`] puts the link in doubt: if its answer comes after all,
+    /// the batch's later packets are kept for retry (`pause`) or dropped (`continue`) and
+    /// [`Fault::AnsweredLate`] says so.
+    async fn deliver(&mut self, playing: bool) -> Result<(), Fault> {
         self.inbox.start_batch();
         if self.inbox.take(&mut self.clock) == 0 && self.inbox.items.is_empty() {
             return Ok(());
         }
-        if coalesce {
+        if playing {
             sleep(COALESCE).await;
             self.inbox.take(&mut self.clock);
         }
@@ -330,37 +405,62 @@ impl Worker {
         let mut written = 0usize;
         for p in self.packer.packets() {
             let began = Instant::now();
-            if let Err(e) = self.link.write(p).await {
-                // The messages that ended in earlier packets arrived; those of later packets were
-                // never handed to BlueZ. This packet's did not arrive when BlueZ refused it, and
-                // perhaps did otherwise (no answer in time): then count its notes as down and
-                // release nothing. Under `pause` all of them are written again after the
-                // restore.
-                let maybe = !matches!(e, BleError::Refused { .. });
-                let mut lost = 0u64;
-                for it in &self.inbox.items {
-                    if it.packet < written {
-                        self.keys.apply(self.inbox.bytes(it));
-                    } else if it.packet != usize::MAX {
-                        if maybe && it.packet == written {
-                            self.keys.apply_uncertain(self.inbox.bytes(it));
-                        }
-                        lost += 1;
+            let write = self.link.write(p);
+            tokio::pin!(write);
+            let result = match timeout(DOUBT_AFTER, &mut write).await {
+                Ok(r) => r.map_err(Fault::Lost),
+                Err(_) if !playing => write.await.map_err(Fault::Lost),
+                Err(_) => {
+                    self.not_answering();
+                    match write.await {
+                        Ok(()) => Err(Fault::AnsweredLate(began.elapsed())),
+                        Err(e) => Err(Fault::Lost(e)),
                     }
                 }
-                let delivered = n - lost - invalid;
-                if self.policy == DisconnectPolicy::Pause {
-                    self.inbox.keep_for_retry(written);
-                } else {
-                    self.shared.dropped.fetch_add(lost, Ordering::Relaxed);
+            };
+            // Packets before `arrived` reached the device; the one at `uncertain` perhaps did.
+            let (fault, arrived, uncertain) = match result {
+                Ok(()) => {
+                    self.shared.wrote(began.elapsed());
+                    written += 1;
+                    continue;
                 }
-                self.shared.messages.fetch_add(delivered, Ordering::Relaxed);
-                self.shared.packets.fetch_add(written as u64, Ordering::Relaxed);
-                self.shared.dropped.fetch_add(invalid, Ordering::Relaxed);
-                return Err(e);
+                Err(Fault::AnsweredLate(d)) => {
+                    self.shared.wrote(d);
+                    (Fault::AnsweredLate(d), written + 1, None)
+                }
+                // The messages that ended in earlier packets arrived; those of later packets
+                // were never handed to BlueZ. This packet's did not arrive when BlueZ refused
+                // it, and perhaps did otherwise (no answer in time): then count its notes as
+                // down and release nothing.
+                Err(Fault::Lost(e)) => {
+                    let maybe = !matches!(e, BleError::Refused { .. });
+                    (Fault::Lost(e), written, maybe.then_some(written))
+                }
+            };
+            // Under `pause` the messages that did not (surely) arrive are written again after
+            // the restore; under `continue` they fell in the gap.
+            let mut lost = 0u64;
+            for it in &self.inbox.items {
+                if it.packet < arrived {
+                    self.keys.apply(self.inbox.bytes(it));
+                } else if it.packet != usize::MAX {
+                    if uncertain == Some(it.packet) {
+                        self.keys.apply_uncertain(self.inbox.bytes(it));
+                    }
+                    lost += 1;
+                }
             }
-            self.shared.wrote(began.elapsed());
-            written += 1;
+            let delivered = n - lost - invalid;
+            if self.policy == DisconnectPolicy::Pause {
+                self.inbox.keep_for_retry(arrived);
+            } else {
+                self.shared.dropped.fetch_add(lost, Ordering::Relaxed);
+            }
+            self.shared.messages.fetch_add(delivered, Ordering::Relaxed);
+            self.shared.packets.fetch_add(arrived as u64, Ordering::Relaxed);
+            self.shared.dropped.fetch_add(invalid, Ordering::Relaxed);
+            return Err(fault);
         }
         let written = written as u64;
         for it in &self.inbox.items {
@@ -369,6 +469,75 @@ impl Worker {
         self.shared.packets.fetch_add(written, Ordering::Relaxed);
         self.shared.messages.fetch_add(n - invalid, Ordering::Relaxed);
         self.shared.dropped.fetch_add(invalid, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Under `pause`, after the restore and before the link is reported up: writes what was
+    /// held across the gap (the messages kept for retry, then what the engine handed over before
+    /// it paused, and its release at the pause) with the spacing they were handed over with
+    /// (their scheduled times; all within [`REPLAY_MAX`]), each stamped with its send time, so
+    /// that they do not come in a burst. If a write fails, what did not surely arrive is kept for
+    /// the next restore.
+    async fn replay_held(&mut self) -> Result<(), BleError> {
+        self.inbox.start_batch();
+        self.inbox.take(&mut self.clock);
+        let Some(first) = self.inbox.items.first().map(|it| it.due) else { return Ok(()) };
+        // Not packed yet: kept for retry whatever packet fails.
+        for it in &mut self.inbox.items {
+            it.packet = usize::MAX - 1;
+        }
+        self.keys.set_channels(self.shared.channels.load(Ordering::Acquire));
+        let t0 = Instant::now();
+        // Packets written so far across the groups: items are numbered with it, as in a batch.
+        let mut written = 0usize;
+        let mut i = 0;
+        while i < self.inbox.items.len() {
+            let due_ms = self.inbox.items[i].due / 1000;
+            let end = i + self.inbox.items[i..].iter().take_while(|it| it.due / 1000 == due_ms).count();
+            let offset = Duration::from_micros(self.inbox.items[i].due.saturating_sub(first)).min(REPLAY_MAX);
+            tokio::time::sleep_until((t0 + offset).into()).await;
+            let now = self.clock.now_ms();
+            self.packer.clear();
+            for k in i..end {
+                let it = self.inbox.items[k];
+                self.plan_pos = Some(self.plan_pos.map_or(it.plan, |p| p.max(it.plan)));
+                self.inbox.items[k].packet = match self.packer.push(now, self.inbox.bytes(&it)) {
+                    Ok(()) => written + self.packer.packets_begun() - 1,
+                    Err(_) => {
+                        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                        usize::MAX
+                    }
+                };
+            }
+            self.packer.finish();
+            for p in self.packer.packets() {
+                let began = Instant::now();
+                if let Err(e) = self.link.write(p).await {
+                    let maybe = !matches!(e, BleError::Refused { .. });
+                    for it in &self.inbox.items[i..] {
+                        if it.packet < written {
+                            self.keys.apply(self.inbox.bytes(it));
+                            self.shared.messages.fetch_add(1, Ordering::Relaxed);
+                        } else if maybe && it.packet == written {
+                            self.keys.apply_uncertain(self.inbox.bytes(it));
+                        }
+                    }
+                    self.inbox.keep_for_retry(written);
+                    return Err(e);
+                }
+                self.shared.wrote(began.elapsed());
+                self.shared.packets.fetch_add(1, Ordering::Relaxed);
+                written += 1;
+            }
+            for it in &self.inbox.items[i..end] {
+                if it.packet != usize::MAX {
+                    self.keys.apply(self.inbox.bytes(it));
+                    self.shared.messages.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            i = end;
+        }
+        self.inbox.reset();
         Ok(())
     }
 
@@ -512,6 +681,9 @@ impl Worker {
             let msgs = state::registration_messages(t, Micros(pos));
             self.write_paced(&msgs, t.stop_pace).await?;
         }
+        if self.policy == DisconnectPolicy::Pause {
+            self.replay_held().await?;
+        }
         if self.policy == DisconnectPolicy::Continue {
             // What was handed over during the restore fell in the gap too; but a registration
             // change among it must still reach the organ (a stop change is never "late"), or the
@@ -558,7 +730,8 @@ impl Worker {
     /// note-offs for any key still down, then disconnect.
     async fn shutdown_up(&mut self) {
         while !self.inbox.is_empty() {
-            if let Err(e) = self.deliver(false).await {
+            // Not playing: a slow answer is waited for, never `AnsweredLate`.
+            if let Err(Fault::Lost(e)) = self.deliver(false).await {
                 self.lost(&e);
                 self.recover().await;
                 return;
