@@ -83,8 +83,7 @@ on = ["Sw Principal 4"]
         }
         let _lock = RunLock::acquire(Duration::from_secs(300)).unwrap();
         let dir = Scratch::new("voice-jack");
-        // SAFETY: set once, before this test's JACK clients start; no other thread reads it.
-        unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) };
+        procs::use_server();
         let _jackd = match Jackd::start(&dir.path) {
             Ok(j) => j,
             Err(Unavailable::Skip(r)) => return skip(&r),
@@ -98,7 +97,7 @@ on = ["Sw Principal 4"]
         let mut child = Command::new(env!("CARGO_BIN_EXE_organ"))
             .args(["play", "piece.mid", "--organ", "organ.toml", "--to", "audio:jack", "--quiet"])
             .current_dir(&dir.path)
-            .env("JACK_DEFAULT_SERVER", procs::SERVER)
+            .env("JACK_DEFAULT_SERVER", procs::server())
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
