@@ -159,7 +159,7 @@ division = "swell"
 
     fn organ(args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_organ"));
-        c.args(args).env("JACK_DEFAULT_SERVER", procs::server());
+        c.args(args).env("JACK_DEFAULT_SERVER", procs::SERVER);
         super::support::ctrl_c_as_from_a_terminal(&mut c);
         c
     }

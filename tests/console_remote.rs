@@ -272,7 +272,7 @@ verses = 1
         let exit = dir.join("tmux.exit");
         let command = format!(
             "JACK_DEFAULT_SERVER={} {} service {order} --organ {organ} --from jack:{} --to file:{}; echo EXIT=$? > {}",
-            procs::server(),
+            procs::SERVER,
             env!("CARGO_BIN_EXE_organ"),
             console.out_port(),
             record.display(),
@@ -359,7 +359,7 @@ verses = 1
             "--to",
             &format!("file:{}", record.display()),
         ])
-        .env("JACK_DEFAULT_SERVER", procs::server())
+        .env("JACK_DEFAULT_SERVER", procs::SERVER)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

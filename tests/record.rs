@@ -57,7 +57,7 @@ mod e2e {
 
     fn organ(args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_organ"));
-        c.args(args).env("JACK_DEFAULT_SERVER", procs::server());
+        c.args(args).env("JACK_DEFAULT_SERVER", procs::SERVER);
         c
     }
 

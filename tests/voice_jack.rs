@@ -97,7 +97,7 @@ on = ["Sw Principal 4"]
         let mut child = Command::new(env!("CARGO_BIN_EXE_organ"))
             .args(["play", "piece.mid", "--organ", "organ.toml", "--to", "audio:jack", "--quiet"])
             .current_dir(&dir.path)
-            .env("JACK_DEFAULT_SERVER", procs::server())
+            .env("JACK_DEFAULT_SERVER", procs::SERVER)
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -172,6 +172,26 @@ pub fn server() -> &'static str {
     name
 }
 
+/// [`server`] wherever a name is taken as a value: `.env("JACK_DEFAULT_SERVER", SERVER)`,
+/// `format!("{SERVER}")` (what the fixed name `"organ-e2e"` was used as).
+pub const SERVER: ServerName = ServerName;
+
+/// See [`SERVER`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServerName;
+
+impl std::fmt::Display for ServerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(server())
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ServerName {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        server().as_ref()
+    }
+}
+
 /// Points this process's JACK clients, and the children it starts, at [`server`] (once; later
 /// calls do nothing). Call it with the [`RunLock`] held, before the test opens JACK clients.
 pub fn use_server() {
