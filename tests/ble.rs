@@ -666,6 +666,11 @@ fn ble_link_loss_with_pause_restores_then_resumes_and_loses_nothing() {
         drop_mode: "write-error",
         unreachable_ms: 700,
         temporary_timeout_ms: 300,
+        // The device comes back only on a scan after it expired (300 ms), 700 ms into that scan:
+        // the gap is over 1000 ms, clear of the worker's STALE_MS (500 ms) that decides how the
+        // held messages are stamped. With the default 100 ms it was 420-550 ms, and the stamps
+        // (and so this test's verdict) depended on which side of 500 ms a run landed.
+        discover_delay_ms: 700,
         keep_gatt: false,
         ..Params::default()
     }) else {
@@ -697,6 +702,9 @@ fn ble_link_loss_with_pause_restores_then_resumes_and_loses_nothing() {
     let shift = ts_diff(res.origin2, res.origin);
     let gap_ms =
         ((event_times(&captured, "connect")[1] - event_times(&captured, "write-failed")[0]) * 1000.0).round() as i32;
+    // The premise of the stamp bounds above: the held messages were all over STALE_MS old when
+    // sent (they were due before the failed write, and sent after the reconnect).
+    assert!(gap_ms > STALE_MS + 300, "a {gap_ms} ms gap is too close to STALE_MS = {STALE_MS} ms for this test");
     assert!(shift >= gap_ms - 20, "the clock stopped for the gap: shifted {shift} ms for a {gap_ms} ms gap");
 
     // What the user was told, as it happened and at the end.

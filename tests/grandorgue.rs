@@ -307,10 +307,7 @@ mod e2e {
 
     /// Points this process's JACK clients (and children) at the test server.
     pub(crate) fn use_test_server() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: called with the run lock held, before this test opens JACK clients; the only
-        // other reader in this process is the other JACK test, which waits for the same lock.
-        ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) });
+        procs::use_server();
     }
 
     /// `--to grandorgue` with a JACK server: our port is connected to GrandOrgue's JACK input

@@ -139,10 +139,8 @@ mod jack_server {
         }
         let _lock = RunLock::acquire(Duration::from_secs(300)).unwrap();
         let dir = Scratch::new("selftest-jack");
-        // This test binary's JACK clients and the child use the test server (the lock is held;
-        // no other test in this binary opens JACK clients).
-        // SAFETY: no other thread of this test binary reads the environment concurrently here.
-        unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) };
+        // This test binary's JACK clients and the child use the test server.
+        procs::use_server();
         let _jackd = match Jackd::start(&dir.path) {
             Ok(j) => j,
             Err(Unavailable::Skip(r)) => return skip(&r),

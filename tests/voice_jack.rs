@@ -83,8 +83,7 @@ on = ["Sw Principal 4"]
         }
         let _lock = RunLock::acquire(Duration::from_secs(300)).unwrap();
         let dir = Scratch::new("voice-jack");
-        // SAFETY: set once, before this test's JACK clients start; no other thread reads it.
-        unsafe { std::env::set_var("JACK_DEFAULT_SERVER", procs::SERVER) };
+        procs::use_server();
         let _jackd = match Jackd::start(&dir.path) {
             Ok(j) => j,
             Err(Unavailable::Skip(r)) => return skip(&r),

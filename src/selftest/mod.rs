@@ -160,7 +160,7 @@ pub fn play(outputs: Vec<Box<dyn Output>>, t: crate::plan::Timeline) -> Result<e
 /// # Errors
 /// The probe piece cannot be planned; the engine thread cannot start.
 pub fn engine_check(organ: &Organ, seconds: f64) -> Result<Check, SelftestError> {
-    let chords = ((seconds.clamp(0.5, 60.0) * 1000.0) / f64::from(probe::DENSE_STEP_MS)) as usize;
+    let chords = (seconds.clamp(0.5, 60.0) * 1e6 / probe::DENSE_STEP_US) as usize;
     let report = play(vec![Box::new(NullOutput)], probe::dense_plan(organ, chords.max(4))?)?;
     let s = &report.stats;
     let (p99, max) = (Micros(s.percentile(99.0)), Micros(s.max()));

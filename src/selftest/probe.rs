@@ -10,8 +10,21 @@ use crate::midi::{Channel, Micros, ShortMsg};
 use crate::organ::Organ;
 use crate::plan::{Kind, PlanOptions, Timeline, plan};
 
-/// The dense piece for the engine's silent run: a full chord every this many ms.
-pub const DENSE_STEP_MS: u32 = 25;
+/// The dense piece for the engine's silent run: a full chord every this many ticks, each held
+/// [`DENSE_HOLD_TICKS`], at [`DENSE_TEMPO`].
+const DENSE_STEP_TICKS: u32 = 25;
+const DENSE_HOLD_TICKS: u32 = 20;
+/// The dense piece's tempo, in µs a quarter note of 480 ticks: a tick of 1.005027 ms, so a chord
+/// every 25.1257 ms. Its deadlines so fall at every phase of the kernel's timer tick (250 Hz on
+/// the development VM: every 4 ms, taking the CPU for about 60 µs), as real music does. Until
+/// 2026-12-01 it was 480,000 (a chord every 25 ms, a whole number of 4 ms): every deadline met
+/// the tick at the same few phases, so a run either rarely met it or always did. The same fix
+/// as the lateness bench's tempo (benches/lateness.rs).
+const DENSE_TEMPO: u32 = 482_413;
+/// Time between the dense piece's chords, in µs (25,125.7).
+pub const DENSE_STEP_US: f64 = DENSE_STEP_TICKS as f64 * DENSE_TEMPO as f64 / 480.0;
+/// The tempo of the other pieces: a tick is a millisecond.
+const MS_TEMPO: u32 = 480_000;
 
 /// The keys of a full chord on this organ: five for each hand on the first two manuals (both
 /// hands on one manual when there is only one), two for the feet on a pedal division; each
@@ -43,9 +56,9 @@ fn chord_parts(organ: &Organ) -> Vec<(char, Vec<u8>)> {
     parts
 }
 
-/// A format-1 file with one track per part of [`chord_parts`]: `chords` full chords, `step_ms`
-/// apart, each held `hold_ms` (one tick is 1 ms).
-fn chord_smf(parts: &[(char, Vec<u8>)], chords: usize, step_ms: u32, hold_ms: u32) -> Vec<u8> {
+/// A format-1 file with one track per part of [`chord_parts`]: `chords` full chords, `step`
+/// ticks apart, each held `hold` ticks, at `tempo` µs a quarter note of 480 ticks.
+fn chord_smf(parts: &[(char, Vec<u8>)], chords: usize, step: u32, hold: u32, tempo: u32) -> Vec<u8> {
     let ev = |delta: u32, kind| TrackEvent { delta: u28::new(delta), kind };
     let note = |key: u8, on: bool| TrackEventKind::Midi {
         channel: u4::new(0),
@@ -59,8 +72,7 @@ fn chord_smf(parts: &[(char, Vec<u8>)], chords: usize, step_ms: u32, hold_ms: u3
     for (i, (_, keys)) in parts.iter().enumerate() {
         let mut t = Vec::new();
         if i == 0 {
-            // 480 ticks a quarter at 480,000 µs a quarter: a tick is a millisecond.
-            t.push(ev(0, TrackEventKind::Meta(MetaMessage::Tempo(u24::new(480_000)))));
+            t.push(ev(0, TrackEventKind::Meta(MetaMessage::Tempo(u24::new(tempo)))));
         }
         let mut delta = 0;
         for _ in 0..chords {
@@ -68,9 +80,9 @@ fn chord_smf(parts: &[(char, Vec<u8>)], chords: usize, step_ms: u32, hold_ms: u3
                 t.push(ev(if j == 0 { delta } else { 0 }, note(k, true)));
             }
             for (j, &k) in keys.iter().enumerate() {
-                t.push(ev(if j == 0 { hold_ms } else { 0 }, note(k, false)));
+                t.push(ev(if j == 0 { hold } else { 0 }, note(k, false)));
             }
-            delta = step_ms.saturating_sub(hold_ms);
+            delta = step.saturating_sub(hold);
         }
         t.push(ev(0, TrackEventKind::Meta(MetaMessage::EndOfTrack)));
         tracks.push(t);
@@ -82,28 +94,28 @@ fn chord_smf(parts: &[(char, Vec<u8>)], chords: usize, step_ms: u32, hold_ms: u3
     out
 }
 
-/// Plans `chords` full chords on `organ` with `stops` drawn at the start.
+/// Plans `chords` full chords on `organ` with `stops` drawn at the start: `step` ticks apart,
+/// each held `hold` ticks, at `tempo` µs a quarter note of 480 ticks.
 fn chord_plan(
     organ: &Organ,
     chords: usize,
-    step_ms: u32,
-    hold_ms: u32,
+    (step, hold, tempo): (u32, u32, u32),
     stops: Vec<String>,
 ) -> Result<Timeline, SelftestError> {
     let parts = chord_parts(organ);
     if parts.is_empty() {
         return Err(SelftestError::Probe(format!("{} has no keyboard division", organ.name)));
     }
-    let score = crate::score::load_bytes(&chord_smf(&parts, chords, step_ms, hold_ms), "selftest.mid")
+    let score = crate::score::load_bytes(&chord_smf(&parts, chords, step, hold, tempo), "selftest.mid")
         .map_err(|e| SelftestError::Probe(e.to_string()))?;
     let layout: String = parts.iter().map(|(c, _)| *c).collect();
     let opts = PlanOptions { layout: Some(layout), stops, ..PlanOptions::default() };
     plan(&score, organ, None, &opts).map_err(|e| SelftestError::Probe(e.to_string()))
 }
 
-/// The engine's silent run: a full chord every [`DENSE_STEP_MS`], no stops drawn.
+/// The engine's silent run: a full chord every [`DENSE_STEP_US`], no stops drawn.
 pub fn dense_plan(organ: &Organ, chords: usize) -> Result<Timeline, SelftestError> {
-    chord_plan(organ, chords, DENSE_STEP_MS, DENSE_STEP_MS - 5, Vec::new())
+    chord_plan(organ, chords, (DENSE_STEP_TICKS, DENSE_HOLD_TICKS, DENSE_TEMPO), Vec::new())
 }
 
 /// The organ's largest registration: the preset with the most messages, else every stop and
@@ -152,7 +164,7 @@ impl Burst {
 /// The organ cannot play the probe chord.
 pub fn burst(organ: &Organ) -> Result<Burst, SelftestError> {
     let (registration, stops) = fullest(organ);
-    let t = chord_plan(organ, 1, 1000, 500, stops)?;
+    let t = chord_plan(organ, 1, (1000, 500, MS_TEMPO), stops)?;
     let chord_t = t.events.iter().find(|e| e.kind == Kind::NoteOn).map_or(Micros::ZERO, |e| e.t);
     let events: Vec<(Micros, Vec<u8>)> = t
         .events
@@ -244,7 +256,7 @@ pub fn probes(b: &Burst) -> Vec<Probe> {
 /// # Errors
 /// The organ cannot play the probe chord.
 pub fn probe_timeline(organ: &Organ, probes: &[Probe]) -> Result<Timeline, SelftestError> {
-    let mut t = chord_plan(organ, 1, 1000, 500, Vec::new())?;
+    let mut t = chord_plan(organ, 1, (1000, 500, MS_TEMPO), Vec::new())?;
     let template = t.events.first().copied();
     t.events = match template {
         Some(e) => probes
@@ -344,11 +356,23 @@ mod tests {
     }
 
     #[test]
-    fn the_dense_piece_is_a_chord_every_25_ms() {
-        let t = dense_plan(&st_marys(), 8).unwrap();
+    fn the_dense_piece_is_a_chord_every_25_ms_and_a_bit_at_every_phase_of_a_4_ms_tick() {
+        let chords = 160; // 4 s
+        let t = dense_plan(&st_marys(), chords).unwrap();
         let ons: Vec<Micros> = t.events.iter().filter(|e| e.kind == Kind::NoteOn).map(|e| e.t).collect();
-        assert_eq!(ons.len(), 8 * 12);
-        assert_eq!(ons[12].0 - ons[0].0, 25_000);
+        assert_eq!(ons.len(), chords * 12);
+        let starts: Vec<u64> = ons.iter().step_by(12).map(|t| t.0 - ons[0].0).collect();
+        for (i, &s) in starts.iter().enumerate() {
+            assert!((s as f64 - i as f64 * DENSE_STEP_US).abs() <= 1.0, "chord {i} at {s} µs");
+        }
+        assert!((DENSE_STEP_US - 25_125.7).abs() < 0.1, "{DENSE_STEP_US}");
+        // Against a 250 Hz timer tick: the chords fall in every 250 µs of its 4 ms, and in none
+        // of them twice as often as an even spread would put there.
+        let mut phases = [0usize; 16];
+        for s in &starts {
+            phases[(s % 4000 / 250) as usize] += 1;
+        }
+        assert!(phases.iter().all(|&n| n > 0 && n <= 2 * chords / 16), "{phases:?}");
     }
 
     #[test]

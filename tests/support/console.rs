@@ -1,6 +1,7 @@
 //! A scripted organ console on JACK: a client with a MIDI output (what the console sends when
 //! the organist acts — at once, or each message at its own time on JACK's clock, to the frame)
-//! and a MIDI input (what it is sent, recorded with JACK's time of the frame it arrived in).
+//! and a MIDI input (what it is sent, recorded with JACK's time of the frame it arrived in, and
+//! with the frame itself: see [`HeardAt`]).
 //!
 //! The process callback only moves messages between preallocated lock-free rings and the
 //! ports; the test thread fills and drains the rings.
@@ -12,6 +13,26 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 /// A message received by the console: JACK time in µs of its frame, and its bytes.
 pub type Heard = (u64, Vec<u8>);
 
+/// A message received by the console, with the clocks it can be timed by.
+///
+/// To measure the time between two messages, use `frame`: the server's sample clock, which is
+/// what a sound card plays out by. `usecs` is JACK's estimate of when the frame's cycle began
+/// (jack2's filtered wake-up time, `jack_get_cycle_times`); with the dummy backend on a busy
+/// machine that estimate wanders by tens of milliseconds from one cycle to the next, while the
+/// frames keep to the time the callbacks actually ran. The frames lose time only where the
+/// server stalled (an xrun: the dummy backend then carries on from where it stopped); `now`, the
+/// system time at which the console's callback ran, shows that.
+#[derive(Debug, Clone)]
+pub struct HeardAt {
+    /// JACK µs of its frame (as in [`Heard`]).
+    pub usecs: u64,
+    /// The frame it arrived at: the cycle's first frame plus its offset (wraps after a day).
+    pub frame: u64,
+    /// JACK's system time (µs, `jack_get_time`) when the console's callback ran.
+    pub now: u64,
+    pub bytes: Vec<u8>,
+}
+
 /// Room for a performance's messages scheduled ahead.
 const TIMED: usize = 1 << 16;
 
@@ -19,7 +40,7 @@ pub struct Proc {
     out: Port<MidiOut>,
     inp: Port<MidiIn>,
     to_send: HeapCons<Vec<u8>>,
-    heard: HeapProd<Heard>,
+    heard: HeapProd<HeardAt>,
     /// Messages to send at a JACK time (µs), in time order.
     timed: HeapCons<Heard>,
     /// What was sent at a time: the JACK time of the frame it was written at.
@@ -53,13 +74,16 @@ fn send_timed(
 }
 
 impl jack::ProcessHandler for Proc {
-    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+    fn process(&mut self, c: &Client, ps: &ProcessScope) -> Control {
         let times = ps.cycle_times().ok();
         let n = u64::from(ps.n_frames().max(1));
+        let now = c.time();
+        let first = u64::from(ps.last_frame_time());
         for ev in self.inp.iter(ps) {
-            let at = times
+            let usecs = times
                 .map_or(0, |t| t.current_usecs + t.next_usecs.saturating_sub(t.current_usecs) * u64::from(ev.time) / n);
-            let _ = self.heard.try_push((at, ev.bytes.to_vec()));
+            let frame = first + u64::from(ev.time);
+            let _ = self.heard.try_push(HeardAt { usecs, frame, now, bytes: ev.bytes.to_vec() });
         }
         let mut w = self.out.writer(ps);
         let mut offset = 0u32;
@@ -75,7 +99,7 @@ impl jack::ProcessHandler for Proc {
 pub struct Console {
     client: AsyncClient<(), Proc>,
     to_send: HeapProd<Vec<u8>>,
-    heard: HeapCons<Heard>,
+    heard: HeapCons<HeardAt>,
     timed: HeapProd<Heard>,
     sent: HeapCons<Heard>,
     pub name: String,
@@ -89,7 +113,7 @@ impl Console {
         let out = client.register_port("out", MidiOut::default()).map_err(|e| e.to_string())?;
         let inp = client.register_port("in", MidiIn::default()).map_err(|e| e.to_string())?;
         let (tx, to_send) = HeapRb::<Vec<u8>>::new(4096).split();
-        let (heard_tx, heard) = HeapRb::<Heard>::new(4096).split();
+        let (heard_tx, heard) = HeapRb::<HeardAt>::new(4096).split();
         let (timed_tx, timed) = HeapRb::<Heard>::new(TIMED).split();
         let (sent_tx, sent) = HeapRb::<Heard>::new(TIMED).split();
         let client = client
@@ -134,13 +158,23 @@ impl Console {
         self.client.as_client().time()
     }
 
-    /// What was received since the last call.
+    /// What was received since the last call (this or [`Console::take_heard_at`]).
     pub fn take_heard(&mut self) -> Vec<Heard> {
+        self.take_heard_at().into_iter().map(|h| (h.usecs, h.bytes)).collect()
+    }
+
+    /// What was received since the last call (this or [`Console::take_heard`]), with its frame.
+    pub fn take_heard_at(&mut self) -> Vec<HeardAt> {
         let mut v = Vec::new();
         while let Some(h) = self.heard.try_pop() {
             v.push(h);
         }
         v
+    }
+
+    /// The server's sample rate (frames a second).
+    pub fn sample_rate(&self) -> u64 {
+        self.client.as_client().sample_rate() as u64
     }
 
     pub fn client(&self) -> &Client {

@@ -7,9 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The JACK server name used by the tests. Fixed: JACK 1.9.21 runs out of registry slots when
-/// every run uses a new name. Runs are serialised across processes by [`RunLock`].
-pub const SERVER: &str = "organ-e2e";
+/// How many JACK servers of ours can run at once on one machine (one per test process). A few
+/// fixed names, not one per pid: jack2 frees a server's slot in its registry (8 slots) on a clean
+/// exit, but one killed (`SIGKILL`, as `play_jack` does on purpose) keeps its slot until a server
+/// of the same name registers again; reused names bound what such kills leave behind.
+const SERVER_SLOTS: u32 = 4;
+
 /// Period in frames. 512 or 1024: shorter periods give xruns on a busy 2-core machine.
 pub const PERIOD: u32 = 1024;
 pub const RATE: u32 = 48_000;
@@ -115,34 +118,105 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
-/// An exclusive lock on the test's JACK server name across processes (other test runs on the
-/// same machine): a directory created atomically, holding the owner's pid; a lock whose owner
-/// has died is taken over. Released on drop.
-pub struct RunLock(PathBuf);
+/// Where the cross-process locks live: beside JACK's own files (`/dev/shm`, its tmpdir), which are
+/// shared by every checkout and every `TMPDIR`, else the temporary directory.
+fn lock_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+}
 
-impl RunLock {
-    pub fn acquire(timeout: Duration) -> Result<RunLock, String> {
-        let dir = std::env::temp_dir().join("organ-grandorgue-e2e.lock");
-        let me = std::process::id().to_string();
-        wait_for(timeout, || {
-            if std::fs::create_dir(&dir).is_ok() {
-                std::fs::write(dir.join("pid"), &me).ok()?;
-                return Some(());
-            }
-            let owner = std::fs::read_to_string(dir.join("pid")).unwrap_or_default();
-            if !owner.trim().is_empty() && !Path::new(&format!("/proc/{}", owner.trim())).exists() {
-                let _ = std::fs::remove_dir_all(&dir); // its owner died
-            }
-            None
-        })
-        .ok_or_else(|| format!("another GrandOrgue test run holds {} for over {timeout:?}", dir.display()))?;
-        Ok(RunLock(dir))
+/// An exclusive `flock(2)` on a file. The kernel drops it when the holding process dies, so no lock
+/// outlives a killed test run; children do not inherit it (the file is opened close-on-exec).
+struct FileLock(#[allow(dead_code)] std::fs::File);
+
+impl FileLock {
+    fn try_acquire(path: &Path) -> Option<FileLock> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
+        // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        (r == 0).then_some(FileLock(f))
+    }
+
+    fn acquire(path: &Path, timeout: Duration) -> Result<FileLock, String> {
+        wait_for(timeout, || FileLock::try_acquire(path))
+            .ok_or_else(|| format!("another test run holds {} for over {timeout:?}", path.display()))
     }
 }
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// This user's lock files of `what` (JACK's names are per user).
+fn lock_path(what: &str) -> PathBuf {
+    // SAFETY: getuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    lock_dir().join(format!("organ-e2e-{uid}-{what}.lock"))
+}
+
+/// The name of this test process's JACK server, `organ-e2e-N`: the first of [`SERVER_SLOTS`]
+/// names that no other live process holds (an flock held until this process exits). Two test
+/// runs at once (two checkouts, CI beside a developer) so never join each other's server. Waits
+/// up to 10 minutes for a free name; panics with the reason after that.
+pub fn server() -> &'static str {
+    static NAME: std::sync::OnceLock<(String, FileLock)> = std::sync::OnceLock::new();
+    let (name, _held) = NAME.get_or_init(|| {
+        let claim = || {
+            (1..=SERVER_SLOTS)
+                .find_map(|n| Some((format!("organ-e2e-{n}"), FileLock::try_acquire(&lock_path(&n.to_string()))?)))
+        };
+        wait_for(Duration::from_secs(600), claim).unwrap_or_else(|| {
+            panic!(
+                "all {SERVER_SLOTS} JACK test server names are held by other test runs (locks {})",
+                lock_path("N").display()
+            )
+        })
+    });
+    name
+}
+
+/// [`server`] wherever a name is taken as a value: `.env("JACK_DEFAULT_SERVER", SERVER)`,
+/// `format!("{SERVER}")` (what the fixed name `"organ-e2e"` was used as).
+pub const SERVER: ServerName = ServerName;
+
+/// See [`SERVER`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServerName;
+
+impl std::fmt::Display for ServerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(server())
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ServerName {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        server().as_ref()
+    }
+}
+
+/// Points this process's JACK clients, and the children it starts, at [`server`] (once; later
+/// calls do nothing). Call it with the [`RunLock`] held, before the test opens JACK clients.
+pub fn use_server() {
+    let name = server();
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, with the run lock held, before any JACK client of this process opens; the
+    // JACK tests of this process read no other environment variable meanwhile, and the other tests
+    // of the binary do not read it.
+    ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", name) });
+}
+
+/// One JACK test at a time in this process (they share its server name [`server`]): held for a
+/// whole test. Other processes have their own server and do not wait for it.
+pub struct RunLock(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+impl RunLock {
+    pub fn acquire(timeout: Duration) -> Result<RunLock, String> {
+        static RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        // A test that panicked while holding it stopped its server on the way out (drop order).
+        let guard = wait_for(timeout, || match RUN.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        });
+        guard.map(RunLock).ok_or_else(|| format!("another JACK test of this process ran for over {timeout:?}"))
     }
 }
 
@@ -154,26 +228,44 @@ fn jackd_pids() -> Vec<u32> {
         .collect()
 }
 
-/// Whether this process has used libjack (then the shared registry must stay: libjack keeps
-/// it mapped, and a new server would otherwise create one this process cannot see).
-static USED_JACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether any process has JACK's shared registry mapped (a JACK client or server, in this test
+/// process or another test run). Such a process keeps using that registry: if it were removed, a
+/// new server would create another one that process cannot see. A process whose memory map cannot
+/// be read counts as mapping it.
+fn registry_mapped() -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return true };
+    rd.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))).any(|e| {
+        match std::fs::read_to_string(e.path().join("maps")) {
+            Ok(maps) => maps.contains("/jack-shm-registry"),
+            Err(err) => err.kind() == std::io::ErrorKind::PermissionDenied,
+        }
+    })
+}
 
-/// Removes JACK shared-memory files left by a server that died: all of them when no `jackd`
-/// runs and this process has not used JACK yet, else only those of our server's name.
-fn clean_stale_shm() {
-    let everything = jackd_pids().is_empty() && !USED_JACK.load(std::sync::atomic::Ordering::Relaxed);
+/// Removes JACK shared-memory files left by a server that died: all of them (the registry too,
+/// with the slots of killed servers) when no `jackd` runs and no process uses the registry, else
+/// only those of `server`. Call it with the start lock held.
+fn clean_stale_shm(server: &str) {
+    let everything = jackd_pids().is_empty() && !registry_mapped();
     let Ok(rd) = std::fs::read_dir("/dev/shm") else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("jack") && (everything || name.contains(&format!("_{SERVER}_"))) {
+        if name.starts_with("jack") && (everything || name.contains(&format!("_{server}_"))) {
             let p = e.path();
             let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
         }
     }
 }
 
-/// A JACK server with the dummy backend, named [`SERVER`]. Clients must set
-/// `JACK_DEFAULT_SERVER` (the test process sets it for itself and its children).
+/// Serialises, across processes, what touches JACK's shared files outside a server: cleaning
+/// them, and starting a server until it answers (a server starting creates the registry that a
+/// cleaning elsewhere would remove). Held for seconds, not for a test.
+fn start_lock() -> Result<FileLock, String> {
+    FileLock::acquire(&lock_path("start"), Duration::from_secs(120))
+}
+
+/// A JACK server with the dummy backend, named [`server`]. [`Jackd::start`] points this process
+/// and its children at it (`JACK_DEFAULT_SERVER`); hold the [`RunLock`] meanwhile.
 pub struct Jackd {
     pub proc: Proc,
     pub log: PathBuf,
@@ -181,13 +273,16 @@ pub struct Jackd {
 
 impl Jackd {
     pub fn start(dir: &Path) -> Result<Jackd, Unavailable> {
-        // A leftover server of ours (a killed test run) would hold the name.
+        use_server();
+        let server = server();
+        let _start = start_lock().map_err(Unavailable::Fail)?;
+        // A leftover server of ours (a test run killed before it could stop it) would hold the name.
         if organ_server_running() {
             return Err(Unavailable::Fail(format!(
-                "a JACK server named {SERVER} is already running; stop it (it was left by an earlier run)"
+                "a JACK server named {server} is already running; stop it (it was left by an earlier run)"
             )));
         }
-        clean_stale_shm();
+        clean_stale_shm(server);
         // Real-time scheduling keeps the dummy backend's cycles on time on a busy machine; where
         // it is not allowed, jackd may refuse to start, so try again without it.
         let mut last = String::new();
@@ -195,17 +290,14 @@ impl Jackd {
             let log = dir.join(if realtime { "jackd.log" } else { "jackd-nonrt.log" });
             let out = std::fs::File::create(&log).map_err(|e| Unavailable::Fail(e.to_string()))?;
             let rt = if realtime { "-R" } else { "--no-realtime" };
-            let proc = Proc::spawn(
-                "jackd",
-                Command::new("jackd")
-                    .args(["-n", SERVER, rt, "-d", "dummy", "-r", &RATE.to_string(), "-p", &PERIOD.to_string()])
-                    .env("JACK_NO_AUDIO_RESERVATION", "1")
-                    .stdin(Stdio::null())
-                    .stdout(out.try_clone().map_err(|e| Unavailable::Fail(e.to_string()))?)
-                    .stderr(out),
-            )
-            .map_err(Unavailable::Fail)?;
-            let mut j = Jackd { proc, log };
+            let mut cmd = Command::new("jackd");
+            cmd.args(["-n", server, rt, "-d", "dummy", "-r", &RATE.to_string(), "-p", &PERIOD.to_string()])
+                .env("JACK_NO_AUDIO_RESERVATION", "1")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().map_err(|e| Unavailable::Fail(e.to_string()))?)
+                .stderr(out);
+            stop_with_parent(&mut cmd);
+            let mut j = Jackd { proc: Proc::spawn("jackd", &mut cmd).map_err(Unavailable::Fail)?, log };
             if wait_for(Duration::from_secs(10), organ_server_running_opt).is_some() {
                 return Ok(j);
             }
@@ -214,17 +306,46 @@ impl Jackd {
                 j.proc.exited(),
                 std::fs::read_to_string(&j.log).unwrap_or_default()
             );
-            j.stop();
+            j.proc.stop(Duration::from_secs(3));
+            clean_stale_shm(server);
         }
         Err(Unavailable::Fail(last))
     }
 }
 
+/// Makes the child get `SIGTERM` when the thread that starts it ends, above all when the test
+/// process is killed before it could stop the child: a server left running would hold its name
+/// (and, killed later, its registry slot). `SIGTERM` lets jackd unregister itself.
+fn stop_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls: prctl(2), getppid(2).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before prctl: nobody would stop this child.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::other("the test process is gone"));
+            }
+            Ok(())
+        })
+    };
+}
+
 impl Jackd {
     /// Stops the server (clients first!) and removes the shared memory it leaves behind.
     pub fn stop(&mut self) {
+        if self.proc.child.is_none() {
+            return;
+        }
         self.proc.stop(Duration::from_secs(3));
-        clean_stale_shm();
+        // Without the start lock (another run holding it for minutes), leave the files: the
+        // next start of this name removes them.
+        if let Ok(_start) = start_lock() {
+            clean_stale_shm(server());
+        }
     }
 }
 
@@ -242,7 +363,7 @@ pub struct JackSession {
 
 /// The start of a JACK end-to-end test: checks that `jackd` and libjack are here (`Skip` with
 /// the package to install), takes the run lock, points this process and its children at the
-/// test server ([`SERVER`]) and starts it, its log in `dir`.
+/// test server ([`server`]) and starts it, its log in `dir`.
 pub fn start_jack(dir: &Path) -> Result<JackSession, Unavailable> {
     if which("jackd").is_none() {
         return Err(Unavailable::Skip("jackd not installed (Debian package jackd2)".into()));
@@ -251,10 +372,6 @@ pub fn start_jack(dir: &Path) -> Result<JackSession, Unavailable> {
         return Err(Unavailable::Skip(format!("libjack cannot be loaded ({e}); install jackd2")));
     }
     let lock = RunLock::acquire(Duration::from_secs(600)).map_err(Unavailable::Fail)?;
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: set once, with the run lock held, before the test opens JACK clients; the tests
-    // using this read no other environment variable meanwhile.
-    ONCE.call_once(|| unsafe { std::env::set_var("JACK_DEFAULT_SERVER", SERVER) });
     Ok(JackSession { jackd: Jackd::start(dir)?, _lock: lock })
 }
 
@@ -267,7 +384,6 @@ pub fn organ_server_running() -> bool {
     if jack::jack_sys::library().is_err() {
         return false;
     }
-    USED_JACK.store(true, std::sync::atomic::Ordering::Relaxed);
     jack::set_logger(jack::LoggerType::None);
     jack::Client::new("organ-e2e-probe", jack::ClientOptions::NO_START_SERVER).is_ok()
 }
@@ -372,7 +488,7 @@ impl GrandOrgue {
                 .env("DISPLAY", display)
                 .env("NO_AT_BRIDGE", "1")
                 .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-                .env("JACK_DEFAULT_SERVER", SERVER)
+                .env("JACK_DEFAULT_SERVER", server())
                 .env_remove("XDG_CONFIG_HOME")
                 .env_remove("XDG_DATA_HOME")
                 .stdin(Stdio::null())
