@@ -333,10 +333,11 @@ impl Sink {
         {
             self.held.track(bytes);
         }
-        for (i, o) in self.outputs.iter_mut().enumerate() {
+        for i in 0..self.outputs.len() {
             if self.dead & (1 << i) != 0 {
                 continue;
             }
+            let o = &mut self.outputs[i];
             // A panicking output must not take the others down with it: it is treated as failed.
             let sent = catch_unwind(AssertUnwindSafe(|| o.send(bytes, stamp)))
                 .unwrap_or(Err(OutputError { kind: OutputErrorKind::Backend, detail: "the output panicked" }));
@@ -345,13 +346,7 @@ impl Sink {
                 Err(e) if e.kind == OutputErrorKind::Overflow => {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    self.dead |= 1 << i;
-                    self.shared.failed.fetch_or(1 << i, Ordering::Relaxed);
-                    if self.failure.is_none() {
-                        self.failure = Some((i, e));
-                    }
-                }
+                Err(e) => self.fail(i, e),
             }
         }
         let late = stamp.now.0.saturating_sub(stamp.due.0);
@@ -363,6 +358,32 @@ impl Sink {
             self.shared.late.fetch_add(1, Ordering::Relaxed);
         }
         self.shared.worst_late.fetch_max(late, Ordering::Relaxed);
+    }
+
+    /// Whether the link of some live output is down (reconnecting); an output whose link is
+    /// gone for good ([`Link::Gone`]) is marked failed, as if a send to it had failed.
+    fn links(&mut self) -> bool {
+        let mut down = false;
+        for i in 0..self.outputs.len() {
+            if self.dead & (1 << i) != 0 {
+                continue;
+            }
+            match self.outputs[i].link() {
+                Link::Up => {}
+                Link::Down => down = true,
+                Link::Gone(e) => self.fail(i, e),
+            }
+        }
+        down
+    }
+
+    /// Output `i` failed: it gets nothing more (so not the release either).
+    fn fail(&mut self, i: usize, e: OutputError) {
+        self.dead |= 1 << i;
+        self.shared.failed.fetch_or(1 << i, Ordering::Relaxed);
+        if self.failure.is_none() {
+            self.failure = Some((i, e));
+        }
     }
 
     /// Whether every live output has delivered what it was sent ([`Output::delivered`]).
@@ -722,10 +743,13 @@ impl<C: Clock> Engine<C> {
                 continue;
             }
             self.take_swaps();
-            // 2. Links.
-            let dead = self.sink.dead;
-            let down =
-                self.sink.outputs.iter().enumerate().any(|(i, o)| dead & (1 << i) == 0 && o.link() == Link::Down);
+            // 2. Links. One gone for good is a failed output (whatever `on_disconnect` says):
+            // the others get the release and the performance ends, as when a send fails.
+            let down = self.sink.links();
+            if let Some((output, error)) = self.sink.failure {
+                self.release(true);
+                return End::OutputFailed { output, error };
+            }
             self.shared.link_down.store(down, Ordering::Relaxed);
             if self.config.on_disconnect == DisconnectPolicy::Pause {
                 if down && !self.link_paused {

@@ -502,7 +502,11 @@ impl Service {
                     true => "the others were released".to_string(),
                     false => format!("KEYS MAY STILL SOUND on {} too", elsewhere.join(", ")),
                 };
-                self.message = format!("OUTPUT LOST ({name}): {there}; {others}; o reconnects");
+                // A JACK server that shut down is such a loss too: started again, o opens
+                // the output on it afresh.
+                self.message = format!(
+                    "OUTPUT LOST ({name}): {there}; {others}; once it is back (a server started again), o reopens it"
+                );
                 self.played[p.item] = Played::Stopped(self.where_now());
             }
             End::Finished => {
@@ -581,7 +585,7 @@ pub(super) mod tests {
     use super::*;
     use crate::organ::DisconnectPolicy;
     use crate::output::OutputSpec;
-    use crate::output::record::{MemoryOutput, PulledCable};
+    use crate::output::record::{MemoryOutput, PulledCable, ServerGone};
 
     pub(crate) fn test_service() -> Service {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -640,6 +644,36 @@ pub(super) mod tests {
         assert!(s.playing.is_some());
         s.stop_and_join();
         assert!(s.playing.is_none() && s.session.is_output_open(0));
+    }
+
+    #[test]
+    fn a_server_gone_while_paused_is_a_lost_output_that_o_reopens() {
+        let mut s = test_service();
+        assert_eq!(s.order.items[0].organ.on_disconnect, DisconnectPolicy::Pause);
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        s.session.insert_output(0, Box::new(ServerGone(gone.clone())));
+        s.start(0, None);
+        s.session.send(Command::Pause);
+        let start = Instant::now();
+        while s.session.progress().state != PlayState::Paused {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            s.poll();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Nothing is sent while paused: the loss is seen all the same, and ends the item.
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        wait_until_ended(&mut s);
+        assert!(s.message.starts_with("OUTPUT LOST (jack:test): keys may still sound there"), "{}", s.message);
+        assert!(s.message.ends_with("once it is back (a server started again), o reopens it"), "{}", s.message);
+        assert!(s.session.output_error().as_deref().unwrap().contains("server gone"));
+        assert!(!s.session.is_output_open(0));
+        // Back: o opens it afresh (here the slot's `--to`, null), and the next item plays.
+        s.act(Action::ReopenOutputs);
+        assert_eq!(s.message, "outputs open");
+        s.act(Action::Go);
+        assert!(s.playing.is_some(), "{}", s.message);
+        s.stop_and_join();
+        assert!(s.session.is_output_open(0));
     }
 
     #[test]

@@ -233,14 +233,6 @@ pub(super) fn state_line(p: &Progress, go: &str) -> (Tone, String) {
         PlayState::Waiting(WaitKind::SectionEnd) => {
             (Tone::Attention, format!("PAUSED AT THE END OF THE VERSE — {go} goes on"))
         }
-        PlayState::WaitingForLink if p.link_lost_for_good => (
-            Tone::Alarm,
-            // The output stays in the session (its release did not fail the item): only a new
-            // organ service opens it again.
-            "OUTPUT LOST — its server is gone and nothing reconnects it: s stops; then start the server and organ \
-             service again"
-                .into(),
-        ),
         PlayState::WaitingForLink => {
             (Tone::Alarm, "LINK TO THE ORGAN LOST — waiting for it to come back (s stops)".into())
         }
@@ -324,8 +316,6 @@ mod tests {
         assert_eq!(state_line(&at(PlayState::Paused), "Enter").1, "PAUSED — Enter resumes");
         let link = at(PlayState::WaitingForLink);
         assert!(state_line(&link, "Enter").1.starts_with("LINK TO THE ORGAN LOST — waiting for it to come back"));
-        let gone = Progress { link_lost_for_good: true, ..link };
-        assert!(state_line(&gone, "Enter").1.starts_with("OUTPUT LOST — its server is gone"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Telling the user about link losses: a wireless output's, which reconnects by itself, and a
-//! JACK output's, whose server is gone for good (nothing reconnects it; its sends fail). Runs on
+//! Telling the user about link losses (wireless outputs, which reconnect by themselves). A link
+//! gone for good (a JACK server that shut down, [`crate::output::Link::Gone`]) is no link loss:
+//! the engine treats that output as failed and the performance ends ([`super::Ending`]). Runs on
 //! the control thread: it only follows [`Progress::link_down`] and the position each time the
 //! session is polled, so nothing is added to the real-time thread.
 
@@ -7,9 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::Progress;
 use crate::organ::DisconnectPolicy;
-use crate::output::LinkLoss;
-#[cfg(doc)]
-use crate::output::Output;
 
 /// Follows the link and turns its changes into lines for the user.
 #[derive(Debug)]
@@ -17,40 +15,11 @@ pub struct LinkWatch {
     policy: DisconnectPolicy,
     /// Since when the link has been down, and the position then.
     down: Option<(Instant, String)>,
-    /// The outputs whose link, once down, is gone for good (a JACK server shut down), by name.
-    for_good: Vec<String>,
-    /// Whether an output whose link reconnects (Bluetooth LE) plays too.
-    reconnecting: bool,
 }
 
 impl LinkWatch {
-    /// For outputs whose lost link reconnects by itself (or that never lose it).
     pub fn new(policy: DisconnectPolicy) -> LinkWatch {
-        LinkWatch { policy, down: None, for_good: Vec::new(), reconnecting: true }
-    }
-
-    /// For these outputs, by name, and what becomes of their links ([`Output::link_loss`]).
-    pub fn for_outputs<'a>(
-        policy: DisconnectPolicy,
-        outputs: impl IntoIterator<Item = (&'a str, LinkLoss)>,
-    ) -> LinkWatch {
-        let mut w = LinkWatch::new(policy);
-        w.reconnecting = false;
-        for (name, loss) in outputs {
-            match loss {
-                LinkLoss::ForGood => w.for_good.push(name.to_string()),
-                LinkLoss::Reconnects => w.reconnecting = true,
-                LinkLoss::Never => {}
-            }
-        }
-        // A link went down that nobody said could: as a wireless one.
-        w.reconnecting |= w.for_good.is_empty();
-        w
-    }
-
-    /// The link is down and cannot come back: every output that can lose it loses it for good.
-    pub fn lost_for_good(&self) -> bool {
-        self.down.is_some() && !self.reconnecting
+        LinkWatch { policy, down: None }
     }
 
     /// Looks at the link; returns a line to print when it was lost or came back.
@@ -58,26 +27,13 @@ impl LinkWatch {
         match (&self.down, p.link_down) {
             (None, true) => {
                 let at = p.bar_beat();
-                let line = if !self.reconnecting {
-                    self.gone_line(&at)
-                } else {
-                    let what = match self.policy {
-                        DisconnectPolicy::Pause => "paused until it comes back (on_disconnect = \"pause\")",
-                        DisconnectPolicy::Continue => {
-                            "playing on; what falls in the gap is dropped (on_disconnect = \"continue\")"
-                        }
-                    };
-                    if self.for_good.is_empty() {
-                        format!("link lost at bar {at}; reconnecting; {what}")
-                    } else {
-                        // Which one went down is not known here: say what each does.
-                        format!(
-                            "link lost at bar {at}; a Bluetooth link reconnects by itself, {} does not (if its \
-                             server is gone, stop, start the server again and play again); {what}",
-                            self.for_good.join(", ")
-                        )
+                let what = match self.policy {
+                    DisconnectPolicy::Pause => "paused until it comes back (on_disconnect = \"pause\")",
+                    DisconnectPolicy::Continue => {
+                        "playing on; what falls in the gap is dropped (on_disconnect = \"continue\")"
                     }
                 };
+                let line = format!("link lost at bar {at}; reconnecting; {what}");
                 self.down = Some((Instant::now(), at));
                 Some(line)
             }
@@ -95,20 +51,6 @@ impl LinkWatch {
             }
             _ => None,
         }
-    }
-
-    /// An output gone for good (its JACK server shut down): what happens, and what to do.
-    fn gone_line(&self, at: &str) -> String {
-        let what = match self.policy {
-            // The engine waits for a link that cannot come back.
-            DisconnectPolicy::Pause => {
-                "paused, and it will not come back: stop (Ctrl-C; s in organ service), start its server again, \
-                 then play again"
-            }
-            // The next message to it fails, and the performance stops.
-            DisconnectPolicy::Continue => "playing stops at the next message to it",
-        };
-        format!("{} lost at bar {at}: its server is gone, and nothing reconnects it; {what}", self.for_good.join(", "))
     }
 
     /// How long the link has been down, for the status line.
@@ -166,31 +108,5 @@ mod tests {
         shared.link_down.store(false, Ordering::Relaxed);
         let back = w.poll(&progress(&shared)).unwrap();
         assert!(back.ends_with(&format!("playing on at bar {}", progress(&shared).bar_beat())), "{back}");
-        // A JACK output's server gone: nothing reconnects it, and the line does not say so.
-        shared.next.store(i + 1, Ordering::Relaxed);
-        let jack = [("jack", LinkLoss::ForGood), ("file:x.mid", LinkLoss::Never)];
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, jack);
-        shared.link_down.store(true, Ordering::Relaxed);
-        let lost = w.poll(&progress(&shared)).unwrap();
-        assert_eq!(
-            lost,
-            "jack lost at bar 3:2: its server is gone, and nothing reconnects it; paused, and it will not come back: \
-             stop (Ctrl-C; s in organ service), start its server again, then play again"
-        );
-        assert!(w.lost_for_good());
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Continue, jack);
-        let lost = w.poll(&progress(&shared)).unwrap();
-        assert!(lost.ends_with("nothing reconnects it; playing stops at the next message to it"), "{lost}");
-        // Beside a Bluetooth output: which one went down is not known, so each is said.
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, [("ble:WIDI", LinkLoss::Reconnects), jack[0]]);
-        let lost = w.poll(&progress(&shared)).unwrap();
-        assert!(
-            lost.starts_with("link lost at bar 3:2; a Bluetooth link reconnects by itself, jack does not"),
-            "{lost}"
-        );
-        assert!(!w.lost_for_good());
-        // Only Bluetooth: as before.
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, [("ble:WIDI", LinkLoss::Reconnects)]);
-        assert!(w.poll(&progress(&shared)).unwrap().starts_with("link lost at bar 3:2; reconnecting; paused"));
     }
 }

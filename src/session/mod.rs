@@ -341,7 +341,6 @@ impl Session {
         let (lent, index) =
             self.outputs.lend(&p.timeline).map_err(|(output, error)| StartError::Prepare { output, error })?;
         let names: Vec<String> = lent.iter().map(|o| o.name().to_string()).collect();
-        let link = LinkWatch::for_outputs(p.on_disconnect, lent.iter().map(|o| (o.name(), o.link_loss())));
         let config = engine::Config {
             on_disconnect: p.on_disconnect,
             speed: p.speed,
@@ -377,7 +376,7 @@ impl Session {
             title: p.title,
             speed: p.speed,
             offered: None,
-            link,
+            link: LinkWatch::new(p.on_disconnect),
         });
         self.publish();
         Ok(())
@@ -495,7 +494,6 @@ impl Session {
                 self.events.push(if self.current.link_down { Event::LinkLost(line) } else { Event::LinkBack(line) });
             }
             self.current.link_down_for = r.link.down_for();
-            self.current.link_lost_for_good = r.link.lost_for_good();
             if !self.realtime_reported && r.handle.shared.realtime.load(Ordering::Relaxed) == 2 {
                 self.realtime_reported = true;
                 self.events.push(Event::RealtimeRefused);
@@ -539,7 +537,6 @@ impl Session {
         }
         self.current.state = PlayState::Idle;
         self.current.link_down_for = None;
-        self.current.link_lost_for_good = false;
         let first_sent = report.first_sent.map(|t| self.epoch + Duration::from_micros(t.0));
         self.events.push(Event::Ended(Box::new(Ending {
             end: report.end,

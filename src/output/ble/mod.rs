@@ -375,11 +375,6 @@ mod output {
             self.shared.link()
         }
 
-        /// The worker reconnects, then releases the keys and restores the registration.
-        fn link_loss(&self) -> crate::output::LinkLoss {
-            crate::output::LinkLoss::Reconnects
-        }
-
         /// The worker has taken every message (it writes them to BlueZ at once when due).
         fn delivered(&self) -> bool {
             self.records.is_empty()
