@@ -157,8 +157,11 @@ pub struct Shared {
     pub late: AtomicU64,
     /// Worst lateness so far (µs).
     pub worst_late: AtomicU64,
-    /// Messages an output dropped (full queue).
+    /// Messages an output dropped (full queue), in all.
     pub dropped: AtomicU64,
+    /// The same, per output (in the engine's order), so that a drop on one output puts only
+    /// that one in doubt.
+    pub dropped_by: PerOutput,
     state: AtomicU8,
     /// Current speed in ‰.
     pub speed: AtomicU32,
@@ -191,6 +194,34 @@ pub struct Shared {
     pub suspended: AtomicU8,
     /// Time (µs) the clock was moved on because the engine thread was held up (see [`HELD_UP`]).
     pub held_up_us: AtomicU64,
+}
+
+/// A counter per output (index = the output's place in the engine's order).
+#[derive(Debug)]
+pub struct PerOutput([AtomicU64; MAX_OUTPUTS]);
+
+impl Default for PerOutput {
+    fn default() -> PerOutput {
+        PerOutput(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl PerOutput {
+    /// Output `i`'s count (0 beyond [`MAX_OUTPUTS`]).
+    pub fn get(&self, i: usize) -> u64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+
+    fn add(&self, i: usize) {
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Bit i set: output i's count is not zero.
+    pub fn mask(&self) -> u64 {
+        (0..MAX_OUTPUTS).filter(|&i| self.get(i) > 0).fold(0, |m, i| m | 1 << i)
+    }
 }
 
 impl Shared {
@@ -345,6 +376,7 @@ impl Sink {
                 Ok(()) => {}
                 Err(e) if e.kind == OutputErrorKind::Overflow => {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.dropped_by.add(i);
                 }
                 Err(e) => self.fail(i, e),
             }

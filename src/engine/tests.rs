@@ -479,6 +479,34 @@ fn a_link_gone_for_good_fails_the_output_at_once_under_either_policy_and_release
     }
 }
 
+/// An output whose queue is always full.
+struct Full;
+
+impl Output for Full {
+    fn name(&self) -> &str {
+        "full"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        Err(OutputError { kind: OutputErrorKind::Overflow, detail: "queue full" })
+    }
+}
+
+#[test]
+fn drops_are_counted_on_the_output_that_dropped() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let (engine, _) = new(t.clone(), vec![out, Box::new(Full)], ManualClock::new(), Config::default());
+    let shared = engine.shared();
+    let mut report = engine.run();
+    assert_eq!(report.end, End::Finished, "a full queue drops, it does not fail the output");
+    finish(&mut report);
+    let sent = recording(&h).len() as u64;
+    assert_eq!((shared.dropped_by.get(0), shared.dropped_by.get(1)), (0, sent));
+    assert_eq!(report.dropped, sent);
+    assert_eq!(shared.dropped_by.mask(), 0b10);
+    assert_eq!(shared.dropped_by.get(MAX_OUTPUTS), 0);
+}
+
 #[test]
 fn seek_resends_the_registration_of_the_new_position() {
     let t = shipped_timeline(PlanOptions::default());

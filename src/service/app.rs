@@ -739,6 +739,7 @@ pub(super) mod tests {
         assert_eq!(tail, cancel, "the cancel comes last");
     }
 
+    /// `dropped`: messages dropped on the first output.
     fn ending(end: End, outputs: &[&str], failed: Option<&str>, dropped: u64, link_down_at_end: bool) -> Ending {
         Ending {
             end,
@@ -751,6 +752,7 @@ pub(super) mod tests {
             release_cut: end == End::Panicked,
             sent: 10,
             dropped,
+            dropped_by: (0..outputs.len()).map(|k| if k == 0 { dropped } else { 0 }).collect(),
             stats: crate::engine::LatenessStats::new(),
             first_sent: None,
             link_down_at_end,
@@ -798,10 +800,19 @@ pub(super) mod tests {
     fn a_doubt_lasts_until_a_release_reaches_that_output() {
         let mut s = test_service();
         let finished = Finished::default();
+        // Messages dropped on a only: a is in doubt, b not.
         s.follow_release(&ending(End::Stopped, &["a", "b"], None, 3, false));
         let lines = s.closing_lines(&finished);
+        assert!(lines[0].ends_with("KEYS MAY STILL SOUND on a"), "{lines:?}");
+        assert!(lines[1].contains("3 message(s) to it could not be delivered"), "{lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // On both: both.
+        let mut e = ending(End::Stopped, &["a", "b"], None, 3, false);
+        e.dropped_by = vec![1, 2];
+        s.follow_release(&e);
+        let lines = s.closing_lines(&finished);
         assert!(lines[0].ends_with("KEYS MAY STILL SOUND on a, b"), "{lines:?}");
-        assert!(lines[1].contains("3 message(s) could not be delivered"), "{lines:?}");
+        assert!(lines[2].contains("2 message(s) to it could not be delivered"), "{lines:?}");
         // The next item ends cleanly on a, and with a link down on b: a is released, b not known.
         s.follow_release(&ending(End::Finished, &["a"], None, 0, false));
         s.follow_release(&ending(End::Finished, &["b"], None, 0, true));

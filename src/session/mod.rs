@@ -145,7 +145,10 @@ pub struct Ending {
     /// (or it is not known whether it was sent).
     pub release_cut: bool,
     pub sent: u64,
+    /// Messages the outputs dropped (their queue full), in all.
     pub dropped: u64,
+    /// The same per output, in the order of `outputs`: a drop puts only that output in doubt.
+    pub dropped_by: Vec<u64>,
     pub stats: LatenessStats,
     /// When the first message was sent.
     pub first_sent: Option<Instant>,
@@ -523,6 +526,7 @@ impl Session {
         let failed_mask = shared.failed.load(Ordering::SeqCst);
         let failed_outputs: Vec<String> =
             r.names.iter().enumerate().filter(|(k, _)| failed_mask & (1 << k) != 0).map(|(_, n)| n.clone()).collect();
+        let dropped_by: Vec<u64> = (0..r.names.len()).map(|k| shared.dropped_by.get(k)).collect();
         let records = self.records(&r.lent, &r.names);
         // The engine thread died with its outputs (a panic it did not catch): whether it
         // released is not known.
@@ -548,6 +552,7 @@ impl Session {
             release_cut,
             sent: report.sent,
             dropped: report.dropped,
+            dropped_by,
             stats: report.stats,
             first_sent,
             link_down_at_end,
