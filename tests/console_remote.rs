@@ -131,6 +131,7 @@ mod e2e {
 
     use super::support::console::{Console, Heard};
     use super::support::procs::{self, Unavailable, say};
+    use super::support::tmux::Tmux;
     use super::support::{Scratch, organ_command, repo_dir};
 
     const GO: [u8; 3] = [0x9F, 100, 90];
@@ -288,37 +289,6 @@ verses = 1
         out
     }
 
-    /// A private tmux server with one 100×30 pane.
-    struct Tmux(String);
-
-    impl Tmux {
-        fn run(&self, args: &[&str]) -> std::process::Output {
-            std::process::Command::new("tmux").arg("-L").arg(&self.0).args(args).output().expect("tmux runs")
-        }
-
-        fn screen(&self) -> String {
-            String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "svc"]).stdout).into_owned()
-        }
-
-        fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-            let end = Instant::now() + Duration::from_secs(30);
-            loop {
-                let s = self.screen();
-                if ok(&s) {
-                    return s;
-                }
-                assert!(Instant::now() < end, "timed out waiting for {what}; the screen was:\n{s}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    impl Drop for Tmux {
-        fn drop(&mut self) {
-            let _ = self.run(&["kill-server"]);
-        }
-    }
-
     fn press(console: &mut Console, down: [u8; 3], up: [u8; 3]) {
         console.send(&[down.to_vec()]);
         std::thread::sleep(Duration::from_millis(120));
@@ -329,7 +299,7 @@ verses = 1
     /// mapped (also in the `?` help), shows what they did (the pause says that the go piston or
     /// Enter goes on), and the laptop's keys still work.
     fn in_the_terminal_view(dir: &Path, console: &mut Console, order: &str, organ: &str) {
-        if std::process::Command::new("tmux").arg("-V").output().is_err() {
+        if !Tmux::installed() {
             assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "tmux is not installed");
             return say("SKIPPED: console_pistons_drive_a_service, in the terminal view: tmux is not installed");
         }
@@ -343,9 +313,7 @@ verses = 1
             record.display(),
             exit.display()
         );
-        let tmux = Tmux(format!("organ-console-remote-{}", std::process::id()));
-        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
-        assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+        let tmux = Tmux::start(format!("organ-console-remote-{}", std::process::id()), 100, 30, &command);
         tmux.wait_for("the pistons on the screen", |s| s.contains("console pistons: go, pause, stop, next"));
         let connected = procs::wait_for(Duration::from_secs(10), || {
             let p = console.client().port_by_name(&console.out_port())?;

@@ -25,9 +25,11 @@ mod service_jack {
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::sync::mpsc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use super::support::console::undouble;
     use super::support::procs::{self, Jackd, Unavailable, say};
+    use super::support::tmux::Tmux;
     use super::support::{Scratch, repo_dir};
 
     const TEST: &str = "a_jack_server_gone_while_a_hymn_plays_is_reopened_with_o_once_it_is_back";
@@ -35,42 +37,6 @@ mod service_jack {
     fn skip(reason: &str) {
         assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "ORGAN_REQUIRE_GRANDORGUE is set, but {reason}");
         say(&format!("SKIPPED: {TEST}: {reason}"));
-    }
-
-    /// A private tmux server with one 100×30 pane running organ service.
-    struct Tmux(String);
-
-    impl Tmux {
-        fn run(&self, args: &[&str]) -> std::process::Output {
-            std::process::Command::new("tmux").arg("-L").arg(&self.0).args(args).output().expect("tmux runs")
-        }
-
-        /// The screen, each wrapped line joined (-J).
-        fn screen(&self) -> String {
-            String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-J", "-t", "svc"]).stdout).into_owned()
-        }
-
-        fn keys(&self, k: &str) {
-            let _ = self.run(&["send-keys", "-t", "svc", k]);
-        }
-
-        fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-            let end = Instant::now() + Duration::from_secs(30);
-            loop {
-                let s = self.screen();
-                if ok(&s) {
-                    return s;
-                }
-                assert!(Instant::now() < end, "timed out waiting for {what}; the screen was:\n{s}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    impl Drop for Tmux {
-        fn drop(&mut self) {
-            let _ = self.run(&["kill-server"]);
-        }
     }
 
     /// The instrument on the JACK server: a JACK client `console` with a MIDI input `in`, in a
@@ -146,6 +112,32 @@ sys.stdin.read()
         }
     }
 
+    /// A note or controller message as the console reads it (a note-on at velocity 0 and a
+    /// note-off are the same); `None` for anything else.
+    fn channel_message(b: &[u8]) -> Option<Vec<u8>> {
+        match *b {
+            [s, k, 0] if s & 0xF0 == 0x90 => Some(vec![0x80 | (s & 0x0F), k, 0]),
+            [s, k, _] if s & 0xF0 == 0x80 => Some(vec![s, k, 0]),
+            [s, _, _] if matches!(s & 0xF0, 0x90 | 0xB0) => Some(b.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The note and controller messages of a `file:` record, in order.
+    fn read_record(path: &Path) -> Vec<Vec<u8>> {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let smf = midly::Smf::parse(&bytes).unwrap();
+        let mut out = Vec::new();
+        for ev in &smf.tracks[0] {
+            if let midly::TrackEventKind::Midi { channel, message } = ev.kind {
+                let mut b = Vec::new();
+                midly::live::LiveEvent::Midi { channel, message }.write_std(&mut b).unwrap();
+                out.extend(channel_message(&b));
+            }
+        }
+        out
+    }
+
     fn order_file(dir: &Path) -> String {
         let order = dir.join("service.toml");
         std::fs::write(
@@ -195,7 +187,7 @@ tempo = "400%"
 
     #[test]
     fn a_jack_server_gone_while_a_hymn_plays_is_reopened_with_o_once_it_is_back() {
-        if std::process::Command::new("tmux").arg("-V").output().is_err() {
+        if !Tmux::installed() {
             return skip("tmux is not installed (Debian package tmux)");
         }
         let dir = Scratch::new("service-jack-gone");
@@ -214,19 +206,20 @@ tempo = "400%"
             Err(e) => panic!("{e}"),
         };
         let to = "jack:console:in".to_string();
+        // A record beside it: what organ sent, to compare with what the new server delivered.
+        let record = dir.path.join("sent.mid");
         let exit = dir.path.join("exit");
         // The pane stays after organ ends (sleep), so that its closing lines can be read.
         let command = format!(
-            "cd {} && JACK_DEFAULT_SERVER={} {} service {} --to {to}; echo EXIT=$? > {}; sleep 600",
+            "cd {} && JACK_DEFAULT_SERVER={} {} service {} --to {to} --to file:{}; echo EXIT=$? > {}; sleep 600",
             repo_dir().display(),
             procs::SERVER,
             env!("CARGO_BIN_EXE_organ"),
             order_file(&dir.path),
+            record.display(),
             exit.display()
         );
-        let tmux = Tmux(format!("organ-service-jack-{}", std::process::id()));
-        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
-        assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+        let tmux = Tmux::start(format!("organ-service-jack-{}", std::process::id()), 100, 30, &command);
         tmux.wait_for("the view", |s| s.contains("READY"));
         tmux.keys("Enter");
         tmux.wait_for("the first hymn", |s| s.contains("PLAYING") && s.contains("play-over, bar"));
@@ -247,7 +240,7 @@ tempo = "400%"
             )),
             "{flat}"
         );
-        assert!(s.contains("OUTPUT NOT AVAILABLE") && s.contains("the JACK server shut down — o retries"), "{s}");
+        assert!(flat.contains("OUTPUT NOT AVAILABLE") && flat.contains("the JACK server shut down — o retries"), "{s}");
         assert!(s.contains("◐ 1. Cwm Rhondda") && s.contains("[stopped at"), "{s}");
         assert!(!s.contains("LINK") && !s.contains("organ service again"), "{s}");
         // o while the server is still down: still not available, said so.
@@ -280,20 +273,37 @@ tempo = "400%"
         let s = tmux.wait_for("the second hymn played", |s| s.contains("finished Tallis"));
         assert!(s.contains("✓ 2. Tallis"), "{s}");
         std::thread::sleep(Duration::from_millis(300));
-        let heard = listener.take();
-        let ons = assert_every_key_released("the listener on the new server", &heard);
-        assert!(ons > 20, "the second hymn reached the new server ({ons} keys struck)");
-        for ch in 0..3u8 {
-            assert!(heard.iter().any(|b| b == &[0xB0 | ch, 123, 0]), "CC 123 on channel {}", ch + 1);
-        }
+        let heard: Vec<Vec<u8>> = listener.take().into_iter().filter_map(|b| channel_message(&b)).collect();
 
         // q: the release of the second hymn reached the output the first one lost.
         tmux.keys("q");
         let status = procs::wait_for(Duration::from_secs(10), || std::fs::read_to_string(&exit).ok())
             .unwrap_or_else(|| panic!("organ service did not quit; the screen was:\n{}", tmux.screen()));
         let s = tmux.screen();
+        let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
         assert_eq!(status.trim(), "EXIT=0", "{s}");
-        assert!(s.contains(&format!("organ: service ended (1 of 2 item(s) played); every key released → {to}")), "{s}");
+        let closing = format!("organ: service ended (1 of 2 item(s) played); every key released → {to}");
+        assert!(flat.contains(&closing), "{s}");
+
+        // The new server delivered what organ sent in the second hymn (the record's end), each
+        // message once — or, where organ says JACK skipped cycles, jack2's doubling of a stalled
+        // cycle taken out (support::console::undouble); every key it struck released.
+        let sent = read_record(&record);
+        let (sent, heard): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = (sent.iter().collect(), heard.iter().collect());
+        let skipped = flat.contains("JACK skipped cycles");
+        let tail = (0..sent.len()).rev().filter(|&p| sent.len() - p <= heard.len()).find(|&p| {
+            let (undoubled, _) = if skipped { undouble(&sent[p..], &heard) } else { (heard.clone(), 0) };
+            undoubled == sent[p..]
+        });
+        let tail = tail.unwrap_or_else(|| {
+            panic!("the new server did not deliver what organ sent ({} heard, {} sent):\n{s}", heard.len(), sent.len())
+        });
+        let played: Vec<Vec<u8>> = sent[tail..].iter().map(|b| b.to_vec()).collect();
+        let ons = assert_every_key_released("the second hymn on the new server", &played);
+        assert!(ons > 20, "the second hymn reached the new server ({ons} keys struck)");
+        for ch in 0..3u8 {
+            assert!(played.iter().any(|b| b == &[0xB0 | ch, 123, 0]), "CC 123 on channel {}", ch + 1);
+        }
         say(&format!(
             "  reopened with o on the server started again; the next hymn struck {ons} keys there, each released"
         ));

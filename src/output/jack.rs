@@ -615,11 +615,17 @@ impl Output for JackOutput {
         self.tx.is_empty() && client.as_client().time() > self.counters.last_due.load(Ordering::Acquire) + 2 * period_us
     }
 
-    /// Waits for the queued messages to reach the port, then closes the client.
+    /// Waits for the queued messages to reach the port, then closes the client. After the
+    /// server shut down there is nothing to wait for, and nothing more to say: the output failed
+    /// ([`Link::Gone`]), and that failure, not what was still queued, is what the user is told
+    /// (with the keys it may have left sounding).
     fn finish(&mut self) -> Result<(), FinishError> {
         let drained = self.drain(Duration::from_secs(2));
         if let Some(c) = self.client.take() {
             close_within(c, CLOSE_WAIT);
+        }
+        if self.down.load(Ordering::Acquire) {
+            return Ok(());
         }
         let s = self.stats();
         if !drained {
