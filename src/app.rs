@@ -449,7 +449,7 @@ pub fn cmd_grandorgue_port(via: &str) -> Result<Status, Error> {
     out!("keeping it open; press Ctrl-C to close it");
     loop {
         std::thread::sleep(std::time::Duration::from_millis(300));
-        if lb.output.link() == Link::Down {
+        if lb.output.link() != Link::Up {
             return Err(Error::Other("the MIDI port went away (the JACK server shut down?)".into()));
         }
     }

@@ -507,7 +507,8 @@ pub struct ServiceCmd {
 
     /// Also take the console's pistons as a remote: the organ's [remote] table maps spare
     /// pistons or a foot switch to go on, pause at the end of the verse, stop (pressed twice
-    /// within 2 s), next and previous item. The console's MIDI source: port:NAME, port:N or
+    /// within 2 s), next and previous item (items on several organ definitions must agree on
+    /// that table: one console). The console's MIDI source: port:NAME, port:N or
     /// jack[:PORT] (as for monitor). Without a terminal, the pistons (and phones) drive the
     /// service alone, each action and state logged on stdout.
     #[arg(long, value_name = "SOURCE")]

@@ -11,6 +11,8 @@
 
 mod support;
 
+use std::path::Path;
+
 /// Mistakes are one line each, before anything opens: `--from` with an organ that maps no
 /// piston, and a `[remote]` message that is a key, positioned in the organ file.
 #[test]
@@ -44,6 +46,69 @@ fn from_without_a_remote_table_or_with_a_bad_one_is_one_clear_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let at = format!("{}:{}:6: [remote] go: 91 3C 7F is key 60 of the great division", bad.display(), lines + 2);
     assert!(err.contains(&at), "{err}\nwanted {at}");
+
+    // Items on two organ definitions (each score's registration file names its own): one
+    // console, so one set of pistons. Two that disagree are refused; one without a table plays on
+    // with the other's.
+    let organ_file = |name: &str, remote: &str| {
+        let path = dir.path.join(format!("{name}.toml"));
+        std::fs::write(&path, format!("{st_marys}{remote}")).unwrap();
+        path
+    };
+    let go_100 = organ_file("go-100", "[remote]\ngo = { note = 100, channel = 16 }\n");
+    let go_101 = organ_file("go-101", "[remote]\ngo = { note = 101, channel = 16 }\n");
+    let order_on = |name: &str, first: &Path, second: &Path| {
+        let mut items = String::from("title = \"Two organs\"\n");
+        for (i, (organ, score)) in [(first, "hymn-tallis-ordinal"), (second, "hymn-old100")].into_iter().enumerate() {
+            let text = std::fs::read_to_string(repo_dir().join(format!("scores/{score}.toml"))).unwrap();
+            let reg = dir.path.join(format!("{name}-{i}.toml"));
+            std::fs::write(
+                &reg,
+                text.replace("organ = \"st-marys\"", &format!("organ = {:?}", organ.display().to_string())),
+            )
+            .unwrap();
+            items.push_str(&format!(
+                "[[item]]\ntitle = \"{score}\"\nscore = {:?}\nregistration = {:?}\n",
+                repo_dir().join(format!("scores/{score}.mid")).display().to_string(),
+                reg.display().to_string()
+            ));
+        }
+        let order = dir.path.join(format!("{name}.toml"));
+        std::fs::write(&order, items).unwrap();
+        order
+    };
+    let run = |order: &Path| {
+        organ_command(&["service", order.to_str().unwrap(), "--from", "port:no-such-console", "--to", "null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&order_on("disagree", &go_100, &go_101));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "--from: the organs of this order map different console pistons ([remote] go of \"St Mary's Church, \
+             Fishponds\" ({}) and of \"St Mary's Church, Fishponds\" ({}) differ), but there is one console",
+            go_100.display(),
+            go_101.display()
+        )),
+        "{err}"
+    );
+    // With the second organ's table left out, the first's pistons are the console's: the service
+    // gets as far as opening the console (which is not there).
+    let out = run(&order_on("one-table", &without_remote(&st_marys, &dir.path), &go_100));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-console") && !err.contains("[remote]"), "{err}");
+}
+
+/// St Mary's as shipped, without a `[remote]` table, in a file of its own.
+fn without_remote(st_marys: &str, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("no-remote.toml");
+    std::fs::write(&path, st_marys).unwrap();
+    path
 }
 
 #[cfg(not(feature = "jack"))]
@@ -66,6 +131,7 @@ mod e2e {
 
     use super::support::console::{Console, Heard};
     use super::support::procs::{self, Unavailable, say};
+    use super::support::tmux::Tmux;
     use super::support::{Scratch, organ_command, repo_dir};
 
     const GO: [u8; 3] = [0x9F, 100, 90];
@@ -223,37 +289,6 @@ verses = 1
         out
     }
 
-    /// A private tmux server with one 100×30 pane.
-    struct Tmux(String);
-
-    impl Tmux {
-        fn run(&self, args: &[&str]) -> std::process::Output {
-            std::process::Command::new("tmux").arg("-L").arg(&self.0).args(args).output().expect("tmux runs")
-        }
-
-        fn screen(&self) -> String {
-            String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "svc"]).stdout).into_owned()
-        }
-
-        fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-            let end = Instant::now() + Duration::from_secs(30);
-            loop {
-                let s = self.screen();
-                if ok(&s) {
-                    return s;
-                }
-                assert!(Instant::now() < end, "timed out waiting for {what}; the screen was:\n{s}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    impl Drop for Tmux {
-        fn drop(&mut self) {
-            let _ = self.run(&["kill-server"]);
-        }
-    }
-
     fn press(console: &mut Console, down: [u8; 3], up: [u8; 3]) {
         console.send(&[down.to_vec()]);
         std::thread::sleep(Duration::from_millis(120));
@@ -264,7 +299,7 @@ verses = 1
     /// mapped (also in the `?` help), shows what they did (the pause says that the go piston or
     /// Enter goes on), and the laptop's keys still work.
     fn in_the_terminal_view(dir: &Path, console: &mut Console, order: &str, organ: &str) {
-        if std::process::Command::new("tmux").arg("-V").output().is_err() {
+        if !Tmux::installed() {
             assert!(std::env::var("ORGAN_REQUIRE_GRANDORGUE").is_err(), "tmux is not installed");
             return say("SKIPPED: console_pistons_drive_a_service, in the terminal view: tmux is not installed");
         }
@@ -278,9 +313,7 @@ verses = 1
             record.display(),
             exit.display()
         );
-        let tmux = Tmux(format!("organ-console-remote-{}", std::process::id()));
-        let started = tmux.run(&["new-session", "-d", "-s", "svc", "-x", "100", "-y", "30", &command]);
-        assert!(started.status.success(), "tmux: {}", String::from_utf8_lossy(&started.stderr));
+        let tmux = Tmux::start(format!("organ-console-remote-{}", std::process::id()), 100, 30, &command);
         tmux.wait_for("the pistons on the screen", |s| s.contains("console pistons: go, pause, stop, next"));
         let connected = procs::wait_for(Duration::from_secs(10), || {
             let p = console.client().port_by_name(&console.out_port())?;

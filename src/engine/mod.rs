@@ -157,8 +157,11 @@ pub struct Shared {
     pub late: AtomicU64,
     /// Worst lateness so far (µs).
     pub worst_late: AtomicU64,
-    /// Messages an output dropped (full queue).
+    /// Messages an output dropped (full queue), in all.
     pub dropped: AtomicU64,
+    /// The same, per output (in the engine's order), so that a drop on one output puts only
+    /// that one in doubt.
+    pub dropped_by: PerOutput,
     state: AtomicU8,
     /// Current speed in ‰.
     pub speed: AtomicU32,
@@ -193,6 +196,34 @@ pub struct Shared {
     pub suspended: AtomicU8,
     /// Time (µs) the clock was moved on because the engine thread was held up (see [`HELD_UP`]).
     pub held_up_us: AtomicU64,
+}
+
+/// A counter per output (index = the output's place in the engine's order).
+#[derive(Debug)]
+pub struct PerOutput([AtomicU64; MAX_OUTPUTS]);
+
+impl Default for PerOutput {
+    fn default() -> PerOutput {
+        PerOutput(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl PerOutput {
+    /// Output `i`'s count (0 beyond [`MAX_OUTPUTS`]).
+    pub fn get(&self, i: usize) -> u64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+
+    fn add(&self, i: usize) {
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Bit i set: output i's count is not zero.
+    pub fn mask(&self) -> u64 {
+        (0..MAX_OUTPUTS).filter(|&i| self.get(i) > 0).fold(0, |m, i| m | 1 << i)
+    }
 }
 
 impl Shared {
@@ -335,10 +366,11 @@ impl Sink {
         {
             self.held.track(bytes);
         }
-        for (i, o) in self.outputs.iter_mut().enumerate() {
+        for i in 0..self.outputs.len() {
             if self.dead & (1 << i) != 0 {
                 continue;
             }
+            let o = &mut self.outputs[i];
             // A panicking output must not take the others down with it: it is treated as failed.
             let sent = catch_unwind(AssertUnwindSafe(|| o.send(bytes, stamp)))
                 .unwrap_or(Err(OutputError { kind: OutputErrorKind::Backend, detail: "the output panicked" }));
@@ -346,14 +378,9 @@ impl Sink {
                 Ok(()) => {}
                 Err(e) if e.kind == OutputErrorKind::Overflow => {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.dropped_by.add(i);
                 }
-                Err(e) => {
-                    self.dead |= 1 << i;
-                    self.shared.failed.fetch_or(1 << i, Ordering::Relaxed);
-                    if self.failure.is_none() {
-                        self.failure = Some((i, e));
-                    }
-                }
+                Err(e) => self.fail(i, e),
             }
         }
         let late = stamp.now.0.saturating_sub(stamp.due.0);
@@ -365,6 +392,34 @@ impl Sink {
             self.shared.late.fetch_add(1, Ordering::Relaxed);
         }
         self.shared.worst_late.fetch_max(late, Ordering::Relaxed);
+    }
+
+    /// Whether the link of some live output is down (reconnecting), and whether some down link is
+    /// lost rather than only not answering; an output whose link is
+    /// gone for good ([`Link::Gone`]) is marked failed, as if a send to it had failed.
+    fn links(&mut self) -> (bool, bool) {
+        let (mut down, mut lost) = (false, false);
+        for i in 0..self.outputs.len() {
+            if self.dead & (1 << i) != 0 {
+                continue;
+            }
+            match self.outputs[i].link() {
+                Link::Up => {}
+                Link::NotAnswering => down = true,
+                Link::Down => (down, lost) = (true, true),
+                Link::Gone(e) => self.fail(i, e),
+            }
+        }
+        (down, lost)
+    }
+
+    /// Output `i` failed: it gets nothing more (so not the release either).
+    fn fail(&mut self, i: usize, e: OutputError) {
+        self.dead |= 1 << i;
+        self.shared.failed.fetch_or(1 << i, Ordering::Relaxed);
+        if self.failure.is_none() {
+            self.failure = Some((i, e));
+        }
     }
 
     /// Whether every live output has delivered what it was sent ([`Output::delivered`]).
@@ -724,18 +779,13 @@ impl<C: Clock> Engine<C> {
                 continue;
             }
             self.take_swaps();
-            // 2. Links.
-            // A link not answering is down for the policy; the control thread words it apart.
-            let dead = self.sink.dead;
-            let (mut down, mut lost) = (false, false);
-            for (i, o) in self.sink.outputs.iter().enumerate() {
-                if dead & (1 << i) == 0 {
-                    match o.link() {
-                        Link::Up => {}
-                        Link::NotAnswering => down = true,
-                        Link::Down => (down, lost) = (true, true),
-                    }
-                }
+            // 2. Links. One gone for good is a failed output (whatever `on_disconnect` says):
+            // the others get the release and the performance ends, as when a send fails. A link
+            // not answering is down for the policy; the control thread words it apart.
+            let (down, lost) = self.sink.links();
+            if let Some((output, error)) = self.sink.failure {
+                self.release(true);
+                return End::OutputFailed { output, error };
             }
             self.shared.link_down.store(down, Ordering::Relaxed);
             self.shared.link_not_answering.store(down && !lost, Ordering::Relaxed);

@@ -421,6 +421,107 @@ fn link_down_with_continue_policy_keeps_time() {
     }
 }
 
+/// An output whose link the test can make gone for good (a JACK server shut down).
+struct Gone {
+    gone: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Output for Gone {
+    fn name(&self) -> &str {
+        "gone"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn link(&self) -> Link {
+        match self.gone.load(Ordering::SeqCst) {
+            true => Link::Gone(OutputError { kind: OutputErrorKind::Disconnected, detail: "server gone" }),
+            false => Link::Up,
+        }
+    }
+}
+
+#[test]
+fn a_link_gone_for_good_fails_the_output_at_once_under_either_policy_and_releases_the_others() {
+    let cases =
+        [(DisconnectPolicy::Pause, false), (DisconnectPolicy::Continue, false), (DisconnectPolicy::Pause, true)];
+    for (policy, paused) in cases {
+        let t = shipped_timeline(PlanOptions::default());
+        let (out, h) = memory(&t);
+        let (gone, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let lost = Box::new(Gone { gone: gone.clone(), sent: sent.clone() });
+        let clock = GatedClock::default();
+        let cfg = Config { on_disconnect: policy, ..Config::default() };
+        let (engine, handle) = new(t.clone(), vec![lost, out], clock.clone(), cfg);
+        let mut handle = spawn(engine, handle).unwrap();
+        let mid = t.events.iter().find(|e| e.kind == Kind::NoteOn && t.position(e).bar == 3).unwrap().t.0 + 50;
+        clock.play_to(&handle.shared, mid);
+        // Paused by the user: nothing is sent, and the loss is still seen (not at the next send).
+        if paused {
+            handle.send(Command::Pause);
+            wait_for(&handle, State::Paused);
+        }
+        let before = sent.load(Ordering::SeqCst);
+        gone.store(true, Ordering::SeqCst);
+        // Seen while the clock stands still; then time runs for the release's pacing.
+        let start = std::time::Instant::now();
+        while handle.shared.failed.load(Ordering::SeqCst) != 1 {
+            assert!(start.elapsed() < Duration::from_secs(5), "{policy:?}: the loss was not seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        clock.open();
+        let mut report = handle.join();
+        assert!(
+            matches!(report.end, End::OutputFailed { output: 0, error } if error.detail == "server gone"),
+            "{policy:?}: {:?}",
+            report.end
+        );
+        assert_eq!(sent.load(Ordering::SeqCst), before, "{policy:?}: nothing more to the gone output");
+        assert!(!report.outputs.is_empty());
+        finish(&mut report);
+        let rec = recording(&h);
+        let played = t.events.iter().take_while(|e| e.t.0 <= mid).count();
+        assert!(rec.len() < t.events.len(), "{policy:?}: it stopped there");
+        // Every key the other output had down was released (by the failure, or by the pause
+        // before it), and the stops cancelled.
+        let down = keys_down(&t, t.events[..played].iter().map(|e| t.bytes(&e.msg)));
+        assert!(down.count() > 0, "the test loses the link while keys are down");
+        let offs = rec[played..].iter().take_while(|(_, b)| b[0] & 0xF0 == 0x80).count();
+        assert_eq!(offs, down.count(), "{policy:?} (paused: {paused}): {:?}", &rec[played..]);
+        assert_released(&t, &rec);
+    }
+}
+
+/// An output whose queue is always full.
+struct Full;
+
+impl Output for Full {
+    fn name(&self) -> &str {
+        "full"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        Err(OutputError { kind: OutputErrorKind::Overflow, detail: "queue full" })
+    }
+}
+
+#[test]
+fn drops_are_counted_on_the_output_that_dropped() {
+    let t = shipped_timeline(PlanOptions::default());
+    let (out, h) = memory(&t);
+    let (engine, _) = new(t.clone(), vec![out, Box::new(Full)], ManualClock::new(), Config::default());
+    let shared = engine.shared();
+    let mut report = engine.run();
+    assert_eq!(report.end, End::Finished, "a full queue drops, it does not fail the output");
+    finish(&mut report);
+    let sent = recording(&h).len() as u64;
+    assert_eq!((shared.dropped_by.get(0), shared.dropped_by.get(1)), (0, sent));
+    assert_eq!(report.dropped, sent);
+    assert_eq!(shared.dropped_by.mask(), 0b10);
+    assert_eq!(shared.dropped_by.get(MAX_OUTPUTS), 0);
+}
+
 #[test]
 fn seek_resends_the_registration_of_the_new_position() {
     let t = shipped_timeline(PlanOptions::default());

@@ -658,6 +658,33 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
         assert_eq!(d.decode(&one).to_string(), "Gt Mixture put in");
     }
 
+    #[test]
+    fn note_ons_that_differ_only_in_velocity_read_as_drawn_and_put_in() {
+        // Velocity 127 draws, velocity 1 puts in (and velocity 0, a note-off, is another
+        // message): the state is told, not toggled, whichever comes and however often.
+        let text = ORGAN.replace(
+            "on = { program = 3, channel = 12 }\noff = { program = 3, channel = 12 }",
+            "on = { raw = \"9C 30 7F\" }\noff = { raw = \"9C 30 01\" }",
+        );
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let id = organ.controls.iter().position(|c| c.name == "Sw Trumpet 8").unwrap();
+        assert!(!organ.controls[id].toggle);
+        let mut d = Decoder::new(&organ);
+        assert_eq!(d.decode(&[0x9C, 48, 127]).to_string(), "Sw Trumpet 8 drawn");
+        assert_eq!(d.decode(&[0x9C, 48, 127]).to_string(), "Sw Trumpet 8 drawn", "again: still drawn");
+        assert_eq!(d.decode(&[0x9C, 48, 1]).to_string(), "Sw Trumpet 8 put in");
+        assert_eq!(d.decode(&[0x9C, 48, 1]).to_string(), "Sw Trumpet 8 put in");
+        assert_eq!(d.decode(&[0x9C, 48, 0]), Meaning::Unknown, "a note-off is neither");
+        let id = id as u16;
+        let mut c = ConsoleDecoder::of_organ(&organ);
+        let on = [0x9C, 48, 127];
+        assert_eq!(feed(&mut c, &on, false), (Heard::Events, vec![ConsoleEvent::Control { id, action: Action::On }]));
+        assert_eq!(
+            feed(&mut c, &[0x9C, 48, 1], true),
+            (Heard::Events, vec![ConsoleEvent::Control { id, action: Action::Off }])
+        );
+    }
+
     /// The organ's messages as [`ConsoleDecoder`] takes them, keys as the voice takes them (every
     /// key of a division's channel).
     fn core(organ: &Organ) -> ConsoleDecoder {

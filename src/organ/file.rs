@@ -764,8 +764,23 @@ fn coupler_action(ctx: &Ctx, c: &CouplerFile, same_division: bool) -> Result<Cou
     Ok(action)
 }
 
-/// A message sequence in the form the console tells apart: a note-on's velocity does not
-/// matter, and a note-on of velocity 0 is a note-off.
+/// A message sequence in the form the console tells apart: a note-on of velocity 0 is a
+/// note-off, and a note-off's velocity does not matter. A note-on's velocity does matter: a
+/// console whose stop messages are note-ons that differ only in velocity (127 draws, 1 puts in)
+/// reads the velocity, as GrandOrgue's `Note` binding with low and high values does.
+fn exact_form(msgs: &[Message]) -> Vec<Vec<u8>> {
+    msgs.iter()
+        .map(|m| match m.as_bytes() {
+            [s, k, 0] if s & 0xF0 == 0x90 => vec![0x80 | (s & 0x0F), *k, 0],
+            [s, k, _] if s & 0xF0 == 0x80 => vec![*s, *k, 0],
+            b => b.to_vec(),
+        })
+        .collect()
+}
+
+/// A message sequence as two controls could be confused on the console: a note-on's velocity
+/// does not count (a console may read any note-on of a key as that key's), and a note-on of
+/// velocity 0 is a note-off.
 fn console_form(msgs: &[Message]) -> Vec<Vec<u8>> {
     msgs.iter()
         .map(|m| match m.as_bytes() {
@@ -776,7 +791,7 @@ fn console_form(msgs: &[Message]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Marks the toggles (the same message draws and puts in) and refuses two controls that share a
+/// Marks the toggles (the very same message draws and puts in) and refuses two controls that share a
 /// message (drawing one would move the other on the console; a toggle would flip it) or a
 /// control that sends the General Cancel. Two state controls may share their `off` (some
 /// consoles put a group of stops in with one message). The error is at the later message.
@@ -791,8 +806,10 @@ fn distinct_messages(
     let spans = stops.iter().map(|s| (&s.on, s.off.as_ref()));
     let spans = spans.chain(couplers.iter().map(|c| (&c.on, c.off.as_ref())));
     let spans: Vec<_> = spans.chain(tremulants.iter().map(|t| (&t.on, t.off.as_ref()))).collect();
+    // A toggle sends the very same message to draw and to put in; one whose on and off differ
+    // (in a note-on's velocity too) tells the console which it is.
     for c in controls.iter_mut() {
-        c.toggle = console_form(&c.on) == console_form(&c.off);
+        c.toggle = exact_form(&c.on) == exact_form(&c.off);
     }
     // (form, control, is an off of a state control)
     let mut seen: std::collections::HashMap<Vec<Vec<u8>>, (usize, bool)> = std::collections::HashMap::new();
@@ -1107,6 +1124,31 @@ stop_pace_ms = 0
         let shared_off =
             MIN.replace("off = { program = 6, channel = 16 }", "off = { cc = 20, value = 0, channel = 16 }");
         assert!(Organ::from_toml(&shared_off, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn note_ons_that_differ_only_in_velocity_are_an_on_and_an_off_not_a_toggle() {
+        // Some consoles send a stop's note-on at velocity 127 when drawn and at 1 when put in:
+        // the console reads the velocity, so it is a state control (GrandOrgue's `Note`, low 1
+        // high 127), and no General Cancel is needed to know where it stands.
+        let velocity = MIN
+            .replace(
+                "on = { note = 36, channel = 16 }",
+                "on = { note = 36, channel = 16 }\noff = { raw = \"9F 24 01\" }",
+            )
+            .replace("[cancel]\nmessage = { sysex = \"F0 00 4A 4F 48 41 53 7F F7\" }", "[cancel]");
+        let o = Organ::from_toml(&velocity, "t.toml").unwrap();
+        assert!(!o.controls[0].toggle);
+        assert!(o.start_is_known(), "no toggle: the offs put everything in");
+        let cancel: Vec<Vec<u8>> = o.cancel_messages().iter().map(|m| m.as_bytes().to_vec()).collect();
+        assert_eq!(cancel[0], vec![0x9F, 36, 1], "its off is part of the cancel");
+        // The very same note-on both times is a toggle, written as a note or in bytes.
+        let toggle = velocity.replace("off = { raw = \"9F 24 01\" }", "off = { raw = \"9F 24 7F\" }");
+        assert!(Organ::from_toml(&toggle, "t.toml").unwrap().controls[0].toggle);
+        // Another control on the same key at another velocity may still be confused with it.
+        let e = err(&velocity
+            .replace("on = { cc = 20, value = 127, channel = 16 }", "on = { note = 36, channel = 16, velocity = 64 }"));
+        assert!(e.contains("sends the same message as stop \"Sw Open Diapason 8\""), "{e}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::fmt;
 
 use super::frame_clock::FrameClock;
-use super::{FinishError, Link, LinkLoss, Output, OutputError, OutputErrorKind, Stamp};
+use super::{FinishError, Link, Output, OutputError, OutputErrorKind, Stamp};
 
 /// The longest message one record carries (SysEx included).
 pub const MAX_MESSAGE: usize = 64;
@@ -46,6 +46,10 @@ pub const MAX_MESSAGE: usize = 64;
 pub const RING_RECORDS: usize = 8192;
 /// The JACK client name (the port is `organ:out`, or `organ-01:out` if the name is taken).
 pub const CLIENT_NAME: &str = "organ";
+
+/// Why the output failed when its server shut down.
+const SERVER_GONE: OutputError =
+    OutputError { kind: OutputErrorKind::Disconnected, detail: "the JACK server shut down" };
 
 /// One message on its way to the process callback: fixed size, `Copy`, no heap.
 #[derive(Clone, Copy)]
@@ -568,7 +572,7 @@ impl Output for JackOutput {
     /// One clock read (`jack_get_time`) and one push into a preallocated lock-free ring.
     fn send(&mut self, bytes: &[u8], at: Stamp) -> Result<(), OutputError> {
         if self.down.load(Ordering::Acquire) {
-            return Err(OutputError { kind: OutputErrorKind::Disconnected, detail: "the JACK server shut down" });
+            return Err(SERVER_GONE);
         }
         if bytes.len() > MAX_MESSAGE {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -593,13 +597,11 @@ impl Output for JackOutput {
         })
     }
 
+    /// The JACK server shut down: nothing brings this client back (a server started again is
+    /// a new one, with no client of ours), so the output has failed ([`Link::Gone`]) and is
+    /// opened afresh once the server is back (`o` in `organ service`).
     fn link(&self) -> Link {
-        if self.down.load(Ordering::Acquire) { Link::Down } else { Link::Up }
-    }
-
-    /// The JACK server shut down: nothing reconnects this client (and its sends fail).
-    fn link_loss(&self) -> LinkLoss {
-        LinkLoss::ForGood
+        if self.down.load(Ordering::Acquire) { Link::Gone(SERVER_GONE) } else { Link::Up }
     }
 
     /// The ring is empty and the cycle that wrote its last message is over (the message is due
@@ -613,11 +615,17 @@ impl Output for JackOutput {
         self.tx.is_empty() && client.as_client().time() > self.counters.last_due.load(Ordering::Acquire) + 2 * period_us
     }
 
-    /// Waits for the queued messages to reach the port, then closes the client.
+    /// Waits for the queued messages to reach the port, then closes the client. After the
+    /// server shut down there is nothing to wait for, and nothing more to say: the output failed
+    /// ([`Link::Gone`]), and that failure, not what was still queued, is what the user is told
+    /// (with the keys it may have left sounding).
     fn finish(&mut self) -> Result<(), FinishError> {
         let drained = self.drain(Duration::from_secs(2));
         if let Some(c) = self.client.take() {
             close_within(c, CLOSE_WAIT);
+        }
+        if self.down.load(Ordering::Acquire) {
+            return Ok(());
         }
         let s = self.stats();
         if !drained {

@@ -57,8 +57,14 @@ pub enum Link {
     /// the answer comes after all or, once it gives up waiting, after reconnecting (it reports
     /// [`Link::Down`] meanwhile).
     NotAnswering,
-    /// The link dropped: the output is trying to get it back, or (see [`LinkLoss`]) it is gone.
+    /// The link dropped and the output is getting it back by itself (Bluetooth LE): the engine
+    /// pauses or plays on, as the organ's `on_disconnect` says.
     Down,
+    /// The link is gone and nothing in this output brings it back (the JACK server shut down):
+    /// the output has failed, like a port whose cable was pulled, whatever `on_disconnect`
+    /// says. The engine stops the performance at once (the other outputs get the release), and
+    /// the session closes the output, so that it can be opened again once its peer is back.
+    Gone(OutputError),
 }
 
 impl Link {
@@ -66,18 +72,6 @@ impl Link {
     pub fn is_up(self) -> bool {
         self == Link::Up
     }
-}
-
-/// What becomes of an output's link once it is [`Link::Down`], for what the user is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkLoss {
-    /// Its link is always up (a port, a file): a lost one fails its sends instead.
-    Never,
-    /// It reconnects by itself and then restores the instrument's state (Bluetooth LE).
-    Reconnects,
-    /// Once down it is gone for good and its sends fail: nothing reconnects it (a JACK server
-    /// that shut down).
-    ForGood,
 }
 
 /// Why a send (or open/finish) failed. `Copy` with static text, so the engine thread can report
@@ -186,16 +180,13 @@ pub trait Output: Send {
     /// An output that reports [`Link::Down`] (or [`Link::NotAnswering`]) keeps trying to get the
     /// link back and, before it reports [`Link::Up`] again, brings the instrument back to a
     /// known state: every key it had sounding released, the registration at the current plan
-    /// position re-sent. The control thread tells the user so when the link comes back. (Unless
-    /// its [`Output::link_loss`] is [`LinkLoss::ForGood`]: then it never comes back.)
+    /// position re-sent. The control thread tells the user so when the link comes back. One
+    /// that reports [`Link::Gone`] has failed for good (its sends fail too).
+    ///
+    /// # Real-time safety
+    /// Called on the engine thread on every pass of its loop: atomic loads, no blocking.
     fn link(&self) -> Link {
         Link::Up
-    }
-
-    /// What becomes of its link once it is down (read on the control thread before the
-    /// performance starts, for what the user is told).
-    fn link_loss(&self) -> LinkLoss {
-        LinkLoss::Never
     }
 
     /// Whether everything sent so far has left this process (reached the port, the server or the

@@ -178,6 +178,32 @@ impl Output for PulledCable {
     }
 }
 
+/// For tests: an output whose peer goes away for good when the test says (a JACK server shut
+/// down): its link is then [`Link::Gone`](super::Link::Gone), and its sends fail.
+#[cfg(test)]
+pub(crate) struct ServerGone(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+#[cfg(test)]
+impl ServerGone {
+    const GONE: OutputError = OutputError { kind: OutputErrorKind::Disconnected, detail: "server gone" };
+    fn gone(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+impl Output for ServerGone {
+    fn name(&self) -> &str {
+        "jack:test"
+    }
+    fn send(&mut self, _bytes: &[u8], _at: Stamp) -> Result<(), OutputError> {
+        if self.gone() { Err(Self::GONE) } else { Ok(()) }
+    }
+    fn link(&self) -> super::Link {
+        if self.gone() { super::Link::Gone(Self::GONE) } else { super::Link::Up }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -502,7 +502,11 @@ impl Service {
                     true => "the others were released".to_string(),
                     false => format!("KEYS MAY STILL SOUND on {} too", elsewhere.join(", ")),
                 };
-                self.message = format!("OUTPUT LOST ({name}): {there}; {others}; o reconnects");
+                // A JACK server that shut down is such a loss too: started again, o opens
+                // the output on it afresh.
+                self.message = format!(
+                    "OUTPUT LOST ({name}): {there}; {others}; once it is back (a server started again), o reopens it"
+                );
                 self.played[p.item] = Played::Stopped(self.where_now());
             }
             End::Finished => {
@@ -581,7 +585,7 @@ pub(super) mod tests {
     use super::*;
     use crate::organ::DisconnectPolicy;
     use crate::output::OutputSpec;
-    use crate::output::record::{MemoryOutput, PulledCable};
+    use crate::output::record::{MemoryOutput, PulledCable, ServerGone};
 
     pub(crate) fn test_service() -> Service {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -640,6 +644,36 @@ pub(super) mod tests {
         assert!(s.playing.is_some());
         s.stop_and_join();
         assert!(s.playing.is_none() && s.session.is_output_open(0));
+    }
+
+    #[test]
+    fn a_server_gone_while_paused_is_a_lost_output_that_o_reopens() {
+        let mut s = test_service();
+        assert_eq!(s.order.items[0].organ.on_disconnect, DisconnectPolicy::Pause);
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        s.session.insert_output(0, Box::new(ServerGone(gone.clone())));
+        s.start(0, None);
+        s.session.send(Command::Pause);
+        let start = Instant::now();
+        while s.session.progress().state != PlayState::Paused {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            s.poll();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Nothing is sent while paused: the loss is seen all the same, and ends the item.
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        wait_until_ended(&mut s);
+        assert!(s.message.starts_with("OUTPUT LOST (jack:test): keys may still sound there"), "{}", s.message);
+        assert!(s.message.ends_with("once it is back (a server started again), o reopens it"), "{}", s.message);
+        assert!(s.session.output_error().as_deref().unwrap().contains("server gone"));
+        assert!(!s.session.is_output_open(0));
+        // Back: o opens it afresh (here the slot's `--to`, null), and the next item plays.
+        s.act(Action::ReopenOutputs);
+        assert_eq!(s.message, "outputs open");
+        s.act(Action::Go);
+        assert!(s.playing.is_some(), "{}", s.message);
+        s.stop_and_join();
+        assert!(s.session.is_output_open(0));
     }
 
     #[test]
@@ -705,6 +739,7 @@ pub(super) mod tests {
         assert_eq!(tail, cancel, "the cancel comes last");
     }
 
+    /// `dropped`: messages dropped on the first output.
     fn ending(end: End, outputs: &[&str], failed: Option<&str>, dropped: u64, link_down_at_end: bool) -> Ending {
         Ending {
             end,
@@ -717,6 +752,7 @@ pub(super) mod tests {
             release_cut: end == End::Panicked,
             sent: 10,
             dropped,
+            dropped_by: (0..outputs.len()).map(|k| if k == 0 { dropped } else { 0 }).collect(),
             stats: crate::engine::LatenessStats::new(),
             first_sent: None,
             link_down_at_end,
@@ -764,10 +800,19 @@ pub(super) mod tests {
     fn a_doubt_lasts_until_a_release_reaches_that_output() {
         let mut s = test_service();
         let finished = Finished::default();
+        // Messages dropped on a only: a is in doubt, b not.
         s.follow_release(&ending(End::Stopped, &["a", "b"], None, 3, false));
         let lines = s.closing_lines(&finished);
+        assert!(lines[0].ends_with("KEYS MAY STILL SOUND on a"), "{lines:?}");
+        assert!(lines[1].contains("3 message(s) to it could not be delivered"), "{lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // On both: both.
+        let mut e = ending(End::Stopped, &["a", "b"], None, 3, false);
+        e.dropped_by = vec![1, 2];
+        s.follow_release(&e);
+        let lines = s.closing_lines(&finished);
         assert!(lines[0].ends_with("KEYS MAY STILL SOUND on a, b"), "{lines:?}");
-        assert!(lines[1].contains("3 message(s) could not be delivered"), "{lines:?}");
+        assert!(lines[2].contains("2 message(s) to it could not be delivered"), "{lines:?}");
         // The next item ends cleanly on a, and with a link down on b: a is released, b not known.
         s.follow_release(&ending(End::Finished, &["a"], None, 0, false));
         s.follow_release(&ending(End::Finished, &["b"], None, 0, true));

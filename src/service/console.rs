@@ -1,7 +1,9 @@
 //! The console as a remote for `organ service --from SOURCE`: spare pistons or a MIDI foot
 //! switch, mapped in the organ definition's `[remote]` table, go on, pause at the end of the
 //! verse, stop, and choose the next or previous item — the same [`Action`]s the terminal keys
-//! and the phone remote send, to the same [`Service`](super::Service).
+//! and the phone remote send, to the same [`Service`](super::Service). One console has one set
+//! of pistons: an order played on several organ definitions takes the `[remote]` table they agree
+//! on ([`remote_organ`]).
 //!
 //! Every message from the console goes through the organ's one decoder
 //! ([`crate::organ::decode`]): only a `[remote]` piston's press does anything. Keys, stops, the
@@ -69,6 +71,29 @@ pub enum ConsoleRemoteError {
         organ: String,
         source: String,
     },
+    /// The order's items are played on several organ definitions and none maps a piston
+    /// (their names).
+    NoRemoteAnywhere {
+        organs: Vec<String>,
+    },
+    /// Two organ definitions of the order map different pistons: one console cannot be both.
+    Disagree {
+        /// (name, file) of each.
+        a: (String, String),
+        b: (String, String),
+        /// The first piston they differ on.
+        action: RemoteAction,
+    },
+    /// A piston's message is something another organ of the order plays or hears: played there,
+    /// or echoed back by the console, it would drive the service.
+    Confused {
+        action: RemoteAction,
+        /// What it is on that organ ("a stop's message", "key 60 of the great division").
+        what: String,
+        organ: String,
+        source: String,
+        item: String,
+    },
     Input(input::InputError),
 }
 
@@ -83,12 +108,116 @@ impl std::fmt::Display for ConsoleRemoteError {
                 input::printable(organ),
                 input::printable(source)
             ),
+            ConsoleRemoteError::NoRemoteAnywhere { organs } => write!(
+                f,
+                "--from: none of the organs of this order ({}) has a [remote] table, so no piston would do anything; \
+                 add one (e.g. [remote] go = {{ note = 10, channel = 15 }}) or learn it with organ learn --organ FILE \
+                 --from SOURCE --only remote",
+                input::printable(&organs.join(", "))
+            ),
+            ConsoleRemoteError::Disagree { a, b, action } => write!(
+                f,
+                "--from: the organs of this order map different console pistons ([remote] {} of \"{}\" ({}) and of \
+                 \"{}\" ({}) differ), but there is one console; give them the same [remote] table, or play the order \
+                 on one organ (organ = \"NAME\" at its top, or --organ)",
+                action.key(),
+                input::printable(&a.0),
+                input::printable(&a.1),
+                input::printable(&b.0),
+                input::printable(&b.1)
+            ),
+            ConsoleRemoteError::Confused { action, what, organ, source, item } => write!(
+                f,
+                "--from: [remote] {} is {what} on \"{}\" ({}), which plays \"{}\": played there, or echoed back by \
+                 the console, it would drive the service; give the piston a message of its own",
+                action.key(),
+                input::printable(organ),
+                input::printable(source),
+                input::printable(item)
+            ),
             ConsoleRemoteError::Input(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for ConsoleRemoteError {}
+
+/// The organ definition whose `[remote]` pistons drive a service whose items are played on
+/// `organs` (each item's title and organ, in order). There is one console, so there is one set of
+/// pistons: the `[remote]` table of the organs that have one, which must all agree (an organ
+/// without one does not disagree: the pistons are the console's); and no piston's message may be
+/// something any of the organs plays or hears (a key, a stop's message, the General Cancel, a
+/// bitmap, an expression pedal), or playing that item would drive the service.
+///
+/// # Errors
+/// No organ maps a piston; two map different ones; a piston is another organ's message.
+pub fn remote_organ<'a>(organs: &[(&str, &'a Organ)]) -> Result<&'a Organ, ConsoleRemoteError> {
+    let Some(&(_, chosen)) = organs.iter().find(|(_, o)| !o.remote.is_empty()) else {
+        let mut names: Vec<String> = Vec::new();
+        for (_, o) in organs {
+            if !names.contains(&o.name) {
+                names.push(o.name.clone());
+            }
+        }
+        return Err(match organs.first() {
+            Some((_, o)) if names.len() == 1 => {
+                ConsoleRemoteError::NoRemote { organ: o.name.clone(), source: o.source.clone() }
+            }
+            _ => ConsoleRemoteError::NoRemoteAnywhere { organs: names },
+        });
+    };
+    let named = |o: &Organ| (o.name.clone(), o.source.clone());
+    for (_, o) in organs.iter().filter(|(_, o)| !o.remote.is_empty()) {
+        if let Some(action) = RemoteAction::ALL.into_iter().find(|&a| o.remote_button(a) != chosen.remote_button(a)) {
+            return Err(ConsoleRemoteError::Disagree { a: named(chosen), b: named(o), action });
+        }
+    }
+    for (title, o) in organs {
+        if std::ptr::eq(*o, chosen) || o.source == chosen.source {
+            continue; // its own file checked its pistons against itself
+        }
+        if let Some((action, what)) = confused(chosen, o) {
+            let (organ, source) = named(o);
+            return Err(ConsoleRemoteError::Confused { action, what, organ, source, item: title.to_string() });
+        }
+    }
+    Ok(chosen)
+}
+
+/// A piston of `remote`'s `[remote]` whose press or release `organ` reads as something it plays
+/// or hears, and what.
+fn confused(remote: &Organ, organ: &Organ) -> Option<(RemoteAction, String)> {
+    use crate::organ::decode::{ConsoleDecoder, ConsoleEvent, MsgKey};
+    for b in &remote.remote {
+        for m in b.press.iter().chain(b.release.iter().flatten()) {
+            let bytes = m.as_bytes();
+            // A fresh decoder each time: what the message alone means there.
+            let mut events = Vec::new();
+            ConsoleDecoder::of_organ(organ).feed(MsgKey::of(bytes), Some(bytes), |e| events.push(e));
+            let what = events.first().map(|e| match *e {
+                ConsoleEvent::Key { division, key, .. } => {
+                    format!("key {key} of the {} division", organ.divisions[usize::from(division)].name)
+                }
+                ConsoleEvent::AllNotesOff { .. } => "a channel-mode message".to_string(),
+                ConsoleEvent::Control { id, .. } => format!("\"{}\"'s message", organ.controls[usize::from(id)].name),
+                ConsoleEvent::Cancel => "the General Cancel's message".to_string(),
+                ConsoleEvent::Remote { .. } => "a piston".to_string(),
+            });
+            let expression = match bytes {
+                [s, cc, _] if s & 0xF0 == 0xB0 => organ
+                    .divisions
+                    .iter()
+                    .find(|d| d.expression.is_some_and(|e| e.cc == *cc && e.channel.wire() == s & 0x0F))
+                    .map(|d| format!("the {} division's expression pedal", d.name)),
+                _ => None,
+            };
+            if let Some(what) = what.or(expression) {
+                return Some((b.action, what));
+            }
+        }
+    }
+    None
+}
 
 /// The console's input, read through the organ definition for its `[remote]` pistons.
 pub struct ConsoleRemote {
@@ -250,5 +379,54 @@ next = { sysex = "F0 7D 01 F7" }
         let organ = Organ::from_toml(&ORGAN[..ORGAN.find("[remote]").unwrap()], "t.toml").unwrap();
         let e = ConsoleRemote::open("jack", &organ).err().unwrap().to_string();
         assert!(e.starts_with("--from: the organ \"Remote\" (t.toml) has no [remote] table"), "{e}");
+    }
+
+    #[test]
+    fn one_console_one_set_of_pistons_across_the_organs_of_an_order() {
+        let organ = |text: &str, file: &str| Organ::from_toml(text, file).unwrap();
+        let without = &ORGAN[..ORGAN.find("[remote]").unwrap()];
+        let a = organ(ORGAN, "a.toml");
+        let same = organ(&ORGAN.replace("name = \"Remote\"", "name = \"Remote too\""), "a2.toml");
+        let none = organ(without, "b.toml");
+        // The organ that maps them, wherever it comes; one without a table does not disagree.
+        let chosen = remote_organ(&[("One", &none), ("Two", &a), ("Three", &same)]).unwrap();
+        assert_eq!(chosen.source, "a.toml");
+        // Another go piston: one console cannot be both.
+        let other =
+            organ(&ORGAN.replace("go = { note = 20, channel = 16 }", "go = { note = 21, channel = 16 }"), "c.toml");
+        let e = remote_organ(&[("One", &a), ("Two", &other)]).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "--from: the organs of this order map different console pistons ([remote] go of \"Remote\" (a.toml) and \
+             of \"Remote\" (c.toml) differ), but there is one console; give them the same [remote] table, or play \
+             the order on one organ (organ = \"NAME\" at its top, or --organ)"
+        );
+        // A piston that another organ's stop sends, or one of its keys, or its expression pedal.
+        let stop =
+            organ(&without.replace("on = { note = 10, channel = 16 }", "on = { note = 20, channel = 16 }"), "d.toml");
+        let e = remote_organ(&[("One", &a), ("Two", &stop)]).err().unwrap().to_string();
+        assert!(
+            e.starts_with(
+                "--from: [remote] go is \"Gt Principal 8\"'s message on \"Remote\" (d.toml), which plays \"Two\""
+            ),
+            "{e}"
+        );
+        let keys = organ(
+            &without
+                .replace("channel = 1\n", "channel = 16\ncompass = [12, 96]\n")
+                .replace("note = 10, channel = 16", "note = 10, channel = 14"),
+            "e.toml",
+        );
+        let e = remote_organ(&[("One", &a), ("Two", &keys)]).err().unwrap().to_string();
+        assert!(e.contains("[remote] go is key 20 of the great division on \"Remote\" (e.toml)"), "{e}");
+        let pedal = organ(&without.replace("channel = 1\n", "channel = 15\nexpression = { cc = 64 }\n"), "f.toml");
+        let e = remote_organ(&[("One", &a), ("Two", &pedal)]).err().unwrap().to_string();
+        assert!(e.contains("[remote] pause is the great division's expression pedal"), "{e}");
+        // None maps a piston: the one organ named, or all of them.
+        let e = remote_organ(&[("One", &none), ("Two", &none)]).err().unwrap().to_string();
+        assert!(e.starts_with("--from: the organ \"Remote\" (b.toml) has no [remote] table"), "{e}");
+        let none2 = organ(&without.replace("name = \"Remote\"", "name = \"Other\""), "g.toml");
+        let e = remote_organ(&[("One", &none), ("Two", &none2)]).err().unwrap().to_string();
+        assert!(e.starts_with("--from: none of the organs of this order (Remote, Other) has a [remote] table"), "{e}");
     }
 }

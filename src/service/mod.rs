@@ -83,13 +83,17 @@ pub fn cmd_service(a: &ServiceArgs) -> Result<Status, Error> {
         ));
     }
     let first_organ = &order.items[0].organ;
-    // The console's pistons are read through the organ of the first item (the console's).
-    let mut console = a
-        .from
-        .as_deref()
-        .map(|spec| ConsoleRemote::open(spec, first_organ))
-        .transpose()
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    // One console, one set of pistons: the [remote] every organ of the order agrees on
+    // (console::remote_organ), read through the organ that defines it.
+    let mut console = match a.from.as_deref() {
+        None => None,
+        Some(spec) => {
+            let organs: Vec<(&str, &crate::organ::Organ)> =
+                order.items.iter().map(|i| (i.title.as_str(), &i.organ)).collect();
+            let remote = console::remote_organ(&organs).map_err(|e| Error::Usage(e.to_string()))?;
+            Some(ConsoleRemote::open(spec, remote).map_err(|e| Error::Usage(e.to_string()))?)
+        }
+    };
     let default = order.output.as_deref().or(first_organ.output.as_deref());
     let specs = session::output_specs(&a.to, default, &order.source)?;
     let session = Session::new(specs, first_organ.on_disconnect);

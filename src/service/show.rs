@@ -233,19 +233,15 @@ pub(super) fn state_line(p: &Progress, go: &str) -> (Tone, String) {
         PlayState::Waiting(WaitKind::SectionEnd) => {
             (Tone::Attention, format!("PAUSED AT THE END OF THE VERSE — {go} goes on"))
         }
-        PlayState::WaitingForLink if p.link_lost_for_good => (
-            Tone::Alarm,
-            // The output stays in the session (its release did not fail the item): only a new
-            // organ service opens it again.
-            "OUTPUT LOST — its server is gone and nothing reconnects it: s stops; then start the server and organ \
-             service again"
-                .into(),
-        ),
+        PlayState::WaitingForLink if p.link_not_answering => {
+            (Tone::Alarm, "LINK TO THE ORGAN NOT ANSWERING — waiting for it (s stops)".into())
+        }
         PlayState::WaitingForLink => {
             (Tone::Alarm, "LINK TO THE ORGAN LOST — waiting for it to come back (s stops)".into())
         }
         PlayState::Paused => (Tone::Normal, format!("PAUSED — {go} resumes")),
         PlayState::Ending => (Tone::Normal, "ENDING".into()),
+        _ if p.link_not_answering => (Tone::Alarm, "PLAYING — link to the organ not answering".into()),
         _ if p.link_down => (Tone::Alarm, "PLAYING — link to the organ down".into()),
         _ if p.pause_at_section_end => (Tone::Normal, "PLAYING — will pause at the end of this verse".into()),
         _ => (Tone::Normal, "PLAYING".into()),
@@ -324,8 +320,14 @@ mod tests {
         assert_eq!(state_line(&at(PlayState::Paused), "Enter").1, "PAUSED — Enter resumes");
         let link = at(PlayState::WaitingForLink);
         assert!(state_line(&link, "Enter").1.starts_with("LINK TO THE ORGAN LOST — waiting for it to come back"));
-        let gone = Progress { link_lost_for_good: true, ..link };
-        assert!(state_line(&gone, "Enter").1.starts_with("OUTPUT LOST — its server is gone"));
+        // A wireless link whose write went unanswered: in doubt, not (yet) known lost.
+        let doubt = Progress { link_down: true, link_not_answering: true, ..link.clone() };
+        assert_eq!(
+            state_line(&doubt, "Enter"),
+            (Tone::Alarm, "LINK TO THE ORGAN NOT ANSWERING — waiting for it (s stops)".into())
+        );
+        let playing = Progress { state: PlayState::Playing, ..doubt };
+        assert_eq!(state_line(&playing, "Enter").1, "PLAYING — link to the organ not answering");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Telling the user about link losses: a wireless output's, which reconnects by itself, and a
-//! JACK output's, whose server is gone for good (nothing reconnects it; its sends fail); and a
-//! wireless link that stopped answering (a write unanswered: in doubt, a state of down). Runs on
+//! Telling the user about link losses (wireless outputs, which reconnect by themselves), and a
+//! wireless link that stopped answering (a write unanswered: in doubt, a state of down). A link
+//! gone for good (a JACK server that shut down, [`crate::output::Link::Gone`]) is no link loss:
+//! the engine treats that output as failed and the performance ends ([`super::Ending`]). Runs on
 //! the control thread: it only follows [`Progress::link_down`], [`Progress::link_not_answering`]
 //! and the position each time the session is polled, so nothing is added to the real-time
 //! thread.
@@ -9,9 +10,6 @@ use std::time::{Duration, Instant};
 
 use super::Progress;
 use crate::organ::DisconnectPolicy;
-use crate::output::LinkLoss;
-#[cfg(doc)]
-use crate::output::Output;
 
 /// Follows the link and turns its changes into lines for the user.
 #[derive(Debug)]
@@ -20,40 +18,11 @@ pub struct LinkWatch {
     /// Since when the link has been down, the position then, and whether it only stopped
     /// answering (not known to be lost).
     down: Option<(Instant, String, bool)>,
-    /// The outputs whose link, once down, is gone for good (a JACK server shut down), by name.
-    for_good: Vec<String>,
-    /// Whether an output whose link reconnects (Bluetooth LE) plays too.
-    reconnecting: bool,
 }
 
 impl LinkWatch {
-    /// For outputs whose lost link reconnects by itself (or that never lose it).
     pub fn new(policy: DisconnectPolicy) -> LinkWatch {
-        LinkWatch { policy, down: None, for_good: Vec::new(), reconnecting: true }
-    }
-
-    /// For these outputs, by name, and what becomes of their links ([`Output::link_loss`]).
-    pub fn for_outputs<'a>(
-        policy: DisconnectPolicy,
-        outputs: impl IntoIterator<Item = (&'a str, LinkLoss)>,
-    ) -> LinkWatch {
-        let mut w = LinkWatch::new(policy);
-        w.reconnecting = false;
-        for (name, loss) in outputs {
-            match loss {
-                LinkLoss::ForGood => w.for_good.push(name.to_string()),
-                LinkLoss::Reconnects => w.reconnecting = true,
-                LinkLoss::Never => {}
-            }
-        }
-        // A link went down that nobody said could: as a wireless one.
-        w.reconnecting |= w.for_good.is_empty();
-        w
-    }
-
-    /// The link is down and cannot come back: every output that can lose it loses it for good.
-    pub fn lost_for_good(&self) -> bool {
-        self.down.is_some() && !self.reconnecting
+        LinkWatch { policy, down: None }
     }
 
     /// Looks at the link; returns a line to print when it was lost, stopped answering, was
@@ -62,9 +31,7 @@ impl LinkWatch {
         match (&self.down, p.link_down) {
             (None, true) => {
                 let at = p.bar_beat();
-                let line = if !self.reconnecting {
-                    self.gone_line(&at)
-                } else if p.link_not_answering {
+                let line = if p.link_not_answering {
                     format!("link stopped answering at bar {at}; waiting for it; {}", self.policy_words())
                 } else {
                     self.lost_line(&at)
@@ -75,8 +42,7 @@ impl LinkWatch {
             // It stopped answering, and now it is known to be lost: say so (the time down runs
             // on from when it stopped answering).
             (Some((_, _, true)), true) if !p.link_not_answering => {
-                let at = p.bar_beat();
-                let line = if self.reconnecting { self.lost_line(&at) } else { self.gone_line(&at) };
+                let line = self.lost_line(&p.bar_beat());
                 if let Some(d) = &mut self.down {
                     d.2 = false;
                 }
@@ -108,31 +74,7 @@ impl LinkWatch {
 
     /// A link lost that reconnects by itself (Bluetooth LE).
     fn lost_line(&self, at: &str) -> String {
-        let what = self.policy_words();
-        if self.for_good.is_empty() {
-            format!("link lost at bar {at}; reconnecting; {what}")
-        } else {
-            // Which one went down is not known here: say what each does.
-            format!(
-                "link lost at bar {at}; a Bluetooth link reconnects by itself, {} does not (if its server is gone, \
-                 stop, start the server again and play again); {what}",
-                self.for_good.join(", ")
-            )
-        }
-    }
-
-    /// An output gone for good (its JACK server shut down): what happens, and what to do.
-    fn gone_line(&self, at: &str) -> String {
-        let what = match self.policy {
-            // The engine waits for a link that cannot come back.
-            DisconnectPolicy::Pause => {
-                "paused, and it will not come back: stop (Ctrl-C; s in organ service), start its server again, \
-                 then play again"
-            }
-            // The next message to it fails, and the performance stops.
-            DisconnectPolicy::Continue => "playing stops at the next message to it",
-        };
-        format!("{} lost at bar {at}: its server is gone, and nothing reconnects it; {what}", self.for_good.join(", "))
+        format!("link lost at bar {at}; reconnecting; {}", self.policy_words())
     }
 
     /// How long the link has been down, for the status line.
@@ -166,7 +108,6 @@ mod tests {
     #[test]
     fn reports_the_loss_and_the_return_once_each() {
         let (t, shared) = at_bar_3();
-        let bar_3 = shared.next.load(Ordering::Relaxed);
         let progress = |shared: &Shared| {
             let mut p = Progress::default();
             p.read(&t, shared);
@@ -196,32 +137,6 @@ mod tests {
         shared.link_down.store(false, Ordering::Relaxed);
         let back = w.poll(&progress(&shared)).unwrap();
         assert!(back.ends_with(&format!("playing on at bar {}", progress(&shared).bar_beat())), "{back}");
-        // A JACK output's server gone: nothing reconnects it, and the line does not say so.
-        shared.next.store(bar_3, Ordering::Relaxed);
-        let jack = [("jack", LinkLoss::ForGood), ("file:x.mid", LinkLoss::Never)];
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, jack);
-        shared.link_down.store(true, Ordering::Relaxed);
-        let lost = w.poll(&progress(&shared)).unwrap();
-        assert_eq!(
-            lost,
-            "jack lost at bar 3:2: its server is gone, and nothing reconnects it; paused, and it will not come back: \
-             stop (Ctrl-C; s in organ service), start its server again, then play again"
-        );
-        assert!(w.lost_for_good());
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Continue, jack);
-        let lost = w.poll(&progress(&shared)).unwrap();
-        assert!(lost.ends_with("nothing reconnects it; playing stops at the next message to it"), "{lost}");
-        // Beside a Bluetooth output: which one went down is not known, so each is said.
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, [("ble:WIDI", LinkLoss::Reconnects), jack[0]]);
-        let lost = w.poll(&progress(&shared)).unwrap();
-        assert!(
-            lost.starts_with("link lost at bar 3:2; a Bluetooth link reconnects by itself, jack does not"),
-            "{lost}"
-        );
-        assert!(!w.lost_for_good());
-        // Only Bluetooth: as before.
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, [("ble:WIDI", LinkLoss::Reconnects)]);
-        assert!(w.poll(&progress(&shared)).unwrap().starts_with("link lost at bar 3:2; reconnecting; paused"));
     }
 
     #[test]
@@ -232,9 +147,8 @@ mod tests {
             p.read(&t, shared);
             p
         };
-        let ble = [("ble:WIDI", LinkLoss::Reconnects)];
         // Not answering, then answering again.
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Pause, ble);
+        let mut w = LinkWatch::new(DisconnectPolicy::Pause);
         shared.link_down.store(true, Ordering::Relaxed);
         shared.link_not_answering.store(true, Ordering::Relaxed);
         assert!(progress(&shared).link_not_answering);
@@ -247,7 +161,7 @@ mod tests {
         let back = w.poll(&progress(&shared)).unwrap();
         assert!(back.starts_with("link back after 0.0 s: keys released, registration restored; resuming at bar 3:2"));
         // Not answering, then found lost: said once more, as a loss; then back once.
-        let mut w = LinkWatch::for_outputs(DisconnectPolicy::Continue, ble);
+        let mut w = LinkWatch::new(DisconnectPolicy::Continue);
         shared.link_down.store(true, Ordering::Relaxed);
         let first = w.poll(&progress(&shared)).unwrap();
         assert!(

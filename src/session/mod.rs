@@ -145,7 +145,10 @@ pub struct Ending {
     /// (or it is not known whether it was sent).
     pub release_cut: bool,
     pub sent: u64,
+    /// Messages the outputs dropped (their queue full), in all.
     pub dropped: u64,
+    /// The same per output, in the order of `outputs`: a drop puts only that output in doubt.
+    pub dropped_by: Vec<u64>,
     pub stats: LatenessStats,
     /// When the first message was sent.
     pub first_sent: Option<Instant>,
@@ -341,7 +344,6 @@ impl Session {
         let (lent, index) =
             self.outputs.lend(&p.timeline).map_err(|(output, error)| StartError::Prepare { output, error })?;
         let names: Vec<String> = lent.iter().map(|o| o.name().to_string()).collect();
-        let link = LinkWatch::for_outputs(p.on_disconnect, lent.iter().map(|o| (o.name(), o.link_loss())));
         let config = engine::Config {
             on_disconnect: p.on_disconnect,
             speed: p.speed,
@@ -377,7 +379,7 @@ impl Session {
             title: p.title,
             speed: p.speed,
             offered: None,
-            link,
+            link: LinkWatch::new(p.on_disconnect),
         });
         self.publish();
         Ok(())
@@ -495,7 +497,6 @@ impl Session {
                 self.events.push(if self.current.link_down { Event::LinkLost(line) } else { Event::LinkBack(line) });
             }
             self.current.link_down_for = r.link.down_for();
-            self.current.link_lost_for_good = r.link.lost_for_good();
             if !self.realtime_reported && r.handle.shared.realtime.load(Ordering::Relaxed) == 2 {
                 self.realtime_reported = true;
                 self.events.push(Event::RealtimeRefused);
@@ -525,6 +526,7 @@ impl Session {
         let failed_mask = shared.failed.load(Ordering::SeqCst);
         let failed_outputs: Vec<String> =
             r.names.iter().enumerate().filter(|(k, _)| failed_mask & (1 << k) != 0).map(|(_, n)| n.clone()).collect();
+        let dropped_by: Vec<u64> = (0..r.names.len()).map(|k| shared.dropped_by.get(k)).collect();
         let records = self.records(&r.lent, &r.names);
         // The engine thread died with its outputs (a panic it did not catch): whether it
         // released is not known.
@@ -539,7 +541,6 @@ impl Session {
         }
         self.current.state = PlayState::Idle;
         self.current.link_down_for = None;
-        self.current.link_lost_for_good = false;
         let first_sent = report.first_sent.map(|t| self.epoch + Duration::from_micros(t.0));
         self.events.push(Event::Ended(Box::new(Ending {
             end: report.end,
@@ -551,6 +552,7 @@ impl Session {
             release_cut,
             sent: report.sent,
             dropped: report.dropped,
+            dropped_by,
             stats: report.stats,
             first_sent,
             link_down_at_end,

@@ -78,9 +78,6 @@ pub struct Progress {
     /// The links down only stopped answering (a write unanswered): none is known to be lost.
     pub link_not_answering: bool,
     pub link_down_for: Option<Duration>,
-    /// The link is down for good: the outputs that lost it cannot get it back (a JACK server
-    /// that shut down).
-    pub link_lost_for_good: bool,
     /// The engine will wait at the end of the current verse.
     pub pause_at_section_end: bool,
     /// Messages sent, sent late (over 1 ms), and the worst lateness in µs.

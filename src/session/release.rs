@@ -3,8 +3,9 @@
 //!
 //! "every key released" is said only when every output took the release. An output it may not
 //! have reached is [`Unreleased`], with why: it failed (and got nothing more), the engine's
-//! release after an internal error was cut short, messages were dropped, the engine did not stop
-//! in time, a wireless link was still down at the end. A `file:` record is no instrument: one
+//! release after an internal error was cut short (every output), messages to it were dropped
+//! (that output only), the engine did not stop in time, a wireless link was still down at the end.
+//! The panic hook's line is decided here too ([`keys_verdict`]), from what the engine published. A `file:` record is no instrument: one
 //! the release did not reach is an incomplete record, and nothing sounds from it; an instrument
 //! is "KEYS MAY STILL SOUND", with what to do.
 //!
@@ -42,7 +43,8 @@ impl Ending {
         let title = shown(&self.title);
         self.outputs
             .iter()
-            .map(|name| {
+            .enumerate()
+            .map(|(k, name)| {
                 let record = self.records.contains(name);
                 let failed_first = self.failed_output.as_ref() == Some(name);
                 let why = if self.failed_outputs.contains(name) || failed_first {
@@ -59,10 +61,9 @@ impl Ending {
                         "the engine stopped on an internal error while \"{title}\" played, and its release was cut short{}",
                         if record { ", so the record may lack it" } else { "" }
                     ))
-                } else if self.dropped > 0 {
+                } else if let Some(&n) = self.dropped_by.get(k).filter(|&&n| n > 0) {
                     Some(format!(
-                        "{} message(s) could not be delivered while \"{title}\" played (a note-off among them leaves a key down)",
-                        self.dropped
+                        "{n} message(s) to it could not be delivered while \"{title}\" played (a note-off among them leaves a key down)"
                     ))
                 } else {
                     None
@@ -146,6 +147,39 @@ pub fn verdict(unsure: &[Unreleased], outputs: usize) -> String {
     parts.join("; ")
 }
 
+/// What the panic hook can say of the keys, from what the engine published: `released`, it
+/// finished its release (within the hook's wait); `failed`, the outputs that failed (bits, in
+/// its order); `cut`, its release after an internal error was cut short; `dropped`, the outputs
+/// to which messages could not be delivered (bits, as `failed`); `link_down`, a link was down as
+/// it released. "every key released" only
+/// when none of that leaves a doubt; otherwise which outputs may still sound, and what to do.
+/// A failed `file:` record is said to be incomplete, not sounding.
+pub(crate) fn keys_verdict(
+    outputs: &[(String, bool)],
+    released: bool,
+    failed: u64,
+    cut: bool,
+    dropped: u64,
+    link_down: bool,
+) -> String {
+    let all_in_doubt = !released || cut || link_down;
+    let unsure: Vec<Unreleased> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| all_in_doubt || (failed | dropped) & (1 << i) != 0)
+        .map(|(_, (n, record))| Unreleased { output: n.clone(), why: String::new(), record: *record })
+        .collect();
+    let verdict = verdict(&unsure, outputs.len());
+    match unsure.iter().find(|u| !u.record) {
+        None => verdict,
+        Some(u) => format!(
+            "{verdict}{}: press the organ's General Cancel, or run organ panic --to {}",
+            if released { "" } else { " (the release was not confirmed in time)" },
+            shown(&u.output)
+        ),
+    }
+}
+
 /// The line for one output the release may not have reached: why, and what to do (an
 /// instrument), or that nothing sounds from it (a record). Starts with `organ: NAME:`.
 pub fn advice(u: &Unreleased) -> String {
@@ -178,6 +212,7 @@ mod tests {
             release_cut: false,
             sent: 10,
             dropped: 0,
+            dropped_by: vec![0; outputs.len()],
             stats: crate::engine::LatenessStats::new(),
             first_sent: None,
             link_down_at_end: false,
@@ -243,19 +278,74 @@ mod tests {
     }
 
     #[test]
-    fn a_release_cut_short_or_drops_leave_every_output_in_doubt() {
+    fn a_release_cut_short_leaves_every_output_in_doubt_and_drops_only_their_own() {
         let mut e = ending(End::Panicked, &["a", "b"]);
         e.release_cut = true;
         assert_eq!(verdict(&e.unreleased(), 2), "KEYS MAY STILL SOUND on a, b");
         assert!(e.unreleased()[0].why.contains("internal error"));
+        // Drops on b only: b is in doubt, a and the record took the release.
+        let mut e = ending(End::Stopped, &["a", "b", "file:r.mid"]);
+        e.records = vec!["file:r.mid".into()];
+        (e.dropped, e.dropped_by) = (3, vec![0, 3, 0]);
+        let u = e.unreleased();
+        assert_eq!(verdict(&u, 3), "KEYS MAY STILL SOUND on b; every other output took the release");
+        assert_eq!(
+            u[0].why,
+            "3 message(s) to it could not be delivered while \"One\" played (a note-off among them leaves a key down)"
+        );
+        assert_eq!(e.releases()[0].1, Release::Took);
+        // Drops on the record: it is incomplete, nothing sounds.
+        e.dropped_by = vec![0, 0, 2];
+        assert_eq!(
+            verdict(&e.unreleased(), 3),
+            "the record file:r.mid is incomplete; every other output took the release"
+        );
+        // Drops on both instruments: both named.
+        e.dropped_by = vec![1, 2, 0];
+        assert_eq!(verdict(&e.unreleased(), 3), "KEYS MAY STILL SOUND on a, b; every other output took the release");
         let mut e = ending(End::Stopped, &["a"]);
-        e.dropped = 3;
-        assert!(e.unreleased()[0].why.starts_with("3 message(s) could not be delivered"));
+        (e.dropped, e.dropped_by) = (3, vec![3]);
+        assert!(e.unreleased()[0].why.starts_with("3 message(s) to it could not be delivered"));
         let f = Finished { engine_running: Some(vec!["c".into()]), records: vec!["c".into()], ..Default::default() };
         assert_eq!(verdict(&f.unreleased(), 1), "the record c is incomplete");
         let mut list = e.unreleased();
         note(&mut list, Unreleased { output: "a".into(), why: "later".into(), record: false });
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].why, "later");
+    }
+
+    #[test]
+    fn the_panic_line_says_released_only_when_the_engine_released_everywhere() {
+        let outputs = vec![("jack:x".to_string(), false), ("file:r.mid".to_string(), true)];
+        assert_eq!(keys_verdict(&outputs, true, 0, false, 0, false), "every key released");
+        assert_eq!(
+            keys_verdict(&outputs, true, 0b01, false, 0, false),
+            "KEYS MAY STILL SOUND on jack:x; every other output took the release: press the organ's General \
+             Cancel, or run organ panic --to jack:x"
+        );
+        assert_eq!(
+            keys_verdict(&outputs, true, 0b10, false, 0, false),
+            "the record file:r.mid is incomplete; every other output took the release"
+        );
+        let late = keys_verdict(&outputs, false, 0, false, 0, false);
+        assert!(
+            late.starts_with("KEYS MAY STILL SOUND on jack:x; the record file:r.mid is incomplete (the release was not confirmed in time)"),
+            "{late}"
+        );
+        for (cut, link) in [(true, false), (false, true)] {
+            let v = keys_verdict(&outputs, true, 0, cut, 0, link);
+            assert!(v.starts_with("KEYS MAY STILL SOUND on jack:x; the record file:r.mid is incomplete"), "{v}");
+        }
+        // Messages dropped on one output: only that one is in doubt.
+        assert_eq!(
+            keys_verdict(&outputs, true, 0, false, 0b01, false),
+            "KEYS MAY STILL SOUND on jack:x; every other output took the release: press the organ's General \
+             Cancel, or run organ panic --to jack:x"
+        );
+        assert_eq!(
+            keys_verdict(&outputs, true, 0, false, 0b10, false),
+            "the record file:r.mid is incomplete; every other output took the release"
+        );
+        assert_eq!(keys_verdict(&[], true, 0, false, 0, false), "every key released");
     }
 }

@@ -27,7 +27,8 @@
 //!   handled when `organ` started (`nohup`, `&` in a script, a profiler) is left as it was.
 //! - **A panic** anywhere (the hook): the same stop, then a bounded wait for the engine to report
 //!   its release, the terminal restored, and one line on stderr instead of a backtrace, ending
-//!   `every key released` only when the engine says so of every output ([`keys_verdict`]). The
+//!   `every key released` only when the engine says so of every output
+//!   ([`super::release::keys_verdict`]). The
 //!   hook itself never panics (stderr may be gone).
 //!
 //! The session registers each engine it starts ([`register_engine`]), so that both know which
@@ -156,38 +157,6 @@ fn engine_shared() -> Option<Arc<Shared>> {
 /// The registered engine's outputs (see [`register_engine`]).
 fn engine_outputs() -> Vec<(String, bool)> {
     ENGINE.try_lock().ok().and_then(|e| e.as_ref().map(|r| r.outputs.clone())).unwrap_or_default()
-}
-
-/// What the panic hook can say of the keys, from what the engine published: `released`, it
-/// finished its release (within the hook's wait); `failed`, the outputs that failed (bits, in
-/// its order); `cut`, its release after an internal error was cut short; `dropped`, messages it
-/// could not deliver; `link_down`, a link was down as it released. "every key released" only
-/// when none of that leaves a doubt; otherwise which outputs may still sound, and what to do.
-/// A failed `file:` record is said to be incomplete, not sounding.
-pub(crate) fn keys_verdict(
-    outputs: &[(String, bool)],
-    released: bool,
-    failed: u64,
-    cut: bool,
-    dropped: u64,
-    link_down: bool,
-) -> String {
-    let all_in_doubt = !released || cut || dropped > 0 || link_down;
-    let unsure: Vec<super::Unreleased> = outputs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| all_in_doubt || failed & (1 << i) != 0)
-        .map(|(_, (n, record))| super::Unreleased { output: n.clone(), why: String::new(), record: *record })
-        .collect();
-    let verdict = super::release_verdict(&unsure, outputs.len());
-    match unsure.iter().find(|u| !u.record) {
-        None => verdict,
-        Some(u) => format!(
-            "{verdict}{}: press the organ's General Cancel, or run organ panic --to {}",
-            if released { "" } else { " (the release was not confirmed in time)" },
-            crate::text::shown(&u.output)
-        ),
-    }
 }
 
 /// The signals `organ` handles: those of [`STOPPING`] and job control, the real-time signals,
@@ -343,12 +312,12 @@ pub fn install_panic_hook() {
                     while !shared.released.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(3) {
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    let verdict = keys_verdict(
+                    let verdict = super::release::keys_verdict(
                         &engine_outputs(),
                         shared.released.load(Ordering::SeqCst),
                         shared.failed.load(Ordering::SeqCst),
                         shared.release_cut.load(Ordering::SeqCst),
-                        shared.dropped.load(Ordering::SeqCst),
+                        shared.dropped_by.mask(),
                         shared.link_down.load(Ordering::SeqCst),
                     );
                     format!("; {verdict}")
@@ -367,34 +336,4 @@ pub fn install_panic_hook() {
             err!("organ: internal error: {}{at} (please report it){keys}", crate::text::shown(&msg));
         }));
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::keys_verdict;
-
-    #[test]
-    fn the_panic_line_says_released_only_when_the_engine_released_everywhere() {
-        let outputs = vec![("jack:x".to_string(), false), ("file:r.mid".to_string(), true)];
-        assert_eq!(keys_verdict(&outputs, true, 0, false, 0, false), "every key released");
-        assert_eq!(
-            keys_verdict(&outputs, true, 0b01, false, 0, false),
-            "KEYS MAY STILL SOUND on jack:x; every other output took the release: press the organ's General \
-             Cancel, or run organ panic --to jack:x"
-        );
-        assert_eq!(
-            keys_verdict(&outputs, true, 0b10, false, 0, false),
-            "the record file:r.mid is incomplete; every other output took the release"
-        );
-        let late = keys_verdict(&outputs, false, 0, false, 0, false);
-        assert!(
-            late.starts_with("KEYS MAY STILL SOUND on jack:x; the record file:r.mid is incomplete (the release was not confirmed in time)"),
-            "{late}"
-        );
-        for (cut, dropped, link) in [(true, 0, false), (false, 2, false), (false, 0, true)] {
-            let v = keys_verdict(&outputs, true, 0, cut, dropped, link);
-            assert!(v.starts_with("KEYS MAY STILL SOUND on jack:x;"), "{v}");
-        }
-        assert_eq!(keys_verdict(&[], true, 0, false, 0, false), "every key released");
-    }
 }

@@ -189,4 +189,24 @@ message = { sysex = "F0 00 4A 4F 48 41 53 7F F7" }
             (0..console.drawn.len()).filter(|&i| console.drawn[i]).map(|i| organ.controls[i].name.as_str()).collect();
         assert_eq!(drawn, ["Sw Gedackt 8"], "the group's off put in both its stops, and only them");
     }
+
+    #[test]
+    fn a_stop_drawn_at_velocity_127_and_put_in_at_1_sounds_only_while_drawn() {
+        let text = format!(
+            "{ORGAN}[[stop]]\nname = \"Gt Flute 4\"\ndivision = \"great\"\non = {{ raw = \"9F 25 7F\" }}\n\
+             off = {{ raw = \"9F 25 01\" }}\n"
+        );
+        let organ = Organ::from_toml(&text, "t.toml").unwrap();
+        let sound = OrganSound::of_organ(&organ);
+        let (mut d, mut console) = (Decoder::new(&sound), Console::new(&sound));
+        let mut drawn = Vec::new();
+        // Drawn, drawn again (a console repeating its state), put in, put in again.
+        for m in [[0x9F, 37, 127], [0x9F, 37, 127], [0x9F, 37, 1], [0x9F, 37, 1]] {
+            d.feed(MsgKey::of(&m), |e| {
+                console.apply(e);
+            });
+            drawn.push(console.drawn[3]);
+        }
+        assert_eq!(drawn, [true, true, false, false], "read as its state, never flipped");
+    }
 }

@@ -181,3 +181,52 @@ impl Console {
         self.client.as_client()
     }
 }
+
+/// `heard` without the blocks it holds twice in a row where `record` holds them once (how
+/// jack2 may double a stalled cycle's messages for a receiver), and how many messages that
+/// removed. Anything else that differs is left as it was, for the caller's comparison.
+pub fn undouble<'a>(record: &[&'a Vec<u8>], heard: &[&'a Vec<u8>]) -> (Vec<&'a Vec<u8>>, usize) {
+    let mut out: Vec<&Vec<u8>> = Vec::with_capacity(heard.len());
+    let (mut i, mut j, mut removed) = (0, 0, 0);
+    while j < heard.len() {
+        if i < record.len() && record[i] == heard[j] {
+            out.push(heard[j]);
+            i += 1;
+            j += 1;
+            continue;
+        }
+        // A block of up to 32 messages that repeats the one just heard.
+        let repeat = (1..=32.min(out.len())).find(|&k| j + k <= heard.len() && heard[j..j + k] == out[out.len() - k..]);
+        match repeat {
+            Some(k) => {
+                j += k;
+                removed += k;
+            }
+            None => {
+                out.extend_from_slice(&heard[j..]);
+                break;
+            }
+        }
+    }
+    (out, removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::undouble;
+
+    #[test]
+    fn a_doubled_block_is_taken_out_and_nothing_else() {
+        let m = |b: u8| vec![0x90, b, 0x50];
+        let (a, b, c, d) = (m(1), m(2), m(3), m(4));
+        let record = [&a, &b, &c, &d];
+        let (out, n) = undouble(&record, &[&a, &b, &a, &b, &c, &d]);
+        assert_eq!((out, n), (record.to_vec(), 2));
+        // A missing message is not a doubling: left for the comparison to fail on.
+        let (out, n) = undouble(&record, &[&a, &b, &d]);
+        assert_eq!((out, n), (vec![&a, &b, &d], 0));
+        // A repeat that the record holds too is the record's.
+        let record2 = [&a, &a, &b];
+        assert_eq!(undouble(&record2, &[&a, &a, &b]), (record2.to_vec(), 0));
+    }
+}

@@ -12,7 +12,8 @@
 //!   [`analysis`]: JACK, Xvfb and GrandOrgue processes, a JACK recorder, a generated GrandOrgue
 //!   organ, and audio analysis for the GrandOrgue end-to-end test; [`console`]: a scripted
 //!   organ console on JACK (`organ learn`, `monitor`, `--verify`, `record`); [`web`]: HTTP,
-//!   WebSocket and WebDriver clients, and `organ service --remote` without a terminal.
+//!   WebSocket and WebDriver clients, and `organ service --remote` without a terminal; [`tmux`]:
+//!   a private tmux server for the tests of `organ service`'s terminal view.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod analysis;
@@ -29,6 +30,7 @@ pub mod recorder;
 pub mod reference;
 pub mod smf;
 pub mod test_organ;
+pub mod tmux;
 pub mod web;
 
 use std::path::{Path, PathBuf};

@@ -318,6 +318,10 @@ pub fn classify(on: &[Vec<u8>], off: &[Vec<u8>]) -> Outcome {
             let d = if matches!(on_f, Form::Cc { .. }) { "control change, value on/off" } else { "NRPN, value on/off" };
             return bound(on_f, None, d);
         }
+        // The console reads the velocity (GrandOrgue's `Note` with low and high values).
+        (Form::Note { channel: a, key: k, .. }, Form::Note { channel: b, key: l, .. }) if a == b && k == l => {
+            "note, one velocity on and another off"
+        }
         (Form::Note { .. }, Form::Note { .. }) => "note, one key on and another off",
         (Form::Cc { cc: a, .. }, Form::Cc { cc: b, .. }) if a == b => "control change, fixed on and off values",
         (Form::Cc { .. }, Form::Cc { .. }) => "control change, one controller on and another off",
@@ -477,6 +481,16 @@ mod tests {
         // Note-on velocity 0 and a note-off velocity are the same off.
         assert_eq!(bind("9F 24 40", "9F 24 00").on, Form::Note { channel: ch16(), key: 36, velocity: 64 });
         assert_eq!(bind("9F 24 40", "8F 24 40").off, None);
+    }
+
+    #[test]
+    fn one_note_at_two_velocities_is_an_on_and_an_off() {
+        let b = bind("9F 24 7F", "9F 24 01");
+        assert!(!b.toggle);
+        assert_eq!(b.on, Form::Note { channel: ch16(), key: 36, velocity: 127 });
+        assert_eq!(b.off, Some(Form::Note { channel: ch16(), key: 36, velocity: 1 }));
+        assert_eq!(b.dialect, "note, one velocity on and another off");
+        assert_eq!(bind("9F 24 7F", "9F 25 7F").dialect, "note, one key on and another off");
     }
 
     #[test]

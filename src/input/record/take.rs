@@ -410,6 +410,29 @@ mod tests {
     }
 
     #[test]
+    fn a_console_that_says_drawn_and_put_in_by_velocity_is_recorded_by_its_state() {
+        // St Mary's with Gt Open Diapason 8 put in by the same note-on at velocity 1.
+        const GT8: &str = "name = \"Gt Open Diapason 8\"\ndivision = \"great\"\non = { note = 48, channel = 16 }";
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/organs/st-marys.toml")).unwrap();
+        let o =
+            Organ::from_toml(&text.replace(GT8, &format!("{GT8}\noff = {{ raw = \"9F 30 01\" }}")), "v.toml").unwrap();
+        let gt8 = o.control("Gt Open Diapason 8").unwrap();
+        assert!(!o.controls[gt8].toggle);
+        // Drawn twice (a console repeating its state: not flipped back), put in during the piece.
+        let msgs = [
+            rx(0.0, &[0x9F, 48, 127]),
+            rx(500.0, &[0x9F, 48, 127]),
+            rx(1000.0, &[0x91, 60, 80]),
+            rx(2000.0, &[0x9F, 48, 1]),
+            rx(3000.0, &[0x81, 60, 0]),
+        ];
+        let take = &takes(&o, &msgs, None).takes[0];
+        assert_eq!(take.initial, vec![gt8]);
+        assert_eq!(take.changes.len(), 1, "{:?}", take.changes);
+        assert_eq!((take.changes[0].off.clone(), take.changes[0].on.clone()), (vec![gt8], vec![]), "put in");
+    }
+
+    #[test]
     fn stops_before_the_first_note_are_the_starting_registration() {
         let o = organ();
         let gt8 = o.control("Gt Open Diapason 8").unwrap();

@@ -212,7 +212,8 @@ mod output {
             let v = match l {
                 Link::Up => UP,
                 Link::NotAnswering => NOT_ANSWERING,
-                Link::Down => DOWN,
+                // The BLE worker never reports a link gone for good: it reconnects.
+                Link::Down | Link::Gone(_) => DOWN,
             };
             self.link.store(v, Ordering::Release);
         }
@@ -405,11 +406,6 @@ mod output {
 
         fn link(&self) -> Link {
             self.shared.link()
-        }
-
-        /// The worker reconnects, then releases the keys and restores the registration.
-        fn link_loss(&self) -> crate::output::LinkLoss {
-            crate::output::LinkLoss::Reconnects
         }
 
         /// The worker has taken every message (it writes them to BlueZ at once when due).
