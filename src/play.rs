@@ -473,7 +473,7 @@ fn render_wavs(
             if !quiet {
                 err!(
                     "organ: interrupted: {} holds the first {:.1} s of {}",
-                    path.display(),
+                    crate::text::shown(&path.display().to_string()),
                     r.seconds(),
                     timeline.duration
                 );
@@ -484,9 +484,9 @@ fn render_wavs(
             let took = started.elapsed().as_secs_f64();
             err!(
                 "organ: rendered {} on {} with the built-in organ voice → {} ({:.1} s of audio in {:.2} s, {:.0}× real time)",
-                timeline.score_name,
-                timeline.organ_name,
-                path.display(),
+                crate::text::shown(&timeline.score_name),
+                crate::text::shown(&timeline.organ_name),
+                crate::text::shown(&path.display().to_string()),
                 r.seconds(),
                 took,
                 r.seconds() / took.max(1e-6)

@@ -49,6 +49,15 @@ pub fn shown_lines(s: &str) -> Cow<'_, str> {
     escape(s, true)
 }
 
+/// Appends `line` and a line break to a report for the terminal, the line escaped as
+/// [`shown`] does: a name in it can neither send a control sequence nor start a line of its
+/// own (a fake `warning:` or `ok:`). Reports are built from these, never from names joined
+/// with line breaks and escaped afterwards ([`shown_lines`] keeps a name's line break).
+pub fn push_line(out: &mut String, line: &str) {
+    out.push_str(&shown(line));
+    out.push('\n');
+}
+
 /// Lower-case, with runs of whitespace collapsed to one space and the ends trimmed: the form in
 /// which stop, coupler and preset names are compared.
 pub fn normalize_name(s: &str) -> String {

@@ -372,6 +372,54 @@ fn escape_sequences_in_names_are_shown_escaped() {
     }
 }
 
+/// The places the first sweep missed: the line `play --to wav:` prints when it has rendered,
+/// `organ check ORDER.toml` (the order's and items' titles, the organ's name), and a name
+/// holding a line break, which must not start a line of its own (a fake `warning:` or `ok:`)
+/// in `organ check` or `organ info`.
+#[test]
+fn names_in_every_report_are_shown_escaped_on_one_line() {
+    let d = fresh("escapes-everywhere");
+    let evil = "\\u001b[2J\\u001b]0;owned\\u0007\\u009b31m\\u202e";
+    let organ = organ_variant(
+        &d,
+        "evil-organ.toml",
+        "name = \"St Mary's Church, Fishponds\"",
+        &format!("name = \"St Mary's{evil}\\nwarning: FAKE LINE\""),
+    );
+    let order = d.join("order.toml");
+    std::fs::write(
+        &order,
+        format!(
+            "title = \"Sunday{evil}\\nok: FAKE\"\norgan = \"{}\"\n[[item]]\ntitle = \"Hymn{evil}\\nwarning: FAKE ITEM\"\nscore = \"{}\"\n",
+            s(&organ),
+            s(&repo_dir().join("scores/hymn-old100.mid")),
+        ),
+    )
+    .unwrap();
+    let wav = d.join("out.wav");
+    let outputs = [
+        run(
+            &["play", SCORE, "--organ", s(&organ), "--until", "1", "--to", &format!("wav:{}", s(&wav))],
+            Duration::from_secs(60),
+        ),
+        run(&["check", s(&order)], Duration::from_secs(60)),
+        run(&["check", SCORE, "--organ", s(&organ)], Duration::from_secs(20)),
+        run(&["info", SCORE, "--organ", s(&organ)], Duration::from_secs(20)),
+    ];
+    for o in &outputs {
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let all: String = outputs.iter().map(|o| format!("{}{}", text(&o.stdout), text(&o.stderr))).collect();
+    assert!(
+        !all.contains(['\u{1b}', '\u{9b}', '\u{7}', '\u{202e}']),
+        "a control character reached the terminal:\n{all}"
+    );
+    let fake: Vec<&str> = all.lines().filter(|l| l.contains("FAKE") && !l.contains("\\n")).collect();
+    assert!(fake.is_empty(), "a line break in a name started a line of its own: {fake:?}\n{all}");
+    assert!(text(&outputs[0].stderr).contains("organ: rendered bwv643.mid on St Mary's\\x1B[2J"), "{all}");
+    assert!(text(&outputs[1].stdout).contains("1. Hymn\\x1B[2J"), "{all}");
+}
+
 #[test]
 fn absurd_numbers_are_one_line_errors() {
     let cases: &[(&[&str], &str)] = &[
