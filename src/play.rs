@@ -462,7 +462,7 @@ fn render_wavs(
 ) -> Result<Option<Status>, Error> {
     if !quiet && alone {
         for w in crate::app::all_warnings(score, timeline) {
-            err!("organ: warning: {w}");
+            err!("organ: warning: {}", crate::text::shown(&w.to_string()));
         }
     }
     for spec in wavs {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 /// move the cursor, clear the screen or retitle the window), DEL, C1 controls (U+0080-U+009F,
 /// CSI among them), and the Unicode direction overrides that make text read differently from
 /// how it is stored.
-fn is_unsafe(c: char) -> bool {
+pub fn is_unsafe(c: char) -> bool {
     c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -397,9 +397,32 @@ fn names_in_every_report_are_shown_escaped_on_one_line() {
     )
     .unwrap();
     let wav = d.join("out.wav");
+    // A coupler named with escapes, drawn with nothing behind it: `play --to wav:` prints the
+    // planner's warning, which names it.
+    let shipped = std::fs::read_to_string(repo_dir().join("organs/st-marys.toml")).unwrap();
+    let coupler = format!("Gt{evil}to Ped");
+    let coupler_organ = d.join("coupler-organ.toml");
+    std::fs::write(&coupler_organ, shipped.replace("\"Gt to Ped\"", &format!("\"{coupler}\""))).unwrap();
+    let reg = d.join("coupler.reg.toml");
+    std::fs::write(&reg, format!("[[change]]\nat = \"1\"\non = [\"{coupler}\"]\n")).unwrap();
     let outputs = [
         run(
             &["play", SCORE, "--organ", s(&organ), "--until", "1", "--to", &format!("wav:{}", s(&wav))],
+            Duration::from_secs(60),
+        ),
+        run(
+            &[
+                "play",
+                SCORE,
+                "--organ",
+                s(&coupler_organ),
+                "--registration",
+                s(&reg),
+                "--until",
+                "1",
+                "--to",
+                &format!("wav:{}", s(&wav)),
+            ],
             Duration::from_secs(60),
         ),
         run(&["check", s(&order)], Duration::from_secs(60)),
@@ -417,7 +440,11 @@ fn names_in_every_report_are_shown_escaped_on_one_line() {
     let fake: Vec<&str> = all.lines().filter(|l| l.contains("FAKE") && !l.contains("\\n")).collect();
     assert!(fake.is_empty(), "a line break in a name started a line of its own: {fake:?}\n{all}");
     assert!(text(&outputs[0].stderr).contains("organ: rendered bwv643.mid on St Mary's\\x1B[2J"), "{all}");
-    assert!(text(&outputs[1].stdout).contains("1. Hymn\\x1B[2J"), "{all}");
+    assert!(
+        text(&outputs[1].stderr).contains("organ: warning: ") && text(&outputs[1].stderr).contains("Gt\\x1B[2J"),
+        "{all}"
+    );
+    assert!(text(&outputs[2].stdout).contains("1. Hymn\\x1B[2J"), "{all}");
 }
 
 #[test]
