@@ -447,6 +447,32 @@ fn names_in_every_report_are_shown_escaped_on_one_line() {
     assert!(text(&outputs[2].stdout).contains("1. Hymn\\x1B[2J"), "{all}");
 }
 
+/// `organ plan --format jsonl` is often read on the terminal too: a name's C1 controls (CSI as
+/// one character), DEL and direction overrides are written as JSON `\\u` escapes, so the
+/// output holds none of them raw while a JSON reader still gets the name exactly.
+#[test]
+fn json_lines_escape_what_a_terminal_would_act_on() {
+    let d = fresh("jsonl-escapes");
+    let name = "Sw \u{9b}31m\u{7f}\u{202e}Open Diapason 8\u{2066}";
+    let shipped = std::fs::read_to_string(repo_dir().join("organs/st-marys.toml")).unwrap();
+    let organ = d.join("evil-organ.toml");
+    std::fs::write(
+        &organ,
+        shipped.replace("\"Sw Open Diapason 8\"", "\"Sw \\u009b31m\\u007f\\u202eOpen Diapason 8\\u2066\""),
+    )
+    .unwrap();
+    let o = run(
+        &["plan", SCORE, "--organ", s(&organ), "--no-registration", "--until", "1", "--format", "jsonl"],
+        Duration::from_secs(20),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.contains(['\u{9b}', '\u{7f}', '\u{202e}', '\u{2066}', '\u{1b}']), "raw in the JSON lines:\n{out}");
+    assert!(out.contains("\"Sw \\u009b31m\\u007f\\u202eOpen Diapason 8\\u2066\""), "{out}");
+    let events = parse_jsonl(&out).unwrap();
+    assert!(events.iter().any(|e| e.name.as_deref() == Some(name)), "the name is read back exactly");
+}
+
 #[test]
 fn absurd_numbers_are_one_line_errors() {
     let cases: &[(&[&str], &str)] = &[
