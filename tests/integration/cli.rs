@@ -319,4 +319,20 @@ fn bad_input_is_one_line_and_exit_2() {
     expect_error(&["check", "scores/bwv643.mid", "--organ", "no-such-organ"], &["\"no-such-organ\""]);
     expect_error(&["plan", "scores/bwv643.mid", "--stops", "Gt Trumpet 4"], &["Gt Trumpet 4", "did you mean"]);
     expect_error(&["plan", "scores/bwv643.mid", "--from", "99"], &["--from", "bwv643.mid has 16 bars"]);
+
+    // A registration beside the score that names its organ but does not parse: the error is the
+    // file's, at its line, not "no organ given" (which would send the user looking for the
+    // `organ = …` line that is there).
+    let dir = scratch("cli-broken-beside");
+    std::fs::create_dir_all(&dir).unwrap();
+    let score = dir.join("piece.mid");
+    std::fs::copy(repo_dir().join("scores/bwv643.mid"), &score).unwrap();
+    for (toml, needles) in [
+        ("organ = \"st-marys\"\nlayout = SSGGP\n", &["piece.toml:2:", "string values must be quoted"][..]),
+        ("organ = \"st-marys\"\norgan = \"other\"\n", &["piece.toml:2:", "duplicate key `organ`"][..]),
+    ] {
+        std::fs::write(dir.join("piece.toml"), toml).unwrap();
+        expect_error(&["check", p(&score)], needles);
+        expect_error(&["plan", p(&score)], needles);
+    }
 }
