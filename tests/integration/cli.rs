@@ -317,6 +317,15 @@ fn bad_input_is_one_line_and_exit_2() {
         &["bwv643.mid has 5 part(s)", "names 4", "try --layout SSGGP"],
     );
     expect_error(&["check", "scores/bwv643.mid", "--organ", "no-such-organ"], &["\"no-such-organ\""]);
+    // A name written as a file, a path without its .toml: the error says what was meant.
+    expect_error(
+        &["check", "scores/bwv643.mid", "--organ", "st-marys.toml"],
+        &["st-marys.toml: ", "no such file", "did you mean \"st-marys\""],
+    );
+    expect_error(
+        &["check", "scores/bwv643.mid", "--organ", "organs/grandorgue-demo"],
+        &["organs/grandorgue-demo: ", "no such file", "did you mean \"organs/grandorgue-demo.toml\""],
+    );
     expect_error(&["plan", "scores/bwv643.mid", "--stops", "Gt Trumpet 4"], &["Gt Trumpet 4", "did you mean"]);
     expect_error(&["plan", "scores/bwv643.mid", "--from", "99"], &["--from", "bwv643.mid has 16 bars"]);
 
