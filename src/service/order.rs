@@ -177,6 +177,9 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     let source = path.display().to_string();
     let text = read_user_text(path, FileKind::Order).map_err(|e| Error::Io(e.to_string()))?;
     let ctx = Ctx { text: &text, file: &source };
+    if let Some(e) = another_kind_of_file(&text, &source) {
+        return Err(e);
+    }
     let f: OrderFile = toml::from_str(&text).map_err(|e| Error::Config(ctx.toml_err(&e)))?;
     if let Some(o) = &f.output {
         check_default_output(&ctx, o)?;
@@ -198,6 +201,30 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
         output: f.output.map(Spanned::into_inner),
         items,
     })
+}
+
+/// A registration file or an organ definition given where an order of service is expected
+/// (`organ check FILE.toml`, `organ service FILE.toml`): what it is and how to use it, instead
+/// of the keys an order of service does not have.
+fn another_kind_of_file(text: &str, source: &str) -> Option<Error> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let has = |keys: &[&str]| keys.iter().any(|k| table.contains_key(*k));
+    if has(&["item"]) {
+        return None;
+    }
+    if has(&["division", "stop", "coupler", "tremulant"]) {
+        return Some(Error::Usage(format!(
+            "{source} is an organ definition, not an order of service: check it with a score, e.g. \
+             organ check scores/bwv643.mid --organ {source}"
+        )));
+    }
+    if has(&["change", "layout", "hymn", "verse", "map"]) {
+        return Some(Error::Usage(format!(
+            "{source} is a registration file, not an order of service: check it with the score it belongs to, \
+             organ check SCORE.mid --registration {source}"
+        )));
+    }
+    None
 }
 
 fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {

@@ -317,6 +317,19 @@ fn bad_input_is_one_line_and_exit_2() {
         &["bwv643.mid has 5 part(s)", "names 4", "try --layout SSGGP"],
     );
     expect_error(&["check", "scores/bwv643.mid", "--organ", "no-such-organ"], &["\"no-such-organ\""]);
+    // `organ check` given a registration or an organ file (it takes ORDER.toml): say what the
+    // file is and how to check it, not that it has keys an order of service does not.
+    expect_error(
+        &["check", "scores/bwv643-grandorgue-demo.toml"],
+        &[
+            "scores/bwv643-grandorgue-demo.toml is a registration file",
+            "--registration scores/bwv643-grandorgue-demo.toml",
+        ],
+    );
+    expect_error(
+        &["check", "organs/st-marys.toml"],
+        &["organs/st-marys.toml is an organ definition", "--organ organs/st-marys.toml"],
+    );
     // A name written as a file, a path without its .toml: the error says what was meant.
     expect_error(
         &["check", "scores/bwv643.mid", "--organ", "st-marys.toml"],
