@@ -353,15 +353,25 @@ pub fn cmd_info(path: &Path, organ: Option<&str>) -> Result<Status, Error> {
 
 // --- organ ble ----------------------------------------------------------------------------------
 
+/// A `--seconds N` flag within `lo..=hi` (a finite number: NaN and infinity are refused too).
+///
+/// # Errors
+/// One line naming the flag, the value and the range.
+pub fn check_seconds(seconds: f64, lo: f64, hi: f64) -> Result<(), Error> {
+    if seconds.is_finite() && (lo..=hi).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("--seconds {seconds}: use {lo} to {hi} seconds")))
+    }
+}
+
 /// `organ ble scan`.
 ///
 /// # Errors
 /// Built without the `ble` feature; no Bluetooth (no BlueZ, no adapter, adapter off).
 #[cfg(feature = "ble")]
 pub fn cmd_ble_scan(seconds: f64) -> Result<Status, Error> {
-    if !(seconds.is_finite() && (0.1..=600.0).contains(&seconds)) {
-        return Err(Error::Usage(format!("--seconds {seconds}: use 0.1 to 600 seconds")));
-    }
+    check_seconds(seconds, 0.1, 600.0)?;
     let devices = crate::output::ble::scan(seconds).map_err(|e| Error::Other(format!("Bluetooth: {e}")))?;
     let mut o = String::new();
     if devices.is_empty() {

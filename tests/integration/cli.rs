@@ -317,6 +317,16 @@ fn bad_input_is_one_line_and_exit_2() {
         &["bwv643.mid has 5 part(s)", "names 4", "try --layout SSGGP"],
     );
     expect_error(&["check", "scores/bwv643.mid", "--organ", "no-such-organ"], &["\"no-such-organ\""]);
+    // Lengths of time out of range are refused before anything opens (monitor panicked on an
+    // infinite one; selftest ran NaN as no time and clamped the rest without a word).
+    for v in ["inf", "1e308", "nan", "0", "-1"] {
+        expect_error(
+            &["monitor", "--from", "jack", &format!("--seconds={v}")],
+            &["--seconds", "use 0.1 to 86400 seconds"],
+        );
+        expect_error(&["selftest", "--to", "null", &format!("--seconds={v}")], &["--seconds", "use 0.5 to 60 seconds"]);
+    }
+    expect_error(&["selftest", "--to", "null", "--seconds", "100000"], &["--seconds 100000: use 0.5 to 60 seconds"]);
     // `organ check` given a registration or an organ file (it takes ORDER.toml): say what the
     // file is and how to check it, not that it has keys an order of service does not.
     expect_error(
