@@ -250,6 +250,30 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let notes = session.open_outputs(false)?;
     let names = session.output_names();
     let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
+    // input, journal thread and files; finished after the engine). Opened before anything is
+    // said to play, so that a source that cannot be opened is the only line.
+    let recorder = match &c.record {
+        Some(src) => {
+            let (r, recovered) = crate::input::record::start_for_play(
+                src,
+                c.record_out.as_deref(),
+                organ,
+                c.plan.organ.as_deref(),
+                &timeline.score_name,
+            )
+            .map_err(|e| match e {
+                // Named as the flag that gave it (the input's own message says --from).
+                crate::input::record::RecordError::Input(i) => Error::Other(i.for_flag("--record")),
+                e => Error::Other(e.to_string()),
+            })?;
+            for line in recovered {
+                err!("organ: record: {}", shown(&line));
+            }
+            Some(r)
+        }
+        None => None,
+    };
     if !c.quiet {
         for n in &notes {
             err!("organ: {}", shown(n));
@@ -273,25 +297,6 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             timeline.last_bar,
         );
     }
-    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
-    // input, journal thread and files; finished after the engine).
-    let recorder = match &c.record {
-        Some(src) => {
-            let (r, recovered) = crate::input::record::start_for_play(
-                src,
-                c.record_out.as_deref(),
-                organ,
-                c.plan.organ.as_deref(),
-                &timeline.score_name,
-            )
-            .map_err(|e| Error::Other(e.to_string()))?;
-            for line in recovered {
-                err!("organ: record: {}", shown(&line));
-            }
-            Some(r)
-        }
-        None => None,
-    };
     session.start(Performance::new(Arc::new(timeline), organ.on_disconnect))?;
     let (ending, interrupted) = follow(&mut session, c.quiet, interactive);
     if let Some(r) = recorder {

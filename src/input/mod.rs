@@ -71,6 +71,15 @@ impl fmt::Display for InputError {
     }
 }
 
+impl InputError {
+    /// The message with `flag` in place of `--from`, for a source given by another flag
+    /// (`organ play --record`).
+    pub fn for_flag(&self, flag: &str) -> String {
+        let s = self.to_string();
+        s.strip_prefix("--from ").map_or(s.clone(), |rest| format!("{flag} {rest}"))
+    }
+}
+
 impl std::error::Error for InputError {}
 
 /// Why `organ monitor`, `organ learn` or `organ ports` failed.

@@ -317,6 +317,12 @@ fn bad_input_is_one_line_and_exit_2() {
         &["bwv643.mid has 5 part(s)", "names 4", "try --layout SSGGP"],
     );
     expect_error(&["check", "scores/bwv643.mid", "--organ", "no-such-organ"], &["\"no-such-organ\""]);
+    // A --record source that cannot be opened: named as the flag the user typed, before
+    // anything is said to play.
+    expect_error(
+        &["play", "scores/bwv643.mid", "--to", "null", "--record", "port:no-such-port-xyz"],
+        &["--record port:no-such-port-xyz: "],
+    );
     // Lengths of time out of range are refused before anything opens (monitor panicked on an
     // infinite one; selftest ran NaN as no time and clamped the rest without a word).
     for v in ["inf", "1e308", "nan", "0", "-1"] {
