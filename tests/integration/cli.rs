@@ -323,6 +323,20 @@ fn bad_input_is_one_line_and_exit_2() {
         &["play", "scores/bwv643.mid", "--to", "null", "--record", "port:no-such-port-xyz"],
         &["--record port:no-such-port-xyz: "],
     );
+    // --out / --record-out naming something that is not a folder: what it is and what the flag
+    // wants, not "File exists (os error 17)".
+    expect_error(
+        &["record", "--from", "jack", "--organ", "st-marys", "--out", "/dev/null"],
+        &["/dev/null: is a character device, not a folder", "--out names the folder for the takes"],
+    );
+    expect_error(
+        &["record", "--from", "jack", "--organ", "st-marys", "--out", "scores/bwv643.mid"],
+        &["scores/bwv643.mid: is a file, not a folder", "--out names the folder for the takes"],
+    );
+    expect_error(
+        &["play", "scores/bwv643.mid", "--to", "null", "--record", "jack", "--record-out", "scores/bwv643.mid"],
+        &["scores/bwv643.mid: is a file, not a folder", "--record-out names the folder for the takes"],
+    );
     // Lengths of time out of range are refused before anything opens (monitor panicked on an
     // infinite one; selftest ran NaN as no time and clamped the rest without a word).
     for v in ["inf", "1e308", "nan", "0", "-1"] {
