@@ -18,7 +18,7 @@ use crate::plan::{self, PlanError, Timeline, layout};
 use crate::registration::organ_hint;
 use crate::score::{self, Score, ScoreFileError, tempo::bpm};
 use crate::session::StartError;
-use crate::text::{shown, shown_lines};
+use crate::text::{push_line, shown, shown_lines};
 
 /// Any failure of a command, printed as `organ: <message>`.
 #[derive(Debug)]
@@ -222,37 +222,40 @@ pub fn cmd_check(a: &PlanArgs, deny_warnings: bool) -> Result<Status, Error> {
             format!("{}→{}", p.number, d.map_or("(not played)".to_string(), |d| inputs.organ.divisions[d].name.clone()))
         })
         .collect();
-    out.push_str(&format!(
-        "{}: {} part(s) on {} ({}), {} messages, {} long, {} registration change(s){}\n",
-        score.name,
-        score.parts.len(),
-        inputs.organ.name,
-        parts.join(" "),
-        timeline.events.len(),
-        timeline.duration,
-        timeline.registrations.len().saturating_sub(1 + usize::from(timeline.cancel_at_end)),
-        inputs
-            .registration
-            .as_ref()
-            .map(|r| format!(" from {}", r.source))
-            .unwrap_or_else(|| " (no registration file)".into())
-    ));
+    push_line(
+        &mut out,
+        &format!(
+            "{}: {} part(s) on {} ({}), {} messages, {} long, {} registration change(s){}",
+            score.name,
+            score.parts.len(),
+            inputs.organ.name,
+            parts.join(" "),
+            timeline.events.len(),
+            timeline.duration,
+            timeline.registrations.len().saturating_sub(1 + usize::from(timeline.cancel_at_end)),
+            inputs
+                .registration
+                .as_ref()
+                .map(|r| format!(" from {}", r.source))
+                .unwrap_or_else(|| " (no registration file)".into())
+        ),
+    );
     if let Some(s) = stripped_summary(score) {
-        out.push_str(&format!("note: {s}\n"));
+        push_line(&mut out, &format!("note: {s}"));
     }
     for n in timeline.warnings.iter().filter(|w| w.kind.is_note()) {
-        out.push_str(&format!("note: {n}\n"));
+        push_line(&mut out, &format!("note: {n}"));
     }
     let warnings = all_warnings(score, &timeline);
     for w in &warnings {
-        out.push_str(&format!("warning: {w}\n"));
+        push_line(&mut out, &format!("warning: {w}"));
     }
     if warnings.is_empty() {
-        out.push_str("ok: no problems found\n");
+        push_line(&mut out, "ok: no problems found");
     } else {
-        out.push_str(&format!("ok with {} warning(s)\n", warnings.len()));
+        push_line(&mut out, &format!("ok with {} warning(s)", warnings.len()));
     }
-    write_out(|o| o.write_all(shown_lines(&out).as_bytes()))?;
+    write_out(|o| o.write_all(out.as_bytes()))?;
     Ok(if deny_warnings && !warnings.is_empty() { 1 } else { 0 })
 }
 
@@ -291,52 +294,76 @@ pub fn cmd_info(path: &Path, organ: Option<&str>) -> Result<Status, Error> {
             )
         }
     };
-    o.push_str(&format!(
-        "{}: SMF format {}, {timing}, {} track(s), {} part(s), {} notes\n",
-        score.name,
-        score.format,
-        score.tracks,
-        score.parts.len(),
-        score.note_count()
-    ));
-    o.push_str(&format!(
-        "length: {} to the last note ({} bars), {} to the end of the file\n",
-        score.tempo.micros(end),
-        score.meter.position(end.saturating_sub(1)).bar,
-        score.tempo.micros(score.end_tick)
-    ));
-    o.push_str("parts:\n");
+    push_line(
+        &mut o,
+        &format!(
+            "{}: SMF format {}, {timing}, {} track(s), {} part(s), {} notes",
+            score.name,
+            score.format,
+            score.tracks,
+            score.parts.len(),
+            score.note_count()
+        ),
+    );
+    push_line(
+        &mut o,
+        &format!(
+            "length: {} to the last note ({} bars), {} to the end of the file",
+            score.tempo.micros(end),
+            score.meter.position(end.saturating_sub(1)).bar,
+            score.tempo.micros(score.end_tick)
+        ),
+    );
+    push_line(&mut o, "parts:");
     for p in &score.parts {
-        o.push_str(&format!("  {}  (track {})\n", layout::describe_part(p), p.track + 1));
+        push_line(&mut o, &format!("  {}  (track {})", layout::describe_part(p), p.track + 1));
     }
-    o.push_str("tempo:\n");
+    push_line(&mut o, "tempo:");
     for c in score.tempo.changes() {
-        o.push_str(&format!(
-            "  bar {:<8} {:>7.2} bpm ({} µs per quarter) at {}\n",
-            score.meter.position(c.tick).to_string(),
-            bpm(c.us_per_quarter),
-            c.us_per_quarter,
-            score.tempo.micros(c.tick)
-        ));
+        push_line(
+            &mut o,
+            &format!(
+                "  bar {:<8} {:>7.2} bpm ({} µs per quarter) at {}",
+                score.meter.position(c.tick).to_string(),
+                bpm(c.us_per_quarter),
+                c.us_per_quarter,
+                score.tempo.micros(c.tick)
+            ),
+        );
     }
-    o.push_str("time signatures:\n");
+    push_line(&mut o, "time signatures:");
     for (m, bar) in score.meter.changes() {
-        o.push_str(&format!("  bar {bar:<8} {}/{}\n", m.numerator, 1u32 << m.denominator_pow2.min(31)));
+        push_line(&mut o, &format!("  bar {bar:<8} {}/{}", m.numerator, 1u32 << m.denominator_pow2.min(31)));
     }
     if let Some(s) = stripped_summary(&score) {
-        o.push_str(&format!("note: {s}\n"));
+        push_line(&mut o, &format!("note: {s}"));
     }
     for w in &score.warnings {
         let at = w.tick.map(|t| format!(" (from bar {})", score.meter.position(t))).unwrap_or_default();
         let part = w.part.map(|p| format!("part {p}: ")).unwrap_or_default();
-        o.push_str(&format!("warning: {part}{}{at}\n", w.message));
+        push_line(&mut o, &format!("warning: {part}{}{at}", w.message));
     }
-    o.push_str(&format!("suggested layout for {}: --layout {}\n", organ.name, layout::suggest_layout(&score, &organ)));
-    write_out(|out| out.write_all(shown_lines(&o).as_bytes()))?;
+    push_line(
+        &mut o,
+        &format!("suggested layout for {}: --layout {}", organ.name, layout::suggest_layout(&score, &organ)),
+    );
+    write_out(|out| out.write_all(o.as_bytes()))?;
     Ok(0)
 }
 
 // --- organ ble ----------------------------------------------------------------------------------
+
+/// A `--seconds N` flag within `lo..=hi` (a finite number: NaN and infinity are refused too).
+///
+/// # Errors
+/// One line naming the flag, the value and the range.
+pub fn check_seconds(seconds: f64, lo: f64, hi: f64) -> Result<(), Error> {
+    if seconds.is_finite() && (lo..=hi).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("--seconds {seconds}: use {lo} to {hi} seconds")))
+    }
+}
 
 /// `organ ble scan`.
 ///
@@ -344,27 +371,31 @@ pub fn cmd_info(path: &Path, organ: Option<&str>) -> Result<Status, Error> {
 /// Built without the `ble` feature; no Bluetooth (no BlueZ, no adapter, adapter off).
 #[cfg(feature = "ble")]
 pub fn cmd_ble_scan(seconds: f64) -> Result<Status, Error> {
-    if !(seconds.is_finite() && (0.1..=600.0).contains(&seconds)) {
-        return Err(Error::Usage(format!("--seconds {seconds}: use 0.1 to 600 seconds")));
-    }
+    check_seconds(seconds, 0.1, 600.0)?;
     let devices = crate::output::ble::scan(seconds).map_err(|e| Error::Other(format!("Bluetooth: {e}")))?;
     let mut o = String::new();
     if devices.is_empty() {
-        o.push_str(&format!(
-            "no BLE-MIDI devices found in {seconds:.1} s (is the device on, in range, and not connected to another \
-             computer or phone?)\n"
-        ));
+        push_line(
+            &mut o,
+            &format!(
+                "no BLE-MIDI devices found in {seconds:.1} s (is the device on, in range, and not connected to another \
+                 computer or phone?)"
+            ),
+        );
     } else {
-        o.push_str(&format!("BLE-MIDI devices found in {seconds:.1} s (strongest signal first):\n"));
+        push_line(&mut o, &format!("BLE-MIDI devices found in {seconds:.1} s (strongest signal first):"));
         let width = devices.iter().map(|d| d.name.as_deref().unwrap_or("(no name)").chars().count()).max().unwrap_or(0);
         for d in &devices {
             let rssi = d.rssi.map(|r| format!("{r} dBm")).unwrap_or_else(|| "signal unknown".into());
-            o.push_str(&format!("  {:<width$}  {}  {rssi}\n", d.name.as_deref().unwrap_or("(no name)"), d.address));
+            push_line(
+                &mut o,
+                &format!("  {:<width$}  {}  {rssi}", d.name.as_deref().unwrap_or("(no name)"), d.address),
+            );
         }
         let example = devices[0].name.clone().unwrap_or_else(|| devices[0].address.clone());
-        o.push_str(&format!("play to one with --to ble:\"{example}\" (a part of the name or the address)\n"));
+        push_line(&mut o, &format!("play to one with --to ble:\"{example}\" (a part of the name or the address)"));
     }
-    write_out(|out| out.write_all(shown_lines(&o).as_bytes()))?;
+    write_out(|out| out.write_all(o.as_bytes()))?;
     Ok(0)
 }
 
@@ -426,7 +457,10 @@ pub fn cmd_grandorgue_organ(c: &GrandorgueOrganArgs) -> Result<Status, Error> {
     if done.wrote.is_none() {
         write_out(|o| o.write_all(done.toml.as_bytes()))?;
     }
-    err!("organ: {}", shown(&done.summary));
+    // The summary, then (when a file was written) the next command on a line of its own.
+    for (i, line) in done.summary.lines().enumerate() {
+        err!("{}{}", if i == 0 { "organ: " } else { "" }, shown(line));
+    }
     Ok(0)
 }
 

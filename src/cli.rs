@@ -540,7 +540,7 @@ pub struct MonitorCmd {
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
 
-    /// Stop after this many seconds (default: at Ctrl-C).
+    /// Stop after this many seconds, 0.1 to 86400 (default: at Ctrl-C).
     #[arg(long, value_name = "N")]
     pub seconds: Option<f64>,
 }
@@ -672,7 +672,7 @@ pub struct SelftestCmd {
     #[arg(long, short = 'o', value_name = "NAME|FILE")]
     pub organ: Option<String>,
 
-    /// How long the engine's silent run lasts, in seconds.
+    /// How long the engine's silent run lasts, in seconds (0.5 to 60).
     #[arg(long, value_name = "N", default_value_t = 3.0)]
     pub seconds: f64,
 }

@@ -251,7 +251,17 @@ pub fn find(score: &Path, choice: RegistrationChoice, organ: Option<&str>) -> Re
     let organ_name = match (organ, text.as_deref().and_then(organ_hint)) {
         (Some(o), _) => o.to_string(),
         (None, Some(o)) => o,
-        (None, None) => return Err(FindError::NoOrgan),
+        (None, None) => {
+            // A file that does not parse may well name its organ: say what is wrong with it,
+            // not that no organ is given.
+            if let (Some(p), Some(t)) = (&path, &text)
+                && let Err(e) = toml::from_str::<toml::Table>(t)
+            {
+                let file = p.display().to_string();
+                return Err(FindError::Config(crate::organ::Ctx { text: t, file: &file }.toml_err(&e)));
+            }
+            return Err(FindError::NoOrgan);
+        }
     };
     let organ = Organ::find(&organ_name).map_err(FindError::Config)?;
     let registration = match (&path, &text) {

@@ -32,11 +32,13 @@ fn main() {
         Command::Info(c) => app::cmd_info(&c.score, c.organ.as_deref()),
         Command::Play(c) => organ::play::cmd_play(&c.into()),
         Command::Ports => console(organ::input::ports::cmd_ports()),
-        Command::Monitor(c) => console(organ::input::monitor::run(&organ::input::monitor::MonitorArgs {
-            from: c.from.clone(),
-            organ: c.organ.clone(),
-            seconds: c.seconds,
-        })),
+        Command::Monitor(c) => c.seconds.map_or(Ok(()), |s| app::check_seconds(s, 0.1, 86_400.0)).and_then(|()| {
+            console(organ::input::monitor::run(&organ::input::monitor::MonitorArgs {
+                from: c.from.clone(),
+                organ: c.organ.clone(),
+                seconds: c.seconds,
+            }))
+        }),
         Command::Learn(c) => console(learn(c)),
         Command::Record(c) => record(c),
         Command::Panic(c) => organ::play::cmd_panic(&c.to, c.organ.as_deref()),

@@ -255,6 +255,30 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
     let notes = session.open_outputs(false)?;
     let names = session.output_names();
     let interactive = !c.quiet && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
+    // input, journal thread and files; finished after the engine). Opened before anything is
+    // said to play, so that a source that cannot be opened is the only line.
+    let recorder = match &c.record {
+        Some(src) => {
+            let (r, recovered) = crate::input::record::start_for_play(
+                src,
+                c.record_out.as_deref(),
+                organ,
+                c.plan.organ.as_deref(),
+                &timeline.score_name,
+            )
+            .map_err(|e| match e {
+                // Named as the flag that gave it (the input's own message says --from).
+                crate::input::record::RecordError::Input(i) => Error::Other(i.for_flag("--record")),
+                e => Error::Other(e.to_string()),
+            })?;
+            for line in recovered {
+                err!("organ: record: {}", shown(&line));
+            }
+            Some(r)
+        }
+        None => None,
+    };
     if !c.quiet {
         for n in &notes {
             err!("organ: {}", shown(n));
@@ -278,25 +302,6 @@ pub fn cmd_play(c: &PlayArgs) -> Result<Status, Error> {
             timeline.last_bar,
         );
     }
-    // --record: what the console sends meanwhile, as a take of its own (self-contained: its own
-    // input, journal thread and files; finished after the engine).
-    let recorder = match &c.record {
-        Some(src) => {
-            let (r, recovered) = crate::input::record::start_for_play(
-                src,
-                c.record_out.as_deref(),
-                organ,
-                c.plan.organ.as_deref(),
-                &timeline.score_name,
-            )
-            .map_err(|e| Error::Other(e.to_string()))?;
-            for line in recovered {
-                err!("organ: record: {}", shown(&line));
-            }
-            Some(r)
-        }
-        None => None,
-    };
     session.start(Performance::new(Arc::new(timeline), organ.on_disconnect))?;
     let (ending, interrupted) = follow(&mut session, c.quiet, interactive);
     if let Some(r) = recorder {
@@ -467,7 +472,7 @@ fn render_wavs(
 ) -> Result<Option<Status>, Error> {
     if !quiet && alone {
         for w in crate::app::all_warnings(score, timeline) {
-            err!("organ: warning: {w}");
+            err!("organ: warning: {}", crate::text::shown(&w.to_string()));
         }
     }
     for spec in wavs {
@@ -478,7 +483,7 @@ fn render_wavs(
             if !quiet {
                 err!(
                     "organ: interrupted: {} holds the first {:.1} s of {}",
-                    path.display(),
+                    crate::text::shown(&path.display().to_string()),
                     r.seconds(),
                     timeline.duration
                 );
@@ -489,9 +494,9 @@ fn render_wavs(
             let took = started.elapsed().as_secs_f64();
             err!(
                 "organ: rendered {} on {} with the built-in organ voice → {} ({:.1} s of audio in {:.2} s, {:.0}× real time)",
-                timeline.score_name,
-                timeline.organ_name,
-                path.display(),
+                crate::text::shown(&timeline.score_name),
+                crate::text::shown(&timeline.organ_name),
+                crate::text::shown(&path.display().to_string()),
                 r.seconds(),
                 took,
                 r.seconds() / took.max(1e-6)

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 /// move the cursor, clear the screen or retitle the window), DEL, C1 controls (U+0080-U+009F,
 /// CSI among them), and the Unicode direction overrides that make text read differently from
 /// how it is stored.
-fn is_unsafe(c: char) -> bool {
+pub fn is_unsafe(c: char) -> bool {
     c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -47,6 +47,15 @@ pub fn shown(s: &str) -> Cow<'_, str> {
 /// [`shown`] for a report of several lines: line breaks are kept, everything else is escaped.
 pub fn shown_lines(s: &str) -> Cow<'_, str> {
     escape(s, true)
+}
+
+/// Appends `line` and a line break to a report for the terminal, the line escaped as
+/// [`shown`] does: a name in it can neither send a control sequence nor start a line of its
+/// own (a fake `warning:` or `ok:`). Reports are built from these, never from names joined
+/// with line breaks and escaped afterwards ([`shown_lines`] keeps a name's line break).
+pub fn push_line(out: &mut String, line: &str) {
+    out.push_str(&shown(line));
+    out.push('\n');
 }
 
 /// Lower-case, with runs of whitespace collapsed to one space and the ends trimmed: the form in

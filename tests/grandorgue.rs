@@ -104,6 +104,9 @@ fn organ_from_odf_round_trips() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{what}: {err}");
         assert!(err.contains(&format!("{n} stops, couplers and tremulants")), "{what}: {err}");
+        // the next command on a line of its own, not after a written-out "\n"
+        assert!(!err.contains("\\n"), "{what}: {err}");
+        assert!(err.lines().any(|l| l.starts_with("next: organ grandorgue config --organ ")), "{what}: {err}");
         let mut cfg = organ_bin();
         cfg.args(["grandorgue", "config", "--organ"]).arg(&toml).arg("--odf").arg(&odf);
         let cfg = cfg.arg("--out").arg(dir.path.join("rt.cmb")).output().unwrap();

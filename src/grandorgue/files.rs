@@ -134,11 +134,13 @@ pub fn write_config(organ: &Organ, odf_path: &Path, out: Option<&Path>, force: b
 }
 
 /// What `organ grandorgue organ` wrote: the TOML (for standard output when there is no file)
-/// and a summary line.
+/// and a summary: one line, and when a file was written a second line with the next command.
 #[derive(Debug)]
 pub struct OrganDone {
     pub toml: String,
     pub wrote: Option<PathBuf>,
+    /// The summary line, then `next: organ grandorgue config …` on a line of its own when a
+    /// file was written.
     pub summary: String,
 }
 

@@ -373,8 +373,8 @@ impl Settings {
             "GrandOrgue organ \"{}\" ({}) ← {} ({})",
             printable(&odf.church_name),
             printable(&odf.source),
-            organ.name,
-            organ.source
+            printable(&organ.name),
+            printable(&organ.source)
         );
         let _ = writeln!(r, "manuals:");
         for l in &self.manuals {
@@ -383,7 +383,7 @@ impl Settings {
             let _ = writeln!(
                 r,
                 "  {:<24} channel {:>2} → {} \"{}\"",
-                d.name,
+                printable(&d.name),
                 d.channel.user(),
                 m.section(),
                 printable(&m.name)
@@ -395,8 +395,14 @@ impl Settings {
             let how: Vec<String> = l.binding.patterns.iter().map(describe).collect();
             let via =
                 if l.element == l.target { String::new() } else { format!("for {}; ", element_ref(odf, l.target)) };
-            let _ =
-                writeln!(r, "  {:<24} → {} ({via}{}; {})", c.name, element_ref(odf, l.element), l.how, how.join(" + "));
+            let _ = writeln!(
+                r,
+                "  {:<24} → {} ({via}{}; {})",
+                printable(&c.name),
+                element_ref(odf, l.element),
+                l.how,
+                how.join(" + ")
+            );
         }
         if let Some(p) = &self.cancel {
             let _ = writeln!(r, "  {:<24} → SetterGC (General Cancel; {})", "[cancel] message", describe(p));
@@ -432,20 +438,20 @@ impl Settings {
             let _ = writeln!(r, "notes:");
             for (ci, _, note) in &self.shared {
                 let c = &organ.controls[*ci];
-                let _ = writeln!(r, "  {} \"{}\": {note}", control_noun(c), c.name);
+                let _ = writeln!(r, "  {} \"{}\": {note}", control_noun(c), printable(&c.name));
             }
             for n in &self.notes {
                 let _ = writeln!(r, "  {n}");
             }
         }
         if !self.unmatched_divisions.is_empty() || !self.unmatched_controls.is_empty() {
-            let _ = writeln!(r, "not matched in {} (GrandOrgue will not follow these):", organ.name);
+            let _ = writeln!(r, "not matched in {} (GrandOrgue will not follow these):", printable(&organ.name));
             for (d, why) in &self.unmatched_divisions {
-                let _ = writeln!(r, "  division {}: {why}", organ.divisions[*d].name);
+                let _ = writeln!(r, "  division {}: {why}", printable(&organ.divisions[*d].name));
             }
             for (ci, why) in &self.unmatched_controls {
                 let c = &organ.controls[*ci];
-                let _ = writeln!(r, "  {} \"{}\": {why}", control_noun(c), c.name);
+                let _ = writeln!(r, "  {} \"{}\": {why}", control_noun(c), printable(&c.name));
             }
         }
         if !self.unused_manuals.is_empty() || !self.unused_elements.is_empty() || !self.unused_enclosures.is_empty() {

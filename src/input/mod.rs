@@ -71,6 +71,15 @@ impl fmt::Display for InputError {
     }
 }
 
+impl InputError {
+    /// The message with `flag` in place of `--from`, for a source given by another flag
+    /// (`organ play --record`).
+    pub fn for_flag(&self, flag: &str) -> String {
+        let s = self.to_string();
+        s.strip_prefix("--from ").map_or(s.clone(), |rest| format!("{flag} {rest}"))
+    }
+}
+
 impl std::error::Error for InputError {}
 
 /// Why `organ monitor`, `organ learn` or `organ ports` failed.
@@ -289,9 +298,10 @@ pub fn split_messages(bytes: &[u8]) -> Vec<Box<[u8]>> {
 }
 
 /// Text safe to print on a terminal: control characters (ESC and the like, from a file someone
-/// else wrote) are shown as `?`.
+/// else wrote) and the Unicode direction overrides are shown as `?` (the characters
+/// [`crate::text::shown`] escapes).
 pub fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars().map(|c| if crate::text::is_unsafe(c) { '?' } else { c }).collect()
 }
 
 /// `F0 41 10 … 4C F7`: long messages shortened for a meaning column (the raw column shows all).
@@ -338,6 +348,8 @@ mod tests {
     #[test]
     fn printable_hides_control_characters() {
         assert_eq!(printable("Gt \u{1b}[2JPrincipal"), "Gt ?[2JPrincipal");
+        // the one-byte CSI, and the direction overrides that make a name read backwards
+        assert_eq!(printable("Gt \u{9b}31m\u{202e}8 lapicnirP\u{2066}x"), "Gt ?31m?8 lapicnirP?x");
         assert_eq!(short_hex(&[0xF0, 0x41, 0x10, 0x30, 0x12, 1, 0, 0, 0, 0, 0, 0, 0x6F, 0xF7]), "F0 41 10 30 … 6F F7");
     }
 }

@@ -175,7 +175,19 @@ impl Ctx<'_> {
 
     /// Converts a toml/serde error into one with file, line and column.
     pub fn toml_err(&self, e: &toml::de::Error) -> ConfigError {
-        let msg = e.message().trim().replace('\n', " ");
+        let mut msg = e.message().trim().replace('\n', " ");
+        if msg == "duplicate key" {
+            // The reader says no more: name the key (its span) and the fix.
+            let key = e.span().and_then(|s| self.text.get(s.clone()).map(|k| (s, k.trim().trim_matches('"'))));
+            if let Some((span, key)) = key.filter(|(_, k)| !k.is_empty() && !k.contains('\n')) {
+                let header = self.text[..span.start].trim_end_matches([' ', '\t']).ends_with('[');
+                msg = if header {
+                    format!("[{key}] is given twice: write everything of it under one table header")
+                } else {
+                    format!("duplicate key `{key}`: it is already given in this table; remove one of them")
+                };
+            }
+        }
         match e.span() {
             Some(span) => self.err(span, msg),
             None => {
@@ -1047,6 +1059,17 @@ stop_pace_ms = 0
         assert!(e.contains("already used by division swell"), "{e}");
         let e = err(&MIN.replace("on = { note = 36, channel = 16 }", "on = { note = 40, channel = 1 }"));
         assert!(e.contains("90 28 7F is a note-on for key 40 on channel 1, a key of the swell division"), "{e}");
+    }
+
+    /// The TOML reader says only "duplicate key": the error names the key and what to do.
+    #[test]
+    fn a_duplicate_key_is_named_with_the_fix() {
+        let e = err(&MIN.replace("stop_pace_ms = 0", "stop_pace_ms = 0\nstop_lead_ms = 5"));
+        assert!(e.contains("duplicate key `stop_lead_ms`") && e.contains("remove one"), "{e}");
+        let e = err(&MIN.replace("[timing]\n", "[timing]\n[timing]\n"));
+        assert!(e.contains("[timing]") && e.contains("twice") && e.contains("one table"), "{e}");
+        let e = err(&MIN.replace("[preset]\n", "[preset]\n\"mf\" = []\n"));
+        assert!(e.contains("duplicate key `mf`"), "{e}");
     }
 
     /// Every form, in every place the organ sends from, is checked for keys of a division.

@@ -309,7 +309,16 @@ impl Organ {
     /// Not found (with the names that exist), or the file's own errors.
     pub fn find(name_or_path: &str) -> Result<Organ, ConfigError> {
         if name_or_path.contains('/') || name_or_path.contains('\\') || name_or_path.ends_with(".toml") {
-            return Organ::load(Path::new(name_or_path));
+            let path = Path::new(name_or_path);
+            if path.symlink_metadata().is_err()
+                && let Some(meant) = Organ::meant(name_or_path)
+            {
+                return Err(ConfigError::Io {
+                    file: name_or_path.to_string(),
+                    error: format!("no such file; did you mean \"{meant}\"?"),
+                });
+            }
+            return Organ::load(path);
         }
         let dirs = search_dirs();
         for dir in &dirs {
@@ -326,6 +335,23 @@ impl Organ {
             searched: dirs.iter().map(|d| d.display().to_string()).chain(["the built-in organs".to_string()]).collect(),
             available: available_organs(),
         })
+    }
+
+    /// For a path to an organ definition that does not exist: the path with `.toml` added when
+    /// that file exists, or the name of an organ that [`Organ::find`] finds for the file's stem
+    /// (`st-marys.toml` given for `st-marys`, a file name without a folder).
+    fn meant(path: &str) -> Option<String> {
+        let with_ext = format!("{path}.toml");
+        if !path.ends_with(".toml") && Path::new(&with_ext).is_file() {
+            return Some(with_ext);
+        }
+        if Path::new(path).parent().is_some_and(|p| !p.as_os_str().is_empty()) {
+            return None;
+        }
+        let stem = Path::new(path).file_stem()?.to_str()?;
+        let found = search_dirs().iter().any(|d| d.join(format!("{stem}.toml")).is_file())
+            || BUILTIN_ORGANS.iter().any(|(n, _)| *n == stem);
+        (path.ends_with(".toml") && found).then(|| stem.to_string())
     }
 
     /// Finds a stop, coupler or tremulant by name (case-insensitive, whitespace-normalised).

@@ -36,7 +36,7 @@ pub fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
-            c if c.is_control() => o.push('\u{FFFD}'),
+            c if crate::text::is_unsafe(c) => o.push('\u{FFFD}'),
             c => o.push(c),
         }
     }
@@ -357,5 +357,7 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
         );
         assert_eq!(esc("a\u{1b}[31mb\u{0}"), "a\u{FFFD}[31mb\u{FFFD}");
+        // a direction override (the picture is also printed on the terminal): replaced too
+        assert_eq!(esc("Sw \u{202e}8 nepO\u{9b}"), "Sw \u{FFFD}8 nepO\u{FFFD}");
     }
 }

@@ -844,6 +844,10 @@ mod tests {
         };
         assert_eq!(err(from("verse:7")), "--from verse:7: the hymn has a play-over, 4 verse(s) and an amen");
         assert_eq!(err(from("verse:2:6")), "--from verse:2:6: that section plays bars 1-4");
+        // --until a bar past the verse's last was taken as its end, without a word.
+        let until = |at: &str| PlanOptions { hymn_until: HymnAt::parse(at).unwrap(), ..PlanOptions::default() };
+        assert_eq!(err(until("verse:2:6")), "--until verse:2:6: that section plays bars 1-4");
+        assert_eq!(err(until("verse:2:99")), "--until verse:2:99: that section plays bars 1-4");
         let backwards = PlanOptions { hymn_until: HymnAt::parse("verse:2").unwrap(), ..from("verse:3") };
         assert!(err(backwards).contains("nothing to play"));
     }

@@ -73,10 +73,17 @@ impl fmt::Display for LayoutError {
                 f,
                 "--map entry \"{entry}\": {organ} has no division \"{division}\"; its divisions are {codes} (or none)"
             ),
-            E::LayoutLength { score, parts, layout, from, letters, described, suggestion } => write!(
-                f,
-                "{score} has {parts} part(s) but the layout \"{layout}\" ({from}) names {letters}: {described}; try --layout {suggestion}"
-            ),
+            E::LayoutLength { score, parts, layout, from, letters, described, suggestion } => {
+                write!(
+                    f,
+                    "{score} has {parts} part(s) but the layout \"{layout}\" ({from}) names {letters}: {described}; "
+                )?;
+                if suggestion.chars().count() <= LONGEST_SUGGESTION {
+                    write!(f, "try --layout {suggestion}")
+                } else {
+                    f.write_str("give --layout one letter per part (- leaves a part out), or choose parts with --map")
+                }
+            }
             E::EveryPartLeftOut => f.write_str("the layout leaves every part out; nothing would be played"),
         }
     }
@@ -108,9 +115,18 @@ pub fn describe_part(p: &Part) -> String {
 }
 
 /// Every part of `score`, described, separated by `; `.
+/// The parts for an error message: the first few (a file can hold thousands of tracks).
 fn describe_parts(score: &Score) -> String {
-    score.parts.iter().map(describe_part).collect::<Vec<_>>().join("; ")
+    const SHOWN: usize = 8;
+    let mut s = score.parts.iter().take(SHOWN).map(describe_part).collect::<Vec<_>>().join("; ");
+    if score.parts.len() > SHOWN {
+        s.push_str(&format!("; and {} more (organ info lists them)", score.parts.len() - SHOWN));
+    }
+    s
 }
+
+/// A layout longer than this is not worth suggesting on one line.
+const LONGEST_SUGGESTION: usize = 32;
 
 pub use super::suggest::suggest_layout;
 
@@ -216,10 +232,16 @@ mod tests {
         "name = \"Two\"\n[division.great]\ncode = \"G\"\nchannel = 1\n[division.pedal]\ncode = \"P\"\nchannel = 2\n";
 
     fn score() -> Score {
-        // Format 1, two tracks with one note each.
+        score_of(2)
+    }
+
+    /// Format 1, `n` tracks with one note each.
+    fn score_of(n: u16) -> Score {
         let track: &[u8] = &[0x00, 0x90, 0x3C, 0x40, 0x83, 0x60, 0x80, 0x3C, 0x00, 0x00, 0xFF, 0x2F, 0x00];
-        let mut b = b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0".to_vec();
-        for _ in 0..2 {
+        let mut b = b"MThd\x00\x00\x00\x06\x00\x01".to_vec();
+        b.extend_from_slice(&n.to_be_bytes());
+        b.extend_from_slice(b"\x01\xe0");
+        for _ in 0..n {
             b.extend_from_slice(b"MTrk");
             b.extend_from_slice(&(track.len() as u32).to_be_bytes());
             b.extend_from_slice(track);
@@ -237,6 +259,22 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("G (great), P (pedal)"), "{e}");
+    }
+
+    /// A file of 2,000 tracks made the layout error a line of 100 kB, the suggestion 2,000
+    /// letters: the parts are listed up to a handful, and the suggestion only when it is short.
+    #[test]
+    fn a_layout_error_on_a_score_of_many_parts_stays_short() {
+        let organ = Organ::from_toml(ORGAN, "organs/two.toml").unwrap();
+        let e = resolve(&score_of(2000), &organ, LayoutSource { layout: "G", from: "--layout" }, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 600, "{} bytes: {e}", e.len());
+        assert!(e.contains("has 2000 part(s)") && e.contains("and 1992 more (organ info lists them)"), "{e}");
+        let few = resolve(&score_of(3), &organ, LayoutSource { layout: "G", from: "--layout" }, None)
+            .unwrap_err()
+            .to_string();
+        assert!(few.contains("try --layout"), "{few}");
     }
 
     #[test]

@@ -50,6 +50,11 @@ fn tick_in(seg: &Segment, at: &HymnAt, what: &'static str, until: bool) -> Resul
         last: meter.position(seg.until.saturating_sub(1).max(seg.from)).bar,
     };
     let tick = if until && beat == 1.0 {
+        // The end of the bar, which must itself begin inside the section: a bar past the
+        // section's last is a mistake, not its end.
+        if meter.bar_start(bar).is_none_or(|start| start >= seg.until) {
+            return Err(outside());
+        }
         meter.bar_start(bar.saturating_add(1)).unwrap_or(seg.until).min(seg.until)
     } else {
         meter.tick_of(bar, beat).ok_or_else(outside)?

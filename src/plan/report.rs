@@ -60,9 +60,20 @@ impl Timeline {
     ///
     /// # Errors
     /// Write errors (a closed pipe ends the output quietly in the binary).
+    ///
+    /// Names come from files: besides what JSON must escape (C0 controls), a C1 control (CSI
+    /// among them), DEL and a Unicode direction override are written as `\uXXXX` escapes, so
+    /// that the lines read on a terminal cannot act on it, and a JSON reader still gets the
+    /// name exactly.
     pub fn write_jsonl(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut line = Vec::new();
         for e in &self.events {
-            serde_json::to_writer(&mut *out, &self.json_event(e))?;
+            line.clear();
+            serde_json::to_writer(&mut line, &self.json_event(e))?;
+            match std::str::from_utf8(&line) {
+                Ok(s) if s.chars().any(crate::text::is_unsafe) => out.write_all(escape_json_unsafe(s).as_bytes())?,
+                _ => out.write_all(&line)?,
+            }
             out.write_all(b"\n")?;
         }
         Ok(())
@@ -135,4 +146,20 @@ impl Timeline {
         }
         Ok(())
     }
+}
+
+/// A line of JSON with every character a terminal would act on written as a `\uXXXX` escape.
+/// Such characters occur only inside strings, where the escape means the same character; all
+/// of them are in the Basic Multilingual Plane, so one escape each.
+fn escape_json_unsafe(json: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if crate::text::is_unsafe(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -203,7 +203,7 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> Result<Score, ScoreError> {
     }
     Ok(Score {
         name: name.to_string(),
-        format: if raw_tracks.len() == 1 { 0 } else { 1 },
+        format: u8::from(format != 0),
         timing,
         tracks: raw_tracks.len(),
         tempo,
@@ -417,6 +417,19 @@ mod tests {
             b.extend_from_slice(track);
         }
         b
+    }
+
+    /// `organ info` says the format the file's header says: a format 1 file of one track was
+    /// called format 0.
+    #[test]
+    fn the_format_is_the_headers() {
+        let mut one = two_tracks();
+        one[11] = 1; // one track announced
+        let cut = one.len() - (one.len() - 14) / 2;
+        one.truncate(cut);
+        assert_eq!(load_bytes(&one, "x.mid").unwrap().format, 1);
+        one[9] = 0;
+        assert_eq!(load_bytes(&one, "x.mid").unwrap().format, 0);
     }
 
     #[test]

@@ -363,6 +363,7 @@ pub fn verdict(checks: &[Check]) -> (bool, String) {
 /// # Errors
 /// The organ cannot be loaded; no output; an output cannot be opened.
 pub fn cmd_selftest(args: &SelftestArgs) -> Result<Status, Error> {
+    crate::app::check_seconds(args.seconds, 0.5, 60.0)?;
     let organ = Organ::find(args.organ.as_deref().unwrap_or("st-marys")).map_err(SelftestError::Organ)?;
     let specs = specs(args, &organ)?;
     let burst = probe::burst(&organ)?;

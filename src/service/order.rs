@@ -35,6 +35,7 @@ use crate::plan::{PlanOptions, Speed, Timeline};
 use crate::registration::hymn::{self, Amen, Bars, FermataToml, HymnOptions, HymnToml};
 use crate::registration::{HymnAt, HymnSection, Registration};
 use crate::score::{self, Score};
+use crate::text::push_line;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +177,9 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
     let source = path.display().to_string();
     let text = read_user_text(path, FileKind::Order).map_err(|e| Error::Io(e.to_string()))?;
     let ctx = Ctx { text: &text, file: &source };
+    if let Some(e) = another_kind_of_file(&text, &source) {
+        return Err(e);
+    }
     let f: OrderFile = toml::from_str(&text).map_err(|e| Error::Config(ctx.toml_err(&e)))?;
     if let Some(o) = &f.output {
         check_default_output(&ctx, o)?;
@@ -197,6 +201,30 @@ pub fn load(path: &Path, organ_override: Option<&str>) -> Result<Order, Error> {
         output: f.output.map(Spanned::into_inner),
         items,
     })
+}
+
+/// A registration file or an organ definition given where an order of service is expected
+/// (`organ check FILE.toml`, `organ service FILE.toml`): what it is and how to use it, instead
+/// of the keys an order of service does not have.
+fn another_kind_of_file(text: &str, source: &str) -> Option<Error> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let has = |keys: &[&str]| keys.iter().any(|k| table.contains_key(*k));
+    if has(&["item"]) {
+        return None;
+    }
+    if has(&["division", "stop", "coupler", "tremulant"]) {
+        return Some(Error::Usage(format!(
+            "{source} is an organ definition, not an order of service: check it with a score, e.g. \
+             organ check scores/bwv643.mid --organ {source}"
+        )));
+    }
+    if has(&["change", "layout", "hymn", "verse", "map"]) {
+        return Some(Error::Usage(format!(
+            "{source} is a registration file, not an order of service: check it with the score it belongs to, \
+             organ check SCORE.mid --registration {source}"
+        )));
+    }
+    None
 }
 
 fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> Result<Item, Error> {
@@ -270,34 +298,38 @@ fn load_item(ctx: &Ctx, dir: &Path, it: ItemFile, organ_name: Option<&str>) -> R
 /// As [`load`], and an item that cannot be planned.
 pub fn cmd_check(path: &Path, organ: Option<&str>, deny_warnings: bool) -> Result<Status, Error> {
     let order = load(path, organ)?;
-    let mut out = format!("{} ({}): {} item(s)\n", order.title, order.source, order.items.len());
+    // Every line escaped on its own (titles, notes and names come from files).
+    let mut out = String::new();
+    push_line(&mut out, &format!("{} ({}): {} item(s)", order.title, order.source, order.items.len()));
     let mut count = 0;
     for (i, item) in order.items.iter().enumerate() {
         let t = item.plan(item.transpose, None, &[]).map_err(|e| Error::Other(format!("{}: {e}", item.title)))?;
-        out.push_str(&format!(
-            "{}. {}: {} on {} ({}), {} messages, {} long\n",
-            i + 1,
-            item.title,
-            item.score.name,
-            item.organ.name,
-            item.summary(),
-            t.events.len(),
-            t.duration
-        ));
+        push_line(
+            &mut out,
+            &format!(
+                "{}. {}: {} on {} ({}), {} messages, {} long",
+                i + 1,
+                item.title,
+                item.score.name,
+                item.organ.name,
+                item.summary(),
+                t.events.len(),
+                t.duration
+            ),
+        );
         for n in t.warnings.iter().filter(|w| w.kind.is_note()) {
-            out.push_str(&format!("note: {}. {n}\n", i + 1));
+            push_line(&mut out, &format!("note: {}. {n}", i + 1));
         }
         let warnings = crate::app::all_warnings(&item.score, &t);
         for w in &warnings {
-            out.push_str(&format!("warning: {}. {w}\n", i + 1));
+            push_line(&mut out, &format!("warning: {}. {w}", i + 1));
         }
         count += warnings.len();
     }
-    out.push_str(&if count == 0 {
-        "ok: no problems found\n".to_string()
-    } else {
-        format!("ok with {count} warning(s)\n")
-    });
+    push_line(
+        &mut out,
+        &if count == 0 { "ok: no problems found".to_string() } else { format!("ok with {count} warning(s)") },
+    );
     crate::app::write_out(|o| o.write_all(out.as_bytes()))?;
     Ok(if deny_warnings && count > 0 { 1 } else { 0 })
 }

@@ -317,6 +317,74 @@ fn bad_input_is_one_line_and_exit_2() {
         &["bwv643.mid has 5 part(s)", "names 4", "try --layout SSGGP"],
     );
     expect_error(&["check", "scores/bwv643.mid", "--organ", "no-such-organ"], &["\"no-such-organ\""]);
+    // A --record source that cannot be opened: named as the flag the user typed, before
+    // anything is said to play.
+    expect_error(
+        &["play", "scores/bwv643.mid", "--to", "null", "--record", "port:no-such-port-xyz"],
+        &["--record port:no-such-port-xyz: "],
+    );
+    // --out / --record-out naming something that is not a folder: what it is and what the flag
+    // wants, not "File exists (os error 17)".
+    expect_error(
+        &["record", "--from", "jack", "--organ", "st-marys", "--out", "/dev/null"],
+        &["/dev/null: is a character device, not a folder", "--out names the folder for the takes"],
+    );
+    expect_error(
+        &["record", "--from", "jack", "--organ", "st-marys", "--out", "scores/bwv643.mid"],
+        &["scores/bwv643.mid: is a file, not a folder", "--out names the folder for the takes"],
+    );
+    expect_error(
+        &["play", "scores/bwv643.mid", "--to", "null", "--record", "jack", "--record-out", "scores/bwv643.mid"],
+        &["scores/bwv643.mid: is a file, not a folder", "--record-out names the folder for the takes"],
+    );
+    // Lengths of time out of range are refused before anything opens (monitor panicked on an
+    // infinite one; selftest ran NaN as no time and clamped the rest without a word).
+    for v in ["inf", "1e308", "nan", "0", "-1"] {
+        expect_error(
+            &["monitor", "--from", "jack", &format!("--seconds={v}")],
+            &["--seconds", "use 0.1 to 86400 seconds"],
+        );
+        expect_error(&["selftest", "--to", "null", &format!("--seconds={v}")], &["--seconds", "use 0.5 to 60 seconds"]);
+    }
+    expect_error(&["selftest", "--to", "null", "--seconds", "100000"], &["--seconds 100000: use 0.5 to 60 seconds"]);
+    // `organ check` given a registration or an organ file (it takes ORDER.toml): say what the
+    // file is and how to check it, not that it has keys an order of service does not.
+    expect_error(
+        &["check", "scores/bwv643-grandorgue-demo.toml"],
+        &[
+            "scores/bwv643-grandorgue-demo.toml is a registration file",
+            "--registration scores/bwv643-grandorgue-demo.toml",
+        ],
+    );
+    expect_error(
+        &["check", "organs/st-marys.toml"],
+        &["organs/st-marys.toml is an organ definition", "--organ organs/st-marys.toml"],
+    );
+    // A name written as a file, a path without its .toml: the error says what was meant.
+    expect_error(
+        &["check", "scores/bwv643.mid", "--organ", "st-marys.toml"],
+        &["st-marys.toml: ", "no such file", "did you mean \"st-marys\""],
+    );
+    expect_error(
+        &["check", "scores/bwv643.mid", "--organ", "organs/grandorgue-demo"],
+        &["organs/grandorgue-demo: ", "no such file", "did you mean \"organs/grandorgue-demo.toml\""],
+    );
     expect_error(&["plan", "scores/bwv643.mid", "--stops", "Gt Trumpet 4"], &["Gt Trumpet 4", "did you mean"]);
     expect_error(&["plan", "scores/bwv643.mid", "--from", "99"], &["--from", "bwv643.mid has 16 bars"]);
+
+    // A registration beside the score that names its organ but does not parse: the error is the
+    // file's, at its line, not "no organ given" (which would send the user looking for the
+    // `organ = …` line that is there).
+    let dir = scratch("cli-broken-beside");
+    std::fs::create_dir_all(&dir).unwrap();
+    let score = dir.join("piece.mid");
+    std::fs::copy(repo_dir().join("scores/bwv643.mid"), &score).unwrap();
+    for (toml, needles) in [
+        ("organ = \"st-marys\"\nlayout = SSGGP\n", &["piece.toml:2:", "string values must be quoted"][..]),
+        ("organ = \"st-marys\"\norgan = \"other\"\n", &["piece.toml:2:", "duplicate key `organ`"][..]),
+    ] {
+        std::fs::write(dir.join("piece.toml"), toml).unwrap();
+        expect_error(&["check", p(&score)], needles);
+        expect_error(&["plan", p(&score)], needles);
+    }
 }

@@ -372,6 +372,107 @@ fn escape_sequences_in_names_are_shown_escaped() {
     }
 }
 
+/// The places the first sweep missed: the line `play --to wav:` prints when it has rendered,
+/// `organ check ORDER.toml` (the order's and items' titles, the organ's name), and a name
+/// holding a line break, which must not start a line of its own (a fake `warning:` or `ok:`)
+/// in `organ check` or `organ info`.
+#[test]
+fn names_in_every_report_are_shown_escaped_on_one_line() {
+    let d = fresh("escapes-everywhere");
+    let evil = "\\u001b[2J\\u001b]0;owned\\u0007\\u009b31m\\u202e";
+    let organ = organ_variant(
+        &d,
+        "evil-organ.toml",
+        "name = \"St Mary's Church, Fishponds\"",
+        &format!("name = \"St Mary's{evil}\\nwarning: FAKE LINE\""),
+    );
+    let order = d.join("order.toml");
+    std::fs::write(
+        &order,
+        format!(
+            "title = \"Sunday{evil}\\nok: FAKE\"\norgan = \"{}\"\n[[item]]\ntitle = \"Hymn{evil}\\nwarning: FAKE ITEM\"\nscore = \"{}\"\n",
+            s(&organ),
+            s(&repo_dir().join("scores/hymn-old100.mid")),
+        ),
+    )
+    .unwrap();
+    let wav = d.join("out.wav");
+    // A coupler named with escapes, drawn with nothing behind it: `play --to wav:` prints the
+    // planner's warning, which names it.
+    let shipped = std::fs::read_to_string(repo_dir().join("organs/st-marys.toml")).unwrap();
+    let coupler = format!("Gt{evil}to Ped");
+    let coupler_organ = d.join("coupler-organ.toml");
+    std::fs::write(&coupler_organ, shipped.replace("\"Gt to Ped\"", &format!("\"{coupler}\""))).unwrap();
+    let reg = d.join("coupler.reg.toml");
+    std::fs::write(&reg, format!("[[change]]\nat = \"1\"\non = [\"{coupler}\"]\n")).unwrap();
+    let outputs = [
+        run(
+            &["play", SCORE, "--organ", s(&organ), "--until", "1", "--to", &format!("wav:{}", s(&wav))],
+            Duration::from_secs(60),
+        ),
+        run(
+            &[
+                "play",
+                SCORE,
+                "--organ",
+                s(&coupler_organ),
+                "--registration",
+                s(&reg),
+                "--until",
+                "1",
+                "--to",
+                &format!("wav:{}", s(&wav)),
+            ],
+            Duration::from_secs(60),
+        ),
+        run(&["check", s(&order)], Duration::from_secs(60)),
+        run(&["check", SCORE, "--organ", s(&organ)], Duration::from_secs(20)),
+        run(&["info", SCORE, "--organ", s(&organ)], Duration::from_secs(20)),
+    ];
+    for o in &outputs {
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let all: String = outputs.iter().map(|o| format!("{}{}", text(&o.stdout), text(&o.stderr))).collect();
+    assert!(
+        !all.contains(['\u{1b}', '\u{9b}', '\u{7}', '\u{202e}']),
+        "a control character reached the terminal:\n{all}"
+    );
+    let fake: Vec<&str> = all.lines().filter(|l| l.contains("FAKE") && !l.contains("\\n")).collect();
+    assert!(fake.is_empty(), "a line break in a name started a line of its own: {fake:?}\n{all}");
+    assert!(text(&outputs[0].stderr).contains("organ: rendered bwv643.mid on St Mary's\\x1B[2J"), "{all}");
+    assert!(
+        text(&outputs[1].stderr).contains("organ: warning: ") && text(&outputs[1].stderr).contains("Gt\\x1B[2J"),
+        "{all}"
+    );
+    assert!(text(&outputs[2].stdout).contains("1. Hymn\\x1B[2J"), "{all}");
+}
+
+/// `organ plan --format jsonl` is often read on the terminal too: a name's C1 controls (CSI as
+/// one character), DEL and direction overrides are written as JSON `\\u` escapes, so the
+/// output holds none of them raw while a JSON reader still gets the name exactly.
+#[test]
+fn json_lines_escape_what_a_terminal_would_act_on() {
+    let d = fresh("jsonl-escapes");
+    let name = "Sw \u{9b}31m\u{7f}\u{202e}Open Diapason 8\u{2066}";
+    let shipped = std::fs::read_to_string(repo_dir().join("organs/st-marys.toml")).unwrap();
+    let organ = d.join("evil-organ.toml");
+    std::fs::write(
+        &organ,
+        shipped.replace("\"Sw Open Diapason 8\"", "\"Sw \\u009b31m\\u007f\\u202eOpen Diapason 8\\u2066\""),
+    )
+    .unwrap();
+    let o = run(
+        &["plan", SCORE, "--organ", s(&organ), "--no-registration", "--until", "1", "--format", "jsonl"],
+        Duration::from_secs(20),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.contains(['\u{9b}', '\u{7f}', '\u{202e}', '\u{2066}', '\u{1b}']), "raw in the JSON lines:\n{out}");
+    assert!(out.contains("\"Sw \\u009b31m\\u007f\\u202eOpen Diapason 8\\u2066\""), "{out}");
+    let events = parse_jsonl(&out).unwrap();
+    assert!(events.iter().any(|e| e.name.as_deref() == Some(name)), "the name is read back exactly");
+}
+
 #[test]
 fn absurd_numbers_are_one_line_errors() {
     let cases: &[(&[&str], &str)] = &[

@@ -557,7 +557,7 @@ pub fn run(a: &LearnArgs) -> Result<i32, LearnError> {
             o.controls.len(),
             a.organ.display()
         ),
-        Err(e) => out!("not complete yet: {e}"),
+        Err(e) => out!("not complete yet: {}", super::printable(&e.to_string())),
     }
     Ok(if was_interrupted { 128 + crate::session::signal_received().max(2) } else { 0 })
 }

@@ -77,6 +77,24 @@ fn io_err(path: &Path, e: impl fmt::Display) -> RecordError {
     RecordError::Io { path: path.display().to_string(), error: e.to_string() }
 }
 
+/// Creates the folder for the takes (`flag` is the option that named it). Something there
+/// that is not a folder is said to be so, rather than "File exists".
+///
+/// # Errors
+/// Not a folder, or the folder cannot be created.
+fn make_folder(out: &Path, flag: &str) -> Result<(), RecordError> {
+    match std::fs::metadata(out) {
+        Ok(m) if !m.is_dir() => Err(io_err(
+            out,
+            format!(
+                "is {}, not a folder: {flag} names the folder for the takes (created if needed)",
+                crate::files::file_type_name(&m.file_type())
+            ),
+        )),
+        _ => std::fs::create_dir_all(out).map_err(|e| io_err(out, e)),
+    }
+}
+
 /// What to record and how its takes are made.
 #[derive(Debug, Clone)]
 pub struct RecordSettings {
@@ -471,7 +489,7 @@ pub fn start_for_play(
     let mut settings = RecordSettings::new(source, arg, out);
     let stem = Path::new(score_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     settings.prefix = write::safe_name(&format!("{stem}-console"));
-    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    make_folder(out, "--record-out")?;
     let recovered = recover(out);
     Ok((Recorder::start(&settings, organ)?, recovered))
 }
@@ -504,7 +522,7 @@ pub fn run(a: &RecordArgs) -> Result<i32, RecordError> {
         None if a.meter.is_some() => return Err(RecordError::Usage("--meter goes with --bpm".into())),
         None => Timebase::default(),
     };
-    std::fs::create_dir_all(&a.out).map_err(|e| io_err(&a.out, e))?;
+    make_folder(&a.out, "--out")?;
     for line in recover(&a.out) {
         err!("organ: {line}");
     }

@@ -207,7 +207,7 @@ fn name_list(organ: &Organ, ids: &[ControlId]) -> String {
 pub fn registration_text(take: &Take, organ: &Organ, tb: &Timebase, organ_ref: &str, comments: &[String]) -> String {
     let mut s = String::new();
     for c in comments {
-        let clean: String = c.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect();
+        let clean: String = c.chars().map(|ch| if crate::text::is_unsafe(ch) { ' ' } else { ch }).collect();
         s.push_str(&format!("# {clean}\n"));
     }
     s.push_str(&format!("organ = {}\n", quoted(organ_ref)));
@@ -458,8 +458,14 @@ mod tests {
     fn the_registration_file_reads_back() {
         let organ = Organ::find("st-marys").unwrap();
         let t = take(&organ);
-        let text = registration_text(&t, &organ, &Timebase::default(), "st-marys", &["a take\u{1b}[2J".into()]);
-        assert!(text.starts_with("# a take [2J\n"), "no control character reaches the file: {text}");
+        let text = registration_text(
+            &t,
+            &organ,
+            &Timebase::default(),
+            "st-marys",
+            &["a take\u{1b}[2J\u{9b}1m\u{202e}x".into()],
+        );
+        assert!(text.starts_with("# a take [2J 1m x\n"), "no control character or direction override: {text}");
         assert!(text.contains("(= preset mf)"), "{text}");
         assert!(text.contains("at = \"0.75s\"\noff = [\"Sw Oboe 8\"]\non = [\"Gt to Ped\"]\n"), "{text}");
         let reg = Registration::from_toml(&text, "take.toml", &organ).unwrap();
