@@ -129,7 +129,7 @@ mod e2e {
 
     use midly::{MidiMessage, Smf, TrackEventKind};
 
-    use super::support::console::{Console, Heard};
+    use super::support::console::{Console, Heard, undouble};
     use super::support::procs::{self, Unavailable, say};
     use super::support::tmux::Tmux;
     use super::support::{Scratch, organ_command, repo_dir};
@@ -489,10 +489,20 @@ verses = 1
         for ch in 0..3u8 {
             assert!(after_stop.contains(&&[0xB0 | ch, 123, 0][..]), "CC 123 on channel {} after the stop", ch + 1);
         }
-        let heard: Vec<&[u8]> = r.heard.iter().map(|(_, b)| &b[..]).collect();
+        let recorded = read_record(&record);
+        // Where JACK skipped cycles (organ says so), jack2 may hand a stalled cycle's messages
+        // to the console twice; only then is a block repeated at once taken as that doubling.
+        let mut heard: Vec<&Vec<u8>> = r.heard.iter().map(|(_, b)| b).collect();
+        if stderr.contains("JACK skipped cycles") {
+            let (undoubled, doubled) = undouble(&recorded.iter().collect::<Vec<_>>(), &heard);
+            if doubled > 0 {
+                say(&format!("JACK skipped cycles and the console heard {doubled} message(s) twice"));
+                heard = undoubled;
+            }
+        }
+        let heard: Vec<&[u8]> = heard.iter().map(|b| &b[..]).collect();
         let heard_ons = assert_every_key_released("the console", &heard);
         // The file record says the same.
-        let recorded = read_record(&record);
         let recorded: Vec<&[u8]> = recorded.iter().map(|b| &b[..]).collect();
         let recorded_ons = assert_every_key_released("the file record", &recorded);
         assert_eq!(recorded_ons, heard_ons, "the record and the console agree");

@@ -26,7 +26,8 @@ mod play_jack {
     use std::io::{BufRead, BufReader};
     use std::path::Path;
     use std::process::Stdio;
-    use std::sync::mpsc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, mpsc};
     use std::time::{Duration, Instant};
 
     use midly::{Smf, TrackEventKind};
@@ -88,6 +89,82 @@ mod play_jack {
             .unwrap();
         assert!(o.status.success(), "{}", text(&o.stderr));
         assert!(!text(&o.stdout).contains("JACK:"), "{}", text(&o.stdout));
+    }
+
+    /// A JACK client that, when asked, takes 150 ms over one cycle (as a client does on a
+    /// loaded machine): until it finishes, the server runs the graph it had and holds back any
+    /// change to it.
+    struct Staller {
+        arm: Arc<AtomicBool>,
+        stalling: Arc<AtomicBool>,
+    }
+
+    impl jack::ProcessHandler for Staller {
+        fn process(&mut self, _: &jack::Client, _: &jack::ProcessScope) -> jack::Control {
+            if self.arm.swap(false, Ordering::AcqRel) {
+                self.stalling.store(true, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(150));
+                self.stalling.store(false, Ordering::Release);
+            }
+            jack::Control::Continue
+        }
+    }
+
+    /// A burst sent the moment the output is open reaches the port it was connected to, whole,
+    /// also when another client holds the server's cycle up while organ connects: `open`
+    /// returns only once the server routes the connection. (jack2 takes a new connection into
+    /// the graph it runs at the start of the first cycle after every client finished the last
+    /// one; whatever was written to the port before then went nowhere. In CI, with a server
+    /// busy with 40 clients, the first 4 and the first 13 messages of a performance, the cancel
+    /// that sets the registration, were lost so.)
+    #[test]
+    fn a_burst_at_once_after_open_reaches_the_port_whole() {
+        use organ::midi::Micros;
+        use organ::output::{Output, Stamp};
+
+        use super::support::console::Console;
+
+        let dir = Scratch::new("play-jack-routed");
+        let _jack = match procs::start_jack(&dir.path) {
+            Ok(s) => s,
+            Err(Unavailable::Skip(r)) => return skip("a_burst_at_once_after_open_reaches_the_port_whole", &r),
+            Err(Unavailable::Fail(f)) => panic!("{f}"),
+        };
+        let (arm, stalling) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (staller, _) = jack::Client::new("staller", jack::ClientOptions::NO_START_SERVER).unwrap();
+        let staller =
+            staller.activate_async((), Staller { arm: Arc::clone(&arm), stalling: Arc::clone(&stalling) }).unwrap();
+        for round in 0..4u8 {
+            let mut console = Console::open(&format!("routed-{round}")).unwrap();
+            // Rounds 2 and 3: organ connects while the staller holds the cycle up.
+            if round >= 2 {
+                arm.store(true, Ordering::Release);
+                let t = Instant::now();
+                while !stalling.load(Ordering::Acquire) {
+                    assert!(t.elapsed() < Duration::from_secs(2), "the staller did not run");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let mut out = organ::output::jack::open(Some(&console.in_port())).unwrap();
+            // The running graph, as another client sees it, already carries the connection.
+            let ours = console.client().port_by_name(out.port_name()).unwrap();
+            assert!(
+                ours.is_connected_to(&console.in_port()).unwrap(),
+                "round {round}: open returned before the server routes {} to {}",
+                out.port_name(),
+                console.in_port()
+            );
+            let burst: Vec<Vec<u8>> = (0..16u8).map(|k| vec![0x90, 36 + k, 64 + round]).collect();
+            for b in &burst {
+                out.send(b, Stamp { plan: Micros(0), due: Micros(0), now: Micros(0) }).unwrap();
+            }
+            assert!(out.drain(Duration::from_secs(2)), "round {round}: the output did not drain");
+            std::thread::sleep(Duration::from_millis(100));
+            let heard: Vec<Vec<u8>> = console.take_heard().into_iter().map(|(_, b)| b).collect();
+            assert_eq!(heard, burst, "round {round}: the console heard the burst whole, in order");
+            out.finish().unwrap();
+        }
+        drop(staller);
     }
 
     /// The messages of a `file:` record, in order.

@@ -214,11 +214,12 @@ mod wire {
                 let same = record.iter().zip(&heard).take_while(|(r, h)| r == h).count();
                 panic!(
                     "{n}: the record holds what the organ heard: {} recorded, {} heard, the same for the first \
-                     {same}; then recorded {:02X?}, heard {:02X?}",
+                     {same}; then recorded {:02X?}, heard {:02X?}; organ said:\n{}",
                     record.len(),
                     heard.len(),
                     &record[same..record.len().min(same + 8)],
-                    &heard[same..heard.len().min(same + 8)]
+                    &heard[same..heard.len().min(same + 8)],
+                    self.stderr
                 );
             }
         }

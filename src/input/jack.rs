@@ -143,6 +143,11 @@ impl JackInput {
                 });
             }
         }
+        // Until the server routes the connection, what the console sends goes nowhere.
+        if !crate::output::jack::wait_routed(client, &src, &self.port_name, crate::output::jack::CONNECT_WAIT) {
+            let why = crate::output::jack::JackError::NotRouted { port: src, dest: self.port_name.clone() };
+            return Err(InputError::Backend { spec: spec.into(), why: why.to_string() });
+        }
         self.connected = Some(src);
         Ok(())
     }

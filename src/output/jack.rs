@@ -307,6 +307,12 @@ pub enum JackError {
         dest: String,
         error: String,
     },
+    /// The server took the connection but did not start routing through it within
+    /// [`CONNECT_WAIT`].
+    NotRouted {
+        port: String,
+        dest: String,
+    },
 }
 
 impl fmt::Display for JackError {
@@ -339,6 +345,12 @@ impl fmt::Display for JackError {
                 matches.join(", ")
             ),
             JackError::Connect { port, dest, error } => write!(f, "JACK: cannot connect {port} to {dest}: {error}"),
+            JackError::NotRouted { port, dest } => write!(
+                f,
+                "JACK: connected {port} to {dest}, but the server did not start passing messages between them within \
+                 {} s (it is overloaded or stuck); close other JACK programs or restart the JACK server, and try again",
+                CONNECT_WAIT.as_secs()
+            ),
         }
     }
 }
@@ -487,6 +499,9 @@ impl JackOutput {
                 return Err(JackError::Connect { port: self.port_name.clone(), dest, error: e.to_string() });
             }
         }
+        if !wait_routed(self.client(), &self.port_name, &dest, CONNECT_WAIT) {
+            return Err(JackError::NotRouted { port: self.port_name.clone(), dest });
+        }
         self.connected.push(dest.clone());
         Ok(dest)
     }
@@ -541,6 +556,32 @@ pub(crate) fn close_within<N: Send + 'static, P: Send + 'static>(client: AsyncCl
         let _ = tx.send(());
     });
     started.is_ok() && rx.recv_timeout(limit).is_ok()
+}
+
+/// The longest a new connection may take to carry messages (see [`wait_routed`]).
+pub const CONNECT_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits until the server passes messages from `src` to `dst` (full port names), at most
+/// `limit`; returns whether it does.
+///
+/// `jack_connect` returns once the server has taken the connection into its next graph; the
+/// graph it runs switches to that one at the start of a later cycle, and on a busy server (a
+/// client that has not finished its cycle) only after several. Whatever is written to our port
+/// before then goes nowhere: the first messages of a performance, the cancel that sets the
+/// registration, were lost that way. A client reads the running graph, so we wait until it
+/// shows the connection.
+pub(crate) fn wait_routed(client: &Client, src: &str, dst: &str, limit: Duration) -> bool {
+    let Some(port) = client.port_by_name(src) else { return false };
+    let end = Instant::now() + limit;
+    loop {
+        if port.is_connected_to(dst).unwrap_or(false) {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Whether every message `t` can send fits one JACK record ([`MAX_MESSAGE`] bytes): checked

@@ -82,6 +82,10 @@ impl Capture {
         let client = client.activate_async((), recorder).map_err(|e| jack_err(spec, e))?;
         let me = format!("{}:in", client.as_client().name());
         client.as_client().connect_ports_by_name(port, &me).map_err(|e| jack_err(spec, e))?;
+        if !crate::output::jack::wait_routed(client.as_client(), port, &me, crate::output::jack::CONNECT_WAIT) {
+            let why = crate::output::jack::JackError::NotRouted { port: port.to_string(), dest: me };
+            return Err(jack_err(spec, why));
+        }
         Ok(Capture { client, frames, lost })
     }
 
